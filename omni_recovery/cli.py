@@ -1,0 +1,342 @@
+"""The `omni-recovery` command line: each command parses its options and calls the library.
+
+Errors the library raises on purpose (RecoveryError) are printed as one clear line and exit
+with status 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from omni_recovery import __version__
+from omni_recovery.errors import RecoveryError
+
+F = TypeVar("F", bound=Callable[..., Any])
+PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'4G', '700MiB', '1048576' → bytes (binary units)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size such as 4G, 700M or 1048576")
+    return int(match[1]) * 1024 ** "bkmgt".index((match[2] or "b").lower())
+
+
+class SizeType(click.ParamType):
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return value if isinstance(value, int) else parse_size(str(value))
+
+
+def workspace_option(func: F) -> F:
+    return click.option(
+        "--workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Workspace folder (database, catalog, reports). "
+        "Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery.",
+    )(func)
+
+
+def passphrase_option(func: F) -> F:
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help=f"File holding the recovery passphrase (else ${PASSPHRASE_ENV}). "
+        "Never given on the command line.",
+    )(func)
+
+
+def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> bytes | None:
+    """The passphrase from the file given, else from the environment; never from argv."""
+    if passphrase_file is not None:
+        value = passphrase_file.read_bytes().rstrip(b"\r\n")
+    else:
+        value = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
+    if not value and required:
+        raise RecoveryError(f"no recovery passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV}")
+    return value or None
+
+
+def handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RecoveryError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int], None]]:
+    """A progress callback `(phase, amount)` drawing one bar per phase on stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm[Any]] = {}
+    units = {"scan": ("files", False), "hash": ("B", True), "write": ("B", True)}
+
+    def update(phase: str, amount: int) -> None:
+        if phase not in bars:
+            unit, scale = units.get(phase, ("items", False))
+            bars[phase] = tqdm(
+                desc=f"{phase:>6}",
+                unit=unit,
+                unit_scale=scale,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=None,
+                leave=True,
+            )
+        bars[phase].update(amount)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """omni-recovery: bring OmniCloud back from a set of ISO 9660 backup files.
+
+    \b
+    The flow:  demo-env / backup create  →  init-database  →  register-isos
+               →  validate-isos --deep  →  plan-generate  →  execute-plan
+
+    \b
+    Example:
+      omni-recovery demo          # a demo environment backed up and recovered end to end
+    """
+
+
+@main.command()
+def version() -> None:
+    """Print the version.
+
+    \b
+    Example:
+      omni-recovery version
+    """
+    click.echo(f"omni-recovery {__version__}")
+
+
+@main.command("demo-env")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to create (must not exist or be empty).",
+)
+@click.option("--nodes", default=5, show_default=True, help="Physical nodes.")
+@click.option("--directors", default=3, show_default=True, help="Directors (one per node, in one ring).")
+@click.option("--orchestrators", default=3, show_default=True, help="Orchestrator VMs (one cluster).")
+@click.option("--applications", default=12, show_default=True, help="User applications.")
+@click.option(
+    "--volume-scale",
+    type=click.Choice(["tiny", "small", "medium", "large"]),
+    default="small",
+    show_default=True,
+    help="Volume data: tiny ≈ 2 MiB, small ≈ 20 MiB, medium ≈ 300 MiB, large ≈ 2.5 GiB.",
+)
+@click.option("--seed", default=42, show_default=True, help="Same seed, same bytes.")
+@click.option("--name", default="demo", show_default=True, help="Environment name.")
+@handle_errors
+def demo_env(
+    output: Path,
+    nodes: int,
+    directors: int,
+    orchestrators: int,
+    applications: int,
+    volume_scale: str,
+    seed: int,
+    name: str,
+) -> None:
+    """Write a realistic demo OmniCloud environment state folder.
+
+    \b
+    Example:
+      omni-recovery demo-env --output ./demo/env --applications 12 --volume-scale small
+    """
+    from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
+
+    options = DemoOptions(
+        nodes=nodes,
+        directors=directors,
+        orchestrators=orchestrators,
+        applications=applications,
+        volume_scale=volume_scale,
+        seed=seed,
+        name=name,
+    )
+    with progress_bars() as progress:
+        summary = write_demo_environment(output, options, progress=lambda n: progress("files", n))
+    click.echo(f"demo environment written to {output}: {summary}")
+
+
+@main.command()
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key file to create (PEM); the public key goes beside it as FILE.pub.",
+)
+@handle_errors
+def keygen(output: Path) -> None:
+    """Make an Ed25519 signing key for backup sets and print its key id.
+
+    Give the key id (or the .pub file) to recovery operators as their trusted signer.
+
+    \b
+    Example:
+      omni-recovery keygen --output ./keys/backup-signing.key
+    """
+    from omni_recovery.backupset.signing import generate_signing_key
+
+    key_id, pub = generate_signing_key(output)
+    click.echo(f"key id: {key_id}\npublic key: {pub}")
+
+
+@main.group()
+def backup() -> None:
+    """Write backup sets.
+
+    \b
+    Example:
+      omni-recovery backup create --source ./env --output ./backups --signing-key ./keys/backup-signing.key
+    """
+
+
+@backup.command("create")
+@click.option(
+    "--source",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Environment state folder to back up.",
+)
+@click.option("--output", "-o", required=True, help="Folder or fsspec URL to write the ISO files into.")
+@click.option(
+    "--signing-key",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Ed25519 private key (from `omni-recovery keygen`).",
+)
+@passphrase_option
+@click.option(
+    "--max-iso-size",
+    type=SizeType(),
+    default="4G",
+    show_default=True,
+    help="Largest ISO to write; volume data spreads over more ISOs.",
+)
+@click.option(
+    "--chunk-size",
+    type=SizeType(),
+    default="1G",
+    show_default=True,
+    help="Files above this are stored as parts (at most 4 GiB - 1).",
+)
+@click.option("--backup-set-id", default=None, help="Set id (default: ENVNAME-YYYYMMDDtHHMMSSz).")
+@handle_errors
+def backup_create(
+    source: Path,
+    output: str,
+    signing_key: Path,
+    passphrase_file: Path | None,
+    max_iso_size: int,
+    chunk_size: int,
+    backup_set_id: str | None,
+) -> None:
+    """Back up an environment state folder into a signed, encrypted set of ISOs.
+
+    \b
+    Example:
+      export OMNI_RECOVERY_PASSPHRASE='correct horse battery staple'
+      omni-recovery backup create --source ./env --output ./backups/set1 \\
+          --signing-key ./keys/backup-signing.key --max-iso-size 700M
+    """
+    from omni_recovery.backupset.signing import load_signing_key
+    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
+
+    passphrase = read_passphrase(passphrase_file)
+    assert passphrase is not None
+    options = WriterOptions(backup_set_id=backup_set_id, max_iso_size=max_iso_size, chunk_size=chunk_size)
+    with progress_bars() as progress:
+        summary = create_backup_set(
+            source,
+            output,
+            signing_key=load_signing_key(signing_key),
+            passphrase=passphrase,
+            options=options,
+            progress=progress,
+        )
+    click.echo(
+        f"backup set {summary.backup_set_id}: {len(summary.isos)} ISOs, {summary.files} entries, "
+        f"{summary.data_bytes} data bytes in {summary.output}; signed by {summary.signer_key_id}"
+    )
+
+
+@main.command("init-database")
+@workspace_option
+@handle_errors
+def init_database(workspace: Path | None) -> None:
+    """Create or migrate the recovery database (embedded PostgreSQL unless OMNI_RECOVERY_DATABASE_URL).
+
+    Safe to run again: applies only missing migrations.
+
+    \b
+    Example:
+      omni-recovery init-database --workspace /opt/omni-recovery/workspace
+    """
+    from omni_recovery.db.schema import init_database as migrate
+    from omni_recovery.db.server import database_url
+    from omni_recovery.settings import load_settings
+
+    applied = migrate(database_url(load_settings(workspace)))
+    click.echo(
+        f"recovery database ready; applied {len(applied)} migration(s): {', '.join(applied) or 'none'}"
+    )
+
+
+@main.command()
+@workspace_option
+@click.option(
+    "--volume-scale",
+    type=click.Choice(["tiny", "small", "medium", "large"]),
+    default="small",
+    show_default=True,
+    help="Size of the demo's volume data.",
+)
+@handle_errors
+def demo(workspace: Path | None, volume_scale: str) -> None:
+    """Run the main job on embedded defaults: a demo environment, backed up, and every step after it.
+
+    Everything lands in the workspace folder (default ./.omni-recovery).
+
+    \b
+    Example:
+      omni-recovery demo --volume-scale tiny
+    """
+    from omni_recovery.demo_job import run_demo
+    from omni_recovery.settings import load_settings
+
+    with progress_bars() as progress:
+        run_demo(load_settings(workspace), volume_scale=volume_scale, progress=progress, echo=click.echo)

@@ -1,0 +1,42 @@
+"""The project's exceptions: each says what is wrong and, where known, which ISO and path."""
+
+from __future__ import annotations
+
+
+class RecoveryError(Exception):
+    """Base of every error omni-recovery raises on purpose; the CLI prints these without a traceback."""
+
+
+class BackupSetError(RecoveryError):
+    """A backup set, an ISO of it, or a file inside an ISO is malformed, damaged or untrusted."""
+
+    def __init__(self, message: str, *, iso: str | None = None, path: str | None = None) -> None:
+        self.iso = iso
+        self.path = path
+        self.reason = message
+        where = ": ".join(part for part in (iso, path) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class IntegrityError(BackupSetError):
+    """Bytes do not match their recorded checksum, size or authentication tag."""
+
+
+class SignatureError(BackupSetError):
+    """A signature does not verify, or the signer is not trusted."""
+
+
+class PassphraseError(BackupSetError):
+    """The recovery passphrase does not unwrap the set's data key."""
+
+
+class UnsafePathError(BackupSetError):
+    """A path in a backup would escape its root or is not a clean relative POSIX path."""
+
+
+class EnvironmentStateError(RecoveryError):
+    """An environment state folder is missing something or holds something malformed."""
+
+
+class DatabaseError(RecoveryError):
+    """The recovery database cannot be reached, started or migrated."""

