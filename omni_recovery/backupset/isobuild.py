@@ -94,7 +94,12 @@ class IsoBuilder:
         iso_path, rr_name, joliet_path = self._child(path, is_dir=False)
         self._open.append(fp)
         self._iso.add_fp(
-            fp, length, iso_path=iso_path, rr_name=rr_name, joliet_path=joliet_path, file_mode=mode
+            cast(BinaryIO, fp),
+            length,
+            iso_path=iso_path,
+            rr_name=rr_name,
+            joliet_path=joliet_path,
+            file_mode=mode,
         )
 
     def add_bytes(self, path: str, data: bytes, mode: int = 0o100644) -> None:
