@@ -340,3 +340,6 @@ def demo(workspace: Path | None, volume_scale: str) -> None:
 
     with progress_bars() as progress:
         run_demo(load_settings(workspace), volume_scale=volume_scale, progress=progress, echo=click.echo)
+
+
+# Commands of later stages live beside their library code and register below.

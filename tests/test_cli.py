@@ -1,0 +1,114 @@
+"""The command line, driven in process: every command documented, errors clear, the backup commands work."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from omni_recovery import __version__
+from omni_recovery.cli import main, parse_size
+from omni_recovery.envstate.model import walk_environment
+
+
+def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name, command in group.commands.items():
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found.extend(all_commands(command, f"{prefix}{name} "))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "command"), all_commands(main), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_command_explains_itself_with_an_example(name: str, command: click.Command):
+    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output and "omni-recovery" in result.output.split("Example", 1)[1], name
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name != "help":
+            assert param.help, f"{name} --{param.name} has no help text"
+
+
+def test_top_level_help_and_version():
+    runner = CliRunner()
+    assert "backup" in runner.invoke(main, ["--help"]).output
+    result = runner.invoke(main, ["version"])
+    assert result.exit_code == 0 and result.output.strip() == f"omni-recovery {__version__}"
+
+
+def test_sizes_parse_in_binary_units():
+    assert parse_size("4G") == 4 * 1024**3
+    assert parse_size("700MiB") == 700 * 1024**2
+    assert parse_size("1048576") == 1048576
+    with pytest.raises(click.BadParameter):
+        parse_size("lots")
+
+
+def test_keygen_demo_env_and_backup_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    runner = CliRunner()
+    result = runner.invoke(main, ["keygen", "--output", str(tmp_path / "k" / "signing.key")])
+    assert result.exit_code == 0, result.output
+    assert "key id: " in result.output and (tmp_path / "k" / "signing.key.pub").exists()
+    assert (tmp_path / "k" / "signing.key").stat().st_mode & 0o777 == 0o600
+    again = runner.invoke(main, ["keygen", "--output", str(tmp_path / "k" / "signing.key")])
+    assert again.exit_code == 1 and "refusing to overwrite" in again.output
+
+    env = tmp_path / "env"
+    result = runner.invoke(
+        main, ["demo-env", "--output", str(env), "--volume-scale", "tiny", "--applications", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert sum(1 for _ in walk_environment(env)) > 50
+
+    base = [
+        "backup",
+        "create",
+        "--source",
+        str(env),
+        "--output",
+        str(tmp_path / "set"),
+        "--signing-key",
+        str(tmp_path / "k" / "signing.key"),
+        "--max-iso-size",
+        "2M",
+        "--chunk-size",
+        "512K",
+    ]
+    monkeypatch.delenv("OMNI_RECOVERY_PASSPHRASE", raising=False)
+    refused = runner.invoke(main, base)
+    assert refused.exit_code == 1 and "no recovery passphrase" in refused.output
+    assert not (tmp_path / "set").exists() or not any((tmp_path / "set").iterdir())
+
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", "from the environment")
+    result = runner.invoke(main, base)
+    assert result.exit_code == 0, result.output
+    isos = sorted(p.name for p in (tmp_path / "set").iterdir())
+    assert isos and all(name.endswith(".iso") for name in isos)
+    assert "ISOs" in result.output
+
+    clash = runner.invoke(main, base)
+    assert clash.exit_code == 1 and "refusing to overwrite a backup" in clash.output
+
+
+def test_passphrase_file_is_used_and_no_plain_argument_exists(tmp_path: Path):
+    backup_create = main.commands["backup"].commands["create"]  # type: ignore[attr-defined]
+    assert not any(p.name == "passphrase" for p in backup_create.params)
+    assert any(p.name == "passphrase_file" for p in backup_create.params)
+
+
+def test_init_database_is_idempotent(
+    fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", fresh_database_url)
+    runner = CliRunner()
+    first = runner.invoke(main, ["init-database", "--workspace", str(tmp_path / "ws")])
+    assert first.exit_code == 0, first.output
+    assert re.search(r"applied [1-9][0-9]* migration", first.output)
+    second = runner.invoke(main, ["init-database", "--workspace", str(tmp_path / "ws")])
+    assert second.exit_code == 0 and "applied 0 migration(s): none" in second.output
