@@ -187,7 +187,7 @@ def demo_env(
         name=name,
     )
     with progress_bars() as progress:
-        summary = write_demo_environment(output, options, progress=lambda n: progress("files", n))
+        summary = write_demo_environment(output, options, progress=lambda n: progress("write", n))
     click.echo(f"demo environment written to {output}: {summary}")
 
 

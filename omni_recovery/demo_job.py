@@ -34,7 +34,7 @@ def run_demo(settings: Settings, *, volume_scale: str, progress: Progress, echo:
     env = demo_root / f"env-{volume_scale}"
     if not env.exists():
         summary = write_demo_environment(
-            env, DemoOptions(volume_scale=volume_scale), progress=lambda n: progress("files", n)
+            env, DemoOptions(volume_scale=volume_scale), progress=lambda n: progress("write", n)
         )
         echo(f"1. demo environment written to {env}: {summary}")
     else:

@@ -20,7 +20,9 @@ import yaml
 from omni_recovery.backupset import layout
 from omni_recovery.errors import BackupSetError
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# Modes assumed when a writer leaves `mode` out (the format shows it but a reader should not insist).
+_DEFAULT_MODES = {"file": 0o100644, "dir": 0o40755, "symlink": 0o120777}
 _VOLUME_FILES = re.compile(r"(data/volumes/[^/]+/[^/]+/files)/")
 ENTRY_TYPES = ("file", "dir", "symlink")
 
@@ -169,8 +171,8 @@ class _Fields:
     def sha256(self, key: str) -> str:
         value = self.text(key)
         if not _SHA256.fullmatch(value):
-            raise self.fail(f"{key} must be 64 lowercase hex digits, found {value!r}")
-        return str(value)
+            raise self.fail(f"{key} must be 64 hex digits, found {value!r}")
+        return str(value).lower()
 
     def timestamp(self, key: str, *, optional: bool = False) -> Any:
         value = self.text(key, optional=optional)
@@ -216,7 +218,7 @@ def _entry(raw: Any, iso: str) -> ManifestEntry:
     if kind not in ENTRY_TYPES:
         raise f.fail(f"type must be one of {', '.join(ENTRY_TYPES)}, found {kind!r}")
     size = f.integer("size")
-    mode = f.integer("mode")
+    mode = f.integer("mode") if raw.get("mode") is not None else _DEFAULT_MODES[kind]
     component = f.text("component", optional=True)
     if kind == "file":
         return ManifestEntry(

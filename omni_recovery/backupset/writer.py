@@ -275,7 +275,7 @@ def _stored_entries(
         sealed_path = staging / f"sealed-{os.urandom(8).hex()}"
         with env_file.abspath.open("rb") as src, sealed_path.open("wb") as dst:
             sealed = keys.seal_file(data_key, key_id, path, src, dst)
-        encryption = Encryption(**{k: v for k, v in sealed.manifest_fields().items()})
+        encryption = Encryption(**sealed.manifest_fields())
         if sealed.stored_size > chunk_size:
             raise EnvironmentStateError(f"{env_file.abspath}: a sensitive file larger than the chunk size")
         yield _Stored(

@@ -141,6 +141,14 @@ class DemoSummary:
     volume_bytes: int
     largest_file_bytes: int
 
+    def __str__(self) -> str:
+        return (
+            f"{self.nodes} nodes, {self.directors} directors, {self.orchestrators} orchestrators, "
+            f"{self.services} core services, {self.applications} applications, {self.volumes} volumes; "
+            f"{self.files} files ({self.total_bytes / 2**20:.1f} MiB), {self.dirs} folders, "
+            f"{self.symlinks} symlinks"
+        )
+
 
 @dataclass(frozen=True)
 class _Scale:

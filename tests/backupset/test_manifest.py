@@ -108,3 +108,11 @@ def test_chunk_part_name_must_match_its_index():
     )
     with pytest.raises(BackupSetError, match=r"must be named data/big\.part-00001"):
         parse_manifest(manifest(bad), iso="i.iso")
+
+
+def test_other_writers_leniencies_are_read():
+    raw = entry("data/x", sha256="A" * 64)
+    del raw["mode"], raw["component"]
+    parsed = parse_manifest(manifest(raw, {"path": "data/d", "size": 0, "type": "dir"}), iso="i.iso")
+    assert parsed.files[0].sha256 == "a" * 64 and parsed.files[0].mode == 0o100644
+    assert parsed.files[0].component is None and parsed.files[1].mode == 0o40755
