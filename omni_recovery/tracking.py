@@ -1,0 +1,187 @@
+"""Recovery tracking in the recovery database: runs, steps, verified files, and the audit trail.
+
+How it works: a run belongs to a plan. `start_or_resume` returns the plan's unfinished run if
+there is one (a killed `execute-plan` started again continues it) or opens a new one. Each step
+is upserted when it starts (attempts + 1) and when it ends (status, bytes, detail). Every file a
+restore has written *and verified* is recorded in `restored_files`; a resumed run loads that set
+once and skips those files. Each write commits at once with its audit row, so a SIGKILL loses at
+most the step or file in flight, which the resumed run redoes.
+
+What can go wrong: two `execute-plan` runs of the same plan at once would share a run; a
+PostgreSQL advisory lock held for the run's lifetime (`hold_run_lock`) refuses the second.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+
+from omni_recovery.db.audit import audit
+from omni_recovery.errors import RecoveryError
+
+Connection = psycopg.Connection[TupleRow]
+
+RUNNING, SUCCEEDED, FAILED, SKIPPED = "running", "succeeded", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step_id: str
+    phase: str
+    component_id: str | None
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    bytes_written: int
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    plan_id: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    options: dict[str, Any]
+    steps: list[StepRecord]
+
+
+class RecoveryTracker:
+    """Records one recovery run; every method commits its own small transaction."""
+
+    def __init__(self, conn: Connection, run_id: str) -> None:
+        self.conn, self.run_id = conn, run_id
+
+    @classmethod
+    def start_or_resume(cls, conn: Connection, plan_id: str, options: dict[str, Any]) -> RecoveryTracker:
+        row = conn.execute(
+            "SELECT run_id FROM omni.recovery_runs WHERE plan_id = %s AND finished_at IS NULL "
+            "ORDER BY started_at DESC LIMIT 1",
+            (plan_id,),
+        ).fetchone()
+        if row is not None:
+            run_id = str(row[0])
+            conn.execute("UPDATE omni.recovery_runs SET status = %s WHERE run_id = %s", (RUNNING, run_id))
+            audit(conn, "recovery.resume", run_id, {"plan_id": plan_id, "options": options})
+        else:
+            run_id = f"run-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+            conn.execute(
+                "INSERT INTO omni.recovery_runs (run_id, plan_id, status, options) VALUES (%s, %s, %s, %s)",
+                (run_id, plan_id, RUNNING, Jsonb(options)),
+            )
+            audit(conn, "recovery.start", run_id, {"plan_id": plan_id, "options": options})
+        conn.commit()
+        return cls(conn, run_id)
+
+    @contextmanager
+    def hold_run_lock(self) -> Iterator[None]:
+        """Refuse a second process working on the same run at the same time."""
+        key = int.from_bytes(self.run_id.encode()[-8:].rjust(8, b"\0"), "big", signed=True)
+        got = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        self.conn.commit()
+        if not got or not got[0]:
+            raise RecoveryError(f"recovery run {self.run_id} is being executed by another process")
+        try:
+            yield
+        finally:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            self.conn.commit()
+
+    def step_started(self, step_id: str, phase: str, component_id: str | None) -> None:
+        self.conn.execute(
+            "INSERT INTO omni.recovery_steps "
+            "(run_id, step_id, phase, component_id, status, attempts, started_at) "
+            "VALUES (%s, %s, %s, %s, %s, 1, now()) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+            "status = EXCLUDED.status, attempts = omni.recovery_steps.attempts + 1, started_at = now(), "
+            "finished_at = NULL",
+            (self.run_id, step_id, phase, component_id, RUNNING),
+        )
+        audit(self.conn, "step.start", step_id, {"run_id": self.run_id, "phase": phase})
+        self.conn.commit()
+
+    def step_finished(
+        self, step_id: str, status: str, bytes_written: int = 0, detail: dict[str, Any] | None = None
+    ) -> None:
+        self.conn.execute(
+            "UPDATE omni.recovery_steps SET status = %s, finished_at = now(), bytes_written = %s, "
+            "detail = %s WHERE run_id = %s AND step_id = %s",
+            (status, bytes_written, Jsonb(detail or {}), self.run_id, step_id),
+        )
+        audit(
+            self.conn,
+            f"step.{status}",
+            step_id,
+            {"run_id": self.run_id, "bytes": bytes_written, **(detail or {})},
+        )
+        self.conn.commit()
+
+    def succeeded_steps(self) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT step_id FROM omni.recovery_steps WHERE run_id = %s AND status = %s",
+            (self.run_id, SUCCEEDED),
+        ).fetchall()
+        self.conn.commit()
+        return {str(r[0]) for r in rows}
+
+    def verified_files(self, target: str) -> dict[str, tuple[str | None, int]]:
+        """path → (sha256, size) of every file this run already wrote and verified on `target`."""
+        rows = self.conn.execute(
+            "SELECT path, sha256, size FROM omni.restored_files WHERE run_id = %s AND target = %s",
+            (self.run_id, target),
+        ).fetchall()
+        self.conn.commit()
+        return {str(path): (sha, int(size)) for path, sha, size in rows}
+
+    def files_verified(self, target: str, files: Iterable[tuple[str, str | None, int]]) -> None:
+        """Record verified files (path, sha256, size); recording one twice is harmless."""
+        rows = [(self.run_id, target, path, sha, size) for path, sha, size in files]
+        if not rows:
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO omni.restored_files (run_id, target, path, sha256, size) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, target, path) DO NOTHING",
+                rows,
+            )
+        self.conn.commit()
+
+    def finish(self, status: str) -> None:
+        self.conn.execute(
+            "UPDATE omni.recovery_runs SET status = %s, finished_at = now() WHERE run_id = %s",
+            (status, self.run_id),
+        )
+        audit(self.conn, f"recovery.{status}", self.run_id)
+        self.conn.commit()
+
+
+def recent_runs(conn: Connection, limit: int = 5) -> list[RunRecord]:
+    """The latest runs with their steps, newest first (what `omni-recovery status` shows)."""
+    runs = conn.execute(
+        "SELECT run_id, plan_id, status, started_at, finished_at, options FROM omni.recovery_runs "
+        "ORDER BY started_at DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    records = []
+    for run_id, plan_id, status, started, finished, options in runs:
+        steps = [
+            StepRecord(*row)
+            for row in conn.execute(
+                "SELECT step_id, phase, component_id, status, attempts, started_at, finished_at, "
+                "bytes_written, detail FROM omni.recovery_steps WHERE run_id = %s "
+                "ORDER BY started_at NULLS LAST, step_id",
+                (run_id,),
+            ).fetchall()
+        ]
+        records.append(RunRecord(run_id, plan_id, status, started, finished, options, steps))
+    conn.commit()
+    return records

@@ -1,0 +1,81 @@
+"""Recovery tracking against a real PostgreSQL: resume continues the run, files and steps are not duplicated."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from omni_recovery.db.connection import connect
+from omni_recovery.errors import RecoveryError
+from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, recent_runs
+
+
+@pytest.fixture
+def conn(database_url: str) -> psycopg.Connection:
+    connection = connect(database_url)
+    connection.execute(
+        "INSERT INTO omni.backup_sets (backup_set_id, created_at, omnicloud_version, iso_count) "
+        "VALUES ('track-set', now(), '4.2.1', 6) ON CONFLICT DO NOTHING"
+    )
+    connection.execute(
+        "INSERT INTO omni.recovery_plans (plan_id, backup_set_id, adaptation_mode, plan_yaml, plan_sha256) "
+        "VALUES ('plan-a', 'track-set', 'basic', 'steps: []', repeat('a', 64)) ON CONFLICT DO NOTHING"
+    )
+    connection.execute("DELETE FROM omni.recovery_runs WHERE plan_id = 'plan-a'")
+    connection.commit()
+    yield connection
+    connection.close()
+
+
+def test_a_killed_run_is_resumed_not_restarted(conn: psycopg.Connection):
+    first = RecoveryTracker.start_or_resume(conn, "plan-a", {"parallel_factor": 2})
+    first.step_started("directors:d1", "directors", "director:d1")
+    first.step_finished("directors:d1", SUCCEEDED, 1234, {"files": 3})
+    first.step_started("volumes:billing", "volumes", "volume:billing/pgdata")
+    first.files_verified("node-a", [("a/x", "f" * 64, 10), ("a/y", None, 0)])
+    # The process dies here; the next execute-plan of the same plan continues the same run.
+    again = RecoveryTracker.start_or_resume(conn, "plan-a", {"parallel_factor": 2})
+    assert again.run_id == first.run_id
+    assert again.succeeded_steps() == {"directors:d1"}
+    assert again.verified_files("node-a") == {"a/x": ("f" * 64, 10), "a/y": (None, 0)}
+    again.files_verified("node-a", [("a/x", "f" * 64, 10)])
+    again.step_started("volumes:billing", "volumes", "volume:billing/pgdata")
+    again.step_finished("volumes:billing", FAILED, 0, {"error": "disk full"})
+    again.finish(FAILED)
+
+    [run] = [r for r in recent_runs(conn) if r.run_id == first.run_id]
+    steps = {s.step_id: s for s in run.steps}
+    assert run.status == FAILED and run.finished_at is not None
+    assert steps["volumes:billing"].attempts == 2 and steps["volumes:billing"].detail == {
+        "error": "disk full"
+    }
+    assert steps["directors:d1"].bytes_written == 1234
+    count = conn.execute(
+        "SELECT count(*) FROM omni.restored_files WHERE run_id = %s", (first.run_id,)
+    ).fetchone()
+    assert count == (2,)
+    audited = conn.execute(
+        "SELECT operation FROM omni.audit_log WHERE subject = %s ORDER BY id", (first.run_id,)
+    ).fetchall()
+    assert [a[0] for a in audited] == ["recovery.start", "recovery.resume", "recovery.failed"]
+    conn.commit()
+
+    fresh = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    assert fresh.run_id != first.run_id, "a finished run is never reopened"
+
+
+def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, database_url: str):
+    tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    other = connect(database_url)
+    try:
+        with tracker.hold_run_lock():
+            rival = RecoveryTracker(other, tracker.run_id)
+            with (
+                pytest.raises(RecoveryError, match="being executed by another process"),
+                rival.hold_run_lock(),
+            ):
+                pass
+        with RecoveryTracker(other, tracker.run_id).hold_run_lock():
+            pass
+    finally:
+        other.close()
