@@ -1,4 +1,4 @@
-"""Recovery tracking against a real PostgreSQL: resume continues the run, files and steps are not duplicated."""
+"""Recovery tracking on a real PostgreSQL: resume continues the run, files and steps are not duplicated."""
 
 from __future__ import annotations
 
