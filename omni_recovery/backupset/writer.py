@@ -173,7 +173,7 @@ def create_backup_set(
             signing={"algorithm": "ed25519", "key_id": signing.key_id(signing_key.public_key())},
         )
         carried_anywhere = {s.env.placement.component for iso in isos for s in iso.entries}
-        with _output_folder(output, [m.name for m in members], staging) as place:
+        with _output_folder(output, staging) as place:
             for iso, member in zip(isos, members, strict=True):
                 index = _iso_index(iso, topology, carried_anywhere)
                 _write_iso(iso, member.name, info, index, signing_key, staging, place, report)
@@ -427,16 +427,20 @@ def _recovery_log(iso: _PlannedIso, name: str, info: BackupInfo) -> bytes:
 
 
 @contextmanager
-def _output_folder(output: str, names: list[str], staging: Path) -> Iterator[Callable[[str], Any]]:
+def _output_folder(output: str, staging: Path) -> Iterator[Callable[[str], Any]]:
     """Yields `place(name)`: a context manager giving a binary file that appears in `output` as `name`
     only once closed without error. If anything fails, every ISO this run wrote is removed again.
 
     pycdlib seeks while writing an image, so a remote URL gets the image written locally first."""
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
-    clashes = [n for n in names if fs.exists(posixpath.join(root, n))]
-    if clashes:
-        raise RecoveryError(f"{output} already holds {', '.join(clashes)}; refusing to overwrite a backup")
+    present = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
+    if present:
+        shown = ", ".join(present[:3]) + (" …" if len(present) > 3 else "")
+        raise RecoveryError(
+            f"{output} already holds {shown}; a set folder holds one backup set, so refusing to overwrite "
+            "a backup or mix two sets"
+        )
     local = isinstance(fs, LocalFileSystem)
     written: list[str] = []
 
