@@ -141,6 +141,8 @@ def create_backup_set(
     """Back up the environment at `source` into the folder or fsspec URL `output`."""
     options = options or WriterOptions()
     options.check()
+    out_fs, out_root = fsspec.core.url_to_fs(output)
+    _refuse_non_empty(out_fs, out_root, output)
     report = progress or (lambda phase, n: None)
     created = (options.created_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     environment = _read_environment(source)
@@ -426,6 +428,18 @@ def _recovery_log(iso: _PlannedIso, name: str, info: BackupInfo) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
+def _refuse_non_empty(fs: Any, root: str, output: str) -> None:
+    if not fs.exists(root):
+        return
+    present = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
+    if present:
+        shown = ", ".join(present[:3]) + (" …" if len(present) > 3 else "")
+        raise RecoveryError(
+            f"{output} already holds {shown}; a set folder holds one backup set, so refusing to overwrite "
+            "a backup or mix two sets"
+        )
+
+
 @contextmanager
 def _output_folder(output: str, staging: Path) -> Iterator[Callable[[str], Any]]:
     """Yields `place(name)`: a context manager giving a binary file that appears in `output` as `name`
@@ -434,13 +448,7 @@ def _output_folder(output: str, staging: Path) -> Iterator[Callable[[str], Any]]
     pycdlib seeks while writing an image, so a remote URL gets the image written locally first."""
     fs, root = fsspec.core.url_to_fs(output)
     fs.makedirs(root, exist_ok=True)
-    present = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
-    if present:
-        shown = ", ".join(present[:3]) + (" …" if len(present) > 3 else "")
-        raise RecoveryError(
-            f"{output} already holds {shown}; a set folder holds one backup set, so refusing to overwrite "
-            "a backup or mix two sets"
-        )
+    _refuse_non_empty(fs, root, output)
     local = isinstance(fs, LocalFileSystem)
     written: list[str] = []
 
