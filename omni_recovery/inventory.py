@@ -1,0 +1,559 @@
+"""The target inventory (`inventory.yaml`): the new infrastructure a backup set is restored onto.
+
+`parse_inventory(text)` reads and validates it (shape in docs/backup-format.md, "The target
+inventory"). Every problem found is reported at once in one InventoryError, each naming the line
+of the YAML at fault and what is wrong: a bad CIDR or address, a gateway outside the management
+subnet, duplicate node names, MACs or storage names, an unknown storage class, a non-positive
+capacity, a missing or unknown field.
+
+`load_yaml_with_lines` is the line-aware loader used here and by the plan reader: mappings come
+back as `LineMap` (a dict that remembers the line of itself and of each key, and the raw text of
+scalar values, so an unquoted MAC such as 52:54:00:12:34:56 — which YAML 1.1 reads as a
+sexagesimal number — keeps its text).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from omni_recovery.errors import RecoveryError
+
+STORAGE_CLASSES = ("hdd", "nvme", "ssd")
+SUBNET_ROLES = ("management", "services", "storage")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class InventoryError(RecoveryError):
+    """The inventory is malformed; `problems` lists (line, message), line 0 when unknown."""
+
+    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
+        self.source = source
+        self.problems = sorted(problems)
+        lines = [f"{source}:{line}: {msg}" if line else f"{source}: {msg}" for line, msg in self.problems]
+        super().__init__("the target inventory is not valid:\n  " + "\n  ".join(lines))
+
+
+# -- line-aware YAML -------------------------------------------------------------------------------
+
+
+class LineMap(dict[str, Any]):
+    """A mapping read from YAML that knows its own line, each key's line and each scalar's raw text."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+    raw: dict[str, str]
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class LineList(list[Any]):
+    """A sequence read from YAML that knows its line and each item's line."""
+
+    line: int = 0
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
+    result = LineMap()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    result.raw = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        key = str(key)
+        if key in result:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.ScalarNode):
+            result.raw[key] = str(value_node.value)
+    return result
+
+
+def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
+    result = LineList(loader.construct_object(item, deep=True) for item in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [item.start_mark.line + 1 for item in node.value]
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+
+
+def load_yaml_with_lines(text: str) -> Any:
+    """Parse YAML safely; mappings become LineMap and sequences LineList. Raises yaml.YAMLError."""
+    return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+
+
+def yaml_error_line(exc: yaml.YAMLError) -> int:
+    mark = getattr(exc, "problem_mark", None)
+    return int(mark.line) + 1 if mark is not None else 0
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InventoryNic:
+    name: str
+    mac: str  # lower case, colon separated
+
+
+@dataclass(frozen=True)
+class InventoryDisk:
+    device: str
+    size_gib: int
+
+
+@dataclass(frozen=True)
+class InventoryNode:
+    name: str
+    root: str
+    cpu_cores: int
+    memory_mib: int
+    disks: tuple[InventoryDisk, ...]
+    nics: tuple[InventoryNic, ...]
+    line: int = field(default=0, compare=False)
+
+    @property
+    def disk_gib(self) -> int:
+        return sum(d.size_gib for d in self.disks)
+
+
+@dataclass(frozen=True)
+class StoragePool:
+    name: str
+    storage_class: str
+    root: str
+    capacity_gib: int
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class InventoryNetwork:
+    subnets: tuple[tuple[str, str], ...]  # (role, cidr), roles management/services/storage
+    gateway: str
+    dns: tuple[str, ...]
+
+    def subnet(self, role: str) -> str | None:
+        return dict(self.subnets).get(role)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    nodes: tuple[InventoryNode, ...]
+    network: InventoryNetwork
+    storage: tuple[StoragePool, ...]
+
+    def node(self, name: str) -> InventoryNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate the inventory file at `path`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(str(path), [(0, f"cannot be read: {exc}")]) from exc
+    return parse_inventory(text, source=str(path))
+
+
+def parse_inventory(text: str, source: str = "inventory.yaml") -> Inventory:
+    """Parse and validate inventory YAML; raise InventoryError listing every problem with its line."""
+    try:
+        doc = load_yaml_with_lines(text)
+    except yaml.YAMLError as exc:
+        raise InventoryError(source, [(yaml_error_line(exc), f"not valid YAML: {exc}")]) from exc
+    check = _Checker()
+    inventory = check.document(doc)
+    if check.problems or inventory is None:
+        raise InventoryError(source, check.problems or [(0, "empty inventory")])
+    return inventory
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[tuple[int, str]] = []
+
+    def fail(self, line: int, message: str) -> None:
+        self.problems.append((line, message))
+
+    # -- generic ------------------------------------------------------------------------------
+
+    def mapping(
+        self, value: Any, line: int, what: str, known: tuple[str, ...], required: tuple[str, ...]
+    ) -> bool:
+        if not isinstance(value, LineMap):
+            self.fail(line, f"{what} must be a mapping, found {_kind(value)}")
+            return False
+        for key in value:
+            if key not in known:
+                self.fail(value.line_of(key), f"{what}: unknown field {key!r} (known: {', '.join(known)})")
+        for key in required:
+            if key not in value:
+                self.fail(value.line, f"{what}: missing field {key!r}")
+        return True
+
+    def sequence(self, value: Any, line: int, what: str, *, allow_empty: bool = False) -> LineList | None:
+        if not isinstance(value, LineList):
+            self.fail(line, f"{what} must be a list, found {_kind(value)}")
+            return None
+        if not value and not allow_empty:
+            self.fail(line, f"{what} must not be empty")
+        return value
+
+    def text(self, m: LineMap, key: str, what: str) -> str | None:
+        if key not in m:
+            return None
+        value = m.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(m.line_of(key), f"{what}: {key} must be non-empty text, found {value!r}")
+            return None
+        return value
+
+    def name(self, m: LineMap, key: str, what: str) -> str | None:
+        value = self.text(m, key, what)
+        if value is not None and not _NAME.match(value):
+            self.fail(
+                m.line_of(key),
+                f"{what}: {key} {value!r} must be letters, digits, '.', '_' or '-' (at most 63, no '/')",
+            )
+            return None
+        return value
+
+    def positive(self, m: LineMap, key: str, what: str) -> int | None:
+        if key not in m:
+            return None
+        value = m.get(key)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(m.line_of(key), f"{what}: {key} must be a whole number, found {value!r}")
+            return None
+        if value <= 0:
+            self.fail(m.line_of(key), f"{what}: {key} must be positive, found {value}")
+            return None
+        return value
+
+    def root(self, m: LineMap, key: str, what: str) -> str | None:
+        value = self.text(m, key, what)
+        if value is None:
+            return None
+        if "://" not in value and not value.startswith("/"):
+            self.fail(
+                m.line_of(key),
+                f"{what}: {key} {value!r} must be an fsspec URL (file:///srv/omni/x) or an absolute path",
+            )
+            return None
+        return value.rstrip("/") or "/"
+
+    # -- sections -----------------------------------------------------------------------------
+
+    def document(self, doc: Any) -> Inventory | None:
+        if not self.mapping(
+            doc, 1, "the inventory", ("nodes", "network", "storage"), ("nodes", "network", "storage")
+        ):
+            return None
+        assert isinstance(doc, LineMap)
+        nodes = self.nodes(doc.get("nodes"), doc.line_of("nodes"))
+        network = self.network(doc.get("network"), doc.line_of("network"))
+        storage = self.storage(doc.get("storage"), doc.line_of("storage"))
+        if network is None:
+            return None
+        return Inventory(nodes=tuple(nodes), network=network, storage=tuple(storage))
+
+    def nodes(self, value: Any, line: int) -> list[InventoryNode]:
+        items = self.sequence(value, line, "nodes")
+        result: list[InventoryNode] = []
+        names: dict[str, int] = {}
+        macs: dict[str, tuple[str, int]] = {}
+        for i, item in enumerate(items or ()):
+            where = f"node #{i + 1}"
+            if not self.mapping(
+                item,
+                items.line_of(i) if items else line,
+                where,
+                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
+                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
+            ):
+                continue
+            name = self.name(item, "name", where)
+            if name is not None:
+                where = f"node {name}"
+                if name in names:
+                    self.fail(
+                        item.line_of("name"), f"duplicate node name {name!r} (first at line {names[name]})"
+                    )
+                names.setdefault(name, item.line_of("name"))
+            root = self.root(item, "root", where)
+            cores = self.positive(item, "cpu_cores", where)
+            memory = self.positive(item, "memory_mib", where)
+            disks = self.disks(item.get("disks"), item.line_of("disks"), where) if "disks" in item else ()
+            nics = (
+                self.nics(item.get("nics"), item.line_of("nics"), where, macs, name or where)
+                if "nics" in item
+                else ()
+            )
+            if None not in (name, root, cores, memory):
+                assert name is not None and root is not None and cores is not None and memory is not None
+                result.append(InventoryNode(name, root, cores, memory, disks, nics, item.line))
+        return result
+
+    def disks(self, value: Any, line: int, where: str) -> tuple[InventoryDisk, ...]:
+        items = self.sequence(value, line, f"{where}: disks")
+        result = []
+        for i, item in enumerate(items or ()):
+            what = f"{where}: disk #{i + 1}"
+            if not self.mapping(
+                item, line, what, ("device", "size_gib", "model", "serial"), ("device", "size_gib")
+            ):
+                continue
+            device = self.text(item, "device", what)
+            size = self.positive(item, "size_gib", what)
+            if device is not None and size is not None:
+                result.append(InventoryDisk(device, size))
+        return tuple(result)
+
+    def nics(
+        self, value: Any, line: int, where: str, macs: dict[str, tuple[str, int]], owner: str
+    ) -> tuple[InventoryNic, ...]:
+        items = self.sequence(value, line, f"{where}: nics")
+        result = []
+        seen: set[str] = set()
+        for i, item in enumerate(items or ()):
+            what = f"{where}: nic #{i + 1}"
+            if not self.mapping(item, line, what, ("name", "mac"), ("name", "mac")):
+                continue
+            name = self.text(item, "name", what)
+            if name is not None and name in seen:
+                self.fail(item.line_of("name"), f"{where}: duplicate NIC name {name!r}")
+            seen.add(name or "")
+            if "mac" not in item:
+                continue
+            raw = item.raw.get("mac", item.get("mac"))
+            mac = str(raw).strip().lower().replace("-", ":") if raw is not None else ""
+            mline = item.line_of("mac")
+            if not _MAC.match(mac):
+                self.fail(mline, f'{what}: mac {raw!r} is not a MAC address like "52:54:00:12:34:56"')
+                continue
+            first = int(mac[:2], 16)
+            if first & 1 or mac == "00:00:00:00:00:00":
+                self.fail(mline, f"{what}: mac {mac} is a multicast, broadcast or zero address")
+                continue
+            if mac in macs:
+                other, other_line = macs[mac]
+                self.fail(mline, f"{what}: duplicate MAC {mac} (also on {other}, line {other_line})")
+                continue
+            macs[mac] = (owner, mline)
+            if name is not None:
+                result.append(InventoryNic(name, mac))
+        return tuple(result)
+
+    def network(self, value: Any, line: int) -> InventoryNetwork | None:
+        if not self.mapping(value, line, "network", ("subnets", "gateway", "dns"), ("subnets", "gateway")):
+            return None
+        assert isinstance(value, LineMap)
+        subnets_doc = value.get("subnets")
+        sline = value.line_of("subnets")
+        nets: dict[str, ipaddress.IPv4Network] = {}
+        if self.mapping(subnets_doc, sline, "network.subnets", SUBNET_ROLES, SUBNET_ROLES) and isinstance(
+            subnets_doc, LineMap
+        ):
+            for role in SUBNET_ROLES:
+                net = self.cidr(subnets_doc, role) if role in subnets_doc else None
+                if net is not None:
+                    nets[role] = net
+            roles = sorted(nets)
+            for i, a in enumerate(roles):
+                for b in roles[i + 1 :]:
+                    if nets[a].overlaps(nets[b]):
+                        self.fail(
+                            subnets_doc.line_of(b),
+                            f"network.subnets: {b} {nets[b]} overlaps {a} {nets[a]}",
+                        )
+        gateway = self.address(value, "gateway", "network") if "gateway" in value else None
+        management = nets.get("management")
+        if gateway is not None and management is not None:
+            if gateway not in management:
+                self.fail(
+                    value.line_of("gateway"),
+                    f"network: gateway {gateway} is outside the management subnet {management}",
+                )
+            elif gateway in (management.network_address, management.broadcast_address):
+                self.fail(
+                    value.line_of("gateway"),
+                    f"network: gateway {gateway} is the network or broadcast address of {management}",
+                )
+        dns: list[str] = []
+        if "dns" in value:
+            items = self.sequence(value["dns"], value.line_of("dns"), "network.dns", allow_empty=True)
+            for i, item in enumerate(items or ()):
+                try:
+                    dns.append(str(ipaddress.IPv4Address(str(item))))
+                except ValueError:
+                    self.fail(
+                        items.line_of(i) if items else line, f"network.dns: {item!r} is not an IPv4 address"
+                    )
+        if gateway is None or len(nets) != len(SUBNET_ROLES):
+            return None
+        return InventoryNetwork(
+            subnets=tuple((role, str(nets[role])) for role in SUBNET_ROLES),
+            gateway=str(gateway),
+            dns=tuple(dns),
+        )
+
+    def cidr(self, m: LineMap, key: str) -> ipaddress.IPv4Network | None:
+        value = m.get(key)
+        try:
+            net = ipaddress.IPv4Network(str(value), strict=False)
+        except ValueError:
+            self.fail(
+                m.line_of(key), f"network.subnets: {key} {value!r} is not an IPv4 CIDR like 10.20.0.0/24"
+            )
+            return None
+        if str(net) != str(value):
+            self.fail(
+                m.line_of(key), f"network.subnets: {key} {value!r} has host bits set; did you mean {net}?"
+            )
+            return None
+        if net.num_addresses < 4:
+            self.fail(m.line_of(key), f"network.subnets: {key} {net} is too small (at least a /30)")
+            return None
+        return net
+
+    def address(self, m: LineMap, key: str, what: str) -> ipaddress.IPv4Address | None:
+        value = m.get(key)
+        try:
+            return ipaddress.IPv4Address(str(value))
+        except ValueError:
+            self.fail(m.line_of(key), f"{what}: {key} {value!r} is not an IPv4 address")
+            return None
+
+    def storage(self, value: Any, line: int) -> list[StoragePool]:
+        items = self.sequence(value, line, "storage")
+        result = []
+        names: dict[str, int] = {}
+        for i, item in enumerate(items or ()):
+            where = f"storage #{i + 1}"
+            if not self.mapping(
+                item,
+                items.line_of(i) if items else line,
+                where,
+                ("name", "class", "root", "capacity_gib"),
+                ("name", "class", "root", "capacity_gib"),
+            ):
+                continue
+            name = self.name(item, "name", where)
+            if name is not None:
+                where = f"storage {name}"
+                if name in names:
+                    self.fail(
+                        item.line_of("name"), f"duplicate storage name {name!r} (first at line {names[name]})"
+                    )
+                names.setdefault(name, item.line_of("name"))
+            klass = item.get("class")
+            if "class" in item and klass not in STORAGE_CLASSES:
+                self.fail(
+                    item.line_of("class"),
+                    f"{where}: unknown storage class {klass!r} (known: {', '.join(STORAGE_CLASSES)})",
+                )
+                klass = None
+            root = self.root(item, "root", where)
+            capacity = self.positive(item, "capacity_gib", where)
+            if name is not None and klass is not None and root is not None and capacity is not None:
+                result.append(StoragePool(name, str(klass), root, capacity, item.line))
+        return result
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def inventory_to_yaml(inventory: Inventory) -> str:
+    """The inventory as YAML (the shape `parse_inventory` reads); handy for tests and examples."""
+    doc = {
+        "nodes": [
+            {
+                "name": n.name,
+                "root": n.root,
+                "cpu_cores": n.cpu_cores,
+                "memory_mib": n.memory_mib,
+                "disks": [{"device": d.device, "size_gib": d.size_gib} for d in n.disks],
+                "nics": [{"name": c.name, "mac": c.mac} for c in n.nics],
+            }
+            for n in inventory.nodes
+        ],
+        "network": {
+            "subnets": dict(inventory.network.subnets),
+            "gateway": inventory.network.gateway,
+            "dns": list(inventory.network.dns),
+        },
+        "storage": [
+            {"name": s.name, "class": s.storage_class, "root": s.root, "capacity_gib": s.capacity_gib}
+            for s in inventory.storage
+        ],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def make_inventory(
+    nodes: list[tuple[str, int, int, int]],
+    *,
+    root: str = "file:///srv/omni",
+    subnets: tuple[str, str, str] = ("10.20.0.0/24", "10.20.8.0/22", "10.20.16.0/24"),
+    storage: list[tuple[str, str, int]] | None = None,
+    mac_prefix: str = "52:54:00",
+) -> Inventory:
+    """A valid inventory from (name, cpu_cores, memory_mib, disk_gib) per node: one disk and two NICs each,
+    the given subnets (gateway: first address of the management subnet, DNS: .53 of it) and storage pools
+    (name, class, capacity_gib), default one ssd and one hdd pool of 4000 GiB. For examples and tests."""
+    management = ipaddress.IPv4Network(subnets[0])
+    built = tuple(
+        InventoryNode(
+            name=name,
+            root=f"{root}/targets/{name}",
+            cpu_cores=cores,
+            memory_mib=memory,
+            disks=(InventoryDisk("nvme0n1", disk),),
+            nics=(
+                InventoryNic("eth0", f"{mac_prefix}:{i // 256:02x}:{i % 256:02x}:01"),
+                InventoryNic("eth1", f"{mac_prefix}:{i // 256:02x}:{i % 256:02x}:02"),
+            ),
+        )
+        for i, (name, cores, memory, disk) in enumerate(nodes)
+    )
+    pools = storage if storage is not None else [("fast", "ssd", 4000), ("bulk", "hdd", 4000)]
+    return Inventory(
+        nodes=built,
+        network=InventoryNetwork(
+            subnets=tuple(zip(SUBNET_ROLES, subnets, strict=True)),
+            gateway=str(management.network_address + 1),
+            dns=(str(management.network_address + 53),) if management.num_addresses > 64 else (),
+        ),
+        storage=tuple(StoragePool(n, c, f"{root}/storage/{n}", cap) for n, c, cap in pools),
+    )
