@@ -343,3 +343,12 @@ def demo(workspace: Path | None, volume_scale: str) -> None:
 
 
 # Commands of later stages live beside their library code and register below.
+
+from omni_recovery.validate_cli import validate_isos  # noqa: E402
+
+main.add_command(validate_isos)
+
+from omni_recovery.catalog_cli import register_isos, sql  # noqa: E402
+
+main.add_command(register_isos)
+main.add_command(sql)

@@ -1,0 +1,385 @@
+"""Deep checks: every stored byte hashed against the manifest, chunked files reassembled, encrypted
+files authenticated with the set's data key.
+
+How it works: bytes are read straight from the image at each file's extents (known from the
+directory walk), with large `preadv` reads into a page-aligned buffer (see backupset.hashing:
+several times faster than into a bytearray), and fed to hashlib, which releases the GIL, so
+several threads hash at once. Files of one ISO are read in the order of their offsets. The parts
+of a chunked file are read in order across the ISOs holding them for the whole file's
+`logical_sha256` (and, unless `validate` checks the parts in other threads, each part's own
+digest in the same pass). An encrypted file is also decrypted
+as it streams and its GCM tag checked; the plaintext is thrown away. Nothing is written anywhere.
+
+What can go wrong: a file whose size differs from the manifest is not hashed (the shallow size
+check reports it); a short read (the image ends early) becomes a problem naming the file; a
+wrong passphrase is one `passphrase` problem, and each ISO holding encrypted files then says
+they could not be authenticated. Remote (non-`file://`) images are read through fsspec with
+the same buffer, more slowly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+
+from omni_recovery.backupset import keys, layout
+from omni_recovery.backupset.hashing import aligned_buffer
+from omni_recovery.backupset.manifest import ManifestEntry
+from omni_recovery.backupset.reader import DataKey, IsoReader, unlock_data_key
+from omni_recovery.checker import problems as p
+from omni_recovery.checker.iso_checks import manifest_of
+from omni_recovery.checker.problems import Problem, Progress, no_progress
+from omni_recovery.checker.set_checks import chunk_parts
+from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
+
+BLOCK = 1 << 20
+_REPORT_EVERY = 16 << 20
+
+
+def unlock(
+    readers: Mapping[str, IsoReader | None], passphrase: bytes | None
+) -> tuple[DataKey | None, list[Problem]]:
+    """The set's data key from its system-core ISO, or the problem that prevented it."""
+    cores = [r for name, r in readers.items() if r is not None and f"_{layout.SYSTEM_CORE}_" in name]
+    if passphrase is None:
+        return None, [
+            p.error(
+                p.PASSPHRASE,
+                "no recovery passphrase given (--passphrase-file or OMNI_RECOVERY_PASSPHRASE): "
+                "encrypted files cannot be authenticated",
+                path=layout.DATA_KEY_PATH,
+            )
+        ]
+    if not cores:
+        return None, [p.error(p.PASSPHRASE, "no readable system-core ISO holds the data key")]
+    core = cores[0]
+    try:
+        return unlock_data_key(core, passphrase), []
+    except PassphraseError as exc:
+        return None, [
+            p.error(
+                p.PASSPHRASE,
+                exc.reason,
+                iso=exc.iso or core.name,
+                path=exc.path,
+                expected="the passphrase the set was written with",
+                found="a passphrase that does not unwrap the data key",
+            )
+        ]
+    except BackupSetError as exc:
+        return None, [p.from_error(p.PASSPHRASE, exc, iso=core.name)]
+
+
+class _Source:
+    """Positional reads of one image into a caller's buffer: `preadv` on a local file, else fsspec."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._fd: int | None = None
+        self._fp: Any = None
+        local = url.removeprefix("file://") if url.startswith("file://") or "://" not in url else None
+        if local is not None:
+            self._fd = os.open(local, os.O_RDONLY)
+        else:
+            self._fp = fsspec.open(url, "rb").open()
+
+    def readinto(self, target: memoryview, position: int) -> int:
+        if self._fd is not None:
+            return os.preadv(self._fd, [target], position)
+        self._fp.seek(position)
+        return int(self._fp.readinto(target))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+
+
+@contextmanager
+def _opened(url: str) -> Iterator[_Source]:
+    source = _Source(url)
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+class _Counter:
+    """Batches progress reports so that threads do not call the bar for every block."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.pending = progress, 0
+
+    def add(self, amount: int) -> None:
+        self.pending += amount
+        if self.pending >= _REPORT_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.progress("hash", self.pending)
+            self.pending = 0
+
+
+def _stream(
+    source: _Source, extents: Sequence[tuple[int, int]], buffer: memoryview, counter: _Counter
+) -> Iterator[memoryview]:
+    """Views of the bytes at `extents`; EOFError when the image ends early. Each view lives until the next."""
+    for offset, length in extents:
+        position, end = offset, offset + length
+        while position < end:
+            with buffer[: min(len(buffer), end - position)] as target:
+                got = source.readinto(target, position)
+            if got <= 0:
+                raise EOFError(f"the image ends {end - position} bytes before this file does")
+            with buffer[:got] as block:
+                yield block
+            counter.add(got)
+            position += got
+
+
+def deep_check_iso(
+    reader: IsoReader,
+    data_key: DataKey | None,
+    progress: Progress = no_progress,
+    *,
+    entries: Sequence[ManifestEntry] | None = None,
+    skip_chunk_parts: bool = False,
+) -> list[Problem]:
+    """Hash every listed file of one ISO (or `entries` of it) and authenticate its encrypted files.
+
+    With `skip_chunk_parts`, parts of chunked files are left to `deep_check_chunks`, which
+    reads them once for both their own and their whole file's digest."""
+    files = manifest_of(reader)
+    if files is None:
+        return [
+            p.error(p.FILE_HASHES, "the manifest does not parse, so nothing could be hashed", iso=reader.name)
+        ]
+    chosen = [
+        e
+        for e in (entries if entries is not None else files)
+        if e.type == "file" and not (skip_chunk_parts and e.chunk is not None)
+    ]
+    listing = reader.listing
+    chosen.sort(key=lambda e: listing[e.path].offset if e.path in listing else -1)
+    found: list[Problem] = []
+    unauthenticated = 0
+    counter = _Counter(progress)
+    with _opened(reader.url) as source, aligned_buffer(BLOCK) as buffer:
+        for entry in chosen:
+            image = listing.get(entry.path)
+            if image is None or image.type != "file" or image.size != entry.size:
+                continue  # reported by the shallow listing and size checks
+            opener = None
+            if entry.encryption is not None:
+                if data_key is None:
+                    unauthenticated += 1
+                else:
+                    opener = _opener(reader.name, entry, data_key, found)
+            found.extend(_hash_one(reader.name, source, entry, image.extents, buffer, counter, opener))
+    counter.flush()
+    if unauthenticated:
+        found.append(
+            p.error(
+                p.ENCRYPTION,
+                f"{unauthenticated} encrypted file(s) could not be authenticated without the data key",
+                iso=reader.name,
+                expected="authenticated",
+                found=f"{unauthenticated} not authenticated",
+            )
+        )
+    return found
+
+
+def _opener(iso: str, entry: ManifestEntry, data_key: DataKey, found: list[Problem]) -> keys.Opener | None:
+    assert entry.encryption is not None
+    if entry.encryption.key_id != data_key.key_id:
+        found.append(
+            p.error(
+                p.ENCRYPTION,
+                "the file is sealed with another key than the set's data key",
+                iso=iso,
+                path=entry.path,
+                expected=data_key.key_id,
+                found=entry.encryption.key_id,
+            )
+        )
+        return None
+    try:
+        nonce = keys.unb64(entry.encryption.nonce, what="nonce", size=keys.NONCE_SIZE)
+    except BackupSetError as exc:
+        found.append(p.error(p.ENCRYPTION, exc.reason, iso=iso, path=entry.path))
+        return None
+    return keys.Opener(data_key.key, nonce, entry.path, iso=iso)
+
+
+def _hash_one(
+    iso: str,
+    source: _Source,
+    entry: ManifestEntry,
+    extents: Sequence[tuple[int, int]],
+    buffer: memoryview,
+    counter: _Counter,
+    opener: keys.Opener | None,
+) -> list[Problem]:
+    digest = hashlib.sha256()
+    plain = hashlib.sha256() if opener is not None else None
+    plain_size = 0
+    found: list[Problem] = []
+    try:
+        for block in _stream(source, extents, buffer, counter):
+            digest.update(block)
+            if opener is not None and plain is not None:
+                out = opener.update(bytes(block))
+                plain.update(out)
+                plain_size += len(out)
+    except EOFError as exc:
+        return [p.error(p.FILE_HASHES, str(exc), iso=iso, path=entry.path, expected=entry.size)]
+    if opener is not None and plain is not None:
+        try:
+            tail = opener.finalize()
+        except IntegrityError as exc:
+            plain = None
+            found.append(
+                p.error(
+                    p.ENCRYPTION,
+                    exc.reason,
+                    iso=iso,
+                    path=entry.path,
+                    expected="authentic AES-256-GCM ciphertext",
+                    found="authentication failed",
+                )
+            )
+        else:
+            plain.update(tail)
+            plain_size += len(tail)
+    if digest.hexdigest() != entry.sha256:
+        found.append(
+            p.error(
+                p.FILE_HASHES,
+                "the stored bytes' sha256 differs from the manifest",
+                iso=iso,
+                path=entry.path,
+                expected=entry.sha256,
+                found=digest.hexdigest(),
+            )
+        )
+    enc = entry.encryption
+    if (
+        plain is not None
+        and enc is not None
+        and (plain.hexdigest(), plain_size)
+        != (
+            enc.plaintext_sha256,
+            enc.plaintext_size,
+        )
+    ):
+        found.append(
+            p.error(
+                p.ENCRYPTION,
+                "the decrypted content differs from plaintext_sha256/plaintext_size",
+                iso=iso,
+                path=entry.path,
+                expected=f"{enc.plaintext_sha256} ({enc.plaintext_size} bytes)",
+                found=f"{plain.hexdigest()} ({plain_size} bytes)",
+            )
+        )
+    return found
+
+
+def deep_check_chunks(
+    readers: Mapping[str, IsoReader | None],
+    progress: Progress = no_progress,
+    *,
+    only: Sequence[str] | None = None,
+    part_hashes: bool = True,
+) -> list[Problem]:
+    """Reassemble each chunked file (or those in `only`) across the ISOs holding its parts: every part's
+    sha256 and the whole file's logical_sha256 and logical_size, from one read of each part.
+
+    With `part_hashes=False` only the whole file is hashed: `validate` checks the parts as files of
+    their ISOs in other threads, so the two digests of each byte are computed in parallel.
+
+    Files whose parts are incomplete or inconsistent are skipped: the shallow `chunks` check
+    reports them."""
+    found: list[Problem] = []
+    counter = _Counter(progress)
+    for logical, pieces in sorted(chunk_parts(readers).items()):
+        if only is not None and logical not in only:
+            continue
+        found.extend(_reassemble(logical, pieces, readers, counter, part_hashes))
+    counter.flush()
+    return found
+
+
+def _reassemble(
+    logical: str,
+    pieces: list[tuple[str, ManifestEntry]],
+    readers: Mapping[str, IsoReader | None],
+    counter: _Counter,
+    part_hashes: bool,
+) -> list[Problem]:
+    chunks = [e.chunk for _, e in pieces if e.chunk is not None]
+    if not chunks or [c.chunk_index for c in chunks] != list(range(chunks[0].chunk_count)):
+        return []
+    if len({(c.chunk_count, c.logical_size, c.logical_sha256) for c in chunks}) > 1:
+        return []
+    whole = hashlib.sha256()
+    size = 0
+    found: list[Problem] = []
+    sources: dict[str, _Source] = {}
+    try:
+        with aligned_buffer(BLOCK) as buffer:
+            for iso, entry in pieces:
+                reader = readers[iso]
+                assert reader is not None
+                image = reader.listing.get(entry.path)
+                if image is None or image.type != "file" or image.size != entry.size:
+                    return found  # reported by the shallow checks; the whole cannot be judged
+                if iso not in sources:
+                    sources[iso] = _Source(reader.url)
+                part = hashlib.sha256()
+                try:
+                    for block in _stream(sources[iso], image.extents, buffer, counter):
+                        if part_hashes:
+                            part.update(block)
+                        whole.update(block)
+                        size += len(block)
+                except EOFError as exc:
+                    found.append(p.error(p.FILE_HASHES, str(exc), iso=iso, path=entry.path))
+                    return found
+                if part_hashes and part.hexdigest() != entry.sha256:
+                    found.append(
+                        p.error(
+                            p.FILE_HASHES,
+                            "the stored bytes' sha256 differs from the manifest",
+                            iso=iso,
+                            path=entry.path,
+                            expected=entry.sha256,
+                            found=part.hexdigest(),
+                        )
+                    )
+    finally:
+        for source in sources.values():
+            source.close()
+    expected = chunks[0]
+    if (whole.hexdigest(), size) != (expected.logical_sha256, expected.logical_size):
+        found.append(
+            p.error(
+                p.CHUNK_REASSEMBLY,
+                f"the reassembled file differs from its logical_sha256/logical_size ({len(chunks)} parts)",
+                iso=", ".join(dict.fromkeys(iso for iso, _ in pieces)),
+                path=logical,
+                expected=f"{expected.logical_sha256} ({expected.logical_size} bytes)",
+                found=f"{whole.hexdigest()} ({size} bytes)",
+            )
+        )
+    return found

@@ -1,0 +1,180 @@
+"""The result of one validation run: its problems, a verdict, a text table, JSON, database rows.
+
+`passed` is true only when no problem is blocking. `store(conn, report)` writes the run and its
+problems into omni.validation_runs / omni.validation_problems in one transaction. Those rows
+refer to omni.backup_sets; when the set is not registered yet, a minimal row is added from its
+backup_info (created_at, omnicloud_version, source_environment, iso_count) and left alone if
+one exists. A report that names no backup_set_id (nothing in the folder was readable) cannot be
+stored and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from omni_recovery.checker.problems import Problem
+from omni_recovery.errors import RecoveryError
+
+_COLUMNS = ("severity", "check", "iso", "path", "expected", "found", "message")
+
+
+@dataclass
+class ValidationReport:
+    """What one `validate` run checked and found."""
+
+    run_id: str
+    location: str
+    backup_set_id: str | None
+    deep: bool
+    started_at: datetime
+    finished_at: datetime
+    isos: list[str]
+    problems: list[Problem]
+    signer_key_id: str | None = None
+    set_info: dict[str, Any] = field(default_factory=dict)
+    bytes_hashed: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """No blocking problem: the set may be restored from."""
+        return not any(problem.blocking for problem in self.problems)
+
+    @property
+    def blocking(self) -> list[Problem]:
+        return [problem for problem in self.problems if problem.blocking]
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def problems_of(self, check: str | None = None, iso: str | None = None) -> list[Problem]:
+        """Problems of one check and/or one ISO (what a per-ISO asset check shows)."""
+        return [
+            pr
+            for pr in self.problems
+            if (check is None or pr.check == check) and (iso is None or pr.iso == iso)
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "location": self.location,
+            "backup_set_id": self.backup_set_id,
+            "deep": self.deep,
+            "passed": self.passed,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "isos": self.isos,
+            "signer_key_id": self.signer_key_id,
+            "bytes_hashed": self.bytes_hashed,
+            "problems": [problem.to_json() for problem in self.problems],
+        }
+
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+    def to_text(self) -> str:
+        """A summary line and a table of the problems, for people."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        mode = "deep" if self.deep else "shallow"
+        errors = sum(1 for pr in self.problems if pr.severity == "error")
+        warnings = len(self.problems) - errors
+        head = (
+            f"{verdict}: {mode} validation of backup set {self.backup_set_id or '(unknown)'} at "
+            f"{self.location}: {len(self.isos)} ISO(s), {errors} error(s), {warnings} warning(s), "
+            f"{len(self.blocking)} blocking"
+        )
+        if self.deep:
+            rate = self.bytes_hashed / self.seconds / 1e6 if self.seconds > 0 else 0.0
+            head += f"; {self.bytes_hashed} bytes hashed in {self.seconds:.1f} s ({rate:.0f} MB/s)"
+        if not self.problems:
+            return head + "\n"
+        rows = [[c.upper() for c in _COLUMNS]] + [
+            [
+                pr.severity,
+                pr.check,
+                *(_shown(v) for v in (pr.iso, pr.path, pr.expected, pr.found)),
+                _shown(pr.message),
+            ]
+            for pr in self.problems
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
+        lines = [
+            "  ".join([*(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)), row[-1]])
+            for row in rows
+        ]
+        return head + "\n\n" + "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
+    """Write the run and its problems in one transaction; returns the run id."""
+    if report.backup_set_id is None:
+        raise RecoveryError(
+            f"the validation of {report.location} cannot be stored: no backup_set_id could be read"
+        )
+    info = report.set_info
+    with conn.transaction(), conn.cursor() as cur:
+        if not info:
+            cur.execute("SELECT 1 FROM omni.backup_sets WHERE backup_set_id = %s", (report.backup_set_id,))
+            if cur.fetchone() is None:
+                raise RecoveryError(
+                    f"the validation of {report.location} cannot be stored: set {report.backup_set_id} is "
+                    "not registered and no ISO has a readable backup_info to register it from"
+                )
+        else:
+            cur.execute(
+                "INSERT INTO omni.backup_sets (backup_set_id, created_at, omnicloud_version, "
+                "source_environment, signer_key_id, iso_count) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (backup_set_id) DO NOTHING",
+                (
+                    report.backup_set_id,
+                    info["created_at"],
+                    info["omnicloud_version"],
+                    Jsonb(info.get("source_environment") or {}),
+                    report.signer_key_id,
+                    info["iso_count"],
+                ),
+            )
+        cur.execute(
+            "INSERT INTO omni.validation_runs (run_id, backup_set_id, started_at, finished_at, deep, passed) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                report.run_id,
+                report.backup_set_id,
+                report.started_at,
+                report.finished_at,
+                report.deep,
+                report.passed,
+            ),
+        )
+        cur.executemany(
+            "INSERT INTO omni.validation_problems (run_id, severity, check_name, iso_name, path, expected, "
+            "found, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    report.run_id,
+                    *(_safe(v) for v in (pr.severity, pr.check, pr.iso, pr.path, pr.expected, pr.found)),
+                    _safe(pr.message),
+                )
+                for pr in report.problems
+            ],
+        )
+    return report.run_id
+
+
+def _shown(value: str | None) -> str:
+    """A cell of the text table: control characters (a NUL in an untrusted path) made visible."""
+    if value is None:
+        return "-"
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value)
+
+
+def _safe(value: str | None) -> str | None:
+    """Text PostgreSQL accepts: a NUL from an untrusted path is shown escaped."""
+    return None if value is None else value.replace("\x00", "\\x00")

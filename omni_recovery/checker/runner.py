@@ -1,0 +1,306 @@
+"""`validate`: run every check over a set folder and gather one report.
+
+Order: list the folder (anything that is not an ISO of a set is a problem, not an exception);
+open each ISO and run `check_iso` on it, in a thread pool; run `check_set` over all of them;
+with `deep`, unlock the data key and hash everything. The deep work is cut into units, biggest
+first: runs of files of one ISO of about `_UNIT_BYTES` (parts of chunked files included, each
+checked against its own sha256), and one unit per chunked file that reads its parts again in
+order for its logical_sha256. The units are spread over `parallel_factor` threads; hashlib and
+preadv release the GIL, so the two digests of a chunked file's bytes are computed at the same
+time on two cores (measure it: see bench/deep_validation.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+
+from omni_recovery.backupset import layout, signing
+from omni_recovery.backupset.manifest import ManifestEntry
+from omni_recovery.backupset.reader import DataKey, IsoReader
+from omni_recovery.checker import problems as p
+from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unlock
+from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso
+from omni_recovery.checker.problems import Problem, Progress, no_progress
+from omni_recovery.checker.report import ValidationReport
+from omni_recovery.checker.set_checks import check_set, chunk_parts, set_identity
+from omni_recovery.errors import BackupSetError
+
+_UNIT_BYTES = 256 << 20
+
+
+def list_set_folder(location: str) -> tuple[dict[str, str], list[Problem]]:
+    """ISO file name → URL for every file of the folder named like an ISO of a set, and a problem for
+    anything else in it (a stray file, a sub-folder, an unfinished `.partial`)."""
+    try:
+        fs, root = fsspec.core.url_to_fs(location)
+        if not fs.isdir(root):
+            return {}, [p.error(p.SET_LOCATION, f"{location} is not a folder", path=location)]
+        infos = fs.ls(root, detail=True)
+    except (OSError, ValueError) as exc:
+        return {}, [p.error(p.SET_LOCATION, f"cannot list {location}: {exc}", path=location)]
+    urls: dict[str, str] = {}
+    found: list[Problem] = []
+    for info in infos:
+        base = posixpath.basename(info["name"].rstrip("/"))
+        if info["type"] == "directory":
+            found.append(p.error(p.SET_MEMBERSHIP, "unexpected folder in the backup set folder", iso=base))
+            continue
+        if base.endswith(".partial"):
+            found.append(p.error(p.SET_MEMBERSHIP, "an unfinished ISO from an interrupted write", iso=base))
+            continue
+        try:
+            layout.parse_iso_filename(base)
+        except BackupSetError as exc:
+            found.append(p.from_error(p.SET_MEMBERSHIP, exc, iso=base))
+            continue
+        urls[base] = fs.unstrip_protocol(info["name"])
+    if not urls:
+        found.append(p.error(p.SET_COMPLETENESS, f"{location} holds no ISO files", path=location))
+    return dict(sorted(urls.items(), key=lambda item: _order(item[0]))), found
+
+
+def _order(name: str) -> tuple[str, int, int]:
+    parsed = layout.parse_iso_filename(name)
+    return parsed.backup_set_id, layout.KINDS.index(parsed.kind), parsed.sequence
+
+
+def validate(
+    location: str,
+    trusted: signing.TrustedSigners,
+    passphrase: bytes | None = None,
+    *,
+    deep: bool = False,
+    parallel_factor: int = 2,
+    progress: Progress = no_progress,
+) -> ValidationReport:
+    """Validate the set in the folder (or fsspec URL) `location`; nothing is restored or written."""
+    started = datetime.now(UTC)
+    workers = max(1, parallel_factor)
+    urls, problems = list_set_folder(location)
+    readers: dict[str, IsoReader | None] = {}
+    per_iso: dict[str, list[Problem]] = {}
+    progress("check", 0, len(urls))
+
+    def shallow(name: str) -> tuple[IsoReader | None, list[Problem]]:
+        reader, found = open_iso(urls[name])
+        if reader is not None:
+            try:
+                found.extend(check_iso(reader, trusted))
+            except OSError as exc:  # the file vanished or the storage failed mid-way
+                found.append(p.error(p.IMAGE_STRUCTURE, f"cannot read the image: {exc}", iso=name))
+        progress("check", 1)
+        return reader, found
+
+    bytes_hashed = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="omni-check") as pool:
+            for name, (reader, found) in zip(urls, pool.map(shallow, urls), strict=True):
+                readers[name] = reader
+                per_iso[name] = found
+            for found in per_iso.values():
+                problems.extend(found)
+            problems.extend(check_set(readers))
+            if deep:
+                deep_problems, bytes_hashed = _deep(readers, passphrase, pool, progress)
+                problems.extend(deep_problems)
+        info = _set_info(readers)
+    finally:
+        for reader in readers.values():
+            if reader is not None:
+                reader.close()
+    return ValidationReport(
+        run_id=str(uuid.uuid4()),
+        location=location,
+        backup_set_id=set_identity(list(urls)),
+        deep=deep,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        isos=list(urls),
+        problems=_dedupe(problems),
+        # The signer is recorded only when every ISO's signatures verified against a trusted key.
+        signer_key_id=None if any(pr.check == p.SIGNATURES for pr in problems) else info.get("signer_key_id"),
+        set_info={k: v for k, v in info.items() if k != "signer_key_id"},
+        bytes_hashed=bytes_hashed,
+    )
+
+
+def _deep(
+    readers: dict[str, IsoReader | None],
+    passphrase: bytes | None,
+    pool: ThreadPoolExecutor,
+    progress: Progress,
+) -> tuple[list[Problem], int]:
+    data_key, problems = unlock(readers, passphrase)
+    usable = {name: r for name, r in readers.items() if r is not None and manifest_of(r) is not None}
+    units: list[tuple[int, Callable[[], list[Problem]]]] = []
+    for reader in usable.values():
+        listing = reader.listing
+        files = [e for e in manifest_of(reader) or [] if e.type == "file" and _hashable(e, listing)]
+        files.sort(key=lambda e: listing[e.path].offset if e.path in listing else -1)
+        batch: list[ManifestEntry] = []
+        size = 0
+        for entry in files:
+            batch.append(entry)
+            size += entry.size
+            if size >= _UNIT_BYTES:
+                units.append((size, _iso_unit(reader, data_key, progress, batch)))
+                batch, size = [], 0
+        if batch:
+            units.append((size, _iso_unit(reader, data_key, progress, batch)))
+    for logical, pieces in chunk_parts(usable).items():
+        check = functools.partial(deep_check_chunks, usable, progress, only=[logical], part_hashes=False)
+        sizes = [e.size for iso, e in pieces if _hashable(e, usable[iso].listing)]
+        units.append((sum(sizes), check))
+    total = sum(size for size, _ in units)
+    progress("hash", 0, total)
+    # Bigger units first, so that one large file does not start last and run alone.
+    units.sort(key=lambda unit: -unit[0])
+    for found in pool.map(_guarded, units):
+        problems.extend(found)
+    encrypted_note = [pr for pr in problems if pr.check == p.ENCRYPTION and pr.path is None]
+    merged = [pr for pr in problems if pr not in encrypted_note]
+    merged.extend(_merge_unauthenticated(encrypted_note))
+    merged.sort(key=lambda pr: (pr.check != p.PASSPHRASE, pr.iso or "", pr.path or "", pr.check))
+    return merged, total
+
+
+def _guarded(unit: tuple[int, Callable[[], list[Problem]]]) -> list[Problem]:
+    """Run one deep unit; a storage failure becomes a problem instead of ending the whole run."""
+    try:
+        return unit[1]()
+    except OSError as exc:
+        return [p.error(p.FILE_HASHES, f"reading failed: {exc}")]
+
+
+def _hashable(entry: ManifestEntry, listing: dict[str, Any]) -> bool:
+    """Whether the deep check will read the file: it is in the image with the listed size."""
+    image = listing.get(entry.path)
+    return image is not None and image.type == "file" and image.size == entry.size
+
+
+def _iso_unit(
+    reader: IsoReader, data_key: DataKey | None, progress: Progress, batch: list[ManifestEntry]
+) -> Callable[[], list[Problem]]:
+    entries = list(batch)
+    return lambda: deep_check_iso(reader, data_key, progress, entries=entries)
+
+
+def _merge_unauthenticated(notes: list[Problem]) -> list[Problem]:
+    """One 'could not be authenticated' problem per ISO, however many units it was cut into."""
+    counts: dict[str | None, int] = {}
+    for note in notes:
+        counts[note.iso] = counts.get(note.iso, 0) + int((note.found or "0").split()[0])
+    return [
+        p.error(
+            p.ENCRYPTION,
+            f"{n} encrypted file(s) could not be authenticated without the data key",
+            iso=iso,
+            expected="authenticated",
+            found=f"{n} not authenticated",
+        )
+        for iso, n in counts.items()
+    ]
+
+
+def _set_info(readers: dict[str, IsoReader | None]) -> dict[str, Any]:
+    """What the database needs to know of the set, from system-core's backup_info (else any)."""
+    ordered = sorted(readers.items(), key=lambda item: f"_{layout.SYSTEM_CORE}_" not in item[0])
+    for _, reader in ordered:
+        if reader is None:
+            continue
+        try:
+            info = reader.backup_info
+        except BackupSetError:
+            continue
+        key_id = info.signing.get("key_id")
+        return {
+            "created_at": info.created_at,
+            "omnicloud_version": info.omnicloud_version,
+            "source_environment": info.source_environment,
+            "iso_count": len(info.iso_set),
+            "signer_key_id": key_id if isinstance(key_id, str) else None,
+        }
+    return {}
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+# -- one call per Dagster asset check ------------------------------------------------------------
+# A thin `@asset_check` opens nothing itself: it calls one of these with the URLs the catalog
+# registered and turns the problems into an AssetCheckResult (`passed_and_metadata`).
+
+
+def check_iso_url(url: str, trusted: signing.TrustedSigners) -> list[Problem]:
+    """The shallow problems of the ISO at `url` (per-ISO check on an ingest partition)."""
+    reader, found = open_iso(url)
+    if reader is not None:
+        with reader:
+            found.extend(check_iso(reader, trusted))
+    return found
+
+
+def check_set_urls(urls: dict[str, str]) -> list[Problem]:
+    """The set-level problems of every ISO file name → URL of a set (a check on the catalog)."""
+    readers: dict[str, IsoReader | None] = {}
+    found: list[Problem] = []
+    try:
+        for name, url in urls.items():
+            reader, problems = open_iso(url)
+            readers[name] = reader
+            found.extend(problems)
+        found.extend(check_set(readers))
+    finally:
+        for reader in readers.values():
+            if reader is not None:
+                reader.close()
+    return found
+
+
+def deep_check_iso_url(url: str, data_key: DataKey | None, progress: Progress = no_progress) -> list[Problem]:
+    """Every byte of the ISO at `url` hashed, chunk parts included (deep per-ISO check); the
+    reassembly of chunked files is set-level: `deep_check_chunks(readers, part_hashes=False)`."""
+    reader, found = open_iso(url)
+    if reader is not None:
+        with reader:
+            found.extend(deep_check_iso(reader, data_key, progress))
+    return found
+
+
+def passed_and_metadata(problems: list[Problem]) -> tuple[bool, dict[str, Any]]:
+    """What an AssetCheckResult needs: passed (no blocking problem) and plain metadata values
+    (counts, and the problems as a Markdown table for `MetadataValue.md`)."""
+    rows = [
+        "| severity | check | ISO | path | expected | found | message |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            "| "
+            + " | ".join(
+                _cell(v) for v in (pr.severity, pr.check, pr.iso, pr.path, pr.expected, pr.found, pr.message)
+            )
+            + " |"
+            for pr in problems
+        ),
+    ]
+    metadata: dict[str, Any] = {
+        "errors": sum(1 for pr in problems if pr.severity == "error"),
+        "warnings": sum(1 for pr in problems if pr.severity == "warning"),
+        "blocking": sum(1 for pr in problems if pr.blocking),
+        "problems_markdown": "\n".join(rows) if problems else "no problems",
+    }
+    return not any(pr.blocking for pr in problems), metadata
+
+
+def _cell(value: str | None) -> str:
+    if value is None:
+        return "-"
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value).replace("|", "\\|")

@@ -1,0 +1,434 @@
+"""Shallow checks over all the ISOs of a set: is it one whole set, and does everything resolve?
+
+`check_set` takes every ISO file found in the set folder by name, with its opened reader (or
+None when it could not be opened). The set is the one the system-core ISO names (else the most
+common backup_set_id among the file names), and its `iso_set` (from system-core's
+backup_info, else the first readable one) is the yardstick: every ISO it names is present,
+nothing else is, no ISO of another set is mixed in, the kinds and their sequences follow the
+format, and every ISO carries the identical backup_info. ISOs that are not members (not in
+iso_set, or of another set) are reported once as such and left out of what follows. Then
+references: every dependency, parent and manifest `component` names a component of the set,
+each index's `files` rows name files of its own manifest, each component is carried by an ISO of
+its kind (unless an ISO of that kind is unreadable, which is reported already), no data file is
+in two ISOs, and the parts of each chunked file are all there, once each, in order across ISOs of
+one kind, adding up to its logical size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+
+from omni_recovery.backupset import layout
+from omni_recovery.backupset.index_db import RecoveryIndex
+from omni_recovery.backupset.manifest import BackupInfo, ManifestEntry
+from omni_recovery.backupset.reader import IsoReader
+from omni_recovery.checker import problems as p
+from omni_recovery.checker.iso_checks import index_of, manifest_of
+from omni_recovery.checker.problems import Problem
+from omni_recovery.errors import BackupSetError
+
+_SHARED_PATHS = frozenset({layout.BACKUP_INFO_PATH, layout.INDEX_DB_PATH, layout.RECOVERY_LOG_PATH})
+
+
+def set_identity(names: list[str]) -> str | None:
+    """The backup_set_id a folder of ISO names is about: system-core's, else the most common one."""
+    parsed = [_parse(n) for n in names]
+    cores = [n.backup_set_id for n in parsed if n is not None and n.kind == layout.SYSTEM_CORE]
+    if len(set(cores)) == 1:
+        return cores[0]
+    ids = Counter(n.backup_set_id for n in parsed if n is not None)
+    return ids.most_common(1)[0][0] if ids else None
+
+
+def check_set(readers: Mapping[str, IsoReader | None]) -> list[Problem]:
+    """Every set-level problem; `readers` maps each ISO file name found to its reader or None."""
+    found: list[Problem] = []
+    set_id = set_identity(list(readers))
+    if set_id is None:
+        return [p.error(p.SET_COMPLETENESS, "the folder holds no ISO of a backup set")]
+    mine = {name: r for name, r in readers.items() if (n := _parse(name)) and n.backup_set_id == set_id}
+    for name in readers:
+        parsed = _parse(name)
+        if parsed is not None and parsed.backup_set_id != set_id:
+            found.append(
+                p.error(
+                    p.SET_MEMBERSHIP,
+                    f"an ISO of another backup set ({parsed.backup_set_id}) is mixed into set {set_id}",
+                    iso=name,
+                    expected=set_id,
+                    found=parsed.backup_set_id,
+                )
+            )
+    info, info_iso = _reference_info(mine)
+    if info is None:
+        found.append(
+            p.error(
+                p.SET_COMPLETENESS,
+                "no ISO of the set has a readable backup_info, so its completeness cannot be judged",
+            )
+        )
+    else:
+        found.extend(_check_completeness(set_id, info, mine))
+        found.extend(_check_backup_info_identical(mine, info_iso))
+    found.extend(_check_kinds(mine, info))
+    # An ISO that is not a member (reported above) is left out of the content checks: its files
+    # would otherwise show up again as duplicates or stray references.
+    named = {m.name for m in info.iso_set} if info is not None else set(mine)
+    members = {name: r for name, r in mine.items() if name in named}
+    found.extend(_check_references(members))
+    found.extend(_check_chunks(members))
+    return found
+
+
+def _parse(name: str) -> layout.IsoName | None:
+    try:
+        return layout.parse_iso_filename(name)
+    except BackupSetError:
+        return None
+
+
+def _info(reader: IsoReader | None) -> BackupInfo | None:
+    if reader is None:
+        return None
+    try:
+        return reader.backup_info
+    except BackupSetError:
+        return None
+
+
+def _reference_info(mine: Mapping[str, IsoReader | None]) -> tuple[BackupInfo | None, str | None]:
+    ordered = sorted(mine, key=lambda n: (_parse(n) or layout.IsoName("", "", 0)).kind != layout.SYSTEM_CORE)
+    for name in ordered:
+        info = _info(mine[name])
+        if info is not None:
+            return info, name
+    return None, None
+
+
+def _check_completeness(set_id: str, info: BackupInfo, mine: Mapping[str, IsoReader | None]) -> list[Problem]:
+    found: list[Problem] = []
+    named = {m.name: m for m in info.iso_set}
+    for member in info.iso_set:
+        try:
+            expected = layout.iso_filename(set_id, member.kind, member.sequence)
+        except BackupSetError as exc:
+            found.append(p.error(p.SET_COMPLETENESS, f"iso_set entry {member.name}: {exc.reason}"))
+            continue
+        if member.name != expected:
+            found.append(
+                p.error(
+                    p.SET_COMPLETENESS,
+                    "an iso_set entry's name does not match its kind and sequence",
+                    iso=member.name,
+                    path=layout.BACKUP_INFO_PATH,
+                    expected=expected,
+                    found=member.name,
+                )
+            )
+        if member.name not in mine:
+            found.append(
+                p.error(
+                    p.SET_COMPLETENESS,
+                    "an ISO named in iso_set is missing from the set folder",
+                    iso=member.name,
+                    expected="present",
+                    found="missing",
+                )
+            )
+    for name in mine:
+        if name not in named:
+            found.append(
+                p.error(
+                    p.SET_COMPLETENESS,
+                    "an ISO in the set folder is not named in iso_set",
+                    iso=name,
+                    expected="not present",
+                    found="present",
+                )
+            )
+    return found
+
+
+def _check_backup_info_identical(
+    mine: Mapping[str, IsoReader | None], reference: str | None
+) -> list[Problem]:
+    ref_reader = mine.get(reference or "")
+    if ref_reader is None:
+        return []
+    expected = hashlib.sha256(ref_reader.backup_info_bytes).hexdigest()
+    found: list[Problem] = []
+    for name, reader in mine.items():
+        if reader is None or name == reference:
+            continue
+        try:
+            digest = hashlib.sha256(reader.backup_info_bytes).hexdigest()
+        except BackupSetError:
+            continue  # reported by check_iso
+        if digest != expected:
+            found.append(
+                p.error(
+                    p.BACKUP_INFO_CONSISTENT,
+                    f"backup_info differs from the one in {reference}",
+                    iso=name,
+                    path=layout.BACKUP_INFO_PATH,
+                    expected=f"sha256 {expected}",
+                    found=f"sha256 {digest}",
+                )
+            )
+    return found
+
+
+def _check_kinds(mine: Mapping[str, IsoReader | None], info: BackupInfo | None) -> list[Problem]:
+    """Counts per kind and sequences without gaps, in iso_set and in the folder."""
+    found: list[Problem] = []
+    sources: list[tuple[str, list[tuple[str, int]]]] = [
+        ("in the set folder", [(n.kind, n.sequence) for name in mine if (n := _parse(name))])
+    ]
+    if info is not None:
+        sources.append(("in iso_set", [(m.kind, m.sequence) for m in info.iso_set]))
+    for where, members in sources:
+        by_kind: dict[str, list[int]] = defaultdict(list)
+        for kind, sequence in members:
+            by_kind[kind].append(sequence)
+        for kind, (low, high) in layout.KIND_COUNTS.items():
+            count = len(by_kind.get(kind, []))
+            if count < low or (high is not None and count > high):
+                bound = f"{low}" if low == high else f"{low} to {high if high is not None else 'any'}"
+                found.append(
+                    p.error(
+                        p.KIND_COUNTS,
+                        f"{count} ISO(s) of kind {kind} {where}",
+                        expected=bound,
+                        found=count,
+                        path=layout.BACKUP_INFO_PATH if where == "in iso_set" else None,
+                    )
+                )
+        for kind, sequences in by_kind.items():
+            want = list(range(1, len(sequences) + 1))
+            if sorted(sequences) != want:
+                found.append(
+                    p.error(
+                        p.SEQUENCE,
+                        f"the sequence numbers of kind {kind} {where} have gaps or repeats",
+                        expected=",".join(map(str, want)),
+                        found=",".join(map(str, sorted(sequences))),
+                        path=layout.BACKUP_INFO_PATH if where == "in iso_set" else None,
+                    )
+                )
+    return found
+
+
+def _check_references(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
+    found: list[Problem] = []
+    indexes: dict[str, RecoveryIndex] = {}
+    manifests: dict[str, list[ManifestEntry]] = {}
+    kinds: dict[str, str] = {}
+    unreadable: set[str] = set()  # kinds with an ISO present whose index cannot be read
+    for name, reader in mine.items():
+        parsed = _parse(name)
+        if parsed is None:
+            continue
+        kinds[name] = parsed.kind
+        files = manifest_of(reader) if reader is not None else None
+        index = index_of(reader) if reader is not None and files is not None else None
+        if files is not None:
+            manifests[name] = files
+        if isinstance(index, RecoveryIndex):
+            indexes[name] = index
+        else:
+            unreadable.add(parsed.kind)
+    core = [n for n in indexes if kinds[n] == layout.SYSTEM_CORE]
+    if not core:
+        if any(k == layout.SYSTEM_CORE for k in kinds.values()) or not indexes:
+            return found  # its index is unreadable (reported per ISO) or nothing is readable
+        found.append(p.error(p.REFERENCES, "no system-core index: the set's components cannot be resolved"))
+        return found
+    known = {c.component_id: c for index in indexes.values() for c in index.components}
+    core_index = indexes[core[0]]
+
+    carried: dict[str, set[str]] = defaultdict(set)
+    for name, index in indexes.items():
+        for component in index.components:
+            carried[component.component_id].add(kinds[name])
+    for component in core_index.components:
+        kind = component.iso_kind
+        if (
+            kind != layout.SYSTEM_CORE
+            and kind not in unreadable
+            and kind not in carried[component.component_id]
+        ):
+            found.append(
+                p.error(
+                    p.REFERENCES,
+                    f"component {component.component_id} is in no ISO of its kind {component.iso_kind}",
+                    iso=core[0],
+                    path=layout.INDEX_DB_PATH,
+                    expected=f"an ISO of kind {component.iso_kind} carrying it",
+                    found="none",
+                )
+            )
+
+    for name, index in indexes.items():
+        if name not in manifests:
+            continue
+        for component in index.components:
+            if component.parent_id is not None and component.parent_id not in known:
+                found.append(_dangling(name, f"the parent of {component.component_id}", component.parent_id))
+        for dep in index.dependencies:
+            for end in (dep.component_id, dep.depends_on_id):
+                if end not in known:
+                    found.append(
+                        _dangling(name, f"the dependency {dep.component_id} -> {dep.depends_on_id}", end)
+                    )
+        listed = {entry.path for entry in manifests[name]}
+        for path, component_id in index.files:
+            if path not in listed:
+                found.append(
+                    p.error(
+                        p.REFERENCES,
+                        "the recovery index lists a file the manifest does not",
+                        iso=name,
+                        path=path,
+                        expected="listed in the manifest",
+                        found="not listed",
+                    )
+                )
+            if component_id and component_id not in known:
+                found.append(_dangling(name, f"the file {path}", component_id))
+    for name, files in manifests.items():
+        for entry in files:
+            if entry.component is not None and known and entry.component not in known:
+                found.append(
+                    p.error(
+                        p.REFERENCES,
+                        f"the manifest names component {entry.component}, which no ISO's index holds",
+                        iso=name,
+                        path=entry.path,
+                        expected="a component of the set",
+                        found=entry.component,
+                    )
+                )
+
+    where: dict[str, list[str]] = defaultdict(list)
+    for name, files in manifests.items():
+        for entry in files:
+            if entry.type == "file" and entry.path not in _SHARED_PATHS:
+                where[entry.path].append(name)
+    for path, names in where.items():
+        if len(names) > 1:
+            found.append(
+                p.error(
+                    p.DUPLICATE_PATHS,
+                    "the same file is stored in several ISOs; which one to restore is ambiguous",
+                    iso=", ".join(sorted(names)),
+                    path=path,
+                    expected="1 ISO",
+                    found=f"{len(names)} ISOs",
+                )
+            )
+    return found
+
+
+def _dangling(iso: str, what: str, component_id: str) -> Problem:
+    return p.error(
+        p.REFERENCES,
+        f"{what} names component {component_id}, which is in no ISO of the set",
+        iso=iso,
+        path=layout.INDEX_DB_PATH,
+        expected="a component of the set",
+        found=component_id,
+    )
+
+
+def chunk_parts(
+    readers: Mapping[str, IsoReader | None],
+) -> dict[str, list[tuple[str, ManifestEntry]]]:
+    """Each chunked file's parts as (ISO name, entry), ordered by chunk_index."""
+    parts: dict[str, list[tuple[str, ManifestEntry]]] = defaultdict(list)
+    for name, reader in readers.items():
+        files = manifest_of(reader) if reader is not None else None
+        for entry in files or []:
+            if entry.chunk is not None:
+                parts[entry.chunk.chunk_of].append((name, entry))
+    for pieces in parts.values():
+        pieces.sort(key=lambda piece: piece[1].chunk.chunk_index if piece[1].chunk else 0)
+    return dict(parts)
+
+
+def _check_chunks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
+    found: list[Problem] = []
+    for logical, pieces in chunk_parts(mine).items():
+        chunks = [(iso, e, e.chunk) for iso, e in pieces if e.chunk is not None]
+        count = chunks[0][2].chunk_count
+        indexes = [c.chunk_index for _, _, c in chunks]
+        for index in range(count):
+            if index not in indexes:
+                found.append(
+                    p.error(
+                        p.CHUNKS,
+                        f"part {index} of {count} is in no ISO of the set",
+                        path=layout.chunk_part_path(logical, index),
+                        expected="present",
+                        found="missing",
+                    )
+                )
+        for index, n in Counter(indexes).items():
+            if n > 1:
+                found.append(
+                    p.error(
+                        p.CHUNKS,
+                        f"part {index} of {logical} is stored {n} times",
+                        iso=", ".join(sorted(iso for iso, _, c in chunks if c.chunk_index == index)),
+                        path=layout.chunk_part_path(logical, index),
+                        expected="1",
+                        found=n,
+                    )
+                )
+        meta = {(c.chunk_count, c.logical_size, c.logical_sha256) for _, _, c in chunks}
+        if len(meta) > 1:
+            found.append(
+                p.error(
+                    p.CHUNKS,
+                    "the parts disagree on chunk_count, logical_size or logical_sha256",
+                    path=logical,
+                    found="; ".join("/".join(map(str, m)) for m in sorted(meta)),
+                )
+            )
+            continue
+        if sorted(indexes) == list(range(count)):
+            total = sum(e.size for _, e, _ in chunks)
+            if total != chunks[0][2].logical_size:
+                found.append(
+                    p.error(
+                        p.CHUNKS,
+                        "the parts' sizes do not add up to the file's logical_size",
+                        path=logical,
+                        expected=chunks[0][2].logical_size,
+                        found=total,
+                    )
+                )
+        placed = [_parse(iso) for iso, _, _ in chunks]
+        kinds = {n.kind for n in placed if n is not None}
+        sequences = [n.sequence for n in placed if n is not None]
+        if len(kinds) > 1:
+            found.append(
+                p.error(
+                    p.CHUNKS,
+                    "the parts of one file lie in ISOs of different kinds",
+                    path=logical,
+                    found=", ".join(sorted(kinds)),
+                )
+            )
+        elif sequences != sorted(sequences):
+            found.append(
+                p.error(
+                    p.CHUNKS,
+                    "the parts of one file are out of order across ISOs",
+                    path=logical,
+                    expected="parts in ascending ISO sequence",
+                    found=", ".join(f"{c.chunk_index}@{iso}" for iso, _, c in chunks),
+                )
+            )
+    return found

@@ -1,0 +1,129 @@
+"""Ways to damage a copy of a good backup set, for the corruption matrix.
+
+Byte flips patch an ISO in place at offsets found through the reader's listing. Anything that
+changes a file's length rebuilds the ISO with IsoBuilder from the entries of the original, with
+the manifest rewritten and signed again (by the set's own key, for a *validly signed* bad
+manifest, or by another key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from omni_recovery.backupset import layout, signing
+from omni_recovery.backupset.isobuild import IsoBuilder
+from omni_recovery.backupset.reader import IsoReader
+
+
+def copy_set(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def iso_file(folder: Path, kind: str, sequence: int = 1) -> Path:
+    matches = sorted(folder.glob(f"*_{kind}_{sequence:03d}.iso"))
+    assert len(matches) == 1, (kind, sequence, matches)
+    return matches[0]
+
+
+def flip_byte(iso: Path, path: str, at: int = 0) -> None:
+    """Invert one byte of the file `path` inside the image, `at` bytes into it."""
+    with IsoReader(str(iso)) as reader:
+        entry = reader.listing[path]
+        assert at < entry.size, (path, entry.size)
+        offset = entry.offset + at
+    with iso.open("r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def replace_in_place(iso: Path, path: str, old: bytes, new: bytes) -> None:
+    """Replace bytes of equal length inside one file of the image."""
+    assert len(old) == len(new)
+    with IsoReader(str(iso)) as reader:
+        entry = reader.listing[path]
+        data = reader.raw(path)
+    at = data.index(old)
+    with iso.open("r+b") as fh:
+        fh.seek(entry.offset + at)
+        fh.write(new)
+
+
+def edit_index(data: bytes, sql: str, params: tuple[Any, ...] = ()) -> bytes:
+    """recovery_index.db bytes after running one SQL statement on a copy."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "index.db"
+        path.write_bytes(data)
+        conn = sqlite3.connect(path)
+        conn.execute(sql, params)
+        conn.commit()
+        conn.close()
+        return path.read_bytes()
+
+
+def rebuild(
+    iso: Path,
+    key: Ed25519PrivateKey,
+    *,
+    edit_manifest: Callable[[dict[str, Any]], None] | None = None,
+    replace: dict[str, bytes] | None = None,
+    drop: set[str] | frozenset[str] = frozenset(),
+    symlinks: dict[str, str] | None = None,
+    raw_manifest: bytes | None = None,
+) -> None:
+    """Write the ISO again: files in `drop` left out (and unlisted), files in `replace` with new bytes
+    (their manifest size and sha256 updated), symbolic links in `symlinks` pointing to new targets,
+    then `edit_manifest` on the manifest document (or exactly `raw_manifest`, unparsed); the
+    manifest and backup_info are signed by `key`, whose public key becomes signer.pub."""
+    replace = dict(replace or {})
+    with IsoReader(str(iso)) as reader:
+        listing = dict(reader.listing)
+        contents = {p: reader.raw(p) for p, e in listing.items() if e.type == "file"}
+    manifest = json.loads(contents[layout.MANIFEST_PATH])
+    contents.update(replace)
+    kept = []
+    for entry in manifest["files"]:
+        if entry["path"] in drop:
+            continue
+        if entry["path"] in replace:
+            entry["size"] = len(replace[entry["path"]])
+            entry["sha256"] = hashlib.sha256(replace[entry["path"]]).hexdigest()
+        kept.append(entry)
+    manifest["files"] = kept
+    if edit_manifest is not None:
+        edit_manifest(manifest)
+    manifest_bytes = raw_manifest or json.dumps(manifest, separators=(",", ":")).encode("utf-8")
+    contents[layout.MANIFEST_PATH] = manifest_bytes
+    contents[layout.MANIFEST_SIG_PATH] = key.sign(manifest_bytes)
+    contents[layout.BACKUP_INFO_SIG_PATH] = key.sign(contents[layout.BACKUP_INFO_PATH])
+    contents[layout.SIGNER_PUB_PATH] = signing.public_pem(key.public_key())
+    builder = IsoBuilder("REBUILT")
+    try:
+        for path, entry in listing.items():
+            if path in drop:
+                continue
+            if entry.type == "dir":
+                builder.add_directory(path, entry.mode or 0o40755)
+            elif entry.type == "symlink":
+                target = (symlinks or {}).get(path, entry.symlink_target)
+                assert target is not None
+                builder.add_symlink(path, target)
+            else:
+                builder.add_bytes(path, contents[path], entry.mode or 0o100644)
+        partial = iso.with_name(iso.name + ".tmp")
+        with partial.open("wb") as out:
+            builder.write(out)
+    finally:
+        builder.close()
+    partial.replace(iso)
