@@ -126,12 +126,14 @@ def test_images_read_with_pycdlib_rock_ridge_and_joliet_facades(demo_set: DemoSe
             iso.close()
 
 
-def test_images_list_and_extract_with_libarchive(demo_set: DemoSet, tmp_path: Path):
+def test_images_list_and_extract_with_libarchive(
+    demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     libarchive = pytest.importorskip("libarchive")
     member = next(m for m in list_backup_set(str(demo_set.output)) if m.name.kind == "volume-data")
     with IsoReader(member.url) as reader:
         expected = {e.path: e for e in reader.manifest.files if e.type == "file"}
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     libarchive.extract_file(member.url.removeprefix("file://"))
     for path, entry in expected.items():
         data = (tmp_path / path).read_bytes()
