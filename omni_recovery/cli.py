@@ -352,3 +352,7 @@ from omni_recovery.catalog_cli import register_isos, sql  # noqa: E402
 
 main.add_command(register_isos)
 main.add_command(sql)
+
+from omni_recovery.plan_cli import plan_generate  # noqa: E402
+
+main.add_command(plan_generate)

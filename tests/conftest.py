@@ -8,6 +8,8 @@
   `init_database`. Tests share it: use unique keys (e.g. a unique backup_set_id) in it.
 - `fresh_database_url` (function): a new, EMPTY database (not migrated) for a test that needs
   isolation, dropped after the test. Call `init_database(fresh_database_url)` to get the schema.
+- `demo_env`, `demo_set` (session, from tests/backupset/conftest.py): a tiny demo environment and a
+  real signed, encrypted backup set of it, for every test folder.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from omni_recovery.db.connection import with_database
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import drop_database, ensure_database, start_embedded, stop_embedded
 from omni_recovery.settings import Settings
+from tests.backupset.conftest import demo_env, demo_set  # noqa: F401  (shared session fixtures)
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
 

@@ -1,0 +1,153 @@
+"""plan-generate: the old environment read from a backup set, adapted to an inventory, planned, stored.
+
+How it works: every ISO of the set is opened once; the environment's small documents (every
+listed, unsealed file outside the volume file trees) are read through the verifying reader and
+mapped back to environment paths; components and dependencies come from the system-core index.
+That model goes to the pure planner (transforms/planner.py); the plan is written as YAML beside
+an SVG of its graph (each by temporary name, then rename) and recorded in the recovery database
+with every adaptation, in one transaction.
+
+What can go wrong: a damaged set fails here as it would in validation (IntegrityError naming ISO
+and path); an inventory too small raises AdaptationError saying what does not fit and by how much.
+Signatures are not checked here: nothing is restored by planning, and execute-plan refuses a set
+that has not passed validation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.types.json import Jsonb
+
+from omni_recovery.backupset import layout
+from omni_recovery.backupset.reader import IsoReader, list_backup_set
+from omni_recovery.db.audit import audit
+from omni_recovery.db.connection import connect
+from omni_recovery.envstate.model import env_path
+from omni_recovery.errors import BackupSetError
+from omni_recovery.inventory import load_inventory
+from transforms.environment_model import Environment, environment_from_files
+from transforms.plan_render import plan_to_svg
+from transforms.planner import Plan, generate_plan, plan_to_yaml
+
+DOCUMENT_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SetEnvironment:
+    backup_set_id: str
+    environment: Environment
+    documents: dict[str, bytes]
+    entries: list[tuple[str, str, int]]  # (environment path, type, mode) of every entry in the set
+
+
+@contextmanager
+def open_set(location: str) -> Iterator[list[IsoReader]]:
+    """Every ISO of the set at `location`, opened once and closed on exit."""
+    readers = [IsoReader(member.url) for member in list_backup_set(location)]
+    try:
+        yield readers
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+def is_document(relpath: str) -> bool:
+    """Small configuration documents, as opposed to volume file trees."""
+    parts = relpath.split("/")
+    return not (parts[0] == "volumes" and len(parts) > 3 and parts[3] == "files")
+
+
+def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
+    core = [r for r in readers if r.manifest.kind == layout.SYSTEM_CORE]
+    if len(core) != 1:
+        raise BackupSetError(f"the set has {len(core)} system-core ISOs; exactly one is needed to plan")
+    index = core[0].index()
+    documents: dict[str, bytes] = {}
+    entries: list[tuple[str, str, int]] = []
+    for reader in readers:
+        for entry in reader.manifest.files:
+            if not entry.path.startswith("data/") or entry.path == layout.DATA_KEY_PATH:
+                continue
+            logical = entry.chunk.chunk_of if entry.chunk else entry.path
+            relpath = env_path(logical)
+            if entry.chunk is None or entry.chunk.chunk_index == 0:
+                entries.append((relpath, entry.type, entry.mode))
+            if (
+                entry.type == "file"
+                and entry.encryption is None
+                and entry.chunk is None
+                and is_document(relpath)
+            ):
+                documents[relpath] = reader.verified_bytes(entry.path, DOCUMENT_LIMIT)
+    texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
+    set_id = core[0].manifest.backup_set_id
+    name = str(core[0].backup_info.source_environment.get("name") or set_id)
+    environment = environment_from_files(texts, tuple(index.components), tuple(index.dependencies), name)
+    return SetEnvironment(set_id, environment, documents, sorted(entries))
+
+
+def generate(location: str, inventory_path: Path, mode: str) -> tuple[Plan, SetEnvironment]:
+    with open_set(location) as readers:
+        source = read_set_environment(readers)
+    plan = generate_plan(source.environment, load_inventory(inventory_path), mode, source.backup_set_id)
+    return plan, source
+
+
+def write_plan_files(plan: Plan, output: Path) -> Path:
+    """The plan's YAML at `output` and its graph at `output` with `.svg`; each appears only when whole."""
+    svg = output.with_suffix(".svg")
+    for path, text in ((output, plan_to_yaml(plan)), (svg, plan_to_svg(plan))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    return svg
+
+
+def plan_id(plan: Plan) -> str:
+    return f"{plan.backup_set_id}-{plan.sha256[:12]}"
+
+
+def store_plan(database_url: str, plan: Plan, created_by: str = "plan-generate") -> str:
+    """Record the plan and its adaptations (once per content hash); returns the plan id."""
+    pid = plan_id(plan)
+    with connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO omni.backup_sets (backup_set_id, created_at, omnicloud_version, iso_count) "
+            "VALUES (%s, now(), '', 1) ON CONFLICT DO NOTHING",
+            (plan.backup_set_id,),
+        )
+        inserted = conn.execute(
+            "INSERT INTO omni.recovery_plans "
+            "(plan_id, backup_set_id, adaptation_mode, plan_yaml, plan_sha256) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (plan_id) DO NOTHING RETURNING plan_id",
+            (pid, plan.backup_set_id, plan.adaptation_mode, plan_to_yaml(plan), plan.sha256),
+        ).fetchone()
+        if inserted:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO omni.adaptations (plan_id, kind, subject, old_value, new_value, reason) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (pid, a.kind, a.subject, Jsonb(a.old), Jsonb(a.new), a.reason)
+                        for a in plan.adaptations
+                    ],
+                )
+        audit(
+            conn,
+            "plan.generate",
+            pid,
+            {
+                "by": created_by,
+                "steps": len(plan.steps),
+                "adaptations": len(plan.adaptations),
+                "new": bool(inserted),
+            },
+        )
+        conn.commit()
+    return pid

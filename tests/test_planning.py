@@ -1,0 +1,103 @@
+"""plan-generate on a real backup set: the environment read from the ISOs, adapted, written, stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from omni_recovery.cli import main
+from omni_recovery.db.connection import connect
+from omni_recovery.inventory import inventory_to_yaml, make_inventory
+from omni_recovery.planning import generate, open_set, read_set_environment
+from tests.backupset.conftest import DemoSet
+from transforms.environment_model import environment_from_folder
+from transforms.planner import plan_from_yaml
+
+
+def same_shaped_inventory(env: Path, folder: Path) -> Path:
+    nodes = environment_from_folder(env).nodes
+    inventory = make_inventory(
+        [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in nodes], root=f"file://{folder}"
+    )
+    path = folder / "inventory.yaml"
+    path.write_text(inventory_to_yaml(inventory))
+    return path
+
+
+def test_environment_read_from_the_set_equals_the_folder(demo_set: DemoSet):
+    with open_set(str(demo_set.output)) as readers:
+        source = read_set_environment(readers)
+    folder = environment_from_folder(demo_set.env)
+    assert source.backup_set_id == demo_set.summary.backup_set_id
+    assert source.environment.directors == folder.directors
+    assert source.environment.applications == folder.applications
+    assert source.environment.volumes == folder.volumes
+    assert "keys/ca.key" not in source.documents, "sealed files are not planning documents"
+    assert ("keys/ca.key", "file", 0o100600) in source.entries
+
+
+def test_plan_generate_writes_yaml_and_svg_and_stores_the_plan(
+    demo_set: DemoSet, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", database_url)
+    inventory = same_shaped_inventory(demo_set.env, tmp_path)
+    output = tmp_path / "plans" / "recovery-plan.yaml"
+    args = [
+        "plan-generate",
+        "--path",
+        str(demo_set.output),
+        "--inventory",
+        str(inventory),
+        "--output",
+        str(output),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "steps" in result.output and "recorded in the recovery database as" in result.output
+    plan = plan_from_yaml(output.read_text())
+    assert not plan.edited and plan.backup_set_id == demo_set.summary.backup_set_id
+    assert output.with_suffix(".svg").read_text().startswith("<svg")
+    with connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT plan_sha256, (SELECT count(*) FROM omni.adaptations a WHERE a.plan_id = p.plan_id) "
+            "FROM omni.recovery_plans p WHERE backup_set_id = %s",
+            (plan.backup_set_id,),
+        ).fetchall()
+    assert stored == [(plan.sha256, len(plan.adaptations))]
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    with connect(database_url) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM omni.recovery_plans WHERE backup_set_id = %s", (plan.backup_set_id,)
+        ).fetchone()
+    assert count == (1,), "the same plan is stored once"
+
+
+def test_too_small_inventory_is_refused_by_how_much(demo_set: DemoSet, tmp_path: Path):
+    small = tmp_path / "small.yaml"
+    small.write_text(inventory_to_yaml(make_inventory([(f"tiny-{i}", 4, 8192, 500) for i in range(3)])))
+    result = CliRunner().invoke(
+        main,
+        [
+            "plan-generate",
+            "--path",
+            str(demo_set.output),
+            "--inventory",
+            str(small),
+            "--output",
+            str(tmp_path / "p.yaml"),
+            "--no-store",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "short by" in result.output
+    assert not (tmp_path / "p.yaml").exists()
+
+
+def test_generate_is_deterministic(demo_set: DemoSet, tmp_path: Path):
+    inventory = same_shaped_inventory(demo_set.env, tmp_path)
+    first, _ = generate(str(demo_set.output), inventory, "advanced")
+    second, _ = generate(str(demo_set.output), inventory, "advanced")
+    assert first.sha256 == second.sha256
