@@ -1,0 +1,912 @@
+"""Restoring files: content streamed from the ISOs of a backup set onto a target root, every byte verified.
+
+How it works
+------------
+The caller describes what to restore as `RestoreItem`s (one per manifest entry, built from the
+catalog rows, or from opened readers with `restore_items()`): where the stored bytes lie (ISO
+file and extent offset), what they must hash to, and where they go under the target root.
+`restore_files()` then
+
+1. checks the whole request first: parts of a chunked file are grouped into their logical file
+   (parts may come from different ISOs) and must be complete, numbered 0..n-1 and agree on
+   size and digest; an encrypted file needs the data key; a path may be restored only once.
+   Nothing is written when this fails;
+2. creates the folders (`dir` entries and the parents of every file);
+3. copies each file with `os.preadv` reads straight from the ISO file into a page-aligned
+   buffer (128 KiB, so that hashing and writing re-read it from the CPU cache; each local ISO
+   is opened once and shared by all threads; other fsspec URLs are read through one locked
+   file object per ISO), hashing it while writing it to `.{name}.omni-partial` in its final
+   folder (a chunked file's parts, from whichever ISOs hold them, go in index order into one
+   file; see below). Sealed files are decrypted on the way and authenticated (AES-256-GCM tag,
+   path as associated data), then checked against their plaintext digest and size. Only when
+   every check has passed is the file given its mode and mtime and renamed onto its final
+   name; `on_done` is called after that rename (from the calling thread; with fsync on, also
+   after the file was fsynced before its rename and its folder after it — once per folder for
+   a batch of files), so a recorded file is always a whole, verified, durable file;
+4. creates the symlinks (after the files), then sets folder modes and mtimes, deepest first.
+
+Every byte is hashed once: a chunked file is checked whole, against its logical_sha256, which
+covers every byte of every part (and their order); only when that fails are the parts hashed
+again, from the ISOs, so that the error names the damaged part's ISO and path.
+`verify_parts=True` also hashes each part against its own sha256 while copying it: a second
+digest of every byte of chunked files, at about 1.4x their CPU time, for no stronger a check.
+
+With `parallel` > 1, files run on a thread pool (preadv, hashlib and write release the GIL),
+largest first, small files in batches. On a local root a large or chunked file is itself split:
+copy tasks fill 64 MiB slices of its temporary file with `pwrite` while a verifying task
+follows them in file order, re-reading what was written and hashing it (against its sha256,
+or logical_sha256), so the check covers the bytes as they lie on the target. Two threads help
+only when both CPUs are free (see bench/restore_vs_bsdtar.py for the figures), so the default
+(`parallel=None`) is `auto_parallel()`: the CPUs idle at the start, from 1 to 4.
+
+Resuming
+--------
+`already_done(path)` lets the caller skip files it has recorded as restored and verified (the
+recovery database's restored_files table); a file is skipped only when it is also present with
+the expected size, otherwise it is restored again. Folders and symlinks are cheap and
+idempotent and are simply made again.
+
+What an interrupted restore leaves behind
+-----------------------------------------
+A restore killed at any point (SIGKILL included) leaves: every file it renamed into place,
+whole and verified (some of them, renamed just before the kill, possibly not yet recorded
+through `on_done`: the next run rewrites those, with the same bytes); one
+`.{name}.omni-partial` per file that was being written (a few: the files in flight), which
+the next run overwrites (or removes, for a file it skips); folders without their final mode
+and mtime; and missing symlinks. Never a partial or unverified file under a final name.
+Running the same restore again finishes with exactly the result of an uninterrupted run,
+rewriting no recorded file. `TargetRoot.remove_partials()` sweeps leftovers when the same
+restore is not run again.
+
+What can go wrong
+-----------------
+Bytes that differ from their recorded digest or size, a truncated ISO, or a sealed file that
+fails authentication raise IntegrityError naming the ISO and the stored path; the file being
+written is removed and nothing is left at its final path (files already finished stay). An
+inconsistent request (missing part, duplicate path, encrypted file without a key) raises
+BackupSetError before anything is written. Target failures raise targets.TargetError; paths
+that would leave the target root raise UnsafePathError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import mmap
+import os
+import posixpath
+import stat
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from omni_recovery.backupset import keys, layout
+from omni_recovery.backupset.manifest import Encryption, ManifestEntry
+from omni_recovery.backupset.reader import DataKey, IsoReader
+from omni_recovery.envstate.model import env_path
+from omni_recovery.errors import BackupSetError, IntegrityError
+from omni_recovery.targets.driver import PartialFile, TargetRoot, partial_relpath
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "MAX_PARALLEL",
+    "RestoreItem",
+    "RestoreSummary",
+    "RestoredFile",
+    "auto_parallel",
+    "restore_files",
+    "restore_items",
+]
+
+DEFAULT_BLOCK_SIZE = 128 << 10  # fits in L2: hashing and writing re-read the block from cache
+MAX_PARALLEL = 4
+# With parallel > 1 on a local root, files this large (and every chunked file) are copied in
+# slices of RANGE_SLICE bytes by several threads and verified by re-reading them in order.
+RANGED_MIN_SIZE = 32 << 20
+RANGE_SLICE = 64 << 20
+# Smaller files go to the pool in batches of at most this many files or bytes; with fsync on,
+# each folder of a batch is fsynced once, after the batch's renames and before they are reported.
+BATCH_FILES = 32
+BATCH_BYTES = 8 << 20
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreItem:
+    """One manifest entry to restore: where its stored bytes lie and where they go.
+
+    `path` is relative to the target root (the environment path, `envstate.model.env_path`);
+    all parts of a chunked file carry the same `path` (that of `chunk_of`). `mode` is the
+    manifest's st_mode (only the permission bits are applied); `mtime` is RFC 3339 or None.
+    `extent_offset` is the byte offset of the stored bytes in the ISO file (files only).
+    """
+
+    iso_url: str
+    iso_name: str
+    stored_path: str
+    path: str
+    type: str = "file"
+    size: int = 0
+    sha256: str | None = None
+    mode: int = 0o644
+    target: str | None = None
+    extent_offset: int | None = None
+    chunk_of: str | None = None
+    chunk_index: int | None = None
+    chunk_count: int | None = None
+    logical_size: int | None = None
+    logical_sha256: str | None = None
+    encryption: Encryption | None = None
+    mtime: str | None = None
+
+    @classmethod
+    def from_manifest(
+        cls, iso_url: str, iso_name: str, entry: ManifestEntry, *, path: str, extent_offset: int | None
+    ) -> RestoreItem:
+        chunk = entry.chunk
+        return cls(
+            iso_url=iso_url,
+            iso_name=iso_name,
+            stored_path=entry.path,
+            path=path,
+            type=entry.type,
+            size=entry.size,
+            sha256=entry.sha256,
+            mode=entry.mode,
+            target=entry.target,
+            extent_offset=extent_offset,
+            chunk_of=chunk.chunk_of if chunk else None,
+            chunk_index=chunk.chunk_index if chunk else None,
+            chunk_count=chunk.chunk_count if chunk else None,
+            logical_size=chunk.logical_size if chunk else None,
+            logical_sha256=chunk.logical_sha256 if chunk else None,
+            encryption=entry.encryption,
+            mtime=entry.mtime,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredFile:
+    """A file that was written, verified and renamed into place."""
+
+    path: str
+    size: int
+    sha256: str
+    isos: tuple[str, ...]
+    stored_paths: tuple[str, ...]
+
+
+@dataclass
+class RestoreSummary:
+    files: int = 0
+    skipped: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes_written: int = 0
+    bytes_skipped: int = 0
+    seconds: float = 0.0
+    restored: list[str] = field(default_factory=list)
+
+
+def restore_items(reader: IsoReader) -> list[RestoreItem]:
+    """RestoreItems for every environment file of one opened ISO (metadata and the data key left out)."""
+    items = []
+    for entry in reader.manifest.files:
+        if not entry.path.startswith("data/") or entry.path == layout.DATA_KEY_PATH:
+            continue
+        logical = entry.chunk.chunk_of if entry.chunk else entry.path
+        offset = None
+        if entry.type == "file":
+            image_entry = reader.listing.get(entry.path)
+            if image_entry is None or image_entry.type != "file":
+                raise BackupSetError(
+                    "file listed in the manifest is missing from the image", iso=reader.name, path=entry.path
+                )
+            offset = _contiguous_offset(image_entry.extents, reader.name, entry.path)
+        items.append(
+            RestoreItem.from_manifest(
+                reader.url, reader.name, entry, path=env_path(logical), extent_offset=offset
+            )
+        )
+    return items
+
+
+def _contiguous_offset(extents: Sequence[tuple[int, int]], iso: str, path: str) -> int:
+    if not extents:
+        return 0
+    position = extents[0][0]
+    for offset, length in extents:
+        if offset != position:
+            raise BackupSetError("file data is not contiguous in the image", iso=iso, path=path)
+        position += length
+    return extents[0][0]
+
+
+# -- the plan ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _FileJob:
+    path: str
+    parts: tuple[RestoreItem, ...]
+    size: int  # bytes written to the target
+    sha256: str  # digest of the bytes written
+    mode: int
+    mtime: float | None
+    check_parts: bool = False  # chunked files: also hash every part against its own sha256
+
+    @property
+    def chunked(self) -> bool:
+        return self.parts[0].chunk_of is not None
+
+
+def _timestamp(item: RestoreItem) -> float | None:
+    if item.mtime is None:
+        return None
+    try:
+        return datetime.fromisoformat(item.mtime.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise BackupSetError(
+            f"mtime {item.mtime!r} is not RFC 3339", iso=item.iso_name, path=item.stored_path
+        ) from exc
+
+
+def _plan(
+    items: Iterable[RestoreItem], data_key: DataKey | None
+) -> tuple[list[RestoreItem], list[_FileJob], list[RestoreItem]]:
+    dirs: list[RestoreItem] = []
+    symlinks: list[RestoreItem] = []
+    singles: list[RestoreItem] = []
+    parts: dict[str, list[RestoreItem]] = defaultdict(list)
+    seen: dict[str, RestoreItem] = {}
+    for item in items:
+        if item.type == "dir":
+            dirs.append(item)
+        elif item.type == "symlink":
+            if item.target is None:
+                raise BackupSetError("symlink without a target", iso=item.iso_name, path=item.stored_path)
+            symlinks.append(item)
+        elif item.type == "file":
+            if item.sha256 is None or item.extent_offset is None:
+                raise BackupSetError(
+                    "file without sha256 or extent offset", iso=item.iso_name, path=item.stored_path
+                )
+            if item.chunk_of is not None:
+                parts[item.path].append(item)
+                continue
+            singles.append(item)
+        else:
+            raise BackupSetError(
+                f"unknown entry type {item.type!r}", iso=item.iso_name, path=item.stored_path
+            )
+        if item.path in seen:
+            raise BackupSetError(
+                f"{item.path} would be restored twice (also from {seen[item.path].iso_name}: "
+                f"{seen[item.path].stored_path})",
+                iso=item.iso_name,
+                path=item.stored_path,
+            )
+        seen[item.path] = item
+
+    jobs = []
+    for item in singles:
+        if item.encryption is not None:
+            _check_key(item, data_key)
+            jobs.append(
+                _FileJob(
+                    item.path,
+                    (item,),
+                    item.encryption.plaintext_size,
+                    item.encryption.plaintext_sha256,
+                    item.mode,
+                    _timestamp(item),
+                )
+            )
+        else:
+            assert item.sha256 is not None
+            jobs.append(_FileJob(item.path, (item,), item.size, item.sha256, item.mode, _timestamp(item)))
+    for path, pieces in parts.items():
+        if path in seen:
+            raise BackupSetError(
+                f"{path} would be restored twice", iso=pieces[0].iso_name, path=pieces[0].stored_path
+            )
+        seen[path] = pieces[0]
+        jobs.append(_chunked_job(path, pieces))
+    return dirs, jobs, symlinks
+
+
+def _check_key(item: RestoreItem, data_key: DataKey | None) -> None:
+    assert item.encryption is not None
+    if data_key is None:
+        raise BackupSetError(
+            "file is encrypted and no passphrase was given", iso=item.iso_name, path=item.stored_path
+        )
+    if item.encryption.key_id != data_key.key_id:
+        raise BackupSetError(
+            f"file is sealed with key {item.encryption.key_id}, not the set's data key {data_key.key_id}",
+            iso=item.iso_name,
+            path=item.stored_path,
+        )
+
+
+def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
+    pieces.sort(key=lambda p: p.chunk_index if p.chunk_index is not None else -1)
+    first = pieces[0]
+
+    def fail(message: str) -> BackupSetError:
+        return BackupSetError(
+            f"chunked file {first.chunk_of}: {message}", iso=first.iso_name, path=first.stored_path
+        )
+
+    count = first.chunk_count
+    if count is None or first.logical_size is None or first.logical_sha256 is None:
+        raise fail("a part lacks chunk_count, logical_size or logical_sha256")
+    for piece in pieces:
+        if (piece.chunk_of, piece.chunk_count, piece.logical_size, piece.logical_sha256) != (
+            first.chunk_of,
+            count,
+            first.logical_size,
+            first.logical_sha256,
+        ):
+            raise fail(f"part {piece.stored_path} in {piece.iso_name} disagrees on its logical file")
+        if piece.encryption is not None:
+            raise fail("encrypted chunked files are not supported")
+    indices = [p.chunk_index for p in pieces]
+    if indices != list(range(count)):
+        missing = sorted(set(range(count)) - {i for i in indices if i is not None})
+        raise fail(f"parts are not 0..{count - 1} exactly once (missing {missing}, found {indices})")
+    if sum(p.size for p in pieces) != first.logical_size:
+        raise fail(
+            f"the parts hold {sum(p.size for p in pieces)} bytes, logical_size is {first.logical_size}"
+        )
+    return _FileJob(
+        path, tuple(pieces), first.logical_size, first.logical_sha256, first.mode, _timestamp(first)
+    )
+
+
+# -- reading the ISOs ----------------------------------------------------------------------
+
+
+class _IsoSource:
+    """One ISO file, opened once and shared by every worker thread."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        fs, path = fsspec.core.url_to_fs(url)
+        self._fd: int | None = None
+        self._fh: BinaryIO | None = None
+        self._lock = threading.Lock()
+        try:
+            if isinstance(fs, LocalFileSystem):
+                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            else:
+                self._fh = fs.open(path, "rb")
+        except (OSError, ValueError) as exc:
+            raise BackupSetError(f"cannot open the image: {exc}", iso=name) from exc
+
+    def blocks(self, offset: int, length: int, buffer: memoryview, path: str) -> Iterator[memoryview]:
+        """Views of `length` bytes from `offset`; IntegrityError naming the file if the ISO ends early."""
+        position, end = offset, offset + length
+        while position < end:
+            want = min(len(buffer), end - position)
+            target = buffer[:want]
+            if self._fd is not None:
+                got = os.preadv(self._fd, [target], position)
+            else:
+                assert self._fh is not None
+                with self._lock:
+                    self._fh.seek(position)
+                    got = self._fh.readinto(target) or 0  # type: ignore[attr-defined]
+            if got <= 0:
+                raise IntegrityError(
+                    f"the image ends {end - position} bytes before the end of this file",
+                    iso=self.name,
+                    path=path,
+                )
+            yield buffer[:got]
+            position += got
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+class _Sources:
+    def __init__(self) -> None:
+        self._open: dict[str, _IsoSource] = {}
+        self._lock = threading.Lock()
+
+    def get(self, item: RestoreItem) -> _IsoSource:
+        source = self._open.get(item.iso_url)
+        if source is None:
+            with self._lock:
+                source = self._open.get(item.iso_url)
+                if source is None:
+                    source = self._open[item.iso_url] = _IsoSource(item.iso_url, item.iso_name)
+        return source
+
+    def close(self) -> None:
+        for source in self._open.values():
+            source.close()
+        self._open.clear()
+
+
+class _Buffers(threading.local):
+    """One page-aligned buffer per worker thread (threading.local runs __init__ in every thread)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.view: memoryview | None = None
+
+    def get(self) -> memoryview:
+        if self.view is None:
+            self.view = memoryview(mmap.mmap(-1, self.size))
+        return self.view
+
+
+# -- copying one file ----------------------------------------------------------------------
+
+
+def _mismatch(job: _FileJob, digest: str, sources: _Sources, buffer: memoryview) -> IntegrityError:
+    """The error for a file whose whole digest is wrong, naming the damaged part when there is one.
+
+    A chunked file's whole is checked against logical_sha256; when that fails, the stored bytes
+    of each part are hashed again against the part's own sha256 so that the error names the ISO
+    and path that are damaged (or, when every part is intact, the first part: the set is then
+    inconsistent).
+    """
+    first = job.parts[0]
+    if not job.chunked:
+        return IntegrityError(
+            f"sha256 is {digest}, the manifest says {job.sha256} (restoring {job.path})",
+            iso=first.iso_name,
+            path=first.stored_path,
+        )
+    for piece in job.parts:
+        assert piece.extent_offset is not None
+        part = hashlib.sha256()
+        for block in sources.get(piece).blocks(piece.extent_offset, piece.size, buffer, piece.stored_path):
+            part.update(block)
+        if part.hexdigest() != piece.sha256:
+            return IntegrityError(
+                f"sha256 is {part.hexdigest()}, the manifest says {piece.sha256} (part {piece.chunk_index} "
+                f"of {job.path}, whose reassembled sha256 {digest} is not its logical_sha256 {job.sha256})",
+                iso=piece.iso_name,
+                path=piece.stored_path,
+            )
+    return IntegrityError(
+        f"the reassembled {first.chunk_of} has sha256 {digest}, logical_sha256 is {job.sha256}, "
+        f"although every part matches its own sha256 (restoring {job.path})",
+        iso=first.iso_name,
+        path=first.stored_path,
+    )
+
+
+def _part_mismatch(job: _FileJob, piece: RestoreItem, digest: str) -> IntegrityError:
+    return IntegrityError(
+        f"sha256 is {digest}, the manifest says {piece.sha256} (restoring {job.path})",
+        iso=piece.iso_name,
+        path=piece.stored_path,
+    )
+
+
+def _copy_plain(job: _FileJob, out: PartialFile, sources: _Sources, buffer: memoryview) -> None:
+    """Copy a file (all its parts, in order), hashing the whole as it goes; parts too if asked."""
+    whole = hashlib.sha256()
+    for piece in job.parts:
+        assert piece.extent_offset is not None
+        part = hashlib.sha256() if job.check_parts else None
+        source = sources.get(piece)
+        for block in source.blocks(piece.extent_offset, piece.size, buffer, piece.stored_path):
+            whole.update(block)
+            if part is not None:
+                part.update(block)
+            out.write(block)
+        if part is not None and part.hexdigest() != piece.sha256:
+            raise _part_mismatch(job, piece, part.hexdigest())
+    if whole.hexdigest() != job.sha256:
+        raise _mismatch(job, whole.hexdigest(), sources, buffer)
+
+
+def _copy_sealed(
+    job: _FileJob, out: PartialFile, sources: _Sources, buffer: memoryview, data_key: DataKey
+) -> None:
+    (item,) = job.parts
+    assert item.encryption is not None and item.extent_offset is not None
+    nonce = keys.unb64(item.encryption.nonce, what="nonce", size=keys.NONCE_SIZE)
+    opener = keys.Opener(data_key.key, nonce, item.stored_path, iso=item.iso_name)
+    stored, plain, size = hashlib.sha256(), hashlib.sha256(), 0
+    for block in sources.get(item).blocks(item.extent_offset, item.size, buffer, item.stored_path):
+        stored.update(block)
+        text = opener.update(block)  # type: ignore[arg-type]
+        plain.update(text)
+        size += out.write(text)
+    if stored.hexdigest() != item.sha256:
+        raise IntegrityError(
+            f"sha256 is {stored.hexdigest()}, the manifest says {item.sha256} (restoring {job.path})",
+            iso=item.iso_name,
+            path=item.stored_path,
+        )
+    tail = opener.finalize()
+    plain.update(tail)
+    size += out.write(tail)
+    if size != job.size or plain.hexdigest() != job.sha256:
+        raise IntegrityError(
+            f"decrypted content differs from plaintext_sha256/plaintext_size (restoring {job.path})",
+            iso=item.iso_name,
+            path=item.stored_path,
+        )
+
+
+def _restore_one(
+    job: _FileJob, target: TargetRoot, sources: _Sources, buffers: _Buffers, data_key: DataKey | None
+) -> RestoredFile:
+    out = target.begin(job.path)
+    try:
+        if job.parts[0].encryption is not None:
+            assert data_key is not None
+            _copy_sealed(job, out, sources, buffers.get(), data_key)
+        else:
+            _copy_plain(job, out, sources, buffers.get())
+        out.commit(mode=job.mode, mtime=job.mtime, sync_folder=False)  # the caller syncs folders
+    except BaseException:
+        out.abort()
+        raise
+    return _restored(job)
+
+
+def _sync_folders(target: TargetRoot, done: list[RestoredFile]) -> None:
+    """Make the renames of `done` durable (with fsync on): each folder once, before they are reported."""
+    if target.fsync and target.is_local:
+        for folder in sorted({posixpath.dirname(f.path) for f in done}):
+            target.fsync_folder(folder)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A range of a file copied by one task: a whole part (hashed by the task) or a slice (not)."""
+
+    item: RestoreItem
+    source_offset: int  # in the ISO
+    file_offset: int  # in the restored file
+    length: int
+    sha256: str | None  # the part's digest, checked by the task; None for a slice
+
+
+class _RangedRun:
+    """A large or chunked file restored by several threads at once (local roots only).
+
+    Copy tasks (on the main pool) each fill one segment of the one temporary file with
+    `pwrite`: slices of RANGE_SLICE bytes (of each part, for a chunked file), or, with
+    `verify_parts`, whole parts, each hashed against its own sha256 as it is copied. A
+    verifying task (on its own pool, so it never waits for a task queued behind it) follows
+    the copies in file order, re-reading what was written and hashing it: the whole file
+    against its sha256 (logical_sha256 for a chunked file), so the check covers the bytes as
+    they lie in the temporary file. Only then is the file renamed.
+    If anything fails, the verifier waits for every copy task to stop before it removes the
+    temporary file.
+    """
+
+    def __init__(self, job: _FileJob, target: TargetRoot, sources: _Sources, buffers: _Buffers) -> None:
+        self.job, self.sources, self.buffers = job, sources, buffers
+        self.segments: list[_Segment] = []
+        position = 0
+        for piece in job.parts:
+            assert piece.extent_offset is not None
+            if job.chunked and job.check_parts:
+                self.segments.append(_Segment(piece, piece.extent_offset, position, piece.size, piece.sha256))
+            else:
+                for start in range(0, piece.size, RANGE_SLICE):
+                    length = min(RANGE_SLICE, piece.size - start)
+                    self.segments.append(
+                        _Segment(piece, piece.extent_offset + start, position + start, length, None)
+                    )
+            position += piece.size
+        self.copied = [0] * len(self.segments)
+        self.changed = threading.Condition()
+        self.out = target.begin(job.path)
+
+    def copy(self, index: int) -> None:
+        segment = self.segments[index]
+        digest = hashlib.sha256() if segment.sha256 is not None and self.job.check_parts else None
+        position = segment.file_offset
+        source = self.sources.get(segment.item)
+        for block in source.blocks(
+            segment.source_offset, segment.length, self.buffers.get(), segment.item.stored_path
+        ):
+            if digest is not None:
+                digest.update(block)
+            position += self.out.write_at(block, position)
+            with self.changed:
+                self.copied[index] = position - segment.file_offset
+                self.changed.notify_all()
+        if digest is not None and digest.hexdigest() != segment.sha256:
+            raise _part_mismatch(self.job, segment.item, digest.hexdigest())
+
+    def _wait_copied(self, index: int, beyond: int, task: Future[None]) -> int:
+        """Bytes of segment `index` copied so far, once more than `beyond`; raises its task's failure."""
+        with self.changed:
+            while self.copied[index] <= beyond:
+                if task.done():
+                    task.result()  # its failure, or CancelledError
+                    if self.copied[index] <= beyond:
+                        raise IntegrityError(
+                            f"segment {index} of {self.job.path} was not copied whole",
+                            iso=self.segments[index].item.iso_name,
+                            path=self.segments[index].item.stored_path,
+                        )
+                    break
+                self.changed.wait(0.05)
+            return self.copied[index]
+
+    def verify(self, tasks: list[Future[None]]) -> RestoredFile:
+        job = self.job
+        try:
+            whole = hashlib.sha256()
+            buffer = self.buffers.get()
+            for index, (segment, task) in enumerate(zip(self.segments, tasks, strict=True)):
+                done = 0
+                while done < segment.length:
+                    available = self._wait_copied(index, done, task)
+                    while done < available:
+                        view = buffer[: min(len(buffer), available - done)]
+                        got = self.out.read_at(view, segment.file_offset + done)
+                        if got <= 0:
+                            raise IntegrityError(
+                                f"the temporary file of {job.path} ends early",
+                                iso=segment.item.iso_name,
+                                path=segment.item.stored_path,
+                            )
+                        whole.update(buffer[:got])
+                        done += got
+                task.result()
+            if whole.hexdigest() != job.sha256:
+                raise _mismatch(job, whole.hexdigest(), self.sources, buffer)
+            self.out.commit(mode=job.mode, mtime=job.mtime)
+        except BaseException:
+            self.abort(tasks)
+            raise
+        return _restored(job)
+
+    def abort(self, tasks: list[Future[None]]) -> None:
+        """Remove the temporary file once no copy task writes to it any more."""
+        for task in tasks:
+            task.cancel()
+        wait(tasks)
+        self.out.abort()
+
+
+def _restored(job: _FileJob) -> RestoredFile:
+    return RestoredFile(
+        job.path,
+        job.size,
+        job.sha256,
+        tuple(dict.fromkeys(p.iso_name for p in job.parts)),
+        tuple(p.stored_path for p in job.parts),
+    )
+
+
+# -- the whole restore ---------------------------------------------------------------------
+
+
+def restore_files(
+    items: Iterable[RestoreItem],
+    target: TargetRoot,
+    data_key: DataKey | None,
+    *,
+    already_done: Callable[[str], bool] | None = None,
+    on_done: Callable[[RestoredFile], None] | None = None,
+    parallel: int | None = None,
+    progress: Progress | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    verify_parts: bool = False,
+) -> RestoreSummary:
+    """Restore `items` onto `target`, verifying every byte; see the module documentation.
+
+    A chunked file is verified whole, against logical_sha256, which covers every byte of every
+    part; its parts' own digests are computed only to name the damaged part when that fails.
+    `verify_parts=True` also hashes every part against its sha256 while copying it (a second
+    digest of each byte: about 1.4x the CPU time for chunked files, no stronger a check).
+    """
+    started = time.perf_counter()
+    if parallel is None:
+        parallel = auto_parallel()
+    if parallel < 1:
+        raise ValueError("parallel must be at least 1")
+    if block_size < mmap.PAGESIZE or block_size % mmap.PAGESIZE:
+        raise ValueError(f"block_size must be a multiple of {mmap.PAGESIZE}")
+    dirs, jobs, symlinks = _plan(items, data_key)
+    if verify_parts:
+        jobs = [dataclasses.replace(job, check_parts=True) if job.chunked else job for job in jobs]
+    if symlinks and not target.supports_symlinks:
+        raise target.error("the backup holds symbolic links and this target root cannot hold them")
+    summary = RestoreSummary()
+    report = progress or (lambda phase, amount: None)
+
+    for item in sorted(dirs, key=lambda d: d.path):
+        target.makedirs(item.path)
+        summary.dirs += 1
+
+    todo = []
+    for job in jobs:
+        if already_done is not None and already_done(job.path) and target.size(job.path) == job.size:
+            target.discard(partial_relpath(job.path))
+            summary.skipped += 1
+            summary.bytes_skipped += job.size
+            report("skip", job.size)
+        else:
+            todo.append(job)
+    todo.sort(key=lambda j: (-j.size, j.path))
+
+    def finished(done: RestoredFile) -> None:
+        summary.files += 1
+        summary.bytes_written += done.size
+        summary.restored.append(done.path)
+        if on_done is not None:
+            on_done(done)
+        report("restore", done.size)
+
+    sources = _Sources()
+    buffers = _Buffers(block_size)
+    try:
+        if parallel == 1:
+            for start in range(0, len(todo), BATCH_FILES):
+                done, failure = _restore_batch(
+                    todo[start : start + BATCH_FILES], target, sources, buffers, data_key
+                )
+                for restored in done:
+                    finished(restored)
+                if failure is not None:
+                    raise failure
+        else:
+            _run_parallel(todo, parallel, finished, target, sources, buffers, data_key)
+    finally:
+        sources.close()
+
+    for item in sorted(symlinks, key=lambda s: s.path):
+        assert item.target is not None
+        target.symlink(item.path, item.target)
+        mtime = _timestamp(item)
+        if mtime is not None:
+            target.set_mtime(item.path, mtime)
+        summary.symlinks += 1
+    for item in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True):
+        target.chmod(item.path, stat.S_IMODE(item.mode))
+        mtime = _timestamp(item)
+        if mtime is not None:
+            target.set_mtime(item.path, mtime)
+    if target.fsync and target.is_local:
+        for folder in sorted({posixpath.dirname(s.path) for s in symlinks} | {d.path for d in dirs}):
+            target.fsync_folder(folder)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def auto_parallel() -> int:
+    """Worker threads for a restore: the CPUs that are idle now (1-minute load average), 1 to MAX_PARALLEL.
+
+    Measured on the project's 2-CPU machines (bench/restore_vs_bsdtar.py): a second thread
+    speeds a restore up only when the second CPU is free; when other work keeps it busy, the
+    extra thread only adds CPU time (a re-read for verification, hand-offs between threads), so
+    a single thread is then the faster choice.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except OSError:
+        idle = cpus
+    return max(1, min(MAX_PARALLEL, cpus, int(idle + 0.5)))
+
+
+_Outcome = tuple[list[RestoredFile], BaseException | None]
+
+
+def _restore_batch(
+    jobs: list[_FileJob], target: TargetRoot, sources: _Sources, buffers: _Buffers, data_key: DataKey | None
+) -> _Outcome:
+    """Restore small files one after the other; the files done before a failure are still reported."""
+    done: list[RestoredFile] = []
+    failure: Exception | None = None
+    for job in jobs:
+        try:
+            done.append(_restore_one(job, target, sources, buffers, data_key))
+        except Exception as exc:
+            failure = exc
+            break
+    try:
+        _sync_folders(target, done)
+    except Exception as exc:
+        return [], failure or exc
+    return done, failure
+
+
+def _verify_run(run: _RangedRun, tasks: list[Future[None]]) -> _Outcome:
+    try:
+        return [run.verify(tasks)], None
+    except Exception as exc:
+        return [], exc
+
+
+def _run_parallel(
+    todo: list[_FileJob],
+    parallel: int,
+    finished: Callable[[RestoredFile], None],
+    target: TargetRoot,
+    sources: _Sources,
+    buffers: _Buffers,
+    data_key: DataKey | None,
+) -> None:
+    """Restore `todo` on a thread pool, a few tasks queued ahead; results reported from this thread.
+
+    Small files go in batches (of BATCH_FILES files or BATCH_BYTES bytes) to keep the cost of a
+    task per file low. On a local root, chunked files and files of RANGED_MIN_SIZE or more are
+    copied in segments by several tasks and verified by a task of a second pool (`_RangedRun`).
+    On the first failure nothing new starts; tasks already running finish (a file they
+    complete is whole and verified), unfinished temporary files are removed, and the failure
+    is raised.
+    """
+    pending: set[Future[_Outcome]] = set()
+    runs: list[_RangedRun] = []
+    window = parallel * 4
+    pool = ThreadPoolExecutor(parallel, thread_name_prefix="omni-restore")
+    verifiers = ThreadPoolExecutor(parallel, thread_name_prefix="omni-verify")
+    batch: list[_FileJob] = []
+    batch_bytes = 0
+    try:
+        for job in todo:
+            ranged = job.chunked or (job.size >= RANGED_MIN_SIZE and job.parts[0].encryption is None)
+            if ranged and target.supports_ranges:
+                run = _RangedRun(job, target, sources, buffers)
+                runs.append(run)
+                tasks = [pool.submit(run.copy, index) for index in range(len(run.segments))]
+                pending.add(verifiers.submit(_verify_run, run, tasks))
+            else:
+                batch.append(job)
+                batch_bytes += job.size
+                if len(batch) < BATCH_FILES and batch_bytes < BATCH_BYTES:
+                    continue
+                pending.add(pool.submit(_restore_batch, batch, target, sources, buffers, data_key))
+                batch, batch_bytes = [], 0
+            if len(pending) >= window:
+                pending = _drain(pending, finished)
+        if batch:
+            pending.add(pool.submit(_restore_batch, batch, target, sources, buffers, data_key))
+        while pending:
+            pending = _drain(pending, finished)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        verifiers.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
+        for run in runs:
+            run.out.abort()  # a no-op for files already renamed into place
+        raise
+    pool.shutdown(wait=True)
+    verifiers.shutdown(wait=True)
+
+
+def _drain(pending: set[Future[_Outcome]], finished: Callable[[RestoredFile], None]) -> set[Future[_Outcome]]:
+    """Wait for at least one task, report its finished files, raise the first failure; returns the rest."""
+    done, rest = wait(pending, return_when=FIRST_COMPLETED)
+    failure: BaseException | None = None
+    for future in done:
+        files, error = future.result()
+        for restored in files:
+            finished(restored)
+        if error is not None and failure is None:
+            failure = error
+    if failure is not None:
+        raise failure
+    return rest

@@ -1,0 +1,567 @@
+"""The target driver: one node's filesystem root, reached through fsspec, written atomically.
+
+How it works
+------------
+A `TargetRoot` wraps one inventory node's `root` URL (a local folder by default; `memory://`,
+`s3://` … through fsspec). Every path handed to it is relative to that root and goes through
+`resolve()`, which refuses absolute paths, `..`, `.`, empty segments, NUL and backslashes (the
+backup format's own path rule, `layout.check_relative_path`) and checks that the normalised
+result stays inside the root. On a local root it also refuses to write through a symbolic link
+that lies on the way to a path (a restored symlink can never redirect a later write).
+
+Files are written under a hidden temporary name in their own folder, `.{name}.omni-partial`,
+and renamed onto their final name only when the writer says the content is whole
+(`PartialFile.commit`, or a clean exit from `open_atomic`). On an error the temporary file is
+removed. On a local root the temporary file is held under an exclusive `flock` from its
+creation to its rename: a leftover of a killed writer is taken over and emptied, while a path
+that another live writer is writing is refused (TargetError), so two restores of one path
+never mix their bytes. A local root uses plain os calls (`os.open`, `os.write`/`os.pwrite`,
+`os.replace`); with `fsync=True` (the default) each file is fsynced before its rename and its
+folder after it, so a name that survives a power loss always holds the whole content.
+Benchmarks may turn it off.
+
+Symbolic links may only be created inside a volume's `volumes/{app}/{vol}/files/` tree and
+must resolve, from their own folder, to a place inside that same tree (the manifest's rule).
+Modes, mtimes and symlinks are applied on a local root; on other protocols modes and mtimes
+are applied only where the filesystem implements them, and symlinks are refused with a
+TargetError unless the filesystem has them.
+
+What can go wrong
+-----------------
+A path that would leave the root raises UnsafePathError; an OS or fsspec failure (disk full,
+permission denied, a folder where a file should go) raises TargetError naming the path. A
+process killed while writing leaves at most the `.{name}.omni-partial` files it had open,
+never a partial file under a final name; `remove_partials()` sweeps them, and writing the same
+path again takes its temporary file over. Folders checked for symlinks on the way are cached
+per TargetRoot: a folder swapped for a symlink behind its back by another process is not
+noticed (use a fresh TargetRoot per run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import posixpath
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from omni_recovery.backupset.layout import check_relative_path, is_within
+from omni_recovery.errors import RecoveryError, UnsafePathError
+
+__all__ = [
+    "PARTIAL_SUFFIX",
+    "PartialFile",
+    "TargetEntry",
+    "TargetError",
+    "TargetRoot",
+    "check_symlink_target",
+    "partial_relpath",
+]
+
+PARTIAL_SUFFIX = ".omni-partial"
+_WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class TargetError(RecoveryError):
+    """Writing to a target root failed; names the root and the path."""
+
+    def __init__(self, message: str, *, root: str | None = None, path: str | None = None) -> None:
+        self.root = root
+        self.path = path
+        self.reason = message
+        where = ": ".join(part for part in (root, path) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+@dataclass(frozen=True)
+class TargetEntry:
+    """One entry under a target root, as `TargetRoot.listing()` reports it."""
+
+    path: str
+    type: str  # "file", "dir" or "symlink"
+    size: int
+    mode: int | None
+    target: str | None = None
+
+
+def partial_relpath(relpath: str) -> str:
+    """The temporary name a file is written under before it is renamed onto `relpath`."""
+    folder, name = posixpath.split(relpath)
+    hidden = f".{name}{PARTIAL_SUFFIX}"
+    return posixpath.join(folder, hidden) if folder else hidden
+
+
+def _volume_files_root(relpath: str) -> str | None:
+    parts = relpath.split("/")
+    if len(parts) >= 5 and parts[0] == "volumes" and parts[3] == "files":
+        return "/".join(parts[:4])
+    return None
+
+
+def check_symlink_target(relpath: str, target: str) -> str:
+    """Refuse a symlink at `relpath` unless its target stays inside the same volume's files/ tree.
+
+    The rule is the manifest's (see backupset.manifest): the link must lie inside
+    `volumes/{app}/{vol}/files/`, its target must be a relative POSIX path, and the target,
+    resolved from the link's own folder, must stay inside that same files/ tree.
+    """
+    check_relative_path(relpath)
+    files_root = _volume_files_root(relpath)
+    if files_root is None:
+        raise UnsafePathError("a symlink must lie inside a volume's files/ tree", path=relpath)
+    if not target or target.startswith("/") or "\x00" in target or "\\" in target:
+        raise UnsafePathError(f"symlink target {target!r} must be a relative POSIX path", path=relpath)
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relpath), target))
+    if resolved == files_root or not is_within(files_root, resolved):
+        raise UnsafePathError(f"symlink target {target!r} leaves {files_root}/", path=relpath)
+    return target
+
+
+class PartialFile:
+    """A file being written under its temporary name; `commit()` renames it onto its final name.
+
+    `write` appends; on a local root `write_at` / `read_at` also let several threads fill and
+    re-read disjoint ranges of the same file (os.pwrite / os.preadv on one descriptor).
+    """
+
+    def __init__(self, root: TargetRoot, relpath: str) -> None:
+        self.root = root
+        self.relpath = relpath
+        self.partial = partial_relpath(relpath)
+        self.size = 0
+        self._done = False
+        self._fd: int | None = None
+        self._fh: IO[bytes] | None = None
+        self._full = root.resolve(relpath)
+        folder = posixpath.dirname(relpath)
+        if folder:
+            root.makedirs(folder)
+        # the temporary name lies in the same, already checked folder
+        self._partial_full = posixpath.join(posixpath.dirname(self._full), posixpath.basename(self.partial))
+        try:
+            if root.is_local:
+                self._fd = self._open_locked()
+            else:
+                self._fh = root.fs.open(self._partial_full, "wb")
+        except (OSError, ValueError) as exc:
+            raise root.error(f"cannot create the temporary file: {exc}", self.partial) from exc
+
+    def _open_locked(self) -> int:
+        """Open the temporary file under an exclusive lock, emptied; refuse one another writer holds.
+
+        A leftover of a killed writer is taken over (its lock died with it); a file that a live
+        writer holds raises TargetError, so two restores of one path never mix their bytes. The
+        inode is checked again after locking, in case the name was renamed into place meanwhile.
+        """
+        for _ in range(8):
+            fd = os.open(self._partial_full, _WRITE_FLAGS, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                opened = os.fstat(fd)
+                current = os.lstat(self._partial_full)
+            except BlockingIOError as exc:
+                os.close(fd)
+                raise self.root.error("another writer is writing this file right now", self.partial) from exc
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (opened.st_dev, opened.st_ino) != (current.st_dev, current.st_ino):
+                os.close(fd)
+                continue
+            try:
+                os.ftruncate(fd, 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd
+        raise self.root.error("the temporary file keeps changing under this writer", self.partial)
+
+    @property
+    def supports_ranges(self) -> bool:
+        return self._fd is not None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append all of `data`; returns its length."""
+        length = len(data)
+        try:
+            if self._fd is not None:
+                view = memoryview(data)
+                written = 0
+                while written < length:
+                    written += os.write(self._fd, view[written:])
+            else:
+                assert self._fh is not None
+                self._fh.write(data)
+        except OSError as exc:
+            raise self.root.error(f"write failed: {exc}", self.partial) from exc
+        self.size += length
+        return length
+
+    def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> int:
+        """Write all of `data` at `offset` (local roots; safe from several threads on disjoint ranges)."""
+        if self._fd is None:
+            raise self.root.error("ranged writes need a local target root", self.partial)
+        view = memoryview(data)
+        length, written = len(view), 0
+        try:
+            while written < length:
+                written += os.pwrite(self._fd, view[written:], offset + written)
+        except OSError as exc:
+            raise self.root.error(f"write failed: {exc}", self.partial) from exc
+        return length
+
+    def read_at(self, buffer: memoryview, offset: int) -> int:
+        """Read back into `buffer` from `offset` of what was written (local roots)."""
+        if self._fd is None:
+            raise self.root.error("ranged reads need a local target root", self.partial)
+        try:
+            return os.preadv(self._fd, [buffer], offset)
+        except OSError as exc:
+            raise self.root.error(f"read back failed: {exc}", self.partial) from exc
+
+    def commit(
+        self, *, mode: int | None = None, mtime: float | None = None, sync_folder: bool = True
+    ) -> None:
+        """Apply mode and mtime, fsync (if the root asks for it), and rename onto the final name.
+
+        With fsync on, the folder is fsynced after the rename unless `sync_folder` is False: then
+        the caller fsyncs it (once for many files) before it treats the file as durable.
+        """
+        root = self.root
+        try:
+            if self._fd is not None:
+                fd = self._fd
+                if mode is not None:
+                    os.fchmod(fd, stat.S_IMODE(mode))
+                if mtime is not None:
+                    os.utime(fd, (mtime, mtime))
+                if root.fsync:
+                    os.fsync(fd)
+                os.replace(self._partial_full, self._full)  # still locked: nobody took the name over
+                self._fd = None
+                os.close(fd)
+                if root.fsync and sync_folder:
+                    root.fsync_folder(posixpath.dirname(self.relpath))
+            else:
+                assert self._fh is not None
+                fh, self._fh = self._fh, None
+                fh.close()
+                root.fs.mv(self._partial_full, self._full)
+                if mode is not None:
+                    root.chmod(self.relpath, mode)
+        except OSError as exc:
+            self.abort()
+            raise root.error(f"cannot put the file in place: {exc}", self.relpath) from exc
+        self._done = True
+
+    def abort(self) -> None:
+        """Remove the temporary file (never the final one), then release it."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if self._fd is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._partial_full)  # while still holding its lock
+            else:
+                if self._fh is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        self._fh.close()
+                    self._fh = None
+                self.root.discard(self.partial)
+        except OSError as exc:
+            raise self.root.error(f"cannot remove the temporary file: {exc}", self.partial) from exc
+        finally:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> PartialFile:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._done:
+            self.commit()
+
+
+class TargetRoot:
+    """One node's root, through fsspec; every path is relative to it and checked."""
+
+    def __init__(self, url: str, *, fsync: bool = True, create: bool = True) -> None:
+        self.url = url
+        self.fsync = fsync
+        fs, root = fsspec.core.url_to_fs(url)
+        self.fs: Any = fs
+        self.is_local: bool = isinstance(fs, LocalFileSystem)
+        self.root: str = os.path.abspath(root) if self.is_local else root.rstrip("/") or "/"
+        # Folders known to be real folders with no symlink on the way (local roots).
+        self._checked: set[str] = set()
+        if create:
+            try:
+                if self.is_local:
+                    os.makedirs(self.root, exist_ok=True)
+                else:
+                    fs.makedirs(self.root, exist_ok=True)
+            except OSError as exc:
+                raise TargetError(f"cannot create the target root: {exc}", root=url) from exc
+
+    def __repr__(self) -> str:
+        return f"TargetRoot({self.url!r}, fsync={self.fsync})"
+
+    def error(self, message: str, path: str | None = None) -> TargetError:
+        return TargetError(message, root=self.url, path=path)
+
+    @property
+    def supports_symlinks(self) -> bool:
+        return self.is_local or hasattr(self.fs, "symlink")
+
+    @property
+    def supports_ranges(self) -> bool:
+        """Whether files can be written at offsets from several threads (`PartialFile.write_at`)."""
+        return self.is_local
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def resolve(self, relpath: str) -> str:
+        """The full path of `relpath` under the root; UnsafePathError for anything that leaves it."""
+        check_relative_path(relpath)
+        normalised = posixpath.normpath(relpath)
+        if normalised != relpath or normalised.startswith("../") or normalised == "..":
+            raise UnsafePathError("path is not normalised or leaves the target root", path=relpath)
+        full = posixpath.join(self.root, normalised)
+        if not is_within(self.root, full):
+            raise UnsafePathError("path leaves the target root", path=relpath)
+        if self.is_local:
+            self._check_no_symlink_on_the_way(posixpath.dirname(normalised))
+        return full
+
+    def _check_no_symlink_on_the_way(self, folder: str) -> None:
+        """Refuse writing through a symlinked folder (local roots); folders checked once are cached."""
+        if not folder or folder in self._checked:
+            return
+        parent = posixpath.dirname(folder)
+        self._check_no_symlink_on_the_way(parent)
+        try:
+            st = os.lstat(posixpath.join(self.root, folder))
+        except FileNotFoundError:
+            return  # not there yet: makedirs creates a real folder
+        except OSError as exc:
+            raise self.error(f"cannot inspect folder: {exc}", folder) from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePathError("a symbolic link lies on the way to this path", path=folder)
+        if not stat.S_ISDIR(st.st_mode):
+            raise self.error("not a folder", folder)
+        self._checked.add(folder)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def begin(self, relpath: str) -> PartialFile:
+        """Start writing `relpath` under its temporary name; commit() or abort() the result."""
+        return PartialFile(self, relpath)
+
+    @contextlib.contextmanager
+    def open_atomic(
+        self, relpath: str, *, mode: int | None = None, mtime: float | None = None
+    ) -> Iterator[PartialFile]:
+        """Write `relpath` through its temporary name; renamed into place when the block exits cleanly."""
+        partial = self.begin(relpath)
+        try:
+            yield partial
+        except BaseException:
+            partial.abort()
+            raise
+        partial.commit(mode=mode, mtime=mtime)
+
+    def write_bytes_atomic(
+        self, relpath: str, data: bytes, *, mode: int | None = None, mtime: float | None = None
+    ) -> None:
+        with self.open_atomic(relpath, mode=mode, mtime=mtime) as out:
+            out.write(data)
+
+    def makedirs(self, relpath: str, mode: int | None = None) -> None:
+        """Create a folder (and its parents); apply `mode` to the folder itself when given."""
+        if mode is None and relpath in self._checked:
+            return
+        full = self.resolve(relpath)
+        try:
+            if self.is_local:
+                os.makedirs(full, exist_ok=True)
+                self._check_no_symlink_on_the_way(relpath)
+            else:
+                self.fs.makedirs(full, exist_ok=True)
+        except OSError as exc:
+            raise self.error(f"cannot create folder: {exc}", relpath) from exc
+        if mode is not None:
+            self.chmod(relpath, mode)
+
+    def symlink(self, relpath: str, target: str) -> None:
+        """Create (or replace) the symlink `relpath` → `target`, which must stay in its files/ tree."""
+        check_symlink_target(relpath, target)
+        full = self.resolve(relpath)
+        if not self.is_local:
+            if not hasattr(self.fs, "symlink"):
+                raise self.error(f"{self.fs.protocol} roots cannot hold symbolic links", relpath)
+            self.fs.symlink(target, full)
+            return
+        parent = posixpath.dirname(relpath)
+        if parent:
+            self.makedirs(parent)
+        try:
+            if os.path.islink(full) and os.readlink(full) == target:
+                return
+            temp = self.resolve(partial_relpath(relpath))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            os.symlink(target, temp)
+            os.replace(temp, full)
+        except OSError as exc:
+            raise self.error(f"cannot create symlink: {exc}", relpath) from exc
+
+    def chmod(self, relpath: str, mode: int) -> None:
+        """Set the permission bits of `relpath`; a symlink (which has none) is left alone, never followed."""
+        full = self.resolve(relpath)
+        try:
+            if self.is_local:
+                if stat.S_ISLNK(os.lstat(full).st_mode):
+                    return
+                os.chmod(full, stat.S_IMODE(mode))
+            elif hasattr(self.fs, "chmod"):
+                self.fs.chmod(full, stat.S_IMODE(mode))
+        except OSError as exc:
+            raise self.error(f"cannot change mode: {exc}", relpath) from exc
+
+    def set_mtime(self, relpath: str, mtime: float) -> None:
+        """Set the modification time of `relpath` (of a symlink itself); local roots only."""
+        if not self.is_local:
+            return
+        full = self.resolve(relpath)
+        try:
+            os.utime(full, (mtime, mtime), follow_symlinks=False)
+        except OSError as exc:
+            raise self.error(f"cannot set mtime: {exc}", relpath) from exc
+
+    def discard(self, relpath: str) -> bool:
+        """Remove the file or symlink `relpath` if it exists; True when something was removed."""
+        full = self.resolve(relpath)
+        try:
+            if self.is_local:
+                os.unlink(full)
+            elif self.fs.exists(full):
+                self.fs.rm_file(full)
+            else:
+                return False
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self.error(f"cannot remove: {exc}", relpath) from exc
+        return True
+
+    def fsync_folder(self, relpath: str) -> None:
+        """fsync a folder of a local root (makes the renames inside it durable)."""
+        if not self.is_local:
+            return
+        full = posixpath.join(self.root, relpath) if relpath else self.root
+        if relpath and relpath not in self._checked:
+            full = self.resolve(relpath)
+        fd = os.open(full, _DIR_FLAGS)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def exists(self, relpath: str) -> bool:
+        full = self.resolve(relpath)
+        if self.is_local:
+            return os.path.lexists(full)
+        return bool(self.fs.exists(full))
+
+    def size(self, relpath: str) -> int | None:
+        """The size of the regular file `relpath`, or None when there is no regular file there."""
+        full = self.resolve(relpath)
+        if self.is_local:
+            try:
+                st = os.lstat(full)
+            except OSError:
+                return None
+            return st.st_size if stat.S_ISREG(st.st_mode) else None
+        try:
+            info = self.fs.info(full)
+        except (FileNotFoundError, OSError):
+            return None
+        return int(info["size"]) if info.get("type") == "file" else None
+
+    def read_bytes(self, relpath: str) -> bytes:
+        full = self.resolve(relpath)
+        try:
+            if self.is_local:
+                with open(full, "rb") as fh:
+                    return fh.read()
+            return bytes(self.fs.cat_file(full))
+        except OSError as exc:
+            raise self.error(f"cannot read: {exc}", relpath) from exc
+
+    def listing(self) -> dict[str, TargetEntry]:
+        """Every file, folder and symlink under the root, by relative path (symlinks not followed)."""
+        out: dict[str, TargetEntry] = {}
+        if self.is_local:
+            for folder, dirs, files in os.walk(self.root):
+                rel_folder = os.path.relpath(folder, self.root)
+                for name in dirs + files:
+                    full = os.path.join(folder, name)
+                    rel = name if rel_folder == "." else f"{rel_folder}/{name}"
+                    st = os.lstat(full)
+                    if stat.S_ISLNK(st.st_mode):
+                        out[rel] = TargetEntry(rel, "symlink", 0, st.st_mode, os.readlink(full))
+                    elif stat.S_ISDIR(st.st_mode):
+                        out[rel] = TargetEntry(rel, "dir", 0, st.st_mode)
+                    else:
+                        out[rel] = TargetEntry(rel, "file", st.st_size, st.st_mode)
+            return out
+        prefix = self.root.rstrip("/") + "/"
+        for full, info in self.fs.find(self.root, withdirs=True, detail=True).items():
+            if not full.startswith(prefix):
+                continue
+            rel = full[len(prefix) :]
+            kind = "dir" if info.get("type") == "directory" else "file"
+            size = 0 if kind == "dir" else int(info.get("size") or 0)
+            out[rel] = TargetEntry(rel, kind, size, info.get("mode"))
+        return out
+
+    def remove_partials(self, under: str = "") -> list[str]:
+        """Remove every `.*.omni-partial` left by an interrupted write under `under`; returns them."""
+        removed = []
+        base = self.resolve(under) if under else self.root
+        if self.is_local:
+            for folder, dirs, files in os.walk(base):
+                for name in dirs + files:
+                    full = os.path.join(folder, name)
+                    if (
+                        name.startswith(".")
+                        and name.endswith(PARTIAL_SUFFIX)
+                        and not stat.S_ISDIR(os.lstat(full).st_mode)
+                    ):
+                        os.unlink(os.path.join(folder, name))
+                        removed.append(os.path.relpath(os.path.join(folder, name), self.root))
+            return sorted(removed)
+        prefix = self.root.rstrip("/") + "/"
+        for full in self.fs.find(base):
+            name = posixpath.basename(full)
+            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                self.fs.rm_file(full)
+                removed.append(full[len(prefix) :])
+        return sorted(removed)

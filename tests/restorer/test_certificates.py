@@ -1,0 +1,62 @@
+"""New CA and node certificates: chain verifies, SANs present, the old CA key is never reused."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from omni_recovery.restorer.certificates import CertificateError, NodeIdentity, issue_certificates
+from tests.backupset.conftest import DemoSet
+
+
+def test_new_ca_signs_one_certificate_per_node(demo_set: DemoSet):
+    old_pem = (demo_set.env / "keys/ca.crt").read_bytes()
+    old = x509.load_pem_x509_certificate(old_pem)
+    nodes = [
+        NodeIdentity("dir-1", ("dir-1.demo.omnicloud.internal", "new-node-01"), ("10.20.0.11",)),
+        NodeIdentity("dir-2", (), ("10.20.0.12", "fd00::12")),
+    ]
+    bundle = issue_certificates("demo", nodes, old_ca_pem=old_pem)
+    ca = x509.load_pem_x509_certificate(bundle.ca_cert_pem)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert ca.public_key() != old.public_key()
+    assert bundle.ca_fingerprint_sha256 != bundle.old_ca_fingerprint_sha256
+    assert bundle.old_ca_fingerprint_sha256 == old.fingerprint(hashes.SHA256()).hex()
+    ca_key = serialization.load_pem_private_key(bundle.ca_key_pem, None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    assert ca_key.public_key().public_numbers() == ca.public_key().public_numbers()  # type: ignore[union-attr]
+    assert set(bundle.nodes) == {"dir-1", "dir-2"}
+    for node in nodes:
+        issued = bundle.nodes[node.name]
+        cert = x509.load_pem_x509_certificate(issued.cert_pem)
+        cert.verify_directly_issued_by(ca)
+        with pytest.raises((ValueError, TypeError, InvalidSignature)):
+            cert.verify_directly_issued_by(old)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == list(node.hostnames or (node.name,))
+        assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address(ip) for ip in node.ips]
+        key = serialization.load_pem_private_key(issued.key_pem, None)
+        assert key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ) == cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    report = bundle.report_data()
+    assert "BEGIN" not in repr(report) and set(report["nodes"]) == {"dir-1", "dir-2"}
+    again = issue_certificates("demo", nodes, old_ca_pem=old_pem)
+    assert again.ca_key_pem != bundle.ca_key_pem, "every recovery gets a fresh CA key"
+
+
+def test_bad_input_is_refused(tmp_path: Path):
+    with pytest.raises(CertificateError, match="not PEM"):
+        issue_certificates("demo", [NodeIdentity("a")], old_ca_pem=b"junk")
+    with pytest.raises(CertificateError, match="unique"):
+        issue_certificates("demo", [NodeIdentity("a"), NodeIdentity("a")])
+    with pytest.raises(CertificateError, match="not an IP"):
+        issue_certificates("demo", [NodeIdentity("a", ips=("10.0.0.300",))])

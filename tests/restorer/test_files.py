@@ -1,0 +1,299 @@
+"""restore_files: a whole backup set back onto a target root, byte for byte, verified, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from omni_recovery.backupset.reader import IsoReader, list_backup_set
+from omni_recovery.errors import BackupSetError, IntegrityError
+from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
+from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
+from tests.backupset.conftest import DemoSet
+from tests.restorer.conftest import assert_same_tree, set_items, snapshot
+
+BIG = "full-export"  # the demo's big streamed file, chunked over several volume-data ISOs
+
+
+def big_item_path(items: list[RestoreItem]) -> str:
+    return next(i.path for i in items if i.chunk_of and BIG in i.path)
+
+
+@pytest.mark.parametrize(("parallel", "verify_parts"), [(1, False), (2, False), (2, True)])
+def test_restores_every_file_identically(
+    demo_set: DemoSet, tmp_path: Path, parallel: int, verify_parts: bool
+):
+    items, key = set_items(demo_set.output)
+    chunked = [i for i in items if i.chunk_of]
+    assert len({i.iso_name for i in chunked}) >= 2, "the fixture must spread a chunked file over ISOs"
+    assert any(i.encryption for i in items) and any(i.type == "dir" for i in items)
+    done: list[RestoredFile] = []
+    progress: list[tuple[str, int]] = []
+    summary = restore_files(
+        items,
+        TargetRoot(str(tmp_path / "node")),
+        key,
+        on_done=done.append,
+        parallel=parallel,
+        progress=lambda phase, n: progress.append((phase, n)),
+        verify_parts=verify_parts,
+    )
+    assert_same_tree(demo_set.env, tmp_path / "node")
+    logical_files = {i.path for i in items if i.type == "file"}
+    assert sorted(d.path for d in done) == sorted(logical_files)
+    assert summary.files == len(logical_files) and summary.skipped == 0
+    assert summary.symlinks == sum(1 for i in items if i.type == "symlink")
+    assert summary.bytes_written == sum(d.size for d in done) == sum(n for _, n in progress)
+    big = next(d for d in done if BIG in d.path)
+    assert len(big.isos) >= 2 and len(big.stored_paths) == len([i for i in chunked if i.path == big.path])
+
+
+def test_memory_target_receives_files_and_folders(demo_set: DemoSet):
+    items, key = set_items(demo_set.output)
+    items = [i for i in items if i.type != "symlink"]  # memory:// holds no symlinks
+    root = TargetRoot(f"memory://omni-restore-{uuid.uuid4().hex}/node")
+    summary = restore_files(items, root, key, parallel=2)
+    listing = root.listing()
+    for rel, (kind, _mode, content, _mtime) in snapshot(demo_set.env).items():
+        if kind == "file":
+            assert root.read_bytes(rel) == content, rel
+        elif kind == "dir":
+            assert listing[rel].type == "dir", rel
+    assert summary.files == len({i.path for i in items if i.type == "file"})
+    assert not [p for p in listing if p.endswith(PARTIAL_SUFFIX)]
+
+
+def flip_byte(set_copy: Path, stored_path_match: str, *, at: int = 50) -> tuple[str, str]:
+    """Flip one byte of the first stored file whose path contains `stored_path_match`; (iso, path)."""
+    for member in list_backup_set(str(set_copy)):
+        with IsoReader(member.url) as reader:
+            entry = next(
+                (e for e in reader.manifest.files if stored_path_match in e.path and e.size > at), None
+            )
+            if entry is None:
+                continue
+            offset = reader.listing[entry.path].offset
+        with open(member.url.removeprefix("file://"), "r+b") as fh:
+            fh.seek(offset + at)
+            byte = fh.read(1)
+            fh.seek(offset + at)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+        return member.name.filename, entry.path
+    raise AssertionError(f"no stored file matches {stored_path_match}")
+
+
+@pytest.mark.parametrize(
+    "match", ["chunk-part", "secrets.json", "/base/"], ids=["chunk-part", "sealed", "plain"]
+)
+def test_flipped_byte_names_iso_and_path_and_leaves_no_file(demo_set: DemoSet, tmp_path: Path, match: str):
+    copy = tmp_path / "set"
+    shutil.copytree(demo_set.output, copy)
+    if match == "chunk-part":  # the big file's second part, in another ISO than its first
+        match = next(i.stored_path for i in set_items(copy)[0] if BIG in i.path and i.chunk_index == 1)
+    iso, stored = flip_byte(copy, match)
+    items, key = set_items(copy)
+    item = next(i for i in items if i.stored_path == stored)
+    for parallel, verify_parts in [(1, False), (2, False), (1, True), (2, True)]:
+        node = tmp_path / f"node{parallel}{verify_parts}"
+        with pytest.raises(IntegrityError) as info:
+            restore_files(items, TargetRoot(str(node)), key, parallel=parallel, verify_parts=verify_parts)
+        assert (info.value.iso, info.value.path) == (iso, stored)
+        assert "sha256 is" in str(info.value) and item.path in str(info.value)
+        assert not (node / item.path).exists()
+        assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+
+
+def test_inconsistent_requests_write_nothing(demo_set: DemoSet, tmp_path: Path):
+    items, key = set_items(demo_set.output)
+    node = tmp_path / "node"
+    missing_part = [i for i in items if not (BIG in i.path and i.chunk_index == 1)]
+    with pytest.raises(BackupSetError, match=r"missing \[1\]"):
+        restore_files(missing_part, TargetRoot(str(node)), key)
+    with pytest.raises(BackupSetError, match="no passphrase"):
+        restore_files(items, TargetRoot(str(node)), None)
+    twice = [*items, dataclasses.replace(next(i for i in items if i.type == "file" and not i.chunk_of))]
+    with pytest.raises(BackupSetError, match="restored twice"):
+        restore_files(twice, TargetRoot(str(node)), key)
+    assert os.listdir(node) == []
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_redoes_no_recorded_file(demo_set: DemoSet, tmp_path: Path):
+    items, key = set_items(demo_set.output)
+    node = tmp_path / "node"
+    recorded: dict[str, int] = {}  # path → inode, as the recovery database would record it
+
+    def record_then_die(done: RestoredFile) -> None:
+        if len(recorded) == 100:
+            raise Killed
+        recorded[done.path] = os.stat(node / done.path).st_ino
+
+    with pytest.raises(Killed):
+        restore_files(items, TargetRoot(str(node)), key, on_done=record_then_die, parallel=2)
+    assert len(recorded) == 100
+    first_pass = dict(recorded)
+    # a recorded file that went missing or was truncated since is restored again
+    victim = sorted(first_pass)[0]
+    with open(node / victim, "r+b") as fh:
+        fh.truncate(max(0, (node / victim).stat().st_size - 1))
+    del first_pass[victim]
+
+    again: list[str] = []
+
+    def record(done: RestoredFile) -> None:
+        again.append(done.path)
+        recorded[done.path] = os.stat(node / done.path).st_ino
+
+    summary = restore_files(
+        items, TargetRoot(str(node)), key, already_done=recorded.__contains__, on_done=record, parallel=2
+    )
+    assert_same_tree(demo_set.env, node)
+    assert not set(again) & set(first_pass), "a verified, recorded file was restored again"
+    assert victim in again
+    assert summary.skipped == len(first_pass)
+    for path, inode in first_pass.items():
+        assert os.stat(node / path).st_ino == inode, path
+    assert set(recorded) == {i.path for i in items if i.type == "file"}
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from omni_recovery.restorer.files import restore_files
+    from omni_recovery.targets import driver
+    from tests.restorer.conftest import set_items
+
+    set_path, node, journal = sys.argv[1:4]
+    write_at = driver.PartialFile.write_at
+
+    def slow_write_at(self, data, offset):  # a slow pace on the big file, so the kill lands inside it
+        time.sleep(0.02)
+        return write_at(self, data, offset)
+
+    driver.PartialFile.write_at = slow_write_at
+    items, key = set_items(Path(set_path))
+    with open(journal, "a") as out:
+        def record(done):
+            out.write(done.path + "\\n")
+            out.flush()
+            os.fsync(out.fileno())
+        restore_files(items, driver.TargetRoot(node), key, on_done=record, parallel=2, block_size=16384)
+    """
+)
+
+
+def test_sigkill_mid_file_then_rerun_gives_the_same_tree(demo_set: DemoSet, tmp_path: Path):
+    node, journal = tmp_path / "node", tmp_path / "journal"
+    items, key = set_items(demo_set.output)
+    big = big_item_path(items)
+    partial = node / os.path.dirname(big) / f".{os.path.basename(big)}{PARTIAL_SUFFIX}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(demo_set.output), str(node), str(journal)],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (partial.exists() and partial.stat().st_size > 64 * 1024):
+            assert proc.poll() is None, "the restore ended before it could be killed"
+            assert time.monotonic() < deadline, "the big file's partial never appeared"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert partial.exists() and not (node / big).exists()
+    recorded = set(journal.read_text().split()) if journal.exists() else set()
+    assert big not in recorded
+    inodes = {p: os.stat(node / p).st_ino for p in recorded}
+
+    again: list[str] = []
+    restore_files(
+        items,
+        TargetRoot(str(node)),
+        key,
+        already_done=recorded.__contains__,
+        on_done=lambda d: again.append(d.path),
+    )
+    assert_same_tree(demo_set.env, node)
+    assert big in again and not set(again) & recorded
+    assert all(os.stat(node / p).st_ino == i for p, i in inodes.items())
+
+
+def test_large_unchunked_files_copied_in_slices_and_verified(
+    demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery.restorer import files
+
+    monkeypatch.setattr(files, "RANGED_MIN_SIZE", 8192)  # every PostgreSQL page file goes the ranged way
+    monkeypatch.setattr(files, "RANGE_SLICE", 4096)
+    items, key = set_items(demo_set.output)
+    restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2, block_size=4096)
+    assert_same_tree(demo_set.env, tmp_path / "node")
+
+    copy = tmp_path / "set"
+    shutil.copytree(demo_set.output, copy)
+    iso, stored = flip_byte(copy, "/base/", at=6000)
+    items, key = set_items(copy)
+    item = next(i for i in items if i.stored_path == stored)
+    assert item.size >= 8192 and item.chunk_of is None
+    node = tmp_path / "node2"
+    with pytest.raises(IntegrityError, match="sha256 is") as info:
+        restore_files(items, TargetRoot(str(node)), key, parallel=2, block_size=4096)
+    assert (info.value.iso, info.value.path) == (iso, stored)
+    assert not (node / item.path).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_intact_parts_with_a_wrong_logical_digest_are_refused(
+    demo_set: DemoSet, tmp_path: Path, parallel: int
+):
+    items, key = set_items(demo_set.output)
+    wrong = "0" * 64
+    items = [
+        dataclasses.replace(i, logical_sha256=wrong) if BIG in i.path and i.chunk_of else i for i in items
+    ]
+    first = next(i for i in items if BIG in i.path and i.chunk_index == 0)
+    node = tmp_path / "node"
+    with pytest.raises(IntegrityError, match="although every part matches its own sha256") as info:
+        restore_files(items, TargetRoot(str(node)), key, parallel=parallel)
+    assert (info.value.iso, info.value.path) == (first.iso_name, first.stored_path)
+    assert not (node / first.path).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+
+
+def test_auto_parallel_counts_idle_cpus():
+    from omni_recovery.restorer.files import MAX_PARALLEL, auto_parallel
+
+    assert 1 <= auto_parallel() <= min(MAX_PARALLEL, os.cpu_count() or 1)
+
+
+def test_isos_read_through_fsspec_when_not_local(demo_set: DemoSet, tmp_path: Path):
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    remote = f"/omni-isos-{uuid.uuid4().hex}"
+    for member in list_backup_set(str(demo_set.output)):
+        local = member.url.removeprefix("file://")
+        fs.pipe(f"{remote}/{os.path.basename(local)}", Path(local).read_bytes())
+    try:
+        items, key = set_items(f"memory://{remote}")
+        assert all(i.iso_url.startswith("memory://") for i in items)
+        restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2)
+        assert_same_tree(demo_set.env, tmp_path / "node")
+    finally:
+        fs.rm(remote, recursive=True)
