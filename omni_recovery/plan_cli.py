@@ -70,7 +70,7 @@ def _run(
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.errors import RecoveryError
-    from omni_recovery.planning import generate, store_plan, write_plan_files
+    from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
     from omni_recovery.settings import load_settings
 
     if location is None:
@@ -79,6 +79,7 @@ def _run(
         )
     plan, _ = generate(location, inventory, mode)
     svg = write_plan_files(plan, output)
+    record_plan_source(output, location, inventory)
     phases = Counter(step.phase for step in plan.steps)
     click.echo(
         f"plan for {plan.backup_set_id} ({mode}): {len(plan.steps)} steps, "

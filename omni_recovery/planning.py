@@ -15,6 +15,7 @@ that has not passed validation.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from transforms.plan_render import plan_to_svg
 from transforms.planner import Plan, generate_plan, plan_to_yaml
 
 DOCUMENT_LIMIT = 64 * 1024 * 1024
+PLAN_RECORD_SUFFIX = ".source.json"
 
 
 @dataclass(frozen=True)
@@ -110,11 +112,14 @@ def write_plan_files(plan: Plan, output: Path) -> Path:
 
 
 def plan_id(plan: Plan) -> str:
-    return f"{plan.backup_set_id}-{plan.sha256[:12]}"
+    """The plan's id: its set and the hash it was generated with (an edited plan keeps its id)."""
+    return f"{plan.backup_set_id}-{(plan.recorded_sha256 or plan.sha256)[:12]}"
 
 
-def store_plan(database_url: str, plan: Plan, created_by: str = "plan-generate") -> str:
-    """Record the plan and its adaptations (once per content hash); returns the plan id."""
+def store_plan(
+    database_url: str, plan: Plan, plan_text: str | None = None, created_by: str = "plan-generate"
+) -> str:
+    """Record the plan (as written, or as `plan_text` when edited) and its adaptations, once per plan id."""
     pid = plan_id(plan)
     with connect(database_url) as conn:
         conn.execute(
@@ -126,7 +131,13 @@ def store_plan(database_url: str, plan: Plan, created_by: str = "plan-generate")
             "INSERT INTO omni.recovery_plans "
             "(plan_id, backup_set_id, adaptation_mode, plan_yaml, plan_sha256) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (plan_id) DO NOTHING RETURNING plan_id",
-            (pid, plan.backup_set_id, plan.adaptation_mode, plan_to_yaml(plan), plan.sha256),
+            (
+                pid,
+                plan.backup_set_id,
+                plan.adaptation_mode,
+                plan_text or plan_to_yaml(plan),
+                plan.recorded_sha256 or plan.sha256,
+            ),
         ).fetchone()
         if inserted:
             with conn.cursor() as cur:
@@ -151,3 +162,12 @@ def store_plan(database_url: str, plan: Plan, created_by: str = "plan-generate")
         )
         conn.commit()
     return pid
+
+
+def record_plan_source(plan_path: Path, location: str, inventory_path: Path) -> Path:
+    """Beside a generated plan, where its set and inventory are, so execute-plan needs only --plan."""
+    record = plan_path.with_name(plan_path.name + PLAN_RECORD_SUFFIX)
+    record.write_text(
+        json.dumps({"location": location, "inventory": str(inventory_path.resolve())}, indent=2)
+    )
+    return record

@@ -155,6 +155,15 @@ class RecoveryTracker:
             )
         self.conn.commit()
 
+    def interrupt(self, error: str) -> None:
+        """Mark the run failed but leave it open, so the next execute-plan resumes it."""
+        self.conn.rollback()
+        self.conn.execute(
+            "UPDATE omni.recovery_runs SET status = %s WHERE run_id = %s", (FAILED, self.run_id)
+        )
+        audit(self.conn, "recovery.interrupted", self.run_id, {"error": error})
+        self.conn.commit()
+
     def finish(self, status: str) -> None:
         self.conn.execute(
             "UPDATE omni.recovery_runs SET status = %s, finished_at = now() WHERE run_id = %s",

@@ -69,8 +69,9 @@ __all__ = [
     "target_layout",
 ]
 
-NOT_RESTORED: tuple[str, ...] = ("keys/*.key",)
-"""Environment paths (fnmatch, `*` within one segment) never restored: the old private keys."""
+NOT_RESTORED: tuple[str, ...] = ("keys/ca.key",)
+"""Environment paths (fnmatch, `*` within one segment) never restored: the old CA's private key (a new CA
+is issued at restore time). Other key material, such as service-account keys, is restored."""
 
 EDITED_REASON = "set in the (edited) plan; the plan lists no adaptation for it"
 RESTORED_EVENT = "director.restored"

@@ -1,1 +1,1 @@
-"""omni_recovery/targets."""
+"""Target drivers: where a restore writes. `driver.TargetRoot` is one node's root over fsspec."""

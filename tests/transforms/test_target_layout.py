@@ -127,7 +127,7 @@ def test_every_env_file_lands_exactly_once_but_the_old_private_keys(case: Case, 
     dropped = {rel for rel, _ in layout.dropped}
     directors = len(director_roots(case))
     keys = [rel for rel, _, _ in env_files if not is_restored(rel)]
-    assert keys == ["keys/ca.key", "keys/service-accounts.key"]
+    assert keys == ["keys/ca.key"]
     for rel, _, _ in env_files:
         if not is_restored(rel) or rel in dropped:
             assert per_origin[rel] == 0
@@ -137,7 +137,7 @@ def test_every_env_file_lands_exactly_once_but_the_old_private_keys(case: Case, 
             assert per_origin[rel] == 1, rel
     assert set(per_origin) <= {rel for rel, _, _ in env_files}
     mentioned = {x for f in layout.files for x in (f.relpath, f.source, f.origin)} | dropped
-    assert not any(x and x.startswith("keys/") and x.endswith(".key") for x in mentioned)
+    assert "keys/ca.key" not in mentioned, "the old CA key is never restored"
     retired = {a.subject.split()[1] for a in case.plan.adaptations if a.kind == "node" and a.new == "retired"}
     assert dropped == {f"nodes/{name}.yaml" for name in retired}
     if case.name == "fewer-larger":
