@@ -351,3 +351,8 @@ main.add_command(validate_isos)
 from omni_recovery.plan_cli import plan_generate  # noqa: E402
 
 main.add_command(plan_generate)
+
+from omni_recovery.catalog_cli import register_isos, sql  # noqa: E402
+
+main.add_command(register_isos)
+main.add_command(sql)

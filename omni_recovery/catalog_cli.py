@@ -1,0 +1,127 @@
+"""Commands of the catalog stage: `register-isos` (run the ingest and catalog assets) and `sql`.
+
+Both only parse options and call the library: `pipelines.runner.register_isos` and
+`omni_recovery.catalog_sql`. Dagster is imported only when `register-isos` runs, so other
+commands stay quick to start.
+
+What can go wrong: every RecoveryError (a foreign file in the set folder, a corrupt ISO, an
+unreachable database, a bad query) is printed as one line naming what failed, with exit status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from omni_recovery.errors import RecoveryError
+
+__all__ = ["register_isos", "sql"]
+
+# Declared here rather than imported from omni_recovery.cli, which imports this module at its end.
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def workspace_option(func: F) -> F:
+    return click.option(
+        "--workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Workspace folder (database, catalog, reports). "
+        "Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery.",
+    )(func)
+
+
+def handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RecoveryError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.command("register-isos")
+@click.option(
+    "--path", "location", required=True, help="Backup set folder or fsspec URL (file://, s3://, ...)."
+)
+@workspace_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def register_isos(location: str, workspace: Path | None, quiet: bool) -> None:
+    """Register a backup set: ingest every ISO and load the catalog (Parquet + PostgreSQL).
+
+    Runs the same Dagster assets as the UI (one partition per ISO), records the runs in the
+    workspace's Dagster instance, and prints a summary. Registering a set again replaces its
+    rows; other sets stay beside it.
+
+    \b
+    Example:
+      omni-recovery register-isos --path ./backups/set1
+      omni-recovery sql "SELECT kind, count(*) FROM isos GROUP BY kind"
+    """
+    from tqdm import tqdm
+
+    from omni_recovery.backupset.reader import list_backup_set
+    from omni_recovery.settings import load_settings
+
+    settings = load_settings(workspace)
+    total = len(list_backup_set(location))
+    warnings.filterwarnings("ignore", module="dagster")
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    from pipelines.runner import CATALOG_STEPS
+    from pipelines.runner import register_isos as run_register
+
+    bar: Any = tqdm(total=total + CATALOG_STEPS, unit="step", file=sys.stderr, disable=quiet or None)
+
+    def progress(phase: str, amount: int) -> None:
+        bar.set_description(f"{phase:>8}")
+        bar.update(amount)
+
+    try:
+        summary = run_register(location, settings, progress=progress, log_level="WARNING")
+    finally:
+        bar.close()
+    for line in summary.lines():
+        click.echo(line)
+    click.echo(f"catalog:       {settings.catalog} (Parquet) and PostgreSQL schema omni")
+
+
+@click.command()
+@click.argument("query")
+@workspace_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (json: one object per line).",
+)
+@handle_errors
+def sql(query: str, workspace: Path | None, fmt: str) -> None:
+    """Run SQL (DuckDB) over the catalog: isos, files, components, dependencies, hardware, ...
+
+    Every catalog table is a view; per-ISO ingest tables too (iso_manifest, iso_directory_records).
+    The same catalog tables are in PostgreSQL (schema omni) for psql and BI tools.
+
+    \b
+    Example:
+      omni-recovery sql "SELECT iso_name, extent_offset, size FROM files WHERE path LIKE '%app.yaml'"
+      omni-recovery sql "SELECT * FROM dependencies WHERE component_id = 'application:billing'" --format json
+    """
+    from omni_recovery.catalog_sql import format_result, run_query
+    from omni_recovery.settings import load_settings
+
+    settings = load_settings(workspace)
+    columns, rows = run_query(str(settings.catalog), query)
+    click.echo(format_result(columns, rows, fmt))

@@ -1,0 +1,80 @@
+"""The code location: every asset, job, sensor and resource, as `defs` for `dagster dev -w workspace.yaml`.
+
+How it works: `build_definitions(settings)` wires the assets of each stage to their resources
+for one workspace (`Settings`): Parquet under `settings.catalog`, PostgreSQL from
+`OMNI_RECOVERY_DATABASE_URL` or the workspace's embedded server, the ISO registry in the
+workspace. `defs` is that for `load_settings()`, i.e. `OMNI_RECOVERY_WORKSPACE` or
+`./.omni-recovery`. The command line builds its own with `build_definitions(settings, progress=...)`
+so that the UI and the CLI run the very same assets.
+
+Groups follow the flow: ingest → catalog → restore (the restore assets, one per phase of a recovery
+plan; volumes and applications partitioned by application). Jobs: `ingest_isos` (partitioned by ISO),
+`build_catalog` and `restore`.
+
+What can go wrong: loading this module touches nothing (no database is started until an asset
+loads rows); a workspace folder that does not exist yet is created on first materialisation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from assets.catalog import CATALOG_ASSETS
+from assets.ingest import INGEST_TABLES, ingest_iso
+from io_managers.duckdb import DuckDBCatalog
+from io_managers.parquet import ParquetIOManager
+from io_managers.postgres import PostgresCatalogIOManager
+from omni_recovery.settings import Settings, load_settings
+from pipelines.resources import BackupSetRegistry, Progress
+from pipelines.sensors import watched_iso_folder
+
+__all__ = ["ALL_ASSETS", "WATCH_URL_ENV", "build_definitions", "build_resources", "defs"]
+
+WATCH_URL_ENV = "OMNI_RECOVERY_WATCH_URL"
+ALL_ASSETS = [ingest_iso, *CATALOG_ASSETS]
+
+ingest_isos_job = define_asset_job(
+    "ingest_isos",
+    selection=AssetSelection.assets(*INGEST_TABLES),
+    description="Ingest ISOs (one partition per ISO file) into Arrow tables.",
+)
+build_catalog_job = define_asset_job(
+    "build_catalog",
+    selection=AssetSelection.groups("catalog"),
+    description="Combine every ingested ISO into the catalog (Parquet + PostgreSQL).",
+)
+
+
+def build_resources(
+    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+) -> dict[str, Any]:
+    """The resources of one workspace."""
+    catalog = str(settings.catalog)
+    return {
+        "parquet_io_manager": ParquetIOManager(base_url=catalog),
+        "catalog_io_manager": PostgresCatalogIOManager(
+            base_url=catalog, workspace=str(settings.workspace), database_url=settings.database_url
+        ),
+        "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
+        "duckdb_catalog": DuckDBCatalog(base_url=catalog),
+        "progress": Progress(progress),
+    }
+
+
+def build_definitions(
+    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+) -> Definitions:
+    """Every asset, job and sensor bound to the resources of `settings`."""
+    return Definitions(
+        assets=ALL_ASSETS,
+        jobs=[ingest_isos_job, build_catalog_job],
+        sensors=[watched_iso_folder],
+        resources=build_resources(settings, progress=progress, watch_url=watch_url),
+    )
+
+
+defs = build_definitions(load_settings(), watch_url=os.environ.get(WATCH_URL_ENV) or None)

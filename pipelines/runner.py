@@ -1,0 +1,227 @@
+"""What the command line calls: register a backup set by running the ingest and catalog assets.
+
+How it works
+------------
+`register_isos(location, settings)`:
+
+1. lists the set folder (`list_backup_set`): a file that is not an ISO of a backup set is refused
+   by name here, before anything is registered or loaded;
+2. prepares the workspace: folders, the recovery database (migrated), and the Dagster instance
+   in `settings.dagster_home` (a `dagster.yaml` with telemetry off is written there once), so the
+   runs show up in `dagster dev` started with DAGSTER_HOME set to that folder;
+3. records each ISO's URL in the registry and adds its file name as a partition of `isos`;
+4. materialises the ingest assets for the set's partitions in ONE run (a partition key range;
+   several runs only if the keys are not contiguous), then the catalog assets in a second run,
+   both in this process with `materialize`;
+5. reads the summary (ISOs by kind, components, dependencies, files, bytes) back from the catalog.
+
+Registering the same set again re-ingests it and replaces its rows (nothing is duplicated); a
+second set lands beside the first, keyed by backup_set_id.
+
+What can go wrong
+-----------------
+A corrupt ISO fails the ingest run: the error (naming the ISO and path) is raised as
+`BackupSetError`, the partitions this call added are removed again, and the catalog (Parquet and
+PostgreSQL) is left as it was, because the catalog run never starts. A failing catalog asset
+rolls back its own PostgreSQL transaction; assets loaded before it in the same run keep their
+new rows (each is complete for its set). Dagster runs are recorded in the instance even when
+they fail.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetKey, DagsterInstance, materialize
+
+from assets.catalog import CATALOG_ASSETS
+from assets.ingest import INGEST_TABLES, ISO_PARTITIONS, ingest_iso
+from io_managers.postgres import resolve_database_url
+from omni_recovery.backupset import layout
+from omni_recovery.backupset.reader import list_backup_set
+from omni_recovery.catalog_sql import run_query
+from omni_recovery.errors import RecoveryError
+from omni_recovery.settings import Settings
+from pipelines.definitions import build_resources
+from pipelines.resources import BackupSetRegistry
+from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+__all__ = ["RegisterSummary", "contiguous_ranges", "dagster_instance", "register_isos"]
+
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+CATALOG_STEPS = len(CATALOG_ASSETS)  # one progress step per catalog asset (op)
+# What registration materialises (other stages' assets, added to the definitions later, stay out).
+REGISTER_ASSETS = [ingest_iso, *CATALOG_ASSETS]
+PARTITIONS = ISO_PARTITIONS.name or "isos"
+
+
+@dataclass
+class RegisterSummary:
+    """What one registration did and what the catalog now holds for the sets registered."""
+
+    backup_set_ids: list[str]
+    isos_by_kind: dict[str, int]
+    new_isos: int
+    components: int
+    dependencies: int
+    files: int
+    bytes: int
+    iso_bytes: int
+    run_ids: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """A one-screen summary."""
+        order = {kind: i for i, kind in enumerate(layout.KINDS)}
+        ranked = sorted(self.isos_by_kind.items(), key=lambda item: order.get(item[0], len(order)))
+        kinds = ", ".join(f"{kind} {n}" for kind, n in ranked)
+        total = sum(self.isos_by_kind.values())
+        return [
+            f"backup set(s): {', '.join(self.backup_set_ids)}",
+            f"ISOs:          {total} ({self.new_isos} new)",
+            f"  by kind:     {kinds}",
+            f"ISO bytes:     {_size(self.iso_bytes)}",
+            f"components:    {self.components}",
+            f"dependencies:  {self.dependencies}",
+            f"files:         {self.files} manifest entries, {_size(self.bytes)} stored",
+            f"dagster runs:  {', '.join(self.run_ids)}",
+        ]
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def dagster_instance(settings: Settings) -> DagsterInstance:
+    """The persistent Dagster instance of the workspace (SQLite under settings.dagster_home)."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    return DagsterInstance.from_config(str(home))
+
+
+def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
+    """`wanted` keys as (first, last) ranges of consecutive keys in `ordered`."""
+    want = set(wanted)
+    ranges: list[tuple[str, str]] = []
+    start: str | None = None
+    previous: str | None = None
+    for key in ordered:
+        if key in want:
+            if start is None:
+                start = key
+            previous = key
+        elif start is not None and previous is not None:
+            ranges.append((start, previous))
+            start = None
+    if start is not None and previous is not None:
+        ranges.append((start, previous))
+    return ranges
+
+
+def _user_error(exc: BaseException) -> BaseException:
+    """The library's own error inside a Dagster wrapper, if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, RecoveryError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+def register_isos(
+    location: str,
+    settings: Settings,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    instance: DagsterInstance | None = None,
+    log_level: str = "INFO",
+) -> RegisterSummary:
+    """Register the backup set(s) at `location` (folder or fsspec URL) into the catalog."""
+    members = list_backup_set(location)
+    settings.ensure_folders()
+    resolve_database_url(str(settings.workspace), settings.database_url)
+    instance = instance or dagster_instance(settings)
+    registry = BackupSetRegistry(workspace=str(settings.workspace))
+    keys = [m.name.filename for m in members]
+    existing = set(instance.get_dynamic_partitions(PARTITIONS))
+    new = [k for k in keys if k not in existing]
+    previous = registry.entries()
+    registry.register(members)
+    if new:
+        instance.add_dynamic_partitions(PARTITIONS, new)
+    resources = build_resources(settings, progress=progress)
+    ingest_keys = [AssetKey(name) for name in INGEST_TABLES]
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_ids: list[str] = []
+    try:
+        for first, last in contiguous_ranges(instance.get_dynamic_partitions(PARTITIONS), keys):
+            result = materialize(
+                REGISTER_ASSETS,
+                instance=instance,
+                resources=resources,
+                run_config=run_config,
+                selection=ingest_keys,
+                tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+            )
+            run_ids.append(result.run_id)
+    except Exception as exc:
+        for key in new:
+            instance.delete_dynamic_partition(PARTITIONS, key)
+        registry.restore(keys, previous)
+        raise _user_error(exc) from exc
+    try:
+        result = materialize(
+            REGISTER_ASSETS,
+            instance=instance,
+            resources=resources,
+            run_config=run_config,
+            selection=[key for asset in CATALOG_ASSETS for key in asset.keys],
+        )
+    except Exception as exc:
+        raise _user_error(exc) from exc
+    run_ids.append(result.run_id)
+    return _summary(settings, sorted({m.name.backup_set_id for m in members}), len(new), run_ids)
+
+
+def _summary(settings: Settings, set_ids: list[str], new: int, run_ids: list[str]) -> RegisterSummary:
+    base = str(settings.catalog)
+    quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in set_ids)
+    where = f"WHERE backup_set_id IN ({quoted})"
+
+    def one(query: str) -> Any:
+        return run_query(base, query)[1][0][0]
+
+    kinds: dict[str, int] = collections.Counter()
+    for kind, count in run_query(base, f"SELECT kind, count(*) FROM isos {where} GROUP BY kind")[1]:
+        kinds[str(kind)] = int(count)
+    return RegisterSummary(
+        backup_set_ids=set_ids,
+        isos_by_kind=dict(kinds),
+        new_isos=new,
+        components=int(one(f"SELECT count(*) FROM components {where}")),
+        dependencies=int(one(f"SELECT count(*) FROM dependencies {where}")),
+        files=int(one(f"SELECT count(*) FROM files {where}")),
+        bytes=int(one(f"SELECT coalesce(sum(size), 0) FROM files {where}")),
+        iso_bytes=int(one(f"SELECT coalesce(sum(size_bytes), 0) FROM isos {where}")),
+        run_ids=run_ids,
+    )
+
+
+def workspace_paths(settings: Settings) -> dict[str, Path]:
+    """Where registration keeps things (for messages and docs)."""
+    return {
+        "catalog": settings.catalog,
+        "dagster_home": settings.dagster_home,
+        "registry": settings.workspace / "iso_registry.json",
+    }

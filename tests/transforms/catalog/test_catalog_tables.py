@@ -1,0 +1,182 @@
+"""Catalog tables from real ISOs: the column-wise manifest equals the reader's, and bad input is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from omni_recovery.backupset.index_db import RecoveryIndex
+from omni_recovery.backupset.reader import IsoReader, list_backup_set
+from omni_recovery.errors import BackupSetError, UnsafePathError
+from tests.catalog_fixtures import DemoSet
+from transforms import catalog_tables as ct
+
+ISO = "t9_volume-data_001.iso"
+
+
+def _manifest(files: list[dict], **head: object) -> bytes:
+    doc = {
+        "format": "omnicloud-backup/1",
+        "backup_set_id": "t9",
+        "kind": "volume-data",
+        "sequence": 1,
+        "created_at": "2026-11-20T02:00:00Z",
+        "files": files,
+    }
+    doc.update(head)
+    return json.dumps(doc).encode()
+
+
+def _file(path: str = "data/volumes/a/v/files/x", **extra: object) -> dict:
+    return {"path": path, "size": 3, "sha256": "a" * 64, "mode": 33188, "component": "volume:a/v", **extra}
+
+
+def test_manifest_table_equals_the_readers_parse_of_every_demo_iso(demo_set: DemoSet) -> None:
+    for member in list_backup_set(str(demo_set.output)):
+        with IsoReader(member.url) as reader:
+            table = ct.manifest_table(reader.manifest_bytes, iso=reader.name)
+            entries = reader.manifest.files
+        assert table.schema.remove_metadata() == ct.MANIFEST_SCHEMA
+        rows = table.to_pylist()
+        assert len(rows) == len(entries)
+        for row, entry in zip(rows, entries, strict=True):
+            assert (row["path"], row["type"], row["size"], row["sha256"], row["mode"]) == (
+                entry.path,
+                entry.type,
+                entry.size,
+                entry.sha256,
+                entry.mode,
+            )
+            assert row["component_id"] == entry.component and row["target"] == entry.target
+            assert row["encrypted"] == (entry.encryption is not None)
+            if entry.chunk is not None:
+                assert (row["chunk_of"], row["chunk_index"], row["chunk_count"]) == (
+                    entry.chunk.chunk_of,
+                    entry.chunk.chunk_index,
+                    entry.chunk.chunk_count,
+                )
+            if entry.encryption is not None:
+                assert json.loads(row["encryption"])["nonce"] == entry.encryption.nonce
+        assert table.schema.metadata[b"kind"].decode() == member.name.kind
+
+
+def test_a_pretty_printed_manifest_parses_the_same() -> None:
+    compact = ct.manifest_table(_manifest([_file(), _file(path="data/volumes/a/v/files/y")]), iso=ISO)
+    doc = json.loads(_manifest([_file(), _file(path="data/volumes/a/v/files/y")]))
+    pretty = ct.manifest_table(json.dumps(doc, indent=2).encode(), iso=ISO)
+    assert pretty.equals(compact)
+
+
+def test_dir_symlink_and_empty_manifests() -> None:
+    table = ct.manifest_table(
+        _manifest(
+            [
+                {
+                    "path": "data/volumes/a/v/files/d",
+                    "type": "dir",
+                    "size": 0,
+                    "mode": 16877,
+                    "component": None,
+                },
+                {
+                    "path": "data/volumes/a/v/files/l",
+                    "type": "symlink",
+                    "size": 0,
+                    "mode": 41471,
+                    "target": "d",
+                    "component": None,
+                    "mtime": "2026-01-02T03:04:05Z",
+                },
+            ]
+        ),
+        iso=ISO,
+    )
+    assert table.column("type").to_pylist() == ["dir", "symlink"]
+    assert table.column("mtime")[1].as_py().year == 2026
+    assert ct.manifest_table(_manifest([]), iso=ISO).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"{not json", "not valid JSON"),
+        (_manifest([_file(size="3")]), "not valid JSON"),
+        (_manifest([_file(), _file()]), "listed twice"),
+        (_manifest([_file(sha256="XYZ")]), "sha256"),
+        (_manifest([_file(path="data/../etc/passwd")]), "'..'"),
+        (_manifest([_file(path="/abs")]), "absolute"),
+        (_manifest([_file(type="device")]), "type must be"),
+        (_manifest([_file()], format="other/1"), "format must be"),
+        (_manifest([_file()], kind="weird"), "unknown kind"),
+        (_manifest([_file(path="metadata/manifest.json")]), "must not list"),
+        (_manifest([_file(mode=None)]), "mode must be"),
+        (
+            _manifest(
+                [
+                    _file(
+                        path="data/volumes/a/v/files/l",
+                        type="symlink",
+                        size=0,
+                        sha256=None,
+                        target="../../../x",
+                    )
+                ]
+            ),
+            "leaves its volume",
+        ),
+        (
+            _manifest([_file(chunk_of="data/volumes/a/v/files/big", chunk_index=2, chunk_count=2)]),
+            "a part needs",
+        ),
+    ],
+)
+def test_bad_manifests_are_refused_naming_the_iso(data: bytes, expected: str) -> None:
+    with pytest.raises(BackupSetError) as caught:
+        ct.manifest_table(data, iso=ISO)
+    assert ISO in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_unsafe_path_is_an_unsafe_path_error() -> None:
+    with pytest.raises(UnsafePathError):
+        ct.manifest_table(_manifest([_file(path="data//x")]), iso=ISO)
+
+
+def test_files_catalog_joins_extents_and_refuses_a_missing_file(demo_set: DemoSet) -> None:
+    member = list_backup_set(str(demo_set.output))[0]
+    with IsoReader(member.url) as reader:
+        manifest = ct.manifest_table(reader.manifest_bytes, iso=reader.name)
+        records = ct.directory_records_table(reader.listing.values(), iso=reader.name)
+        listing = reader.listing
+    files = ct.files_catalog({reader.name: manifest}, {reader.name: records})
+    assert files.num_rows == manifest.num_rows
+    for row in files.to_pylist():
+        entry = listing[row["path"]]
+        assert row["extent_offset"] == entry.offset
+    without = records.filter(pa.compute.not_equal(records.column("path"), "recovery.log"))
+    with pytest.raises(BackupSetError, match=r"recovery\.log"):
+        ct.files_catalog({reader.name: manifest}, {reader.name: without})
+
+
+def test_index_catalogs_drop_repeats_and_keep_system_core_first() -> None:
+    from omni_recovery.backupset.index_db import Component, Dependency
+
+    core = RecoveryIndex(
+        components=[Component("volume:a/v", "volume", "a/v", None, "critical", "volume-data", {"w": 1})],
+        dependencies=[Dependency("application:a", "volume:a/v", "hard")],
+    )
+    volume = RecoveryIndex(
+        components=[Component("volume:a/v", "volume", "a/v", None, None, "volume-data", {})],
+        dependencies=[Dependency("application:a", "volume:a/v", "hard")],
+    )
+    per_iso = {
+        "s_volume-data_001.iso": ct.index_tables(volume, backup_set_id="s"),
+        "s_system-core_001.iso": ct.index_tables(core, backup_set_id="s"),
+    }
+    components = ct.components_catalog({k: v["components"] for k, v in per_iso.items()})
+    assert components.num_rows == 1
+    assert components.column("priority")[0].as_py() == "critical"
+    assert ct.dependencies_catalog({k: v["dependencies"] for k, v in per_iso.items()}).num_rows == 1
+    assert ct.hardware_catalog({}).num_rows == 0

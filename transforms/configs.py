@@ -1,0 +1,541 @@
+"""Configuration files of a backup set (YAML, JSON, JSON lines) as typed Arrow tables.
+
+How it works
+------------
+`is_config_path(path)` says which files of an ISO are configuration (everything under `data/`
+that is YAML or JSON, except volume file trees, key material and encrypted files).
+`config_tables(documents)` takes `(backup_set_id, path, bytes)` triples, dispatches each on its
+path (the layout of `data/` in backup-format.md) and returns one table per name of
+`CONFIG_SCHEMAS`: directors and their VMs, orchestrators, every orchestrator database table
+(typed from its `db/schema.json`: text, integer, boolean, timestamp, json), applications with
+their containers and volumes, core services, volumes, and the network (subnets, routes, policies,
+DNS records, connectivity links). Nested values that have no fixed shape (env maps, placement
+rules, policy endpoints) stay JSON text. Every table has `backup_set_id` and most a
+`source_path` column naming the file in the ISO.
+
+What can go wrong
+-----------------
+The files are untrusted: a document that does not parse, is not a mapping where one is expected,
+or holds a value of the wrong type for its column raises `BackupSetError` naming the file. Keys a
+table does not know are ignored. Orchestrator tables beyond the five the format requires are
+typed the same way and returned under `orchestrator_db_<table>`; callers that expose a fixed set
+of tables keep the required ones and the generic `orchestrator_db_rows` (every row as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from omni_recovery.errors import BackupSetError
+
+__all__ = ["CONFIG_SCHEMAS", "ORCHESTRATOR_DB_TABLES", "config_tables", "is_config_path", "parse_document"]
+
+_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+_TS = pa.timestamp("us", tz="UTC")
+_LS, _LI = pa.list_(pa.string()), pa.list_(pa.int64())
+
+ORCHESTRATOR_DB_TABLES = ("users", "roles", "permissions", "app_definitions", "cluster_policies")
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([("backup_set_id", _S), *fields])
+
+
+CONFIG_SCHEMAS: dict[str, pa.Schema] = {
+    "directors": _schema(
+        ("director_id", _S), ("ring_id", _S), ("node", _S), ("management_address", _S),
+        ("storage_address", _S), ("ring_peers", _LS), ("storage_paths", _S),
+        ("reserved_cpu_cores", _I), ("reserved_memory_mib", _I), ("source_path", _S),
+    ),
+    "director_vms": _schema(
+        ("director_id", _S), ("vm_id", _S), ("name", _S), ("role", _S), ("cpu", _F), ("memory_mib", _I),
+        ("disk_gib", _I), ("image", _S), ("networks", _S), ("source_path", _S),
+    ),
+    "director_history": _schema(("director_id", _S), ("at", _TS), ("event", _S), ("detail", _S)),
+    "director_hardware": _schema(
+        ("director_id", _S), ("hostname", _S), ("role", _S), ("cpu_cores", _I), ("memory_mib", _I),
+        ("disks", _S), ("nics", _S), ("source_path", _S),
+    ),
+    "orchestrators": _schema(
+        ("orchestrator_id", _S), ("cluster_id", _S), ("vm_id", _S), ("director", _S), ("address", _S),
+        ("peers", _LS), ("placement_strategy", _S), ("placement_zones", _LS), ("placement", _S),
+        ("source_path", _S),
+    ),
+    "orchestrator_db_columns": _schema(
+        ("orchestrator_id", _S), ("table_name", _S), ("column_name", _S), ("column_type", _S),
+    ),
+    "orchestrator_db_rows": _schema(
+        ("orchestrator_id", _S), ("table_name", _S), ("row_number", _I), ("record", _S), ("source_path", _S),
+    ),
+    "applications": _schema(
+        ("name", _S), ("priority", _S), ("orchestrator", _S), ("version", _S), ("vm", _S),
+        ("depends_on", _LS), ("container_count", _I), ("volume_count", _I), ("source_path", _S),
+    ),
+    "application_containers": _schema(
+        ("application", _S), ("name", _S), ("image", _S), ("cpu", _F), ("memory_mib", _I), ("replicas", _I),
+        ("ports", _LI), ("env", _S), ("secret_refs", _LS),
+    ),
+    "application_volumes": _schema(("application", _S), ("name", _S), ("mount_path", _S)),
+    "services": _schema(
+        ("name", _S), ("category", _S), ("role", _S), ("vm", _S), ("version", _S), ("ports", _LI),
+        ("depends_on", _LS), ("source_path", _S),
+    ),
+    "volumes": _schema(
+        ("application", _S), ("name", _S), ("size_gib", _F), ("storage_class", _S), ("mount_path", _S),
+        ("source_path", _S), ("config_path", _S),
+    ),
+    "network_subnets": _schema(("name", _S), ("cidr", _S), ("gateway", _S), ("vlan", _I), ("purpose", _S)),
+    "network_routes": _schema(
+        ("destination", _S), ("gateway", _S), ("subnet", _S), ("metric", _I), ("description", _S),
+    ),
+    "network_policies": _schema(
+        ("name", _S), ("action", _S), ("source", _S), ("destination", _S), ("protocol", _S), ("ports", _LI),
+    ),
+    "dns_records": _schema(
+        ("zone", _S), ("name", _S), ("type", _S), ("address", _S), ("component_id", _S), ("ttl", _I),
+    ),
+    "network_links": _schema(("source", _S), ("destination", _S), ("protocol", _S), ("ports", _LI)),
+}  # fmt: skip
+for _db_table in ORCHESTRATOR_DB_TABLES:
+    CONFIG_SCHEMAS[f"orchestrator_db_{_db_table}"] = _schema(
+        ("orchestrator_id", _S)
+    )  # widened per schema.json
+
+_DB_TYPES: dict[str, pa.DataType] = {
+    "text": _S,
+    "integer": _I,
+    "bigint": _I,
+    "boolean": _B,
+    "timestamp": _TS,
+    "json": _S,
+    "float": _F,
+    "double": _F,
+}
+
+_VOLUME_FILES = re.compile(r"^data/volumes/[^/]+/[^/]+/files/")
+_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl")
+
+
+def is_config_path(path: str, *, encrypted: bool = False) -> bool:
+    """True for a configuration file worth parsing into the catalog."""
+    if encrypted or not path.startswith("data/") or not path.endswith(_SUFFIXES):
+        return False
+    return not (_VOLUME_FILES.match(path) or path.startswith("data/keys/"))
+
+
+class _Tables:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.db_schemas: dict[str, dict[str, pa.DataType]] = {}
+
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        self.rows[table].append(row)
+
+
+def parse_document(path: str, data: bytes) -> Any:
+    """One configuration file parsed by its suffix (.yaml/.yml, .json, .jsonl as a list of objects)."""
+    try:
+        if path.endswith(".jsonl"):
+            return [json.loads(line) for line in data.splitlines() if line.strip()]
+        if path.endswith(".json"):
+            return json.loads(data)
+        return yaml.safe_load(data)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise BackupSetError(f"configuration cannot be parsed: {exc}", path=path) from exc
+
+
+def _mapping(doc: Any, path: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise BackupSetError("configuration must be a mapping", path=path)
+    return doc
+
+
+def _list(value: Any, path: str, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BackupSetError(f"{what} must be a list", path=path)
+    return value
+
+
+def _j(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _str_list(value: Any) -> list[str] | None:
+    return None if value is None else [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _director(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -> None:
+    if leaf == "config.yaml":
+        d = _mapping(doc, path)
+        addresses = d.get("addresses") or {}
+        reservations = d.get("reservations") or {}
+        t.add(
+            "directors",
+            {
+                "backup_set_id": sid,
+                "director_id": d.get("director_id", ident),
+                "ring_id": d.get("ring_id"),
+                "node": d.get("node"),
+                "management_address": addresses.get("management"),
+                "storage_address": addresses.get("storage"),
+                "ring_peers": _str_list(d.get("ring_peers")),
+                "storage_paths": _j(d.get("storage_paths")),
+                "reserved_cpu_cores": reservations.get("cpu_cores"),
+                "reserved_memory_mib": reservations.get("memory_mib"),
+                "source_path": path,
+            },
+        )
+    elif leaf == "state.json":
+        d = _mapping(doc, path)
+        for vm in _list(d.get("vms"), path, "vms"):
+            vm = _mapping(vm, path)
+            t.add(
+                "director_vms",
+                {
+                    "backup_set_id": sid,
+                    "director_id": ident,
+                    "vm_id": vm.get("vm_id"),
+                    "name": vm.get("name"),
+                    "role": vm.get("role"),
+                    "cpu": vm.get("cpu"),
+                    "memory_mib": vm.get("memory_mib"),
+                    "disk_gib": vm.get("disk_gib"),
+                    "image": vm.get("image"),
+                    "networks": _j(vm.get("networks")),
+                    "source_path": path,
+                },
+            )
+        for event in _list(d.get("history"), path, "history"):
+            event = _mapping(event, path)
+            t.add(
+                "director_history",
+                {
+                    "backup_set_id": sid,
+                    "director_id": ident,
+                    "at": _time(event.get("at"), path),
+                    "event": event.get("event"),
+                    "detail": event.get("detail")
+                    if isinstance(event.get("detail"), str)
+                    else _j(event.get("detail")),
+                },
+            )
+    elif leaf == "hardware.yaml":
+        d = _mapping(doc, path)
+        t.add(
+            "director_hardware",
+            {
+                "backup_set_id": sid,
+                "director_id": ident,
+                "hostname": d.get("hostname"),
+                "role": d.get("role"),
+                "cpu_cores": d.get("cpu_cores"),
+                "memory_mib": d.get("memory_mib"),
+                "disks": _j(d.get("disks")),
+                "nics": _j(d.get("nics")),
+                "source_path": path,
+            },
+        )
+
+
+def _time(value: Any, path: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BackupSetError(f"{value!r} is not an RFC 3339 time", path=path) from exc
+
+
+def _orchestrator(t: _Tables, sid: str, ident: str, rest: str, path: str, doc: Any) -> None:
+    if rest == "config.yaml":
+        d = _mapping(doc, path)
+        placement = d.get("placement") or {}
+        t.add(
+            "orchestrators",
+            {
+                "backup_set_id": sid,
+                "orchestrator_id": d.get("orchestrator_id", ident),
+                "cluster_id": d.get("cluster_id"),
+                "vm_id": d.get("vm_id"),
+                "director": d.get("director"),
+                "address": d.get("address"),
+                "peers": _str_list(d.get("peers")),
+                "placement_strategy": placement.get("strategy") if isinstance(placement, dict) else None,
+                "placement_zones": _str_list(placement.get("zones")) if isinstance(placement, dict) else None,
+                "placement": _j(placement),
+                "source_path": path,
+            },
+        )
+    elif rest == "db/schema.json":
+        tables = _mapping(_mapping(doc, path).get("tables"), path)
+        for table, spec in tables.items():
+            columns = _mapping(_mapping(spec, path).get("columns"), path)
+            for column, kind in columns.items():
+                t.add(
+                    "orchestrator_db_columns",
+                    {
+                        "backup_set_id": sid,
+                        "orchestrator_id": ident,
+                        "table_name": table,
+                        "column_name": column,
+                        "column_type": str(kind),
+                    },
+                )
+            t.db_schemas[f"{sid}\x00{ident}\x00{table}"] = {
+                c: _DB_TYPES.get(str(k), _S) for c, k in columns.items()
+            }
+    elif rest.startswith("db/") and rest.endswith(".jsonl"):
+        table = rest[3:-6]
+        for number, record in enumerate(_list(doc, path, "rows")):
+            record = _mapping(record, path)
+            t.add(
+                "orchestrator_db_rows",
+                {
+                    "backup_set_id": sid,
+                    "orchestrator_id": ident,
+                    "table_name": table,
+                    "row_number": number,
+                    "record": _j(record),
+                    "source_path": path,
+                },
+            )
+            t.add(f"\x00db\x00{table}", {"backup_set_id": sid, "orchestrator_id": ident, **record})
+
+
+def _application(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -> None:
+    if leaf != "app.yaml":
+        return
+    d = _mapping(doc, path)
+    name = d.get("name", ident)
+    containers = _list(d.get("containers"), path, "containers")
+    volumes = _list(d.get("volumes"), path, "volumes")
+    t.add(
+        "applications",
+        {
+            "backup_set_id": sid,
+            "name": name,
+            "priority": d.get("priority"),
+            "orchestrator": d.get("orchestrator"),
+            "version": None if d.get("version") is None else str(d.get("version")),
+            "vm": d.get("vm"),
+            "depends_on": _str_list(d.get("depends_on")),
+            "container_count": len(containers),
+            "volume_count": len(volumes),
+            "source_path": path,
+        },
+    )
+    for c in containers:
+        c = _mapping(c, path)
+        t.add(
+            "application_containers",
+            {
+                "backup_set_id": sid,
+                "application": name,
+                "name": c.get("name"),
+                "image": c.get("image"),
+                "cpu": c.get("cpu"),
+                "memory_mib": c.get("memory_mib"),
+                "replicas": c.get("replicas"),
+                "ports": c.get("ports"),
+                "env": _j(c.get("env")),
+                "secret_refs": _str_list(c.get("secret_refs")),
+            },
+        )
+    for v in volumes:
+        v = _mapping(v, path)
+        t.add(
+            "application_volumes",
+            {
+                "backup_set_id": sid,
+                "application": name,
+                "name": v.get("name"),
+                "mount_path": v.get("mount_path"),
+            },
+        )
+
+
+def _service(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -> None:
+    if leaf != "service.yaml":
+        return
+    d = _mapping(doc, path)
+    t.add(
+        "services",
+        {
+            "backup_set_id": sid,
+            "name": d.get("name", ident),
+            "category": d.get("category"),
+            "role": d.get("role"),
+            "vm": d.get("vm"),
+            "version": None if d.get("version") is None else str(d.get("version")),
+            "ports": d.get("ports"),
+            "depends_on": _str_list(d.get("depends_on")),
+            "source_path": path,
+        },
+    )
+
+
+def _volume(t: _Tables, sid: str, app: str, volume: str, path: str, doc: Any) -> None:
+    d = _mapping(doc, path)
+    t.add(
+        "volumes",
+        {
+            "backup_set_id": sid,
+            "application": d.get("app", app),
+            "name": d.get("name", volume),
+            "size_gib": d.get("size_gib"),
+            "storage_class": d.get("storage_class"),
+            "mount_path": d.get("mount_path"),
+            "source_path": d.get("source_path"),
+            "config_path": path,
+        },
+    )
+
+
+def _network(t: _Tables, sid: str, leaf: str, path: str, doc: Any) -> None:
+    d = _mapping(doc, path)
+    if leaf == "subnets.yaml":
+        for name, s in _mapping(d.get("subnets") or {}, path).items():
+            s = _mapping(s, path)
+            t.add(
+                "network_subnets",
+                {
+                    "backup_set_id": sid,
+                    "name": name,
+                    "cidr": s.get("cidr"),
+                    "gateway": s.get("gateway"),
+                    "vlan": s.get("vlan"),
+                    "purpose": s.get("purpose"),
+                },
+            )
+    elif leaf == "routes.yaml":
+        for r in _list(d.get("routes"), path, "routes"):
+            r = _mapping(r, path)
+            t.add(
+                "network_routes",
+                {
+                    "backup_set_id": sid,
+                    "destination": r.get("destination"),
+                    "gateway": r.get("gateway"),
+                    "subnet": r.get("subnet"),
+                    "metric": r.get("metric"),
+                    "description": r.get("description"),
+                },
+            )
+    elif leaf == "policies.yaml":
+        for p in _list(d.get("policies"), path, "policies"):
+            p = _mapping(p, path)
+            t.add(
+                "network_policies",
+                {
+                    "backup_set_id": sid,
+                    "name": p.get("name"),
+                    "action": p.get("action"),
+                    "source": _j(p.get("from")),
+                    "destination": _j(p.get("to")),
+                    "protocol": p.get("protocol"),
+                    "ports": p.get("ports"),
+                },
+            )
+    elif leaf == "dns.yaml":
+        for r in _list(d.get("records"), path, "records"):
+            r = _mapping(r, path)
+            t.add(
+                "dns_records",
+                {
+                    "backup_set_id": sid,
+                    "zone": d.get("zone"),
+                    "name": r.get("name"),
+                    "type": r.get("type"),
+                    "address": r.get("address"),
+                    "component_id": r.get("component"),
+                    "ttl": r.get("ttl", d.get("ttl")),
+                },
+            )
+    elif leaf == "connectivity.yaml":
+        for link in _list(d.get("links"), path, "links"):
+            link = _mapping(link, path)
+            t.add(
+                "network_links",
+                {
+                    "backup_set_id": sid,
+                    "source": link.get("from"),
+                    "destination": link.get("to"),
+                    "protocol": link.get("protocol"),
+                    "ports": link.get("ports"),
+                },
+            )
+
+
+_Handler = Callable[[_Tables, str, str, str, str, Any], None]
+_BY_PREFIX: dict[str, _Handler] = {
+    "directors": _director,
+    "orchestrators": _orchestrator,
+    "applications": _application,
+    "services": _service,
+}
+
+
+def _dispatch(t: _Tables, sid: str, path: str, doc: Any) -> None:
+    parts = path.split("/")
+    if len(parts) >= 4 and parts[1] in _BY_PREFIX:
+        _BY_PREFIX[parts[1]](t, sid, parts[2], "/".join(parts[3:]), path, doc)
+    elif len(parts) == 5 and parts[1] == "volumes" and parts[4] == "volume.yaml":
+        _volume(t, sid, parts[2], parts[3], path, doc)
+    elif len(parts) == 3 and parts[1] == "network":
+        _network(t, sid, parts[2], path, doc)
+
+
+def _table(name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        where = next((r.get("source_path") for r in rows if r.get("source_path")), None)
+        raise BackupSetError(
+            f"configuration table {name}: a value has the wrong type: {exc}", path=where
+        ) from exc
+
+
+def config_tables(documents: Iterable[tuple[str, str, bytes]]) -> dict[str, pa.Table]:
+    """Parse `(backup_set_id, path, bytes)` configuration files into typed tables by name."""
+    t = _Tables()
+    for sid, path, data in documents:
+        if not is_config_path(path):
+            continue
+        try:
+            _dispatch(t, sid, path, parse_document(path, data))
+        except BackupSetError as exc:
+            if exc.path is None:
+                raise BackupSetError(exc.reason, path=path) from exc
+            raise
+    out = {name: _table(name, t.rows.get(name, []), schema) for name, schema in CONFIG_SCHEMAS.items()}
+    tables = {key.split("\x00")[2] for key in t.rows if key.startswith("\x00db\x00")}
+    tables |= {key.split("\x00")[2] for key in t.db_schemas}
+    for table in sorted(tables):
+        rows = t.rows.get(f"\x00db\x00{table}", [])
+        columns: dict[str, pa.DataType] = {}
+        for schema_key, cols in t.db_schemas.items():
+            if schema_key.endswith("\x00" + table):
+                columns.update(cols)
+        schema = _schema(("orchestrator_id", _S), *columns.items())
+        typed = []
+        for row in rows:
+            item = {name: row.get(name) for name in schema.names}
+            for name, kind in columns.items():
+                value = item[name]
+                if kind == _S and value is not None and not isinstance(value, str):
+                    item[name] = _j(value)
+                elif kind == _TS and value is not None:
+                    item[name] = _time(value, f"orchestrator table {table}")
+            typed.append(item)
+        out[f"orchestrator_db_{table}"] = _table(f"orchestrator_db_{table}", typed, schema)
+    return out
