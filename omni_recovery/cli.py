@@ -348,11 +348,21 @@ from omni_recovery.validate_cli import validate_isos  # noqa: E402
 
 main.add_command(validate_isos)
 
-from omni_recovery.plan_cli import plan_generate  # noqa: E402
-
-main.add_command(plan_generate)
-
 from omni_recovery.catalog_cli import register_isos, sql  # noqa: E402
 
 main.add_command(register_isos)
 main.add_command(sql)
+
+from omni_recovery.plan_cli import plan_generate  # noqa: E402
+
+main.add_command(plan_generate)
+
+from omni_recovery.execute_cli import deploy_directors, execute_plan, status  # noqa: E402
+
+main.add_command(execute_plan)
+main.add_command(deploy_directors)
+main.add_command(status)
+
+
+if __name__ == "__main__":
+    main()

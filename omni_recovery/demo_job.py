@@ -1,7 +1,9 @@
-"""The main job on embedded defaults: a demo environment backed up, then carried through the flow.
+"""The main job on embedded defaults: a demo environment backed up and recovered end to end.
 
-Each run makes a new backup set of the (deterministic, reused) demo environment in the
-workspace, then takes it through every stage that exists so far.
+Each run makes a new backup set of the (deterministic, reused) demo environment in the workspace,
+validates it deeply (stored in the recovery database), plans its recovery onto a new inventory of
+nodes under the workspace (as many nodes as before, each a little larger), executes the plan
+through the restore assets, and ends with the report and the first post-recovery backup.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from omni_recovery.backupset.reader import IsoReader, list_backup_set, unlock_data_key
 from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
 from omni_recovery.backupset.writer import BackupSetSummary, WriterOptions, create_backup_set
+from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
 
 # Small enough that the demo's volume data spans several ISOs and its largest files are chunked.
@@ -26,8 +28,6 @@ Progress = Callable[[str, int], None]
 
 
 def run_demo(settings: Settings, *, volume_scale: str, progress: Progress, echo: Echo) -> BackupSetSummary:
-    from omni_recovery.db.schema import init_database
-    from omni_recovery.db.server import database_url
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 
     demo_root = settings.workspace / "demo"
@@ -42,23 +42,81 @@ def run_demo(settings: Settings, *, volume_scale: str, progress: Progress, echo:
     key_path = demo_root / "keys" / "demo-signing.key"
     if not key_path.exists():
         generate_signing_key(key_path)
-    signer = load_signing_key(key_path)
     passphrase = _demo_passphrase(demo_root / "keys" / "passphrase")
     set_id = f"demo-{datetime.now(UTC):%Y%m%dt%H%M%Sz}"
     backup = create_backup_set(
         env,
         str(demo_root / "backups" / set_id),
-        signing_key=signer,
+        signing_key=load_signing_key(key_path),
         passphrase=passphrase,
         options=WriterOptions(backup_set_id=set_id, max_iso_size=DEMO_MAX_ISO, chunk_size=DEMO_CHUNK),
         progress=progress,
     )
     echo(f"2. backup set {backup.backup_set_id}: {len(backup.isos)} ISOs in {backup.output}")
-    applied = init_database(database_url(settings))
-    echo(f"3. recovery database ready ({len(applied)} migration(s) applied now)")
-    files = read_back(backup.output, TrustedSigners.from_specs([str(key_path) + ".pub"]), passphrase)
-    echo(f"4. read back: every signature trusted, {files} files verified and decrypted where sealed")
+    _recover(settings, backup, env, key_path, passphrase, demo_root / "recovery" / set_id, echo)
     return backup
+
+
+def _recover(
+    settings: Settings,
+    backup: BackupSetSummary,
+    env: Path,
+    key_path: Path,
+    passphrase: bytes,
+    folder: Path,
+    echo: Echo,
+) -> None:
+    from omni_recovery.checker import store, validate
+    from omni_recovery.db.connection import connect
+    from omni_recovery.db.schema import init_database
+    from omni_recovery.db.server import database_url
+    from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
+    from omni_recovery.recovery import ExecuteOptions
+    from pipelines.recovery_runner import execute_recovery
+
+    url = database_url(settings)
+    init_database(url)
+    report = validate(backup.output, TrustedSigners.from_specs([f"{key_path}.pub"]), passphrase, deep=True)
+    with connect(url) as conn:
+        store(conn, report)
+    if not report.passed:
+        raise RecoveryError("the demo backup failed validation:\n" + report.to_text())
+    echo(f"3. deep validation: {report.to_text().splitlines()[0]}")
+    inventory = _demo_inventory(env, folder)
+    plan, _ = generate(backup.output, inventory, "basic")
+    plan_path = folder / "recovery-plan.yaml"
+    write_plan_files(plan, plan_path)
+    record_plan_source(plan_path, backup.output, inventory)
+    store_plan(url, plan)
+    echo(f"4. recovery plan: {len(plan.steps)} steps, {len(plan.adaptations)} adaptations: {plan_path}")
+    summary = execute_recovery(
+        settings,
+        ExecuteOptions(plan_path, signing_key=key_path),
+        passphrase,
+        echo=lambda line: echo(f"   {line}"),
+    )
+    echo(f"5. recovered onto {folder / 'infra'} (run {summary.run_id})")
+    echo(f"6. report: {summary.report}")
+    echo(f"7. post-recovery backup: {summary.post_recovery_backup}")
+
+
+def _demo_inventory(env: Path, folder: Path) -> Path:
+    """New hardware for the demo: as many nodes as before, each with a quarter more cores and memory."""
+    from omni_recovery.inventory import inventory_to_yaml, make_inventory
+    from transforms.environment_model import environment_from_folder
+
+    nodes = environment_from_folder(env).nodes
+    inventory = make_inventory(
+        [
+            (f"new-{n.name}", n.cpu_cores + n.cpu_cores // 4, n.memory_mib + n.memory_mib // 4, n.disk_gib)
+            for n in nodes
+        ],
+        root=(folder / "infra").resolve().as_uri(),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "inventory.yaml"
+    path.write_text(inventory_to_yaml(inventory), encoding="utf-8")
+    return path
 
 
 def _demo_passphrase(path: Path) -> bytes:
@@ -71,23 +129,3 @@ def _demo_passphrase(path: Path) -> bytes:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(24))
     return path.read_bytes().strip()
-
-
-def read_back(location: str, trusted: TrustedSigners, passphrase: bytes) -> int:
-    """Open every ISO of a set, check its signatures and read every file through the verifying reader."""
-    members = list_backup_set(location)
-    readers = [IsoReader(m.url) for m in members]
-    try:
-        data_key = unlock_data_key(next(r for r in readers if r.manifest.kind == "system-core"), passphrase)
-        count = 0
-        for reader in readers:
-            reader.verify_signatures(trusted)
-            for entry in reader.manifest.files:
-                if entry.type == "file":
-                    for _ in reader.plaintext(entry, data_key):
-                        pass
-                    count += 1
-        return count
-    finally:
-        for reader in readers:
-            reader.close()

@@ -25,10 +25,12 @@ from dagster import AssetSelection, Definitions, define_asset_job
 
 from assets.catalog import CATALOG_ASSETS
 from assets.ingest import INGEST_TABLES, ingest_iso
+from assets.restore import RESTORE_ASSETS
 from io_managers.duckdb import DuckDBCatalog
 from io_managers.parquet import ParquetIOManager
 from io_managers.postgres import PostgresCatalogIOManager
 from omni_recovery.settings import Settings, load_settings
+from pipelines.recovery_resource import RecoveryResource
 from pipelines.resources import BackupSetRegistry, Progress
 from pipelines.sensors import watched_iso_folder
 
@@ -49,6 +51,14 @@ build_catalog_job = define_asset_job(
 )
 
 
+restore_job = define_asset_job(
+    "restore",
+    selection=AssetSelection.groups("restore"),
+    description="Execute a recovery plan (configure resources.recovery with plan_path); applications are "
+    "partitions, so a backfill of some of them restores only those.",
+)
+
+
 def build_resources(
     settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
 ) -> dict[str, Any]:
@@ -62,6 +72,7 @@ def build_resources(
         "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
         "duckdb_catalog": DuckDBCatalog(base_url=catalog),
         "progress": Progress(progress),
+        "recovery": RecoveryResource(workspace=str(settings.workspace)),
     }
 
 
@@ -70,8 +81,8 @@ def build_definitions(
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
-        assets=ALL_ASSETS,
-        jobs=[ingest_isos_job, build_catalog_job],
+        assets=[*ALL_ASSETS, *RESTORE_ASSETS],
+        jobs=[ingest_isos_job, build_catalog_job, restore_job],
         sensors=[watched_iso_folder],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
     )

@@ -1,0 +1,168 @@
+"""The restore assets: one per phase of the recovery plan, each a thin call into omni_recovery.recovery.
+
+Directors → ring → Orchestrators → cluster → storage → volumes → core services → applications
+(critical, standard, low) → verification → report → post-recovery backup. Volumes and
+applications are partitioned by application (dynamic partitions `applications`), so a backfill of
+some applications in the Dagster UI does what `execute-plan --applications a,b` does. The work of
+each phase, its tracking in the recovery database and its resume after a kill all live in
+`Recovery`; an asset only says which phases (and which applications) it runs and records what
+they did as metadata.
+"""
+
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    BetaWarning,
+    DynamicPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+# One run per key range is what partial restores need; dagster marks `backfill_policy` beta, and says so
+# on every import otherwise.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
+
+APPLICATION_PARTITIONS = DynamicPartitionsDefinition(name="applications")
+GROUP = "restore"
+APPLICATION_PHASES = ("applications-critical", "applications-standard", "applications-low")
+
+
+class RecoverySession(Protocol):
+    """What the restore assets need from their `recovery` resource (omni_recovery.recovery.Recovery)."""
+
+    def run_phases(
+        self, phases: Iterable[str], applications: Iterable[str] | None = None
+    ) -> Mapping[str, Any]: ...
+
+
+def _result(outcomes: Mapping[str, Any], **extra: Any) -> MaterializeResult:
+    statuses = [o.status for o in outcomes.values()]
+    metadata: dict[str, Any] = {
+        "steps": len(outcomes),
+        "succeeded": statuses.count("succeeded"),
+        "skipped": statuses.count("skipped"),
+        "bytes_written": sum(o.bytes_written for o in outcomes.values()),
+        "step_ids": MetadataValue.json(sorted(outcomes)),
+        **extra,
+    }
+    return MaterializeResult(metadata=metadata)
+
+
+def _phase_asset(name: str, phases: tuple[str, ...], deps: list[str], description: str) -> Any:
+    @asset(
+        name=name, group_name=GROUP, deps=deps, description=description, required_resource_keys={"recovery"}
+    )
+    def _restore(context: AssetExecutionContext) -> MaterializeResult:
+        return _result(context.resources.recovery.run_phases(phases))
+
+    return _restore
+
+
+def _application_asset(name: str, phases: tuple[str, ...], deps: list[str], description: str) -> Any:
+    @asset(
+        name=name,
+        group_name=GROUP,
+        deps=deps,
+        description=description,
+        partitions_def=APPLICATION_PARTITIONS,
+        backfill_policy=BackfillPolicy.single_run(),
+        required_resource_keys={"recovery"},
+    )
+    def _restore(context: AssetExecutionContext) -> MaterializeResult:
+        applications = list(context.partition_keys)
+        outcomes = context.resources.recovery.run_phases(phases, applications)
+        return _result(outcomes, applications=MetadataValue.json(applications))
+
+    return _restore
+
+
+restored_directors = _phase_asset(
+    "restored_directors",
+    ("directors",),
+    [],
+    "Directors installed with their adapted configuration, state and new certificates.",
+)
+director_ring = _phase_asset(
+    "director_ring",
+    ("ring",),
+    ["restored_directors"],
+    "The Director ring: same membership, epoch and quorum on every Director.",
+)
+restored_orchestrators = _phase_asset(
+    "restored_orchestrators",
+    ("orchestrators",),
+    ["director_ring"],
+    "Orchestrator VMs, configuration and database tables.",
+)
+orchestrator_cluster = _phase_asset(
+    "orchestrator_cluster",
+    ("cluster",),
+    ["restored_orchestrators"],
+    "The Orchestrator cluster with a deterministic leader.",
+)
+restored_storage = _phase_asset(
+    "restored_storage",
+    ("storage",),
+    ["orchestrator_cluster"],
+    "Storage roots prepared and the storage service restored.",
+)
+restored_volumes = _application_asset(
+    "restored_volumes",
+    ("volumes",),
+    ["restored_storage"],
+    "Volume data of each application, every byte verified.",
+)
+restored_core_services = _phase_asset(
+    "restored_core_services",
+    ("core-services",),
+    ["restored_volumes"],
+    "Core services: auth, monitoring, logging, DNS, …",
+)
+restored_applications = _application_asset(
+    "restored_applications",
+    APPLICATION_PHASES,
+    ["restored_core_services", "restored_volumes"],
+    "Applications by priority, bound to their restored volumes and recreated in their Orchestrator.",
+)
+recovery_verification = _phase_asset(
+    "recovery_verification",
+    ("verification",),
+    ["restored_applications"],
+    "Everything restored checked against the layout and re-hashed.",
+)
+recovery_report = _phase_asset(
+    "recovery_report", ("report",), ["recovery_verification"], "The recovery report: HTML timeline and JSON."
+)
+post_recovery_backup = _phase_asset(
+    "post_recovery_backup",
+    ("post-recovery-backup",),
+    ["recovery_report"],
+    "The first backup of the restored environment.",
+)
+
+RESTORE_ASSETS = [
+    restored_directors,
+    director_ring,
+    restored_orchestrators,
+    orchestrator_cluster,
+    restored_storage,
+    restored_volumes,
+    restored_core_services,
+    restored_applications,
+    recovery_verification,
+    recovery_report,
+    post_recovery_backup,
+]
+# The order the command line runs them in, one materialisation each (partitioned ones over a key range).
+RESTORE_ORDER = [
+    [restored_directors, director_ring, restored_orchestrators, orchestrator_cluster, restored_storage],
+    [restored_volumes],
+    [restored_core_services],
+    [restored_applications],
+    [recovery_verification, recovery_report, post_recovery_backup],
+]

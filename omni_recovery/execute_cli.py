@@ -1,0 +1,292 @@
+"""`execute-plan`, `deploy-directors` and `status`: options parsed here, the work done by the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+_WORKSPACE_HELP = (
+    "Workspace folder (database, catalog, reports). Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery."
+)
+_PASSPHRASE_HELP = (
+    "File holding the recovery passphrase (else $OMNI_RECOVERY_PASSPHRASE). Never given on the command line."
+)
+
+
+@click.command("execute-plan")
+@click.option(
+    "--plan",
+    "plan_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The recovery plan (from plan-generate, possibly edited; re-validated before anything runs).",
+)
+@click.option(
+    "--applications",
+    default="",
+    help="Comma-separated applications to restore alone (with their hard "
+    "dependencies); default: the whole environment.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help=_PASSPHRASE_HELP,
+)
+@click.option(
+    "--parallel-factor",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Files restored concurrently.",
+)
+@click.option(
+    "--io-priority",
+    type=click.Choice(["low", "normal", "high"]),
+    default="normal",
+    show_default=True,
+    help="This process's I/O priority (idle / best-effort / best-effort highest).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["normal", "resource-efficient"]),
+    default="normal",
+    show_default=True,
+    help="resource-efficient: one worker, bounded memory.",
+)
+@click.option(
+    "--adaptation-mode",
+    type=click.Choice(["basic", "advanced"]),
+    default=None,
+    help="Must match the plan's mode when given (the plan decides the adaptation; see plan-generate).",
+)
+@click.option(
+    "--path",
+    "location",
+    default=None,
+    help="Backup set folder or URL (default: as recorded by plan-generate).",
+)
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Inventory file (default: as recorded by plan-generate).",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Ed25519 key that signs the post-recovery backup (without it that step is skipped).",
+)
+@click.option(
+    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
+)
+def execute_plan(
+    plan_path: Path,
+    applications: str,
+    passphrase_file: Path | None,
+    parallel_factor: int,
+    io_priority: str,
+    mode: str,
+    adaptation_mode: str | None,
+    location: str | None,
+    inventory: Path | None,
+    signing_key: Path | None,
+    workspace: Path | None,
+) -> None:
+    """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
+    core services, applications by priority, verification, report, post-recovery backup.
+
+    Refused before anything is written when the set has no passing deep validation on record, the
+    passphrase is wrong, or the plan does not validate. A killed run is resumed by running the same
+    command again: verified files and finished steps are not redone.
+
+    \b
+    Example:
+      omni-recovery execute-plan --plan recovery-plan.yaml --passphrase-file ./passphrase \\
+          --signing-key ./keys/backup-signing.key
+      omni-recovery execute-plan --plan recovery-plan.yaml --applications billing,orders
+    """
+    from omni_recovery.cli import handle_errors
+
+    handle_errors(_execute)(
+        plan_path,
+        applications,
+        passphrase_file,
+        parallel_factor,
+        io_priority,
+        mode,
+        adaptation_mode,
+        location,
+        inventory,
+        signing_key,
+        workspace,
+        only_directors=False,
+    )
+
+
+@click.command("deploy-directors")
+@click.option(
+    "--config",
+    "plan_path",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The recovery plan whose Director phase to run.",
+)
+@click.option(
+    "--parallel",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Files restored concurrently.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help=_PASSPHRASE_HELP,
+)
+@click.option(
+    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
+)
+def deploy_directors(
+    plan_path: Path, parallel: int, passphrase_file: Path | None, workspace: Path | None
+) -> None:
+    """Run only the Director phase of a plan: Directors restored with new certificates, then the ring.
+
+    \b
+    Example:
+      omni-recovery deploy-directors --parallel 5 --config recovery-plan.yaml
+    """
+    from omni_recovery.cli import handle_errors
+
+    handle_errors(_execute)(
+        plan_path,
+        "",
+        passphrase_file,
+        parallel,
+        "normal",
+        "normal",
+        None,
+        None,
+        None,
+        None,
+        workspace,
+        only_directors=True,
+    )
+
+
+@click.command()
+@click.option(
+    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
+)
+@click.option("--runs", default=1, show_default=True, help="How many recent recovery runs to show.")
+def status(workspace: Path | None, runs: int) -> None:
+    """Show recovery progress from the recovery database (works while a run goes on).
+
+    \b
+    Example:
+      omni-recovery status --runs 3
+    """
+    from omni_recovery.cli import handle_errors
+
+    handle_errors(_status)(workspace, runs)
+
+
+def _execute(
+    plan_path: Path,
+    applications: str,
+    passphrase_file: Path | None,
+    parallel_factor: int,
+    io_priority: str,
+    mode: str,
+    adaptation_mode: str | None,
+    location: str | None,
+    inventory: Path | None,
+    signing_key: Path | None,
+    workspace: Path | None,
+    *,
+    only_directors: bool,
+) -> None:
+    from omni_recovery.cli import progress_bars, read_passphrase
+    from omni_recovery.errors import RecoveryError
+    from omni_recovery.recovery import ExecuteOptions
+    from omni_recovery.settings import load_settings
+
+    passphrase = read_passphrase(passphrase_file)
+    assert passphrase is not None
+    _set_io_priority(io_priority)
+    options = ExecuteOptions(
+        plan_path=plan_path,
+        location=location,
+        inventory_path=inventory,
+        applications=tuple(a.strip() for a in applications.split(",") if a.strip()),
+        parallel_factor=parallel_factor,
+        io_priority=io_priority,
+        mode=mode,
+        signing_key=signing_key,
+    )
+    settings = load_settings(workspace)
+    if adaptation_mode is not None:
+        from transforms.planner import plan_from_yaml
+
+        planned = plan_from_yaml(plan_path.read_text(encoding="utf-8")).adaptation_mode
+        if planned != adaptation_mode:
+            raise RecoveryError(
+                f"the plan was generated with --adaptation-mode {planned}; generate it again with "
+                f"{adaptation_mode} to change how it adapts"
+            )
+    with progress_bars() as progress:
+        if only_directors:
+            from pipelines.recovery_runner import deploy_directors as run
+
+            summary = run(settings, options, passphrase, progress=progress, echo=click.echo)
+        else:
+            from pipelines.recovery_runner import execute_recovery
+
+            summary = execute_recovery(settings, options, passphrase, progress=progress, echo=click.echo)
+    click.echo(f"recovery run {summary.run_id} finished")
+    if summary.report:
+        click.echo(f"report: {summary.report}")
+    if summary.post_recovery_backup:
+        click.echo(f"post-recovery backup: {summary.post_recovery_backup}")
+
+
+def _set_io_priority(priority: str) -> None:
+    """Best effort: Linux I/O scheduling class through psutil (idle for low, best-effort 0 for high)."""
+    import psutil
+
+    if not hasattr(psutil, "IOPRIO_CLASS_IDLE"):
+        return
+    process = psutil.Process()
+    if priority == "low":
+        process.ionice(psutil.IOPRIO_CLASS_IDLE)
+    elif priority == "high":
+        process.ionice(psutil.IOPRIO_CLASS_BE, value=0)
+
+
+def _status(workspace: Path | None, runs: int) -> None:
+    from omni_recovery.db.connection import connect
+    from omni_recovery.db.schema import init_database
+    from omni_recovery.db.server import database_url
+    from omni_recovery.settings import load_settings
+    from omni_recovery.tracking import recent_runs
+
+    url = database_url(load_settings(workspace))
+    init_database(url)
+    with connect(url) as conn:
+        records = recent_runs(conn, limit=runs)
+    if not records:
+        click.echo("no recovery run yet")
+    for run in records:
+        done = sum(1 for s in run.steps if s.status == "succeeded")
+        written = sum(s.bytes_written for s in run.steps)
+        click.echo(
+            f"{run.run_id}  plan {run.plan_id}  {run.status}  started {run.started_at:%Y-%m-%d %H:%M:%S}"
+            f"  steps {done}/{len(run.steps)} succeeded  {written / 2**20:.1f} MiB written"
+        )
+        for step in run.steps:
+            if step.status != "succeeded":
+                error = step.detail.get("error", "")
+                click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {error}")

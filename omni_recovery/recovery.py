@@ -1,0 +1,606 @@
+"""Executing a recovery plan: each step of the plan restores its part of the environment.
+
+How it works: `Recovery` loads everything a step needs once per process: the plan (re-validated
+against the set's components, the inventory and the old environment), the set's ISOs (opened
+once), the data key (the passphrase is checked first), the target layout (transforms/
+target_layout.py: what lands on which node or storage root, adapted), the new certificates, and
+the run's tracker in the recovery database. `run_steps` then runs the plan's steps in plan order:
+a step restores the layout files of its component through the verifying file restorer (or
+writes the rewritten documents), forms the ring or the cluster, verifies, reports, or takes the
+post-recovery backup. Each step is recorded when it starts and ends; each verified file once.
+
+Resuming: a run killed at any point is continued by the next execute-plan of the same plan.
+Steps that succeeded are skipped; the step in flight runs again, skipping every file it had
+recorded as verified (restore_files checks they are still there with their size). The new CA and
+node certificates are kept in the run's workspace folder so a resumed run issues none anew.
+
+What can go wrong: a set that has not passed deep validation is refused before anything is
+written; a wrong passphrase fails before anything is written; a damaged file fails its step with
+the ISO and path, leaving no partial file under a final name; a step that fails stops the run
+when its `on_failure` says stop (the default), and the run is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from omni_recovery.backupset.manifest import ManifestEntry
+from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set, unlock_data_key
+from omni_recovery.db.connection import connect
+from omni_recovery.envstate.model import env_path
+from omni_recovery.errors import RecoveryError
+from omni_recovery.inventory import Inventory, load_inventory
+from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
+from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
+from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
+from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
+from omni_recovery.settings import Settings
+from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
+from transforms.planner import Plan, Step, plan_from_yaml
+from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
+
+Progress = Callable[[str, int], None]
+
+
+class RecoveryRefused(RecoveryError):
+    """The recovery cannot start: the set is not validated, the plan does not match it, or a key is wrong."""
+
+
+@dataclass(frozen=True)
+class ExecuteOptions:
+    plan_path: Path
+    location: str | None = None
+    inventory_path: Path | None = None
+    applications: tuple[str, ...] = ()
+    parallel_factor: int = 2
+    io_priority: str = "normal"
+    mode: str = "normal"
+    signing_key: Path | None = None
+    require_validation: bool = True
+
+    @property
+    def parallel(self) -> int:
+        return 1 if self.mode == "resource-efficient" else max(1, self.parallel_factor)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "plan": str(self.plan_path),
+            "applications": list(self.applications),
+            "parallel_factor": self.parallel_factor,
+            "io_priority": self.io_priority,
+            "mode": self.mode,
+        }
+
+
+@dataclass
+class StepOutcome:
+    status: str
+    bytes_written: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Recovery:
+    """One execution of one plan, in one process; see the module documentation."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ExecuteOptions,
+        passphrase: bytes,
+        database_url: str,
+        progress: Progress | None = None,
+    ) -> None:
+        self.settings, self.options, self.database_url = settings, options, database_url
+        self._passphrase = passphrase
+        self._created: dict[str, TargetRoot] = {}
+        self.progress = progress or (lambda phase, amount: None)
+
+    # -- what every step needs, loaded once --------------------------------------------------------
+
+    @cached_property
+    def plan_text(self) -> str:
+        try:
+            return self.options.plan_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecoveryRefused(f"{self.options.plan_path}: cannot read the plan: {exc}") from exc
+
+    @cached_property
+    def source_record(self) -> dict[str, str]:
+        path = self.options.plan_path.with_name(self.options.plan_path.name + PLAN_RECORD_SUFFIX)
+        recorded = json.loads(path.read_text()) if path.exists() else {}
+        location = self.options.location or recorded.get("location")
+        inventory = (
+            str(self.options.inventory_path) if self.options.inventory_path else recorded.get("inventory")
+        )
+        if not location or not inventory:
+            raise RecoveryRefused(
+                "give --path (the backup set) and --inventory; this plan has no record of them"
+            )
+        return {"location": location, "inventory": inventory}
+
+    @cached_property
+    def readers(self) -> list[IsoReader]:
+        return [IsoReader(m.url) for m in list_backup_set(self.source_record["location"])]
+
+    @cached_property
+    def source(self) -> SetEnvironment:
+        return read_set_environment(self.readers)
+
+    @cached_property
+    def inventory(self) -> Inventory:
+        return load_inventory(Path(self.source_record["inventory"]))
+
+    @cached_property
+    def plan(self) -> Plan:
+        known = [c.component_id for c in self.source.environment.components]
+        plan = plan_from_yaml(
+            self.plan_text,
+            known,
+            self.inventory,
+            source=str(self.options.plan_path),
+            environment=self.source.environment,
+        )
+        if plan.backup_set_id != self.source.backup_set_id:
+            raise RecoveryRefused(
+                f"the plan is for backup set {plan.backup_set_id}, the ISOs at "
+                f"{self.source_record['location']} are {self.source.backup_set_id}"
+            )
+        return plan
+
+    @cached_property
+    def plan_id(self) -> str:
+        return store_plan(self.database_url, self.plan, self.plan_text, created_by="execute-plan")
+
+    @cached_property
+    def data_key(self) -> DataKey:
+        core = next(r for r in self.readers if r.manifest.kind == "system-core")
+        return unlock_data_key(core, self._passphrase)
+
+    @cached_property
+    def layout(self) -> TargetLayout:
+        return target_layout(
+            self.source.environment,
+            self.source.documents,
+            self.plan,
+            self.inventory,
+            env_files=self.source.entries,
+        )
+
+    @cached_property
+    def root_urls(self) -> dict[str, str]:
+        urls = {node_root(n.name): n.root for n in self.plan.nodes}
+        urls.update({pool_root(p.name): p.root for p in self.plan.pools})
+        return urls
+
+    @cached_property
+    def roots(self) -> dict[str, TargetRoot]:
+        """Every target root, for reading; `target()` creates a root when a step first writes to it."""
+        return {name: TargetRoot(url, create=False) for name, url in self.root_urls.items()}
+
+    def target(self, root: str) -> TargetRoot:
+        if root not in self._created:
+            self._created[root] = TargetRoot(self.root_urls[root], create=True)
+        return self._created[root]
+
+    @cached_property
+    def entries_by_env_path(self) -> dict[str, list[tuple[IsoReader, ManifestEntry]]]:
+        found: dict[str, list[tuple[IsoReader, ManifestEntry]]] = defaultdict(list)
+        for reader in self.readers:
+            for entry in reader.manifest.files:
+                if entry.path.startswith("data/") and entry.path != "data/keys/data-key.json":
+                    found[env_path(entry.chunk.chunk_of if entry.chunk else entry.path)].append(
+                        (reader, entry)
+                    )
+        return found
+
+    @cached_property
+    def files_by_step(self) -> dict[str, list[TargetFile]]:
+        by_step: dict[str, list[TargetFile]] = defaultdict(list)
+        director_of_root = {
+            node_root(s.node): s.id for s in self.plan.steps if s.id.startswith("director/") and s.node
+        }
+        for target_file in self.layout.files:
+            step = _step_of_component(target_file.component) or director_of_root.get(target_file.root)
+            if step is None:
+                raise RecoveryError(f"no plan step restores {target_file.root}:{target_file.relpath}")
+            by_step[step].append(target_file)
+        return by_step
+
+    @cached_property
+    def tracker(self) -> RecoveryTracker:
+        plan_id = self.plan_id
+        return RecoveryTracker.start_or_resume(connect(self.database_url), plan_id, self.options.as_json())
+
+    @property
+    def run_folder(self) -> Path:
+        return self.settings.workspace / "runs" / self.tracker.run_id
+
+    @cached_property
+    def certificates(self) -> CertificateBundle:
+        """Issued once per run and kept in its folder (0600), so a resumed run reuses them."""
+        stored = self.run_folder / "certificates.json"
+        if stored.exists():
+            return _bundle_from_json(json.loads(stored.read_text()))
+        identities = [
+            NodeIdentity(n.name, (n.name,), tuple(_node_ips(self.plan, n.name))) for n in self.plan.nodes
+        ]
+        old_ca = self.source.documents.get("keys/ca.crt")
+        bundle = issue_certificates(self.plan.environment, identities, old_ca_pem=old_ca)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(_bundle_to_json(bundle), out)
+        return bundle
+
+    def close(self) -> None:
+        if "readers" in self.__dict__:
+            for reader in self.readers:
+                reader.close()
+        if "tracker" in self.__dict__:
+            self.tracker.conn.close()
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Every refusal that must come before anything is written."""
+        if self.options.require_validation:
+            self._require_validation()
+        _ = self.data_key, self.files_by_step, self.tracker
+
+    def selected_steps(self) -> list[Step]:
+        """All steps, or for --applications the chosen applications, their hard dependencies and volumes."""
+        if not self.options.applications:
+            return list(self.plan.steps)
+        wanted = _application_closure(self.plan, self.options.applications)
+        steps = [s for s in self.plan.steps if s.id in wanted or s.id == "report/recovery"]
+        return steps
+
+    def run_phases(
+        self, phases: Iterable[str], applications: Iterable[str] | None = None
+    ) -> dict[str, StepOutcome]:
+        """Run the selected steps of these phases in plan order; `applications` narrows the volume and
+        application steps to those applications (a partition of the restore assets)."""
+        wanted_phases = set(phases)
+        apps = set(applications) if applications is not None else None
+        steps = [s for s in self.selected_steps() if s.phase in wanted_phases and _in_applications(s, apps)]
+        try:
+            return self.run_steps(steps)
+        except RecoveryError as exc:
+            self.tracker.interrupt(str(exc))
+            raise
+
+    def finish(self) -> None:
+        """Close the run as succeeded (only once every selected step has)."""
+        missing = [
+            s.id
+            for s in self.selected_steps()
+            if s.id not in self.tracker.succeeded_steps() and not s.id.startswith("backup/")
+        ]
+        if missing:
+            raise RecoveryError(
+                f"the run is not complete: {len(missing)} step(s) have not succeeded: "
+                + ", ".join(missing[:5])
+            )
+        self.tracker.finish(SUCCEEDED)
+
+    def run_steps(self, steps: Iterable[Step]) -> dict[str, StepOutcome]:
+        done = self.tracker.succeeded_steps()
+        outcomes: dict[str, StepOutcome] = {}
+        for step in steps:
+            if step.id in done:
+                outcomes[step.id] = StepOutcome(SKIPPED, detail={"reason": "already succeeded in this run"})
+                continue
+            self.tracker.step_started(step.id, step.phase, step.component)
+            try:
+                outcome = self._run_step(step)
+            except RecoveryError as exc:
+                self.tracker.step_finished(step.id, FAILED, 0, {"error": str(exc)})
+                raise
+            self.tracker.step_finished(step.id, outcome.status, outcome.bytes_written, outcome.detail)
+            outcomes[step.id] = outcome
+        return outcomes
+
+    def _run_step(self, step: Step) -> StepOutcome:
+        kind = step.id.split("/", 1)[0]
+        handler = {
+            "ring": self._form_ring,
+            "cluster": self._form_cluster,
+            "storage": self._prepare_storage,
+            "verify": self._verify,
+            "report": self._report,
+            "backup": self._post_recovery_backup,
+        }.get(kind, self._restore_component)
+        return handler(step)
+
+    # -- steps --------------------------------------------------------------------------------------
+
+    def _restore_component(self, step: Step) -> StepOutcome:
+        files = self.files_by_step.get(step.id, [])
+        if step.id.startswith("director/"):
+            files = files + self._certificate_files(step)
+        written = 0
+        by_root: dict[str, list[TargetFile]] = defaultdict(list)
+        for target_file in files:
+            by_root[target_file.root].append(target_file)
+        for root, group in by_root.items():
+            written += self._restore_group(root, group)
+        return StepOutcome(SUCCEEDED, written, {"files": len(files), "roots": sorted(by_root)})
+
+    def _restore_group(self, root: str, group: list[TargetFile]) -> int:
+        target = self.target(root)
+        written = 0
+        items: list[RestoreItem] = []
+        for target_file in group:
+            if target_file.content is not None:
+                target.write_bytes_atomic(
+                    target_file.relpath, target_file.content, mode=target_file.mode & 0o7777
+                )
+                written += len(target_file.content)
+            else:
+                items.extend(self._restore_items(target_file))
+        if items:
+            verified = self.tracker.verified_files(root)
+            recorded: list[tuple[str, str | None, int]] = []
+
+            def on_done(done: RestoredFile) -> None:
+                recorded.append((done.path, done.sha256, done.size))
+                if len(recorded) >= 200:
+                    self.tracker.files_verified(root, recorded)
+                    recorded.clear()
+
+            try:
+                summary = restore_files(
+                    items,
+                    target,
+                    self.data_key,
+                    already_done=verified.__contains__,
+                    on_done=on_done,
+                    parallel=self.options.parallel,
+                    progress=self.progress,
+                )
+            finally:
+                self.tracker.files_verified(root, recorded)
+            written += summary.bytes_written
+        return written
+
+    def _restore_items(self, target_file: TargetFile) -> list[RestoreItem]:
+        assert target_file.source is not None
+        found = self.entries_by_env_path.get(target_file.source)
+        if not found:
+            raise RecoveryError(f"{target_file.source}: the layout names a file the backup set does not hold")
+        items = []
+        for reader, entry in found:
+            offset = reader.listing[entry.path].offset if entry.type == "file" else None
+            items.append(
+                RestoreItem.from_manifest(
+                    reader.url, reader.name, entry, path=target_file.relpath, extent_offset=offset
+                )
+            )
+        return items
+
+    def _certificate_files(self, step: Step) -> list[TargetFile]:
+        """The new CA (replacing the old CA certificate) and this node's certificate and key."""
+        assert step.node is not None
+        bundle, root = self.certificates, node_root(step.node)
+        own = bundle.nodes[step.node]
+        return [
+            TargetFile(root, "keys/ca.crt", None, bundle.ca_cert_pem, 0o100644, "system:core"),
+            TargetFile(root, "keys/ca.key", None, bundle.ca_key_pem, 0o100600, "system:core"),
+            TargetFile(root, f"keys/{step.node}.crt", None, own.cert_pem, 0o100644, "system:core"),
+            TargetFile(root, f"keys/{step.node}.key", None, own.key_pem, 0o100600, "system:core"),
+        ]
+
+    def _director_nodes(self) -> dict[str, str]:
+        return {
+            s.component.split(":", 1)[1]: s.node
+            for s in self.plan.steps
+            if s.id.startswith("director/") and s.component and s.node
+        }
+
+    def _form_ring(self, step: Step) -> StepOutcome:
+        directors = self._director_nodes()
+        restored = [d for d in directors if f"director/{d}" in self.tracker.succeeded_steps()]
+        ring_id = step.id.split("/", 1)[1]
+        ring = form_ring(sorted(directors), restored, previous_epoch=0, ring_id=ring_id)
+        content = render_ring_file(ring, self._addresses("director:"))
+        for director, node in directors.items():
+            self.target(node_root(node)).write_bytes_atomic(
+                f"directors/{director}/ring.yaml", content, mode=0o644
+            )
+        return StepOutcome(
+            SUCCEEDED,
+            len(content) * len(directors),
+            {"members": list(ring.members), "epoch": ring.epoch, "quorum": ring.quorum},
+        )
+
+    def _form_cluster(self, step: Step) -> StepOutcome:
+        nodes = {
+            s.component.split(":", 1)[1]: s.node
+            for s in self.plan.steps
+            if s.id.startswith("orchestrator/") and s.component and s.node
+        }
+        done = self.tracker.succeeded_steps()
+        cluster = form_cluster(
+            sorted(nodes),
+            [o for o in nodes if f"orchestrator/{o}" in done],
+            cluster_id=step.id.split("/", 1)[1],
+        )
+        content = render_cluster_file(cluster, self._addresses("orchestrator:"))
+        for orchestrator, node in nodes.items():
+            if node:
+                self.target(node_root(node)).write_bytes_atomic(
+                    f"orchestrators/{orchestrator}/cluster.yaml", content, mode=0o644
+                )
+        return StepOutcome(
+            SUCCEEDED, len(content) * len(nodes), {"members": list(cluster.members), "leader": cluster.leader}
+        )
+
+    def _addresses(self, prefix: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for address in self.plan.addresses:
+            if address.owner.startswith(prefix) and address.subnet == "management":
+                out.setdefault(address.owner.split(":", 1)[1], address.new)
+        return out
+
+    def _prepare_storage(self, step: Step) -> StepOutcome:
+        pool = step.id.rsplit("/", 1)[1]
+        target = self.target(pool_root(pool))
+        folders = [p for p in self.plan.paths if p.pool == pool and p.subject.startswith("director:")]
+        for path in folders:
+            root_url = next(p.root for p in self.plan.pools if p.name == pool)
+            target.makedirs(path.new_path.removeprefix(root_url).strip("/"))
+        return StepOutcome(SUCCEEDED, 0, {"root": target.url, "folders": len(folders)})
+
+    def _verify(self, step: Step) -> StepOutcome:
+        from omni_recovery.restore_checks import verify_data, verify_layout
+
+        if step.id.endswith("components"):
+            problems = verify_layout(self.layout, self.roots, self._selected_files())
+        else:
+            problems = verify_data(
+                self.layout,
+                self.roots,
+                self.entries_by_env_path,
+                self.data_key,
+                self._selected_files(),
+                self.progress,
+            )
+        if problems:
+            raise RecoveryError(f"{step.id}: {len(problems)} problem(s): " + "; ".join(problems[:5]))
+        return StepOutcome(SUCCEEDED, 0, {"checked": len(self._selected_files())})
+
+    def _selected_files(self) -> list[TargetFile]:
+        selected = {s.id for s in self.selected_steps()}
+        return [f for step, files in self.files_by_step.items() if step in selected for f in files]
+
+    def _report(self, step: Step) -> StepOutcome:
+        from omni_recovery.recovery_report import build_report
+        from omni_recovery.report import write_report
+
+        folder = self.settings.workspace / "reports" / self.tracker.run_id
+        _, html_path = write_report(build_report(self), folder)
+        return StepOutcome(SUCCEEDED, 0, {"report": str(html_path)})
+
+    def _post_recovery_backup(self, step: Step) -> StepOutcome:
+        from omni_recovery.post_backup import post_recovery_backup
+
+        if self.options.signing_key is None:
+            return StepOutcome(SKIPPED, 0, {"reason": "no --signing-key given for the post-recovery backup"})
+        output = post_recovery_backup(self, self.options.signing_key, self._passphrase)
+        return StepOutcome(SUCCEEDED, 0, {"backup": output})
+
+    # -- the database -------------------------------------------------------------------------------
+
+    def _require_validation(self) -> None:
+        with connect(self.database_url) as conn:
+            row = conn.execute(
+                "SELECT passed, finished_at FROM omni.validation_runs WHERE backup_set_id = %s AND deep "
+                "ORDER BY started_at DESC LIMIT 1",
+                (self.source.backup_set_id,),
+            ).fetchone()
+        if row is None:
+            raise RecoveryRefused(
+                f"backup set {self.source.backup_set_id} has no deep validation on record: run "
+                "`omni-recovery validate-isos --deep` first; nothing is restored from an "
+                "unvalidated set"
+            )
+        if not row[0]:
+            raise RecoveryRefused(
+                f"backup set {self.source.backup_set_id} failed its last deep validation "
+                f"({row[1]}); nothing is restored from a set that fails a blocking check"
+            )
+
+
+def _in_applications(step: Step, applications: set[str] | None) -> bool:
+    """True unless `applications` is given and the step is another application's (or its volume's)."""
+    if applications is None or not step.id.startswith(("application/", "volume/")):
+        return True
+    return step.id.split("/")[1] in applications
+
+
+def _step_of_component(component: str | None) -> str | None:
+    if not component or ":" not in component:
+        return None
+    kind, name = component.split(":", 1)
+    return {
+        "director": f"director/{name}",
+        "orchestrator": f"orchestrator/{name}",
+        "service": f"service/{name}",
+        "volume": f"volume/{name}",
+        "application": f"application/{name}",
+    }.get(kind)
+
+
+def _application_closure(plan: Plan, applications: Iterable[str]) -> set[str]:
+    """The chosen applications' steps, their hard application dependencies' steps, and their volumes."""
+    steps = {s.id: s for s in plan.steps}
+    unknown = [a for a in applications if f"application/{a}" not in steps]
+    if unknown:
+        raise RecoveryRefused(
+            f"unknown application(s) {', '.join(unknown)}; the plan has "
+            + ", ".join(sorted(s.split("/", 1)[1] for s in steps if s.startswith("application/")))
+        )
+    wanted: set[str] = set()
+    todo = [f"application/{a}" for a in applications]
+    while todo:
+        step_id = todo.pop()
+        if step_id in wanted:
+            continue
+        wanted.add(step_id)
+        todo.extend(d for d in steps[step_id].depends_on if d.startswith(("application/", "volume/")))
+    return wanted
+
+
+def applications_with_dependencies(plan: Plan, applications: Iterable[str]) -> list[str]:
+    return sorted(
+        s.split("/", 1)[1] for s in _application_closure(plan, applications) if s.startswith("application/")
+    )
+
+
+def _node_ips(plan: Plan, node: str) -> list[str]:
+    directors = {p.director for p in plan.placements if p.node == node} | {
+        n.director for n in plan.nodes if n.name == node and n.director
+    }
+    return sorted({a.new for a in plan.addresses if a.owner in {f"director:{d}" for d in directors if d}})
+
+
+def _bundle_to_json(bundle: CertificateBundle) -> dict[str, Any]:
+    return {
+        "ca_cert_pem": bundle.ca_cert_pem.decode(),
+        "ca_key_pem": bundle.ca_key_pem.decode(),
+        "ca_fingerprint_sha256": bundle.ca_fingerprint_sha256,
+        "old_ca_fingerprint_sha256": bundle.old_ca_fingerprint_sha256,
+        "nodes": {
+            name: {
+                "cert_pem": c.cert_pem.decode(),
+                "key_pem": c.key_pem.decode(),
+                "fingerprint_sha256": c.fingerprint_sha256,
+            }
+            for name, c in bundle.nodes.items()
+        },
+    }
+
+
+def _bundle_from_json(data: dict[str, Any]) -> CertificateBundle:
+    from omni_recovery.restorer.certificates import IssuedCertificate
+
+    return CertificateBundle(
+        ca_cert_pem=data["ca_cert_pem"].encode(),
+        ca_key_pem=data["ca_key_pem"].encode(),
+        ca_fingerprint_sha256=data["ca_fingerprint_sha256"],
+        old_ca_fingerprint_sha256=data["old_ca_fingerprint_sha256"],
+        nodes={
+            name: IssuedCertificate(
+                name, c["cert_pem"].encode(), c["key_pem"].encode(), c["fingerprint_sha256"]
+            )
+            for name, c in data["nodes"].items()
+        },
+    )

@@ -1,0 +1,68 @@
+"""The `recovery` resource for restore runs started from the Dagster UI (the CLI passes its own).
+
+Configure it in the launchpad (`resources: {recovery: {config: {plan_path: …}}}`); the passphrase
+comes from the environment of the code location (OMNI_RECOVERY_PASSPHRASE), never from run config.
+Each run prepares one `Recovery` (validation on record, plan re-validated, passphrase checked,
+the recovery run opened or resumed) before its first step and closes it after its last.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from omni_recovery.db.schema import init_database
+from omni_recovery.db.server import database_url
+from omni_recovery.errors import RecoveryError
+from omni_recovery.recovery import ExecuteOptions, Recovery
+from omni_recovery.settings import load_settings
+
+PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
+
+
+class RecoveryResource(ConfigurableResource):
+    """A recovery plan to execute: the plan file, and optionally where its set and inventory are."""
+
+    workspace: str
+    plan_path: str = ""
+    location: str = ""
+    inventory_path: str = ""
+    parallel_factor: int = 2
+    signing_key: str = ""
+    _recovery: Recovery | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        if not self.plan_path:
+            raise RecoveryError(
+                "configure resources.recovery.config.plan_path with the recovery plan to execute"
+            )
+        passphrase = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
+        if not passphrase:
+            raise RecoveryError(f"set {PASSPHRASE_ENV} in the environment of the code location")
+        settings = load_settings(self.workspace)
+        url = database_url(settings)
+        init_database(url)
+        options = ExecuteOptions(
+            plan_path=Path(self.plan_path),
+            location=self.location or None,
+            inventory_path=Path(self.inventory_path) if self.inventory_path else None,
+            parallel_factor=self.parallel_factor,
+            signing_key=Path(self.signing_key) if self.signing_key else None,
+        )
+        self._recovery = Recovery(settings, options, passphrase, url)
+        self._recovery.prepare()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._recovery is not None:
+            self._recovery.close()
+
+    def run_phases(
+        self, phases: Iterable[str], applications: Iterable[str] | None = None
+    ) -> Mapping[str, Any]:
+        assert self._recovery is not None, "setup_for_execution did not run"
+        return self._recovery.run_phases(phases, applications)

@@ -1,0 +1,177 @@
+"""What `execute-plan` calls: the restore assets materialised in plan order through Dagster.
+
+How it works: one `Recovery` is prepared first (the set's deep validation on record, the plan
+re-validated, the passphrase checked, the run opened or resumed in the recovery database), so
+every refusal comes before anything is written. It is then handed to the restore assets as their
+`recovery` resource, and the phase groups are materialised one after another in this process,
+in the workspace's Dagster instance (so the runs show in `dagster dev`): the Director to storage
+phases, then the volumes of every chosen application (partitions `applications`, one run per
+contiguous key range), the core services, the applications, and verification, report and the
+post-recovery backup. A partial restore (`applications`) runs only the volumes and applications
+of the chosen applications and of their hard dependencies, then the report.
+
+What can go wrong: a failing step fails its asset and the run; the recovery run stays open in the
+database, so running the same command again resumes it (see omni_recovery.recovery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import materialize
+
+from assets.restore import (
+    APPLICATION_PARTITIONS,
+    RESTORE_ASSETS,
+    RESTORE_ORDER,
+    director_ring,
+    recovery_report,
+    restored_applications,
+    restored_directors,
+    restored_volumes,
+)
+from omni_recovery.db.schema import init_database
+from omni_recovery.db.server import database_url
+from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
+from omni_recovery.settings import Settings
+from pipelines.runner import _user_error, contiguous_ranges, dagster_instance
+from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExecuteSummary:
+    run_id: str
+    plan_id: str
+    applications: list[str]
+    dagster_runs: list[str]
+    report: str | None
+    post_recovery_backup: str | None
+
+
+def execute_recovery(
+    settings: Settings,
+    options: ExecuteOptions,
+    passphrase: bytes,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    echo: Echo = lambda line: None,
+    log_level: str = "WARNING",
+) -> ExecuteSummary:
+    url = database_url(settings)
+    init_database(url)
+    recovery = Recovery(settings, options, passphrase, url, progress)
+    try:
+        recovery.prepare()
+        chosen = _applications(recovery, options)
+        if options.applications:
+            extra = sorted(set(chosen) - set(options.applications))
+            echo(
+                f"partial restore of {', '.join(chosen)}"
+                + (f" (hard dependencies: {', '.join(extra)})" if extra else "")
+            )
+        echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}")
+        run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        runs = _materialize_in_order(
+            settings, recovery, chosen, partial=bool(options.applications), echo=echo, run_config=run_config
+        )
+        recovery.finish()
+        details = {s.step_id: s.detail for s in _steps(recovery)}
+        return ExecuteSummary(
+            run_id=recovery.tracker.run_id,
+            plan_id=recovery.plan_id,
+            applications=chosen,
+            dagster_runs=runs,
+            report=details.get("report/recovery", {}).get("report"),
+            post_recovery_backup=details.get("backup/post-recovery", {}).get("backup"),
+        )
+    finally:
+        recovery.close()
+
+
+def deploy_directors(
+    settings: Settings,
+    options: ExecuteOptions,
+    passphrase: bytes,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    echo: Echo = lambda line: None,
+    log_level: str = "WARNING",
+) -> ExecuteSummary:
+    """Only the Director phase and the ring; the run stays open, so execute-plan continues from there."""
+    url = database_url(settings)
+    init_database(url)
+    recovery = Recovery(settings, options, passphrase, url, progress)
+    try:
+        recovery.prepare()
+        echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}: Directors and ring")
+        run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        run = _materialize(
+            [restored_directors, director_ring], recovery, dagster_instance(settings), {}, run_config
+        )
+        return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
+    finally:
+        recovery.close()
+
+
+def _applications(recovery: Recovery, options: ExecuteOptions) -> list[str]:
+    if options.applications:
+        return applications_with_dependencies(recovery.plan, options.applications)
+    return sorted(s.id.split("/", 1)[1] for s in recovery.plan.steps if s.id.startswith("application/"))
+
+
+def _materialize_in_order(
+    settings: Settings,
+    recovery: Recovery,
+    applications: list[str],
+    *,
+    partial: bool,
+    echo: Echo,
+    run_config: dict[str, Any],
+) -> list[str]:
+    instance = dagster_instance(settings)
+    known = set(instance.get_dynamic_partitions(PARTITIONS))
+    instance.add_dynamic_partitions(PARTITIONS, [a for a in applications if a not in known])
+    ordered = instance.get_dynamic_partitions(PARTITIONS)
+    groups = [[restored_volumes], [restored_applications], [recovery_report]] if partial else RESTORE_ORDER
+    runs = []
+    for group in groups:
+        partitioned = group[0].partitions_def is not None
+        ranges: list[tuple[str, str] | None] = (
+            list(contiguous_ranges(ordered, applications)) if partitioned else [None]
+        )
+        for key_range in ranges:
+            tags = {RANGE_START_TAG: key_range[0], RANGE_END_TAG: key_range[1]} if key_range else {}
+            names = ", ".join(a.key.to_user_string() for a in group)
+            echo(f"  materialising {names}" + (f" [{key_range[0]} … {key_range[1]}]" if key_range else ""))
+            runs.append(_materialize(group, recovery, instance, tags, run_config))
+    return runs
+
+
+def _materialize(
+    group: list[Any], recovery: Recovery, instance: Any, tags: dict[str, str], run_config: dict[str, Any]
+) -> str:
+    try:
+        result = materialize(
+            RESTORE_ASSETS,
+            instance=instance,
+            resources={"recovery": recovery},
+            selection=[key for asset in group for key in asset.keys],
+            tags=tags,
+            run_config=run_config,
+        )
+    except Exception as exc:
+        raise _user_error(exc) from exc
+    return result.run_id
+
+
+def _steps(recovery: Recovery) -> list[Any]:
+    from omni_recovery.tracking import recent_runs
+
+    return next(
+        r.steps for r in recent_runs(recovery.tracker.conn, limit=50) if r.run_id == recovery.tracker.run_id
+    )

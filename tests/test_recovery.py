@@ -1,0 +1,298 @@
+"""execute-plan end to end on real demo sets, through Dagster, onto local target roots.
+
+Each case: a real signed, encrypted set; deep validation stored in a real PostgreSQL; a plan for a
+new inventory; the restore assets materialised; the result compared with the source environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from omni_recovery.backupset.signing import TrustedSigners
+from omni_recovery.checker import store, validate
+from omni_recovery.cli import main
+from omni_recovery.db.connection import connect
+from omni_recovery.envstate.model import walk_environment
+from omni_recovery.errors import RecoveryError
+from omni_recovery.inventory import inventory_to_yaml, make_inventory
+from omni_recovery.planning import generate, record_plan_source, write_plan_files
+from omni_recovery.post_backup import gather
+from omni_recovery.recovery import ExecuteOptions
+from omni_recovery.settings import load_settings
+from omni_recovery.targets.driver import TargetRoot
+from pipelines.recovery_runner import ExecuteSummary, execute_recovery
+from tests.backupset.conftest import PASSPHRASE, DemoSet
+from transforms.environment_model import environment_from_folder
+from transforms.planner import Plan, plan_from_yaml
+from transforms.target_layout import NOT_RESTORED
+
+# Files a restore regenerates by design (new CA, new node certificates and keys).
+REGENERATED = ("keys/",)
+
+
+@dataclass(frozen=True)
+class Setup:
+    demo: DemoSet
+    folder: Path
+    plan_path: Path
+    plan: Plan
+
+
+def make_setup(demo: DemoSet, folder: Path, nodes: list[tuple[str, int, int, int]] | None = None) -> Setup:
+    if nodes is None:
+        env_nodes = environment_from_folder(demo.env).nodes
+        nodes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in env_nodes]
+    folder.mkdir(parents=True, exist_ok=True)
+    inventory = folder / "inventory.yaml"
+    inventory.write_text(inventory_to_yaml(make_inventory(nodes, root=f"file://{folder}/infra")))
+    plan, _ = generate(str(demo.output), inventory, "basic")
+    plan_path = folder / "recovery-plan.yaml"
+    write_plan_files(plan, plan_path)
+    record_plan_source(plan_path, str(demo.output), inventory)
+    return Setup(demo, folder, plan_path, plan)
+
+
+@pytest.fixture(scope="module")
+def validated(demo_set: DemoSet, database_url: str) -> DemoSet:
+    report = validate(str(demo_set.output), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed
+    with connect(database_url) as conn:
+        store(conn, report)
+    return demo_set
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", database_url)
+    return tmp_path / "ws"
+
+
+def execute(setup: Setup, workspace: Path, **options: object) -> ExecuteSummary:
+    return execute_recovery(load_settings(workspace), ExecuteOptions(setup.plan_path, **options), PASSPHRASE)  # type: ignore[arg-type]
+
+
+def restored_tree(plan: Plan, into: Path) -> dict[str, str]:
+    """env path → sha256 (or 'dir' / 'symlink:target') of everything restored, gathered from every root."""
+    for url in [n.root for n in plan.nodes] + [p.root for p in plan.pools]:
+        target = TargetRoot(url, create=False)
+        if os.path.isdir(target.root):
+            gather(target, into)
+    return digests(into)
+
+
+def digests(root: Path) -> dict[str, str]:
+    out = {}
+    for f in walk_environment(root):
+        if f.type == "file":
+            out[f.relpath] = hashlib.sha256(f.abspath.read_bytes()).hexdigest()
+        else:
+            out[f.relpath] = f.type if f.type == "dir" else f"symlink:{f.target}"
+    return out
+
+
+def test_full_restore_equals_the_source_except_the_listed_adaptations(
+    validated: DemoSet, tmp_path: Path, workspace: Path
+):
+    setup = make_setup(validated, tmp_path)
+    summary = execute(setup, workspace, signing_key=validated.key_path)
+    source = digests(validated.env)
+    restored = restored_tree(setup.plan, tmp_path / "gathered")
+
+    # Adaptations rewrite documents (YAML, and the Directors' state.json); data is restored byte for byte.
+    adapted = {
+        p for p in restored if "/files/" not in p and (p.endswith(".yaml") or p.endswith("state.json"))
+    }
+    volumes = {p for p in source if p.startswith("volumes/") and "/files" in p}
+    assert volumes and all(restored.get(p) == source[p] for p in volumes), (
+        "volume data restored byte for byte"
+    )
+    secrets = [p for p in source if p.endswith("secrets.json") or p.endswith("users.jsonl")]
+    assert secrets and all(restored[p] == source[p] for p in secrets), "sealed files restored decrypted"
+    tables = [p for p in source if p.endswith(".jsonl")]
+    assert tables and all(restored[p] == source[p] for p in tables), "orchestrator tables restored unchanged"
+    missing = set(source) - set(restored)
+    assert all(p.startswith("nodes/") for p in missing), missing  # old nodes replaced by the new ones
+    assert {p for p in source if p.startswith("nodes/")} == missing
+    differing = {p for p in set(source) & set(restored) if source[p] != restored[p]}
+    assert differing <= adapted | {p for p in differing if p.startswith(REGENERATED)}, differing - adapted
+    assert "keys/ca.key" in restored and restored["keys/ca.key"] != source["keys/ca.key"], (
+        "old CA key never reused"
+    )
+    assert NOT_RESTORED == ("keys/ca.key",)
+    rings = {restored[p] for p in restored if p.endswith("/ring.yaml")}
+    clusters = {restored[p] for p in restored if p.endswith("/cluster.yaml")}
+    assert len(rings) == 1 and len(clusters) == 1, "every member holds the same membership"
+
+    assert summary.report and Path(summary.report).exists()
+    assert "SUCCEEDED" in Path(summary.report).read_text()
+    assert summary.post_recovery_backup
+    post = validate(summary.post_recovery_backup, validated.trusted, PASSPHRASE, deep=True)
+    assert post.passed, post.to_text()
+
+
+def test_partial_restore_touches_only_the_chosen_applications(
+    validated: DemoSet, tmp_path: Path, workspace: Path
+):
+    setup = make_setup(validated, tmp_path)
+    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))[:2]
+    summary = execute(setup, workspace, applications=tuple(apps))
+    restored = restored_tree(setup.plan, tmp_path / "gathered")
+    touched_apps = {p.split("/")[1] for p in restored if p.startswith(("applications/", "volumes/"))}
+    assert set(apps) <= touched_apps <= set(summary.applications)
+    assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
+
+
+def test_unvalidated_set_is_refused_before_anything_is_written(
+    demo_env: Path, tmp_path: Path, workspace: Path, database_url: str
+):
+    from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
+    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
+
+    generate_signing_key(tmp_path / "k.key")
+    create_backup_set(
+        demo_env,
+        str(tmp_path / "set"),
+        signing_key=load_signing_key(tmp_path / "k.key"),
+        passphrase=PASSPHRASE,
+        options=WriterOptions(backup_set_id="never-validated"),
+    )
+    demo = DemoSet(
+        demo_env,
+        tmp_path / "set",
+        None,
+        tmp_path / "k.key",  # type: ignore[arg-type]
+        TrustedSigners.from_specs([str(tmp_path / "k.key.pub")]),
+    )
+    setup = make_setup(demo, tmp_path)
+    with pytest.raises(RecoveryError, match="no deep validation on record"):
+        execute(setup, workspace)
+    assert not (tmp_path / "infra").exists()
+
+
+def test_wrong_passphrase_is_refused_before_anything_is_written(
+    validated: DemoSet, tmp_path: Path, workspace: Path
+):
+    setup = make_setup(validated, tmp_path)
+    with pytest.raises(RecoveryError, match="passphrase"):
+        execute_recovery(load_settings(workspace), ExecuteOptions(setup.plan_path), b"wrong")
+    assert not (tmp_path / "infra").exists()
+
+
+def test_edited_plan_with_a_cycle_is_refused_naming_the_line(
+    validated: DemoSet, tmp_path: Path, workspace: Path
+):
+    setup = make_setup(validated, tmp_path)
+    text = setup.plan_path.read_text()
+    edited = text.replace("depends_on: []", "depends_on: [report/recovery]", 1)
+    assert edited != text
+    setup.plan_path.write_text(edited)
+    with pytest.raises(RecoveryError, match=r"recovery-plan\.yaml:\d+: .*cycle"):
+        execute(setup, workspace)
+
+
+def test_cli_status_and_execute_plan(
+    validated: DemoSet, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+):
+    setup = make_setup(validated, tmp_path)
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["deploy-directors", "--config", str(setup.plan_path), "--workspace", str(workspace)]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["status", "--workspace", str(workspace)])
+    assert result.exit_code == 0 and "running" in result.output, result.output
+    result = runner.invoke(
+        main,
+        [
+            "execute-plan",
+            "--plan",
+            str(setup.plan_path),
+            "--workspace",
+            str(workspace),
+            "--io-priority",
+            "low",
+            "--mode",
+            "resource-efficient",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "report:" in result.output
+    result = runner.invoke(main, ["status", "--workspace", str(workspace)])
+    assert "succeeded" in result.output
+
+
+def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path / "s")
+    execute(setup, tmp_path / "ws-clean")
+    uninterrupted = restored_tree(setup.plan, tmp_path / "clean-gathered")
+    shutil.rmtree(tmp_path / "s" / "infra")
+
+    command = [
+        sys.executable,
+        "-m",
+        "omni_recovery.cli",
+        "execute-plan",
+        "--plan",
+        str(setup.plan_path),
+        "--workspace",
+        str(workspace),
+        "--parallel-factor",
+        "1",
+    ]
+    env = dict(
+        os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
+    )
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(
+            p.exists() and any(f.is_file() and "omni-partial" not in f.name for f in p.rglob("*"))
+            for p in pools
+        ):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the restore finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {
+        p: p.stat().st_mtime_ns
+        for pool in pools
+        if pool.exists()
+        for p in pool.rglob("*")
+        if p.is_file() and "omni-partial" not in p.name
+    }
+
+    assert before, "some volume files were verified and renamed into place before the kill"
+    execute(setup, workspace)
+    resumed = restored_tree(setup.plan, tmp_path / "resumed-gathered")
+    for path, mtime in before.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten after the resume"
+    assert not [p for pool in pools for p in pool.rglob("*omni-partial*")]
+    assert {p: d for p, d in resumed.items() if not p.startswith(REGENERATED)} == {
+        p: d for p, d in uninterrupted.items() if not p.startswith(REGENERATED)
+    }
+    with connect(database_url) as conn:
+        dupes = conn.execute(
+            "SELECT count(*) - count(DISTINCT (run_id, target, path)) FROM omni.restored_files"
+        ).fetchone()
+    assert dupes == (0,)
+
+
+def test_plan_reads_back(validated: DemoSet, tmp_path: Path):
+    setup = make_setup(validated, tmp_path)
+    assert plan_from_yaml(setup.plan_path.read_text()).sha256 == setup.plan.sha256
