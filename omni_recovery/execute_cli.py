@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from omni_recovery.recovery import ExecuteOptions
 
 _WORKSPACE_HELP = (
     "Workspace folder (database, catalog, reports). Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery."
@@ -80,6 +84,12 @@ _PASSPHRASE_HELP = (
     help="Ed25519 key that signs the post-recovery backup (without it that step is skipped).",
 )
 @click.option(
+    "--reverify",
+    is_flag=True,
+    help="Final verification re-reads and re-hashes every restored file (default: the digests taken while "
+    "writing, checked against the backup's, and the sizes on disk).",
+)
+@click.option(
     "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
 )
 def execute_plan(
@@ -93,6 +103,7 @@ def execute_plan(
     location: str | None,
     inventory: Path | None,
     signing_key: Path | None,
+    reverify: bool,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -109,21 +120,20 @@ def execute_plan(
       omni-recovery execute-plan --plan recovery-plan.yaml --applications billing,orders
     """
     from omni_recovery.cli import handle_errors
+    from omni_recovery.recovery import ExecuteOptions
 
-    handle_errors(_execute)(
-        plan_path,
-        applications,
-        passphrase_file,
-        parallel_factor,
-        io_priority,
-        mode,
-        adaptation_mode,
-        location,
-        inventory,
-        signing_key,
-        workspace,
-        only_directors=False,
+    options = ExecuteOptions(
+        plan_path=plan_path,
+        location=location,
+        inventory_path=inventory,
+        applications=tuple(a.strip() for a in applications.split(",") if a.strip()),
+        parallel_factor=parallel_factor,
+        io_priority=io_priority,
+        mode=mode,
+        signing_key=signing_key,
+        reverify=reverify,
     )
+    handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
 
 
 @click.command("deploy-directors")
@@ -160,21 +170,10 @@ def deploy_directors(
       omni-recovery deploy-directors --parallel 5 --config recovery-plan.yaml
     """
     from omni_recovery.cli import handle_errors
+    from omni_recovery.recovery import ExecuteOptions
 
-    handle_errors(_execute)(
-        plan_path,
-        "",
-        passphrase_file,
-        parallel,
-        "normal",
-        "normal",
-        None,
-        None,
-        None,
-        None,
-        workspace,
-        only_directors=True,
-    )
+    options = ExecuteOptions(plan_path=plan_path, parallel_factor=parallel)
+    handle_errors(_execute)(options, passphrase_file, workspace, None, only_directors=True)
 
 
 @click.command()
@@ -195,48 +194,22 @@ def status(workspace: Path | None, runs: int) -> None:
 
 
 def _execute(
-    plan_path: Path,
-    applications: str,
+    options: ExecuteOptions,
     passphrase_file: Path | None,
-    parallel_factor: int,
-    io_priority: str,
-    mode: str,
-    adaptation_mode: str | None,
-    location: str | None,
-    inventory: Path | None,
-    signing_key: Path | None,
     workspace: Path | None,
+    adaptation_mode: str | None,
     *,
     only_directors: bool,
 ) -> None:
     from omni_recovery.cli import progress_bars, read_passphrase
-    from omni_recovery.errors import RecoveryError
-    from omni_recovery.recovery import ExecuteOptions
     from omni_recovery.settings import load_settings
 
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None
-    _set_io_priority(io_priority)
-    options = ExecuteOptions(
-        plan_path=plan_path,
-        location=location,
-        inventory_path=inventory,
-        applications=tuple(a.strip() for a in applications.split(",") if a.strip()),
-        parallel_factor=parallel_factor,
-        io_priority=io_priority,
-        mode=mode,
-        signing_key=signing_key,
-    )
-    settings = load_settings(workspace)
+    _set_io_priority(options.io_priority)
     if adaptation_mode is not None:
-        from transforms.planner import plan_from_yaml
-
-        planned = plan_from_yaml(plan_path.read_text(encoding="utf-8")).adaptation_mode
-        if planned != adaptation_mode:
-            raise RecoveryError(
-                f"the plan was generated with --adaptation-mode {planned}; generate it again with "
-                f"{adaptation_mode} to change how it adapts"
-            )
+        _check_adaptation_mode(options.plan_path, adaptation_mode)
+    settings = load_settings(workspace)
     with progress_bars() as progress:
         if only_directors:
             from pipelines.recovery_runner import deploy_directors as run
@@ -251,6 +224,18 @@ def _execute(
         click.echo(f"report: {summary.report}")
     if summary.post_recovery_backup:
         click.echo(f"post-recovery backup: {summary.post_recovery_backup}")
+
+
+def _check_adaptation_mode(plan_path: Path, wanted: str) -> None:
+    from omni_recovery.errors import RecoveryError
+    from transforms.planner import plan_from_yaml
+
+    planned = plan_from_yaml(plan_path.read_text(encoding="utf-8")).adaptation_mode
+    if planned != wanted:
+        raise RecoveryError(
+            f"the plan was generated with --adaptation-mode {planned}; generate it again with {wanted} "
+            "to change how it adapts"
+        )
 
 
 def _set_io_priority(priority: str) -> None:

@@ -65,6 +65,7 @@ class ExecuteOptions:
     mode: str = "normal"
     signing_key: Path | None = None
     require_validation: bool = True
+    reverify: bool = False
 
     @property
     def parallel(self) -> int:
@@ -466,12 +467,12 @@ class Recovery:
             problems = verify_layout(self.layout, self.roots, self._selected_files())
         else:
             problems = verify_data(
-                self.layout,
                 self.roots,
                 self.entries_by_env_path,
-                self.data_key,
                 self._selected_files(),
+                self.tracker.verified_files,
                 self.progress,
+                rehash=self.options.reverify,
             )
         if problems:
             raise RecoveryError(f"{step.id}: {len(problems)} problem(s): " + "; ".join(problems[:5]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omni_recovery.backupset.hashing import aligned_buffer, sha256_file
 from omni_recovery.backupset.manifest import ManifestEntry
-from omni_recovery.backupset.reader import DataKey, IsoReader
+from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.targets.driver import TargetRoot
 from transforms.target_layout import TargetFile, TargetLayout
 
@@ -45,25 +45,44 @@ def verify_layout(
 
 
 def verify_data(
-    layout: TargetLayout,
     roots: Mapping[str, TargetRoot],
     entries: Mapping[str, list[tuple[IsoReader, ManifestEntry]]],
-    data_key: DataKey,
     files: Sequence[TargetFile],
+    recorded: Callable[[str], Mapping[str, tuple[str | None, int]]],
     progress: Progress,
+    *,
+    rehash: bool = False,
 ) -> list[str]:
+    """Every file restored from the backup checked against the digest the backup recorded for it.
+
+    By default the digest is the one the restorer computed over the bytes as it wrote them
+    (`recorded(root)`: path → (sha256, size), from the recovery database) and the file must still be
+    there with that size; with `rehash` every file is read again and hashed (about one more pass
+    over all the data)."""
     problems = []
+    by_root: dict[str, Mapping[str, tuple[str | None, int]]] = {}
     for target_file in files:
         if target_file.source is None or target_file.type != "file":
             continue
         expected = expected_digest([entry for _, entry in entries[target_file.source]])
         target = roots[target_file.root]
-        found, size = hash_target_file(target, target_file.relpath)
-        progress("verify", size)
+        where = f"{target.url}: {target_file.relpath}"
+        found: str | None
+        if rehash:
+            found, size = hash_target_file(target, target_file.relpath)
+            progress("verify", size)
+        else:
+            if target_file.root not in by_root:
+                by_root[target_file.root] = recorded(target_file.root)
+            found, size = by_root[target_file.root].get(target_file.relpath, (None, -1))
+            if found is None:
+                problems.append(f"{where}: not recorded as restored and verified")
+                continue
+            if target.size(target_file.relpath) != size:
+                problems.append(f"{where}: size is {target.size(target_file.relpath)}, {size} was written")
+                continue
         if found != expected:
-            problems.append(
-                f"{target.url}: {target_file.relpath}: sha256 {found}, the backup recorded {expected}"
-            )
+            problems.append(f"{where}: sha256 {found}, the backup recorded {expected}")
     return problems
 
 

@@ -105,7 +105,7 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
     validated: DemoSet, tmp_path: Path, workspace: Path
 ):
     setup = make_setup(validated, tmp_path)
-    summary = execute(setup, workspace, signing_key=validated.key_path)
+    summary = execute(setup, workspace, signing_key=validated.key_path, reverify=True)
     source = digests(validated.env)
     restored = restored_tree(setup.plan, tmp_path / "gathered")
 
