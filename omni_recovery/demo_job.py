@@ -1,9 +1,10 @@
 """The main job on embedded defaults: a demo environment backed up and recovered end to end.
 
 Each run makes a new backup set of the (deterministic, reused) demo environment in the workspace,
-validates it deeply (stored in the recovery database), plans its recovery onto a new inventory of
-nodes under the workspace (as many nodes as before, each a little larger), executes the plan
-through the restore assets, and ends with the report and the first post-recovery backup.
+registers it in the catalog (Dagster assets, PostgreSQL), validates it deeply (stored in the
+recovery database), plans its recovery onto a new inventory of nodes under the workspace (as many
+nodes as before, each a little larger), executes the plan through the restore assets, and ends
+with the report and the first post-recovery backup.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ def _recover(
     from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
     from omni_recovery.recovery import ExecuteOptions
     from pipelines.recovery_runner import execute_recovery
+    from pipelines.runner import register_isos
 
     url = database_url(settings)
     init_database(url)
+    registered = register_isos(backup.output, settings, log_level="WARNING")
+    echo(f"   registered: {registered.components} components, {registered.files} files in the catalog")
     report = validate(backup.output, TrustedSigners.from_specs([f"{key_path}.pub"]), passphrase, deep=True)
     with connect(url) as conn:
         store(conn, report)
