@@ -16,7 +16,8 @@ database, so running the same command again resumes it (see omni_recovery.recove
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,28 @@ class ExecuteSummary:
     post_recovery_backup: str | None
 
 
+@contextmanager
+def prepared_recovery(
+    settings: Settings,
+    options: ExecuteOptions,
+    passphrase: bytes,
+    progress: Callable[[str, int], None] | None,
+) -> Iterator[Recovery]:
+    """A Recovery with every refusal behind it (validation, plan, passphrase), closed on exit."""
+    url = database_url(settings)
+    init_database(url)
+    recovery = Recovery(settings, options, passphrase, url, progress)
+    try:
+        recovery.prepare()
+        yield recovery
+    finally:
+        recovery.close()
+
+
+def _logging(log_level: str) -> dict[str, Any]:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+
+
 def execute_recovery(
     settings: Settings,
     options: ExecuteOptions,
@@ -62,11 +85,7 @@ def execute_recovery(
     echo: Echo = lambda line: None,
     log_level: str = "WARNING",
 ) -> ExecuteSummary:
-    url = database_url(settings)
-    init_database(url)
-    recovery = Recovery(settings, options, passphrase, url, progress)
-    try:
-        recovery.prepare()
+    with prepared_recovery(settings, options, passphrase, progress) as recovery:
         chosen = _applications(recovery, options)
         if options.applications:
             extra = sorted(set(chosen) - set(options.applications))
@@ -75,9 +94,13 @@ def execute_recovery(
                 + (f" (hard dependencies: {', '.join(extra)})" if extra else "")
             )
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}")
-        run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         runs = _materialize_in_order(
-            settings, recovery, chosen, partial=bool(options.applications), echo=echo, run_config=run_config
+            settings,
+            recovery,
+            chosen,
+            partial=bool(options.applications),
+            echo=echo,
+            run_config=_logging(log_level),
         )
         recovery.finish()
         details = {s.step_id: s.detail for s in _steps(recovery)}
@@ -89,8 +112,6 @@ def execute_recovery(
             report=details.get("report/recovery", {}).get("report"),
             post_recovery_backup=details.get("backup/post-recovery", {}).get("backup"),
         )
-    finally:
-        recovery.close()
 
 
 def deploy_directors(
@@ -103,19 +124,11 @@ def deploy_directors(
     log_level: str = "WARNING",
 ) -> ExecuteSummary:
     """Only the Director phase and the ring; the run stays open, so execute-plan continues from there."""
-    url = database_url(settings)
-    init_database(url)
-    recovery = Recovery(settings, options, passphrase, url, progress)
-    try:
-        recovery.prepare()
+    with prepared_recovery(settings, options, passphrase, progress) as recovery:
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}: Directors and ring")
-        run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        run = _materialize(
-            [restored_directors, director_ring], recovery, dagster_instance(settings), {}, run_config
-        )
+        group = [restored_directors, director_ring]
+        run = _materialize(group, recovery, dagster_instance(settings), {}, _logging(log_level))
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
-    finally:
-        recovery.close()
 
 
 def _applications(recovery: Recovery, options: ExecuteOptions) -> list[str]:
