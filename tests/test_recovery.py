@@ -296,3 +296,55 @@ def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
 def test_plan_reads_back(validated: DemoSet, tmp_path: Path):
     setup = make_setup(validated, tmp_path)
     assert plan_from_yaml(setup.plan_path.read_text()).sha256 == setup.plan.sha256
+
+
+def test_restore_onto_fewer_larger_nodes_applies_every_adaptation(
+    validated: DemoSet, tmp_path: Path, workspace: Path
+):
+    import ipaddress
+
+    import yaml
+
+    setup = make_setup(validated, tmp_path, nodes=[(f"big-{i}", 96, 786432, 8000) for i in range(3)])
+    execute(setup, workspace)
+    restored = tmp_path / "gathered"
+    restored_tree(setup.plan, restored)
+    subnets = {s.name: ipaddress.ip_network(s.new) for s in setup.plan.subnets}
+    pools = [p.root for p in setup.plan.pools]
+    for config in sorted(restored.glob("directors/*/config.yaml")):
+        doc = yaml.safe_load(config.read_text())
+        assert doc["node"].startswith("big-"), config
+        address = ipaddress.ip_address(doc["addresses"]["management"])
+        assert address in subnets["management"], (config, address)
+        assert all(
+            any(str(path).startswith(root) for root in pools) for path in doc["storage_paths"].values()
+        )
+    for volume in sorted(restored.glob("volumes/*/*/volume.yaml")):
+        doc = yaml.safe_load(volume.read_text())
+        assert any(doc["source_path"].startswith(root) for root in pools), volume
+    assert sorted(p.name for p in restored.glob("nodes/*.yaml")) == ["big-0.yaml", "big-1.yaml", "big-2.yaml"]
+    hosts = {p.director: p.node for p in setup.plan.placements}
+    for state in restored.glob("directors/*/state.json"):
+        director = state.parent.name
+        vms = __import__("json").loads(state.read_text())["vms"]
+        assert {vm["name"] for vm in vms} == {p.name for p in setup.plan.placements if p.director == director}
+        assert hosts.get(director, "").startswith("big-")
+
+
+def test_post_recovery_backup_registers_and_matches_the_first_set(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    from omni_recovery.planning import open_set, read_set_environment
+
+    setup = make_setup(validated, tmp_path)
+    summary = execute(setup, workspace, signing_key=validated.key_path)
+    assert summary.post_recovery_backup
+    with open_set(str(validated.output)) as first, open_set(summary.post_recovery_backup) as second:
+        before, after = read_set_environment(first), read_set_environment(second)
+    ids = lambda env: {c.component_id for c in env.environment.components}  # noqa: E731
+    assert ids(before) == ids(after)
+    assert {v.name for v in before.environment.volumes} == {v.name for v in after.environment.volumes}
+    from pipelines.runner import register_isos
+
+    registered = register_isos(summary.post_recovery_backup, load_settings(workspace), log_level="WARNING")
+    assert registered.components == len(ids(after))
