@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
+from omni_recovery.cli_options import passphrase_option, read_passphrase, workspace_option
 from omni_recovery.errors import RecoveryError
 
 TRUSTED_KEY_ENV = "OMNI_RECOVERY_TRUSTED_KEY"
-PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
 
 
 def trusted_specs(given: tuple[str, ...]) -> list[str]:
@@ -70,6 +70,11 @@ def _bars() -> Iterator[Any]:
     help="Folder or fsspec URL holding the set's ISO files (without it: the registered set).",
 )
 @click.option(
+    "--backup-set-id",
+    default=None,
+    help="Without --path: which registered set to validate (default: the most recently registered).",
+)
+@click.option(
     "--deep",
     is_flag=True,
     help="Also hash every byte, reassemble chunked files and authenticate encrypted files.",
@@ -82,13 +87,7 @@ def _bars() -> Iterator[Any]:
     help=f"A trusted signer: public key file or 64-hex key id; repeatable (also ${TRUSTED_KEY_ENV}, "
     "comma-separated).",
 )
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help=f"File holding the recovery passphrase (else ${PASSPHRASE_ENV}); needed with --deep. "
-    "Never given on the command line.",
-)
+@passphrase_option
 @click.option(
     "--parallel-factor",
     type=click.IntRange(1, 64),
@@ -109,15 +108,10 @@ def _bars() -> Iterator[Any]:
     show_default=True,
     help="Store the report in the recovery database.",
 )
-@click.option(
-    "--workspace",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Workspace folder (database, catalog, reports). "
-    "Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery.",
-)
+@workspace_option
 def validate_isos(
     location: str | None,
+    backup_set_id: str | None,
     deep: bool,
     trusted_keys: tuple[str, ...],
     passphrase_file: Path | None,
@@ -130,7 +124,8 @@ def validate_isos(
 
     Prints every problem with its severity, ISO, path, expected and found values, and stores the
     report in the recovery database. Exits 0 only when no blocking check fails. Nothing is
-    restored or written besides the report.
+    restored or written besides the report. Without --path, validates the set `register-isos`
+    recorded (--backup-set-id, else the most recently registered), in the folder it came from.
 
     \b
     Example:
@@ -139,6 +134,10 @@ def validate_isos(
           --trusted-key ./keys/backup-signing.key.pub --report ./validation.json
     """
     try:
+        if location is None:
+            location = _registered_location(backup_set_id, workspace)
+        elif backup_set_id is not None:
+            raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
         passed = _validate(
             location, deep, trusted_keys, passphrase_file, parallel_factor, report_path, store, workspace
         )
@@ -148,8 +147,18 @@ def validate_isos(
     sys.exit(0 if passed else 1)
 
 
+def _registered_location(backup_set_id: str | None, workspace: Path | None) -> str:
+    """The folder of the registered set (named, else the most recently registered), said aloud."""
+    from omni_recovery.settings import load_settings
+    from pipelines.registered_sets import registered_set_location
+
+    set_id, folder = registered_set_location(load_settings(workspace), backup_set_id)
+    click.echo(f"validating registered backup set {set_id} in {folder}")
+    return folder
+
+
 def _validate(
-    location: str | None,
+    location: str,
     deep: bool,
     trusted_keys: tuple[str, ...],
     passphrase_file: Path | None,
@@ -160,13 +169,7 @@ def _validate(
 ) -> bool:
     from omni_recovery.backupset.signing import TrustedSigners
     from omni_recovery.checker import validate
-    from omni_recovery.cli import read_passphrase
 
-    if location is None:
-        raise RecoveryError(
-            "validate-isos without --path is to validate the set recorded by `register-isos`; that mode "
-            "is not implemented yet (it comes with the catalog's asset checks): give --path FOLDER"
-        )
     trusted = TrustedSigners.from_specs(trusted_specs(trusted_keys))
     passphrase = read_passphrase(passphrase_file, required=deep) if deep else None
     with _bars() as progress:

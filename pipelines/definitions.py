@@ -24,6 +24,7 @@ from typing import Any
 from dagster import AssetSelection, Definitions, define_asset_job
 
 from assets.catalog import CATALOG_ASSETS
+from assets.checks import ASSET_CHECKS
 from assets.ingest import INGEST_TABLES, ingest_iso
 from assets.restore import RESTORE_ASSETS
 from io_managers.duckdb import DuckDBCatalog
@@ -82,6 +83,7 @@ def build_definitions(
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
         assets=[*ALL_ASSETS, *RESTORE_ASSETS],
+        asset_checks=ASSET_CHECKS,
         jobs=[ingest_isos_job, build_catalog_job, restore_job],
         sensors=[watched_iso_folder],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
