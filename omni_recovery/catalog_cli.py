@@ -10,44 +10,17 @@ unreachable database, a bad query) is printed as one line naming what failed, wi
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from omni_recovery.errors import RecoveryError
+from omni_recovery.cli_options import handle_errors, workspace_option
 
 __all__ = ["register_isos", "sql"]
-
-# Declared here rather than imported from omni_recovery.cli, which imports this module at its end.
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def workspace_option(func: F) -> F:
-    return click.option(
-        "--workspace",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Workspace folder (database, catalog, reports). "
-        "Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery.",
-    )(func)
-
-
-def handle_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except RecoveryError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.command("register-isos")

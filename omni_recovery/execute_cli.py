@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING
 
 import click
 
+from omni_recovery.cli_options import (
+    handle_errors,
+    passphrase_option,
+    progress_bars,
+    read_passphrase,
+    workspace_option,
+)
+
 if TYPE_CHECKING:
     from omni_recovery.recovery import ExecuteOptions
-
-_WORKSPACE_HELP = (
-    "Workspace folder (database, catalog, reports). Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery."
-)
-_PASSPHRASE_HELP = (
-    "File holding the recovery passphrase (else $OMNI_RECOVERY_PASSPHRASE). Never given on the command line."
-)
 
 
 @click.command("execute-plan")
@@ -32,12 +33,7 @@ _PASSPHRASE_HELP = (
     help="Comma-separated applications to restore alone (with their hard "
     "dependencies); default: the whole environment.",
 )
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help=_PASSPHRASE_HELP,
-)
+@passphrase_option
 @click.option(
     "--parallel-factor",
     default=2,
@@ -89,9 +85,7 @@ _PASSPHRASE_HELP = (
     help="Final verification re-reads and re-hashes every restored file (default: the digests taken while "
     "writing, checked against the backup's, and the sizes on disk).",
 )
-@click.option(
-    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
-)
+@workspace_option
 def execute_plan(
     plan_path: Path,
     applications: str,
@@ -119,7 +113,6 @@ def execute_plan(
           --signing-key ./keys/backup-signing.key
       omni-recovery execute-plan --plan recovery-plan.yaml --applications billing,orders
     """
-    from omni_recovery.cli import handle_errors
     from omni_recovery.recovery import ExecuteOptions
 
     options = ExecuteOptions(
@@ -151,15 +144,8 @@ def execute_plan(
     type=click.IntRange(1, 64),
     help="Files restored concurrently.",
 )
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help=_PASSPHRASE_HELP,
-)
-@click.option(
-    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
-)
+@passphrase_option
+@workspace_option
 def deploy_directors(
     plan_path: Path, parallel: int, passphrase_file: Path | None, workspace: Path | None
 ) -> None:
@@ -169,7 +155,6 @@ def deploy_directors(
     Example:
       omni-recovery deploy-directors --parallel 5 --config recovery-plan.yaml
     """
-    from omni_recovery.cli import handle_errors
     from omni_recovery.recovery import ExecuteOptions
 
     options = ExecuteOptions(plan_path=plan_path, parallel_factor=parallel)
@@ -177,9 +162,7 @@ def deploy_directors(
 
 
 @click.command()
-@click.option(
-    "--workspace", type=click.Path(file_okay=False, path_type=Path), default=None, help=_WORKSPACE_HELP
-)
+@workspace_option
 @click.option("--runs", default=1, show_default=True, help="How many recent recovery runs to show.")
 def status(workspace: Path | None, runs: int) -> None:
     """Show recovery progress from the recovery database (works while a run goes on).
@@ -188,7 +171,6 @@ def status(workspace: Path | None, runs: int) -> None:
     Example:
       omni-recovery status --runs 3
     """
-    from omni_recovery.cli import handle_errors
 
     handle_errors(_status)(workspace, runs)
 
@@ -201,7 +183,6 @@ def _execute(
     *,
     only_directors: bool,
 ) -> None:
-    from omni_recovery.cli import progress_bars, read_passphrase
     from omni_recovery.settings import load_settings
 
     passphrase = read_passphrase(passphrase_file)

@@ -16,13 +16,12 @@ from typing import Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from omni_recovery.cli_options import PASSPHRASE_ENV
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
 from omni_recovery.recovery import ExecuteOptions, Recovery
 from omni_recovery.settings import load_settings
-
-PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
 
 
 class RecoveryResource(ConfigurableResource):

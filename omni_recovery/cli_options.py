@@ -1,0 +1,111 @@
+"""Options and helpers shared by every command: workspace, passphrase, sizes, errors, progress bars.
+
+Commands live in cli.py and in the *_cli.py modules beside their library code; they all take
+these from here, so an option reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from omni_recovery.errors import RecoveryError
+
+F = TypeVar("F", bound=Callable[..., Any])
+PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'4G', '700MiB', '1048576' → bytes (binary units)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a size such as 4G, 700M or 1048576")
+    return int(match[1]) * 1024 ** "bkmgt".index((match[2] or "b").lower())
+
+
+class SizeType(click.ParamType):
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return value if isinstance(value, int) else parse_size(str(value))
+
+
+def workspace_option(func: F) -> F:
+    return click.option(
+        "--workspace",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Workspace folder (database, catalog, reports). "
+        "Default: $OMNI_RECOVERY_WORKSPACE or ./.omni-recovery.",
+    )(func)
+
+
+def passphrase_option(func: F) -> F:
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help=f"File holding the recovery passphrase (else ${PASSPHRASE_ENV}). "
+        "Never given on the command line.",
+    )(func)
+
+
+def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> bytes | None:
+    """The passphrase from the file given, else from the environment; never from argv."""
+    if passphrase_file is not None:
+        value = passphrase_file.read_bytes().rstrip(b"\r\n")
+    else:
+        value = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
+    if not value and required:
+        raise RecoveryError(f"no recovery passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV}")
+    return value or None
+
+
+def handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RecoveryError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bars() -> Iterator[Callable[[str, int], None]]:
+    """A progress callback `(phase, amount)` drawing one bar per phase on stderr."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm[Any]] = {}
+    units = {"scan": ("files", False), "hash": ("B", True), "write": ("B", True)}
+
+    def update(phase: str, amount: int) -> None:
+        if phase not in bars:
+            unit, scale = units.get(phase, ("items", False))
+            bars[phase] = tqdm(
+                desc=f"{phase:>6}",
+                unit=unit,
+                unit_scale=scale,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=None,
+                leave=True,
+            )
+        bars[phase].update(amount)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
