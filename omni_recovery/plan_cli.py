@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from omni_recovery.cli_options import handle_errors, workspace_option
+
 
 @click.command("plan-generate")
 @click.option(
@@ -23,7 +25,17 @@ import click
     show_default=True,
     help="Plan file to write; its graph goes beside it as .svg.",
 )
-@click.option("--path", "location", default=None, help="Backup set folder or fsspec URL.")
+@click.option(
+    "--path",
+    "location",
+    default=None,
+    help="Backup set folder or fsspec URL. Default: the registered set (see --backup-set-id).",
+)
+@click.option(
+    "--backup-set-id",
+    default=None,
+    help="Without --path: plan this registered set. Default: the most recently registered one.",
+)
 @click.option(
     "--adaptation-mode",
     type=click.Choice(["basic", "advanced"]),
@@ -34,17 +46,12 @@ import click
 @click.option(
     "--store/--no-store", default=True, show_default=True, help="Record the plan in the recovery database."
 )
-@click.option(
-    "--workspace",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Workspace folder (database, catalog, reports). Default: $OMNI_RECOVERY_WORKSPACE or "
-    "./.omni-recovery.",
-)
+@workspace_option
 def plan_generate(
     inventory: Path,
     output: Path,
     location: str | None,
+    backup_set_id: str | None,
     adaptation_mode: str,
     store: bool,
     workspace: Path | None,
@@ -53,19 +60,26 @@ def plan_generate(
 
     Every adaptation (node mapping, placement, scaling, addresses, MACs, storage paths) is listed
     old → new in the plan. An inventory too small is refused, saying what does not fit and by how much.
+    Without --path, the set planned is the one registered (register-isos) as --backup-set-id, else
+    the most recently registered set, in the folder it was registered from.
 
     \b
     Example:
       omni-recovery plan-generate --path ./backups/set1 --inventory inventory.yaml \\
           --output recovery-plan.yaml --adaptation-mode advanced
+      omni-recovery plan-generate --inventory inventory.yaml --output recovery-plan.yaml
     """
-    from omni_recovery.cli import handle_errors
-
-    handle_errors(_run)(inventory, output, location, adaptation_mode, store, workspace)
+    handle_errors(_run)(inventory, output, location, backup_set_id, adaptation_mode, store, workspace)
 
 
 def _run(
-    inventory: Path, output: Path, location: str | None, mode: str, store: bool, workspace: Path | None
+    inventory: Path,
+    output: Path,
+    location: str | None,
+    backup_set_id: str | None,
+    mode: str,
+    store: bool,
+    workspace: Path | None,
 ) -> None:
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
@@ -74,10 +88,15 @@ def _run(
     from omni_recovery.settings import load_settings
 
     if location is None:
-        raise RecoveryError(
-            "give the backup set with --path (planning the registered set comes with register-isos)"
-        )
+        from omni_recovery.registered_sets import registered_set_location
+
+        backup_set_id, location = registered_set_location(load_settings(workspace), backup_set_id)
+        click.echo(f"planning registered backup set {backup_set_id} in {location}")
+    elif backup_set_id is not None:
+        raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
     plan, _ = generate(location, inventory, mode)
+    if backup_set_id is not None and plan.backup_set_id != backup_set_id:
+        raise RecoveryError(f"the set registered as {backup_set_id} in {location} holds {plan.backup_set_id}")
     svg = write_plan_files(plan, output)
     record_plan_source(output, location, inventory)
     phases = Counter(step.phase for step in plan.steps)

@@ -149,8 +149,8 @@ def validate_isos(
 
 def _registered_location(backup_set_id: str | None, workspace: Path | None) -> str:
     """The folder of the registered set (named, else the most recently registered), said aloud."""
+    from omni_recovery.registered_sets import registered_set_location
     from omni_recovery.settings import load_settings
-    from pipelines.registered_sets import registered_set_location
 
     set_id, folder = registered_set_location(load_settings(workspace), backup_set_id)
     click.echo(f"validating registered backup set {set_id} in {folder}")

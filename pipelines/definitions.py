@@ -7,9 +7,10 @@ workspace. `defs` is that for `load_settings()`, i.e. `OMNI_RECOVERY_WORKSPACE` 
 `./.omni-recovery`. The command line builds its own with `build_definitions(settings, progress=...)`
 so that the UI and the CLI run the very same assets.
 
-Groups follow the flow: ingest → catalog → restore (the restore assets, one per phase of a recovery
-plan; volumes and applications partitioned by application). Jobs: `ingest_isos` (partitioned by ISO),
-`build_catalog` and `restore`.
+Groups follow the flow: ingest → catalog → adaptation → plan → restore (the restore assets, one
+per phase of a recovery plan; volumes and applications partitioned by application). Jobs:
+`ingest_isos` (partitioned by ISO), `build_catalog`, `plan_recovery` and `restore`. The validation
+checks are asset checks on the ingest and catalog assets.
 
 What can go wrong: loading this module touches nothing (no database is started until an asset
 loads rows); a workspace folder that does not exist yet is created on first materialisation.
@@ -23,9 +24,11 @@ from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from assets.adaptation import PlanningResource
 from assets.catalog import CATALOG_ASSETS
 from assets.checks import ASSET_CHECKS
 from assets.ingest import INGEST_TABLES, ingest_iso
+from assets.plan import ADAPTATION_ASSETS
 from assets.restore import RESTORE_ASSETS
 from io_managers.duckdb import DuckDBCatalog
 from io_managers.parquet import ParquetIOManager
@@ -52,6 +55,12 @@ build_catalog_job = define_asset_job(
 )
 
 
+plan_recovery_job = define_asset_job(
+    "plan_recovery",
+    selection=AssetSelection.groups("adaptation", "plan"),
+    description="Adapt the registered set (resources.planning: inventory_path, backup_set_id, "
+    "adaptation_mode) and write, picture and store the recovery plan.",
+)
 restore_job = define_asset_job(
     "restore",
     selection=AssetSelection.groups("restore"),
@@ -74,6 +83,9 @@ def build_resources(
         "duckdb_catalog": DuckDBCatalog(base_url=catalog),
         "progress": Progress(progress),
         "recovery": RecoveryResource(workspace=str(settings.workspace)),
+        "planning": PlanningResource(
+            workspace=str(settings.workspace), database_url=settings.database_url or ""
+        ),
     }
 
 
@@ -82,9 +94,9 @@ def build_definitions(
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
-        assets=[*ALL_ASSETS, *RESTORE_ASSETS],
+        assets=[*ALL_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS],
         asset_checks=ASSET_CHECKS,
-        jobs=[ingest_isos_job, build_catalog_job, restore_job],
+        jobs=[ingest_isos_job, build_catalog_job, plan_recovery_job, restore_job],
         sensors=[watched_iso_folder],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
     )

@@ -33,10 +33,9 @@ from dagster import ConfigurableResource
 
 from omni_recovery.backupset.reader import SetMember
 from omni_recovery.errors import BackupSetError
+from omni_recovery.registered_sets import REGISTRY_FILE, registry_entries
 
 __all__ = ["REGISTRY_FILE", "BackupSetRegistry", "Progress"]
-
-REGISTRY_FILE = "iso_registry.json"
 
 
 class BackupSetRegistry(ConfigurableResource):
@@ -51,13 +50,7 @@ class BackupSetRegistry(ConfigurableResource):
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Every registered ISO by partition key."""
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
-            return {}
-        except ValueError as exc:
-            raise BackupSetError(f"the ISO registry {self.path} is damaged: {exc}") from exc
-        return dict(data.get("isos", {}))
+        return registry_entries(Path(self.workspace))
 
     def register(self, members: Iterable[SetMember]) -> list[str]:
         """Record the ISOs (replacing earlier entries of the same name); returns their keys."""

@@ -7,19 +7,35 @@ Every ISO of a set lies in one folder (the format says so), which is the set's l
 
 from __future__ import annotations
 
+import json
 import posixpath
+from pathlib import Path
+from typing import Any
 
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
-from omni_recovery.errors import RecoveryError
+from omni_recovery.errors import BackupSetError, RecoveryError
 from omni_recovery.settings import Settings
-from pipelines.resources import BackupSetRegistry
+
+REGISTRY_FILE = "iso_registry.json"
+
+
+def registry_entries(workspace: Path) -> dict[str, dict[str, Any]]:
+    """Every registered ISO by file name: url, size, backup_set_id, kind, sequence (kept by register-isos)."""
+    path = workspace / REGISTRY_FILE
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise BackupSetError(f"the ISO registry {path} is damaged: {exc}") from exc
+    return dict(data.get("isos", {}))
 
 
 def registered_set_location(settings: Settings, backup_set_id: str | None = None) -> tuple[str, str]:
     """(backup_set_id, folder URL) of the named set, or of the most recently registered one."""
-    entries = BackupSetRegistry(workspace=str(settings.workspace)).entries()
+    entries = registry_entries(settings.workspace)
     folders: dict[str, set[str]] = {}
     for entry in entries.values():
         folders.setdefault(entry["backup_set_id"], set()).add(posixpath.dirname(entry["url"]))
