@@ -225,6 +225,27 @@ def init_database(workspace: Path | None) -> None:
     )
 
 
+@main.command("stop-database")
+@workspace_option
+@handle_errors
+def stop_database(workspace: Path | None) -> None:
+    """Stop the workspace's embedded PostgreSQL server (it keeps running between commands).
+
+    The next command that needs the recovery database starts it again; nothing is lost.
+
+    \b
+    Example:
+      omni-recovery stop-database --workspace /opt/omni-recovery/workspace
+    """
+    from omni_recovery.db.server import stop_embedded
+    from omni_recovery.settings import load_settings
+
+    stopped = stop_embedded(load_settings(workspace))
+    click.echo(
+        "embedded recovery database stopped" if stopped else "no embedded recovery database was running"
+    )
+
+
 @main.command()
 @workspace_option
 @click.option(

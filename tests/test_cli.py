@@ -113,3 +113,19 @@ def test_init_database_is_idempotent(
     assert re.search(r"applied [1-9][0-9]* migration", first.output)
     second = runner.invoke(main, ["init-database", "--workspace", str(tmp_path / "ws")])
     assert second.exit_code == 0 and "applied 0 migration(s): none" in second.output
+
+
+def test_stop_database_stops_the_workspace_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from omni_recovery.db.server import database_url, embedded_status
+    from omni_recovery.settings import load_settings
+
+    monkeypatch.delenv("OMNI_RECOVERY_DATABASE_URL", raising=False)
+    settings = load_settings(tmp_path / "ws")
+    database_url(settings)
+    assert embedded_status(settings) is not None
+    runner = CliRunner()
+    result = runner.invoke(main, ["stop-database", "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 0 and "stopped" in result.output
+    assert embedded_status(settings) is None
+    again = runner.invoke(main, ["stop-database", "--workspace", str(tmp_path / "ws")])
+    assert "no embedded recovery database was running" in again.output
