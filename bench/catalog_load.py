@@ -26,7 +26,6 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.psql_copy import timed_psql
 from io_managers.pg_copy import replace_rows
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
@@ -116,15 +116,9 @@ def load_ours(url: str, table: pa.Table, target: str = "files") -> float:
 
 def load_psql(url: str, csv_path: Path, columns: list[str], rows: int, target: str = "files") -> float:
     command = f"\\copy omni.{target} ({', '.join(columns)}) FROM '{csv_path}' (FORMAT csv, HEADER true)"
-    start = time.perf_counter()
-    done = subprocess.run(
-        ["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-c", command], capture_output=True, text=True
-    )
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"psql failed: {done.stderr}")
-    if f"COPY {rows}" not in done.stdout and done.stdout.strip():
-        print(f"psql said: {done.stdout.strip()}", file=sys.stderr)
+    elapsed, output = timed_psql(url, command)
+    if f"COPY {rows}" not in output and output.strip():
+        print(f"psql said: {output.strip()}", file=sys.stderr)
     return elapsed
 
 

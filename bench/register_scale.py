@@ -35,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.psql_copy import psql, timed_psql
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.index_db import Component, RecoveryIndex, write_index
 from omni_recovery.backupset.manifest import BackupInfo, IsoSetMember
@@ -267,17 +268,14 @@ def psql_baseline(url: str, workspace: Path, rows: int) -> float:
     export = (
         f"\\copy (SELECT * FROM omni.files WHERE backup_set_id = '{SET_ID}') TO '{csv_path}' (FORMAT csv)"
     )
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", export], check=True)
+    psql(url, export)
     setup = (
         "SET client_min_messages = warning; DROP TABLE IF EXISTS omni.bench_files; "
         "CREATE TABLE omni.bench_files (LIKE omni.files INCLUDING ALL)"
     )
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", setup], check=True)
-    start = time.perf_counter()
-    load = f"\\copy omni.bench_files FROM '{csv_path}' (FORMAT csv)"
-    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", load], check=True)
-    elapsed = time.perf_counter() - start
-    subprocess.run(["psql", url, "-q", "-c", "DROP TABLE omni.bench_files"], check=True)
+    psql(url, setup)
+    elapsed, _ = timed_psql(url, f"\\copy omni.bench_files FROM '{csv_path}' (FORMAT csv)")
+    psql(url, "DROP TABLE omni.bench_files")
     csv_path.unlink()
     return elapsed
 

@@ -241,6 +241,16 @@ class _Checker:
             return None
         return value
 
+    def unique_name(self, m: LineMap, what: str, kind: str, names: dict[str, int]) -> str | None:
+        """`m`'s name, checked as `name` does, and reported when one before it (in `names`, with its
+        line) already has it."""
+        name = self.name(m, "name", what)
+        if name is not None:
+            if name in names:
+                self.fail(m.line_of("name"), f"duplicate {kind} name {name!r} (first at line {names[name]})")
+            names.setdefault(name, m.line_of("name"))
+        return name
+
     def positive(self, m: LineMap, key: str, what: str) -> int | None:
         if key not in m:
             return None
@@ -297,14 +307,9 @@ class _Checker:
                 ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
             ):
                 continue
-            name = self.name(item, "name", where)
+            name = self.unique_name(item, where, "node", names)
             if name is not None:
                 where = f"node {name}"
-                if name in names:
-                    self.fail(
-                        item.line_of("name"), f"duplicate node name {name!r} (first at line {names[name]})"
-                    )
-                names.setdefault(name, item.line_of("name"))
             root = self.root(item, "root", where)
             cores = self.positive(item, "cpu_cores", where)
             memory = self.positive(item, "memory_mib", where)
@@ -463,14 +468,9 @@ class _Checker:
                 ("name", "class", "root", "capacity_gib"),
             ):
                 continue
-            name = self.name(item, "name", where)
+            name = self.unique_name(item, where, "storage", names)
             if name is not None:
                 where = f"storage {name}"
-                if name in names:
-                    self.fail(
-                        item.line_of("name"), f"duplicate storage name {name!r} (first at line {names[name]})"
-                    )
-                names.setdefault(name, item.line_of("name"))
             klass = item.get("class")
             if "class" in item and klass not in STORAGE_CLASSES:
                 self.fail(

@@ -2,9 +2,9 @@
 files authenticated with the set's data key.
 
 How it works: bytes are read straight from the image at each file's extents (known from the
-directory walk), with large `preadv` reads into a page-aligned buffer (see backupset.hashing:
-several times faster than into a bytearray), and fed to hashlib, which releases the GIL, so
-several threads hash at once. Files of one ISO are read in the order of their offsets. The parts
+directory walk), with large `preadv` reads (backupset.extents) into a page-aligned buffer (see
+backupset.hashing: several times faster than into a bytearray), and fed to hashlib, which releases
+the GIL, so several threads hash at once. Files of one ISO are read in the order of their offsets. The parts
 of a chunked file are read in order across the ISOs holding them for the whole file's
 `logical_sha256` (and, unless `validate` checks the parts in other threads, each part's own
 digest in the same pass). An encrypted file is also decrypted
@@ -20,19 +20,16 @@ the same buffer, more slowly.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
-
-import fsspec
+from contextlib import closing
 
 from omni_recovery.backupset import keys, layout
+from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.hashing import aligned_buffer
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, unlock_data_key
 from omni_recovery.checker import problems as p
-from omni_recovery.checker.iso_checks import manifest_of
+from omni_recovery.checker.iso_checks import manifest_of, stored_as_listed
 from omni_recovery.checker.problems import Problem, Progress, no_progress
 from omni_recovery.checker.set_checks import chunk_parts
 from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
@@ -75,43 +72,6 @@ def unlock(
         return None, [p.from_error(p.PASSPHRASE, exc, iso=core.name)]
 
 
-class _Source:
-    """Positional reads of one image into a caller's buffer: `preadv` on a local file, else fsspec."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._fd: int | None = None
-        self._fp: Any = None
-        local = url.removeprefix("file://") if url.startswith("file://") or "://" not in url else None
-        if local is not None:
-            self._fd = os.open(local, os.O_RDONLY)
-        else:
-            self._fp = fsspec.open(url, "rb").open()
-
-    def readinto(self, target: memoryview, position: int) -> int:
-        if self._fd is not None:
-            return os.preadv(self._fd, [target], position)
-        self._fp.seek(position)
-        return int(self._fp.readinto(target))
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._fp is not None:
-            self._fp.close()
-            self._fp = None
-
-
-@contextmanager
-def _opened(url: str) -> Iterator[_Source]:
-    source = _Source(url)
-    try:
-        yield source
-    finally:
-        source.close()
-
-
 class _Counter:
     """Batches progress reports so that threads do not call the bar for every block."""
 
@@ -130,20 +90,18 @@ class _Counter:
 
 
 def _stream(
-    source: _Source, extents: Sequence[tuple[int, int]], buffer: memoryview, counter: _Counter
+    source: ExtentReader,
+    extents: Sequence[tuple[int, int]],
+    buffer: memoryview,
+    path: str,
+    counter: _Counter,
 ) -> Iterator[memoryview]:
-    """Views of the bytes at `extents`; EOFError when the image ends early. Each view lives until the next."""
+    """Views of the bytes at `extents`, each living until the next; IntegrityError if the image ends early."""
     for offset, length in extents:
-        position, end = offset, offset + length
-        while position < end:
-            with buffer[: min(len(buffer), end - position)] as target:
-                got = source.readinto(target, position)
-            if got <= 0:
-                raise EOFError(f"the image ends {end - position} bytes before this file does")
-            with buffer[:got] as block:
-                yield block
+        for block in source.blocks(offset, length, buffer, path):
+            got = len(block)
+            yield block
             counter.add(got)
-            position += got
 
 
 def deep_check_iso(
@@ -173,10 +131,10 @@ def deep_check_iso(
     found: list[Problem] = []
     unauthenticated = 0
     counter = _Counter(progress)
-    with _opened(reader.url) as source, aligned_buffer(BLOCK) as buffer:
+    with closing(ExtentReader(reader.url, reader.name)) as source, aligned_buffer(BLOCK) as buffer:
         for entry in chosen:
-            image = listing.get(entry.path)
-            if image is None or image.type != "file" or image.size != entry.size:
+            image = stored_as_listed(listing, entry)
+            if image is None:
                 continue  # reported by the shallow listing and size checks
             opener = None
             if entry.encryption is not None:
@@ -223,7 +181,7 @@ def _opener(iso: str, entry: ManifestEntry, data_key: DataKey, found: list[Probl
 
 def _hash_one(
     iso: str,
-    source: _Source,
+    source: ExtentReader,
     entry: ManifestEntry,
     extents: Sequence[tuple[int, int]],
     buffer: memoryview,
@@ -235,14 +193,14 @@ def _hash_one(
     plain_size = 0
     found: list[Problem] = []
     try:
-        for block in _stream(source, extents, buffer, counter):
+        for block in _stream(source, extents, buffer, entry.path, counter):
             digest.update(block)
             if opener is not None and plain is not None:
                 out = opener.update(bytes(block))
                 plain.update(out)
                 plain_size += len(out)
-    except EOFError as exc:
-        return [p.error(p.FILE_HASHES, str(exc), iso=iso, path=entry.path, expected=entry.size)]
+    except IntegrityError as exc:
+        return [p.error(p.FILE_HASHES, exc.reason, iso=iso, path=entry.path, expected=entry.size)]
     if opener is not None and plain is not None:
         try:
             tail = opener.finalize()
@@ -262,16 +220,7 @@ def _hash_one(
             plain.update(tail)
             plain_size += len(tail)
     if digest.hexdigest() != entry.sha256:
-        found.append(
-            p.error(
-                p.FILE_HASHES,
-                "the stored bytes' sha256 differs from the manifest",
-                iso=iso,
-                path=entry.path,
-                expected=entry.sha256,
-                found=digest.hexdigest(),
-            )
-        )
+        found.append(_stored_mismatch(iso, entry, digest.hexdigest()))
     enc = entry.encryption
     if (
         plain is not None
@@ -293,6 +242,17 @@ def _hash_one(
             )
         )
     return found
+
+
+def _stored_mismatch(iso: str, entry: ManifestEntry, digest: str) -> Problem:
+    return p.error(
+        p.FILE_HASHES,
+        "the stored bytes' sha256 differs from the manifest",
+        iso=iso,
+        path=entry.path,
+        expected=entry.sha256,
+        found=digest,
+    )
 
 
 def deep_check_chunks(
@@ -335,38 +295,29 @@ def _reassemble(
     whole = hashlib.sha256()
     size = 0
     found: list[Problem] = []
-    sources: dict[str, _Source] = {}
+    sources: dict[str, ExtentReader] = {}
     try:
         with aligned_buffer(BLOCK) as buffer:
             for iso, entry in pieces:
                 reader = readers[iso]
                 assert reader is not None
-                image = reader.listing.get(entry.path)
-                if image is None or image.type != "file" or image.size != entry.size:
+                image = stored_as_listed(reader.listing, entry)
+                if image is None:
                     return found  # reported by the shallow checks; the whole cannot be judged
                 if iso not in sources:
-                    sources[iso] = _Source(reader.url)
+                    sources[iso] = ExtentReader(reader.url, reader.name)
                 part = hashlib.sha256()
                 try:
-                    for block in _stream(sources[iso], image.extents, buffer, counter):
+                    for block in _stream(sources[iso], image.extents, buffer, entry.path, counter):
                         if part_hashes:
                             part.update(block)
                         whole.update(block)
                         size += len(block)
-                except EOFError as exc:
-                    found.append(p.error(p.FILE_HASHES, str(exc), iso=iso, path=entry.path))
+                except IntegrityError as exc:
+                    found.append(p.error(p.FILE_HASHES, exc.reason, iso=iso, path=entry.path))
                     return found
                 if part_hashes and part.hexdigest() != entry.sha256:
-                    found.append(
-                        p.error(
-                            p.FILE_HASHES,
-                            "the stored bytes' sha256 differs from the manifest",
-                            iso=iso,
-                            path=entry.path,
-                            expected=entry.sha256,
-                            found=part.hexdigest(),
-                        )
-                    )
+                    found.append(_stored_mismatch(iso, entry, part.hexdigest()))
     finally:
         for source in sources.values():
             source.close()

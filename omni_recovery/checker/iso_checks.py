@@ -65,6 +65,15 @@ def manifest_of(reader: IsoReader) -> list[ManifestEntry] | None:
         return None
 
 
+def stored_as_listed(listing: dict[str, IsoEntry], entry: ManifestEntry) -> IsoEntry | None:
+    """The image's file for `entry` when it holds one of the listed size, the only files worth
+    hashing (the listing and size checks report the others)."""
+    image = listing.get(entry.path)
+    if image is None or image.type != "file" or image.size != entry.size:
+        return None
+    return image
+
+
 def index_of(reader: IsoReader) -> RecoveryIndex | BackupSetError:
     """The ISO's recovery index, read once (checked against the manifest), or the error it gave."""
     cached = _INDEXES.get(reader)
@@ -362,8 +371,7 @@ def _check_metadata(reader: IsoReader, entries: dict[str, ManifestEntry]) -> lis
                 )
             )
             continue
-        image = reader.listing.get(path)
-        if image is None or image.type != "file" or image.size != entry.size:
+        if stored_as_listed(reader.listing, entry) is None:
             continue  # reported by the listing and size checks
         try:
             data = reader.backup_info_bytes if path == layout.BACKUP_INFO_PATH else reader.raw(path)

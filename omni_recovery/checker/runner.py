@@ -27,7 +27,7 @@ from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.checker import problems as p
 from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unlock
-from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso
+from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
 from omni_recovery.checker.problems import Problem, Progress, no_progress
 from omni_recovery.checker.report import ValidationReport
 from omni_recovery.checker.set_checks import check_set, chunk_parts, set_identity
@@ -143,7 +143,11 @@ def _deep(
     units: list[tuple[int, Callable[[], list[Problem]]]] = []
     for reader in usable.values():
         listing = reader.listing
-        files = [e for e in manifest_of(reader) or [] if e.type == "file" and _hashable(e, listing)]
+        files = [
+            e
+            for e in manifest_of(reader) or []
+            if e.type == "file" and stored_as_listed(listing, e) is not None
+        ]
         files.sort(key=lambda e: listing[e.path].offset if e.path in listing else -1)
         batch: list[ManifestEntry] = []
         size = 0
@@ -157,7 +161,7 @@ def _deep(
             units.append((size, _iso_unit(reader, data_key, progress, batch)))
     for logical, pieces in chunk_parts(usable).items():
         check = functools.partial(deep_check_chunks, usable, progress, only=[logical], part_hashes=False)
-        sizes = [e.size for iso, e in pieces if _hashable(e, usable[iso].listing)]
+        sizes = [e.size for iso, e in pieces if stored_as_listed(usable[iso].listing, e) is not None]
         units.append((sum(sizes), check))
     total = sum(size for size, _ in units)
     progress("hash", 0, total)
@@ -178,12 +182,6 @@ def _guarded(unit: tuple[int, Callable[[], list[Problem]]]) -> list[Problem]:
         return unit[1]()
     except OSError as exc:
         return [p.error(p.FILE_HASHES, f"reading failed: {exc}")]
-
-
-def _hashable(entry: ManifestEntry, listing: dict[str, Any]) -> bool:
-    """Whether the deep check will read the file: it is in the image with the listed size."""
-    image = listing.get(entry.path)
-    return image is not None and image.type == "file" and image.size == entry.size
 
 
 def _iso_unit(

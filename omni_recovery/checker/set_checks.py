@@ -189,6 +189,7 @@ def _check_kinds(mine: Mapping[str, IsoReader | None], info: BackupInfo | None) 
     if info is not None:
         sources.append(("in iso_set", [(m.kind, m.sequence) for m in info.iso_set]))
     for where, members in sources:
+        path = layout.BACKUP_INFO_PATH if where == "in iso_set" else None
         by_kind: dict[str, list[int]] = defaultdict(list)
         for kind, sequence in members:
             by_kind[kind].append(sequence)
@@ -202,7 +203,7 @@ def _check_kinds(mine: Mapping[str, IsoReader | None], info: BackupInfo | None) 
                         f"{count} ISO(s) of kind {kind} {where}",
                         expected=bound,
                         found=count,
-                        path=layout.BACKUP_INFO_PATH if where == "in iso_set" else None,
+                        path=path,
                     )
                 )
         for kind, sequences in by_kind.items():
@@ -214,7 +215,7 @@ def _check_kinds(mine: Mapping[str, IsoReader | None], info: BackupInfo | None) 
                         f"the sequence numbers of kind {kind} {where} have gaps or repeats",
                         expected=",".join(map(str, want)),
                         found=",".join(map(str, sorted(sequences))),
-                        path=layout.BACKUP_INFO_PATH if where == "in iso_set" else None,
+                        path=path,
                     )
                 )
     return found

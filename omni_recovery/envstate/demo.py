@@ -779,7 +779,7 @@ class _Demo:
     # -- system --------------------------------------------------------------------------
 
     def dns_ip(self) -> str:
-        return next(s["vm"]["networks"][0]["ip"] for s in self.services if s["name"] == "dns")
+        return next(_vm_ip(s) for s in self.services if s["name"] == "dns")
 
     def write_system(self) -> None:
         self.w.yaml(
@@ -936,7 +936,7 @@ class _Demo:
                     "cluster_id": cluster,
                     "vm_id": orch["vm"]["vm_id"],
                     "director": orch["director"],
-                    "address": orch["vm"]["networks"][0]["ip"],
+                    "address": _vm_ip(orch),
                     "peers": [p for p in ids if p != oid],
                     "placement": {"strategy": "spread", "zones": list(self.zones)},
                 },
@@ -1173,26 +1173,14 @@ class _Demo:
             records.append(self.record(f"{did}.directors", self.nodes[j]["nics"][0]["ip"], f"director:{did}"))
         for orch in self.orchestrators:
             records.append(
-                self.record(
-                    f"{orch['id']}.orchestrators",
-                    orch["vm"]["networks"][0]["ip"],
-                    f"orchestrator:{orch['id']}",
-                )
+                self.record(f"{orch['id']}.orchestrators", _vm_ip(orch), f"orchestrator:{orch['id']}")
             )
         for service in self.services:
             records.append(
-                self.record(
-                    f"{service['name']}.services",
-                    service["vm"]["networks"][0]["ip"],
-                    f"service:{service['name']}",
-                )
+                self.record(f"{service['name']}.services", _vm_ip(service), f"service:{service['name']}")
             )
         for app in self.apps:
-            records.append(
-                self.record(
-                    f"{app['name']}.apps", app["vm"]["networks"][0]["ip"], f"application:{app['name']}"
-                )
-            )
+            records.append(self.record(f"{app['name']}.apps", _vm_ip(app), f"application:{app['name']}"))
         self.w.yaml(
             "network/dns.yaml",
             {"zone": self.domain, "ttl": 300, "servers": [self.dns_ip()], "records": records},
@@ -1428,6 +1416,12 @@ class _Demo:
         for k in range(rng.randint(1, 3)):
             w.write_random(f"{base}/translog/translog-{k + 1}.tlog", rng.randint(55, 4096), rng)
         w.text(f"{base}/translog/translog.ckp", json.dumps({"generation": n, "offset": 55}) + "\n")
+
+
+def _vm_ip(planned: dict[str, Any]) -> str:
+    """The address of an orchestrator's, service's or application's VM on its first network."""
+    ip: str = planned["vm"]["networks"][0]["ip"]
+    return ip
 
 
 def _route(destination: str, gateway: str, subnet: str, metric: int) -> dict[str, Any]:

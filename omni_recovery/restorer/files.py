@@ -79,16 +79,13 @@ import stat
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from omni_recovery.backupset import keys, layout
+from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.envstate.model import env_path
@@ -376,66 +373,24 @@ def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
 # -- reading the ISOs ----------------------------------------------------------------------
 
 
-class _IsoSource:
-    """One ISO file, opened once and shared by every worker thread."""
-
-    def __init__(self, url: str, name: str) -> None:
-        self.url, self.name = url, name
-        fs, path = fsspec.core.url_to_fs(url)
-        self._fd: int | None = None
-        self._fh: BinaryIO | None = None
-        self._lock = threading.Lock()
-        try:
-            if isinstance(fs, LocalFileSystem):
-                self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            else:
-                self._fh = fs.open(path, "rb")
-        except (OSError, ValueError) as exc:
-            raise BackupSetError(f"cannot open the image: {exc}", iso=name) from exc
-
-    def blocks(self, offset: int, length: int, buffer: memoryview, path: str) -> Iterator[memoryview]:
-        """Views of `length` bytes from `offset`; IntegrityError naming the file if the ISO ends early."""
-        position, end = offset, offset + length
-        while position < end:
-            want = min(len(buffer), end - position)
-            target = buffer[:want]
-            if self._fd is not None:
-                got = os.preadv(self._fd, [target], position)
-            else:
-                assert self._fh is not None
-                with self._lock:
-                    self._fh.seek(position)
-                    got = self._fh.readinto(target) or 0  # type: ignore[attr-defined]
-            if got <= 0:
-                raise IntegrityError(
-                    f"the image ends {end - position} bytes before the end of this file",
-                    iso=self.name,
-                    path=path,
-                )
-            yield buffer[:got]
-            position += got
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 class _Sources:
+    """Each ISO opened once (an `ExtentReader`) and shared by every worker thread."""
+
     def __init__(self) -> None:
-        self._open: dict[str, _IsoSource] = {}
+        self._open: dict[str, ExtentReader] = {}
         self._lock = threading.Lock()
 
-    def get(self, item: RestoreItem) -> _IsoSource:
+    def get(self, item: RestoreItem) -> ExtentReader:
         source = self._open.get(item.iso_url)
         if source is None:
             with self._lock:
                 source = self._open.get(item.iso_url)
                 if source is None:
-                    source = self._open[item.iso_url] = _IsoSource(item.iso_url, item.iso_name)
+                    try:
+                        source = ExtentReader(item.iso_url, item.iso_name)
+                    except (OSError, ValueError) as exc:
+                        raise BackupSetError(f"cannot open the image: {exc}", iso=item.iso_name) from exc
+                    self._open[item.iso_url] = source
         return source
 
     def close(self) -> None:

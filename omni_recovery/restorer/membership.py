@@ -26,7 +26,7 @@ are empty, duplicated, or restored without being part of the original set.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -140,21 +140,24 @@ def _dump(document: Mapping[str, object]) -> bytes:
     return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False).encode("utf-8")
 
 
+def _members(
+    id_key: str, members: Sequence[str], addresses: Mapping[str, str] | None
+) -> list[dict[str, str]]:
+    """Each member under `id_key`, with its address when `addresses` has one."""
+    return [
+        {id_key: member, **({"address": addresses[member]} if addresses and member in addresses else {})}
+        for member in members
+    ]
+
+
 def render_ring_file(ring: RingMembership, addresses: Mapping[str, str] | None = None) -> bytes:
     """The ring membership file every Director gets (identical bytes for every member)."""
-    members = [
-        {
-            "director_id": member,
-            **({"address": addresses[member]} if addresses and member in addresses else {}),
-        }
-        for member in ring.members
-    ]
     return _dump(
         {
             "ring_id": ring.ring_id,
             "epoch": ring.epoch,
             "quorum": ring.quorum,
-            "members": members,
+            "members": _members("director_id", ring.members, addresses),
             "missing": list(ring.missing),
         }
     )
@@ -162,19 +165,12 @@ def render_ring_file(ring: RingMembership, addresses: Mapping[str, str] | None =
 
 def render_cluster_file(cluster: ClusterMembership, addresses: Mapping[str, str] | None = None) -> bytes:
     """The cluster membership file every Orchestrator gets (identical bytes for every member)."""
-    members = [
-        {
-            "orchestrator_id": member,
-            **({"address": addresses[member]} if addresses and member in addresses else {}),
-        }
-        for member in cluster.members
-    ]
     return _dump(
         {
             "cluster_id": cluster.cluster_id,
             "term": cluster.term,
             "leader": cluster.leader,
-            "members": members,
+            "members": _members("orchestrator_id", cluster.members, addresses),
             "missing": list(cluster.missing),
         }
     )

@@ -1,0 +1,70 @@
+"""Positional reads of file extents from one ISO, shared by the deep checker and the restorer.
+
+A local image (a path or `file://` URL) is opened once as a descriptor and read with `os.preadv`
+into the caller's buffer (page-aligned, see backupset.hashing), which several threads may do at
+once on the one descriptor. Any other fsspec URL is one file object, read with seek and readinto
+under a lock, so that it too can be shared by threads (more slowly).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from omni_recovery.errors import IntegrityError
+
+
+class ExtentReader:
+    """One ISO file, opened once; `blocks` reads a byte range of it into a given buffer.
+
+    Opening raises what the storage raises (OSError, ValueError): callers decide how to report it.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+        fs, path = fsspec.core.url_to_fs(url)
+        self._fd: int | None = None
+        self._fh: BinaryIO | None = None
+        self._lock = threading.Lock()
+        if isinstance(fs, LocalFileSystem):
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        else:
+            self._fh = fs.open(path, "rb")
+
+    def _readinto(self, target: memoryview, position: int) -> int:
+        if self._fd is not None:
+            return os.preadv(self._fd, [target], position)
+        assert self._fh is not None
+        with self._lock:
+            self._fh.seek(position)
+            return self._fh.readinto(target) or 0  # type: ignore[attr-defined]
+
+    def blocks(self, offset: int, length: int, buffer: memoryview, path: str) -> Iterator[memoryview]:
+        """Views of the `length` bytes from `offset`, read into `buffer`; each view is released when
+        the next one is asked for. IntegrityError naming the ISO and `path` if the image ends early."""
+        position, end = offset, offset + length
+        while position < end:
+            with buffer[: min(len(buffer), end - position)] as target:
+                got = self._readinto(target, position)
+            if got <= 0:
+                raise IntegrityError(
+                    f"the image ends {end - position} bytes before the end of this file",
+                    iso=self.name,
+                    path=path,
+                )
+            with buffer[:got] as block:
+                yield block
+            position += got
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
