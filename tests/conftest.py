@@ -8,8 +8,9 @@
   `init_database`. Tests share it: use unique keys (e.g. a unique backup_set_id) in it.
 - `fresh_database_url` (function): a new, EMPTY database (not migrated) for a test that needs
   isolation, dropped after the test. Call `init_database(fresh_database_url)` to get the schema.
-- `demo_env`, `demo_set` (session, from tests/backupset/conftest.py): a tiny demo environment and a
-  real signed, encrypted backup set of it, for every test folder.
+- `demo_env`, `demo_set`, `tiny_demo_root` (session, from tests/demo_fixtures.py): a tiny demo
+  environment and a real signed, encrypted backup set of it, and the default tiny demo environment.
+- `second_set` (session), `catalog_database_url` (module), from tests/catalog_fixtures.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from omni_recovery.db.connection import with_database
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import drop_database, ensure_database, start_embedded, stop_embedded
 from omni_recovery.settings import Settings
-from tests.backupset.conftest import demo_env, demo_set  # noqa: F401  (shared session fixtures)
+
+# The shared fixtures, registered here once so that every folder gets the same (session) instance.
+from tests.catalog_fixtures import catalog_database_url, second_set  # noqa: F401
+from tests.demo_fixtures import demo_env, demo_set, tiny_demo_root  # noqa: F401
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
 

@@ -12,18 +12,9 @@ from omni_recovery.db.connection import connect
 from omni_recovery.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.planning import generate, open_set, read_set_environment
 from tests.backupset.conftest import DemoSet
+from tests.builders import same_shaped_inventory
 from transforms.environment_model import environment_from_folder
 from transforms.planner import plan_from_yaml
-
-
-def same_shaped_inventory(env: Path, folder: Path) -> Path:
-    nodes = environment_from_folder(env).nodes
-    inventory = make_inventory(
-        [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in nodes], root=f"file://{folder}"
-    )
-    path = folder / "inventory.yaml"
-    path.write_text(inventory_to_yaml(inventory))
-    return path
 
 
 def test_environment_read_from_the_set_equals_the_folder(demo_set: DemoSet):

@@ -25,7 +25,6 @@ from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import walk_environment
 from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
 from omni_recovery.recovery import ExecuteOptions
@@ -33,6 +32,7 @@ from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import TargetRoot
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
+from tests.builders import same_shaped_nodes, write_inventory
 from transforms.environment_model import environment_from_folder
 from transforms.planner import Plan, plan_from_yaml
 from transforms.target_layout import NOT_RESTORED
@@ -51,11 +51,9 @@ class Setup:
 
 def make_setup(demo: DemoSet, folder: Path, nodes: list[tuple[str, int, int, int]] | None = None) -> Setup:
     if nodes is None:
-        env_nodes = environment_from_folder(demo.env).nodes
-        nodes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in env_nodes]
+        nodes = same_shaped_nodes(environment_from_folder(demo.env))
     folder.mkdir(parents=True, exist_ok=True)
-    inventory = folder / "inventory.yaml"
-    inventory.write_text(inventory_to_yaml(make_inventory(nodes, root=f"file://{folder}/infra")))
+    inventory = write_inventory(folder, nodes, f"file://{folder}/infra")
     plan, _ = generate(str(demo.output), inventory, "basic")
     plan_path = folder / "recovery-plan.yaml"
     write_plan_files(plan, plan_path)

@@ -10,8 +10,6 @@ plan-generate without --path plans the registered set too.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,8 +35,8 @@ from omni_recovery.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, generate, plan_id
 from omni_recovery.settings import DATABASE_URL_ENV, Settings
 from pipelines.runner import register_isos
-from tests.catalog_fixtures import DemoSet
-from tests.test_planning import same_shaped_inventory
+from tests.builders import same_shaped_inventory
+from tests.catalog_fixtures import DemoSet, scratch_workspace
 from transforms.environment_model import environment_from_folder
 from transforms.planner import PHASES, plan_from_yaml
 
@@ -63,17 +61,11 @@ def workspace(
     demo_set: DemoSet, catalog_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Workspace]:
     """A workspace with the demo set t1 registered, and a same-shaped inventory beside it."""
-    shm = Path("/dev/shm")
-    folder = Path(tempfile.mkdtemp(prefix="omni-plan-", dir=shm)) if shm.is_dir() else None
-    root = folder or tmp_path_factory.mktemp("plan-ws")
-    settings = Settings(workspace=root / "ws", database_url=catalog_database_url)
-    register_isos(str(demo_set.output), settings)
-    inventory = same_shaped_inventory(demo_set.env, root)
-    try:
+    with scratch_workspace(tmp_path_factory, "plan") as root:
+        settings = Settings(workspace=root / "ws", database_url=catalog_database_url)
+        register_isos(str(demo_set.output), settings)
+        inventory = same_shaped_inventory(demo_set.env, root)
         yield Workspace(settings, catalog_database_url, inventory)
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _planning(ws: Workspace, **config: Any) -> PlanningResource:

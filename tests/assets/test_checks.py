@@ -9,8 +9,6 @@ run; a flipped byte in a signature file and a missing ISO fail the checks naming
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from pipelines.definitions import build_resources
 from pipelines.resources import BackupSetRegistry
 from pipelines.runner import dagster_instance, register_isos
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
-from tests.catalog_fixtures import PASSPHRASE, DemoSet
+from tests.catalog_fixtures import PASSPHRASE, DemoSet, scratch_settings
 from tests.checker.tamper import copy_set, flip_byte, iso_file
 
 ASSETS = [ingest_iso, *CATALOG_ASSETS, *ASSET_CHECKS]
@@ -57,28 +55,16 @@ def _signer(demo_set: DemoSet) -> str:
     return signer
 
 
-def _workspace(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    # On tmpfs when there is one: Dagster's SQLite instance commits an event per step.
-    shm = Path("/dev/shm")
-    if shm.is_dir():
-        return Path(tempfile.mkdtemp(prefix=f"omni-{name}-", dir=shm))
-    return tmp_path_factory.mktemp(name)
-
-
 @pytest.fixture(scope="module")
 def registered(
     demo_set: DemoSet, catalog_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
     """The good demo set (t1) registered with register-isos into a workspace of its own."""
-    workspace = _workspace(tmp_path_factory, "checks-ws")
-    settings = Settings(workspace=workspace, database_url=catalog_database_url)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(TRUSTED_KEY_ENV, _pub(demo_set))
-        register_isos(str(demo_set.output), settings)
-    try:
+    with scratch_settings(tmp_path_factory, "checks-ws", catalog_database_url) as settings:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv(TRUSTED_KEY_ENV, _pub(demo_set))
+            register_isos(str(demo_set.output), settings)
         yield settings
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def _run(
@@ -207,11 +193,14 @@ def damaged_workspace(
     fresh_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
     """A workspace and database of its own, for a damaged copy of the set (never the good one's rows)."""
-    workspace = _workspace(tmp_path_factory, "checks-damaged")
-    try:
-        yield Settings(workspace=workspace, database_url=fresh_database_url)
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
+    with scratch_settings(tmp_path_factory, "checks-damaged", fresh_database_url) as settings:
+        yield settings
+
+
+def _trusted_copy(demo_set: DemoSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A copy of the demo set to damage, its signer trusted through the environment."""
+    monkeypatch.setenv(TRUSTED_KEY_ENV, _pub(demo_set))
+    return copy_set(demo_set.output, tmp_path / "set")
 
 
 def _register_by_hand(settings: Settings, folder: Path) -> list[str]:
@@ -225,8 +214,7 @@ def _register_by_hand(settings: Settings, folder: Path) -> list[str]:
 def test_a_damaged_signature_fails_the_iso_check_naming_iso_and_path(
     damaged_workspace: Settings, demo_set: DemoSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(TRUSTED_KEY_ENV, _pub(demo_set))
-    folder = copy_set(demo_set.output, tmp_path / "set")
+    folder = _trusted_copy(demo_set, monkeypatch, tmp_path)
     iso = iso_file(folder, "volume-data", 1)
     flip_byte(iso, layout.MANIFEST_SIG_PATH, 3)
     _register_by_hand(damaged_workspace, folder)
@@ -250,8 +238,7 @@ def test_a_damaged_signature_fails_the_iso_check_naming_iso_and_path(
 def test_a_missing_iso_fails_the_set_check_naming_it(
     damaged_workspace: Settings, demo_set: DemoSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(TRUSTED_KEY_ENV, _pub(demo_set))
-    folder = copy_set(demo_set.output, tmp_path / "set")
+    folder = _trusted_copy(demo_set, monkeypatch, tmp_path)
     missing = iso_file(folder, "volume-data", 2)
     missing.unlink()
     keys = _register_by_hand(damaged_workspace, folder)

@@ -44,6 +44,18 @@ def stored(database_url: str, run_id: str) -> tuple[tuple[object, ...], list[tup
     return run, problems
 
 
+def deep_validation(demo_set: DemoSet) -> list[str]:
+    """validate-isos --deep of the demo set, trusting its signer."""
+    return [
+        "validate-isos",
+        "--path",
+        str(demo_set.output),
+        "--deep",
+        "--trusted-key",
+        f"{demo_set.key_path}.pub",
+    ]
+
+
 def test_good_set_deep_exits_0_writes_json_and_stores_the_run(
     demo_set: DemoSet, cli_env: Path, database: str, tmp_path: Path
 ):
@@ -51,12 +63,7 @@ def test_good_set_deep_exits_0_writes_json_and_stores_the_run(
     result = CliRunner().invoke(
         main,
         [
-            "validate-isos",
-            "--path",
-            str(demo_set.output),
-            "--deep",
-            "--trusted-key",
-            str(demo_set.key_path) + ".pub",
+            *deep_validation(demo_set),
             "--passphrase-file",
             str(cli_env),
             "--parallel-factor",
@@ -118,17 +125,7 @@ def test_untrusted_signer_and_missing_inputs_are_clear(demo_set: DemoSet, cli_en
     assert untrusted.exit_code == 1 and "no trusted signer given" in untrusted.output
     registered = runner.invoke(main, ["validate-isos"])
     assert registered.exit_code == 1 and "register-isos" in registered.output
-    no_passphrase = runner.invoke(
-        main,
-        [
-            "validate-isos",
-            "--path",
-            str(demo_set.output),
-            "--deep",
-            "--trusted-key",
-            str(demo_set.key_path) + ".pub",
-        ],
-    )
+    no_passphrase = runner.invoke(main, deep_validation(demo_set))
     assert no_passphrase.exit_code == 1 and "no recovery passphrase" in no_passphrase.output
     bad_key = runner.invoke(main, ["validate-isos", "--path", str(demo_set.output), "--trusted-key", "nope"])
     assert bad_key.exit_code == 1 and "neither a 64-hex key id nor a readable file" in bad_key.output

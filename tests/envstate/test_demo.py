@@ -46,10 +46,8 @@ def tree_digest(root: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "env"
-    write_demo_environment(root, DemoOptions(volume_scale="tiny"))
-    return root
+def env(tiny_demo_root: Path) -> Path:
+    return tiny_demo_root
 
 
 def load_yaml(path: Path) -> Any:

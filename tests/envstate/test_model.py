@@ -17,7 +17,7 @@ from omni_recovery.backupset.layout import (
     VOLUME_DATA,
     check_relative_path,
 )
-from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
+from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.model import (
     SENSITIVE_PATTERNS,
     Placement,
@@ -27,13 +27,12 @@ from omni_recovery.envstate.model import (
     walk_environment,
 )
 from omni_recovery.errors import EnvironmentStateError, RecoveryError
+from tests.demo_fixtures import write_demo
 
 
 @pytest.fixture(scope="module")
 def tiny_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("model") / "env"
-    write_demo_environment(root, DemoOptions(volume_scale="tiny", seed=7))
-    return root
+    return write_demo(tmp_path_factory, "model", DemoOptions(volume_scale="tiny", seed=7))
 
 
 @pytest.mark.parametrize(

@@ -11,26 +11,23 @@ import pytest
 import yaml
 
 from omni_recovery.backupset.index_db import COMPONENT_KINDS, read_index, write_index
-from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
+from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.model import place
 from omni_recovery.envstate.topology import read_topology
 from omni_recovery.errors import EnvironmentStateError
+from tests.demo_fixtures import write_demo
 
 SMALL = DemoOptions(nodes=4, directors=2, orchestrators=2, applications=5, volume_scale="tiny", seed=11)
 
 
 @pytest.fixture(scope="module")
-def default_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("topology") / "env"
-    write_demo_environment(root, DemoOptions(volume_scale="tiny"))
-    return root
+def default_env(tiny_demo_root: Path) -> Path:
+    return tiny_demo_root
 
 
 @pytest.fixture(scope="module")
 def small_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("topology-small") / "env"
-    write_demo_environment(root, SMALL)
-    return root
+    return write_demo(tmp_path_factory, "topology-small", SMALL)
 
 
 @pytest.fixture
@@ -162,47 +159,78 @@ def test_missing_environment_yaml(copy: Path) -> None:
         read_topology(copy)
 
 
-def test_malformed_yaml_names_the_file(copy: Path) -> None:
-    (copy / "applications/billing/app.yaml").write_text("name: billing\n  priority: [critical\n")
-    with pytest.raises(EnvironmentStateError, match=r"applications/billing/app\.yaml: not valid YAML"):
+@pytest.mark.parametrize(
+    ("relpath", "text", "match"),
+    [
+        pytest.param(
+            "applications/billing/app.yaml",
+            "name: billing\n  priority: [critical\n",
+            r"applications/billing/app\.yaml: not valid YAML",
+            id="malformed_yaml_names_the_file",
+        ),
+        pytest.param(
+            "directors/dir-1/state.json",
+            '{"vms": [',
+            r"directors/dir-1/state\.json: not valid JSON",
+            id="malformed_json_names_the_file",
+        ),
+        pytest.param(
+            "services/auth/service.yaml",
+            "- auth\n",
+            r"services/auth/service\.yaml: the document must be a mapping",
+            id="a_yaml_list_instead_of_a_mapping",
+        ),
+    ],
+)
+def test_a_bad_file_is_refused_naming_it(copy: Path, relpath: str, text: str, match: str) -> None:
+    (copy / relpath).write_text(text)
+    with pytest.raises(EnvironmentStateError, match=match):
         read_topology(copy)
 
 
-def test_malformed_json_names_the_file(copy: Path) -> None:
-    (copy / "directors/dir-1/state.json").write_text('{"vms": [')
-    with pytest.raises(EnvironmentStateError, match=r"directors/dir-1/state\.json: not valid JSON"):
-        read_topology(copy)
-
-
-def test_a_yaml_list_instead_of_a_mapping(copy: Path) -> None:
-    (copy / "services/auth/service.yaml").write_text("- auth\n")
-    with pytest.raises(
-        EnvironmentStateError, match=r"services/auth/service\.yaml: the document must be a mapping"
-    ):
-        read_topology(copy)
-
-
-def test_bad_priority(copy: Path) -> None:
-    _edit_yaml(copy / "applications/billing/app.yaml", priority="urgent")
-    with pytest.raises(EnvironmentStateError, match=r"app\.yaml: priority must be one of"):
-        read_topology(copy)
-
-
-def test_unknown_orchestrator(copy: Path) -> None:
-    _edit_yaml(copy / "applications/billing/app.yaml", orchestrator="orch-9")
-    with pytest.raises(EnvironmentStateError, match="orch-9"):
-        read_topology(copy)
-
-
-def test_orchestrator_vm_missing_from_every_director(copy: Path) -> None:
-    _edit_yaml(copy / "orchestrators/orch-1/config.yaml", vm_id="vm-gone")
-    with pytest.raises(EnvironmentStateError, match=r"orchestrators/orch-1/config\.yaml: VM vm-gone"):
-        read_topology(copy)
-
-
-def test_unknown_application_dependency(copy: Path) -> None:
-    _edit_yaml(copy / "applications/billing/app.yaml", depends_on=[{"app": "nowhere", "strength": "hard"}])
-    with pytest.raises(EnvironmentStateError, match="nowhere"):
+@pytest.mark.parametrize(
+    ("relpath", "changes", "match"),
+    [
+        pytest.param(
+            "applications/billing/app.yaml",
+            {"priority": "urgent"},
+            r"app\.yaml: priority must be one of",
+            id="bad_priority",
+        ),
+        pytest.param(
+            "applications/billing/app.yaml", {"orchestrator": "orch-9"}, "orch-9", id="unknown_orchestrator"
+        ),
+        pytest.param(
+            "orchestrators/orch-1/config.yaml",
+            {"vm_id": "vm-gone"},
+            r"orchestrators/orch-1/config\.yaml: VM vm-gone",
+            id="orchestrator_vm_missing_from_every_director",
+        ),
+        pytest.param(
+            "applications/billing/app.yaml",
+            {"depends_on": [{"app": "nowhere", "strength": "hard"}]},
+            "nowhere",
+            id="unknown_application_dependency",
+        ),
+        pytest.param(
+            "directors/dir-1/config.yaml",
+            {"director_id": "dir-7"},
+            r"directors/dir-1/config\.yaml: director_id is 'dir-7'",
+            id="folder_name_must_match",
+        ),
+        pytest.param(
+            "nodes/demo-node-01.yaml",
+            {"cpu_cores": "many"},
+            r"nodes/demo-node-01\.yaml: cpu_cores",
+            id="bad_hardware",
+        ),
+    ],
+)
+def test_a_bad_value_is_refused_naming_it(
+    copy: Path, relpath: str, changes: dict[str, object], match: str
+) -> None:
+    _edit_yaml(copy / relpath, **changes)
+    with pytest.raises(EnvironmentStateError, match=match):
         read_topology(copy)
 
 
@@ -219,24 +247,12 @@ def test_volume_of_a_missing_application(copy: Path) -> None:
         read_topology(copy)
 
 
-def test_folder_name_must_match(copy: Path) -> None:
-    _edit_yaml(copy / "directors/dir-1/config.yaml", director_id="dir-7")
-    with pytest.raises(EnvironmentStateError, match=r"directors/dir-1/config\.yaml: director_id is 'dir-7'"):
-        read_topology(copy)
-
-
 def test_duplicate_vm(copy: Path) -> None:
     state = json.loads((copy / "directors/dir-1/state.json").read_text())
     other = json.loads((copy / "directors/dir-2/state.json").read_text())
     other["vms"].append(state["vms"][0])
     (copy / "directors/dir-2/state.json").write_text(json.dumps(other))
     with pytest.raises(EnvironmentStateError, match="also defined by director"):
-        read_topology(copy)
-
-
-def test_bad_hardware(copy: Path) -> None:
-    _edit_yaml(copy / "nodes/demo-node-01.yaml", cpu_cores="many")
-    with pytest.raises(EnvironmentStateError, match=r"nodes/demo-node-01\.yaml: cpu_cores"):
         read_topology(copy)
 
 

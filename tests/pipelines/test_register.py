@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.errors import BackupSetError
 from omni_recovery.settings import DATABASE_URL_ENV, WORKSPACE_ENV, Settings
 from pipelines.runner import RegisterSummary, dagster_instance, register_isos
-from tests.catalog_fixtures import DemoSet
+from tests.catalog_fixtures import DemoSet, scratch_settings
 
 
 @dataclass
@@ -34,25 +33,24 @@ class Registered:
     settings: Settings
     summary: RegisterSummary
 
+    @property
+    def url(self) -> str:
+        """The catalog database the set was registered into."""
+        url = self.settings.database_url
+        assert url is not None
+        return url
+
 
 @pytest.fixture(scope="module")
 def registered(
     demo_set: DemoSet, catalog_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Registered]:
-    # The workspace (Parquet catalog, Dagster's SQLite instance) on tmpfs when there is one: Dagster
-    # writes an event per materialisation, and SQLite commits are slow on the ext4 /tmp here.
-    shm = Path("/dev/shm")
-    folder = Path(tempfile.mkdtemp(prefix="omni-catalog-", dir=shm)) if shm.is_dir() else None
-    workspace = folder or tmp_path_factory.mktemp("catalog-ws")
-    settings = Settings(workspace=workspace, database_url=catalog_database_url)
-    steps: Counter[str] = Counter()
-    summary = register_isos(str(demo_set.output), settings, progress=lambda p, n: steps.update({p: n}))
-    assert steps["ingest"] == len(demo_set.summary.isos) and steps["catalog"] > 0
-    try:
+    # The workspace (Parquet catalog, Dagster's SQLite instance) on tmpfs when there is one.
+    with scratch_settings(tmp_path_factory, "catalog", catalog_database_url) as settings:
+        steps: Counter[str] = Counter()
+        summary = register_isos(str(demo_set.output), settings, progress=lambda p, n: steps.update({p: n}))
+        assert steps["ingest"] == len(demo_set.summary.isos) and steps["catalog"] > 0
         yield Registered(settings, summary)
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _written(demo_set: DemoSet) -> tuple[dict[tuple[str, str], object], object]:
@@ -77,8 +75,7 @@ def _pg(url: str, query: str, *args: object) -> list[tuple]:
 def test_catalog_accounts_for_every_file_component_and_dependency(
     registered: Registered, demo_set: DemoSet
 ) -> None:
-    url = registered.settings.database_url
-    assert url is not None
+    url = registered.url
     entries, index = _written(demo_set)
     rows = _pg(
         url,
@@ -120,8 +117,7 @@ def test_catalog_accounts_for_every_file_component_and_dependency(
 
 
 def test_extents_point_at_the_right_bytes(registered: Registered, demo_set: DemoSet) -> None:
-    url = registered.settings.database_url
-    assert url is not None
+    url = registered.url
     rows = _pg(
         url,
         "SELECT iso_name, path, extent_offset, size, sha256 FROM omni.files "
@@ -168,8 +164,7 @@ def test_sql_command_answers_questions(registered: Registered, monkeypatch: pyte
 def test_register_again_through_the_cli_is_idempotent(
     registered: Registered, demo_set: DemoSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = registered.settings.database_url
-    assert url is not None
+    url = registered.url
     tables = ("files", "components", "dependencies", "hardware", "isos", "backup_sets", "configurations")
     before = {t: _pg(url, f"SELECT count(*) FROM omni.{t}")[0][0] for t in tables}
     monkeypatch.setenv(DATABASE_URL_ENV, url)
@@ -184,8 +179,7 @@ def test_register_again_through_the_cli_is_idempotent(
 
 
 def test_two_sets_side_by_side(registered: Registered, second_set: Path) -> None:
-    url = registered.settings.database_url
-    assert url is not None
+    url = registered.url
     t1_files = _pg(url, "SELECT count(*) FROM omni.files WHERE backup_set_id = 't1'")[0][0]
     summary = register_isos(str(second_set), registered.settings)
     assert summary.backup_set_ids == ["c2"]
@@ -205,8 +199,7 @@ def _snapshot(url: str) -> dict[str, int]:
 def test_a_foreign_file_is_refused_by_name_and_nothing_is_loaded(
     registered: Registered, demo_set: DemoSet, tmp_path: Path
 ) -> None:
-    url = registered.settings.database_url
-    assert url is not None
+    url = registered.url
     before = _snapshot(url)
     folder = tmp_path / "set"
     shutil.copytree(demo_set.output, folder)
@@ -222,8 +215,7 @@ def test_a_foreign_file_is_refused_by_name_and_nothing_is_loaded(
 def test_a_corrupt_iso_is_refused_by_name_and_nothing_is_half_loaded(
     registered: Registered, demo_set: DemoSet, tmp_path: Path
 ) -> None:
-    url = registered.settings.database_url
-    assert url is not None
+    url = registered.url
     before = _snapshot(url)
     folder = tmp_path / "x3"
     folder.mkdir()

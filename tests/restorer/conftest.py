@@ -1,4 +1,4 @@
-"""Fixtures and helpers of the restorer tests: the backup-set fixtures, items of a set, tree comparison."""
+"""Helpers of the restorer tests (demo fixtures: tests/conftest.py): items of a set, tree comparison."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set, unlock_data_key
 from omni_recovery.restorer.files import RestoreItem, restore_items
 from omni_recovery.targets.driver import PARTIAL_SUFFIX
-from tests.backupset.conftest import PASSPHRASE, demo_env, demo_set
+from tests.demo_fixtures import PASSPHRASE
 
-__all__ = ["PASSPHRASE", "assert_same_tree", "demo_env", "demo_set", "set_items", "snapshot"]
+__all__ = ["PASSPHRASE", "assert_same_tree", "set_items", "snapshot"]
 
 
 def set_items(location: Path | str) -> tuple[list[RestoreItem], DataKey]:

@@ -7,46 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 from omni_recovery.errors import EnvironmentStateError
-from omni_recovery.inventory import Inventory, make_inventory
+from omni_recovery.inventory import make_inventory
+from tests.builders import fewer_larger, more_smaller, same_shaped
 from tests.transforms.test_adaptation_properties import check_plan
 from transforms.environment_model import (
     AdaptationError,
     AdaptationPolicy,
     Environment,
     environment_from_files,
-    environment_from_folder,
 )
 from transforms.hardware import map_nodes, place_environment
 from transforms.network import adapt_network
 from transforms.plan_render import plan_to_dot, plan_to_svg
 from transforms.planner import PHASES, Plan, generate_plan
 from transforms.storage_paths import is_under, redirect_storage, safe_join
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("adaptation") / "demo-env"
-    write_demo_environment(root, DemoOptions(volume_scale="tiny"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def demo(demo_root: Path) -> Environment:
-    return environment_from_folder(demo_root)
-
-
-def same_shaped(env: Environment) -> Inventory:
-    return make_inventory([(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in env.nodes])
-
-
-def fewer_larger() -> Inventory:
-    return make_inventory([(f"big-{i}", 64, 524288, 8000) for i in range(3)])
-
-
-def more_smaller() -> Inventory:
-    return make_inventory([(f"small-{i}", 24, 131072, 2000) for i in range(8)])
 
 
 def kinds(plan: Plan, kind: str) -> list[str]:

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
-from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import Inventory, make_inventory
-from transforms.environment_model import Environment, environment_from_folder
+from omni_recovery.inventory import Inventory
+from tests.builders import same_shaped
+from transforms.environment_model import Environment
 from transforms.planner import (
     PLAN_FORMAT,
     Plan,
@@ -23,15 +23,8 @@ from transforms.planner import (
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Environment:
-    root = tmp_path_factory.mktemp("planner") / "demo-env"
-    write_demo_environment(root, DemoOptions(volume_scale="tiny"))
-    return environment_from_folder(root)
-
-
-@pytest.fixture(scope="module")
 def inventory(demo: Environment) -> Inventory:
-    return make_inventory([(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in demo.nodes])
+    return same_shaped(demo)
 
 
 @pytest.fixture(scope="module")

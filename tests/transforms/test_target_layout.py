@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from omni_recovery.backupset.layout import check_relative_path
-from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 from omni_recovery.envstate.model import volume_files_root, walk_environment
-from omni_recovery.inventory import Inventory, make_inventory
-from transforms.environment_model import Adaptation, Environment, environment_from_folder
+from omni_recovery.inventory import Inventory
+from tests.builders import fewer_larger, more_smaller, same_shaped
+from transforms.environment_model import Adaptation, Environment
 from transforms.planner import Plan, generate_plan
 from transforms.storage_paths import is_under, safe_join
 from transforms.target_layout import (
@@ -47,15 +47,8 @@ class Case:
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("layout") / "demo-env"
-    write_demo_environment(root, DemoOptions(volume_scale="tiny"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def env(demo_root: Path) -> Environment:
-    return environment_from_folder(demo_root)
+def env(demo: Environment) -> Environment:
+    return demo
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +66,6 @@ def documents(demo_root: Path) -> dict[str, bytes]:
         and e.relpath.endswith((".yaml", ".json"))
         and "/db/" not in e.relpath
     }
-
-
-def same_shaped(env: Environment) -> Inventory:
-    return make_inventory([(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in env.nodes])
-
-
-def fewer_larger() -> Inventory:
-    return make_inventory([(f"big-{i}", 64, 524288, 8000) for i in range(3)])
-
-
-def more_smaller() -> Inventory:
-    return make_inventory([(f"small-{i}", 24, 131072, 2000) for i in range(8)])
 
 
 @pytest.fixture(scope="module", params=["same-basic", "same-advanced", "fewer-larger", "more-smaller"])
