@@ -44,6 +44,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.pq import Format
 from psycopg.rows import TupleRow
 
+from omni_recovery.db.audit import audit
 from omni_recovery.errors import DatabaseError
 
 __all__ = ["BATCH_ROWS", "copy_rows", "replace_rows", "table_columns"]
@@ -268,6 +269,12 @@ def replace_rows(
                 parent_check = "once"
             with conn.cursor() as cursor:
                 copied = copy_rows(cursor, table, data, columns, on_batch=on_batch)
+            audit(
+                conn,
+                "catalog.load",
+                f"{SCHEMA}.{table}",
+                {"rows": copied, "deleted": deleted, "backup_set_ids": set_ids},
+            )
     except psycopg.Error as exc:
         raise DatabaseError(f"loading {SCHEMA}.{table} failed and was rolled back: {exc}".strip()) from exc
     return {

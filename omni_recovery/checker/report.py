@@ -19,6 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from omni_recovery.checker.problems import Problem
+from omni_recovery.db.audit import audit
 from omni_recovery.errors import RecoveryError
 
 _COLUMNS = ("severity", "check", "iso", "path", "expected", "found", "message")
@@ -164,6 +165,17 @@ def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
                 )
                 for pr in report.problems
             ],
+        )
+        audit(
+            conn,
+            "validation.store",
+            report.backup_set_id,
+            {
+                "run_id": report.run_id,
+                "deep": report.deep,
+                "passed": report.passed,
+                "problems": len(report.problems),
+            },
         )
     return report.run_id
 

@@ -155,6 +155,8 @@ def init_database(url: str) -> list[str]:
                         (migration.version, migration.name, migration.checksum),
                     )
                 applied_now.append(migration.name)
+            if applied_now:
+                _audit_migrations(conn, applied_now)
         except DatabaseError:
             raise
         except pg_errors.LockNotAvailable as exc:
@@ -227,3 +229,10 @@ def _pg_message(exc: psycopg.Error) -> str:
     if diag.sqlstate:
         parts.append(f"(SQLSTATE {diag.sqlstate})")
     return " ".join(parts)
+
+
+def _audit_migrations(conn: psycopg.Connection[TupleRow], applied: list[str]) -> None:
+    from omni_recovery.db.audit import audit  # audit needs this module's SCHEMA
+
+    with conn.transaction():
+        audit(conn, "database.migrate", SCHEMA, {"applied": applied})
