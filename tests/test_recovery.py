@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from assets.restore import restored_applications, restored_volumes
 from omni_recovery.backupset.signing import TrustedSigners
 from omni_recovery.checker import store, validate
 from omni_recovery.cli import main
@@ -346,3 +347,41 @@ def test_post_recovery_backup_registers_and_matches_the_first_set(
 
     registered = register_isos(summary.post_recovery_backup, load_settings(workspace), log_level="WARNING")
     assert registered.components == len(ids(after))
+
+
+def test_the_ui_path_backfills_two_applications_with_the_configured_resource(
+    validated: DemoSet, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """What the Dagster UI does: the `restore` job's application assets over two partitions, with the
+    `recovery` resource configured from the launchpad and the passphrase from the environment."""
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+    from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+    setup = make_setup(validated, tmp_path)
+    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
+    chosen = [
+        a
+        for a in apps
+        if not any(d.startswith("application/") for d in setup.plan.step(f"application/{a}").depends_on)
+    ][:2]
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    defs = build_definitions(load_settings(workspace))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("applications", chosen)
+    job = defs.resolve_job_def("restore")
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={
+            "resources": {
+                "recovery": {"config": {"workspace": str(workspace), "plan_path": str(setup.plan_path)}}
+            }
+        },
+        asset_selection=[restored_volumes.key, restored_applications.key],
+        tags={RANGE_START_TAG: chosen[0], RANGE_END_TAG: chosen[-1]},
+    )
+    assert result.success
+    restored = restored_tree(setup.plan, tmp_path / "gathered")
+    assert {p.split("/")[1] for p in restored if p.startswith("applications/")} == set(chosen)
+    assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
