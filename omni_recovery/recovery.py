@@ -270,7 +270,10 @@ class Recovery:
         """Run the selected steps of these phases in plan order; `applications` narrows the volume and
         application steps to those applications (a partition of the restore assets)."""
         wanted_phases = set(phases)
-        apps = set(applications) if applications is not None else None
+        # Hard dependencies come with the chosen applications, from the CLI and from UI backfills alike.
+        apps = (
+            set(applications_with_dependencies(self.plan, applications)) if applications is not None else None
+        )
         steps = [s for s in self.selected_steps() if s.phase in wanted_phases and _in_applications(s, apps)]
         try:
             return self.run_steps(steps)

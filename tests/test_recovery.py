@@ -28,7 +28,7 @@ from omni_recovery.envstate.model import walk_environment
 from omni_recovery.errors import RecoveryError
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
-from omni_recovery.recovery import ExecuteOptions
+from omni_recovery.recovery import ExecuteOptions, applications_with_dependencies
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import TargetRoot
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
@@ -349,11 +349,12 @@ def test_post_recovery_backup_registers_and_matches_the_first_set(
     assert registered.components == len(ids(after))
 
 
-def test_the_ui_path_backfills_two_applications_with_the_configured_resource(
+def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
     validated: DemoSet, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """What the Dagster UI does: the `restore` job's application assets over two partitions, with the
-    `recovery` resource configured from the launchpad and the passphrase from the environment."""
+    """What the Dagster UI does: the `restore` job's application assets over one partition, with the
+    `recovery` resource configured from the launchpad and the passphrase from the environment; the
+    application's hard dependencies are restored with it, as on the command line."""
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_definitions
@@ -361,27 +362,22 @@ def test_the_ui_path_backfills_two_applications_with_the_configured_resource(
 
     setup = make_setup(validated, tmp_path)
     apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
-    chosen = [
-        a
-        for a in apps
-        if not any(d.startswith("application/") for d in setup.plan.step(f"application/{a}").depends_on)
-    ][:2]
+    with_deps = [a for a in apps if applications_with_dependencies(setup.plan, [a]) != [a]]
+    assert with_deps, "the demo has applications with hard dependencies on others"
+    chosen = with_deps[0]
+    expected = set(applications_with_dependencies(setup.plan, [chosen]))
     monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
-    defs = build_definitions(load_settings(workspace))
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("applications", chosen)
-    job = defs.resolve_job_def("restore")
+    instance.add_dynamic_partitions("applications", [chosen])
+    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
+    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
     result = job.execute_in_process(
         instance=instance,
-        run_config={
-            "resources": {
-                "recovery": {"config": {"workspace": str(workspace), "plan_path": str(setup.plan_path)}}
-            }
-        },
+        run_config={"resources": {"recovery": {"config": config}}},
         asset_selection=[restored_volumes.key, restored_applications.key],
-        tags={RANGE_START_TAG: chosen[0], RANGE_END_TAG: chosen[-1]},
+        tags={RANGE_START_TAG: chosen, RANGE_END_TAG: chosen},
     )
     assert result.success
     restored = restored_tree(setup.plan, tmp_path / "gathered")
-    assert {p.split("/")[1] for p in restored if p.startswith("applications/")} == set(chosen)
+    assert {p.split("/")[1] for p in restored if p.startswith("applications/")} == expected
     assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
