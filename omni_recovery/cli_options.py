@@ -83,17 +83,19 @@ def handle_errors(func: F) -> F:
 
 
 @contextmanager
-def progress_bars() -> Iterator[Callable[[str, int], None]]:
-    """A progress callback `(phase, amount)` drawing one bar per phase on stderr."""
+def progress_bars() -> Iterator[Callable[..., None]]:
+    """A progress callback `(phase, amount, total=None)` drawing one bar per phase on stderr (bytes,
+    but for files scanned and ISOs checked)."""
     from tqdm import tqdm
 
     bars: dict[str, tqdm[Any]] = {}
-    units = {"scan": ("files", False), "hash": ("B", True), "write": ("B", True)}
+    units = {"scan": ("files", False), "check": ("ISO", False)}
 
-    def update(phase: str, amount: int) -> None:
-        if phase not in bars:
-            unit, scale = units.get(phase, ("items", False))
-            bars[phase] = tqdm(
+    def update(phase: str, amount: int, total: int | None = None) -> None:
+        bar = bars.get(phase)
+        if bar is None:
+            unit, scale = units.get(phase, ("B", True))
+            bar = bars[phase] = tqdm(
                 desc=f"{phase:>6}",
                 unit=unit,
                 unit_scale=scale,
@@ -102,7 +104,11 @@ def progress_bars() -> Iterator[Callable[[str, int], None]]:
                 disable=None,
                 leave=True,
             )
-        bars[phase].update(amount)
+        if total is not None:
+            bar.total = total
+            bar.refresh()
+        if amount:
+            bar.update(amount)
 
     try:
         yield update

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from omni_recovery.cli_options import passphrase_option, read_passphrase, workspace_option
+from omni_recovery.cli_options import passphrase_option, progress_bars, read_passphrase, workspace_option
 from omni_recovery.errors import RecoveryError
 
 TRUSTED_KEY_ENV = "OMNI_RECOVERY_TRUSTED_KEY"
@@ -27,39 +25,6 @@ def trusted_specs(given: tuple[str, ...]) -> list[str]:
     """Trusted keys from the command line, then from OMNI_RECOVERY_TRUSTED_KEY (comma-separated)."""
     from_env = [spec.strip() for spec in os.environ.get(TRUSTED_KEY_ENV, "").split(",") if spec.strip()]
     return [*given, *from_env]
-
-
-@contextmanager
-def _bars() -> Iterator[Any]:
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm[Any]] = {}
-    units = {"check": ("ISO", False), "hash": ("B", True)}
-
-    def progress(phase: str, amount: int, total: int | None = None) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            unit, scale = units.get(phase, ("items", False))
-            bar = bars[phase] = tqdm(
-                desc=f"{phase:>6}",
-                unit=unit,
-                unit_scale=scale,
-                unit_divisor=1024,
-                file=sys.stderr,
-                disable=None,
-                leave=True,
-            )
-        if total is not None:
-            bar.total = total
-            bar.refresh()
-        if amount:
-            bar.update(amount)
-
-    try:
-        yield progress
-    finally:
-        for bar in bars.values():
-            bar.close()
 
 
 @click.command("validate-isos")
@@ -172,7 +137,7 @@ def _validate(
 
     trusted = TrustedSigners.from_specs(trusted_specs(trusted_keys))
     passphrase = read_passphrase(passphrase_file, required=deep) if deep else None
-    with _bars() as progress:
+    with progress_bars() as progress:
         report = validate(
             location, trusted, passphrase, deep=deep, parallel_factor=parallel_factor, progress=progress
         )
