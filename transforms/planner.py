@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field, replace
+from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import polars as pl
@@ -793,30 +794,11 @@ def _check_steps(steps: tuple[Step, ...]) -> list[tuple[int, str]]:
 
 
 def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle of `edges` (node → nodes it depends on) as [a, b, …, a], or None."""
-    state: dict[str, int] = {}
-    for start in sorted(edges):
-        if state.get(start):
-            continue
-        stack: list[tuple[str, int]] = [(start, 0)]
-        path = [start]
-        state[start] = 1
-        while stack:
-            node, i = stack[-1]
-            nexts = edges.get(node, [])
-            if i < len(nexts):
-                stack[-1] = (node, i + 1)
-                nxt = nexts[i]
-                if state.get(nxt) == 1:
-                    return [*path[path.index(nxt) :], nxt]
-                if not state.get(nxt):
-                    state[nxt] = 1
-                    stack.append((nxt, 0))
-                    path.append(nxt)
-            else:
-                state[node] = 2
-                stack.pop()
-                path.pop()
+    """A cycle of `edges` (node → nodes it depends on) as [a, b, …, a], each depending on the next."""
+    try:
+        TopologicalSorter(edges).prepare()
+    except CycleError as exc:
+        return list(reversed(exc.args[1]))
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -326,30 +327,11 @@ class _Reader:
         edges: dict[str, list[str]] = {}
         for dep in self.dependencies:
             edges.setdefault(dep.component_id, []).append(dep.depends_on_id)
-        state: dict[str, int] = {}  # 1 visiting, 2 done
-        for start in sorted(edges):
-            if state.get(start):
-                continue
-            stack: list[tuple[str, int]] = [(start, 0)]
-            path: list[str] = [start]
-            state[start] = 1
-            while stack:
-                node, index = stack[-1]
-                nexts = edges.get(node, [])
-                if index < len(nexts):
-                    stack[-1] = (node, index + 1)
-                    nxt = nexts[index]
-                    if state.get(nxt) == 1:
-                        cycle = [*path[path.index(nxt) :], nxt]
-                        raise EnvironmentStateError(f"dependency cycle: {' -> '.join(cycle)}")
-                    if not state.get(nxt):
-                        state[nxt] = 1
-                        stack.append((nxt, 0))
-                        path.append(nxt)
-                else:
-                    state[node] = 2
-                    stack.pop()
-                    path.pop()
+        try:
+            TopologicalSorter(edges).prepare()
+        except CycleError as exc:
+            cycle = list(reversed(exc.args[1]))
+            raise EnvironmentStateError(f"dependency cycle: {' -> '.join(cycle)}") from exc
 
 
 def _tree_bytes(folder: Path) -> tuple[int, int]:
