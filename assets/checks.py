@@ -35,6 +35,7 @@ feature and warns about it.
 
 import dataclasses
 import posixpath
+import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -48,6 +49,7 @@ from dagster import (
     AssetRecordsFilter,
     MetadataValue,
     Output,
+    PreviewWarning,
     asset_check,
 )
 
@@ -80,6 +82,9 @@ TABLE_ROWS = 200
 _THREADS = 4
 
 CheckEvent = AssetCheckResult | AssetCheckEvaluation | Output[None]
+
+# Partitioned checks (one per ISO) are a preview feature of dagster 1.13; it says so on every import.
+warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=PreviewWarning)
 
 
 def trusted_signers() -> tuple[TrustedSigners, list[Problem]]:
