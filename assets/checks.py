@@ -60,12 +60,11 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 
 from assets import catalog
 from assets.ingest import ISO_PARTITIONS
-from omni_recovery.backupset.signing import TrustedSigners
+from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, TrustedSigners, trusted_specs
 from omni_recovery.checker import check_iso_url, check_set_urls, passed_and_metadata
 from omni_recovery.checker import problems as p
 from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import RecoveryError
-from omni_recovery.validate_cli import TRUSTED_KEY_ENV, trusted_specs
 
 __all__ = [
     "ASSET_CHECKS",

@@ -8,23 +8,15 @@ command runs.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
 from omni_recovery.cli_options import passphrase_option, progress_bars, read_passphrase, workspace_option
 from omni_recovery.errors import RecoveryError
-
-TRUSTED_KEY_ENV = "OMNI_RECOVERY_TRUSTED_KEY"
-
-
-def trusted_specs(given: tuple[str, ...]) -> list[str]:
-    """Trusted keys from the command line, then from OMNI_RECOVERY_TRUSTED_KEY (comma-separated)."""
-    from_env = [spec.strip() for spec in os.environ.get(TRUSTED_KEY_ENV, "").split(",") if spec.strip()]
-    return [*given, *from_env]
 
 
 @click.command("validate-isos")

@@ -21,6 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from omni_recovery.errors import RecoveryError, SignatureError
 
 _KEY_ID = re.compile(r"[0-9a-f]{64}")
+TRUSTED_KEY_ENV = "OMNI_RECOVERY_TRUSTED_KEY"
+
+
+def trusted_specs(given: tuple[str, ...]) -> list[str]:
+    """Trusted keys given by the operator, then those of OMNI_RECOVERY_TRUSTED_KEY (comma-separated)."""
+    from_env = [spec.strip() for spec in os.environ.get(TRUSTED_KEY_ENV, "").split(",") if spec.strip()]
+    return [*given, *from_env]
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
