@@ -37,7 +37,7 @@ from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import Settings
-from pipelines.runner import _user_error, contiguous_ranges, dagster_instance
+from pipelines.runner import contiguous_ranges, dagster_instance, user_error
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
@@ -180,7 +180,7 @@ def _materialize(
             run_config=run_config,
         )
     except Exception as exc:
-        raise _user_error(exc) from exc
+        raise user_error(exc) from exc
     return result.run_id
 
 

@@ -50,7 +50,7 @@ from pipelines.definitions import build_resources
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
-__all__ = ["RegisterSummary", "contiguous_ranges", "dagster_instance", "register_isos"]
+__all__ = ["RegisterSummary", "contiguous_ranges", "dagster_instance", "register_isos", "user_error"]
 
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 CATALOG_STEPS = len(CATALOG_ASSETS)  # one progress step per catalog asset (op)
@@ -129,7 +129,7 @@ def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tup
     return ranges
 
 
-def _user_error(exc: BaseException) -> BaseException:
+def user_error(exc: BaseException) -> BaseException:
     """The library's own error inside a Dagster wrapper, if there is one."""
     seen: BaseException | None = exc
     while seen is not None:
@@ -179,7 +179,7 @@ def register_isos(
         for key in new:
             instance.delete_dynamic_partition(PARTITIONS, key)
         registry.restore(keys, previous)
-        raise _user_error(exc) from exc
+        raise user_error(exc) from exc
     try:
         result = materialize(
             REGISTER_ASSETS,
@@ -189,7 +189,7 @@ def register_isos(
             selection=[key for asset in CATALOG_ASSETS for key in asset.keys],
         )
     except Exception as exc:
-        raise _user_error(exc) from exc
+        raise user_error(exc) from exc
     run_ids.append(result.run_id)
     return _summary(settings, sorted({m.name.backup_set_id for m in members}), len(new), run_ids)
 
