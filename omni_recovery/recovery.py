@@ -283,11 +283,8 @@ class Recovery:
 
     def finish(self) -> None:
         """Close the run as succeeded (only once every selected step has)."""
-        missing = [
-            s.id
-            for s in self.selected_steps()
-            if s.id not in self.tracker.succeeded_steps() and not s.id.startswith("backup/")
-        ]
+        done = self.tracker.succeeded_steps()
+        missing = [s.id for s in self.selected_steps() if s.id not in done and not s.id.startswith("backup/")]
         if missing:
             raise RecoveryError(
                 f"the run is not complete: {len(missing)} step(s) have not succeeded: "
@@ -402,18 +399,21 @@ class Recovery:
             TargetFile(root, f"keys/{step.node}.key", None, own.key_pem, 0o100600, "system:core"),
         ]
 
-    def _director_nodes(self) -> dict[str, str]:
+    def _nodes_of(self, kind: str) -> dict[str, str]:
+        """Director or Orchestrator id → the new node its step restores it on."""
         return {
             s.component.split(":", 1)[1]: s.node
             for s in self.plan.steps
-            if s.id.startswith("director/") and s.component and s.node
+            if s.id.startswith(f"{kind}/") and s.component and s.node
         }
 
     def _form_ring(self, step: Step) -> StepOutcome:
-        directors = self._director_nodes()
-        restored = [d for d in directors if f"director/{d}" in self.tracker.succeeded_steps()]
+        directors = self._nodes_of("director")
+        done = self.tracker.succeeded_steps()
         ring_id = step.id.split("/", 1)[1]
-        ring = form_ring(sorted(directors), restored, previous_epoch=0, ring_id=ring_id)
+        ring = form_ring(
+            sorted(directors), [d for d in directors if f"director/{d}" in done], 0, ring_id=ring_id
+        )
         content = render_ring_file(ring, self._addresses("director:"))
         for director, node in directors.items():
             self.target(node_root(node)).write_bytes_atomic(
@@ -426,11 +426,7 @@ class Recovery:
         )
 
     def _form_cluster(self, step: Step) -> StepOutcome:
-        nodes = {
-            s.component.split(":", 1)[1]: s.node
-            for s in self.plan.steps
-            if s.id.startswith("orchestrator/") and s.component and s.node
-        }
+        nodes = self._nodes_of("orchestrator")
         done = self.tracker.succeeded_steps()
         cluster = form_cluster(
             sorted(nodes),
@@ -439,10 +435,9 @@ class Recovery:
         )
         content = render_cluster_file(cluster, self._addresses("orchestrator:"))
         for orchestrator, node in nodes.items():
-            if node:
-                self.target(node_root(node)).write_bytes_atomic(
-                    f"orchestrators/{orchestrator}/cluster.yaml", content, mode=0o644
-                )
+            self.target(node_root(node)).write_bytes_atomic(
+                f"orchestrators/{orchestrator}/cluster.yaml", content, mode=0o644
+            )
         return StepOutcome(
             SUCCEEDED, len(content) * len(nodes), {"members": list(cluster.members), "leader": cluster.leader}
         )
