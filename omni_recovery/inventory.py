@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.yaml_text import SAFE_LOADER
 
 STORAGE_CLASSES = ("hdd", "nvme", "ssd")
 SUBNET_ROLES = ("management", "services", "storage")
@@ -65,7 +66,7 @@ class LineList(list[Any]):
 
 
 # libyaml's parser when present (plans run to thousands of lines); the constructors stay Python.
-class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+class _LineLoader(SAFE_LOADER):  # type: ignore[misc,valid-type]
     pass
 
 

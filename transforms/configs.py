@@ -35,6 +35,7 @@ import pyarrow as pa
 import yaml
 
 from omni_recovery.errors import BackupSetError
+from omni_recovery.yaml_text import load_yaml
 
 __all__ = ["CONFIG_SCHEMAS", "ORCHESTRATOR_DB_TABLES", "config_tables", "is_config_path", "parse_document"]
 
@@ -147,7 +148,7 @@ def parse_document(path: str, data: bytes) -> Any:
             return [json.loads(line) for line in data.splitlines() if line.strip()]
         if path.endswith(".json"):
             return json.loads(data)
-        return yaml.safe_load(data)
+        return load_yaml(data)
     except (ValueError, yaml.YAMLError) as exc:
         raise BackupSetError(f"configuration cannot be parsed: {exc}", path=path) from exc
 

@@ -22,6 +22,7 @@ import yaml
 from omni_recovery.backupset.index_db import Component, Dependency
 from omni_recovery.envstate.topology import read_topology
 from omni_recovery.errors import EnvironmentStateError, RecoveryError
+from omni_recovery.yaml_text import load_yaml
 
 VM_ROLES = ("orchestrator", "service", "app")
 APP_VM_OVERHEAD_MIB = 1024
@@ -574,7 +575,7 @@ def subnet_of(address: str | None, subnets: tuple[Subnet, ...]) -> str | None:
 
 def _yaml(src: _Files, rel: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(src.text(rel))
+        data = load_yaml(src.text(rel))
     except yaml.YAMLError as exc:
         raise EnvironmentStateError(f"{rel}: not valid YAML: {exc}") from exc
     return _map(data, rel)

@@ -48,6 +48,7 @@ from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import place
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, InventoryNode
+from omni_recovery.yaml_text import load_yaml
 from transforms.environment_model import Adaptation, Environment
 from transforms.planner import PathEntry, PlacementEntry, Plan
 from transforms.storage_paths import is_under, safe_join, split_url
@@ -445,7 +446,7 @@ class _Builder:
             raise LayoutError([f"{rel}: not among the documents given (needed to rewrite it)"])
         try:
             text = raw.decode("utf-8")
-            return json.loads(text) if rel.endswith(".json") else yaml.safe_load(text)
+            return json.loads(text) if rel.endswith(".json") else load_yaml(text)
         except (UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
             raise LayoutError([f"{rel}: cannot be read: {exc}"]) from exc
 

@@ -19,6 +19,7 @@ import yaml
 
 from omni_recovery.backupset import layout
 from omni_recovery.errors import BackupSetError
+from omni_recovery.yaml_text import load_yaml
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # Modes assumed when a writer leaves `mode` out (the format shows it but a reader should not insist).
@@ -308,7 +309,7 @@ def parse_backup_info(data: bytes, *, iso: str) -> BackupInfo:
     """Parse and check backup_info.yaml of one ISO."""
     path = layout.BACKUP_INFO_PATH
     try:
-        document = yaml.safe_load(data)
+        document = load_yaml(data)
     except yaml.YAMLError as exc:
         raise BackupSetError(f"backup_info is not valid YAML: {exc}", iso=iso, path=path) from exc
     f = _Fields(document, iso=iso, path=path, what="backup_info")

@@ -50,6 +50,7 @@ from omni_recovery.backupset.manifest import (
 from omni_recovery.envstate.model import EnvFile, Placement, walk_environment
 from omni_recovery.envstate.topology import read_topology
 from omni_recovery.errors import EnvironmentStateError, RecoveryError
+from omni_recovery.yaml_text import load_yaml
 
 GiB = 1024**3
 # Room kept in every ISO for volume descriptors, path tables and the fixed metadata files, and what each
@@ -192,7 +193,7 @@ def create_backup_set(
 def _read_environment(source: Path) -> dict[str, Any]:
     path = source / "environment.yaml"
     try:
-        document = yaml.safe_load(path.read_bytes())
+        document = load_yaml(path.read_bytes())
     except (OSError, yaml.YAMLError) as exc:
         raise EnvironmentStateError(f"{path}: cannot read the environment description: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("name"), str):

@@ -28,6 +28,7 @@ from omni_recovery.backupset.index_db import (
 )
 from omni_recovery.envstate.model import place
 from omni_recovery.errors import EnvironmentStateError
+from omni_recovery.yaml_text import load_yaml
 
 STORAGE_SERVICE = "service:storage"
 AUTH_SERVICE = "service:auth"
@@ -55,7 +56,7 @@ class _Reader:
     def yaml(self, rel: str) -> dict[str, Any]:
         text = self._text(rel)
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise EnvironmentStateError(f"{rel}: not valid YAML: {exc}") from exc
         return _mapping(data, rel, "the document")
