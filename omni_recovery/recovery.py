@@ -14,7 +14,8 @@ Steps that succeeded are skipped; the step in flight runs again, skipping every 
 recorded as verified (restore_files checks they are still there with their size). The new CA and
 node certificates are kept in the run's workspace folder so a resumed run issues none anew.
 
-What can go wrong: a set that has not passed deep validation is refused before anything is
+What can go wrong: a set that has not passed deep validation, or whose ISOs are not the ones
+validated (their manifests' fingerprint differs from the validation's), is refused before anything is
 written; a wrong passphrase fails before anything is written; a damaged file fails its step with
 the ISO and path, leaving no partial file under a final name; a step that fails stops the run
 when its `on_failure` says stop (the default), and the run is recorded as failed.
@@ -32,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from omni_recovery.backupset.manifest import ManifestEntry
-from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set, unlock_data_key
+from omni_recovery.backupset.reader import (
+    DataKey,
+    IsoReader,
+    list_backup_set,
+    manifests_fingerprint,
+    unlock_data_key,
+)
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import RecoveryError
@@ -366,6 +373,9 @@ class Recovery:
                     on_done=on_done,
                     parallel=self.options.parallel,
                     progress=self.progress,
+                    # The deep validation of these manifests checked that each chunked file's parts
+                    # make up its logical_sha256, so each part is checked alone, in parallel.
+                    chunk_check="parts" if self.options.require_validation else "whole",
                 )
             finally:
                 self.tracker.files_verified(root, recorded)
@@ -501,8 +511,8 @@ class Recovery:
     def _require_validation(self) -> None:
         with connect(self.database_url) as conn:
             row = conn.execute(
-                "SELECT passed, finished_at FROM omni.validation_runs WHERE backup_set_id = %s AND deep "
-                "ORDER BY started_at DESC LIMIT 1",
+                "SELECT passed, finished_at, manifests_sha256 FROM omni.validation_runs "
+                "WHERE backup_set_id = %s AND deep ORDER BY started_at DESC LIMIT 1",
                 (self.source.backup_set_id,),
             ).fetchone()
         if row is None:
@@ -515,6 +525,12 @@ class Recovery:
             raise RecoveryRefused(
                 f"backup set {self.source.backup_set_id} failed its last deep validation "
                 f"({row[1]}); nothing is restored from a set that fails a blocking check"
+            )
+        if row[2] != manifests_fingerprint(self.readers):
+            raise RecoveryRefused(
+                f"the ISOs at {self.source_record['location']} are not the ones the last deep validation "
+                f"of backup set {self.source.backup_set_id} ({row[1]}) checked: their manifests differ. "
+                "Run `omni-recovery validate-isos --deep` on them first"
             )
 
 

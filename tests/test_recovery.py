@@ -6,6 +6,7 @@ new inventory; the restore assets materialised; the result compared with the sou
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -152,31 +153,59 @@ def test_partial_restore_touches_only_the_chosen_applications(
     assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
 
 
-def test_unvalidated_set_is_refused_before_anything_is_written(
-    demo_env: Path, tmp_path: Path, workspace: Path, database_url: str
-):
+def write_set(env: Path, folder: Path, backup_set_id: str) -> DemoSet:
+    """A signed set of `env` under folder/set with the given id (folder/k.key signs it)."""
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
     from omni_recovery.backupset.writer import WriterOptions, create_backup_set
 
-    generate_signing_key(tmp_path / "k.key")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "k.key").exists():
+        generate_signing_key(folder / "k.key")
     create_backup_set(
-        demo_env,
-        str(tmp_path / "set"),
-        signing_key=load_signing_key(tmp_path / "k.key"),
+        env,
+        str(folder / "set"),
+        signing_key=load_signing_key(folder / "k.key"),
         passphrase=PASSPHRASE,
-        options=WriterOptions(backup_set_id="never-validated"),
+        options=WriterOptions(backup_set_id=backup_set_id),
     )
-    demo = DemoSet(
-        demo_env,
-        tmp_path / "set",
-        None,
-        tmp_path / "k.key",  # type: ignore[arg-type]
-        TrustedSigners.from_specs([str(tmp_path / "k.key.pub")]),
-    )
-    setup = make_setup(demo, tmp_path)
+    trusted = TrustedSigners.from_specs([str(folder / "k.key.pub")])
+    return DemoSet(env, folder / "set", None, folder / "k.key", trusted)  # type: ignore[arg-type]
+
+
+def test_unvalidated_set_is_refused_before_anything_is_written(
+    demo_env: Path, tmp_path: Path, workspace: Path
+):
+    setup = make_setup(write_set(demo_env, tmp_path, "never-validated"), tmp_path)
     with pytest.raises(RecoveryError, match="no deep validation on record"):
         execute(setup, workspace)
     assert not (tmp_path / "infra").exists()
+
+
+def test_set_other_than_the_validated_one_is_refused(
+    demo_env: Path, tmp_path: Path, workspace: Path, database_url: str
+):
+    """A validation covers the exact manifests it checked, not whatever later carries the same set id."""
+    first = write_set(demo_env, tmp_path / "first", "validated-once")
+    report = validate(str(first.output), first.trusted, PASSPHRASE, deep=True)
+    assert report.passed and report.manifests_sha256
+    with connect(database_url) as conn:
+        store(conn, report)
+    changed_env = tmp_path / "env"
+    shutil.copytree(demo_env, changed_env, symlinks=True)
+    volume_file = next(
+        p for p in sorted((changed_env / "volumes").rglob("*")) if p.is_file() and not p.is_symlink()
+    )
+    volume_file.write_bytes(volume_file.read_bytes() + b"changed after the validation")
+    (tmp_path / "second").mkdir()
+    for name in ("k.key", "k.key.pub"):  # the same signer
+        shutil.copy2(tmp_path / "first" / name, tmp_path / "second" / name)
+    second = write_set(changed_env, tmp_path / "second", "validated-once")
+    shutil.rmtree(first.output)
+    second.output.rename(first.output)  # the validated location now holds other ISOs of the same id
+    setup = make_setup(dataclasses.replace(second, output=first.output), tmp_path / "plan")
+    with pytest.raises(RecoveryError, match=r"not the ones the last deep validation .* checked"):
+        execute(setup, workspace)
+    assert not (tmp_path / "plan" / "infra").exists()
 
 
 def test_wrong_passphrase_is_refused_before_anything_is_written(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -248,3 +248,12 @@ def unlock_data_key(system_core: IsoReader, passphrase: bytes) -> DataKey:
             path=layout.DATA_KEY_PATH,
         )
     return DataKey(key_id, key)
+
+
+def manifests_fingerprint(readers: Iterable[IsoReader]) -> str:
+    """One sha256 over every ISO's name and manifest bytes: which exact set a validation was of.
+
+    Raises BackupSetError when an ISO has no manifest.
+    """
+    lines = sorted(f"{r.name}\0{hashlib.sha256(r.manifest_bytes).hexdigest()}\n" for r in readers)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()

@@ -40,6 +40,7 @@ class ValidationReport:
     signer_key_id: str | None = None
     set_info: dict[str, Any] = field(default_factory=dict)
     bytes_hashed: int = 0
+    manifests_sha256: str | None = None  # backupset.reader.manifests_fingerprint of the ISOs checked
 
     @property
     def passed(self) -> bool:
@@ -143,8 +144,8 @@ def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
                 ),
             )
         cur.execute(
-            "INSERT INTO omni.validation_runs (run_id, backup_set_id, started_at, finished_at, deep, passed) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO omni.validation_runs (run_id, backup_set_id, started_at, finished_at, deep, passed, "
+            "manifests_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (
                 report.run_id,
                 report.backup_set_id,
@@ -152,6 +153,7 @@ def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
                 report.finished_at,
                 report.deep,
                 report.passed,
+                report.manifests_sha256,
             ),
         )
         cur.executemany(

@@ -24,7 +24,7 @@ import fsspec
 
 from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.manifest import ManifestEntry
-from omni_recovery.backupset.reader import DataKey, IsoReader
+from omni_recovery.backupset.reader import DataKey, IsoReader, manifests_fingerprint
 from omni_recovery.checker import problems as p
 from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unlock
 from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
@@ -112,6 +112,7 @@ def validate(
                 deep_problems, bytes_hashed = _deep(readers, passphrase, pool, progress)
                 problems.extend(deep_problems)
         info = _set_info(readers)
+        fingerprint = _fingerprint(readers)
     finally:
         for reader in readers.values():
             if reader is not None:
@@ -129,7 +130,19 @@ def validate(
         signer_key_id=None if any(pr.check == p.SIGNATURES for pr in problems) else info.get("signer_key_id"),
         set_info={k: v for k, v in info.items() if k != "signer_key_id"},
         bytes_hashed=bytes_hashed,
+        manifests_sha256=fingerprint,
     )
+
+
+def _fingerprint(readers: dict[str, IsoReader | None]) -> str | None:
+    """The set's manifests fingerprint, when every ISO could be opened and has a manifest."""
+    opened = [r for r in readers.values() if r is not None]
+    if not opened or len(opened) != len(readers):
+        return None
+    try:
+        return manifests_fingerprint(opened)
+    except (BackupSetError, OSError):
+        return None
 
 
 def _deep(

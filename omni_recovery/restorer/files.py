@@ -25,11 +25,15 @@ file and extent offset), what they must hash to, and where they go under the tar
    a batch of files), so a recorded file is always a whole, verified, durable file;
 4. creates the symlinks (after the files), then sets folder modes and mtimes, deepest first.
 
-Every byte is hashed once: a chunked file is checked whole, against its logical_sha256, which
-covers every byte of every part (and their order); only when that fails are the parts hashed
-again, from the ISOs, so that the error names the damaged part's ISO and path.
-`verify_parts=True` also hashes each part against its own sha256 while copying it: a second
-digest of every byte of chunked files, at about 1.4x their CPU time, for no stronger a check.
+Every byte is hashed once. A chunked file is checked, by `chunk_check`:
+- "whole" (the default): against its logical_sha256, which covers every byte of every part (and
+  their order), by one task re-reading the file in order; only when that fails are the parts
+  hashed again, from the ISOs, so that the error names the damaged part's ISO and path;
+- "parts": each part against its own sha256 while it is copied, the parts in parallel. That the
+  parts make up logical_sha256 is then not checked here: the caller must know it already (a
+  recovery requires a passed deep validation of these very manifests, which checked it), and
+  the error names the damaged part directly;
+- "both": the parts while copied and the whole after, a second digest of every byte.
 
 With `parallel` > 1, files run on a thread pool (preadv, hashlib and write release the GIL),
 largest first, small files in batches. On a local root a large or chunked file is itself split:
@@ -83,6 +87,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from omni_recovery.backupset import keys, layout
 from omni_recovery.backupset.extents import ExtentReader
@@ -93,8 +98,10 @@ from omni_recovery.errors import BackupSetError, IntegrityError
 from omni_recovery.targets.driver import PartialFile, TargetRoot, partial_relpath
 
 __all__ = [
+    "CHUNK_CHECKS",
     "DEFAULT_BLOCK_SIZE",
     "MAX_PARALLEL",
+    "ChunkCheck",
     "RestoreItem",
     "RestoreSummary",
     "RestoredFile",
@@ -115,6 +122,8 @@ BATCH_FILES = 32
 BATCH_BYTES = 8 << 20
 
 Progress = Callable[[str, int], None]
+ChunkCheck = Literal["whole", "parts", "both"]
+CHUNK_CHECKS: tuple[ChunkCheck, ...] = ("whole", "parts", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +248,8 @@ class _FileJob:
     sha256: str  # digest of the bytes written
     mode: int
     mtime: float | None
-    check_parts: bool = False  # chunked files: also hash every part against its own sha256
+    check_parts: bool = False  # chunked files: hash every part against its own sha256
+    check_whole: bool = True  # chunked files: hash the reassembled whole against logical_sha256
 
     @property
     def chunked(self) -> bool:
@@ -459,20 +469,21 @@ def _part_mismatch(job: _FileJob, piece: RestoreItem, digest: str) -> IntegrityE
 
 
 def _copy_plain(job: _FileJob, out: PartialFile, sources: _Sources, buffer: memoryview) -> None:
-    """Copy a file (all its parts, in order), hashing the whole as it goes; parts too if asked."""
-    whole = hashlib.sha256()
+    """Copy a file (all its parts, in order), hashing the whole and/or each part as it goes."""
+    whole = hashlib.sha256() if job.check_whole else None
     for piece in job.parts:
         assert piece.extent_offset is not None
         part = hashlib.sha256() if job.check_parts else None
         source = sources.get(piece)
         for block in source.blocks(piece.extent_offset, piece.size, buffer, piece.stored_path):
-            whole.update(block)
+            if whole is not None:
+                whole.update(block)
             if part is not None:
                 part.update(block)
             out.write(block)
         if part is not None and part.hexdigest() != piece.sha256:
             raise _part_mismatch(job, piece, part.hexdigest())
-    if whole.hexdigest() != job.sha256:
+    if whole is not None and whole.hexdigest() != job.sha256:
         raise _mismatch(job, whole.hexdigest(), sources, buffer)
 
 
@@ -545,12 +556,13 @@ class _RangedRun:
     """A large or chunked file restored by several threads at once (local roots only).
 
     Copy tasks (on the main pool) each fill one segment of the one temporary file with
-    `pwrite`: slices of RANGE_SLICE bytes (of each part, for a chunked file), or, with
-    `verify_parts`, whole parts, each hashed against its own sha256 as it is copied. A
+    `pwrite`: slices of RANGE_SLICE bytes (of each part, for a chunked file), or, when the
+    parts are checked, whole parts, each hashed against its own sha256 as it is copied. A
     verifying task (on its own pool, so it never waits for a task queued behind it) follows
     the copies in file order, re-reading what was written and hashing it: the whole file
     against its sha256 (logical_sha256 for a chunked file), so the check covers the bytes as
-    they lie in the temporary file. Only then is the file renamed.
+    they lie in the temporary file; or, when only the parts are checked (`check_whole` off),
+    waits for every part's task. Only then is the file renamed.
     If anything fails, the verifier waits for every copy task to stop before it removes the
     temporary file.
     """
@@ -610,6 +622,10 @@ class _RangedRun:
     def verify(self, tasks: list[Future[None]]) -> RestoredFile:
         job = self.job
         try:
+            if not job.check_whole:
+                self._wait_all(tasks)
+                self.out.commit(mode=job.mode, mtime=job.mtime)
+                return _restored(job)
             whole = hashlib.sha256()
             buffer = self.buffers.get()
             for index, (segment, task) in enumerate(zip(self.segments, tasks, strict=True)):
@@ -635,6 +651,17 @@ class _RangedRun:
             self.abort(tasks)
             raise
         return _restored(job)
+
+    def _wait_all(self, tasks: list[Future[None]]) -> None:
+        """Every segment's task finished (each hashed its part) and copied its whole length."""
+        for index, (segment, task) in enumerate(zip(self.segments, tasks, strict=True)):
+            task.result()
+            if self.copied[index] != segment.length:
+                raise IntegrityError(
+                    f"segment {index} of {self.job.path} was not copied whole",
+                    iso=segment.item.iso_name,
+                    path=segment.item.stored_path,
+                )
 
     def abort(self, tasks: list[Future[None]]) -> None:
         """Remove the temporary file once no copy task writes to it any more."""
@@ -667,14 +694,13 @@ def restore_files(
     parallel: int | None = None,
     progress: Progress | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    verify_parts: bool = False,
+    chunk_check: ChunkCheck = "whole",
 ) -> RestoreSummary:
     """Restore `items` onto `target`, verifying every byte; see the module documentation.
 
-    A chunked file is verified whole, against logical_sha256, which covers every byte of every
-    part; its parts' own digests are computed only to name the damaged part when that fails.
-    `verify_parts=True` also hashes every part against its sha256 while copying it (a second
-    digest of each byte: about 1.4x the CPU time for chunked files, no stronger a check).
+    `chunk_check` says what a chunked file is verified against: its logical_sha256 ("whole"),
+    its parts' own sha256 ("parts": only when the caller knows the parts make up the whole),
+    or both.
     """
     started = time.perf_counter()
     if parallel is None:
@@ -683,9 +709,15 @@ def restore_files(
         raise ValueError("parallel must be at least 1")
     if block_size < mmap.PAGESIZE or block_size % mmap.PAGESIZE:
         raise ValueError(f"block_size must be a multiple of {mmap.PAGESIZE}")
+    if chunk_check not in CHUNK_CHECKS:
+        raise ValueError(f"chunk_check must be one of {', '.join(CHUNK_CHECKS)}")
     dirs, jobs, symlinks = _plan(items, data_key)
-    if verify_parts:
-        jobs = [dataclasses.replace(job, check_parts=True) if job.chunked else job for job in jobs]
+    if chunk_check != "whole":
+        both = chunk_check == "both"
+        jobs = [
+            dataclasses.replace(job, check_parts=True, check_whole=both) if job.chunked else job
+            for job in jobs
+        ]
     if symlinks and not target.supports_symlinks:
         raise target.error("the backup holds symbolic links and this target root cannot hold them")
     summary = RestoreSummary()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import pytest
 
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.errors import BackupSetError, IntegrityError
-from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
+from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from tests.backupset.conftest import DemoSet
 from tests.restorer.conftest import assert_same_tree, set_items, snapshot
@@ -29,9 +30,11 @@ def big_item_path(items: list[RestoreItem]) -> str:
     return next(i.path for i in items if i.chunk_of and BIG in i.path)
 
 
-@pytest.mark.parametrize(("parallel", "verify_parts"), [(1, False), (2, False), (2, True)])
+@pytest.mark.parametrize(
+    ("parallel", "chunk_check"), [(1, "whole"), (2, "whole"), (1, "parts"), (2, "parts"), (2, "both")]
+)
 def test_restores_every_file_identically(
-    demo_set: DemoSet, tmp_path: Path, parallel: int, verify_parts: bool
+    demo_set: DemoSet, tmp_path: Path, parallel: int, chunk_check: ChunkCheck
 ):
     items, key = set_items(demo_set.output)
     chunked = [i for i in items if i.chunk_of]
@@ -46,7 +49,7 @@ def test_restores_every_file_identically(
         on_done=done.append,
         parallel=parallel,
         progress=lambda phase, n: progress.append((phase, n)),
-        verify_parts=verify_parts,
+        chunk_check=chunk_check,
     )
     assert_same_tree(demo_set.env, tmp_path / "node")
     logical_files = {i.path for i in items if i.type == "file"}
@@ -103,10 +106,10 @@ def test_flipped_byte_names_iso_and_path_and_leaves_no_file(demo_set: DemoSet, t
     iso, stored = flip_byte(copy, match)
     items, key = set_items(copy)
     item = next(i for i in items if i.stored_path == stored)
-    for parallel, verify_parts in [(1, False), (2, False), (1, True), (2, True)]:
-        node = tmp_path / f"node{parallel}{verify_parts}"
+    for parallel, chunk_check in itertools.product([1, 2], CHUNK_CHECKS):
+        node = tmp_path / f"node{parallel}{chunk_check}"
         with pytest.raises(IntegrityError) as info:
-            restore_files(items, TargetRoot(str(node)), key, parallel=parallel, verify_parts=verify_parts)
+            restore_files(items, TargetRoot(str(node)), key, parallel=parallel, chunk_check=chunk_check)
         assert (info.value.iso, info.value.path) == (iso, stored)
         assert "sha256 is" in str(info.value) and item.path in str(info.value)
         assert not (node / item.path).exists()
