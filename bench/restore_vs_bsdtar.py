@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,6 +34,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from timing import timed
 
 GiB = 1024**3
 MiB = 1024**2
@@ -50,21 +51,6 @@ def tree_bytes(root: Path) -> tuple[int, int]:
                 total += os.path.getsize(path)
                 files += 1
     return total, files
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process (all threads) and of its waited-for children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def timed(action: Callable[[], object]) -> tuple[float, float]:
-    """Wall seconds and CPU seconds of one run."""
-    cpu = cpu_seconds()
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
 def main() -> None:
