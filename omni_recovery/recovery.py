@@ -526,6 +526,12 @@ class Recovery:
                 f"backup set {self.source.backup_set_id} failed its last deep validation "
                 f"({row[1]}); nothing is restored from a set that fails a blocking check"
             )
+        if row[2] is None:
+            raise RecoveryRefused(
+                f"the last deep validation of backup set {self.source.backup_set_id} ({row[1]}) did not "
+                "record which manifests it checked (an older omni-recovery, or unreadable ISOs). Run "
+                "`omni-recovery validate-isos --deep` again"
+            )
         if row[2] != manifests_fingerprint(self.readers):
             raise RecoveryRefused(
                 f"the ISOs at {self.source_record['location']} are not the ones the last deep validation "

@@ -206,6 +206,12 @@ def test_set_other_than_the_validated_one_is_refused(
     with pytest.raises(RecoveryError, match=r"not the ones the last deep validation .* checked"):
         execute(setup, workspace)
     assert not (tmp_path / "plan" / "infra").exists()
+    with connect(database_url) as conn:  # as an older omni-recovery recorded its validations
+        conn.execute(
+            "UPDATE omni.validation_runs SET manifests_sha256 = NULL WHERE run_id = %s", (report.run_id,)
+        )
+    with pytest.raises(RecoveryError, match="did not record which manifests it checked"):
+        execute(setup, workspace)
 
 
 def test_wrong_passphrase_is_refused_before_anything_is_written(
