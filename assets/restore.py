@@ -46,6 +46,7 @@ def _result(outcomes: Mapping[str, Any], **extra: Any) -> MaterializeResult:
         "steps": len(outcomes),
         "succeeded": statuses.count("succeeded"),
         "skipped": statuses.count("skipped"),
+        "failed": statuses.count("failed"),  # only steps whose on_failure lets the run go on
         "bytes_written": sum(o.bytes_written for o in outcomes.values()),
         "step_ids": MetadataValue.json(sorted(outcomes)),
         **extra,

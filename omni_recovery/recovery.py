@@ -10,9 +10,15 @@ writes the rewritten documents), forms the ring or the cluster, verifies, report
 post-recovery backup. Each step is recorded when it starts and ends; each verified file once.
 
 Resuming: a run killed at any point is continued by the next execute-plan of the same plan.
-Steps that succeeded are skipped; the step in flight runs again, skipping every file it had
-recorded as verified (restore_files checks they are still there with their size). The new CA and
-node certificates are kept in the run's workspace folder so a resumed run issues none anew.
+Steps that succeeded are skipped (verification and report are done again: they judge the whole
+run); the step in flight runs again, skipping every file it had recorded as verified
+(restore_files checks they are still there with their size). The new CA and node certificates
+are kept in the run's workspace folder so a resumed run issues none anew.
+
+Failures: each step is tried 1 + its `retries` times (a retried restore skips the files it already
+verified), then its `on_failure` applies: stop ends the run, skip-dependents skips every step that
+depends on it, continue goes on; failed and skipped steps are run again by the next execute-plan,
+and the run is closed only when every step has succeeded.
 
 What can go wrong: a set that has not passed deep validation, or whose ISOs are not the ones
 validated (their manifests' fingerprint differs from the validation's), is refused before anything is
@@ -51,10 +57,13 @@ from omni_recovery.restorer.membership import form_cluster, form_ring, render_cl
 from omni_recovery.settings import Settings
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
-from transforms.planner import Plan, Step, plan_from_yaml
+from transforms.planner import PHASES, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 Progress = Callable[[str, int], None]
+FINAL_PHASE = PHASES[-1]  # the post-recovery backup
+# Steps that judge the whole run: a resumed run does them again even when they succeeded before.
+SUMMARY_PHASES = ("verification", "report")
 
 
 class RecoveryRefused(RecoveryError):
@@ -162,6 +171,10 @@ class Recovery:
                 f"{self.source_record['location']} are {self.source.backup_set_id}"
             )
         return plan
+
+    @cached_property
+    def needs(self) -> dict[str, frozenset[str]]:
+        return step_needs(self.plan, self.source.environment)
 
     @cached_property
     def plan_id(self) -> str:
@@ -293,28 +306,79 @@ class Recovery:
         done = self.tracker.succeeded_steps()
         missing = [s.id for s in self.selected_steps() if s.id not in done and not s.id.startswith("backup/")]
         if missing:
-            raise RecoveryError(
+            message = (
                 f"the run is not complete: {len(missing)} step(s) have not succeeded: "
                 + ", ".join(missing[:5])
+                + (" …" if len(missing) > 5 else "")
             )
+            self.tracker.interrupt(message)
+            raise RecoveryError(message + "; execute-plan again runs them again")
         self.tracker.finish(SUCCEEDED)
 
     def run_steps(self, steps: Iterable[Step]) -> dict[str, StepOutcome]:
+        """Run `steps` in order as the plan says: each tried 1 + `retries` times, then its `on_failure`.
+
+        stop: the run stops (RecoveryError; the run stays open for a resume). skip-dependents: the
+        steps that need it, directly or not (`step_needs`: not those that only wait for its phase to
+        end), are recorded as skipped and the others go on.
+        continue: everything goes on. Failed and skipped steps are run again by the next
+        execute-plan of the plan; until then `finish` refuses to close the run.
+        """
+        steps = list(steps)
         done = self.tracker.succeeded_steps()
+        blocking = self._blocking_failures(exclude={s.id for s in steps})
         outcomes: dict[str, StepOutcome] = {}
         for step in steps:
-            if step.id in done:
+            if step.id in done and step.phase not in SUMMARY_PHASES:
                 outcomes[step.id] = StepOutcome(SKIPPED, detail={"reason": "already succeeded in this run"})
                 continue
+            cause = next((blocking[d] for d in self.needs[step.id] if d in blocking), None)
+            if cause is not None:
+                detail = {
+                    "reason": f"{cause} failed and its on_failure is skip-dependents",
+                    "blocked_by": cause,
+                }
+                self.tracker.step_skipped(step.id, step.phase, step.component, detail)
+                outcomes[step.id] = StepOutcome(SKIPPED, detail=detail)
+                blocking[step.id] = cause
+                continue
+            outcomes[step.id] = outcome = self._attempt(step)
+            if outcome.status == FAILED and step.on_failure == "skip-dependents":
+                blocking[step.id] = step.id
+        return outcomes
+
+    def _attempt(self, step: Step) -> StepOutcome:
+        """The step tried up to 1 + step.retries times (files verified by a failed try are not redone)."""
+        tries = 1 + max(0, step.retries)
+        for attempt in range(1, tries + 1):
             self.tracker.step_started(step.id, step.phase, step.component)
             try:
                 outcome = self._run_step(step)
             except RecoveryError as exc:
-                self.tracker.step_finished(step.id, FAILED, 0, {"error": str(exc)})
-                raise
+                error = exc
+                detail = {"error": str(exc), "attempt": attempt, "on_failure": step.on_failure}
+                self.tracker.step_finished(step.id, FAILED, 0, {**detail, "fallback": step.fallback})
+                continue
             self.tracker.step_finished(step.id, outcome.status, outcome.bytes_written, outcome.detail)
-            outcomes[step.id] = outcome
-        return outcomes
+            return outcome
+        if step.on_failure == "stop":
+            raise RecoveryError(
+                f"step {step.id} failed {tries} time(s): {error} — its on_failure is stop, so the run stops "
+                f"here. Fallback: {step.fallback}. Run execute-plan again to resume"
+            ) from error
+        return StepOutcome(FAILED, 0, {"error": str(error), "attempts": tries, "on_failure": step.on_failure})
+
+    def _blocking_failures(self, exclude: set[str]) -> dict[str, str]:
+        """step → the failed skip-dependents step behind it, for this run's steps not in `exclude`."""
+        blocking: dict[str, str] = {}
+        for step_id, (status, detail) in self.tracker.unsuccessful_steps().items():
+            if step_id in exclude:
+                continue  # about to run again
+            if status == FAILED and detail.get("on_failure") == "skip-dependents":
+                blocking[step_id] = step_id
+            elif status == SKIPPED and "blocked_by" in detail:
+                blocking[step_id] = str(detail["blocked_by"])
+        return blocking
 
     def _run_step(self, step: Step) -> StepOutcome:
         kind = step.id.split("/", 1)[0]
@@ -503,6 +567,10 @@ class Recovery:
 
         if self.options.signing_key is None:
             return StepOutcome(SKIPPED, 0, {"reason": "no --signing-key given for the post-recovery backup"})
+        failed = sorted(i for i, (status, _) in self.tracker.unsuccessful_steps().items() if status == FAILED)
+        if failed:
+            reason = f"not a backup of a partial recovery: {', '.join(failed[:5])} failed"
+            return StepOutcome(SKIPPED, 0, {"reason": reason})
         output = post_recovery_backup(self, self.options.signing_key, self._passphrase)
         return StepOutcome(SUCCEEDED, 0, {"backup": output})
 

@@ -125,6 +125,30 @@ class RecoveryTracker:
         )
         self.conn.commit()
 
+    def step_skipped(
+        self, step_id: str, phase: str, component_id: str | None, detail: dict[str, Any]
+    ) -> None:
+        """Record a step that was not run (a dependency failed), without counting an attempt."""
+        self.conn.execute(
+            "INSERT INTO omni.recovery_steps "
+            "(run_id, step_id, phase, component_id, status, attempts, started_at, finished_at, detail) "
+            "VALUES (%s, %s, %s, %s, %s, 0, now(), now(), %s) ON CONFLICT (run_id, step_id) DO UPDATE SET "
+            "status = EXCLUDED.status, started_at = now(), finished_at = now(), detail = EXCLUDED.detail",
+            (self.run_id, step_id, phase, component_id, SKIPPED, Jsonb(detail)),
+        )
+        audit(self.conn, "step.skipped", step_id, {"run_id": self.run_id, **detail})
+        self.conn.commit()
+
+    def unsuccessful_steps(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """step_id → (status, detail) of this run's steps that failed or were skipped."""
+        rows = self.conn.execute(
+            "SELECT step_id, status, detail FROM omni.recovery_steps "
+            "WHERE run_id = %s AND status IN (%s, %s)",
+            (self.run_id, FAILED, SKIPPED),
+        ).fetchall()
+        self.conn.commit()
+        return {str(step_id): (str(status), dict(detail or {})) for step_id, status, detail in rows}
+
     def succeeded_steps(self) -> set[str]:
         rows = self.conn.execute(
             "SELECT step_id FROM omni.recovery_steps WHERE run_id = %s AND status = %s",

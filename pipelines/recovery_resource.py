@@ -3,7 +3,9 @@
 Configure it in the launchpad (`resources: {recovery: {config: {plan_path: …}}}`); the passphrase
 comes from the environment of the code location (OMNI_RECOVERY_PASSPHRASE), never from run config.
 Each run prepares one `Recovery` (validation on record, plan re-validated, passphrase checked,
-the recovery run opened or resumed) before its first step and closes it after its last.
+the recovery run opened or resumed) before its first step and closes it after its last. The run in
+the recovery database is closed by the final phase (the post-recovery backup) when every step has
+succeeded; otherwise that asset fails naming the steps that have not, and the next run resumes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from omni_recovery.cli_options import PASSPHRASE_ENV
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
-from omni_recovery.recovery import ExecuteOptions, Recovery
+from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery
 from omni_recovery.settings import load_settings
 
 
@@ -64,4 +66,8 @@ class RecoveryResource(ConfigurableResource):
         self, phases: Iterable[str], applications: Iterable[str] | None = None
     ) -> Mapping[str, Any]:
         assert self._recovery is not None, "setup_for_execution did not run"
-        return self._recovery.run_phases(phases, applications)
+        phases = list(phases)
+        outcomes = self._recovery.run_phases(phases, applications)
+        if FINAL_PHASE in phases:
+            self._recovery.finish()  # closes the run, or fails naming the steps that have not succeeded
+        return outcomes

@@ -35,6 +35,7 @@ from assets.restore import (
 )
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
+from omni_recovery.errors import RecoveryError
 from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import Settings
 from pipelines.runner import contiguous_ranges, dagster_instance, user_error
@@ -102,14 +103,18 @@ def execute_recovery(
             echo=echo,
             run_config=_logging(log_level),
         )
-        recovery.finish()
         details = {s.step_id: s.detail for s in _steps(recovery)}
+        report = details.get("report/recovery", {}).get("report")
+        try:
+            recovery.finish()
+        except RecoveryError as exc:
+            raise RecoveryError(f"{exc}. The report: {report}" if report else str(exc)) from exc
         return ExecuteSummary(
             run_id=recovery.tracker.run_id,
             plan_id=recovery.plan_id,
             applications=chosen,
             dagster_runs=runs,
-            report=details.get("report/recovery", {}).get("report"),
+            report=report,
             post_recovery_backup=details.get("backup/post-recovery", {}).get("backup"),
         )
 

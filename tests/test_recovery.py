@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from assets.restore import restored_applications, restored_volumes
+from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import TrustedSigners
 from omni_recovery.checker import store, validate
 from omni_recovery.cli import main
@@ -32,11 +33,13 @@ from omni_recovery.post_backup import gather
 from omni_recovery.recovery import ExecuteOptions, applications_with_dependencies
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.tracking import RunRecord, recent_runs
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
+from tests.checker.tamper import flip_byte
 from transforms.environment_model import environment_from_folder
-from transforms.planner import Plan, plan_from_yaml
+from transforms.planner import PHASE_INDEX, Plan, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 
 # Files a restore regenerates by design (new CA, new node certificates and keys).
@@ -416,3 +419,124 @@ def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
     restored = restored_tree(setup.plan, tmp_path / "gathered")
     assert {p.split("/")[1] for p in restored if p.startswith("applications/")} == expected
     assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
+
+
+def test_a_whole_restore_from_the_ui_closes_its_recovery_run(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Every restore asset over every application in one UI run: the final phase closes the run."""
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+    from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+    setup = make_setup(validated, tmp_path)
+    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("applications", apps)
+    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
+    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={"resources": {"recovery": {"config": config}}},
+        tags={RANGE_START_TAG: apps[0], RANGE_END_TAG: apps[-1]},
+    )
+    assert result.success
+    run = latest_run(database_url)
+    assert run.status == "succeeded" and run.finished_at is not None
+    assert all(s.status == "succeeded" for s in run.steps if not s.step_id.startswith("backup/"))
+
+
+def damage_component_file(set_folder: Path, component: str) -> tuple[Path, str]:
+    """Flip a byte of one stored (unchunked, unsealed) file of `component` in place: (ISO, path)."""
+    for iso in sorted(set_folder.glob("*.iso")):
+        with IsoReader(str(iso)) as reader:
+            entry = next(
+                (
+                    e
+                    for e in reader.manifest.files
+                    if e.component == component and e.type == "file" and e.size > 10 and not e.chunk
+                ),
+                None,
+            )
+        if entry is not None and entry.encryption is None:
+            flip_byte(iso, entry.path, 10)
+            return iso, entry.path
+    raise AssertionError(f"no stored file of {component}")
+
+
+def needing(plan: Plan, env: Path, step_id: str) -> set[str]:
+    """The steps that need `step_id`, directly or not."""
+    needs = step_needs(plan, environment_from_folder(env))
+    found: set[str] = set()
+    while True:
+        more = {s for s, wanted in needs.items() if wanted & (found | {step_id})} - found
+        if not more:
+            return found
+        found |= more
+
+
+def latest_run(database_url: str) -> RunRecord:
+    with connect(database_url) as conn:
+        return recent_runs(conn, limit=1)[0]
+
+
+@pytest.fixture
+def copied(validated: DemoSet, tmp_path: Path) -> DemoSet:
+    """A copy of the validated set (same manifests, so the same validation covers it) to damage."""
+    return dataclasses.replace(validated, output=shutil.copytree(validated.output, tmp_path / "set"))
+
+
+def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
+    copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(copied, tmp_path)
+    step = next(
+        s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "skip-dependents"
+    )
+    app = step.id.split("/")[1]
+    dependents = needing(setup.plan, copied.env, step.id)
+    assert f"application/{app}" in dependents, "an application needs its volumes"
+    assert step.component
+    iso, path = damage_component_file(copied.output, step.component)  # the medium degrades after validation
+
+    with pytest.raises(RecoveryError, match=rf"not complete: .*{step.id}.*The report: ") as info:
+        execute(setup, workspace)
+    assert path not in str(info.value)  # the summary names steps; the step's own detail names the file
+    run = latest_run(database_url)
+    steps = {s.step_id: s for s in run.steps}
+    assert (steps[step.id].status, steps[step.id].attempts) == ("failed", 1 + step.retries)
+    assert iso.name in steps[step.id].detail["error"] and path in steps[step.id].detail["error"]
+    for dependent in dependents:
+        assert steps[dependent].status == "skipped" and steps[dependent].detail["blocked_by"] == step.id
+    others = [s for s in setup.plan.steps if s.id.startswith("application/") and s.id not in dependents]
+    assert others and all(steps[s.id].status == "succeeded" for s in others), "the rest went on"
+    services = [s for s in setup.plan.steps if s.id.startswith("service/")]
+    assert all(steps[s.id].status == "succeeded" for s in services), "waiting for the phase is not needing"
+    assert steps["verify/data"].status == "failed" and steps["report/recovery"].status == "succeeded"
+    assert steps["backup/post-recovery"].status == "skipped"
+    assert (run.status, run.finished_at) == ("failed", None), "left open for the next run"
+
+    damage_component_file(copied.output, step.component)  # flipped back: the medium replaced
+    summary = execute(setup, workspace)
+    assert summary.run_id == run.run_id
+    again = {s.step_id: s for s in latest_run(database_url).steps}
+    assert all(s.status == "succeeded" for i, s in again.items() if not i.startswith("backup/"))
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+
+
+def test_failed_stop_step_ends_the_run_before_later_phases(
+    copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(copied, tmp_path)
+    step = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
+    assert step.component
+    damage_component_file(copied.output, step.component)
+    with pytest.raises(
+        RecoveryError, match=rf"step {step.id} failed {1 + step.retries} time\(s\).*Fallback: "
+    ):
+        execute(setup, workspace)
+    run = latest_run(database_url)
+    assert (run.status, run.finished_at) == ("failed", None)
+    assert not [s.step_id for s in run.steps if PHASE_INDEX[s.phase] > PHASE_INDEX[step.phase]]

@@ -637,16 +637,48 @@ def _step_of(component: str) -> str | None:
     )
 
 
-def _wire(raw: list[Step], env: Environment) -> tuple[Step, ...]:
-    """Add hard dependencies (from the index) and the gate of the previous non-empty phase to every step."""
-    ids = {s.id for s in raw}
+def _hard_dependencies(env: Environment, ids: Collection[str]) -> dict[str, set[str]]:
+    """step → the steps of its component's hard dependencies (from the index), among `ids`."""
     hard: dict[str, set[str]] = {}
     for dep in env.dependencies:
         if dep.strength != "hard":
             continue
         a, b = _step_of(dep.component_id), _step_of(dep.depends_on_id)
-        if a in ids and b in ids and a != b:
+        if a is not None and b is not None and a in ids and b in ids and a != b:
             hard.setdefault(a, set()).add(b)
+    return hard
+
+
+def _phase_gates(steps: Iterable[Step]) -> dict[str, set[str]]:
+    """phase → the sinks of the previous non-empty phase (what every step of the phase waits for)."""
+    by_phase: dict[str, list[Step]] = {}
+    for s in steps:
+        by_phase.setdefault(s.phase, []).append(s)
+    gates: dict[str, set[str]] = {}
+    previous_sinks: set[str] = set()
+    for phase in PHASES:
+        gates[phase] = previous_sinks
+        if phase in by_phase:
+            needed = {d for s in by_phase[phase] for d in s.depends_on}
+            previous_sinks = {s.id for s in by_phase[phase] if s.id not in needed}
+    return gates
+
+
+def step_needs(plan: Plan, env: Environment) -> dict[str, frozenset[str]]:
+    """step → the steps it needs, as opposed to waits for: its depends_on less the previous phase's
+    gate, unless a gate step is also a hard dependency. A step whose need failed cannot do its work
+    (on_failure skip-dependents skips it); one whose gate step failed can."""
+    hard = _hard_dependencies(env, {s.id for s in plan.steps})
+    gates = _phase_gates(plan.steps)
+    return {
+        s.id: frozenset(d for d in s.depends_on if d not in gates[s.phase] or d in hard.get(s.id, set()))
+        for s in plan.steps
+    }
+
+
+def _wire(raw: list[Step], env: Environment) -> tuple[Step, ...]:
+    """Add hard dependencies (from the index) and the gate of the previous non-empty phase to every step."""
+    hard = _hard_dependencies(env, {s.id for s in raw})
     by_phase: dict[str, list[Step]] = {}
     for s in raw:
         by_phase.setdefault(s.phase, []).append(s)

@@ -19,6 +19,7 @@ from transforms.planner import (
     generate_plan,
     plan_from_yaml,
     plan_to_yaml,
+    step_needs,
 )
 
 
@@ -237,3 +238,29 @@ def problems_from(text: str, demo: Environment) -> list[tuple[int, str]]:
     with pytest.raises(PlanError) as caught:
         plan_from_yaml(text, environment=demo)
     return caught.value.problems
+
+
+def test_a_step_needs_its_hard_dependencies_not_the_previous_phase_it_waits_for(
+    plan: Plan, demo: Environment
+) -> None:
+    needs = step_needs(plan, demo)
+    steps = {s.id: s for s in plan.steps}
+    assert set(needs) == set(steps)
+    for step_id, needed in needs.items():
+        assert needed <= set(steps[step_id].depends_on), step_id
+    volume = next(s for s in plan.steps if s.id.startswith("volume/"))
+    owner = f"application/{volume.id.split('/')[1]}"
+    assert volume.id in needs[owner], "an application needs its volumes"
+    services = [s for s in plan.steps if s.phase == "core-services"]
+    assert services and all(volume.id in s.depends_on for s in services), "services wait for the volumes"
+    assert not [s.id for s in services if volume.id in needs[s.id]], "… but do not need them"
+    hard = [
+        (f"application/{d.component_id.split(':')[1]}", f"application/{d.depends_on_id.split(':')[1]}")
+        for d in demo.dependencies
+        if d.strength == "hard"
+        and d.component_id.startswith("application:")
+        and d.depends_on_id.startswith("application:")
+    ]
+    assert hard and all(b in needs[a] for a, b in hard), (
+        "an application needs the applications it hard-depends on"
+    )
