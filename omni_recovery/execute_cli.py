@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Files restored concurrently.",
+    help="Steps run at once (those whose dependencies are done), and files restored at once within a step.",
 )
 @click.option(
     "--io-priority",
@@ -142,7 +142,7 @@ def execute_plan(
     default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="Files restored concurrently.",
+    help="Directors deployed at once, and files restored at once for each.",
 )
 @passphrase_option
 @workspace_option

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity,
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
 from omni_recovery.settings import Settings
+from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
 from transforms.planner import PHASES, Plan, Step, plan_from_yaml, step_needs
@@ -118,6 +120,7 @@ class Recovery:
         self.settings, self.options, self.database_url = settings, options, database_url
         self._passphrase = passphrase
         self._created: dict[str, TargetRoot] = {}
+        self._lock = threading.Lock()
         self.progress = progress or (lambda phase, amount: None)
 
     # -- what every step needs, loaded once --------------------------------------------------------
@@ -207,9 +210,10 @@ class Recovery:
         return {name: TargetRoot(url, create=False) for name, url in self.root_urls.items()}
 
     def target(self, root: str) -> TargetRoot:
-        if root not in self._created:
-            self._created[root] = TargetRoot(self.root_urls[root], create=True)
-        return self._created[root]
+        with self._lock:
+            if root not in self._created:
+                self._created[root] = TargetRoot(self.root_urls[root], create=True)
+            return self._created[root]
 
     @cached_property
     def entries_by_env_path(self) -> dict[str, list[tuple[IsoReader, ManifestEntry]]]:
@@ -316,36 +320,47 @@ class Recovery:
         self.tracker.finish(SUCCEEDED)
 
     def run_steps(self, steps: Iterable[Step]) -> dict[str, StepOutcome]:
-        """Run `steps` in order as the plan says: each tried 1 + `retries` times, then its `on_failure`.
+        """Run `steps` as the plan says: up to `parallel` at once, each once the steps it depends on
+        (among these) have ended, in plan order; each tried 1 + `retries` times, then its `on_failure`.
 
-        stop: the run stops (RecoveryError; the run stays open for a resume). skip-dependents: the
-        steps that need it, directly or not (`step_needs`: not those that only wait for its phase to
-        end), are recorded as skipped and the others go on.
-        continue: everything goes on. Failed and skipped steps are run again by the next
-        execute-plan of the plan; until then `finish` refuses to close the run.
+        stop: no further step starts, those running end, and the run stops (RecoveryError; the run
+        stays open for a resume). skip-dependents: the steps that need it, directly or not
+        (`step_needs`: not those that only wait for its phase to end), are recorded as skipped and
+        the others go on. continue: everything goes on. Failed and skipped steps are run again by
+        the next execute-plan of the plan; until then `finish` refuses to close the run.
         """
         steps = list(steps)
+        self._load_shared(steps)
         done = self.tracker.succeeded_steps()
         blocking = self._blocking_failures(exclude={s.id for s in steps})
-        outcomes: dict[str, StepOutcome] = {}
-        for step in steps:
-            if step.id in done and step.phase not in SUMMARY_PHASES:
-                outcomes[step.id] = StepOutcome(SKIPPED, detail={"reason": "already succeeded in this run"})
-                continue
-            cause = next((blocking[d] for d in self.needs[step.id] if d in blocking), None)
-            if cause is not None:
-                detail = {
-                    "reason": f"{cause} failed and its on_failure is skip-dependents",
-                    "blocked_by": cause,
-                }
-                self.tracker.step_skipped(step.id, step.phase, step.component, detail)
-                outcomes[step.id] = StepOutcome(SKIPPED, detail=detail)
-                blocking[step.id] = cause
-                continue
-            outcomes[step.id] = outcome = self._attempt(step)
+
+        def ended(step: Step, outcome: StepOutcome) -> None:
             if outcome.status == FAILED and step.on_failure == "skip-dependents":
                 blocking[step.id] = step.id
-        return outcomes
+
+        return run_in_order(
+            steps, self.options.parallel, self._attempt, lambda s: self._settled(s, done, blocking), ended
+        )
+
+    def _settled(self, step: Step, done: set[str], blocking: dict[str, str]) -> StepOutcome | None:
+        """The outcome of a step that is not to run (done before, or a step it needs failed), else None."""
+        if step.id in done and step.phase not in SUMMARY_PHASES:
+            return StepOutcome(SKIPPED, detail={"reason": "already succeeded in this run"})
+        cause = next((blocking[d] for d in self.needs[step.id] if d in blocking), None)
+        if cause is None:
+            return None
+        detail = {"reason": f"{cause} failed and its on_failure is skip-dependents", "blocked_by": cause}
+        self.tracker.step_skipped(step.id, step.phase, step.component, detail)
+        blocking[step.id] = cause
+        return StepOutcome(SKIPPED, detail=detail)
+
+    def _load_shared(self, steps: list[Step]) -> None:
+        """Load what steps share before they run in threads (cached_property guards nothing since 3.12)."""
+        _ = self.layout, self.files_by_step, self.entries_by_env_path, self.roots, self.needs
+        for reader in self.readers:
+            _ = reader.listing
+        if any(s.id.startswith("director/") for s in steps):
+            _ = self.certificates
 
     def _attempt(self, step: Step) -> StepOutcome:
         """The step tried up to 1 + step.retries times (files verified by a failed try are not redone)."""

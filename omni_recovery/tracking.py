@@ -13,12 +13,14 @@ PostgreSQL advisory lock held for the run's lifetime (`hold_run_lock`) refuses t
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -30,6 +32,8 @@ from omni_recovery.errors import RecoveryError
 Connection = psycopg.Connection[TupleRow]
 
 RUNNING, SUCCEEDED, FAILED, SKIPPED = "running", "succeeded", "failed", "skipped"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,25 @@ class RunRecord:
     steps: list[StepRecord]
 
 
+def _serialized(method: Callable[P, R]) -> Callable[P, R]:
+    """One call at a time on the tracker's connection, so concurrent steps never share a transaction."""
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        tracker = args[0]
+        assert isinstance(tracker, RecoveryTracker)
+        with tracker.lock:
+            return method(*args, **kwargs)
+
+    return call
+
+
 class RecoveryTracker:
-    """Records one recovery run; every method commits its own small transaction."""
+    """Records one recovery run; every method commits its own small transaction, one call at a time."""
 
     def __init__(self, conn: Connection, run_id: str) -> None:
         self.conn, self.run_id = conn, run_id
+        self.lock = threading.RLock()
 
     @classmethod
     def start_or_resume(cls, conn: Connection, plan_id: str, options: dict[str, Any]) -> RecoveryTracker:
@@ -97,6 +115,7 @@ class RecoveryTracker:
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             self.conn.commit()
 
+    @_serialized
     def step_started(self, step_id: str, phase: str, component_id: str | None) -> None:
         self.conn.execute(
             "INSERT INTO omni.recovery_steps "
@@ -109,6 +128,7 @@ class RecoveryTracker:
         audit(self.conn, "step.start", step_id, {"run_id": self.run_id, "phase": phase})
         self.conn.commit()
 
+    @_serialized
     def step_finished(
         self, step_id: str, status: str, bytes_written: int = 0, detail: dict[str, Any] | None = None
     ) -> None:
@@ -125,6 +145,7 @@ class RecoveryTracker:
         )
         self.conn.commit()
 
+    @_serialized
     def step_skipped(
         self, step_id: str, phase: str, component_id: str | None, detail: dict[str, Any]
     ) -> None:
@@ -139,6 +160,7 @@ class RecoveryTracker:
         audit(self.conn, "step.skipped", step_id, {"run_id": self.run_id, **detail})
         self.conn.commit()
 
+    @_serialized
     def unsuccessful_steps(self) -> dict[str, tuple[str, dict[str, Any]]]:
         """step_id → (status, detail) of this run's steps that failed or were skipped."""
         rows = self.conn.execute(
@@ -149,6 +171,7 @@ class RecoveryTracker:
         self.conn.commit()
         return {str(step_id): (str(status), dict(detail or {})) for step_id, status, detail in rows}
 
+    @_serialized
     def succeeded_steps(self) -> set[str]:
         rows = self.conn.execute(
             "SELECT step_id FROM omni.recovery_steps WHERE run_id = %s AND status = %s",
@@ -157,6 +180,7 @@ class RecoveryTracker:
         self.conn.commit()
         return {str(r[0]) for r in rows}
 
+    @_serialized
     def verified_files(self, target: str) -> dict[str, tuple[str | None, int]]:
         """path → (sha256, size) of every file this run already wrote and verified on `target`."""
         rows = self.conn.execute(
@@ -166,6 +190,7 @@ class RecoveryTracker:
         self.conn.commit()
         return {str(path): (sha, int(size)) for path, sha, size in rows}
 
+    @_serialized
     def files_verified(self, target: str, files: Iterable[tuple[str, str | None, int]]) -> None:
         """Record verified files (path, sha256, size); recording one twice is harmless."""
         rows = [(self.run_id, target, path, sha, size) for path, sha, size in files]
@@ -179,6 +204,7 @@ class RecoveryTracker:
             )
         self.conn.commit()
 
+    @_serialized
     def interrupt(self, error: str) -> None:
         """Mark the run failed but leave it open, so the next execute-plan resumes it."""
         self.conn.rollback()
@@ -188,6 +214,7 @@ class RecoveryTracker:
         audit(self.conn, "recovery.interrupted", self.run_id, {"error": error})
         self.conn.commit()
 
+    @_serialized
     def finish(self, status: str) -> None:
         self.conn.execute(
             "UPDATE omni.recovery_runs SET status = %s, finished_at = now() WHERE run_id = %s",

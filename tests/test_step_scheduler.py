@@ -1,0 +1,101 @@
+"""run_in_order: dependency order, at most `parallel` steps at once, settled steps, and stopping."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from omni_recovery.errors import RecoveryError
+from omni_recovery.step_scheduler import run_in_order
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    depends_on: tuple[str, ...] = ()
+
+
+class Recorder:
+    """Runs jobs, noting the order of starts and ends and the most running at once."""
+
+    def __init__(self, hold: threading.Barrier | None = None) -> None:
+        self.lock = threading.Lock()
+        self.events: list[str] = []
+        self.running = self.most = 0
+        self.hold = hold
+
+    def __call__(self, job: Job) -> str:
+        with self.lock:
+            self.events.append(f"start {job.id}")
+            self.running += 1
+            self.most = max(self.most, self.running)
+        if self.hold is not None:
+            self.hold.wait(timeout=5)  # raises BrokenBarrierError unless `parties` jobs run at once
+        with self.lock:
+            self.running -= 1
+            self.events.append(f"end {job.id}")
+        return f"ran {job.id}"
+
+
+def test_each_step_starts_after_the_steps_it_depends_on_ended() -> None:
+    jobs = [Job("a"), Job("b", ("a",)), Job("c", ("a",)), Job("d", ("b", "c", "outside"))]
+    recorder = Recorder()
+    outcomes = run_in_order(jobs, 2, recorder)
+    assert outcomes == {j.id: f"ran {j.id}" for j in jobs}
+    at = {event: i for i, event in enumerate(recorder.events)}
+    for job in jobs:
+        for dep in job.depends_on:
+            if dep != "outside":  # a dependency outside the given steps has ended before
+                assert at[f"end {dep}"] < at[f"start {job.id}"], (dep, job.id)
+
+
+def test_independent_steps_run_together_up_to_parallel() -> None:
+    jobs = [Job(f"v{i}") for i in range(4)]
+    together = Recorder(threading.Barrier(2))
+    run_in_order(jobs, 2, together)  # would break the barrier unless two run at once
+    assert together.most == 2
+    alone = Recorder()
+    run_in_order(jobs, 1, alone)
+    assert alone.most == 1
+    assert alone.events == [e for j in jobs for e in (f"start {j.id}", f"end {j.id}")], "plan order"
+
+
+def test_settled_steps_do_not_run_and_every_outcome_is_handed_back_in_order() -> None:
+    jobs = [Job("a"), Job("b", ("a",)), Job("c", ("b",))]
+    recorder = Recorder()
+    ended: list[tuple[str, str]] = []
+    outcomes = run_in_order(
+        jobs,
+        2,
+        recorder,
+        settled=lambda job: "skipped" if job.id == "b" else None,
+        ended=lambda job, outcome: ended.append((job.id, outcome)),
+    )
+    assert outcomes == {"a": "ran a", "b": "skipped", "c": "ran c"}
+    assert ended == [("a", "ran a"), ("b", "skipped"), ("c", "ran c")]
+    assert "start b" not in recorder.events
+
+
+def test_a_failing_step_lets_the_running_ones_end_and_starts_no_other() -> None:
+    started: list[str] = []
+    slow_may_end = threading.Event()
+
+    def run(job: Job) -> str:
+        started.append(job.id)
+        if job.id == "bad":
+            raise RecoveryError("bad failed")
+        slow_may_end.wait(timeout=5)
+        return "ok"
+
+    jobs = [Job("slow"), Job("bad"), Job("later-1"), Job("later-2", ("slow",))]
+    threading.Timer(0.2, slow_may_end.set).start()
+    with pytest.raises(RecoveryError, match="bad failed"):
+        run_in_order(jobs, 2, run)
+    assert sorted(started) == ["bad", "slow"]
+
+
+def test_steps_that_wait_on_each_other_are_refused() -> None:
+    with pytest.raises(RecoveryError, match="wait on each other: a, b"):
+        run_in_order([Job("a", ("b",)), Job("b", ("a",))], 2, Recorder())
