@@ -10,6 +10,7 @@ import functools
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,25 +91,27 @@ def progress_bars() -> Iterator[Callable[..., None]]:
 
     bars: dict[str, tqdm[Any]] = {}
     units = {"scan": ("files", False), "check": ("ISO", False)}
+    lock = threading.Lock()  # steps running at once report from their own threads
 
     def update(phase: str, amount: int, total: int | None = None) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            unit, scale = units.get(phase, ("B", True))
-            bar = bars[phase] = tqdm(
-                desc=f"{phase:>6}",
-                unit=unit,
-                unit_scale=scale,
-                unit_divisor=1024,
-                file=sys.stderr,
-                disable=None,
-                leave=True,
-            )
-        if total is not None:
-            bar.total = total
-            bar.refresh()
-        if amount:
-            bar.update(amount)
+        with lock:
+            bar = bars.get(phase)
+            if bar is None:
+                unit, scale = units.get(phase, ("B", True))
+                bar = bars[phase] = tqdm(
+                    desc=f"{phase:>6}",
+                    unit=unit,
+                    unit_scale=scale,
+                    unit_divisor=1024,
+                    file=sys.stderr,
+                    disable=None,
+                    leave=True,
+                )
+            if total is not None:
+                bar.total = total
+                bar.refresh()
+            if amount:
+                bar.update(amount)
 
     try:
         yield update
