@@ -14,8 +14,9 @@ recovery (none of which is timed), then with the ISOs in the page cache, each ro
             sealed files decrypted, adapted documents written, ring and cluster formed,
             verification against the digests taken while writing, report; the post-recovery
             backup is left out
-and prints the medians, their GB/s over the volume bytes, the ratio (goal from the issue: under
-1.5), and where execute-plan's time went (from the step timings in the recovery database).
+and prints the medians (and minima: the machine's memory is slow to fault in at times, which
+hits either side), their GB/s over the volume bytes, the ratio (goal from the issue: under 1.5),
+and where execute-plan's time went (from the step timings in the recovery database).
 Outputs go to tmpfs (/dev/shm) by default, see performance-facts.md about /tmp.
 """
 
@@ -37,6 +38,7 @@ from timing import cpu_seconds, timed
 
 if TYPE_CHECKING:
     from omni_recovery.settings import Settings
+    from omni_recovery.tracking import StepRecord
 
 GiB = 1024**3
 MiB = 1024**2
@@ -168,19 +170,24 @@ def bsdtar(isos: list[Path], into: Path) -> None:
 
 
 def step_seconds(settings: Settings, run_id: str) -> dict[str, float]:
-    """Seconds spent in the plan's volume steps and in its other steps, from the recovery database."""
+    """Wall seconds from the first step's start to the last one's end, for the volume steps and for all
+    steps (steps run concurrently, so their durations do not add up), from the recovery database."""
     from omni_recovery.db.connection import connect
     from omni_recovery.db.server import database_url
     from omni_recovery.tracking import recent_runs
 
     with connect(database_url(settings)) as conn:
         run = next(r for r in recent_runs(conn, limit=20) if r.run_id == run_id)
-    spent = {"volume steps": 0.0, "other steps": 0.0}
-    for step in run.steps:
-        if step.started_at and step.finished_at:
-            kind = "volume steps" if step.step_id.startswith("volume/") else "other steps"
-            spent[kind] += (step.finished_at - step.started_at).total_seconds()
-    return spent
+
+    def span(steps: list[StepRecord]) -> float:
+        starts = [s.started_at for s in steps if s.started_at]
+        ends = [s.finished_at for s in steps if s.finished_at]
+        return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+
+    return {
+        "volume steps": span([s for s in run.steps if s.step_id.startswith("volume/")]),
+        "all steps": span(run.steps),
+    }
 
 
 @dataclass(frozen=True)
@@ -191,23 +198,29 @@ class Round:
 
 
 def report(rounds: list[Round], volume_bytes: int) -> None:
-    baseline = statistics.median(r.bsdtar[0] for r in rounds)
-    recovery = statistics.median(r.recovery[0] for r in rounds)
-    median_round = sorted(rounds, key=lambda r: r.recovery[0])[len(rounds) // 2]
-    print(f"{'median of ' + str(len(rounds)) + ' rounds':34}{'wall s':>9}{'GB/s':>8}{'CPU s':>8}")
-    for name, seconds, cpu in [
-        ("bsdtar -xf (verifies nothing)", baseline, statistics.median(r.bsdtar[1] for r in rounds)),
-        ("execute-plan (every byte verified)", recovery, statistics.median(r.recovery[1] for r in rounds)),
+    print(f"{len(rounds)} rounds{'':24}{'wall s median':>14}{'(min)':>8}{'GB/s':>7}{'CPU s':>7}")
+    for name, times in [
+        ("bsdtar -xf (verifies nothing)", [r.bsdtar for r in rounds]),
+        ("execute-plan (every byte verified)", [r.recovery for r in rounds]),
     ]:
-        print(f"{name:34}{seconds:9.2f}{volume_bytes / 1e9 / seconds:8.2f}{cpu:8.2f}")
-    spent = median_round.steps
-    rest = median_round.recovery[0] - sum(spent.values())
+        wall = statistics.median(t[0] for t in times)
+        cpu = statistics.median(t[1] for t in times)
+        print(
+            f"{name:36}{wall:12.2f}{min(t[0] for t in times):8.2f}{volume_bytes / 1e9 / wall:7.2f}{cpu:7.2f}"
+        )
+    median_round = sorted(rounds, key=lambda r: r.recovery[0])[len(rounds) // 2]
+    spans = median_round.steps
     print(
-        f"  of which: volume steps {spent['volume steps']:.2f} s, other steps {spent['other steps']:.2f} s, "
-        f"preparation, Dagster runs and tracking {rest:.2f} s"
+        f"  of which (median round): volume steps {spans['volume steps']:.2f} s, the other steps "
+        f"{spans['all steps'] - spans['volume steps']:.2f} s, preparation, Dagster runs and tracking "
+        f"{median_round.recovery[0] - spans['all steps']:.2f} s"
     )
-    ratio = recovery / baseline
-    print(f"ratio execute-plan / bsdtar: {ratio:.2f}  (goal < 1.5: {'met' if ratio < 1.5 else 'NOT met'})")
+    ratio = statistics.median(r.recovery[0] for r in rounds) / statistics.median(r.bsdtar[0] for r in rounds)
+    best = min(r.recovery[0] for r in rounds) / min(r.bsdtar[0] for r in rounds)
+    print(
+        f"ratio execute-plan / bsdtar: {ratio:.2f} of the medians, {best:.2f} of the minima "
+        f"(goal < 1.5: {'met' if ratio < 1.5 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":
