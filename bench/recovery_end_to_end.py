@@ -170,24 +170,31 @@ def bsdtar(isos: list[Path], into: Path) -> None:
 
 
 def step_seconds(settings: Settings, run_id: str) -> dict[str, float]:
-    """Wall seconds from the first step's start to the last one's end, for the volume steps and for all
-    steps (steps run concurrently, so their durations do not add up), from the recovery database."""
+    """Seconds during which at least one volume step, and at least one other step, was running (steps
+    overlap, so their durations do not add up), from the recovery database."""
     from omni_recovery.db.connection import connect
     from omni_recovery.db.server import database_url
     from omni_recovery.tracking import recent_runs
 
     with connect(database_url(settings)) as conn:
         run = next(r for r in recent_runs(conn, limit=20) if r.run_id == run_id)
+    volume = [s for s in run.steps if s.step_id.startswith("volume/")]
+    other = [s for s in run.steps if not s.step_id.startswith("volume/")]
+    return {"volume steps": busy_seconds(volume), "other steps": busy_seconds(other)}
 
-    def span(steps: list[StepRecord]) -> float:
-        starts = [s.started_at for s in steps if s.started_at]
-        ends = [s.finished_at for s in steps if s.finished_at]
-        return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
-    return {
-        "volume steps": span([s for s in run.steps if s.step_id.startswith("volume/")]),
-        "all steps": span(run.steps),
-    }
+def busy_seconds(steps: list[StepRecord]) -> float:
+    """The length of the union of the steps' [start, end] intervals."""
+    spans = sorted((s.started_at, s.finished_at) for s in steps if s.started_at and s.finished_at)
+    total, reach = 0.0, None
+    for start, end in spans:
+        if reach is None or start > reach:
+            total += (end - start).total_seconds()
+            reach = end
+        elif end > reach:
+            total += (end - reach).total_seconds()
+            reach = end
+    return total
 
 
 @dataclass(frozen=True)
@@ -209,11 +216,11 @@ def report(rounds: list[Round], volume_bytes: int) -> None:
             f"{name:36}{wall:12.2f}{min(t[0] for t in times):8.2f}{volume_bytes / 1e9 / wall:7.2f}{cpu:7.2f}"
         )
     median_round = sorted(rounds, key=lambda r: r.recovery[0])[len(rounds) // 2]
-    spans = median_round.steps
+    busy = median_round.steps
     print(
-        f"  of which (median round): volume steps {spans['volume steps']:.2f} s, the other steps "
-        f"{spans['all steps'] - spans['volume steps']:.2f} s, preparation, Dagster runs and tracking "
-        f"{median_round.recovery[0] - spans['all steps']:.2f} s"
+        f"  of which (median round): volume steps {busy['volume steps']:.2f} s, the other steps "
+        f"{busy['other steps']:.2f} s, preparation, Dagster runs and tracking "
+        f"{median_round.recovery[0] - busy['volume steps'] - busy['other steps']:.2f} s"
     )
     ratio = statistics.median(r.recovery[0] for r in rounds) / statistics.median(r.bsdtar[0] for r in rounds)
     best = min(r.recovery[0] for r in rounds) / min(r.bsdtar[0] for r in rounds)
