@@ -34,6 +34,10 @@ class UnsafePathError(BackupSetError):
     """A path in a backup would escape its root or is not a clean relative POSIX path."""
 
 
+class DeadlineExceeded(RecoveryError):
+    """Work ran past the time it was given (a plan step's timeout_s)."""
+
+
 class EnvironmentStateError(RecoveryError):
     """An environment state folder is missing something or holds something malformed."""
 

@@ -16,7 +16,8 @@ run); the step in flight runs again, skipping every file it had recorded as veri
 are kept in the run's workspace folder so a resumed run issues none anew.
 
 Failures: each step is tried 1 + its `retries` times (a retried restore skips the files it already
-verified), then its `on_failure` applies: stop ends the run, skip-dependents skips every step that
+verified; a restore that runs past the step's `timeout_s` fails like any other), then its
+`on_failure` applies: stop ends the run, skip-dependents skips every step that
 depends on it, continue goes on; failed and skipped steps are run again by the next execute-plan,
 and the run is closed only when every step has succeeded.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -410,6 +412,7 @@ class Recovery:
     # -- steps --------------------------------------------------------------------------------------
 
     def _restore_component(self, step: Step) -> StepOutcome:
+        deadline = time.monotonic() + step.timeout_s
         files = self.files_by_step.get(step.id, [])
         if step.id.startswith("director/"):
             files = files + self._certificate_files(step)
@@ -418,10 +421,10 @@ class Recovery:
         for target_file in files:
             by_root[target_file.root].append(target_file)
         for root, group in by_root.items():
-            written += self._restore_group(root, group)
+            written += self._restore_group(root, group, deadline)
         return StepOutcome(SUCCEEDED, written, {"files": len(files), "roots": sorted(by_root)})
 
-    def _restore_group(self, root: str, group: list[TargetFile]) -> int:
+    def _restore_group(self, root: str, group: list[TargetFile], deadline: float) -> int:
         target = self.target(root)
         written = 0
         items: list[RestoreItem] = []
@@ -455,6 +458,7 @@ class Recovery:
                     # The deep validation of these manifests checked that each chunked file's parts
                     # make up its logical_sha256, so each part is checked alone, in parallel.
                     chunk_check="parts" if self.options.require_validation else "whole",
+                    deadline=deadline,
                 )
             finally:
                 self.tracker.files_verified(root, recorded)

@@ -83,7 +83,7 @@ import stat
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,7 +94,7 @@ from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import BackupSetError, IntegrityError
+from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError
 from omni_recovery.targets.driver import PartialFile, TargetRoot, partial_relpath
 
 __all__ = [
@@ -384,11 +384,23 @@ def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
 
 
 class _Sources:
-    """Each ISO opened once (an `ExtentReader`) and shared by every worker thread."""
+    """Each ISO opened once (an `ExtentReader`) and shared by every worker thread; reads stop at the
+    deadline (a `time.monotonic()` value), if there is one."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None = None) -> None:
         self._open: dict[str, ExtentReader] = {}
         self._lock = threading.Lock()
+        self.deadline = deadline
+
+    def blocks(self, item: RestoreItem, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
+        """The stored bytes of `item` from `offset` (in the ISO), a buffer's worth at a time."""
+        for block in self.get(item).blocks(offset, length, buffer, item.stored_path):
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise DeadlineExceeded(
+                    f"the time given to this restore ran out while restoring {item.path} "
+                    f"(from {item.iso_name}: {item.stored_path})"
+                )
+            yield block
 
     def get(self, item: RestoreItem) -> ExtentReader:
         source = self._open.get(item.iso_url)
@@ -443,7 +455,7 @@ def _mismatch(job: _FileJob, digest: str, sources: _Sources, buffer: memoryview)
     for piece in job.parts:
         assert piece.extent_offset is not None
         part = hashlib.sha256()
-        for block in sources.get(piece).blocks(piece.extent_offset, piece.size, buffer, piece.stored_path):
+        for block in sources.blocks(piece, piece.extent_offset, piece.size, buffer):
             part.update(block)
         if part.hexdigest() != piece.sha256:
             return IntegrityError(
@@ -474,8 +486,7 @@ def _copy_plain(job: _FileJob, out: PartialFile, sources: _Sources, buffer: memo
     for piece in job.parts:
         assert piece.extent_offset is not None
         part = hashlib.sha256() if job.check_parts else None
-        source = sources.get(piece)
-        for block in source.blocks(piece.extent_offset, piece.size, buffer, piece.stored_path):
+        for block in sources.blocks(piece, piece.extent_offset, piece.size, buffer):
             if whole is not None:
                 whole.update(block)
             if part is not None:
@@ -495,7 +506,7 @@ def _copy_sealed(
     nonce = keys.unb64(item.encryption.nonce, what="nonce", size=keys.NONCE_SIZE)
     opener = keys.Opener(data_key.key, nonce, item.stored_path, iso=item.iso_name)
     stored, plain, size = hashlib.sha256(), hashlib.sha256(), 0
-    for block in sources.get(item).blocks(item.extent_offset, item.size, buffer, item.stored_path):
+    for block in sources.blocks(item, item.extent_offset, item.size, buffer):
         stored.update(block)
         text = opener.update(block)  # type: ignore[arg-type]
         plain.update(text)
@@ -590,9 +601,8 @@ class _RangedRun:
         segment = self.segments[index]
         digest = hashlib.sha256() if segment.sha256 is not None and self.job.check_parts else None
         position = segment.file_offset
-        source = self.sources.get(segment.item)
-        for block in source.blocks(
-            segment.source_offset, segment.length, self.buffers.get(), segment.item.stored_path
+        for block in self.sources.blocks(
+            segment.item, segment.source_offset, segment.length, self.buffers.get()
         ):
             if digest is not None:
                 digest.update(block)
@@ -695,12 +705,14 @@ def restore_files(
     progress: Progress | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     chunk_check: ChunkCheck = "whole",
+    deadline: float | None = None,
 ) -> RestoreSummary:
     """Restore `items` onto `target`, verifying every byte; see the module documentation.
 
     `chunk_check` says what a chunked file is verified against: its logical_sha256 ("whole"),
     its parts' own sha256 ("parts": only when the caller knows the parts make up the whole),
-    or both.
+    or both. Past `deadline` (a `time.monotonic()` value) the restore stops with DeadlineExceeded,
+    as it stops on any failure.
     """
     started = time.perf_counter()
     if parallel is None:
@@ -746,7 +758,7 @@ def restore_files(
             on_done(done)
         report("restore", done.size)
 
-    sources = _Sources()
+    sources = _Sources(deadline)
     buffers = _Buffers(block_size)
     try:
         if parallel == 1:

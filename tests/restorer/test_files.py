@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
-from omni_recovery.errors import BackupSetError, IntegrityError
+from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from tests.backupset.conftest import DemoSet
@@ -300,3 +300,27 @@ def test_isos_read_through_fsspec_when_not_local(demo_set: DemoSet, tmp_path: Pa
         assert_same_tree(demo_set.env, tmp_path / "node")
     finally:
         fs.rm(remote, recursive=True)
+
+
+@pytest.mark.parametrize(("parallel", "chunk_check"), [(1, "whole"), (2, "whole"), (2, "parts")])
+def test_a_restore_past_its_deadline_stops_and_leaves_no_partial_file(
+    demo_set: DemoSet, tmp_path: Path, parallel: int, chunk_check: ChunkCheck
+):
+    items, key = set_items(demo_set.output)
+    node = tmp_path / "node"
+    done: list[RestoredFile] = []
+    with pytest.raises(DeadlineExceeded, match=r"ran out while restoring \S+ \(from \S+\.iso: data/"):
+        restore_files(
+            items,
+            TargetRoot(str(node)),
+            key,
+            parallel=parallel,
+            chunk_check=chunk_check,
+            on_done=done.append,
+            deadline=time.monotonic() - 1,
+        )
+    listing = snapshot(node)
+    assert not [p for p in listing if p.endswith(PARTIAL_SUFFIX)]
+    written = {p for p, (kind, _mode, _content, _mtime) in listing.items() if kind == "file"}
+    assert written == {d.path for d in done}, "only files reported as restored are there"
+    assert all(d.size == 0 for d in done), "no file with content was restored after the deadline"
