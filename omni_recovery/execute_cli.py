@@ -254,5 +254,5 @@ def _status(workspace: Path | None, runs: int) -> None:
         )
         for step in run.steps:
             if step.status != "succeeded":
-                error = step.detail.get("error", "")
-                click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {error}")
+                why = step.detail.get("error") or step.detail.get("reason", "")
+                click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {why}")

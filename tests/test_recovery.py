@@ -517,6 +517,9 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     assert steps["verify/data"].status == "failed" and steps["report/recovery"].status == "succeeded"
     assert steps["backup/post-recovery"].status == "skipped"
     assert (run.status, run.finished_at) == ("failed", None), "left open for the next run"
+    shown = CliRunner().invoke(main, ["status", "--workspace", str(workspace)]).output
+    assert f"failed     {step.id} (attempt {1 + step.retries}) {iso.name}" in shown
+    assert f"{step.id} failed and its on_failure is skip-dependents" in shown
 
     damage_component_file(copied.output, step.component)  # flipped back: the medium replaced
     summary = execute(setup, workspace)
