@@ -38,6 +38,10 @@ class DeadlineExceeded(RecoveryError):
     """Work ran past the time it was given (a plan step's timeout_s)."""
 
 
+class Interrupted(RecoveryError):
+    """Work was stopped on purpose (the operator pressed Ctrl-C)."""
+
+
 class EnvironmentStateError(RecoveryError):
     """An environment state folder is missing something or holds something malformed."""
 

@@ -51,7 +51,7 @@ from omni_recovery.backupset.reader import (
 )
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import RecoveryError
+from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
 from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
@@ -61,11 +61,12 @@ from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
-from transforms.planner import PHASES, Plan, Step, plan_from_yaml, step_needs
+from transforms.planner import PHASE_INDEX, PHASES, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 Progress = Callable[[str, int], None]
 FINAL_PHASE = PHASES[-1]  # the post-recovery backup
+VOLUMES = PHASE_INDEX["volumes"]  # the phases before it are the infrastructure everything builds on
 # Steps that judge the whole run: a resumed run does them again even when they succeeded before.
 SUMMARY_PHASES = ("verification", "report")
 
@@ -123,6 +124,7 @@ class Recovery:
         self._passphrase = passphrase
         self._created: dict[str, TargetRoot] = {}
         self._lock = threading.Lock()
+        self._cancel = threading.Event()  # set on Ctrl-C: running steps stop at their next read
         self.progress = progress or (lambda phase, amount: None)
 
     # -- what every step needs, loaded once --------------------------------------------------------
@@ -306,11 +308,13 @@ class Recovery:
         except RecoveryError as exc:
             self.tracker.interrupt(str(exc))
             raise
+        except KeyboardInterrupt:
+            self.tracker.interrupt("interrupted by the operator")
+            raise
 
     def finish(self) -> None:
         """Close the run as succeeded (only once every selected step has)."""
-        done = self.tracker.succeeded_steps()
-        missing = [s.id for s in self.selected_steps() if s.id not in done and not s.id.startswith("backup/")]
+        missing = self._not_succeeded()
         if missing:
             message = (
                 f"the run is not complete: {len(missing)} step(s) have not succeeded: "
@@ -320,6 +324,11 @@ class Recovery:
             self.tracker.interrupt(message)
             raise RecoveryError(message + "; execute-plan again runs them again")
         self.tracker.finish(SUCCEEDED)
+
+    def _not_succeeded(self) -> list[str]:
+        """The selected steps, but for the post-recovery backup, that have not succeeded in this run."""
+        done = self.tracker.succeeded_steps()
+        return [s.id for s in self.selected_steps() if s.id not in done and not s.id.startswith("backup/")]
 
     def run_steps(self, steps: Iterable[Step]) -> dict[str, StepOutcome]:
         """Run `steps` as the plan says: up to `parallel` at once, each once the steps it depends on
@@ -340,25 +349,53 @@ class Recovery:
             if outcome.status == FAILED and step.on_failure == "skip-dependents":
                 blocking[step.id] = step.id
 
+        self._cancel.clear()
         return run_in_order(
-            steps, self.options.parallel, self._attempt, lambda s: self._settled(s, done, blocking), ended
+            steps,
+            self.options.parallel,
+            self._attempt,
+            lambda s: self._settled(s, done, blocking),
+            ended,
+            cancel=self._cancel.set,
         )
 
     def _settled(self, step: Step, done: set[str], blocking: dict[str, str]) -> StepOutcome | None:
         """The outcome of a step that is not to run (done before, or a step it needs failed), else None."""
         if step.id in done and step.phase not in SUMMARY_PHASES:
             return StepOutcome(SKIPPED, detail={"reason": "already succeeded in this run"})
-        cause = next((blocking[d] for d in self.needs[step.id] if d in blocking), None)
+        # What a step needs blocks it; a failure in the infrastructure phases (Directors to storage)
+        # blocks everything after it, which all builds on that infrastructure.
+        cause = next(
+            (
+                blocking[d]
+                for d in step.depends_on
+                if d in blocking and (d in self.needs[step.id] or self._infrastructure(blocking[d]))
+            ),
+            None,
+        )
         if cause is None:
             return None
         detail = {"reason": f"{cause} failed and its on_failure is skip-dependents", "blocked_by": cause}
         self.tracker.step_skipped(step.id, step.phase, step.component, detail)
         blocking[step.id] = cause
+        if step.on_failure == "stop":
+            raise RecoveryError(
+                f"step {step.id} cannot run: it needs {cause}, which failed, and its own on_failure is "
+                f"stop, so the run stops here. Fallback: {step.fallback}. Run execute-plan again to resume"
+            )
         return StepOutcome(SKIPPED, detail=detail)
+
+    def _infrastructure(self, step_id: str) -> bool:
+        phase = self.phase_of.get(step_id)
+        return phase is not None and PHASE_INDEX[phase] < VOLUMES
+
+    @cached_property
+    def phase_of(self) -> dict[str, str]:
+        return {s.id: s.phase for s in self.plan.steps}
 
     def _load_shared(self, steps: list[Step]) -> None:
         """Load what steps share before they run in threads (cached_property guards nothing since 3.12)."""
-        _ = self.layout, self.files_by_step, self.entries_by_env_path, self.roots, self.needs
+        _ = self.layout, self.files_by_step, self.entries_by_env_path, self.roots, self.needs, self.phase_of
         for reader in self.readers:
             _ = reader.listing
         if any(s.id.startswith("director/") for s in steps):
@@ -368,6 +405,8 @@ class Recovery:
         """The step tried up to 1 + step.retries times (files verified by a failed try are not redone)."""
         tries = 1 + max(0, step.retries)
         for attempt in range(1, tries + 1):
+            if self._cancel.is_set():
+                raise Interrupted(f"step {step.id} interrupted")
             self.tracker.step_started(step.id, step.phase, step.component)
             try:
                 outcome = self._run_step(step)
@@ -459,6 +498,7 @@ class Recovery:
                     # make up its logical_sha256, so each part is checked alone, in parallel.
                     chunk_check="parts" if self.options.require_validation else "whole",
                     deadline=deadline,
+                    cancelled=self._cancel,
                 )
             finally:
                 self.tracker.files_verified(root, recorded)
@@ -586,9 +626,9 @@ class Recovery:
 
         if self.options.signing_key is None:
             return StepOutcome(SKIPPED, 0, {"reason": "no --signing-key given for the post-recovery backup"})
-        failed = sorted(i for i, (status, _) in self.tracker.unsuccessful_steps().items() if status == FAILED)
-        if failed:
-            reason = f"not a backup of a partial recovery: {', '.join(failed[:5])} failed"
+        missing = self._not_succeeded()
+        if missing:
+            reason = f"not a backup of a partial recovery: {', '.join(missing[:5])} did not succeed"
             return StepOutcome(SKIPPED, 0, {"reason": reason})
         output = post_recovery_backup(self, self.options.signing_key, self._passphrase)
         return StepOutcome(SUCCEEDED, 0, {"backup": output})
@@ -596,35 +636,40 @@ class Recovery:
     # -- the database -------------------------------------------------------------------------------
 
     def _require_validation(self) -> None:
+        """The latest deep validation of these very ISOs (by their manifests' fingerprint) passed."""
         with connect(self.database_url) as conn:
-            row = conn.execute(
+            runs = conn.execute(
                 "SELECT passed, finished_at, manifests_sha256 FROM omni.validation_runs "
-                "WHERE backup_set_id = %s AND deep ORDER BY started_at DESC LIMIT 1",
+                "WHERE backup_set_id = %s AND deep ORDER BY started_at DESC",
                 (self.source.backup_set_id,),
-            ).fetchone()
-        if row is None:
+            ).fetchall()
+        set_id = self.source.backup_set_id
+        if not runs:
             raise RecoveryRefused(
-                f"backup set {self.source.backup_set_id} has no deep validation on record: run "
+                f"backup set {set_id} has no deep validation on record: run "
                 "`omni-recovery validate-isos --deep` first; nothing is restored from an "
                 "unvalidated set"
             )
-        if not row[0]:
+        fingerprint = manifests_fingerprint(self.readers)
+        these = [(passed, finished) for passed, finished, recorded in runs if recorded == fingerprint]
+        if these and not these[0][0]:
             raise RecoveryRefused(
-                f"backup set {self.source.backup_set_id} failed its last deep validation "
-                f"({row[1]}); nothing is restored from a set that fails a blocking check"
+                f"backup set {set_id} failed its last deep validation ({these[0][1]}); nothing is "
+                "restored from a set that fails a blocking check"
             )
-        if row[2] is None:
+        if these:
+            return
+        if all(recorded is None for _, _, recorded in runs):
             raise RecoveryRefused(
-                f"the last deep validation of backup set {self.source.backup_set_id} ({row[1]}) did not "
-                "record which manifests it checked (an older omni-recovery, or unreadable ISOs). Run "
+                f"the last deep validation of backup set {set_id} ({runs[0][1]}) did not record which "
+                "manifests it checked (an older omni-recovery, or unreadable ISOs). Run "
                 "`omni-recovery validate-isos --deep` again"
             )
-        if row[2] != manifests_fingerprint(self.readers):
-            raise RecoveryRefused(
-                f"the ISOs at {self.source_record['location']} are not the ones the last deep validation "
-                f"of backup set {self.source.backup_set_id} ({row[1]}) checked: their manifests differ. "
-                "Run `omni-recovery validate-isos --deep` on them first"
-            )
+        raise RecoveryRefused(
+            f"the ISOs at {self.source_record['location']} are not the ones any deep validation of backup "
+            f"set {set_id} checked (the last on {runs[0][1]}): their manifests differ. Run "
+            "`omni-recovery validate-isos --deep` on them first"
+        )
 
 
 def _in_applications(step: Step, applications: set[str] | None) -> bool:

@@ -10,8 +10,11 @@ contiguous key range), the core services, the applications, and verification, re
 post-recovery backup. A partial restore (`applications`) runs only the volumes and applications
 of the chosen applications and of their hard dependencies, then the report.
 
-What can go wrong: a failing step fails its asset and the run; the recovery run stays open in the
-database, so running the same command again resumes it (see omni_recovery.recovery).
+What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.recovery): `stop`
+fails its asset and the Dagster run; `skip-dependents` and `continue` let the assets succeed (their
+metadata counts failed and skipped steps) and `finish` then refuses to close the recovery run,
+naming the steps and the report. Either way the recovery run stays open in the database, so running
+the same command again resumes it.
 """
 
 from __future__ import annotations

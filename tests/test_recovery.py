@@ -206,7 +206,7 @@ def test_set_other_than_the_validated_one_is_refused(
     shutil.rmtree(first.output)
     second.output.rename(first.output)  # the validated location now holds other ISOs of the same id
     setup = make_setup(dataclasses.replace(second, output=first.output), tmp_path / "plan")
-    with pytest.raises(RecoveryError, match=r"not the ones the last deep validation .* checked"):
+    with pytest.raises(RecoveryError, match=r"not the ones any deep validation .* checked"):
         execute(setup, workspace)
     assert not (tmp_path / "plan" / "infra").exists()
     with connect(database_url) as conn:  # as an older omni-recovery recorded its validations
@@ -215,6 +215,15 @@ def test_set_other_than_the_validated_one_is_refused(
         )
     with pytest.raises(RecoveryError, match="did not record which manifests it checked"):
         execute(setup, workspace)
+
+    # A passing deep validation of these ISOs is what counts, whatever was validated after it.
+    these = validate(str(first.output), first.trusted, PASSPHRASE, deep=True)
+    damaged = validate(str(first.output), first.trusted, PASSPHRASE, deep=True)
+    damaged.manifests_sha256 = "0" * 64  # a later validation of another copy with the same set id
+    with connect(database_url) as conn:
+        store(conn, these)
+        store(conn, damaged)
+    assert execute(setup, workspace).run_id
 
 
 def test_wrong_passphrase_is_refused_before_anything_is_written(
@@ -543,3 +552,30 @@ def test_failed_stop_step_ends_the_run_before_later_phases(
     run = latest_run(database_url)
     assert (run.status, run.finished_at) == ("failed", None)
     assert not [s.step_id for s in run.steps if PHASE_INDEX[s.phase] > PHASE_INDEX[step.phase]]
+
+
+def set_on_failure(plan_path: Path, step_id: str, on_failure: str) -> None:
+    """Edit one step's on_failure in the plan file, as an operator would."""
+    lines = plan_path.read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"- id: {step_id}")
+    at = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("on_failure:"))
+    lines[at] = lines[at].split("on_failure:")[0] + f"on_failure: {on_failure}\n"
+    plan_path.write_text("".join(lines))
+
+
+def test_a_skipped_step_whose_own_on_failure_is_stop_stops_the_run(
+    copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(copied, tmp_path)
+    volume = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
+    app = f"application/{volume.id.split('/')[1]}"
+    assert next(s for s in setup.plan.steps if s.id == app).on_failure == "stop"
+    set_on_failure(setup.plan_path, volume.id, "skip-dependents")
+    assert volume.component
+    damage_component_file(copied.output, volume.component)
+    with pytest.raises(RecoveryError, match=rf"step {app} cannot run: it needs {volume.id}, which failed"):
+        execute(setup, workspace)
+    steps = {s.step_id: s for s in latest_run(database_url).steps}
+    assert steps[volume.id].status == "failed" and steps[app].status == "skipped"
+    later = PHASE_INDEX[steps[app].phase]
+    assert not [i for i, s in steps.items() if PHASE_INDEX[s.phase] > later], "nothing after it ran"

@@ -99,3 +99,41 @@ def test_a_failing_step_lets_the_running_ones_end_and_starts_no_other() -> None:
 def test_steps_that_wait_on_each_other_are_refused() -> None:
     with pytest.raises(RecoveryError, match="wait on each other: a, b"):
         run_in_order([Job("a", ("b",)), Job("b", ("a",))], 2, Recorder())
+
+
+def test_settled_steps_take_no_slot_from_a_ready_step() -> None:
+    jobs = [Job("r1"), Job("s1"), Job("t1")]
+    recorder = Recorder(threading.Barrier(2))  # r1 and t1 must run at the same time
+    outcomes = run_in_order(jobs, 2, recorder, settled=lambda job: "done before" if job.id == "s1" else None)
+    assert outcomes["s1"] == "done before" and recorder.most == 2
+
+
+def test_a_step_that_cannot_be_settled_stops_the_run_like_a_failure() -> None:
+    def settle(job: Job) -> str | None:
+        if job.id == "blocked":
+            raise RecoveryError("blocked needs what failed")
+        return None
+
+    recorder = Recorder()
+    jobs = [Job("first"), Job("blocked", ("first",)), Job("after", ("blocked",)), Job("other", ("first",))]
+    with pytest.raises(RecoveryError, match="blocked needs what failed"):
+        run_in_order(jobs, 1, recorder, settled=settle)
+    assert recorder.events == ["start first", "end first"]
+
+
+def test_an_interrupt_cancels_the_running_steps_and_is_raised_once_they_stopped() -> None:
+    cancelled = threading.Event()
+
+    def run(job: Job) -> str:
+        if job.id == "long":
+            assert cancelled.wait(timeout=10), "never cancelled"
+            return "stopped early"
+        return "ok"
+
+    def interrupt(job: Job, outcome: str) -> None:
+        if job.id == "short":
+            raise KeyboardInterrupt  # as Ctrl-C arrives in the calling thread
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_order([Job("long"), Job("short"), Job("never")], 2, run, ended=interrupt, cancel=cancelled.set)
+    assert cancelled.is_set()

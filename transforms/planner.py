@@ -537,7 +537,9 @@ def _storage_steps(ctx: _Context) -> list[Step]:
             )
         )
     paths = {p.subject: p for p in ctx.plan.paths}
-    critical = {a.name for a in ctx.env.applications if a.priority == "critical"}
+    # An application restored in the critical phase (by priority, or promoted there because a critical
+    # one hard-depends on it) has critical volumes.
+    critical = {app for app, phase in _app_phases(ctx.env).items() if phase == "applications-critical"}
     for v in sorted(ctx.env.volumes, key=lambda v: v.component_id):
         path = paths[v.component_id]
         steps.append(

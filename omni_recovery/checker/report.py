@@ -74,6 +74,7 @@ class ValidationReport:
             "finished_at": self.finished_at.isoformat(),
             "isos": self.isos,
             "signer_key_id": self.signer_key_id,
+            "manifests_sha256": self.manifests_sha256,
             "bytes_hashed": self.bytes_hashed,
             "problems": [problem.to_json() for problem in self.problems],
         }

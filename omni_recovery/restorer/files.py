@@ -94,7 +94,7 @@ from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError
+from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, Interrupted
 from omni_recovery.targets.driver import PartialFile, TargetRoot, partial_relpath
 
 __all__ = [
@@ -385,12 +385,13 @@ def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
 
 class _Sources:
     """Each ISO opened once (an `ExtentReader`) and shared by every worker thread; reads stop at the
-    deadline (a `time.monotonic()` value), if there is one."""
+    deadline (a `time.monotonic()` value) or when `cancelled` is set, if given."""
 
-    def __init__(self, deadline: float | None = None) -> None:
+    def __init__(self, deadline: float | None = None, cancelled: threading.Event | None = None) -> None:
         self._open: dict[str, ExtentReader] = {}
         self._lock = threading.Lock()
         self.deadline = deadline
+        self.cancelled = cancelled
 
     def blocks(self, item: RestoreItem, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
         """The stored bytes of `item` from `offset` (in the ISO), a buffer's worth at a time."""
@@ -400,6 +401,8 @@ class _Sources:
                     f"the time given to this restore ran out while restoring {item.path} "
                     f"(from {item.iso_name}: {item.stored_path})"
                 )
+            if self.cancelled is not None and self.cancelled.is_set():
+                raise Interrupted(f"interrupted while restoring {item.path}")
             yield block
 
     def get(self, item: RestoreItem) -> ExtentReader:
@@ -573,7 +576,8 @@ class _RangedRun:
     the copies in file order, re-reading what was written and hashing it: the whole file
     against its sha256 (logical_sha256 for a chunked file), so the check covers the bytes as
     they lie in the temporary file; or, when only the parts are checked (`check_whole` off),
-    waits for every part's task. Only then is the file renamed.
+    waits for every part's task and checks each copied its whole length: the parts' bytes are
+    then hashed in the buffer they are written from, not read back. Only then is the file renamed.
     If anything fails, the verifier waits for every copy task to stop before it removes the
     temporary file.
     """
@@ -706,13 +710,14 @@ def restore_files(
     block_size: int = DEFAULT_BLOCK_SIZE,
     chunk_check: ChunkCheck = "whole",
     deadline: float | None = None,
+    cancelled: threading.Event | None = None,
 ) -> RestoreSummary:
     """Restore `items` onto `target`, verifying every byte; see the module documentation.
 
     `chunk_check` says what a chunked file is verified against: its logical_sha256 ("whole"),
     its parts' own sha256 ("parts": only when the caller knows the parts make up the whole),
     or both. Past `deadline` (a `time.monotonic()` value) the restore stops with DeadlineExceeded,
-    as it stops on any failure.
+    and once `cancelled` is set with Interrupted, as it stops on any failure.
     """
     started = time.perf_counter()
     if parallel is None:
@@ -758,7 +763,7 @@ def restore_files(
             on_done(done)
         report("restore", done.size)
 
-    sources = _Sources(deadline)
+    sources = _Sources(deadline, cancelled)
     buffers = _Buffers(block_size)
     try:
         if parallel == 1:

@@ -264,3 +264,14 @@ def test_a_step_needs_its_hard_dependencies_not_the_previous_phase_it_waits_for(
     assert hard and all(b in needs[a] for a, b in hard), (
         "an application needs the applications it hard-depends on"
     )
+
+
+def test_the_volumes_of_an_application_restored_in_the_critical_phase_stop_the_run_when_they_fail(
+    plan: Plan,
+) -> None:
+    phase = {s.id.split("/", 1)[1]: s.phase for s in plan.steps if s.id.startswith("application/")}
+    volumes = [s for s in plan.steps if s.id.startswith("volume/")]
+    assert {s.on_failure for s in volumes} == {"stop", "skip-dependents"}
+    for step in volumes:
+        critical = phase[step.id.split("/")[1]] == "applications-critical"
+        assert (step.on_failure == "stop") == critical, step.id
