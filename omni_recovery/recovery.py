@@ -308,7 +308,7 @@ class Recovery:
         except RecoveryError as exc:
             self.tracker.interrupt(str(exc))
             raise
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C: KeyboardInterrupt, or Dagster's interrupt error inside a run
             self.tracker.interrupt("interrupted by the operator")
             raise
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import materialize
+from dagster import DagsterExecutionInterruptedError, materialize
 
 from assets.restore import (
     APPLICATION_PARTITIONS,
@@ -38,7 +38,7 @@ from assets.restore import (
 )
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
-from omni_recovery.errors import RecoveryError
+from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import Settings
 from pipelines.runner import contiguous_ranges, dagster_instance, user_error
@@ -187,6 +187,11 @@ def _materialize(
             tags=tags,
             run_config=run_config,
         )
+    except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
+        raise Interrupted(
+            "interrupted: the steps in flight stopped and left nothing unverified under a final name; "
+            "execute-plan again resumes the run"
+        ) from exc
     except Exception as exc:
         raise user_error(exc) from exc
     return result.run_id

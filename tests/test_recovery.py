@@ -279,30 +279,17 @@ def test_cli_status_and_execute_plan(
     assert "succeeded" in result.output
 
 
-def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
-    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
-):
-    setup = make_setup(validated, tmp_path / "s")
-    execute(setup, tmp_path / "ws-clean")
-    uninterrupted = restored_tree(setup.plan, tmp_path / "clean-gathered")
-    shutil.rmtree(tmp_path / "s" / "infra")
-
-    command = [
-        sys.executable,
-        "-m",
-        "omni_recovery.cli",
-        "execute-plan",
-        "--plan",
-        str(setup.plan_path),
-        "--workspace",
-        str(workspace),
-        "--parallel-factor",
-        "1",
-    ]
+def execute_plan_until_volume_files(
+    setup: Setup, workspace: Path, database_url: str, parallel: int
+) -> tuple[subprocess.Popen[bytes], list[Path]]:
+    """`omni-recovery execute-plan` in a child process, once its first volume file is in place; the
+    volume folders of the plan's pools."""
+    command = [sys.executable, "-m", "omni_recovery.cli", "execute-plan", "--plan", str(setup.plan_path)]
+    command += ["--workspace", str(workspace), "--parallel-factor", str(parallel)]
     env = dict(
         os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
     )
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -312,7 +299,37 @@ def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
         ):
             break
         time.sleep(0.005)
-    assert proc.poll() is None, "the restore finished before it could be killed"
+    assert proc.poll() is None, "the restore finished before it could be interrupted"
+    return proc, pools
+
+
+def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    message = stderr.decode()
+    assert "interrupted: the steps in flight stopped" in message and "Traceback" not in message, message
+    run = latest_run(database_url)
+    assert (run.status, run.finished_at) == ("failed", None)
+    assert [s for s in run.steps if s.status == "failed" and "interrupted" in s.detail.get("error", "")]
+    assert not [p for pool in pools for p in pool.rglob("*omni-partial*")]
+    summary = execute(setup, workspace)
+    assert summary.run_id == run.run_id and latest_run(database_url).status == "succeeded"
+
+
+def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path / "s")
+    execute(setup, tmp_path / "ws-clean")
+    uninterrupted = restored_tree(setup.plan, tmp_path / "clean-gathered")
+    shutil.rmtree(tmp_path / "s" / "infra")
+
+    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {
