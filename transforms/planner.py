@@ -651,18 +651,28 @@ def _hard_dependencies(env: Environment, ids: Collection[str]) -> dict[str, set[
     return hard
 
 
-def _phase_gates(steps: Iterable[Step]) -> dict[str, set[str]]:
-    """phase → the sinks of the previous non-empty phase (what every step of the phase waits for)."""
+def _by_phase(steps: Iterable[Step]) -> dict[str, list[Step]]:
     by_phase: dict[str, list[Step]] = {}
     for s in steps:
         by_phase.setdefault(s.phase, []).append(s)
+    return by_phase
+
+
+def _sinks(phase_steps: list[Step]) -> set[str]:
+    """The steps of one phase that no other step of it depends on: the next phase's gate."""
+    needed = {d for s in phase_steps for d in s.depends_on}
+    return {s.id for s in phase_steps if s.id not in needed}
+
+
+def _phase_gates(steps: Iterable[Step]) -> dict[str, set[str]]:
+    """phase → the sinks of the previous non-empty phase (what every step of the phase waits for)."""
+    by_phase = _by_phase(steps)
     gates: dict[str, set[str]] = {}
     previous_sinks: set[str] = set()
     for phase in PHASES:
         gates[phase] = previous_sinks
         if phase in by_phase:
-            needed = {d for s in by_phase[phase] for d in s.depends_on}
-            previous_sinks = {s.id for s in by_phase[phase] if s.id not in needed}
+            previous_sinks = _sinks(by_phase[phase])
     return gates
 
 
@@ -681,21 +691,18 @@ def step_needs(plan: Plan, env: Environment) -> dict[str, frozenset[str]]:
 def _wire(raw: list[Step], env: Environment) -> tuple[Step, ...]:
     """Add hard dependencies (from the index) and the gate of the previous non-empty phase to every step."""
     hard = _hard_dependencies(env, {s.id for s in raw})
-    by_phase: dict[str, list[Step]] = {}
-    for s in raw:
-        by_phase.setdefault(s.phase, []).append(s)
+    by_phase = _by_phase(raw)
     result: list[Step] = []
-    previous_sinks: list[str] = []
+    previous_sinks: set[str] = set()
     for phase in PHASES:
         steps = by_phase.get(phase, [])
         if not steps:
             continue
         wired = []
         for s in steps:
-            deps = set(s.depends_on) | hard.get(s.id, set()) | set(previous_sinks)
+            deps = set(s.depends_on) | hard.get(s.id, set()) | previous_sinks
             wired.append(replace(s, depends_on=tuple(sorted(deps))))
-        needed = {d for s in wired for d in s.depends_on}
-        previous_sinks = sorted(s.id for s in wired if s.id not in needed)
+        previous_sinks = _sinks(wired)
         result.extend(_topological(wired))
     return tuple(result)
 
