@@ -17,15 +17,16 @@ are kept in the run's workspace folder so a resumed run issues none anew.
 
 Failures: each step is tried 1 + its `retries` times (a retried restore skips the files it already
 verified; a restore that runs past the step's `timeout_s` fails like any other), then its
-`on_failure` applies: stop ends the run, skip-dependents skips every step that
-depends on it, continue goes on; failed and skipped steps are run again by the next execute-plan,
-and the run is closed only when every step has succeeded.
+`on_failure` applies: stop ends the run, skip-dependents skips the steps that need it (and, for a
+failure in the infrastructure phases, everything after it), continue goes on; failed and skipped
+steps are run again by the next execute-plan, and the run is closed only when every step has
+succeeded. Up to --parallel-factor steps run at once, each once its dependencies have ended.
 
 What can go wrong: a set that has not passed deep validation, or whose ISOs are not the ones
 validated (their manifests' fingerprint differs from the validation's), is refused before anything is
 written; a wrong passphrase fails before anything is written; a damaged file fails its step with
-the ISO and path, leaving no partial file under a final name; a step that fails stops the run
-when its `on_failure` says stop (the default), and the run is recorded as failed.
+the ISO and path, leaving no partial file under a final name; a run that stops or is interrupted
+is recorded as failed and left open.
 """
 
 from __future__ import annotations
@@ -379,10 +380,7 @@ class Recovery:
         self.tracker.step_skipped(step.id, step.phase, step.component, detail)
         blocking[step.id] = cause
         if step.on_failure == "stop":
-            raise RecoveryError(
-                f"step {step.id} cannot run: it needs {cause}, which failed, and its own on_failure is "
-                f"stop, so the run stops here. Fallback: {step.fallback}. Run execute-plan again to resume"
-            )
+            raise _stop(step, f"cannot run: it needs {cause}, which failed, and its own on_failure is stop")
         return StepOutcome(SKIPPED, detail=detail)
 
     def _infrastructure(self, step_id: str) -> bool:
@@ -418,10 +416,7 @@ class Recovery:
             self.tracker.step_finished(step.id, outcome.status, outcome.bytes_written, outcome.detail)
             return outcome
         if step.on_failure == "stop":
-            raise RecoveryError(
-                f"step {step.id} failed {tries} time(s): {error} — its on_failure is stop, so the run stops "
-                f"here. Fallback: {step.fallback}. Run execute-plan again to resume"
-            ) from error
+            raise _stop(step, f"failed {tries} time(s): {error} — its on_failure is stop") from error
         return StepOutcome(FAILED, 0, {"error": str(error), "attempts": tries, "on_failure": step.on_failure})
 
     def _blocking_failures(self, exclude: set[str]) -> dict[str, str]:
@@ -670,6 +665,14 @@ class Recovery:
             f"set {set_id} checked (the last on {runs[0][1]}): their manifests differ. Run "
             "`omni-recovery validate-isos --deep` on them first"
         )
+
+
+def _stop(step: Step, why: str) -> RecoveryError:
+    """The error that stops the run at `step`, with what the plan says to do about it."""
+    return RecoveryError(
+        f"step {step.id} {why}, so the run stops here. Fallback: {step.fallback}. "
+        "Run execute-plan again to resume"
+    )
 
 
 def _in_applications(step: Step, applications: set[str] | None) -> bool:
