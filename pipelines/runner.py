@@ -7,7 +7,7 @@ How it works
 1. lists the set folder (`list_backup_set`): a file that is not an ISO of a backup set is refused
    by name here, before anything is registered or loaded;
 2. prepares the workspace: folders, the recovery database (migrated), and the Dagster instance
-   in `settings.dagster_home` (a `dagster.yaml` with telemetry off is written there once), so the
+   in `settings.dagster_home` (its `dagster.yaml` is written by `pipelines.instance_storage`), so the
    runs show up in `dagster dev` started with DAGSTER_HOME set to that folder;
 3. records each ISO's URL in the registry and adds its file name as a partition of `isos`;
 4. materialises the ingest assets for the set's partitions in ONE run (a partition key range;
@@ -47,12 +47,12 @@ from omni_recovery.catalog_sql import run_query
 from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_resources
+from pipelines.instance_storage import ensure_instance_yaml
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 __all__ = ["RegisterSummary", "contiguous_ranges", "dagster_instance", "register_isos", "user_error"]
 
-DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 CATALOG_STEPS = len(CATALOG_ASSETS)  # one progress step per catalog asset (op)
 # What registration materialises (other stages' assets, added to the definitions later, stay out).
 REGISTER_ASSETS = [ingest_iso, *CATALOG_ASSETS]
@@ -102,12 +102,8 @@ def _size(n: int) -> str:
 
 def dagster_instance(settings: Settings) -> DagsterInstance:
     """The persistent Dagster instance of the workspace (SQLite under settings.dagster_home)."""
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
-    return DagsterInstance.from_config(str(home))
+    ensure_instance_yaml(settings.dagster_home)
+    return DagsterInstance.from_config(str(settings.dagster_home))
 
 
 def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:

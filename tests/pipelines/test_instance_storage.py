@@ -1,0 +1,103 @@
+"""The workspace's Dagster instance: SQLite storages that keep their engines, same files as Dagster's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, Output, asset, materialize
+
+from pipelines.instance_storage import (
+    CachedEngineSqliteEventLogStorage,
+    CachedEngineSqliteRunStorage,
+    CachedEngineSqliteStorage,
+    EngineCache,
+    ensure_instance_yaml,
+    instance_yaml,
+)
+
+
+@asset
+def counted() -> Output[int]:
+    return Output(42, metadata={"answer": 42})
+
+
+def _stock_instance(home: Path) -> DagsterInstance:
+    """Dagster's default SQLite instance on the same folder (no dagster.yaml of ours)."""
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    return DagsterInstance.from_config(str(home))
+
+
+def test_the_workspace_instance_uses_the_cached_engine_storages(tmp_path: Path) -> None:
+    ensure_instance_yaml(tmp_path)
+    instance = DagsterInstance.from_config(str(tmp_path))
+    storage_data = instance.get_ref().storage_data
+    assert storage_data is not None and storage_data.class_name == CachedEngineSqliteStorage.__name__
+    assert isinstance(instance.run_storage, CachedEngineSqliteRunStorage)
+    assert isinstance(instance.event_log_storage, CachedEngineSqliteEventLogStorage)
+
+
+def test_runs_written_through_it_read_back_with_dagsters_own_storage(tmp_path: Path) -> None:
+    ensure_instance_yaml(tmp_path)
+    ours = DagsterInstance.from_config(str(tmp_path))
+    result = materialize([counted], instance=ours)
+    assert result.success
+    events = ours.all_logs(result.run_id)
+    assert len(events) > 5
+
+    stock = _stock_instance(tmp_path)
+    assert type(stock.event_log_storage).__name__ == "SqliteEventLogStorage"
+    assert stock.get_run_by_id(result.run_id) is not None
+    seen = [(e.timestamp, e.message) for e in stock.all_logs(result.run_id)]
+    assert seen == [(e.timestamp, e.message) for e in events]
+    latest = stock.get_latest_materialization_event(counted.key)
+    assert latest is not None and latest.run_id == result.run_id
+    materialization = latest.asset_materialization
+    assert materialization is not None and materialization.metadata["answer"].value == 42
+
+
+def test_one_engine_per_database_is_kept_across_connections(tmp_path: Path) -> None:
+    ensure_instance_yaml(tmp_path)
+    instance = DagsterInstance.from_config(str(tmp_path))
+    run_id = materialize([counted], instance=instance).run_id
+    events, runs = instance.event_log_storage, instance.run_storage
+    assert isinstance(events, CachedEngineSqliteEventLogStorage)
+    assert isinstance(runs, CachedEngineSqliteRunStorage)
+    for connect in (lambda: events.run_connection(run_id), events.index_connection, runs.connect):
+        with connect() as first:
+            engine = first.engine
+        with connect() as second:
+            assert second is not first and second.engine is engine
+
+
+def test_engine_cache_keeps_the_most_recently_used_engines() -> None:
+    cache = EngineCache(size=2)
+    first = cache.get("sqlite://")
+    assert cache.get("sqlite://") is first
+    second = cache.get("sqlite:///:memory:?a=1")
+    cache.get("sqlite://")  # the first is now the most recent
+    cache.get("sqlite:///:memory:?a=2")  # so the second is dropped
+    assert cache.get("sqlite://") is first
+    assert cache.get("sqlite:///:memory:?a=1") is not second
+
+
+@pytest.mark.parametrize(
+    ("existing", "rewritten"),
+    [
+        (None, True),
+        ("telemetry:\n  enabled: false\n", True),  # what earlier versions wrote
+        ("MOVED", True),  # ours, written for the folder before it moved
+        ("telemetry:\n  enabled: true\n", False),  # the user's own
+    ],
+)
+def test_instance_yaml_is_written_unless_it_is_the_users_own(
+    tmp_path: Path, existing: str | None, rewritten: bool
+) -> None:
+    config = tmp_path / "dagster.yaml"
+    if existing == "MOVED":
+        existing = instance_yaml(tmp_path / "elsewhere")
+    if existing is not None:
+        config.write_text(existing, encoding="utf-8")
+    ensure_instance_yaml(tmp_path)
+    assert config.read_text(encoding="utf-8") == (instance_yaml(tmp_path) if rewritten else existing)
+    assert str(tmp_path.resolve()) in instance_yaml(tmp_path)
