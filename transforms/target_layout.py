@@ -48,7 +48,7 @@ from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import place
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, InventoryNode
-from omni_recovery.yaml_text import load_yaml
+from omni_recovery.yaml_text import load_yaml, safe_dump
 from transforms.environment_model import Adaptation, Environment
 from transforms.planner import PathEntry, PlacementEntry, Plan
 from transforms.storage_paths import is_under, safe_join, split_url
@@ -160,7 +160,7 @@ def is_restored(relpath: str) -> bool:
 
 def dump_yaml(data: Any) -> bytes:
     """A rewritten YAML document: deterministic, key order kept."""
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    text = safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
     return text.encode("utf-8")
 
 

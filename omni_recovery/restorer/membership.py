@@ -29,9 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import yaml
-
 from omni_recovery.errors import RecoveryError
+from omni_recovery.yaml_text import safe_dump
 
 __all__ = [
     "ClusterMembership",
@@ -137,7 +136,7 @@ def form_cluster(
 
 
 def _dump(document: Mapping[str, object]) -> bytes:
-    return yaml.safe_dump(dict(document), sort_keys=False, default_flow_style=False).encode("utf-8")
+    return safe_dump(dict(document), sort_keys=False, default_flow_style=False).encode("utf-8")
 
 
 def _members(
