@@ -23,6 +23,7 @@ Outputs go to tmpfs (/dev/shm) by default, see performance-facts.md about /tmp.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -116,9 +117,9 @@ def prepare(
     output = work / "set"
     options = WriterOptions()
     if args.chunk_mib:
-        options.chunk_size = args.chunk_mib * MiB
+        options = dataclasses.replace(options, chunk_size=args.chunk_mib * MiB)
     if args.max_iso_gib:
-        options.max_iso_size = int(args.max_iso_gib * GiB)
+        options = dataclasses.replace(options, max_iso_size=int(args.max_iso_gib * GiB))
     create_backup_set(
         env, str(output), signing_key=load_signing_key(work / "k.key"), passphrase=PASSPHRASE, options=options
     )
