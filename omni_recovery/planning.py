@@ -15,8 +15,10 @@ that has not passed validation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,11 +27,12 @@ from pathlib import Path
 from psycopg.types.json import Jsonb
 
 from omni_recovery.backupset import layout
+from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import BackupSetError
+from omni_recovery.errors import BackupSetError, IntegrityError
 from omni_recovery.inventory import load_inventory
 from transforms.environment_model import Environment, environment_from_files
 from transforms.plan_render import plan_to_svg
@@ -70,6 +73,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
         raise BackupSetError(f"the set has {len(core)} system-core ISOs; exactly one is needed to plan")
     index = core[0].index()
     documents: dict[str, bytes] = {}
+    chunked: dict[str, list[tuple[IsoReader, ManifestEntry]]] = defaultdict(list)
     entries: list[tuple[str, str, int]] = []
     for reader in readers:
         for entry in reader.manifest.files:
@@ -79,18 +83,46 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
             relpath = env_path(logical)
             if entry.chunk is None or entry.chunk.chunk_index == 0:
                 entries.append((relpath, entry.type, entry.mode))
-            if (
-                entry.type == "file"
-                and entry.encryption is None
-                and entry.chunk is None
-                and is_document(relpath)
-            ):
+            if entry.type != "file" or entry.encryption is not None or not is_document(relpath):
+                continue
+            if entry.chunk is None:
                 documents[relpath] = reader.verified_bytes(entry.path, DOCUMENT_LIMIT)
+            else:
+                chunked[relpath].append((reader, entry))
+    for relpath, parts in chunked.items():
+        documents[relpath] = reassembled_document(parts)
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)
     environment = environment_from_files(texts, tuple(index.components), tuple(index.dependencies), name)
     return SetEnvironment(set_id, environment, documents, sorted(entries))
+
+
+def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
+    """A document another writer split into parts (a small chunk size), read whole and checked against
+    its logical_sha256."""
+    parts = sorted(parts, key=lambda part: part[1].chunk.chunk_index if part[1].chunk else -1)
+    reader, first = parts[0]
+    chunk = first.chunk
+    assert chunk is not None
+    if chunk.logical_size > DOCUMENT_LIMIT:
+        raise BackupSetError(
+            f"document of {chunk.logical_size} bytes is larger than the {DOCUMENT_LIMIT} allowed",
+            iso=reader.name,
+            path=chunk.chunk_of,
+        )
+    if [e.chunk.chunk_index if e.chunk else None for _, e in parts] != list(range(chunk.chunk_count)):
+        raise BackupSetError(
+            f"the parts of {chunk.chunk_of} are incomplete", iso=reader.name, path=first.path
+        )
+    data = b"".join(part_reader.verified_bytes(entry.path, DOCUMENT_LIMIT) for part_reader, entry in parts)
+    if (len(data), hashlib.sha256(data).hexdigest()) != (chunk.logical_size, chunk.logical_sha256):
+        raise IntegrityError(
+            "the reassembled document differs from its logical_sha256/logical_size",
+            iso=reader.name,
+            path=chunk.chunk_of,
+        )
+    return data
 
 
 def generate(location: str, inventory_path: Path, mode: str) -> tuple[Plan, SetEnvironment]:

@@ -3,7 +3,7 @@
 `verify_layout` checks that each entry of the target layout exists on its root with its type, and
 that every rewritten document holds exactly the bytes the adaptation produced. `verify_data`
 re-reads every file restored from the backup and hashes it against the digest the backup
-recorded for its content (logical_sha256 for chunked files, plaintext_sha256 for sealed ones), so
+recorded for its content (plaintext_sha256 for sealed files, logical_sha256 for other chunked ones), so
 a file damaged on the target after it was written is caught. Both return problems as text lines;
 the caller fails the step when there is any.
 """
@@ -89,10 +89,10 @@ def verify_data(
 def expected_digest(parts: Sequence[ManifestEntry]) -> str | None:
     """What a restored file's content must hash to, from its manifest entry or entries (parts)."""
     first = parts[0]
+    if first.encryption is not None:  # a sealed file, chunked or not, is restored decrypted
+        return first.encryption.plaintext_sha256
     if first.chunk is not None:
         return first.chunk.logical_sha256
-    if first.encryption is not None:
-        return first.encryption.plaintext_sha256
     return first.sha256
 
 

@@ -22,6 +22,7 @@ import pytest
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
+from omni_recovery.db.schema import init_database
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.test_recovery import digests, execute, make_setup, restored_tree
 
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.skipif(shutil.which("bsdtar") is None, reason="needs bs
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", database_url)
+def workspace(tmp_path: Path, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", fresh_database_url)
     return tmp_path / "ws"
 
 
@@ -50,7 +51,7 @@ def remade_by_libarchive(demo: DemoSet, folder: Path) -> DemoSet:
 
 
 def test_a_set_remade_by_libarchive_validates_and_restores_the_same(
-    demo_set: DemoSet, tmp_path: Path, database_url: str, workspace: Path
+    demo_set: DemoSet, tmp_path: Path, fresh_database_url: str, workspace: Path
 ) -> None:
     foreign = remade_by_libarchive(demo_set, tmp_path / "foreign")
     ours = {iso.name: iso.read_bytes() for iso in demo_set.output.glob("*.iso")}
@@ -62,7 +63,8 @@ def test_a_set_remade_by_libarchive_validates_and_restores_the_same(
     report = validate(str(foreign.output), foreign.trusted, PASSPHRASE, deep=True)
     assert report.passed, report.to_text()
     assert {p.check for p in report.problems} == {"modes"}, "only the images' own modes differ"
-    with connect(database_url) as conn:
+    init_database(fresh_database_url)
+    with connect(fresh_database_url) as conn:
         store(conn, report)
 
     setup = make_setup(foreign, tmp_path / "restore")

@@ -3,7 +3,9 @@
 How it works, in order:
 1. Walk the environment (envstate.model) and place every file in the ISO kind that carries
    it; seal sensitive files with the data key into a staging folder; split files above the
-   chunk size into parts; pack files and parts into ISOs of at most `max_iso_size` per kind.
+   chunk size into parts (a sealed file after sealing: its parts hold the ciphertext and tag of
+   the whole and carry its encryption); pack files and parts into ISOs of at most
+   `max_iso_size` per kind.
 2. Hash every stored byte once (parts and their whole file in one pass).
 3. With the whole `iso_set` known, write each ISO: manifest, backup_info, recovery_index.db,
    recovery.log, signatures, data; streamed by pycdlib to `NAME.partial`, renamed when whole.
@@ -270,39 +272,36 @@ def _data_key_placement() -> Placement:
 def _stored_entries(
     env_file: EnvFile, staging: Path, chunk_size: int, data_key: bytes, key_id: str
 ) -> Iterator[_Stored]:
+    """How one environment file is stored: as itself, sealed, and/or split into parts. A sensitive file
+    is sealed whole (bound to its own path) and its sealed bytes are split when they exceed the
+    chunk size, every part carrying the encryption of the whole."""
     path = env_file.placement.iso_path
     if env_file.type != "file":
         yield _Stored(env_file, path, 0)
         return
+    source, size = env_file.abspath, env_file.size
+    encryption: Encryption | None = None
+    sealed_sha256: str | None = None
     if env_file.placement.sensitive:
-        sealed_path = staging / f"sealed-{os.urandom(8).hex()}"
-        with env_file.abspath.open("rb") as src, sealed_path.open("wb") as dst:
+        source = staging / f"sealed-{os.urandom(8).hex()}"
+        with env_file.abspath.open("rb") as src, source.open("wb") as dst:
             sealed = keys.seal_file(data_key, key_id, path, src, dst)
         encryption = Encryption(**sealed.manifest_fields())
-        if sealed.stored_size > chunk_size:
-            raise EnvironmentStateError(f"{env_file.abspath}: a sensitive file larger than the chunk size")
-        yield _Stored(
-            env_file,
-            path,
-            sealed.stored_size,
-            source=sealed_path,
-            sha256=sealed.stored_sha256,
-            encryption=encryption,
-        )
+        size, sealed_sha256 = sealed.stored_size, sealed.stored_sha256
+    if size <= chunk_size:
+        yield _Stored(env_file, path, size, source=source, sha256=sealed_sha256, encryption=encryption)
         return
-    if env_file.size <= chunk_size:
-        yield _Stored(env_file, path, env_file.size, source=env_file.abspath)
-        return
-    count = math.ceil(env_file.size / chunk_size)
+    count = math.ceil(size / chunk_size)
     for index in range(count):
         offset = index * chunk_size
-        length = min(chunk_size, env_file.size - offset)
+        length = min(chunk_size, size - offset)
         yield _Stored(
             env_file,
             layout.chunk_part_path(path, index),
             length,
-            source=env_file.abspath,
+            source=source,
             window=(offset, length),
+            encryption=encryption,
         )
 
 

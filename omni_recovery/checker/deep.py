@@ -26,7 +26,7 @@ from contextlib import closing
 from omni_recovery.backupset import keys, layout
 from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.hashing import aligned_buffer
-from omni_recovery.backupset.manifest import ManifestEntry
+from omni_recovery.backupset.manifest import Encryption, ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, unlock_data_key
 from omni_recovery.checker import problems as p
 from omni_recovery.checker.iso_checks import manifest_of, stored_as_listed
@@ -137,27 +137,35 @@ def deep_check_iso(
             if image is None:
                 continue  # reported by the shallow listing and size checks
             opener = None
-            if entry.encryption is not None:
+            # A sealed file's parts are authenticated together, by deep_check_chunks.
+            if entry.encryption is not None and entry.chunk is None:
                 if data_key is None:
                     unauthenticated += 1
                 else:
-                    opener = _opener(reader.name, entry, data_key, found)
+                    opener = _opener(reader.name, entry, entry.path, data_key, found)
             found.extend(_hash_one(reader.name, source, entry, image.extents, buffer, counter, opener))
     counter.flush()
     if unauthenticated:
-        found.append(
-            p.error(
-                p.ENCRYPTION,
-                f"{unauthenticated} encrypted file(s) could not be authenticated without the data key",
-                iso=reader.name,
-                expected="authenticated",
-                found=f"{unauthenticated} not authenticated",
-            )
-        )
+        found.append(unauthenticated_note(reader.name, unauthenticated))
     return found
 
 
-def _opener(iso: str, entry: ManifestEntry, data_key: DataKey, found: list[Problem]) -> keys.Opener | None:
+def unauthenticated_note(iso: str | None, count: int) -> Problem:
+    """That `count` encrypted files of `iso` could not be authenticated (no data key)."""
+    return p.error(
+        p.ENCRYPTION,
+        f"{count} encrypted file(s) could not be authenticated without the data key",
+        iso=iso,
+        expected="authenticated",
+        found=f"{count} not authenticated",
+    )
+
+
+def _opener(
+    iso: str, entry: ManifestEntry, associated: str, data_key: DataKey, found: list[Problem]
+) -> keys.Opener | None:
+    """The decryption of `entry`'s stored bytes (sealed under the path `associated`), or None and a
+    problem in `found` when it cannot be had."""
     assert entry.encryption is not None
     if entry.encryption.key_id != data_key.key_id:
         found.append(
@@ -176,7 +184,51 @@ def _opener(iso: str, entry: ManifestEntry, data_key: DataKey, found: list[Probl
     except BackupSetError as exc:
         found.append(p.error(p.ENCRYPTION, exc.reason, iso=iso, path=entry.path))
         return None
-    return keys.Opener(data_key.key, nonce, entry.path, iso=iso)
+    return keys.Opener(data_key.key, nonce, associated, iso=iso)
+
+
+class _Decryption:
+    """A sealed file decrypted as its stored bytes stream by; the plaintext is only hashed."""
+
+    def __init__(self, opener: keys.Opener, encryption: Encryption) -> None:
+        self.opener, self.encryption = opener, encryption
+        self.plain, self.size = hashlib.sha256(), 0
+
+    def update(self, block: memoryview) -> None:
+        out = self.opener.update(bytes(block))
+        self.plain.update(out)
+        self.size += len(out)
+
+    def finish(self, iso: str, path: str) -> list[Problem]:
+        """The tag checked, then the plaintext against plaintext_sha256/plaintext_size."""
+        try:
+            tail = self.opener.finalize()
+        except IntegrityError as exc:
+            return [
+                p.error(
+                    p.ENCRYPTION,
+                    exc.reason,
+                    iso=iso,
+                    path=path,
+                    expected="authentic AES-256-GCM ciphertext",
+                    found="authentication failed",
+                )
+            ]
+        self.plain.update(tail)
+        self.size += len(tail)
+        enc = self.encryption
+        if (self.plain.hexdigest(), self.size) == (enc.plaintext_sha256, enc.plaintext_size):
+            return []
+        return [
+            p.error(
+                p.ENCRYPTION,
+                "the decrypted content differs from plaintext_sha256/plaintext_size",
+                iso=iso,
+                path=path,
+                expected=f"{enc.plaintext_sha256} ({enc.plaintext_size} bytes)",
+                found=f"{self.plain.hexdigest()} ({self.size} bytes)",
+            )
+        ]
 
 
 def _hash_one(
@@ -189,58 +241,17 @@ def _hash_one(
     opener: keys.Opener | None,
 ) -> list[Problem]:
     digest = hashlib.sha256()
-    plain = hashlib.sha256() if opener is not None else None
-    plain_size = 0
-    found: list[Problem] = []
+    decryption = _Decryption(opener, entry.encryption) if opener and entry.encryption else None
     try:
         for block in _stream(source, extents, buffer, entry.path, counter):
             digest.update(block)
-            if opener is not None and plain is not None:
-                out = opener.update(bytes(block))
-                plain.update(out)
-                plain_size += len(out)
+            if decryption is not None:
+                decryption.update(block)
     except IntegrityError as exc:
         return [p.error(p.FILE_HASHES, exc.reason, iso=iso, path=entry.path, expected=entry.size)]
-    if opener is not None and plain is not None:
-        try:
-            tail = opener.finalize()
-        except IntegrityError as exc:
-            plain = None
-            found.append(
-                p.error(
-                    p.ENCRYPTION,
-                    exc.reason,
-                    iso=iso,
-                    path=entry.path,
-                    expected="authentic AES-256-GCM ciphertext",
-                    found="authentication failed",
-                )
-            )
-        else:
-            plain.update(tail)
-            plain_size += len(tail)
+    found = decryption.finish(iso, entry.path) if decryption is not None else []
     if digest.hexdigest() != entry.sha256:
-        found.append(_stored_mismatch(iso, entry, digest.hexdigest()))
-    enc = entry.encryption
-    if (
-        plain is not None
-        and enc is not None
-        and (plain.hexdigest(), plain_size)
-        != (
-            enc.plaintext_sha256,
-            enc.plaintext_size,
-        )
-    ):
-        found.append(
-            p.error(
-                p.ENCRYPTION,
-                "the decrypted content differs from plaintext_sha256/plaintext_size",
-                iso=iso,
-                path=entry.path,
-                expected=f"{enc.plaintext_sha256} ({enc.plaintext_size} bytes)",
-                found=f"{plain.hexdigest()} ({plain_size} bytes)",
-            )
-        )
+        found.insert(0, _stored_mismatch(iso, entry, digest.hexdigest()))
     return found
 
 
@@ -261,9 +272,12 @@ def deep_check_chunks(
     *,
     only: Sequence[str] | None = None,
     part_hashes: bool = True,
+    data_key: DataKey | None = None,
 ) -> list[Problem]:
     """Reassemble each chunked file (or those in `only`) across the ISOs holding its parts: every part's
-    sha256 and the whole file's logical_sha256 and logical_size, from one read of each part.
+    sha256 and the whole file's logical_sha256 and logical_size, from one read of each part. A
+    sealed file's parts (the ciphertext and tag of the whole, sealed under the logical path) are
+    also decrypted in order and authenticated with `data_key`.
 
     With `part_hashes=False` only the whole file is hashed: `validate` checks the parts as files of
     their ISOs in other threads, so the two digests of each byte are computed in parallel.
@@ -275,7 +289,7 @@ def deep_check_chunks(
     for logical, pieces in sorted(chunk_parts(readers).items()):
         if only is not None and logical not in only:
             continue
-        found.extend(_reassemble(logical, pieces, readers, counter, part_hashes))
+        found.extend(_reassemble(logical, pieces, readers, counter, part_hashes, data_key))
     counter.flush()
     return found
 
@@ -286,15 +300,19 @@ def _reassemble(
     readers: Mapping[str, IsoReader | None],
     counter: _Counter,
     part_hashes: bool,
+    data_key: DataKey | None,
 ) -> list[Problem]:
     chunks = [e.chunk for _, e in pieces if e.chunk is not None]
     if not chunks or [c.chunk_index for c in chunks] != list(range(chunks[0].chunk_count)):
         return []
     if len({(c.chunk_count, c.logical_size, c.logical_sha256) for c in chunks}) > 1:
         return []
+    if len({e.encryption for _, e in pieces}) > 1:
+        return []
     whole = hashlib.sha256()
     size = 0
     found: list[Problem] = []
+    decryption = _sealed_whole(logical, pieces, data_key, found)
     sources: dict[str, ExtentReader] = {}
     try:
         with aligned_buffer(BLOCK) as buffer:
@@ -313,6 +331,8 @@ def _reassemble(
                             part.update(block)
                         whole.update(block)
                         size += len(block)
+                        if decryption is not None:
+                            decryption.update(block)
                 except IntegrityError as exc:
                     found.append(p.error(p.FILE_HASHES, exc.reason, iso=iso, path=entry.path))
                     return found
@@ -321,6 +341,8 @@ def _reassemble(
     finally:
         for source in sources.values():
             source.close()
+    if decryption is not None:
+        found.extend(decryption.finish(pieces[-1][0], logical))
     expected = chunks[0]
     if (whole.hexdigest(), size) != (expected.logical_sha256, expected.logical_size):
         found.append(
@@ -334,3 +356,17 @@ def _reassemble(
             )
         )
     return found
+
+
+def _sealed_whole(
+    logical: str, pieces: list[tuple[str, ManifestEntry]], data_key: DataKey | None, found: list[Problem]
+) -> _Decryption | None:
+    """For the parts of a sealed file, its decryption (or a note in `found` that it cannot be had)."""
+    iso, first = pieces[0]
+    if first.encryption is None:
+        return None
+    if data_key is None:
+        found.append(unauthenticated_note(iso, 1))
+        return None
+    opener = _opener(iso, first, logical, data_key, found)
+    return _Decryption(opener, first.encryption) if opener is not None else None

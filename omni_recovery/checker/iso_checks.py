@@ -318,15 +318,17 @@ def _check_sizes(name: str, listing: dict[str, IsoEntry], entries: dict[str, Man
                     found=image.size,
                 )
             )
-        if entry.encryption is not None and entry.encryption.plaintext_size + 16 != entry.size:
+        sealed_size = entry.chunk.logical_size if entry.chunk is not None else entry.size
+        if entry.encryption is not None and entry.encryption.plaintext_size + 16 != sealed_size:
             found.append(
                 p.error(
                     p.SIZES,
-                    "an encrypted file's stored size must be its plaintext_size plus the 16-byte tag",
+                    "an encrypted file's stored size (a chunked one's logical_size) must be its "
+                    "plaintext_size plus the 16-byte tag",
                     iso=name,
                     path=path,
                     expected=entry.encryption.plaintext_size + 16,
-                    found=entry.size,
+                    found=sealed_size,
                 )
             )
         if entry.chunk is not None and entry.size > entry.chunk.logical_size:
@@ -400,17 +402,11 @@ def _check_chunk_entries(name: str, files: list[ManifestEntry]) -> list[Problem]
     for entry in files:
         if entry.chunk is None:
             continue
-        if entry.encryption is not None:
-            found.append(
-                p.error(
-                    p.CHUNK_ENTRIES,
-                    "an encrypted file must not be split into parts",
-                    iso=name,
-                    path=entry.path,
-                )
-            )
         seen = first.setdefault(entry.chunk.chunk_of, entry)
         assert seen.chunk is not None
+        if entry.encryption != seen.encryption:
+            logical = entry.chunk.chunk_of
+            found.append(encryption_disagrees(p.CHUNK_ENTRIES, logical, iso=name, path=entry.path))
         mine = (entry.chunk.chunk_count, entry.chunk.logical_size, entry.chunk.logical_sha256)
         theirs = (seen.chunk.chunk_count, seen.chunk.logical_size, seen.chunk.logical_sha256)
         if mine != theirs:
@@ -425,3 +421,14 @@ def _check_chunk_entries(name: str, files: list[ManifestEntry]) -> list[Problem]
                 )
             )
     return found
+
+
+def encryption_disagrees(check: str, logical: str, *, iso: str | None, path: str) -> Problem:
+    """Parts of one file that do not all carry the same encryption (or none)."""
+    return p.error(
+        check,
+        f"parts of {logical} disagree on their encryption (the parts of a sealed file all carry "
+        "the encryption of the whole file)",
+        iso=iso,
+        path=path,
+    )

@@ -26,7 +26,7 @@ from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, manifests_fingerprint
 from omni_recovery.checker import problems as p
-from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unlock
+from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unauthenticated_note, unlock
 from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
 from omni_recovery.checker.problems import Problem, Progress, no_progress
 from omni_recovery.checker.report import ValidationReport
@@ -173,7 +173,9 @@ def _deep(
         if batch:
             units.append((size, _iso_unit(reader, data_key, progress, batch)))
     for logical, pieces in chunk_parts(usable).items():
-        check = functools.partial(deep_check_chunks, usable, progress, only=[logical], part_hashes=False)
+        check = functools.partial(
+            deep_check_chunks, usable, progress, only=[logical], part_hashes=False, data_key=data_key
+        )
         sizes = [e.size for iso, e in pieces if stored_as_listed(usable[iso].listing, e) is not None]
         units.append((sum(sizes), check))
     total = sum(size for size, _ in units)
@@ -209,16 +211,7 @@ def _merge_unauthenticated(notes: list[Problem]) -> list[Problem]:
     counts: dict[str | None, int] = {}
     for note in notes:
         counts[note.iso] = counts.get(note.iso, 0) + int((note.found or "0").split()[0])
-    return [
-        p.error(
-            p.ENCRYPTION,
-            f"{n} encrypted file(s) could not be authenticated without the data key",
-            iso=iso,
-            expected="authenticated",
-            found=f"{n} not authenticated",
-        )
-        for iso, n in counts.items()
-    ]
+    return [unauthenticated_note(iso, n) for iso, n in counts.items()]
 
 
 def _set_info(readers: dict[str, IsoReader | None]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.manifest import BackupInfo, ManifestEntry
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.checker import problems as p
-from omni_recovery.checker.iso_checks import index_of, manifest_of
+from omni_recovery.checker.iso_checks import encryption_disagrees, index_of, manifest_of
 from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import BackupSetError
 
@@ -387,6 +387,9 @@ def _check_chunks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
                         found=n,
                     )
                 )
+        if len({e.encryption for _, e, _ in chunks}) > 1:
+            isos = ", ".join(sorted({iso for iso, _, _ in chunks}))
+            found.append(encryption_disagrees(p.CHUNKS, logical, iso=isos, path=logical))
         meta = {(c.chunk_count, c.logical_size, c.logical_sha256) for _, _, c in chunks}
         if len(meta) > 1:
             found.append(

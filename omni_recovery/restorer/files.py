@@ -18,7 +18,10 @@ file and extent offset), what they must hash to, and where they go under the tar
    file object per ISO), hashing it while writing it to `.{name}.omni-partial` in its final
    folder (a chunked file's parts, from whichever ISOs hold them, go in index order into one
    file; see below). Sealed files are decrypted on the way and authenticated (AES-256-GCM tag,
-   path as associated data), then checked against their plaintext digest and size. Only when
+   path as associated data), then checked against their plaintext digest and size; a sealed
+   file larger than the writer's chunk size was sealed whole and then split, so its parts (each
+   checked against its own sha256) are decrypted in order as one stream, bound to the logical
+   path (`chunk_of`). Only when
    every check has passed is the file given its mode and mtime and renamed onto its final
    name; `on_done` is called after that rename (from the calling thread; with fsync on, also
    after the file was fsynced before its rename and its folder after it — once per folder for
@@ -327,7 +330,7 @@ def _plan(
                 f"{path} would be restored twice", iso=pieces[0].iso_name, path=pieces[0].stored_path
             )
         seen[path] = pieces[0]
-        jobs.append(_chunked_job(path, pieces))
+        jobs.append(_chunked_job(path, pieces, data_key))
     return dirs, jobs, symlinks
 
 
@@ -345,7 +348,7 @@ def _check_key(item: RestoreItem, data_key: DataKey | None) -> None:
         )
 
 
-def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
+def _chunked_job(path: str, pieces: list[RestoreItem], data_key: DataKey | None) -> _FileJob:
     pieces.sort(key=lambda p: p.chunk_index if p.chunk_index is not None else -1)
     first = pieces[0]
 
@@ -358,15 +361,14 @@ def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
     if count is None or first.logical_size is None or first.logical_sha256 is None:
         raise fail("a part lacks chunk_count, logical_size or logical_sha256")
     for piece in pieces:
-        if (piece.chunk_of, piece.chunk_count, piece.logical_size, piece.logical_sha256) != (
-            first.chunk_of,
-            count,
-            first.logical_size,
-            first.logical_sha256,
-        ):
+        if (
+            piece.chunk_of,
+            piece.chunk_count,
+            piece.logical_size,
+            piece.logical_sha256,
+            piece.encryption,
+        ) != (first.chunk_of, count, first.logical_size, first.logical_sha256, first.encryption):
             raise fail(f"part {piece.stored_path} in {piece.iso_name} disagrees on its logical file")
-        if piece.encryption is not None:
-            raise fail("encrypted chunked files are not supported")
     indices = [p.chunk_index for p in pieces]
     if indices != list(range(count)):
         missing = sorted(set(range(count)) - {i for i in indices if i is not None})
@@ -375,9 +377,15 @@ def _chunked_job(path: str, pieces: list[RestoreItem]) -> _FileJob:
         raise fail(
             f"the parts hold {sum(p.size for p in pieces)} bytes, logical_size is {first.logical_size}"
         )
-    return _FileJob(
-        path, tuple(pieces), first.logical_size, first.logical_sha256, first.mode, _timestamp(first)
-    )
+    if first.encryption is not None:
+        # Sealed as a whole, then split: the parts' bytes are the ciphertext and its tag.
+        _check_key(first, data_key)
+        if first.encryption.plaintext_size + keys.TAG_SIZE != first.logical_size:
+            raise fail("logical_size is not plaintext_size plus the 16-byte tag")
+        size, sha256 = first.encryption.plaintext_size, first.encryption.plaintext_sha256
+    else:
+        size, sha256 = first.logical_size, first.logical_sha256
+    return _FileJob(path, tuple(pieces), size, sha256, first.mode, _timestamp(first))
 
 
 # -- reading the ISOs ----------------------------------------------------------------------
@@ -504,22 +512,23 @@ def _copy_plain(job: _FileJob, out: PartialFile, sources: _Sources, buffer: memo
 def _copy_sealed(
     job: _FileJob, out: PartialFile, sources: _Sources, buffer: memoryview, data_key: DataKey
 ) -> None:
-    (item,) = job.parts
-    assert item.encryption is not None and item.extent_offset is not None
+    """Decrypt a sealed file (a chunked one: its parts in order, which hold the ciphertext and tag of
+    the whole, sealed under the logical path), checking each part's stored sha256 on the way."""
+    item = job.parts[0]
+    assert item.encryption is not None
     nonce = keys.unb64(item.encryption.nonce, what="nonce", size=keys.NONCE_SIZE)
-    opener = keys.Opener(data_key.key, nonce, item.stored_path, iso=item.iso_name)
-    stored, plain, size = hashlib.sha256(), hashlib.sha256(), 0
-    for block in sources.blocks(item, item.extent_offset, item.size, buffer):
-        stored.update(block)
-        text = opener.update(block)  # type: ignore[arg-type]
-        plain.update(text)
-        size += out.write(text)
-    if stored.hexdigest() != item.sha256:
-        raise IntegrityError(
-            f"sha256 is {stored.hexdigest()}, the manifest says {item.sha256} (restoring {job.path})",
-            iso=item.iso_name,
-            path=item.stored_path,
-        )
+    opener = keys.Opener(data_key.key, nonce, item.chunk_of or item.stored_path, iso=item.iso_name)
+    plain, size = hashlib.sha256(), 0
+    for piece in job.parts:
+        assert piece.extent_offset is not None
+        stored = hashlib.sha256()
+        for block in sources.blocks(piece, piece.extent_offset, piece.size, buffer):
+            stored.update(block)
+            text = opener.update(block)  # type: ignore[arg-type]
+            plain.update(text)
+            size += out.write(text)
+        if stored.hexdigest() != piece.sha256:
+            raise _part_mismatch(job, piece, stored.hexdigest())
     tail = opener.finalize()
     plain.update(tail)
     size += out.write(tail)
@@ -871,7 +880,8 @@ def _run_parallel(
     batch_bytes = 0
     try:
         for job in todo:
-            ranged = job.chunked or (job.size >= RANGED_MIN_SIZE and job.parts[0].encryption is None)
+            # A sealed file is decrypted in order, by one task.
+            ranged = job.parts[0].encryption is None and (job.chunked or job.size >= RANGED_MIN_SIZE)
             if ranged and target.supports_ranges:
                 run = _RangedRun(job, target, sources, buffers)
                 runs.append(run)
