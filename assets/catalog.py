@@ -54,7 +54,7 @@ from transforms.catalog_tables import (
     iso_files,
     isos_catalog,
 )
-from transforms.configs import CONFIG_SCHEMAS, config_tables, parse_document
+from transforms.configs import CONFIG_SCHEMAS, config_tables, parse_document, whole_config_files
 
 __all__ = [
     "CATALOG_ASSETS",
@@ -190,23 +190,18 @@ CONFIGURATIONS_SCHEMA = pa.schema(
 )
 
 
-def _configurations(files_table: pa.Table, documents: dict[tuple[str, str], Any]) -> pa.Table:
+def _configurations(files: list[dict[str, Any]], documents: dict[tuple[str, str], Any]) -> pa.Table:
     rows = []
-    for sid, iso, path, component in zip(
-        files_table.column("backup_set_id").to_pylist(),
-        files_table.column("iso_name").to_pylist(),
-        files_table.column("path").to_pylist(),
-        files_table.column("component_id").to_pylist(),
-        strict=True,
-    ):
+    for file in files:
+        document = documents[(file["backup_set_id"], file["path"])]
         rows.append(
             {
-                "backup_set_id": sid,
-                "component_id": component or "unassigned",
-                "key": path,
-                "value": json.dumps(documents[(sid, path)], sort_keys=True, default=str),
-                "source_path": path,
-                "iso_name": iso,
+                "backup_set_id": file["backup_set_id"],
+                "component_id": file["component_id"] or "unassigned",
+                "key": file["path"],
+                "value": json.dumps(document, sort_keys=True, default=str),
+                "source_path": file["path"],
+                "iso_name": file["iso_name"],
             }
         )
     return pa.Table.from_pylist(rows, schema=CONFIGURATIONS_SCHEMA)
@@ -239,26 +234,15 @@ def _configurations(files_table: pa.Table, documents: dict[tuple[str, str], Any]
 def configuration_tables(context: AssetExecutionContext, iso_config_files: PerIso) -> Iterator[Output[Any]]:
     """Parse every set's configuration files into typed tables (directors, orchestrators, apps, network)."""
     _progress(context)
+    # Partitions ingested before the chunk columns existed lack them: promoted, they read as whole files.
     parts = [iso_config_files[k] for k in sorted(iso_config_files)]
-    table = pa.concat_tables(parts) if parts else None
-    triples: list[tuple[str, str, bytes]] = []
-    documents: dict[tuple[str, str], Any] = {}
-    if table is not None:
-        for sid, path, content in zip(
-            table.column("backup_set_id").to_pylist(),
-            table.column("path").to_pylist(),
-            table.column("content").to_pylist(),
-            strict=True,
-        ):
-            triples.append((sid, path, content))
-            documents[(sid, path)] = parse_document(path, content)
-    tables = config_tables(triples)
+    rows = pa.concat_tables(parts, promote_options="default").to_pylist() if parts else []
+    files = whole_config_files(rows)
+    documents = {(f["backup_set_id"], f["path"]): parse_document(f["path"], f["content"]) for f in files}
+    tables = config_tables((f["backup_set_id"], f["path"], f["content"]) for f in files)
     for name in CONFIG_OUTPUTS:
         yield Output(tables[name], output_name=name)
-    empty = CONFIGURATIONS_SCHEMA.empty_table()
-    yield Output(
-        _configurations(table, documents) if table is not None else empty, output_name="configurations"
-    )
+    yield Output(_configurations(files, documents), output_name="configurations")
 
 
 CATALOG_ASSETS = [backup_sets, isos, files, components, dependencies, hardware, configuration_tables]

@@ -34,7 +34,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -53,6 +53,7 @@ from omni_recovery.backupset.index_db import RecoveryIndex, read_index
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.errors import BackupSetError, IntegrityError
 from transforms.catalog_tables import (
+    MANIFEST_SCHEMA,
     backup_info_table,
     directory_records_table,
     index_tables,
@@ -65,6 +66,9 @@ __all__ = ["CONFIG_FILES_SCHEMA", "INGEST_TABLES", "ISO_PARTITIONS", "ingest_iso
 ISO_PARTITIONS = DynamicPartitionsDefinition(name="isos")
 CONFIG_FILE_LIMIT = 64 * 1024 * 1024
 
+# Parts of a chunked configuration file (another writer's small chunk size) are rows of their own
+# here; the catalog joins them once every part is registered (transforms.configs.whole_config_files).
+_CHUNK_COLUMNS = ("chunk_of", "chunk_index", "chunk_count", "logical_size", "logical_sha256")
 CONFIG_FILES_SCHEMA = pa.schema(
     [
         ("backup_set_id", pa.string()),
@@ -72,6 +76,7 @@ CONFIG_FILES_SCHEMA = pa.schema(
         ("path", pa.string()),
         ("component_id", pa.string()),
         ("content", pa.large_binary()),
+        *[(name, MANIFEST_SCHEMA.field(name).type) for name in _CHUNK_COLUMNS],
     ]
 )
 
@@ -139,23 +144,35 @@ def read_iso_tables(key: str, url: str, size: int) -> dict[str, pa.Table]:
     }
 
 
-def _wanted_files(manifest: pa.Table) -> dict[str, tuple[int, str, str | None]]:
-    """path → (size, sha256, component) of the index and the configuration files, from the manifest."""
+class _Listed(NamedTuple):
+    """What the manifest says of a file the ingest reads."""
+
+    size: int
+    sha256: str
+    component_id: str | None
+    chunk: dict[str, Any]  # _CHUNK_COLUMNS, None for a whole file
+
+
+def _wanted_files(manifest: pa.Table) -> dict[str, _Listed]:
+    """path → manifest facts of the index and the configuration files (and their parts), from the manifest."""
     paths = manifest.column("path")
     mask = pc.and_(
         pc.and_(pc.equal(manifest.column("type"), "file"), pc.invert(manifest.column("encrypted"))),
         pc.or_(pc.equal(paths, layout.INDEX_DB_PATH), pc.starts_with(paths, "data/")),
     )
-    subset = manifest.filter(mask).select(["path", "size", "sha256", "component_id"]).to_pylist()
+    columns = ["path", "size", "sha256", "component_id", *_CHUNK_COLUMNS]
+    subset = manifest.filter(mask).select(columns).to_pylist()
     return {
-        row["path"]: (row["size"], row["sha256"], row["component_id"])
+        row["path"]: _Listed(
+            row["size"], row["sha256"], row["component_id"], {name: row[name] for name in _CHUNK_COLUMNS}
+        )
         for row in subset
-        if row["path"] == layout.INDEX_DB_PATH or is_config_path(row["path"])
+        if row["path"] == layout.INDEX_DB_PATH or is_config_path(row["chunk_of"] or row["path"])
     }
 
 
-def _verified_bytes(reader: IsoReader, listed: tuple[int, str, str | None], path: str, key: str) -> bytes:
-    size, sha, _ = listed
+def _verified_bytes(reader: IsoReader, listed: _Listed, path: str, key: str) -> bytes:
+    size, sha = listed.size, listed.sha256
     if size > CONFIG_FILE_LIMIT:
         raise BackupSetError(
             f"file of {size} bytes is larger than the {CONFIG_FILE_LIMIT} allowed here", iso=key, path=path
@@ -174,7 +191,7 @@ def _verified_bytes(reader: IsoReader, listed: tuple[int, str, str | None], path
     return data
 
 
-def _read_index(reader: IsoReader, wanted: dict[str, tuple[int, str, str | None]], key: str) -> RecoveryIndex:
+def _read_index(reader: IsoReader, wanted: dict[str, _Listed], key: str) -> RecoveryIndex:
     listed = wanted.get(layout.INDEX_DB_PATH)
     if listed is None:
         raise BackupSetError(
@@ -187,19 +204,20 @@ def _read_index(reader: IsoReader, wanted: dict[str, tuple[int, str, str | None]
         return read_index(copy, iso=key)
 
 
-def _config_files(
-    reader: IsoReader, wanted: dict[str, tuple[int, str, str | None]], set_id: str, key: str
-) -> pa.Table:
-    rows: dict[str, list[Any]] = {name: [] for name in CONFIG_FILES_SCHEMA.names}
-    for path, listed in sorted(wanted.items()):
-        if path == layout.INDEX_DB_PATH:
-            continue
-        rows["backup_set_id"].append(set_id)
-        rows["iso_name"].append(key)
-        rows["path"].append(path)
-        rows["component_id"].append(listed[2])
-        rows["content"].append(_verified_bytes(reader, listed, path, key))
-    return pa.Table.from_pydict(rows, schema=CONFIG_FILES_SCHEMA)
+def _config_files(reader: IsoReader, wanted: dict[str, _Listed], set_id: str, key: str) -> pa.Table:
+    rows = [
+        {
+            "backup_set_id": set_id,
+            "iso_name": key,
+            "path": path,
+            "component_id": listed.component_id,
+            "content": _verified_bytes(reader, listed, path, key),
+            **listed.chunk,
+        }
+        for path, listed in sorted(wanted.items())
+        if path != layout.INDEX_DB_PATH
+    ]
+    return pa.Table.from_pylist(rows, schema=CONFIG_FILES_SCHEMA)
 
 
 @multi_asset(

@@ -14,6 +14,7 @@ encryption are refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from omni_recovery.backupset.keys import TAG_SIZE
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
 from omni_recovery.backupset.writer import create_backup_set
+from omni_recovery.catalog_sql import run_query
 from omni_recovery.checker import problems as p
 from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
@@ -32,6 +34,8 @@ from omni_recovery.errors import IntegrityError
 from omni_recovery.planning import open_set, read_set_environment
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
+from pipelines.runner import register_isos
+from tests.catalog_fixtures import scratch_settings
 from tests.checker.tamper import copy_set, flip_byte, rebuild
 from tests.demo_fixtures import PASSPHRASE, SMALL_SET, DemoSet
 from tests.restorer.conftest import set_items
@@ -166,3 +170,23 @@ def test_documents_split_into_parts_are_read_whole_to_plan(sealed_set: DemoSet, 
     with open_set(str(damaged)) as readers, pytest.raises(IntegrityError) as caught:
         read_set_environment(readers)
     assert (caught.value.iso, caught.value.path) == (iso.name, entry.path)
+
+
+def test_the_catalog_holds_chunked_configuration_files_whole(
+    sealed_set: DemoSet, fresh_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    state = "data/directors/dir-1/state.json"
+    assert len(_parts(sealed_set.output, state)) > 1
+    with scratch_settings(tmp_path_factory, "small-chunks", fresh_database_url) as settings:
+        register_isos(str(sealed_set.output), settings)
+        vms = run_query(
+            str(settings.catalog),
+            "SELECT count(*) FROM director_vms WHERE backup_set_id = 'sealed' AND director_id = 'dir-1'",
+        )[1]
+    with connect(fresh_database_url) as conn:
+        (value,) = conn.execute(
+            "SELECT value FROM omni.configurations WHERE backup_set_id = 'sealed' AND key = %s", (state,)
+        ).fetchone() or (None,)
+    source = json.loads((sealed_set.env / "directors/dir-1/state.json").read_bytes())
+    assert value == source  # jsonb
+    assert vms == [(len(source["vms"]),)]

@@ -3,7 +3,8 @@
 How it works
 ------------
 `is_config_path(path)` says which files of an ISO are configuration (everything under `data/`
-that is YAML or JSON, except volume file trees, key material and encrypted files).
+that is YAML or JSON, except volume file trees, key material and encrypted files);
+`whole_config_files(rows)` joins the parts of one that a writer chunked.
 `config_tables(documents)` takes `(backup_set_id, path, bytes)` triples, dispatches each on its
 path (the layout of `data/` in backup-format.md) and returns one table per name of
 `CONFIG_SCHEMAS`: directors and their VMs, orchestrators, every orchestrator database table
@@ -24,6 +25,7 @@ of tables keep the required ones and the generic `orchestrator_db_rows` (every r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -37,7 +39,14 @@ import yaml
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
 
-__all__ = ["CONFIG_SCHEMAS", "ORCHESTRATOR_DB_TABLES", "config_tables", "is_config_path", "parse_document"]
+__all__ = [
+    "CONFIG_SCHEMAS",
+    "ORCHESTRATOR_DB_TABLES",
+    "config_tables",
+    "is_config_path",
+    "parse_document",
+    "whole_config_files",
+]
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 _TS = pa.timestamp("us", tz="UTC")
@@ -130,6 +139,40 @@ def is_config_path(path: str, *, encrypted: bool = False) -> bool:
     if encrypted or not path.startswith("data/") or not path.endswith(_SUFFIXES):
         return False
     return not (_VOLUME_FILES.match(path) or path.startswith("data/keys/"))
+
+
+def whole_config_files(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Configuration file rows (backup_set_id, iso_name, path, component_id, content, and the chunk
+    columns of a part) with the parts of a chunked file joined into one row under its logical path,
+    in chunk order, named by its first part's ISO. A file some of whose parts are not registered yet
+    is left out until they are; a joined file that differs from its logical_sha256/logical_size
+    raises BackupSetError naming it."""
+    whole: list[dict[str, Any]] = []
+    parts: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row.get("chunk_of") is None:
+            whole.append({name: row[name] for name in _FILE_COLUMNS})
+        else:
+            parts[(row["backup_set_id"], row["chunk_of"])].append(row)
+    for (_, logical), pieces in sorted(parts.items()):
+        pieces.sort(key=lambda piece: piece["chunk_index"])
+        first = pieces[0]
+        if [piece["chunk_index"] for piece in pieces] != list(range(first["chunk_count"])):
+            continue
+        content = b"".join(piece["content"] for piece in pieces)
+        digest = hashlib.sha256(content).hexdigest()
+        if (len(content), digest) != (first["logical_size"], first["logical_sha256"]):
+            raise BackupSetError(
+                f"its {len(pieces)} parts joined hash to {digest} ({len(content)} bytes), "
+                f"logical_sha256 is {first['logical_sha256']} ({first['logical_size']} bytes)",
+                iso=first["iso_name"],
+                path=logical,
+            )
+        whole.append({**{name: first[name] for name in _FILE_COLUMNS}, "path": logical, "content": content})
+    return whole
+
+
+_FILE_COLUMNS = ("backup_set_id", "iso_name", "path", "component_id", "content")
 
 
 class _Tables:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import pyarrow as pa
 import pytest
 
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.errors import BackupSetError
 from tests.catalog_fixtures import DemoSet
-from transforms.configs import CONFIG_SCHEMAS, config_tables, is_config_path
+from transforms.configs import CONFIG_SCHEMAS, config_tables, is_config_path, whole_config_files
 
 
 def _demo_documents(demo_set: DemoSet) -> list[tuple[str, str, bytes]]:
@@ -71,3 +74,48 @@ def test_malformed_configuration_is_refused_by_name(path: str, data: bytes, expe
     assert expected in str(caught.value)
     if expected != "wrong type":
         assert path in str(caught.value)
+
+
+ISO = "s_director-state_001.iso"
+
+
+def _part_rows(logical: str, data: bytes, size: int) -> list[dict[str, Any]]:
+    count = -(-len(data) // size)
+    common = {"backup_set_id": "s", "iso_name": ISO, "component_id": "director:d1", "chunk_count": count}
+    digest = hashlib.sha256(data).hexdigest()
+    return [
+        {
+            **common,
+            "path": f"{logical}.part-{i:05d}",
+            "content": data[i * size : (i + 1) * size],
+            "chunk_of": logical,
+            "chunk_index": i,
+            "logical_size": len(data),
+            "logical_sha256": digest,
+        }
+        for i in range(count)
+    ]
+
+
+def test_whole_config_files_joins_parts_in_order_and_keeps_whole_files() -> None:
+    state = b'{"vms": [' + b",".join(b'{"vm_id": "v%d"}' % i for i in range(50)) + b"]}"
+    parts = _part_rows("data/directors/d1/state.json", state, 100)
+    whole = {"backup_set_id": "s", "iso_name": "x.iso", "path": "data/network/dns.yaml", "component_id": None}
+    rows = [*reversed(parts), {**whole, "content": b"a: 1", "chunk_of": None}]
+    joined = {row["path"]: row for row in whole_config_files(rows)}
+    assert set(joined) == {"data/directors/d1/state.json", "data/network/dns.yaml"}
+    assert joined["data/directors/d1/state.json"]["content"] == state
+    assert joined["data/directors/d1/state.json"]["iso_name"] == ISO
+    assert joined["data/network/dns.yaml"] == {**whole, "content": b"a: 1"}
+    assert whole_config_files(parts[1:]) == [], "left out until every part is registered"
+
+
+def test_whole_config_files_refuses_parts_that_do_not_make_the_whole() -> None:
+    parts = _part_rows("data/directors/d1/state.json", b"x" * 250, 100)
+    parts[1]["content"] = b"y" * 100
+    with pytest.raises(BackupSetError) as caught:
+        whole_config_files(parts)
+    assert (caught.value.iso, caught.value.path) == (
+        "s_director-state_001.iso",
+        "data/directors/d1/state.json",
+    )
