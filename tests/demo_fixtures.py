@@ -68,21 +68,19 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.fixture(scope="session")
-def demo_set(demo_env: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoSet:
-    work = tmp_path_factory.mktemp("set")
+def signed_set(env: Path, work: Path, options: WriterOptions) -> DemoSet:
+    """A backup set of `env` written into `work`/set with `options`, signed by a new key in `work`."""
     key_path = work / "signing.key"
     generate_signing_key(key_path)
     summary = create_backup_set(
-        demo_env,
-        str(work / "set"),
-        signing_key=load_signing_key(key_path),
-        passphrase=PASSPHRASE,
-        options=SMALL_SET,
+        env, str(work / "set"), signing_key=load_signing_key(key_path), passphrase=PASSPHRASE, options=options
     )
-    return DemoSet(
-        demo_env, work / "set", summary, key_path, TrustedSigners.from_specs([str(key_path) + ".pub"])
-    )
+    return DemoSet(env, work / "set", summary, key_path, TrustedSigners.from_specs([str(key_path) + ".pub"]))
+
+
+@pytest.fixture(scope="session")
+def demo_set(demo_env: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoSet:
+    return signed_set(demo_env, tmp_path_factory.mktemp("set"), SMALL_SET)
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,7 @@ import pytest
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.keys import TAG_SIZE
 from omni_recovery.backupset.reader import IsoReader
-from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
-from omni_recovery.backupset.writer import create_backup_set
+from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.catalog_sql import run_query
 from omni_recovery.checker import problems as p
 from omni_recovery.checker import store, validate
@@ -37,7 +36,7 @@ from omni_recovery.targets.driver import TargetRoot
 from pipelines.runner import register_isos
 from tests.catalog_fixtures import scratch_settings
 from tests.checker.tamper import copy_set, flip_byte, rebuild
-from tests.demo_fixtures import PASSPHRASE, SMALL_SET, DemoSet
+from tests.demo_fixtures import PASSPHRASE, SMALL_SET, DemoSet, signed_set
 from tests.restorer.conftest import set_items
 
 USERS = "data/orchestrators/orch-3/db/users.jsonl"  # 9 KiB in the demo: three parts of 4 KiB
@@ -45,19 +44,8 @@ USERS = "data/orchestrators/orch-3/db/users.jsonl"  # 9 KiB in the demo: three p
 
 @pytest.fixture(scope="module")
 def sealed_set(demo_env: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoSet:
-    work = tmp_path_factory.mktemp("sealed-chunks")
-    key_path = work / "signing.key"
-    generate_signing_key(key_path)
-    summary = create_backup_set(
-        demo_env,
-        str(work / "set"),
-        signing_key=load_signing_key(key_path),
-        passphrase=PASSPHRASE,
-        options=dataclasses.replace(SMALL_SET, backup_set_id="sealed", chunk_size=4096),
-    )
-    return DemoSet(
-        demo_env, work / "set", summary, key_path, TrustedSigners.from_specs([str(key_path) + ".pub"])
-    )
+    options = dataclasses.replace(SMALL_SET, backup_set_id="sealed", chunk_size=4096)
+    return signed_set(demo_env, tmp_path_factory.mktemp("sealed-chunks"), options)
 
 
 def _parts(location: Path, logical: str) -> list[tuple[Path, Any]]:
