@@ -1,4 +1,6 @@
-"""A set whose ISO images another tool made is validated and recovered like one of ours.
+"""Sets laid out otherwise than our writer lays them out are validated and recovered like ours: images
+another ISO 9660 writer made, backup_info written in another layout in each ISO, and the parts of a
+file in ISOs out of sequence order (the format allows each).
 
 The images are remade by libarchive's ISO 9660 writer (`bsdtar --format iso9660`: Rock Ridge and
 Joliet, its own directory order and extent placement, and its `rr=useful` modes, 0444 for
@@ -11,19 +13,30 @@ must follow by the standard alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import IsoReader
+from omni_recovery.backupset.signing import load_signing_key
+from omni_recovery.checker import problems as p
 from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.restorer.files import restore_files
+from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.yaml_text import load_yaml
 from tests.backupset.conftest import PASSPHRASE, DemoSet
+from tests.checker.tamper import copy_set, rebuild
+from tests.restorer.conftest import set_items
 from tests.test_recovery import digests, execute, make_setup, restored_tree
 
 pytestmark = pytest.mark.skipif(shutil.which("bsdtar") is None, reason="needs bsdtar (libarchive-tools)")
@@ -80,3 +93,76 @@ def test_a_set_remade_by_libarchive_validates_and_restores_the_same(
             wanted = stat.S_IMODE(os.lstat(demo_set.env / path).st_mode)
             got = stat.S_IMODE(os.lstat(tmp_path / "gathered" / path).st_mode)
             assert got == wanted, f"{path}: mode {got:o}, the manifest says {wanted:o}"
+
+
+def test_backup_info_laid_out_otherwise_in_each_iso_is_the_same_document(
+    demo_set: DemoSet, tmp_path: Path
+) -> None:
+    relaid = copy_set(demo_set.output, tmp_path / "relaid")
+    key = load_signing_key(demo_set.key_path)
+    for number, iso in enumerate(sorted(relaid.glob("*.iso"))):
+        with IsoReader(str(iso)) as reader:
+            document = load_yaml(reader.backup_info_bytes)
+        # keys in another order, flow style for some ISOs, iso_set listed backwards for others
+        document = dict(reversed(document.items()))
+        if number % 2:
+            document["iso_set"] = list(reversed(document["iso_set"]))
+        text = yaml.safe_dump(document, default_flow_style=bool(number % 3 == 0), sort_keys=bool(number % 2))
+        rebuild(iso, key, replace={layout.BACKUP_INFO_PATH: text.encode()})
+    report = validate(str(relaid), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed and report.problems == [], report.to_text()
+
+    with IsoReader(str(next(relaid.glob("*_network-configuration_001.iso")))) as reader:
+        document = load_yaml(reader.backup_info_bytes)
+    document["omnicloud_version"] = "9.9.9"
+    rebuild(
+        next(relaid.glob("*_network-configuration_001.iso")),
+        key,
+        replace={layout.BACKUP_INFO_PATH: yaml.safe_dump(document).encode()},
+    )
+    report = validate(str(relaid), demo_set.trusted, PASSPHRASE)
+    (problem,) = [pr for pr in report.problems if pr.check == p.BACKUP_INFO_CONSISTENT]
+    assert problem.blocking and problem.found == "differs in omnicloud_version"
+
+
+def test_parts_of_a_file_in_isos_out_of_sequence_order_are_restored(
+    demo_set: DemoSet, tmp_path: Path
+) -> None:
+    swapped = copy_set(demo_set.output, tmp_path / "swapped")
+    first_part_in, second_part_in = _isos_of_parts(swapped, 0), _isos_of_parts(swapped, 1)
+    assert first_part_in != second_part_in
+    a, b = first_part_in, second_part_in
+    key = load_signing_key(demo_set.key_path)
+    names = {a: b.name, b: a.name}
+    for iso, new_name in names.items():
+        sequence = int(new_name.rsplit("_", 1)[1].removesuffix(".iso"))
+        rebuild(iso, key, edit_manifest=functools.partial(_set_sequence, sequence=sequence))
+    a.rename(tmp_path / "a.iso")
+    b.rename(a)
+    (tmp_path / "a.iso").rename(b)
+    assert _isos_of_parts(swapped, 0) == b and _isos_of_parts(swapped, 1) == a, (
+        "part 0 now lies in the later ISO"
+    )
+
+    report = validate(str(swapped), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed and report.problems == [], report.to_text()
+    items, data_key = set_items(swapped)
+    restore_files(items, TargetRoot(str(tmp_path / "node")), data_key, parallel=2)
+    big = next(i.path for i in items if i.chunk_of)
+    assert (tmp_path / "node" / big).read_bytes() == (demo_set.env / big).read_bytes()
+
+
+def _set_sequence(manifest: dict[str, Any], sequence: int) -> None:
+    manifest["sequence"] = sequence
+
+
+def _isos_of_parts(folder: Path, index: int) -> Path:
+    """The volume-data ISO holding part `index` of the set's first chunked file that spans ISOs."""
+    holders: dict[str, dict[int, Path]] = {}
+    for iso in sorted(folder.glob("*_volume-data_*.iso")):
+        with IsoReader(str(iso)) as reader:
+            for entry in reader.manifest.files:
+                if entry.chunk is not None:
+                    holders.setdefault(entry.chunk.chunk_of, {})[entry.chunk.chunk_index] = iso
+    spanning = sorted(k for k, parts in holders.items() if len(set(parts.values())) > 1)
+    return holders[spanning[0]][index]

@@ -16,9 +16,12 @@ one kind, adding up to its logical size.
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from typing import Any
+
+import yaml
 
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.index_db import RecoveryIndex
@@ -28,6 +31,7 @@ from omni_recovery.checker import problems as p
 from omni_recovery.checker.iso_checks import encryption_disagrees, index_of, manifest_of
 from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import BackupSetError
+from omni_recovery.yaml_text import load_yaml
 
 _SHARED_PATHS = frozenset({layout.BACKUP_INFO_PATH, layout.INDEX_DB_PATH, layout.RECOVERY_LOG_PATH})
 
@@ -154,30 +158,53 @@ def _check_completeness(set_id: str, info: BackupInfo, mine: Mapping[str, IsoRea
 def _check_backup_info_identical(
     mine: Mapping[str, IsoReader | None], reference: str | None
 ) -> list[Problem]:
+    """Every ISO's backup_info says what the reference ISO's says (compared as YAML documents, iso_set in
+    any order: another writer may lay the same document out otherwise)."""
     ref_reader = mine.get(reference or "")
     if ref_reader is None:
         return []
-    expected = hashlib.sha256(ref_reader.backup_info_bytes).hexdigest()
+    expected = _backup_info_document(ref_reader)
     found: list[Problem] = []
     for name, reader in mine.items():
         if reader is None or name == reference:
             continue
         try:
-            digest = hashlib.sha256(reader.backup_info_bytes).hexdigest()
+            document = _backup_info_document(reader)
         except BackupSetError:
             continue  # reported by check_iso
-        if digest != expected:
-            found.append(
-                p.error(
-                    p.BACKUP_INFO_CONSISTENT,
-                    f"backup_info differs from the one in {reference}",
-                    iso=name,
-                    path=layout.BACKUP_INFO_PATH,
-                    expected=f"sha256 {expected}",
-                    found=f"sha256 {digest}",
-                )
+        if document == expected:
+            continue
+        if isinstance(document, dict) and isinstance(expected, dict):
+            keys = sorted(k for k in set(document) | set(expected) if document.get(k) != expected.get(k))
+            differs = f"differs in {', '.join(map(str, keys))}"
+        else:
+            differs = "does not parse as a mapping"
+        found.append(
+            p.error(
+                p.BACKUP_INFO_CONSISTENT,
+                f"backup_info differs from the one in {reference}",
+                iso=name,
+                path=layout.BACKUP_INFO_PATH,
+                expected=f"the document of {reference}",
+                found=differs,
             )
+        )
     return found
+
+
+def _backup_info_document(reader: IsoReader) -> Any:
+    """backup_info as a YAML document with iso_set in a fixed order; None when it does not parse."""
+    try:
+        document = load_yaml(reader.backup_info_bytes)
+    except yaml.YAMLError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("iso_set"), list):
+        members = document["iso_set"]
+        document = {
+            **document,
+            "iso_set": sorted(members, key=lambda m: json.dumps(m, sort_keys=True, default=str)),
+        }
+    return document
 
 
 def _check_kinds(mine: Mapping[str, IsoReader | None], info: BackupInfo | None) -> list[Problem]:
@@ -413,9 +440,7 @@ def _check_chunks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
                         found=total,
                     )
                 )
-        placed = [_parse(iso) for iso, _, _ in chunks]
-        kinds = {n.kind for n in placed if n is not None}
-        sequences = [n.sequence for n in placed if n is not None]
+        kinds = {named.kind for iso, _, _ in chunks if (named := _parse(iso)) is not None}
         if len(kinds) > 1:
             found.append(
                 p.error(
@@ -423,16 +448,6 @@ def _check_chunks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
                     "the parts of one file lie in ISOs of different kinds",
                     path=logical,
                     found=", ".join(sorted(kinds)),
-                )
-            )
-        elif sequences != sorted(sequences):
-            found.append(
-                p.error(
-                    p.CHUNKS,
-                    "the parts of one file are out of order across ISOs",
-                    path=logical,
-                    expected="parts in ascending ISO sequence",
-                    found=", ".join(f"{c.chunk_index}@{iso}" for iso, _, c in chunks),
                 )
             )
     return found
