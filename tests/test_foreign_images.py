@@ -35,7 +35,7 @@ from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.yaml_text import load_yaml
 from tests.backupset.conftest import PASSPHRASE, DemoSet
-from tests.checker.tamper import copy_set, rebuild
+from tests.checker.tamper import copy_set, edit_index, index_bytes, rebuild
 from tests.restorer.conftest import set_items
 from tests.test_recovery import digests, execute, make_setup, restored_tree
 
@@ -166,3 +166,20 @@ def _isos_of_parts(folder: Path, index: int) -> Path:
                     holders.setdefault(entry.chunk.chunk_of, {})[entry.chunk.chunk_index] = iso
     spanning = sorted(k for k, parts in holders.items() if len(set(parts.values())) > 1)
     return holders[spanning[0]][index]
+
+
+def test_a_component_without_files_need_not_be_in_an_iso_of_its_kind(
+    demo_set: DemoSet, tmp_path: Path
+) -> None:
+    folder = copy_set(demo_set.output, tmp_path / "fileless")
+    core = next(folder.glob("*_system-core_001.iso"))
+    index = edit_index(
+        index_bytes(core),
+        "INSERT INTO components (component_id, kind, name, parent_id, priority, iso_kind, attributes) "
+        "VALUES ('network:spare', 'network', 'spare', NULL, NULL, 'network-configuration', '{}')",
+    )
+    rebuild(core, load_signing_key(demo_set.key_path), replace={layout.INDEX_DB_PATH: index})
+    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed, report.to_text()
+    (problem,) = report.problems
+    assert problem.severity == "warning" and "network:spare" in problem.message

@@ -280,23 +280,24 @@ def _check_references(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
     for name, index in indexes.items():
         for component in index.components:
             carried[component.component_id].add(kinds[name])
+    with_files = {entry.component for files in manifests.values() for entry in files}
     for component in core_index.components:
         kind = component.iso_kind
-        if (
-            kind != layout.SYSTEM_CORE
-            and kind not in unreadable
-            and kind not in carried[component.component_id]
-        ):
-            found.append(
-                p.error(
-                    p.REFERENCES,
-                    f"component {component.component_id} is in no ISO of its kind {component.iso_kind}",
-                    iso=core[0],
-                    path=layout.INDEX_DB_PATH,
-                    expected=f"an ISO of kind {component.iso_kind} carrying it",
-                    found="none",
-                )
+        if kind == layout.SYSTEM_CORE or kind in unreadable or kind in carried[component.component_id]:
+            continue
+        # A component without files is carried by no ISO: the format does not ask for it elsewhere.
+        report = p.error if component.component_id in with_files else p.warning
+        found.append(
+            report(
+                p.REFERENCES,
+                f"component {component.component_id} is in no ISO of its kind {component.iso_kind}"
+                + ("" if component.component_id in with_files else " (it has no files in the set)"),
+                iso=core[0],
+                path=layout.INDEX_DB_PATH,
+                expected=f"an ISO of kind {component.iso_kind} carrying it",
+                found="none",
             )
+        )
 
     for name, index in indexes.items():
         if name not in manifests:

@@ -60,6 +60,12 @@ def replace_in_place(iso: Path, path: str, old: bytes, new: bytes) -> None:
         fh.write(new)
 
 
+def index_bytes(iso: Path) -> bytes:
+    """The recovery_index.db of an image, as stored."""
+    with IsoReader(str(iso)) as reader:
+        return reader.raw(layout.INDEX_DB_PATH)
+
+
 def edit_index(data: bytes, sql: str, params: tuple[Any, ...] = ()) -> bytes:
     """recovery_index.db bytes after running one SQL statement on a copy."""
     with tempfile.TemporaryDirectory() as tmp:

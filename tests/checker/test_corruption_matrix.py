@@ -18,7 +18,15 @@ from omni_recovery.backupset.signing import generate_signing_key, load_signing_k
 from omni_recovery.checker import Problem, ValidationReport, validate
 from omni_recovery.checker import problems as p
 from tests.backupset.conftest import PASSPHRASE, DemoSet
-from tests.checker.tamper import copy_set, edit_index, flip_byte, iso_file, rebuild, replace_in_place
+from tests.checker.tamper import (
+    copy_set,
+    edit_index,
+    flip_byte,
+    index_bytes,
+    iso_file,
+    rebuild,
+    replace_in_place,
+)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, str]]:
@@ -73,11 +81,6 @@ def data_file(iso: Path, *, encrypted: bool = False, chunked: bool = False, min_
             and (e.encryption is not None) == encrypted
             and (e.chunk is not None) == chunked
         )
-
-
-def index_bytes(iso: Path) -> bytes:
-    with IsoReader(str(iso)) as reader:
-        return reader.raw(layout.INDEX_DB_PATH)
 
 
 # -- the good set --------------------------------------------------------------------------------
