@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
@@ -38,7 +39,12 @@ from sqlalchemy.pool import NullPool
 
 class EngineCache:
     """One engine per connection string, made on first use; the least recently used beyond `size`
-    are dropped (a long-lived webserver reads many runs' databases)."""
+    are dropped (a long-lived webserver reads many runs' databases).
+
+    An engine made with `keep_open` pools its connections (SQLAlchemy's default for a SQLite file);
+    the others open one per use, as Dagster does. Closing the last connection to a WAL database
+    checkpoints it, which is what a webserver watching a run's database file waits for, so only
+    databases nobody watches (the runs and the index) keep theirs open."""
 
     def __init__(self, size: int = 32, **engine_args: Any) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
@@ -46,11 +52,12 @@ class EngineCache:
         self._size = size
         self._engine_args = engine_args
 
-    def get(self, conn_string: str) -> Engine:
+    def get(self, conn_string: str, *, keep_open: bool = False) -> Engine:
         with self._lock:
             engine = self._engines.pop(conn_string, None)
             if engine is None:
-                engine = create_engine(conn_string, poolclass=NullPool, **self._engine_args)
+                pool = {} if keep_open else {"poolclass": NullPool}
+                engine = create_engine(conn_string, **pool, **self._engine_args)
             self._engines[conn_string] = engine
             while len(self._engines) > self._size:
                 self._engines.popitem(last=False)[1].dispose()
@@ -66,7 +73,7 @@ class CachedEngineSqliteRunStorage(SqliteRunStorage):
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
+        with self._engines.get(self._conn_string, keep_open=True).connect() as conn, conn.begin():
             yield conn
 
 
@@ -81,7 +88,7 @@ class CachedEngineSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
-            engine = self._engines.get(self.conn_string_for_shard(shard))
+            engine = self._engines.get(self.conn_string_for_shard(shard), keep_open=shard == INDEX_SHARD_NAME)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)

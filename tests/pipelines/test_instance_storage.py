@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, Output, asset, materialize
+from sqlalchemy.pool import NullPool, QueuePool
 
 from pipelines.instance_storage import (
     CachedEngineSqliteEventLogStorage,
@@ -101,3 +102,20 @@ def test_instance_yaml_is_written_unless_it_is_the_users_own(
     ensure_instance_yaml(tmp_path)
     assert config.read_text(encoding="utf-8") == (instance_yaml(tmp_path) if rewritten else existing)
     assert str(tmp_path.resolve()) in instance_yaml(tmp_path)
+
+
+def test_only_unwatched_databases_keep_their_connections_open(tmp_path: Path) -> None:
+    ensure_instance_yaml(tmp_path)
+    instance = DagsterInstance.from_config(str(tmp_path))
+    run_id = materialize([counted], instance=instance).run_id
+    events, runs = instance.event_log_storage, instance.run_storage
+    assert isinstance(events, CachedEngineSqliteEventLogStorage)
+    assert isinstance(runs, CachedEngineSqliteRunStorage)
+    with events.index_connection() as index, runs.connect() as run_db:
+        assert isinstance(index.engine.pool, QueuePool) and isinstance(run_db.engine.pool, QueuePool)
+    with events.run_connection(run_id) as shard:
+        assert isinstance(shard.engine.pool, NullPool)
+    # A run's database is closed after each event, so SQLite folds its write-ahead log into the file
+    # that `dagster dev` watches to stream the run's events.
+    shard_file = Path(events.path_for_shard(run_id))
+    assert shard_file.exists() and not shard_file.with_name(shard_file.name + "-wal").exists()
