@@ -10,6 +10,8 @@ from __future__ import annotations
 import posixpath
 import re
 import unicodedata
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from omni_recovery.errors import BackupSetError, UnsafePathError
@@ -133,3 +135,39 @@ def is_within(root: str, path: str) -> bool:
 def chunk_part_path(logical_path: str, index: int) -> str:
     """The stored path of part `index` of a chunked file."""
     return f"{logical_path}.part-{index:05d}"
+
+
+MAX_SYMLINK_HOPS = 40  # as Linux follows at most 40 links in one path
+
+
+def resolve_symlinks(path: str, links: Mapping[str, str]) -> str | None:
+    """Where the symlink at `path` leads when it and every symlink of `links` (path → relative target)
+    met on the way are followed, as a normalised relative path ("" for the top); None when the way
+    climbs above the top or goes round in a loop.
+
+    Folders are walked one segment at a time, as the kernel does, so a target that is harmless
+    as text but passes through another link is judged by where it really ends."""
+    if links[path].startswith("/"):
+        return None
+    current: list[str] = posixpath.dirname(path).split("/") if posixpath.dirname(path) else []
+    pending = deque(links[path].split("/"))
+    hops = 0
+    while pending:
+        segment = pending.popleft()
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not current:
+                return None
+            current.pop()
+            continue
+        candidate = "/".join([*current, segment])
+        target = links.get(candidate)
+        if target is None:
+            current.append(segment)
+            continue
+        hops += 1
+        if hops > MAX_SYMLINK_HOPS or target.startswith("/"):
+            return None
+        pending.extendleft(reversed(target.split("/")))
+    return "/".join(current)

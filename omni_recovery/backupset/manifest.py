@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -289,6 +290,22 @@ def _check_entry_set(entries: list[ManifestEntry], iso: str) -> None:
                 if parent in symlinks:
                     raise BackupSetError(f"entry lies under the symlink {parent}", iso=iso, path=entry.path)
                 parent = posixpath.dirname(parent)
+        check_symlink_chains({e.path: e.target or "" for e in entries if e.type == "symlink"}, iso=iso)
+
+
+def check_symlink_chains(links: Mapping[str, str], *, iso: str | None) -> None:
+    """Refuse a symlink (stored path → target) that leads out of its volume's files/ tree once the
+    symlinks it passes through are followed too (each target alone is checked by parse_manifest)."""
+    for path in sorted(links):
+        match = _VOLUME_FILES.match(path)
+        resolved = layout.resolve_symlinks(path, links)
+        if match is None or resolved is None or not layout.is_within(match.group(1), resolved):
+            raise BackupSetError(
+                f"symlink target {links[path]!r} leaves its volume's files/ tree when the symlinks it "
+                "passes through are followed",
+                iso=iso,
+                path=path,
+            )
 
 
 def _check_symlink(entry: ManifestEntry, iso: str) -> None:
@@ -299,7 +316,7 @@ def _check_symlink(entry: ManifestEntry, iso: str) -> None:
     if target.startswith("/") or "\x00" in target or "\\" in target:
         raise BackupSetError(f"symlink target {target!r} must be relative", iso=iso, path=entry.path)
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(entry.path), target))
-    if not resolved.startswith(match.group(1) + "/"):
+    if not layout.is_within(match.group(1), resolved):
         raise BackupSetError(
             f"symlink target {target!r} leaves its volume's files/ tree", iso=iso, path=entry.path
         )

@@ -94,7 +94,7 @@ from typing import Literal
 
 from omni_recovery.backupset import keys, layout
 from omni_recovery.backupset.extents import ExtentReader
-from omni_recovery.backupset.manifest import Encryption, ManifestEntry
+from omni_recovery.backupset.manifest import Encryption, ManifestEntry, check_symlink_chains
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, Interrupted
@@ -738,6 +738,8 @@ def restore_files(
     if chunk_check not in CHUNK_CHECKS:
         raise ValueError(f"chunk_check must be one of {', '.join(CHUNK_CHECKS)}")
     dirs, jobs, symlinks = _plan(items, data_key)
+    # Across ISOs too: the links of one volume may lie in several.
+    check_symlink_chains({s.stored_path: s.target or "" for s in symlinks}, iso=None)
     if chunk_check != "whole":
         both = chunk_check == "both"
         jobs = [

@@ -86,6 +86,38 @@ def test_symlink_escaping_its_volume_and_entries_under_symlinks_are_refused():
         parse_manifest(manifest(inside, entry("data/volumes/a/v/files/l/y")), iso="i.iso")
 
 
+def _link(path: str, target: str) -> dict[str, object]:
+    return {
+        "path": f"data/volumes/a/v/files/{path}",
+        "size": 0,
+        "mode": 0o120777,
+        "type": "symlink",
+        "target": target,
+    }
+
+
+def test_symlink_chains_are_judged_by_where_they_lead():
+    deep = _link("a/b/c/d/e/f/s", "../../../../../../z")  # files/z: inside, alone
+    esc = _link("esc", "a/b/c/d/e/f/s/../../../../../../../etc/shadow")  # inside as text, not through s
+    with pytest.raises(BackupSetError, match="when the symlinks it passes through are followed") as caught:
+        parse_manifest(manifest(deep, esc), iso="i.iso")
+    assert caught.value.path == "data/volumes/a/v/files/esc"
+    loop = [_link("p", "q"), _link("q", "p")]
+    with pytest.raises(BackupSetError, match="when the symlinks it passes through are followed"):
+        parse_manifest(manifest(*loop), iso="i.iso")
+    fine = [_link("x/up", ".."), _link("x/via", "up/x/up/y"), _link("x/sibling", "../x")]
+    assert len(parse_manifest(manifest(*fine), iso="i.iso").files) == 3
+
+
+def test_resolve_symlinks_walks_one_segment_at_a_time():
+    links = {"f/a": "b/c", "f/b": "d", "f/d/c": "../../f/e", "f/loop": "loop"}
+    assert layout.resolve_symlinks("f/a", links) == "f/e"
+    assert layout.resolve_symlinks("f/loop", links) is None
+    assert layout.resolve_symlinks("f/b", {"f/b": "../../x"}) is None, "above the top"
+    assert layout.resolve_symlinks("f/b", {"f/b": "/etc"}) is None, "absolute"
+    assert layout.resolve_symlinks("f/b", {"f/b": "c", "f/c": "/etc"}) is None, "absolute on the way"
+
+
 def test_bad_fields_are_named():
     with pytest.raises(BackupSetError, match="sha256 must be 64"):
         parse_manifest(manifest(entry("data/x", sha256="zz")), iso="i.iso")

@@ -324,3 +324,18 @@ def test_a_restore_past_its_deadline_stops_and_leaves_no_partial_file(
     written = {p for p, (kind, _mode, _content, _mtime) in listing.items() if kind == "file"}
     assert written == {d.path for d in done}, "only files reported as restored are there"
     assert all(d.size == 0 for d in done), "no file with content was restored after the deadline"
+
+
+def test_symlinks_from_several_isos_that_lead_out_together_are_refused(tmp_path: Path):
+    def link(iso: str, rel: str, target: str) -> RestoreItem:
+        stored = f"data/volumes/a/v/files/{rel}"
+        return RestoreItem(
+            "file:///x.iso", iso, stored, f"volumes/a/v/files/{rel}", type="symlink", target=target
+        )
+
+    deep = link("s_volume-data_001.iso", "a/b/c/d/e/f/s", "../../../../../../z")
+    esc = link("s_volume-data_002.iso", "esc", "a/b/c/d/e/f/s/../../../../../../../etc/shadow")
+    with pytest.raises(BackupSetError, match="passes through are followed") as caught:
+        restore_files([deep, esc], TargetRoot(str(tmp_path / "node")), None)
+    assert caught.value.path == "data/volumes/a/v/files/esc"
+    assert not (tmp_path / "node").exists() or not any((tmp_path / "node").rglob("*"))
