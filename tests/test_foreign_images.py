@@ -183,3 +183,40 @@ def test_a_component_without_files_need_not_be_in_an_iso_of_its_kind(
     assert report.passed, report.to_text()
     (problem,) = report.problems
     assert problem.severity == "warning" and "network:spare" in problem.message
+
+
+def test_another_writers_extra_files_and_folder_entries_are_restored_and_shared(
+    demo_set: DemoSet, tmp_path: Path, workspace: Path, fresh_database_url: str
+) -> None:
+    folder = copy_set(demo_set.output, tmp_path / "extra")
+    key = load_signing_key(demo_set.key_path)
+    ntp, old_key = b"servers: [10.0.0.5]\n", b"old key material\n"
+    rebuild(
+        next(folder.glob("*_system-core_001.iso")),
+        key,
+        add={
+            "data/system/ntp.yaml": (ntp, {"component": "system:core"}),
+            "data/keys/old-ca.enc": (old_key, {"component": "system:core"}),
+        },
+    )
+    network_folder = {"path": "data/network", "size": 0, "type": "dir", "mode": 0o40755, "component": None}
+    rebuild(
+        next(folder.glob("*_network-configuration_001.iso")),
+        key,
+        edit_manifest=lambda manifest: manifest["files"].append(network_folder),
+    )
+    extra = dataclasses.replace(demo_set, output=folder)
+    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed, report.to_text()
+    init_database(fresh_database_url)
+    with connect(fresh_database_url) as conn:
+        store(conn, report)
+
+    setup = make_setup(extra, tmp_path / "restore")
+    summary = execute(setup, workspace)
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    director_roots = [Path(TargetRoot(n.root, create=False).root) for n in setup.plan.nodes if n.director]
+    assert director_roots
+    for root in director_roots:
+        assert (root / "system/ntp.yaml").read_bytes() == ntp
+        assert (root / "keys/old-ca.enc").read_bytes() == old_key

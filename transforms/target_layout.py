@@ -16,6 +16,8 @@ Where things go (see docs/restore-layout.md):
   `{path under the pool root}/files/...`; `volumes/{app}/{vol}/volume.yaml` → the application's node;
 - `environment.yaml`, `recovery/...`, `keys/*.crt`, `network/...` and `nodes/{node}.yaml` (the NEW
   nodes, one per inventory node the plan maps an old node onto) → every Director node, identical;
+  so does whatever else another writer keeps below `data/` (`system/...`, `keys/*.enc`, …); its
+  entries for folders outside volumes are not needed (folders are made for their files);
 - `keys/*.key` (the old private keys) → nowhere: a new CA is made at restore time.
 
 Every value a rewrite changes is traced to an `Adaptation` of the plan (returned in
@@ -45,7 +47,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.backupset.layout import check_relative_path
-from omni_recovery.envstate.model import place
+from omni_recovery.envstate.model import component_of, place, volume_files_root
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, InventoryNode
 from omni_recovery.yaml_text import load_yaml, safe_dump
@@ -76,7 +78,9 @@ is issued at restore time). Other key material, such as service-account keys, is
 
 EDITED_REASON = "set in the (edited) plan; the plan lists no adaptation for it"
 RESTORED_EVENT = "director.restored"
-SHARED_TOP = ("environment.yaml", "recovery", "keys", "network")
+# Everything else below data/ (environment.yaml, recovery/, keys/, network/, and what another writer
+# adds, e.g. system/...) is shared: it goes to every Director node.
+COMPONENT_TOP = ("nodes", "directors", "orchestrators", "services", "applications", "volumes")
 
 
 class LayoutError(RecoveryError):
@@ -462,7 +466,7 @@ class _Builder:
     ) -> None:
         """Write `origin` at `relpath` under each root: copied when `new` is None or equals `old`."""
         check_relative_path(relpath)
-        component = place(origin).component
+        component = component_of(origin)
         if new is None or new == old:
             source, content = origin, None
         else:
@@ -475,10 +479,13 @@ class _Builder:
     def _entry(self, rel: str, kind: str, mode: int) -> None:
         parts = rel.split("/")
         head = parts[0]
-        place(rel)  # refuses paths outside the environment shape
+        if kind == "dir" and volume_files_root(rel) is None:
+            return  # another writer's entry for a folder outside a volume: made for the files it holds
+        if head in COMPONENT_TOP:
+            place(rel)  # refuses paths these folders cannot hold
         if head == "nodes":
             self._node_file(rel, mode)
-        elif head in SHARED_TOP:
+        elif head not in COMPONENT_TOP:  # also another writer's data/system/... files and other folders
             self._shared(rel, mode)
         elif head == "directors":
             director = parts[1]
@@ -511,7 +518,7 @@ class _Builder:
             self.emit([root], rel, rel, mode, kind, new, old)
         elif head == "volumes":
             self._volume_entry(rel, kind, mode)
-        else:  # pragma: no cover - place() accepts nothing else
+        else:  # pragma: no cover - place() accepts nothing else below COMPONENT_TOP
             raise LayoutError([f"{rel}: not part of an environment state folder"])
 
     def _placement_of(self, component: str, rel: str) -> PlacementEntry:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from omni_recovery.backupset.layout import (
     APPLICATION_DEFINITION,
+    DATA_KEY_PATH,
     DIRECTOR_STATE,
     NETWORK_CONFIGURATION,
     ORCHESTRATOR_STATE,
@@ -157,34 +158,44 @@ def place(relpath: str) -> Placement:
     raise EnvironmentStateError(f"{relpath}: not part of an OmniCloud environment state folder")
 
 
-def env_path(iso_path: str) -> str:
-    """The environment path that `place()` stores at `iso_path` (the inverse of `place`).
+def component_of(relpath: str) -> str | None:
+    """The component an environment path belongs to: `place`'s, or for another writer's extra files
+    below data/ (see env_path) the network's under network/ and the system's elsewhere."""
+    try:
+        return place(relpath).component
+    except EnvironmentStateError:
+        return NETWORK_COMPONENT if relpath.split("/")[0] == "network" else SYSTEM_COMPONENT
 
-    Raises EnvironmentStateError naming the path when no environment file is stored there
-    (e.g. data/keys/data-key.json, which belongs to the backup, not the environment).
+
+def env_path(iso_path: str) -> str:
+    """The environment path of what a set stores at `iso_path`: the inverse of `place` for what this
+    project's writer stores, and for other `data/` paths (another writer's files, such as
+    `data/keys/old-ca.enc` or `data/system/ntp.yaml`, or folder entries such as `data/network`) the
+    path below `data/`, with `data/system/` kept as `system/`.
+
+    Raises EnvironmentStateError naming the path when no environment file is stored there: paths
+    outside `data/`, data/keys/data-key.json (it belongs to the backup, not the environment), and
+    paths that would stand for one of ours stored elsewhere (`data/environment.yaml`, an unsealed
+    `data/keys/ca.key`).
     """
     parts = _segments(iso_path, "backup path")
-    if parts[0] != "data" or len(parts) < 3:
+    if parts[0] != "data" or len(parts) < 2 or iso_path == DATA_KEY_PATH:
         raise EnvironmentStateError(f"{iso_path}: not a data/ path of an environment file")
     rest = parts[1:]
     if rest == ["system", "environment.yaml"]:
-        candidate = "environment.yaml"
-    elif rest[0] == "system" and len(rest) >= 3 and rest[1] == "nodes":
-        candidate = "/".join(["nodes", *rest[2:]])
-    elif rest[0] == "system":
-        raise EnvironmentStateError(f"{iso_path}: not a data/ path of an environment file")
-    elif rest[0] == "keys" and rest[-1].endswith(".key" + SEALED_KEY_SUFFIX):
-        candidate = "/".join(rest)[: -len(SEALED_KEY_SUFFIX)]
-    else:
-        candidate = "/".join(rest)
+        return "environment.yaml"
+    if rest[0] == "system" and len(rest) >= 3 and rest[1] == "nodes":
+        return "/".join(["nodes", *rest[2:]])
+    if rest[0] == "keys" and len(rest) == 2 and rest[1].endswith(".key" + SEALED_KEY_SUFFIX):
+        return "/".join(rest)[: -len(SEALED_KEY_SUFFIX)]
+    candidate = "/".join(rest)
     try:
-        placement = place(candidate)
-    except EnvironmentStateError as exc:
-        raise EnvironmentStateError(f"{iso_path}: not a data/ path of an environment file ({exc})") from exc
-    if placement.iso_path != iso_path:
+        stored = place(candidate).iso_path
+    except EnvironmentStateError:
+        return candidate  # not a path this project's writer makes: another writer's file or folder
+    if stored != iso_path:  # it would shadow one of ours
         raise EnvironmentStateError(
-            f"{iso_path}: not a data/ path of an environment file "
-            f"(that file is stored at {placement.iso_path})"
+            f"{iso_path}: not a data/ path of an environment file (that file is stored at {stored})"
         )
     return candidate
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import shutil
 import sqlite3
 import tempfile
@@ -87,9 +88,11 @@ def rebuild(
     drop: set[str] | frozenset[str] = frozenset(),
     symlinks: dict[str, str] | None = None,
     raw_manifest: bytes | None = None,
+    add: dict[str, tuple[bytes, dict[str, Any]]] | None = None,
 ) -> None:
     """Write the ISO again: files in `drop` left out (and unlisted), files in `replace` with new bytes
-    (their manifest size and sha256 updated), symbolic links in `symlinks` pointing to new targets,
+    (their manifest size and sha256 updated), files in `add` (path → bytes and manifest fields) added
+    and listed, symbolic links in `symlinks` pointing to new targets,
     then `edit_manifest` on the manifest document (or exactly `raw_manifest`, unparsed); the
     manifest and backup_info are signed by `key`, whose public key becomes signer.pub."""
     replace = dict(replace or {})
@@ -106,6 +109,15 @@ def rebuild(
             entry["size"] = len(replace[entry["path"]])
             entry["sha256"] = hashlib.sha256(replace[entry["path"]]).hexdigest()
         kept.append(entry)
+    for path, (data, fields) in (add or {}).items():
+        contents[path] = data
+        listed = {
+            "path": path,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "mode": 0o100644,
+        }
+        kept.append({**listed, **fields})
     manifest["files"] = kept
     if edit_manifest is not None:
         edit_manifest(manifest)
@@ -127,6 +139,16 @@ def rebuild(
                 builder.add_symlink(path, target)
             else:
                 builder.add_bytes(path, contents[path], entry.mode or 0o100644)
+        folders = {p for p, e in listing.items() if e.type == "dir"}
+        for path in add or {}:
+            parents = [posixpath.dirname(path)]
+            while posixpath.dirname(parents[-1]):
+                parents.append(posixpath.dirname(parents[-1]))
+            for folder in reversed(parents):
+                if folder not in folders:
+                    builder.add_directory(folder, 0o40755)
+                    folders.add(folder)
+            builder.add_bytes(path, contents[path], 0o100644)
         partial = iso.with_name(iso.name + ".tmp")
         with partial.open("wb") as out:
             builder.write(out)

@@ -130,18 +130,30 @@ def test_place_refuses_paths_outside_the_shape(relpath: str) -> None:
     [
         "data/keys/data-key.json",
         "data/keys/ca.key",  # a private key is only ever stored sealed
-        "data/nodes/n1.yaml",
-        "data/system/other.yaml",
+        "data/nodes/n1.yaml",  # would stand for data/system/nodes/n1.yaml
         "data/environment.yaml",
         "metadata/manifest.json",
         "recovery.log",
-        "data/volumes/app/vol",
         "data/../keys/ca.crt",
     ],
 )
 def test_env_path_refuses_paths_no_environment_file_is_stored_at(iso_path: str) -> None:
     with pytest.raises(EnvironmentStateError, match=r"data|path|manifest|recovery"):
         env_path(iso_path)
+
+
+@pytest.mark.parametrize(
+    ("iso_path", "relpath"),
+    [
+        ("data/system/ntp.yaml", "system/ntp.yaml"),
+        ("data/keys/old-ca.enc", "keys/old-ca.enc"),
+        ("data/volumes/app/vol", "volumes/app/vol"),  # a folder entry
+        ("data/network", "network"),
+        ("data/directors/d1/notes/history.txt", "directors/d1/notes/history.txt"),
+    ],
+)
+def test_env_path_maps_another_writers_paths_below_data(iso_path: str, relpath: str) -> None:
+    assert env_path(iso_path) == relpath
 
 
 def test_sensitive_patterns_match_segment_by_segment() -> None:
