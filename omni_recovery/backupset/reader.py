@@ -48,18 +48,17 @@ class SetMember:
 def list_backup_set(location: str) -> list[SetMember]:
     """The ISOs in a set folder (any fsspec URL), ordered by kind and sequence.
 
-    Anything else in the folder is refused by name: a leftover `.partial` from an interrupted
-    write, or a file that is not an ISO of a backup set."""
+    Every `*.iso` file must be named as an ISO of a set, else it is refused by name; anything else
+    (a checksum list, a README, a sub-folder, a `.partial` left by an interrupted write) is not part
+    of the set and is left alone (`validate` names it)."""
     fs, root = fsspec.core.url_to_fs(location)
     if not fs.isdir(root):
         raise BackupSetError(f"{location} is not a folder")
     members = []
     for info in fs.ls(root, detail=True):
         base = posixpath.basename(info["name"].rstrip("/"))
-        if info["type"] == "directory":
-            raise BackupSetError(f"unexpected folder {base!r} in the backup set folder {location}")
-        if base.endswith(".partial"):
-            raise BackupSetError("an unfinished ISO from an interrupted write", iso=base)
+        if not is_iso_file(base, info["type"]):
+            continue
         name = layout.parse_iso_filename(base)
         url = fs.unstrip_protocol(info["name"])
         members.append(SetMember(name, url, int(info["size"])))
@@ -67,6 +66,11 @@ def list_backup_set(location: str) -> list[SetMember]:
         raise BackupSetError(f"{location} holds no ISO files")
     order = {kind: i for i, kind in enumerate(layout.KINDS)}
     return sorted(members, key=lambda m: (m.name.backup_set_id, order[m.name.kind], m.name.sequence))
+
+
+def is_iso_file(name: str, kind: str = "file") -> bool:
+    """True for what a set folder's listing holds that belongs to the set: a file named `*.iso`."""
+    return kind != "directory" and name.endswith(".iso")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import fsspec
 
 from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.manifest import ManifestEntry
-from omni_recovery.backupset.reader import DataKey, IsoReader, manifests_fingerprint
+from omni_recovery.backupset.reader import DataKey, IsoReader, is_iso_file, manifests_fingerprint
 from omni_recovery.checker import problems as p
 from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unauthenticated_note, unlock
 from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
@@ -50,11 +50,8 @@ def list_set_folder(location: str) -> tuple[dict[str, str], list[Problem]]:
     found: list[Problem] = []
     for info in infos:
         base = posixpath.basename(info["name"].rstrip("/"))
-        if info["type"] == "directory":
-            found.append(p.error(p.SET_MEMBERSHIP, "unexpected folder in the backup set folder", iso=base))
-            continue
-        if base.endswith(".partial"):
-            found.append(p.error(p.SET_MEMBERSHIP, "an unfinished ISO from an interrupted write", iso=base))
+        if not is_iso_file(base, info["type"]):
+            found.append(p.warning(p.SET_MEMBERSHIP, _not_in_the_set(base, info["type"]), iso=base))
             continue
         try:
             layout.parse_iso_filename(base)
@@ -65,6 +62,17 @@ def list_set_folder(location: str) -> tuple[dict[str, str], list[Problem]]:
     if not urls:
         found.append(p.error(p.SET_COMPLETENESS, f"{location} holds no ISO files", path=location))
     return dict(sorted(urls.items(), key=lambda item: _order(item[0]))), found
+
+
+def _not_in_the_set(name: str, kind: str) -> str:
+    what = (
+        "a folder"
+        if kind == "directory"
+        else "an unfinished file from an interrupted write"
+        if name.endswith(".partial")
+        else "not an ISO file"
+    )
+    return f"{what}: not part of the set, left alone (the set is judged by its iso_set)"
 
 
 def _order(name: str) -> tuple[str, int, int]:

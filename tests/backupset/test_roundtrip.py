@@ -16,7 +16,7 @@ from omni_recovery.backupset import keys, layout
 from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set, unlock_data_key
 from omni_recovery.backupset.signing import TrustedSigners
 from omni_recovery.envstate.model import env_path, walk_environment
-from omni_recovery.errors import IntegrityError, PassphraseError, SignatureError
+from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError, SignatureError
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 
 
@@ -196,3 +196,19 @@ def test_encrypted_file_decrypts_only_at_its_own_path(demo_set: DemoSet):
     assert b"".join(keys.open_chunks(keys.Opener(key.key, nonce, first.path), [stored]))
     with pytest.raises(IntegrityError, match="moved to another path"):
         b"".join(keys.open_chunks(keys.Opener(key.key, nonce, second.path), [stored]))
+
+
+def test_list_backup_set_leaves_other_files_alone_and_refuses_misnamed_isos(
+    demo_set: DemoSet, tmp_path: Path
+):
+    folder = tmp_path / "set"
+    shutil.copytree(demo_set.output, folder)
+    (folder / "SHA256SUMS").write_text("checksums")
+    (folder / "docs").mkdir()
+    assert [m.name for m in list_backup_set(str(folder))] == [
+        m.name for m in list_backup_set(str(demo_set.output))
+    ]
+    (folder / "copy of t1.iso").write_bytes(b"")
+    with pytest.raises(BackupSetError) as caught:
+        list_backup_set(str(folder))
+    assert "copy of t1.iso" in str(caught.value)

@@ -386,12 +386,19 @@ def test_symlink_target_differing_from_the_manifest(demo_set: DemoSet, damaged: 
     assert problem.expected == link.target and problem.found == "elsewhere"
 
 
-def test_stray_files_in_the_set_folder(demo_set: DemoSet, damaged: Path):
-    (damaged / "notes.txt").write_text("hello")
+def test_other_files_in_the_set_folder_are_named_and_left_alone(demo_set: DemoSet, damaged: Path):
+    (damaged / "SHA256SUMS").write_text("hello")
     (damaged / "t1_volume-data_009.iso.partial").write_bytes(b"")
+    (damaged / "extras").mkdir()
     report = run(damaged, demo_set)
-    only(report, p.SET_MEMBERSHIP, iso="notes.txt")
-    assert "interrupted write" in only(report, p.SET_MEMBERSHIP, iso="t1_volume-data_009.iso.partial").message
+    assert report.passed, report.to_text()
+    notes = {pr.iso: pr for pr in report.problems}
+    assert set(notes) == {"SHA256SUMS", "t1_volume-data_009.iso.partial", "extras"}
+    assert all(pr.check == p.SET_MEMBERSHIP and not pr.blocking for pr in notes.values())
+    assert "interrupted write" in notes["t1_volume-data_009.iso.partial"].message
+
+    (damaged / "notes.iso").write_bytes(b"not named as an ISO of a set")
+    only(run(damaged, demo_set), p.SET_MEMBERSHIP, iso="notes.iso")
 
 
 def test_not_a_folder(demo_set: DemoSet, tmp_path: Path):

@@ -203,12 +203,12 @@ def test_a_foreign_file_is_refused_by_name_and_nothing_is_loaded(
     before = _snapshot(url)
     folder = tmp_path / "set"
     shutil.copytree(demo_set.output, folder)
-    (folder / "notes.txt").write_text("not an ISO")
+    (folder / "notes.iso").write_text("not an ISO of a set")
     result = CliRunner().invoke(
         main, ["register-isos", "--path", str(folder), "--workspace", str(registered.settings.workspace)],
         env={DATABASE_URL_ENV: url},
     )  # fmt: skip
-    assert result.exit_code == 1 and "notes.txt" in result.output
+    assert result.exit_code == 1 and "notes.iso" in result.output
     assert _snapshot(url) == before
 
 
