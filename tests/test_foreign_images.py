@@ -220,3 +220,34 @@ def test_another_writers_extra_files_and_folder_entries_are_restored_and_shared(
     for root in director_roots:
         assert (root / "system/ntp.yaml").read_bytes() == ntp
         assert (root / "keys/old-ca.enc").read_bytes() == old_key
+
+
+def test_scripts_in_every_iso_and_an_index_that_maps_the_whole_set(demo_set: DemoSet, tmp_path: Path) -> None:
+    folder = copy_set(demo_set.output, tmp_path / "mapped")
+    key = load_signing_key(demo_set.key_path)
+    script = b"#!/bin/sh\necho checked\n"
+    elsewhere = chunked = None
+    for iso in sorted(folder.glob("*.iso")):
+        with IsoReader(str(iso)) as reader:
+            for entry in reader.manifest.files:
+                if entry.chunk and chunked is None:
+                    chunked = entry.chunk.chunk_of
+                elif "_system-core_" not in iso.name and entry.path.startswith("data/") and elsewhere is None:
+                    elsewhere = entry.path
+        rebuild(iso, key, add={"scripts/validation/check.sh": (script, {"component": None})})
+    core = next(folder.glob("*_system-core_001.iso"))
+    index = edit_index(
+        index_bytes(core),
+        "INSERT INTO files (path, component_id) VALUES (?, NULL), (?, NULL)",
+        (elsewhere, chunked),
+    )
+    rebuild(core, key, replace={layout.INDEX_DB_PATH: index})
+    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed and report.problems == [], report.to_text()
+
+    index = edit_index(
+        index_bytes(core), "INSERT INTO files (path, component_id) VALUES ('data/ghost', NULL)"
+    )
+    rebuild(core, key, replace={layout.INDEX_DB_PATH: index})
+    (problem,) = validate(str(folder), demo_set.trusted, PASSPHRASE).blocking
+    assert (problem.check, problem.path) == (p.REFERENCES, "data/ghost")

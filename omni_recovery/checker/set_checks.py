@@ -33,8 +33,6 @@ from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
 
-_SHARED_PATHS = frozenset({layout.BACKUP_INFO_PATH, layout.INDEX_DB_PATH, layout.RECOVERY_LOG_PATH})
-
 
 def set_identity(names: list[str]) -> str | None:
     """The backup_set_id a folder of ISO names is about: system-core's, else the most common one."""
@@ -299,6 +297,14 @@ def _check_references(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
             )
         )
 
+    # An index may name a file held by another ISO (system-core's may map the whole set) or a chunked
+    # file by its logical path: the format only asks that what it names exists in the set.
+    in_any_manifest = {
+        path
+        for files in manifests.values()
+        for entry in files
+        for path in (entry.path, entry.chunk.chunk_of if entry.chunk else entry.path)
+    }
     for name, index in indexes.items():
         if name not in manifests:
             continue
@@ -311,16 +317,15 @@ def _check_references(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
                     found.append(
                         _dangling(name, f"the dependency {dep.component_id} -> {dep.depends_on_id}", end)
                     )
-        listed = {entry.path for entry in manifests[name]}
         for path, component_id in index.files:
-            if path not in listed:
+            if path not in in_any_manifest:
                 found.append(
                     p.error(
                         p.REFERENCES,
-                        "the recovery index lists a file the manifest does not",
+                        "the recovery index lists a file no manifest of the set does",
                         iso=name,
                         path=path,
-                        expected="listed in the manifest",
+                        expected="listed in a manifest (as a file, or as the whole of a chunked one)",
                         found="not listed",
                     )
                 )
@@ -340,10 +345,11 @@ def _check_references(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
                     )
                 )
 
+    # Only data/ is restored; metadata/, recovery.log and scripts/ belong to each ISO.
     where: dict[str, list[str]] = defaultdict(list)
     for name, files in manifests.items():
         for entry in files:
-            if entry.type == "file" and entry.path not in _SHARED_PATHS:
+            if entry.type == "file" and entry.path.startswith("data/"):
                 where[entry.path].append(name)
     for path, names in where.items():
         if len(names) > 1:

@@ -423,3 +423,13 @@ def test_report_renders_as_a_table_and_json(demo_set: DemoSet, damaged: Path):
         "message",
         "blocking",
     }
+
+
+def test_the_same_data_file_in_two_isos_is_ambiguous(demo_set: DemoSet, damaged: Path):
+    core, network = iso_file(damaged, "system-core"), iso_file(damaged, "network-configuration")
+    with IsoReader(str(network)) as reader:
+        path = next(e.path for e in reader.manifest.files if e.path.startswith("data/network/"))
+        data = reader.raw(path)
+    rebuild(core, load_signing_key(demo_set.key_path), add={path: (data, {"component": "network:config"})})
+    problem = only(run(damaged, demo_set), p.DUPLICATE_PATHS, path=path)
+    assert core.name in str(problem.iso) and network.name in str(problem.iso)
