@@ -251,3 +251,18 @@ def test_scripts_in_every_iso_and_an_index_that_maps_the_whole_set(demo_set: Dem
     rebuild(core, key, replace={layout.INDEX_DB_PATH: index})
     (problem,) = validate(str(folder), demo_set.trusted, PASSPHRASE).blocking
     assert (problem.check, problem.path) == (p.REFERENCES, "data/ghost")
+
+
+def test_key_ids_in_upper_case_hex_name_the_same_keys(demo_set: DemoSet, tmp_path: Path) -> None:
+    folder = copy_set(demo_set.output, tmp_path / "upper")
+    key = load_signing_key(demo_set.key_path)
+    for iso in sorted(folder.glob("*.iso")):
+        with IsoReader(str(iso)) as reader:
+            document = load_yaml(reader.backup_info_bytes)
+        for section in ("signing", "encryption"):
+            document[section]["key_id"] = document[section]["key_id"].upper()
+        rebuild(
+            iso, key, replace={layout.BACKUP_INFO_PATH: yaml.safe_dump(document, sort_keys=False).encode()}
+        )
+    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed and report.problems == [], report.to_text()

@@ -200,7 +200,7 @@ class IsoReader:
             raise BackupSetError(
                 "file is encrypted and no passphrase was given", iso=self.name, path=entry.path
             )
-        if entry.encryption.key_id != data_key.key_id:
+        if entry.encryption.key_id.lower() != data_key.key_id.lower():
             raise BackupSetError(
                 f"file is sealed with key {entry.encryption.key_id}, not the set's data key "
                 f"{data_key.key_id}",
@@ -245,7 +245,7 @@ def unlock_data_key(system_core: IsoReader, passphrase: bytes) -> DataKey:
     key_id, key = keys.unwrap_data_key(
         keys.derive_kek(passphrase, kdf), document, iso=system_core.name, path=layout.DATA_KEY_PATH
     )
-    if key_id != enc.get("key_id"):
+    if key_id.lower() != str(enc.get("key_id")).lower():
         raise BackupSetError(
             f"data key {key_id} is not the key {enc.get('key_id')} backup_info names",
             iso=system_core.name,

@@ -119,7 +119,8 @@ def check_iso(reader: IsoReader, trusted: signing.TrustedSigners) -> list[Proble
     except BackupSetError as exc:
         found.append(p.from_error(p.BACKUP_INFO, exc, iso=name))
         info = None
-    if info is not None and signer is not None and info.signing.get("key_id") != signer:
+    # The format says "hex"; either case names the same key.
+    if info is not None and signer is not None and str(info.signing.get("key_id")).lower() != signer:
         found.append(
             p.error(
                 p.SIGNATURES,
