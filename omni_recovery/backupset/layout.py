@@ -13,6 +13,7 @@ import unicodedata
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from omni_recovery.errors import BackupSetError, UnsafePathError
 
@@ -171,3 +172,15 @@ def resolve_symlinks(path: str, links: Mapping[str, str]) -> str | None:
             return None
         pending.extendleft(reversed(target.split("/")))
     return "/".join(current)
+
+
+_LEAP_SECOND = re.compile(r"(T\d\d:\d\d):60")
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time (`T`/`Z` in either case, any fraction of a second; a leap second is read
+    as :59; a time without an offset, which RFC 3339 does not allow, as UTC); ValueError when it is
+    no ISO 8601 time at all."""
+    text = _LEAP_SECOND.sub(r"\1:59", value.strip().upper())
+    parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

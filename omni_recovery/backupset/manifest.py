@@ -180,7 +180,7 @@ class _Fields:
         value = self.text(key, optional=optional)
         if value is not None:
             try:
-                datetime.fromisoformat(value.replace("Z", "+00:00"))
+                layout.parse_time(value)
             except ValueError as exc:
                 raise self.fail(f"{key} is not an RFC 3339 time: {value!r}") from exc
         return value

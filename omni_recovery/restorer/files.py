@@ -89,7 +89,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Literal
 
 from omni_recovery.backupset import keys, layout
@@ -263,7 +262,7 @@ def _timestamp(item: RestoreItem) -> float | None:
     if item.mtime is None:
         return None
     try:
-        return datetime.fromisoformat(item.mtime.replace("Z", "+00:00")).timestamp()
+        return layout.parse_time(item.mtime).timestamp()
     except ValueError as exc:
         raise BackupSetError(
             f"mtime {item.mtime!r} is not RFC 3339", iso=item.iso_name, path=item.stored_path

@@ -36,3 +36,23 @@ def test_directory_names_are_unique_and_within_limits():
     jnames = [joliet.joliet(n) for n in [long, long + "y", "a:b", "A:B"]]
     assert len({n.lower() for n in jnames}) == 4
     assert all(len(n) <= 64 and ":" not in n for n in jnames)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-20T02:00:00Z", "2026-11-20T02:00:00+00:00"),
+        ("2026-11-20t02:00:00z", "2026-11-20T02:00:00+00:00"),
+        ("2026-11-20T02:00:00.123456789Z", "2026-11-20T02:00:00.123456+00:00"),
+        ("2026-11-20T04:00:00+02:00", "2026-11-20T04:00:00+02:00"),
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59+00:00"),  # a leap second
+        ("2026-11-20T02:00:00", "2026-11-20T02:00:00+00:00"),  # no offset: read as UTC
+    ],
+)
+def test_times_are_read_as_rfc_3339_allows_them(text: str, expected: str) -> None:
+    assert layout.parse_time(text).isoformat() == expected
+
+
+def test_what_is_no_time_is_refused() -> None:
+    with pytest.raises(ValueError):
+        layout.parse_time("yesterday")
