@@ -50,9 +50,14 @@ def b64(data: bytes) -> str:
 
 
 def unb64(text: Any, *, what: str, size: int | None = None) -> bytes:
-    """Decode base64 from an untrusted document, checking the decoded length where one is fixed."""
+    """Decode base64 from an untrusted document, checking the decoded length where one is fixed. The
+    padding may be left out and the URL-safe alphabet used (other writers' encoders differ so)."""
     try:
-        data = base64.b64decode(text, validate=True) if isinstance(text, str) else None
+        if isinstance(text, str):
+            plain = text.strip().replace("-", "+").replace("_", "/")
+            data = base64.b64decode(plain + "=" * (-len(plain) % 4), validate=True)
+        else:
+            data = None
     except ValueError:
         data = None
     if data is None or (size is not None and len(data) != size):

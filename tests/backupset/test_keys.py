@@ -1,9 +1,10 @@
+import base64
 import io
 
 import pytest
 
 from omni_recovery.backupset import keys
-from omni_recovery.errors import IntegrityError, PassphraseError
+from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
 
 FAST_KDF = keys.KdfSettings(salt=b"s" * 16, n=1024, r=8, p=1)
 
@@ -65,3 +66,14 @@ def test_flipped_byte_and_truncation_fail_authentication():
 def test_empty_passphrase_refused():
     with pytest.raises(PassphraseError):
         keys.derive_kek(b"", FAST_KDF)
+
+
+def test_base64_without_padding_or_in_the_url_safe_alphabet_decodes_the_same() -> None:
+    raw = bytes(range(250, 256)) + b"\xfb\xff" + bytes(8)  # 16 bytes whose base64 holds + and /
+    padded = base64.b64encode(raw).decode()
+    assert "+" in padded or "/" in padded
+    for text in (padded, padded.rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")):
+        assert keys.unb64(text, what="salt", size=16) == raw
+    for bad in ("not base64!", padded[:-4], 42):
+        with pytest.raises(BackupSetError):
+            keys.unb64(bad, what="salt", size=16)
