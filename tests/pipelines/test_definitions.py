@@ -55,11 +55,13 @@ def test_sensor_adds_new_isos_and_requests_one_run(demo_set: DemoSet, tmp_path: 
     assert isinstance(again, SkipReason) and "no new ISO" in str(again.skip_message)
 
 
-def test_sensor_skips_a_folder_with_a_foreign_file(tmp_path: Path) -> None:
-    (tmp_path / "holiday.jpg").write_bytes(b"\xff\xd8")
+def test_sensor_skips_a_folder_with_a_misnamed_iso(tmp_path: Path) -> None:
+    (tmp_path / "holiday.jpg").write_bytes(b"\xff\xd8")  # not an ISO: not part of any set
     registry = BackupSetRegistry(workspace=str(tmp_path / "ws"), watch_url=str(tmp_path))
-    result = watched_iso_folder(
-        build_sensor_context(instance=DagsterInstance.ephemeral(), resources={"iso_registry": registry})
-    )
-    assert isinstance(result, SkipReason) and "holiday.jpg" in str(result.skip_message)
+    context = build_sensor_context(instance=DagsterInstance.ephemeral(), resources={"iso_registry": registry})
+    result = watched_iso_folder(context)
+    assert isinstance(result, SkipReason) and "holds no ISO files" in str(result.skip_message)
+    (tmp_path / "holiday.iso").write_bytes(b"\xff\xd8")
+    result = watched_iso_folder(context)
+    assert isinstance(result, SkipReason) and "holiday.iso" in str(result.skip_message)
     assert registry.entries() == {}
