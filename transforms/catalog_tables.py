@@ -23,6 +23,14 @@ How it works
 Every table has explicit types (`*_SCHEMA`), and every catalog table a `backup_set_id` column.
 This module imports no Dagster: assets call it, tests call it directly.
 
+What a manifest may hold
+------------------------
+At least what the project's reader (`omni_recovery.backupset.manifest`) accepts, so a set any
+spec-following tool wrote registers: hex digests (`sha256`, `logical_sha256`, the encryption's
+`plaintext_sha256`) in either case, stored lowercase; `mode` absent or null takes the reader's
+default for the entry's type (file 0o100644, dir 0o40755, symlink 0o120777); times are RFC 3339
+with `T`/`t` between date and time and `Z`/`z` or an offset (`layout.parse_time`).
+
 What can go wrong
 -----------------
 A manifest that is not JSON, holds a value of the wrong type, misses a required field, repeats a
@@ -49,7 +57,7 @@ import pyarrow.json as pajson
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.isofs import IsoEntry
-from omni_recovery.backupset.manifest import BackupInfo
+from omni_recovery.backupset.manifest import DEFAULT_MODES, BackupInfo
 from omni_recovery.errors import BackupSetError
 
 __all__ = [
@@ -77,7 +85,7 @@ __all__ = [
 ]
 
 _TS = pa.timestamp("us", tz="UTC")
-_SHA256 = r"^[0-9a-f]{64}$"
+_SHA256 = r"^[0-9a-fA-F]{64}$"
 
 _ENCRYPTION = pa.struct(
     [
@@ -322,8 +330,8 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
     bad = pc.invert(pc.is_in(types, value_set=pa.array(["file", "dir", "symlink"])))
     if pc.any(bad).as_py():
         raise fail("type must be one of file, dir, symlink", first_bad(bad))
-    for name in ("size", "mode"):
-        column = raw.column(name)
+    mode = pc.coalesce(raw.column("mode"), _default_modes(types))
+    for name, column in (("size", raw.column("size")), ("mode", mode)):
         bad = pc.or_(pc.is_null(column), pc.less(pc.fill_null(column, 0), 0))
         if pc.any(bad).as_py():
             raise fail(f"{name} must be an integer >= 0", first_bad(bad))
@@ -332,7 +340,7 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
     sha_ok = pc.fill_null(pc.match_substring_regex(sha, _SHA256), False)
     bad = pc.and_(is_file, pc.invert(sha_ok))
     if pc.any(bad).as_py():
-        raise fail("sha256 must be 64 lowercase hex digits", first_bad(bad))
+        raise fail("sha256 must be 64 hex digits", first_bad(bad))
     not_file = pc.invert(is_file)
     bad = pc.and_(not_file, pc.or_(pc.not_equal(raw.column("size"), 0), pc.is_valid(sha)))
     if pc.any(bad).as_py():
@@ -360,8 +368,8 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
             paths,
             types,
             raw.column("size"),
-            sha,
-            int32("mode"),
+            pc.utf8_lower(sha),
+            mode.cast(pa.int32()),
             mtime,
             raw.column("target"),
             component,
@@ -369,12 +377,20 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
             int32("chunk_index"),
             int32("chunk_count"),
             raw.column("logical_size"),
-            raw.column("logical_sha256"),
+            pc.utf8_lower(raw.column("logical_sha256")),
             pc.is_valid(encryption),
             _encryption_json(encryption),
         ],
         schema=MANIFEST_SCHEMA,
     ).replace_schema_metadata(head)
+
+
+def _default_modes(types: pa.ChunkedArray) -> pa.Array:
+    """Per row, the mode the reader assumes for an entry of that type without one."""
+    names = pa.array(list(DEFAULT_MODES), pa.string())
+    return pa.array(list(DEFAULT_MODES.values()), pa.int64()).take(
+        pc.index_in(types, value_set=names).combine_chunks()
+    )
 
 
 def _timestamps(column: pa.ChunkedArray, iso: str) -> pa.ChunkedArray:
@@ -389,7 +405,7 @@ def _timestamps(column: pa.ChunkedArray, iso: str) -> pa.ChunkedArray:
             values.append(None)
             continue
         try:
-            values.append(datetime.fromisoformat(text.replace("Z", "+00:00")))
+            values.append(layout.parse_time(text))
         except ValueError as exc:
             raise BackupSetError(
                 f"manifest entry: mtime is not an RFC 3339 time: {text!r}", iso=iso, path=layout.MANIFEST_PATH
@@ -446,7 +462,7 @@ def _check_chunks(raw: pa.Table, paths: list[str], iso: str) -> None:
             )
         if sha is None or not re.fullmatch(_SHA256[1:-1], sha):
             raise BackupSetError(
-                "manifest entry: logical_sha256 must be 64 lowercase hex digits", iso=iso, path=entry_path
+                "manifest entry: logical_sha256 must be 64 hex digits", iso=iso, path=entry_path
             )
         if index >= count:
             raise BackupSetError(
@@ -482,8 +498,16 @@ def _encryption_json(encryption: pa.ChunkedArray) -> pa.Array:
         return pa.array([], pa.string())
     if encryption.null_count == len(encryption):
         return pa.nulls(len(encryption), pa.string())
-    out = [None if v is None else json.dumps(v, separators=(",", ":")) for v in encryption.to_pylist()]
+    out = [
+        None if v is None else json.dumps(_lower_digest(v), separators=(",", ":"))
+        for v in encryption.to_pylist()
+    ]
     return pa.array(out, pa.string())
+
+
+def _lower_digest(encryption: dict[str, Any]) -> dict[str, Any]:
+    digest = encryption.get("plaintext_sha256")
+    return {**encryption, "plaintext_sha256": digest.lower()} if isinstance(digest, str) else encryption
 
 
 def directory_records_table(entries: Iterable[IsoEntry], *, iso: str) -> pa.Table:
@@ -531,9 +555,8 @@ def backup_info_table(
 
 
 def _parse_time(text: str, iso: str) -> Any:
-
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return layout.parse_time(text)
     except ValueError as exc:
         raise BackupSetError(
             f"created_at is not an RFC 3339 time: {text!r}", iso=iso, path=layout.BACKUP_INFO_PATH

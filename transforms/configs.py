@@ -14,13 +14,35 @@ DNS records, connectivity links). Nested values that have no fixed shape (env ma
 rules, policy endpoints) stay JSON text. Every table has `backup_set_id` and most a
 `source_path` column naming the file in the ISO.
 
+Values of another type than their column
+----------------------------------------
+The format names the keys of these files but rarely their value types, and other tools write
+sets too, so a value that does not fit its column never fails a registration (the whole
+document stays in the `configurations` table). Each value is fitted to its column's type:
+
+- text: text as is; a date or time in ISO form; anything else as JSON text (8080 → "8080").
+- integer: an integer (or a float without fraction); anything else null. float: a number, else
+  null. boolean: true/false, else null. timestamp: a date-time, or RFC 3339 text (`T`/`t`,
+  `Z`/`z`), else null.
+- list: each item fitted to the item type; a single value becomes a one-item list. Every `ports`
+  column is a list of text, since writers spell ports as numbers or as "8080/tcp", "80:8080".
+- `depends_on` items are names or mappings naming the dependency under `app` (or `name`) with an
+  optional `strength` (hard/soft); `depends_on` holds the names and `depends_on_strength` the
+  strengths in the same order (null where none is given).
+- `db/schema.json` is read as `{"tables": {table: {"columns": {column: type}}}}`, where tables and
+  columns may also be lists of objects with a `name`, and a type may be an object with a
+  `type`. A type other than text, integer, bigint, boolean, timestamp, json, float, double
+  (any case) is text. A schema of any other shape is ignored. Each orchestrator table has the
+  columns its schema declares, then every other key of its rows as text.
+
 What can go wrong
 -----------------
-The files are untrusted: a document that does not parse, is not a mapping where one is expected,
-or holds a value of the wrong type for its column raises `BackupSetError` naming the file. Keys a
-table does not know are ignored. Orchestrator tables beyond the five the format requires are
-typed the same way and returned under `orchestrator_db_<table>`; callers that expose a fixed set
-of tables keep the required ones and the generic `orchestrator_db_rows` (every row as JSON).
+A document that does not parse (malformed YAML/JSON), is not a mapping where the format gives
+one, or has a list of records that is not a list of mappings raises `BackupSetError` naming the
+file. Keys a table does not know are ignored. Orchestrator tables beyond the five the format
+requires are typed the same way and returned under `orchestrator_db_<table>`; callers that expose
+a fixed set of tables keep the required ones and the generic `orchestrator_db_rows` (every row as
+JSON).
 """
 
 from __future__ import annotations
@@ -30,12 +52,13 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import pyarrow as pa
 import yaml
 
+from omni_recovery.backupset.layout import parse_time
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
 
@@ -50,7 +73,7 @@ __all__ = [
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 _TS = pa.timestamp("us", tz="UTC")
-_LS, _LI = pa.list_(pa.string()), pa.list_(pa.int64())
+_LS = pa.list_(pa.string())
 
 ORCHESTRATOR_DB_TABLES = ("users", "roles", "permissions", "app_definitions", "cluster_policies")
 
@@ -87,16 +110,17 @@ CONFIG_SCHEMAS: dict[str, pa.Schema] = {
     ),
     "applications": _schema(
         ("name", _S), ("priority", _S), ("orchestrator", _S), ("version", _S), ("vm", _S),
-        ("depends_on", _LS), ("container_count", _I), ("volume_count", _I), ("source_path", _S),
+        ("depends_on", _LS), ("depends_on_strength", _LS), ("container_count", _I), ("volume_count", _I),
+        ("source_path", _S),
     ),
     "application_containers": _schema(
         ("application", _S), ("name", _S), ("image", _S), ("cpu", _F), ("memory_mib", _I), ("replicas", _I),
-        ("ports", _LI), ("env", _S), ("secret_refs", _LS),
+        ("ports", _LS), ("env", _S), ("secret_refs", _LS),
     ),
     "application_volumes": _schema(("application", _S), ("name", _S), ("mount_path", _S)),
     "services": _schema(
-        ("name", _S), ("category", _S), ("role", _S), ("vm", _S), ("version", _S), ("ports", _LI),
-        ("depends_on", _LS), ("source_path", _S),
+        ("name", _S), ("category", _S), ("role", _S), ("vm", _S), ("version", _S), ("ports", _LS),
+        ("depends_on", _LS), ("depends_on_strength", _LS), ("source_path", _S),
     ),
     "volumes": _schema(
         ("application", _S), ("name", _S), ("size_gib", _F), ("storage_class", _S), ("mount_path", _S),
@@ -107,12 +131,12 @@ CONFIG_SCHEMAS: dict[str, pa.Schema] = {
         ("destination", _S), ("gateway", _S), ("subnet", _S), ("metric", _I), ("description", _S),
     ),
     "network_policies": _schema(
-        ("name", _S), ("action", _S), ("source", _S), ("destination", _S), ("protocol", _S), ("ports", _LI),
+        ("name", _S), ("action", _S), ("source", _S), ("destination", _S), ("protocol", _S), ("ports", _LS),
     ),
     "dns_records": _schema(
         ("zone", _S), ("name", _S), ("type", _S), ("address", _S), ("component_id", _S), ("ttl", _I),
     ),
-    "network_links": _schema(("source", _S), ("destination", _S), ("protocol", _S), ("ports", _LI)),
+    "network_links": _schema(("source", _S), ("destination", _S), ("protocol", _S), ("ports", _LS)),
 }  # fmt: skip
 for _db_table in ORCHESTRATOR_DB_TABLES:
     CONFIG_SCHEMAS[f"orchestrator_db_{_db_table}"] = _schema(
@@ -214,15 +238,74 @@ def _j(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _str_list(value: Any) -> list[str] | None:
-    return None if value is None else [str(v) for v in value] if isinstance(value, list) else [str(value)]
+def _sub(d: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested mapping, or {} when the value is absent or of another shape."""
+    value = d.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _fit(value: Any, kind: pa.DataType) -> Any:
+    """`value` as its column's type, or null when it has another (the rule in the module docstring)."""
+    if value is None:
+        return None
+    if pa.types.is_list(kind):
+        return [_fit(item, kind.value_type) for item in (value if isinstance(value, list) else [value])]
+    if kind == _S:
+        return value if isinstance(value, str) else _text(value)
+    if kind == _I:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return value if _is_int(value) and -(2**63) <= value < 2**63 else None
+    if kind == _F:
+        return float(value) if _is_int(value) or isinstance(value, float) else None
+    if kind == _B:
+        return value if isinstance(value, bool) else None
+    if kind == _TS:
+        return _time(value)
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, date | time):  # YAML reads unquoted dates and times as such
+        return value.isoformat()
+    return _j(value)
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time(), UTC)
+    try:
+        return parse_time(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _dependencies(value: Any) -> tuple[list[Any] | None, list[Any] | None]:
+    """depends_on as (names, strengths): an item is a name, or a mapping with `app` (or `name`) and
+    an optional `strength`; a mapping with neither stays whole (as JSON text once fitted)."""
+    if value is None:
+        return None, None
+    names, strengths = [], []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, dict):
+            names.append(item.get("app", item.get("name", item)))
+            strengths.append(item.get("strength"))
+        else:
+            names.append(item)
+            strengths.append(None)
+    return names, strengths
 
 
 def _director(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -> None:
     if leaf == "config.yaml":
         d = _mapping(doc, path)
-        addresses = d.get("addresses") or {}
-        reservations = d.get("reservations") or {}
+        addresses, reservations = _sub(d, "addresses"), _sub(d, "reservations")
         t.add(
             "directors",
             {
@@ -232,7 +315,7 @@ def _director(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) 
                 "node": d.get("node"),
                 "management_address": addresses.get("management"),
                 "storage_address": addresses.get("storage"),
-                "ring_peers": _str_list(d.get("ring_peers")),
+                "ring_peers": d.get("ring_peers"),
                 "storage_paths": _j(d.get("storage_paths")),
                 "reserved_cpu_cores": reservations.get("cpu_cores"),
                 "reserved_memory_mib": reservations.get("memory_mib"),
@@ -266,11 +349,9 @@ def _director(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) 
                 {
                     "backup_set_id": sid,
                     "director_id": ident,
-                    "at": _time(event.get("at"), path),
+                    "at": event.get("at"),
                     "event": event.get("event"),
-                    "detail": event.get("detail")
-                    if isinstance(event.get("detail"), str)
-                    else _j(event.get("detail")),
+                    "detail": event.get("detail"),
                 },
             )
     elif leaf == "hardware.yaml":
@@ -291,19 +372,11 @@ def _director(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) 
         )
 
 
-def _time(value: Any, path: str) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BackupSetError(f"{value!r} is not an RFC 3339 time", path=path) from exc
-
-
 def _orchestrator(t: _Tables, sid: str, ident: str, rest: str, path: str, doc: Any) -> None:
     if rest == "config.yaml":
         d = _mapping(doc, path)
-        placement = d.get("placement") or {}
+        placement = d.get("placement")
+        rules = placement if isinstance(placement, dict) else {}
         t.add(
             "orchestrators",
             {
@@ -313,17 +386,15 @@ def _orchestrator(t: _Tables, sid: str, ident: str, rest: str, path: str, doc: A
                 "vm_id": d.get("vm_id"),
                 "director": d.get("director"),
                 "address": d.get("address"),
-                "peers": _str_list(d.get("peers")),
-                "placement_strategy": placement.get("strategy") if isinstance(placement, dict) else None,
-                "placement_zones": _str_list(placement.get("zones")) if isinstance(placement, dict) else None,
+                "peers": d.get("peers"),
+                "placement_strategy": rules.get("strategy"),
+                "placement_zones": rules.get("zones"),
                 "placement": _j(placement),
                 "source_path": path,
             },
         )
     elif rest == "db/schema.json":
-        tables = _mapping(_mapping(doc, path).get("tables"), path)
-        for table, spec in tables.items():
-            columns = _mapping(_mapping(spec, path).get("columns"), path)
+        for table, columns in _db_schema(doc).items():
             for column, kind in columns.items():
                 t.add(
                     "orchestrator_db_columns",
@@ -332,11 +403,11 @@ def _orchestrator(t: _Tables, sid: str, ident: str, rest: str, path: str, doc: A
                         "orchestrator_id": ident,
                         "table_name": table,
                         "column_name": column,
-                        "column_type": str(kind),
+                        "column_type": kind,
                     },
                 )
             t.db_schemas[f"{sid}\x00{ident}\x00{table}"] = {
-                c: _DB_TYPES.get(str(k), _S) for c, k in columns.items()
+                c: _DB_TYPES.get(str(k).lower(), _S) for c, k in columns.items() if c not in _DB_KEYS
             }
     elif rest.startswith("db/") and rest.endswith(".jsonl"):
         table = rest[3:-6]
@@ -353,7 +424,36 @@ def _orchestrator(t: _Tables, sid: str, ident: str, rest: str, path: str, doc: A
                     "source_path": path,
                 },
             )
-            t.add(f"\x00db\x00{table}", {"backup_set_id": sid, "orchestrator_id": ident, **record})
+            t.add(f"\x00db\x00{table}", {**record, "backup_set_id": sid, "orchestrator_id": ident})
+
+
+_DB_KEYS = ("backup_set_id", "orchestrator_id")  # the catalog's own columns of every orchestrator table
+
+
+def _db_schema(doc: Any) -> dict[str, dict[str, Any]]:
+    """table → column → declared type from db/schema.json; tables of an unknown shape are left out."""
+    tables = _named(doc.get("tables")) if isinstance(doc, dict) else {}
+    out: dict[str, dict[str, Any]] = {}
+    for table, spec in tables.items():
+        columns = _named(spec.get("columns")) if isinstance(spec, dict) else {}
+        if columns:
+            out[table] = {column: _column_type(kind) for column, kind in columns.items()}
+    return out
+
+
+def _named(value: Any) -> dict[str, Any]:
+    """name → spec from a mapping or a list of objects with a `name`; {} for any other shape."""
+    if isinstance(value, dict):
+        return {str(name): spec for name, spec in value.items()}
+    if isinstance(value, list):
+        return {str(i["name"]): i for i in value if isinstance(i, dict) and i.get("name") is not None}
+    return {}
+
+
+def _column_type(kind: Any) -> str | None:
+    if isinstance(kind, dict):
+        kind = kind.get("type")
+    return kind if isinstance(kind, str) else None
 
 
 def _application(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -> None:
@@ -361,6 +461,7 @@ def _application(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: An
         return
     d = _mapping(doc, path)
     name = d.get("name", ident)
+    depends_on, strengths = _dependencies(d.get("depends_on"))
     containers = _list(d.get("containers"), path, "containers")
     volumes = _list(d.get("volumes"), path, "volumes")
     t.add(
@@ -372,7 +473,8 @@ def _application(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: An
             "orchestrator": d.get("orchestrator"),
             "version": None if d.get("version") is None else str(d.get("version")),
             "vm": d.get("vm"),
-            "depends_on": _str_list(d.get("depends_on")),
+            "depends_on": depends_on,
+            "depends_on_strength": strengths,
             "container_count": len(containers),
             "volume_count": len(volumes),
             "source_path": path,
@@ -392,7 +494,7 @@ def _application(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: An
                 "replicas": c.get("replicas"),
                 "ports": c.get("ports"),
                 "env": _j(c.get("env")),
-                "secret_refs": _str_list(c.get("secret_refs")),
+                "secret_refs": c.get("secret_refs"),
             },
         )
     for v in volumes:
@@ -412,6 +514,7 @@ def _service(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -
     if leaf != "service.yaml":
         return
     d = _mapping(doc, path)
+    depends_on, strengths = _dependencies(d.get("depends_on"))
     t.add(
         "services",
         {
@@ -422,7 +525,8 @@ def _service(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -
             "vm": d.get("vm"),
             "version": None if d.get("version") is None else str(d.get("version")),
             "ports": d.get("ports"),
-            "depends_on": _str_list(d.get("depends_on")),
+            "depends_on": depends_on,
+            "depends_on_strength": strengths,
             "source_path": path,
         },
     )
@@ -540,8 +644,9 @@ def _dispatch(t: _Tables, sid: str, path: str, doc: Any) -> None:
 
 
 def _table(name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    fitted = [{f.name: _fit(row.get(f.name), f.type) for f in schema} for row in rows]
     try:
-        return pa.Table.from_pylist(rows, schema=schema)
+        return pa.Table.from_pylist(fitted, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
         where = next((r.get("source_path") for r in rows if r.get("source_path")), None)
         raise BackupSetError(
@@ -570,16 +675,8 @@ def config_tables(documents: Iterable[tuple[str, str, bytes]]) -> dict[str, pa.T
         for schema_key, cols in t.db_schemas.items():
             if schema_key.endswith("\x00" + table):
                 columns.update(cols)
+        for row in rows:  # keys the schema does not declare are text
+            columns.update({name: _S for name in row if name not in columns and name not in _DB_KEYS})
         schema = _schema(("orchestrator_id", _S), *columns.items())
-        typed = []
-        for row in rows:
-            item = {name: row.get(name) for name in schema.names}
-            for name, kind in columns.items():
-                value = item[name]
-                if kind == _S and value is not None and not isinstance(value, str):
-                    item[name] = _j(value)
-                elif kind == _TS and value is not None:
-                    item[name] = _time(value, f"orchestrator table {table}")
-            typed.append(item)
-        out[f"orchestrator_db_{table}"] = _table(f"orchestrator_db_{table}", typed, schema)
+        out[f"orchestrator_db_{table}"] = _table(f"orchestrator_db_{table}", rows, schema)
     return out

@@ -24,7 +24,7 @@ from omni_recovery.yaml_text import load_yaml
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # Modes assumed when a writer leaves `mode` out (the format shows it but a reader should not insist).
-_DEFAULT_MODES = {"file": 0o100644, "dir": 0o40755, "symlink": 0o120777}
+DEFAULT_MODES = {"file": 0o100644, "dir": 0o40755, "symlink": 0o120777}
 _VOLUME_FILES = re.compile(r"(data/volumes/[^/]+/[^/]+/files)/")
 ENTRY_TYPES = ("file", "dir", "symlink")
 
@@ -220,7 +220,7 @@ def _entry(raw: Any, iso: str) -> ManifestEntry:
     if kind not in ENTRY_TYPES:
         raise f.fail(f"type must be one of {', '.join(ENTRY_TYPES)}, found {kind!r}")
     size = f.integer("size")
-    mode = f.integer("mode") if raw.get("mode") is not None else _DEFAULT_MODES[kind]
+    mode = f.integer("mode") if raw.get("mode") is not None else DEFAULT_MODES[kind]
     component = f.text("component", optional=True)
     if kind == "file":
         return ManifestEntry(

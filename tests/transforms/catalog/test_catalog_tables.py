@@ -111,7 +111,7 @@ def test_dir_symlink_and_empty_manifests() -> None:
         (_manifest([_file()], format="other/1"), "format must be"),
         (_manifest([_file()], kind="weird"), "unknown kind"),
         (_manifest([_file(path="metadata/manifest.json")]), "must not list"),
-        (_manifest([_file(mode=None)]), "mode must be"),
+        (_manifest([_file(mode=-1)]), "mode must be"),
         (
             _manifest(
                 [
