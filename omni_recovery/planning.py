@@ -94,7 +94,9 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)
-    environment = environment_from_files(texts, tuple(index.components), tuple(index.dependencies), name)
+    environment = environment_from_files(
+        texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
+    )
     return SetEnvironment(set_id, environment, documents, sorted(entries))
 
 

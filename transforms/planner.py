@@ -421,10 +421,11 @@ class _Context:
     addresses: dict[str, str]  # component → new address
     placement: dict[str, PlacementEntry]  # component → its VM's placement
 
-    def vm(self, component: str, fallback: str | None) -> tuple[str, str, str | None]:
-        """(VM name, Director, node) of a component's VM."""
+    def vm(self, component: str, then: str) -> tuple[str, str | None]:
+        """("create VM x on Director d" + `then`, node) for a component with a VM of its own; ("", None)
+        for one without (another writer's set need not say which VM runs what)."""
         p = self.placement.get(component)
-        return (p.name, p.director, p.node) if p else (fallback or "?", "?", None)
+        return (f"create VM {p.name} on Director {p.director}{then}", p.node) if p else ("", None)
 
     def address(self, component: str) -> str:
         return self.addresses.get(component, "?")
@@ -479,14 +480,13 @@ def _control_plane_steps(ctx: _Context) -> list[Step]:
         )
     for o in sorted(env.orchestrators, key=lambda o: o.orchestrator_id):
         cid = f"orchestrator:{o.orchestrator_id}"
-        name, director, node = ctx.vm(cid, o.vm_id)
+        create, node = ctx.vm(cid, "; ")
         steps.append(
             _step(
                 "orchestrator",
                 f"orchestrator/{o.orchestrator_id}",
                 "orchestrators",
-                f"create VM {name} on Director {director}; install the Orchestrator; "
-                "restore its database tables",
+                f"{create}install the Orchestrator; restore its database tables",
                 f"Orchestrator {o.orchestrator_id} answers on https://{ctx.address(cid)}:7443/health",
                 cid,
                 node,
@@ -523,13 +523,13 @@ def _storage_steps(ctx: _Context) -> list[Step]:
     storage = [s for s in sorted(ctx.env.services, key=lambda s: s.name) if s.category == "storage"]
     for s in storage:
         cid = f"service:{s.name}"
-        name, director, node = ctx.vm(cid, s.vm_id)
+        create, node = ctx.vm(cid, " and ")
         steps.append(
             _step(
                 "storage-service",
                 f"service/{s.name}",
                 "storage",
-                f"create VM {name} on Director {director} and deploy the storage service",
+                f"{create}deploy the storage service",
                 f"storage service answers on {ctx.address(cid)}",
                 cid,
                 node,
@@ -563,13 +563,13 @@ def _service_steps(ctx: _Context) -> list[Step]:
         if s.category == "storage":
             continue
         cid = f"service:{s.name}"
-        name, director, node = ctx.vm(cid, s.vm_id)
+        create, node = ctx.vm(cid, "; ")
         steps.append(
             _step(
                 "service-essential" if s.name in ESSENTIAL_SERVICES else "service",
                 f"service/{s.name}",
                 "core-services",
-                f"create VM {name} on Director {director}; restore core service {s.name} ({s.role})",
+                f"{create}restore core service {s.name} ({s.role})",
                 f"service {s.name} answers its health check on {ctx.address(cid)}",
                 cid,
                 node,
@@ -583,14 +583,16 @@ def _application_steps(ctx: _Context) -> list[Step]:
     steps = []
     for a in sorted(ctx.env.applications, key=lambda a: (PHASE_INDEX[phase_of[a.name]], a.name)):
         cid = f"application:{a.name}"
-        name, director, node = ctx.vm(cid, a.vm_id)
+        create, node = ctx.vm(cid, "; ")
+        if not create:  # no VM of its own: its Orchestrator places its containers
+            node = ctx.vm(f"orchestrator:{a.orchestrator}", "")[1]
         steps.append(
             _step(
                 phase_of[a.name],
                 f"application/{a.name}",
                 phase_of[a.name],
-                f"create VM {name} on Director {director}; recreate the definition in Orchestrator "
-                f"{a.orchestrator}; start {len(a.containers)} containers bound to their volumes",
+                f"{create}recreate the definition in Orchestrator {a.orchestrator}; "
+                f"start {len(a.containers)} containers bound to their volumes",
                 f"all containers of {a.name} running and healthy; {ctx.address(cid)} answers",
                 cid,
                 node,
