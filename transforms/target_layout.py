@@ -508,6 +508,11 @@ class _Builder:
                 "services": "service",
                 "applications": "application",
             }[head]
+            if f"{component}:{parts[1]}" not in self.vm_owner:
+                # Another writer's set need not say which VM runs what: copied unchanged to where the
+                # plan's step runs (an application's Orchestrator, else the first Director).
+                self.emit([self._root_without_vm(component, parts[1])], rel, rel, mode, kind)
+                return
             placement = self._placement_of(f"{component}:{parts[1]}", rel)
             root = node_root(placement.node)
             new = old = None
@@ -520,6 +525,21 @@ class _Builder:
             self._volume_entry(rel, kind, mode)
         else:  # pragma: no cover - place() accepts nothing else below COMPONENT_TOP
             raise LayoutError([f"{rel}: not part of an environment state folder"])
+
+    def _component_root(self, kind: str, name: str, rel: str) -> str:
+        """The node root of the component `kind:name`: its VM's node, or where one without a VM goes."""
+        if f"{kind}:{name}" not in self.vm_owner:
+            return self._root_without_vm(kind, name)
+        return node_root(self._placement_of(f"{kind}:{name}", rel).node)
+
+    def _root_without_vm(self, kind: str, name: str) -> str:
+        """The node root for the files of a component that runs on no VM of the environment."""
+        apps = {app.name: app for app in self.env.applications}
+        if kind == "application" and name in apps:
+            vm = self.vm_owner.get(f"orchestrator:{apps[name].orchestrator}")
+            if vm is not None and vm.vm_id in self.placements:
+                return node_root(self.placements[vm.vm_id].node)
+        return self.director_roots[0]
 
     def _placement_of(self, component: str, rel: str) -> PlacementEntry:
         vm = self.vm_owner.get(component)
@@ -827,7 +847,7 @@ class _Builder:
             safe_join(pool.root, *relpath.split("/"))  # never outside the pool root
             self.emit([root], relpath, rel, mode, kind)
             return
-        placement = self._placement_of(f"application:{app}", rel)
+        root = self._component_root("application", app, rel)
         new = old = None
         if parts[3:] == ["volume.yaml"]:
             old = self.doc(rel)
@@ -838,7 +858,7 @@ class _Builder:
             doc["storage_class"] = entry.storage_class
             self.storage_path(entry, str(old_class))
             new = doc
-        self.emit([node_root(placement.node)], rel, rel, mode, kind, new, old)
+        self.emit([root], rel, rel, mode, kind, new, old)
 
 
 def scale_cpu(value: float, factor: float) -> float | int:

@@ -477,3 +477,21 @@ def test_a_volume_with_symlinks_must_stay_where_the_driver_makes_links(
         == f"{pools[next(p.pool for p in plan.paths if p.subject == subject)]}/elsewhere/{vol}"
     )
     assert any(a.kind == "storage-path" and a.reason == EDITED_REASON for a in layout.adaptations_applied)
+
+
+def test_an_application_that_runs_on_no_vm_goes_with_its_orchestrator(
+    env: Environment, documents: dict[str, bytes], env_files: EnvFiles
+) -> None:
+    app = env.applications[0]
+    without = dataclasses.replace(
+        env, vms=tuple(vm for vm in env.vms if vm.owner != f"application:{app.name}")
+    )
+    inventory = same_shaped(without)
+    plan = generate_plan(without, inventory, "basic", "demo-20261124t0200z")
+    layout = target_layout(without, documents, plan, inventory, env_files=env_files)
+    orchestrator_vm = next(vm for vm in without.vms if vm.owner == f"orchestrator:{app.orchestrator}")
+    node = next(p.node for p in plan.placements if p.vm_id == orchestrator_vm.vm_id)
+    (placed,) = [f for f in layout.files if f.relpath == f"applications/{app.name}/app.yaml"]
+    assert placed.root == node_root(node) and placed.content is None, "copied unchanged"
+    volume_files = [f for f in layout.files if f.origin and f.origin.startswith(f"volumes/{app.name}/")]
+    assert any(f.relpath.endswith("volume.yaml") and f.root == node_root(node) for f in volume_files)
