@@ -28,16 +28,14 @@ from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.checker import problems as p
-from omni_recovery.checker import store, validate
-from omni_recovery.db.connection import connect
-from omni_recovery.db.schema import init_database
+from omni_recovery.checker import validate
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.yaml_text import load_yaml
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.checker.tamper import copy_set, edit_index, index_bytes, rebuild
 from tests.restorer.conftest import set_items
-from tests.test_recovery import digests, execute, make_setup, restored_tree
+from tests.test_recovery import digests, recovered, restored_tree
 
 pytestmark = pytest.mark.skipif(shutil.which("bsdtar") is None, reason="needs bsdtar (libarchive-tools)")
 
@@ -73,16 +71,9 @@ def test_a_set_remade_by_libarchive_validates_and_restores_the_same(
     with IsoReader(str(next(foreign.output.glob("*_volume-data_001.iso")))) as reader:
         assert any(entry.chunk for entry in reader.manifest.files), "the set holds chunked files"
 
-    report = validate(str(foreign.output), foreign.trusted, PASSPHRASE, deep=True)
+    setup, report = recovered(foreign, tmp_path / "restore", workspace, fresh_database_url)
     assert report.passed, report.to_text()
     assert {p.check for p in report.problems} == {"modes"}, "only the images' own modes differ"
-    init_database(fresh_database_url)
-    with connect(fresh_database_url) as conn:
-        store(conn, report)
-
-    setup = make_setup(foreign, tmp_path / "restore")
-    summary = execute(setup, workspace)
-    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
 
     source = digests(demo_set.env)
     restored = restored_tree(setup.plan, tmp_path / "gathered")
@@ -206,15 +197,8 @@ def test_another_writers_extra_files_and_folder_entries_are_restored_and_shared(
         edit_manifest=lambda manifest: manifest["files"].append(network_folder),
     )
     extra = dataclasses.replace(demo_set, output=folder)
-    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    setup, report = recovered(extra, tmp_path / "restore", workspace, fresh_database_url)
     assert report.passed, report.to_text()
-    init_database(fresh_database_url)
-    with connect(fresh_database_url) as conn:
-        store(conn, report)
-
-    setup = make_setup(extra, tmp_path / "restore")
-    summary = execute(setup, workspace)
-    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
     director_roots = [Path(TargetRoot(n.root, create=False).root) for n in setup.plan.nodes if n.director]
     assert director_roots
     for root in director_roots:

@@ -23,9 +23,10 @@ from click.testing import CliRunner
 from assets.restore import restored_applications, restored_volumes
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import TrustedSigners
-from omni_recovery.checker import store, validate
+from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.db.schema import init_database
 from omni_recovery.envstate.model import walk_environment
 from omni_recovery.errors import RecoveryError
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
@@ -83,6 +84,21 @@ def workspace(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 
 def execute(setup: Setup, workspace: Path, **options: object) -> ExecuteSummary:
     return execute_recovery(load_settings(workspace), ExecuteOptions(setup.plan_path, **options), PASSPHRASE)  # type: ignore[arg-type]
+
+
+def recovered(
+    demo: DemoSet, folder: Path, workspace: Path, database_url: str, **options: object
+) -> tuple[Setup, ValidationReport]:
+    """`demo`'s set deeply validated into the (new) database at `database_url`, planned onto a
+    same-shaped inventory under `folder` and recovered; the report must say SUCCEEDED."""
+    report = validate(str(demo.output), demo.trusted, PASSPHRASE, deep=True)
+    init_database(database_url)
+    with connect(database_url) as conn:
+        store(conn, report)
+    setup = make_setup(demo, folder)
+    summary = execute(setup, workspace, **options)
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    return setup, report
 
 
 def restored_tree(plan: Plan, into: Path) -> dict[str, str]:

@@ -26,9 +26,8 @@ from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.catalog_sql import run_query
 from omni_recovery.checker import problems as p
-from omni_recovery.checker import store, validate
+from omni_recovery.checker import validate
 from omni_recovery.db.connection import connect
-from omni_recovery.db.schema import init_database
 from omni_recovery.errors import IntegrityError
 from omni_recovery.planning import open_set, read_set_environment
 from omni_recovery.restorer.files import restore_files
@@ -125,16 +124,10 @@ def test_parts_that_disagree_on_their_encryption_are_refused(sealed_set: DemoSet
 def test_execute_plan_restores_a_set_with_sealed_parts(
     sealed_set: DemoSet, tmp_path: Path, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_recovery import execute, make_setup, restored_tree
+    from tests.test_recovery import recovered, restored_tree
 
     monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", fresh_database_url)
-    report = validate(str(sealed_set.output), sealed_set.trusted, PASSPHRASE, deep=True)
-    init_database(fresh_database_url)
-    with connect(fresh_database_url) as conn:
-        store(conn, report)
-    setup = make_setup(sealed_set, tmp_path / "restore")
-    summary = execute(setup, tmp_path / "ws", reverify=True)
-    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    setup, _ = recovered(sealed_set, tmp_path / "restore", tmp_path / "ws", fresh_database_url, reverify=True)
     restored_tree(setup.plan, tmp_path / "gathered")
     for users in sorted(sealed_set.env.glob("orchestrators/*/db/users.jsonl")):
         relpath = users.relative_to(sealed_set.env)

@@ -57,13 +57,19 @@ def test_runs_written_through_it_read_back_with_dagsters_own_storage(tmp_path: P
     assert materialization is not None and materialization.metadata["answer"].value == 42
 
 
-def test_one_engine_per_database_is_kept_across_connections(tmp_path: Path) -> None:
-    ensure_instance_yaml(tmp_path)
-    instance = DagsterInstance.from_config(str(tmp_path))
+def _one_run(home: Path) -> tuple[str, CachedEngineSqliteEventLogStorage, CachedEngineSqliteRunStorage]:
+    """A run materialised in a workspace instance at `home`: its id and the instance's storages."""
+    ensure_instance_yaml(home)
+    instance = DagsterInstance.from_config(str(home))
     run_id = materialize([counted], instance=instance).run_id
     events, runs = instance.event_log_storage, instance.run_storage
     assert isinstance(events, CachedEngineSqliteEventLogStorage)
     assert isinstance(runs, CachedEngineSqliteRunStorage)
+    return run_id, events, runs
+
+
+def test_one_engine_per_database_is_kept_across_connections(tmp_path: Path) -> None:
+    run_id, events, runs = _one_run(tmp_path)
     for connect in (lambda: events.run_connection(run_id), events.index_connection, runs.connect):
         with connect() as first:
             engine = first.engine
@@ -105,12 +111,7 @@ def test_instance_yaml_is_written_unless_it_is_the_users_own(
 
 
 def test_only_unwatched_databases_keep_their_connections_open(tmp_path: Path) -> None:
-    ensure_instance_yaml(tmp_path)
-    instance = DagsterInstance.from_config(str(tmp_path))
-    run_id = materialize([counted], instance=instance).run_id
-    events, runs = instance.event_log_storage, instance.run_storage
-    assert isinstance(events, CachedEngineSqliteEventLogStorage)
-    assert isinstance(runs, CachedEngineSqliteRunStorage)
+    run_id, events, runs = _one_run(tmp_path)
     with events.index_connection() as index, runs.connect() as run_db:
         assert isinstance(index.engine.pool, QueuePool) and isinstance(run_db.engine.pool, QueuePool)
     with events.run_connection(run_id) as shard:

@@ -173,12 +173,7 @@ def test_a_spec_only_environment_is_planned_like_ours(
 def test_vms_are_matched_by_address_when_their_names_say_nothing(
     demo: Environment, spec_texts: Texts
 ) -> None:
-    texts = dict(spec_texts)
-    for rel in [r for r in texts if r.endswith("/state.json")]:
-        state = json.loads(texts[rel])
-        for vm in state["vms"]:
-            vm["name"] = f"host-{vm['vm_id']}"
-        texts[rel] = json.dumps(state)
+    texts = _vms_renamed(spec_texts, lambda vm: True)
     env = foreign(demo, texts)  # dns.yaml's records name their component and its address
     assert {vm.vm_id: vm.owner for vm in env.vms} == {vm.vm_id: vm.owner for vm in demo.vms}
 
@@ -186,13 +181,7 @@ def test_vms_are_matched_by_address_when_their_names_say_nothing(
 def test_unclaimed_vms_stay_with_their_director_and_the_plan_is_usable(
     demo: Environment, spec_texts: Texts
 ) -> None:
-    texts = dict(spec_texts)
-    for rel in [r for r in texts if r.endswith("/state.json")]:
-        state = json.loads(texts[rel])
-        for vm in state["vms"]:
-            if vm["role"] == "app":
-                vm["name"] = f"host-{vm['vm_id']}"
-        texts[rel] = json.dumps(state)
+    texts = _vms_renamed(spec_texts, lambda vm: vm["role"] == "app")
     edit_yaml(texts, "network/dns.yaml", lambda d: {**d, "records": []})
     env = foreign(demo, texts)
     app_vms = [vm for vm in env.vms if vm.role == "app"]
@@ -231,3 +220,15 @@ def test_other_shapes_of_the_spec_fields_are_read(demo: Environment, spec_texts:
     assert dir1.addresses == demo.director("dir-1").addresses
     assert dir1.storage_paths == (("omni", "/var/lib/omni"),)
     plan_of(env, demo)
+
+
+def _vms_renamed(texts: Texts, which: Callable[[dict[str, Any]], bool]) -> Texts:
+    """`texts` with the VMs `which` picks in every Director's state.json named after their id only."""
+    out = dict(texts)
+    for rel in [r for r in out if r.endswith("/state.json")]:
+        state = json.loads(out[rel])
+        for vm in state["vms"]:
+            if which(vm):
+                vm["name"] = f"host-{vm['vm_id']}"
+        out[rel] = json.dumps(state)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -16,7 +17,8 @@ from transforms import catalog_tables as ct
 ISO = "t9_volume-data_001.iso"
 
 
-def _manifest(files: list[dict], **head: object) -> bytes:
+def manifest_bytes(files: list[dict[str, Any]], **head: object) -> bytes:
+    """A manifest of set t9's first volume-data ISO listing `files` (`head` overrides its fields)."""
     doc = {
         "format": "omnicloud-backup/1",
         "backup_set_id": "t9",
@@ -63,15 +65,15 @@ def test_manifest_table_equals_the_readers_parse_of_every_demo_iso(demo_set: Dem
 
 
 def test_a_pretty_printed_manifest_parses_the_same() -> None:
-    compact = ct.manifest_table(_manifest([_file(), _file(path="data/volumes/a/v/files/y")]), iso=ISO)
-    doc = json.loads(_manifest([_file(), _file(path="data/volumes/a/v/files/y")]))
+    compact = ct.manifest_table(manifest_bytes([_file(), _file(path="data/volumes/a/v/files/y")]), iso=ISO)
+    doc = json.loads(manifest_bytes([_file(), _file(path="data/volumes/a/v/files/y")]))
     pretty = ct.manifest_table(json.dumps(doc, indent=2).encode(), iso=ISO)
     assert pretty.equals(compact)
 
 
 def test_dir_symlink_and_empty_manifests() -> None:
     table = ct.manifest_table(
-        _manifest(
+        manifest_bytes(
             [
                 {
                     "path": "data/volumes/a/v/files/d",
@@ -95,25 +97,25 @@ def test_dir_symlink_and_empty_manifests() -> None:
     )
     assert table.column("type").to_pylist() == ["dir", "symlink"]
     assert table.column("mtime")[1].as_py().year == 2026
-    assert ct.manifest_table(_manifest([]), iso=ISO).num_rows == 0
+    assert ct.manifest_table(manifest_bytes([]), iso=ISO).num_rows == 0
 
 
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
         (b"{not json", "not valid JSON"),
-        (_manifest([_file(size="3")]), "not valid JSON"),
-        (_manifest([_file(), _file()]), "listed twice"),
-        (_manifest([_file(sha256="XYZ")]), "sha256"),
-        (_manifest([_file(path="data/../etc/passwd")]), "'..'"),
-        (_manifest([_file(path="/abs")]), "absolute"),
-        (_manifest([_file(type="device")]), "type must be"),
-        (_manifest([_file()], format="other/1"), "format must be"),
-        (_manifest([_file()], kind="weird"), "unknown kind"),
-        (_manifest([_file(path="metadata/manifest.json")]), "must not list"),
-        (_manifest([_file(mode=-1)]), "mode must be"),
+        (manifest_bytes([_file(size="3")]), "not valid JSON"),
+        (manifest_bytes([_file(), _file()]), "listed twice"),
+        (manifest_bytes([_file(sha256="XYZ")]), "sha256"),
+        (manifest_bytes([_file(path="data/../etc/passwd")]), "'..'"),
+        (manifest_bytes([_file(path="/abs")]), "absolute"),
+        (manifest_bytes([_file(type="device")]), "type must be"),
+        (manifest_bytes([_file()], format="other/1"), "format must be"),
+        (manifest_bytes([_file()], kind="weird"), "unknown kind"),
+        (manifest_bytes([_file(path="metadata/manifest.json")]), "must not list"),
+        (manifest_bytes([_file(mode=-1)]), "mode must be"),
         (
-            _manifest(
+            manifest_bytes(
                 [
                     _file(
                         path="data/volumes/a/v/files/l",
@@ -127,7 +129,7 @@ def test_dir_symlink_and_empty_manifests() -> None:
             "leaves its volume",
         ),
         (
-            _manifest([_file(chunk_of="data/volumes/a/v/files/big", chunk_index=2, chunk_count=2)]),
+            manifest_bytes([_file(chunk_of="data/volumes/a/v/files/big", chunk_index=2, chunk_count=2)]),
             "a part needs",
         ),
     ],
@@ -141,7 +143,7 @@ def test_bad_manifests_are_refused_naming_the_iso(data: bytes, expected: str) ->
 
 def test_unsafe_path_is_an_unsafe_path_error() -> None:
     with pytest.raises(UnsafePathError):
-        ct.manifest_table(_manifest([_file(path="data//x")]), iso=ISO)
+        ct.manifest_table(manifest_bytes([_file(path="data//x")]), iso=ISO)
 
 
 def test_files_catalog_joins_extents_and_refuses_a_missing_file(demo_set: DemoSet) -> None:

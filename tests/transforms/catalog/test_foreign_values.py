@@ -12,28 +12,16 @@ import pytest
 import yaml
 
 from omni_recovery.backupset.manifest import BackupInfo, IsoSetMember, parse_manifest
+from tests.transforms.catalog.test_catalog_tables import ISO, manifest_bytes
 from transforms import catalog_tables as ct
 from transforms.configs import config_tables
 
-ISO = "t9_volume-data_001.iso"
 UPPER = "AB" * 32
 WHEN = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
 
-def _manifest(files: list[dict[str, Any]]) -> bytes:
-    doc = {
-        "format": "omnicloud-backup/1",
-        "backup_set_id": "t9",
-        "kind": "volume-data",
-        "sequence": 1,
-        "created_at": "2026-11-20T02:00:00Z",
-        "files": files,
-    }
-    return json.dumps(doc).encode()
-
-
 def _rows(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {row["path"]: row for row in ct.manifest_table(_manifest(files), iso=ISO).to_pylist()}
+    return {row["path"]: row for row in ct.manifest_table(manifest_bytes(files), iso=ISO).to_pylist()}
 
 
 def test_uppercase_digests_are_stored_lowercase_like_the_reader() -> None:
@@ -60,7 +48,7 @@ def test_uppercase_digests_are_stored_lowercase_like_the_reader() -> None:
         {"path": "data/applications/a/secrets.json", "size": 18, "sha256": UPPER, "encryption": encryption},
     ]
     rows = _rows(files)
-    reader = {e.path: e for e in parse_manifest(_manifest(files), iso=ISO).files}
+    reader = {e.path: e for e in parse_manifest(manifest_bytes(files), iso=ISO).files}
     for path, row in rows.items():
         assert row["sha256"] == reader[path].sha256 == UPPER.lower()
     part = rows["data/volumes/a/v/files/big.part-00000"]
@@ -77,7 +65,7 @@ def test_an_entry_without_mode_takes_the_readers_default_for_its_type(absent: di
         {"path": "data/volumes/a/v/files/l", "type": "symlink", "size": 0, "target": "x", **absent},
     ]
     rows = _rows(files)
-    reader = {e.path: e.mode for e in parse_manifest(_manifest(files), iso=ISO).files}
+    reader = {e.path: e.mode for e in parse_manifest(manifest_bytes(files), iso=ISO).files}
     assert {path: row["mode"] for path, row in rows.items()} == reader
     assert reader == {
         "data/volumes/a/v/files/x": 0o100644,
