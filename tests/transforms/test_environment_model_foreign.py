@@ -24,6 +24,7 @@ from tests.builders import same_shaped
 from tests.transforms.test_adaptation_properties import check_plan
 from transforms.environment_model import Environment, environment_from_files
 from transforms.planner import Plan, generate_plan, plan_from_yaml, plan_to_yaml
+from transforms.target_layout import target_layout
 
 Texts = dict[str, str]
 
@@ -232,3 +233,15 @@ def _vms_renamed(texts: Texts, which: Callable[[dict[str, Any]], bool]) -> Texts
                 vm["name"] = f"host-{vm['vm_id']}"
         out[rel] = json.dumps(state)
     return out
+
+
+def test_the_restore_layout_is_made_from_spec_only_documents(
+    demo: Environment, demo_root: Path, spec_texts: Texts
+) -> None:
+    env = foreign(demo, spec_texts, hardware_rows(demo_root))
+    plan = plan_of(env, demo, "advanced")
+    documents = {rel: text.encode() for rel, text in spec_texts.items()}
+    env_files = [(rel, "file", 0o100644) for rel in sorted(spec_texts)]
+    layout = target_layout(env, documents, plan, same_shaped(demo), env_files=env_files)
+    placed = {f.origin for f in layout.files}
+    assert {rel for rel in spec_texts if rel != "keys/ca.key"} <= placed
