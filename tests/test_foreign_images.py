@@ -29,6 +29,7 @@ from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.checker import problems as p
 from omni_recovery.checker import validate
+from omni_recovery.envstate.model import env_path
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.yaml_text import load_yaml
@@ -36,6 +37,7 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.checker.tamper import copy_set, edit_index, index_bytes, rebuild
 from tests.restorer.conftest import set_items
 from tests.test_recovery import digests, recovered, restored_tree
+from tests.transforms.test_environment_model_foreign import demo_texts, spec_only
 
 pytestmark = pytest.mark.skipif(shutil.which("bsdtar") is None, reason="needs bsdtar (libarchive-tools)")
 
@@ -250,3 +252,32 @@ def test_key_ids_in_upper_case_hex_name_the_same_keys(demo_set: DemoSet, tmp_pat
         )
     report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
     assert report.passed and report.problems == [], report.to_text()
+
+
+def test_a_set_holding_only_the_fields_the_format_names_is_recovered(
+    demo_set: DemoSet, tmp_path: Path, workspace: Path, fresh_database_url: str
+) -> None:
+    folder = copy_set(demo_set.output, tmp_path / "spec-only")
+    texts = spec_only(demo_texts(demo_set.env))
+    key = load_signing_key(demo_set.key_path)
+    for iso in sorted(folder.glob("*.iso")):
+        with IsoReader(str(iso)) as reader:
+            paths = [e.path for e in reader.manifest.files if e.type == "file" and not e.encryption]
+            current = {p: reader.raw(p) for p in paths if p.startswith("data/") and p != layout.DATA_KEY_PATH}
+        drop = {path for path in current if path.startswith("data/system/nodes/")}
+        new = {path: texts.get(env_path(path), "").encode() for path in current if path not in drop}
+        replace = {path: data for path, data in new.items() if data and data != current[path]}
+        if drop:
+            unlisted = "DELETE FROM files WHERE path LIKE 'data/system/nodes/%'"
+            replace[layout.INDEX_DB_PATH] = edit_index(index_bytes(iso), unlisted)
+        if replace:
+            rebuild(iso, key, replace=replace, drop=drop)
+    stripped = dataclasses.replace(demo_set, output=folder)
+    setup, report = recovered(stripped, tmp_path / "restore", workspace, fresh_database_url)
+    assert report.passed, report.to_text()
+    (folder_left,) = report.problems  # the image keeps data/system/nodes/ as an empty, unlisted folder
+    assert folder_left.severity == "warning" and folder_left.path == "data/system/nodes"
+    source = digests(demo_set.env)
+    restored = restored_tree(setup.plan, tmp_path / "gathered")
+    data = [p for p in source if p.startswith("volumes/") and "/files/" in p]
+    assert data and all(restored.get(p) == source[p] for p in data), "volume data restored byte for byte"
