@@ -248,10 +248,22 @@ def test_key_ids_in_upper_case_hex_name_the_same_keys(demo_set: DemoSet, tmp_pat
         for section in ("signing", "encryption"):
             document[section]["key_id"] = document[section]["key_id"].upper()
         rebuild(
-            iso, key, replace={layout.BACKUP_INFO_PATH: yaml.safe_dump(document, sort_keys=False).encode()}
+            iso,
+            key,
+            replace={layout.BACKUP_INFO_PATH: yaml.safe_dump(document, sort_keys=False).encode()},
+            edit_manifest=_key_ids_upper_case,
         )
     report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
     assert report.passed and report.problems == [], report.to_text()
+    items, data_key = set_items(folder)
+    assert any(i.encryption for i in items)
+    restore_files(items, TargetRoot(str(tmp_path / "node")), data_key)
+
+
+def _key_ids_upper_case(manifest: dict[str, Any]) -> None:
+    for entry in manifest["files"]:
+        if entry.get("encryption"):
+            entry["encryption"]["key_id"] = entry["encryption"]["key_id"].upper()
 
 
 def test_a_set_holding_only_the_fields_the_format_names_is_recovered(

@@ -268,9 +268,9 @@ def _encryption(raw: dict[str, Any], iso: str, path: str) -> Encryption | None:
     alg = f.text("alg")
     if alg != "AES-256-GCM":
         raise f.fail(f"unsupported algorithm {alg!r}")
-    return Encryption(
-        alg, f.text("key_id"), f.text("nonce"), f.sha256("plaintext_sha256"), f.integer("plaintext_size")
-    )
+    # A key id is hex in either case (as sha256 is): held lower-case, so comparisons are plain.
+    key_id = f.text("key_id").lower()
+    return Encryption(alg, key_id, f.text("nonce"), f.sha256("plaintext_sha256"), f.integer("plaintext_size"))
 
 
 def _check_entry_set(entries: list[ManifestEntry], iso: str) -> None:

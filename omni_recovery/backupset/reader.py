@@ -200,7 +200,7 @@ class IsoReader:
             raise BackupSetError(
                 "file is encrypted and no passphrase was given", iso=self.name, path=entry.path
             )
-        if entry.encryption.key_id.lower() != data_key.key_id.lower():
+        if entry.encryption.key_id != data_key.key_id:
             raise BackupSetError(
                 f"file is sealed with key {entry.encryption.key_id}, not the set's data key "
                 f"{data_key.key_id}",
@@ -251,7 +251,7 @@ def unlock_data_key(system_core: IsoReader, passphrase: bytes) -> DataKey:
             iso=system_core.name,
             path=layout.DATA_KEY_PATH,
         )
-    return DataKey(key_id, key)
+    return DataKey(key_id.lower(), key)  # as the manifests' key ids are held
 
 
 def manifests_fingerprint(readers: Iterable[IsoReader]) -> str:

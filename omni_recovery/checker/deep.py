@@ -167,7 +167,7 @@ def _opener(
     """The decryption of `entry`'s stored bytes (sealed under the path `associated`), or None and a
     problem in `found` when it cannot be had."""
     assert entry.encryption is not None
-    if entry.encryption.key_id.lower() != data_key.key_id.lower():
+    if entry.encryption.key_id != data_key.key_id:
         found.append(
             p.error(
                 p.ENCRYPTION,

@@ -339,7 +339,7 @@ def _check_key(item: RestoreItem, data_key: DataKey | None) -> None:
         raise BackupSetError(
             "file is encrypted and no passphrase was given", iso=item.iso_name, path=item.stored_path
         )
-    if item.encryption.key_id.lower() != data_key.key_id.lower():
+    if item.encryption.key_id != data_key.key_id:
         raise BackupSetError(
             f"file is sealed with key {item.encryption.key_id}, not the set's data key {data_key.key_id}",
             iso=item.iso_name,
