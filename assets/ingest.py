@@ -150,7 +150,7 @@ class _Listed(NamedTuple):
     size: int
     sha256: str
     component_id: str | None
-    chunk: dict[str, Any]  # _CHUNK_COLUMNS, None for a whole file
+    chunk: dict[str, Any]  # _CHUNK_COLUMNS → value; every value None for a whole file
 
 
 def _wanted_files(manifest: pa.Table) -> dict[str, _Listed]:

@@ -3,9 +3,9 @@
 Dagster's own SQLite storages build a new engine for every connection, which throws away the
 engine's compiled-statement cache: each event a run writes then compiles its INSERTs again and
 opens the database through a fresh engine (about 10 ms an event here, a run of the recovery writes
-over a hundred). These subclasses keep the engine (still without a connection pool, so no
-connection stays open between events) and change nothing else: same files, same tables, so a
-`dagster dev` using the stock classes reads the same instance.
+over a hundred). These subclasses keep the engine (a run's own database still without a connection
+pool, see EngineCache) and change nothing else: same files, same tables, so a `dagster dev` using
+the stock classes reads the same instance.
 """
 
 from __future__ import annotations
