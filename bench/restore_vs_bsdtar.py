@@ -10,10 +10,10 @@ encrypted), then, with the ISOs in the page cache, alternates for each round:
   restore   `restore_files` of the whole set onto an empty TargetRoot: every byte read from the
             ISO extents and hashed (a chunked file whole, against its logical_sha256), sealed
             files decrypted and authenticated, written to a temporary name and renamed
-with parallel=1 and the default parallelism, fsync on and off, and with a chunked file checked
-by its parts' own sha256 ("chunk_check=parts", the parts hashed in parallel while copied: what a
-recovery does, its deep validation having checked that the parts make up the whole) or by
-both digests ("both"), printing
+with parallel=1 and the default parallelism (a large file copied by one thread while another
+hashes it), fsync on and off, and with a chunked file checked against its logical_sha256 (the
+default, what a recovery does), its parts' own sha256 ("chunk_check=parts") or both ("both"),
+printing
 the median (and min) wall time, GB/s, the ratio restore / bsdtar (goal from the issue: under
 1.5 with every byte verified), and the CPU time (user + system, all threads) beside bsdtar's.
 The machine is shared: the load average is printed, and rounds alternate contenders so that

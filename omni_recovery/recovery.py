@@ -489,9 +489,6 @@ class Recovery:
                     on_done=on_done,
                     parallel=self.options.parallel,
                     progress=self.progress,
-                    # The deep validation of these manifests checked that each chunked file's parts
-                    # make up its logical_sha256, so each part is checked alone, in parallel.
-                    chunk_check="parts" if self.options.require_validation else "whole",
                     deadline=deadline,
                     cancelled=self._cancel,
                 )

@@ -44,22 +44,31 @@ class ExtentReader:
             self._fh.seek(position)
             return self._fh.readinto(target) or 0  # type: ignore[attr-defined]
 
+    def read_into(self, target: memoryview, offset: int, path: str) -> None:
+        """Fill `target` with the image's bytes from `offset`; IntegrityError naming the ISO and
+        `path` if the image ends first."""
+        filled = 0
+        while filled < len(target):
+            with target[filled:] as rest:
+                got = self._readinto(rest, offset + filled)
+            if got <= 0:
+                raise IntegrityError(
+                    f"the image ends at byte {offset + filled}, before the end of this file",
+                    iso=self.name,
+                    path=path,
+                )
+            filled += got
+
     def blocks(self, offset: int, length: int, buffer: memoryview, path: str) -> Iterator[memoryview]:
         """Views of the `length` bytes from `offset`, read into `buffer`; each view is released when
         the next one is asked for. IntegrityError naming the ISO and `path` if the image ends early."""
         position, end = offset, offset + length
         while position < end:
-            with buffer[: min(len(buffer), end - position)] as target:
-                got = self._readinto(target, position)
-            if got <= 0:
-                raise IntegrityError(
-                    f"the image ends {end - position} bytes before the end of this file",
-                    iso=self.name,
-                    path=path,
-                )
-            with buffer[:got] as block:
+            size = min(len(buffer), end - position)
+            with buffer[:size] as block:
+                self.read_into(block, position, path)
                 yield block
-            position += got
+            position += size
 
     def close(self) -> None:
         if self._fd is not None:

@@ -30,21 +30,17 @@ file and extent offset), what they must hash to, and where they go under the tar
 
 Every byte is hashed once. A chunked file is checked, by `chunk_check`:
 - "whole" (the default): against its logical_sha256, which covers every byte of every part (and
-  their order), by one task re-reading the file in order; only when that fails are the parts
-  hashed again, from the ISOs, so that the error names the damaged part's ISO and path;
-- "parts": each part against its own sha256 while it is copied, the parts in parallel. That the
-  parts make up logical_sha256 is then not checked here: the caller must know it already (a
-  recovery requires a passed deep validation of these very manifests, which checked it), and
-  the error names the damaged part directly;
-- "both": the parts while copied and the whole after, a second digest of every byte.
+  their order); only when that fails are the parts hashed again, from the ISOs, so that the
+  error names the damaged part's ISO and path;
+- "parts": each part against its own sha256, the error naming the damaged part directly. That
+  the parts make up logical_sha256 is then not checked here: the caller must know it already;
+- "both": the parts and the whole, a second digest of every byte.
 
 With `parallel` > 1, files run on a thread pool (preadv, hashlib and write release the GIL),
-largest first, small files in batches. On a local root a large or chunked file is itself split:
-copy tasks fill 64 MiB slices of its temporary file with `pwrite` while a verifying task
-follows them in file order, re-reading what was written and hashing it (against its sha256,
-or logical_sha256), so the check covers the bytes as they lie on the target. Two threads help
-only when both CPUs are free (see bench/restore_vs_bsdtar.py for the figures), so the default
-(`parallel=None`) is `auto_parallel()`: the CPUs idle at the start, from 1 to 4.
+largest first, small files in batches. A large or chunked file is copied by one thread while
+another hashes the very buffers it wrote (`_PipedCopy`), so that it takes about the longer of
+the copy and the hash, not their sum. The default (`parallel=None`) is `auto_parallel()`: the
+CPUs this process may use, from 1 to 4 (see bench/restore_vs_bsdtar.py for the figures).
 
 Resuming
 --------
@@ -77,11 +73,13 @@ that would leave the target root raise UnsafePathError.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import mmap
 import os
 import posixpath
+import queue
 import stat
 import threading
 import time
@@ -114,10 +112,11 @@ __all__ = [
 
 DEFAULT_BLOCK_SIZE = 128 << 10  # fits in L2: hashing and writing re-read the block from cache
 MAX_PARALLEL = 4
-# With parallel > 1 on a local root, files this large (and every chunked file) are copied in
-# slices of RANGE_SLICE bytes by several threads and verified by re-reading them in order.
-RANGED_MIN_SIZE = 32 << 20
-RANGE_SLICE = 64 << 20
+# With parallel > 1, files this large (and every chunked file) are copied by one thread while
+# another hashes them, through PIPE_DEPTH buffers of PIPE_BLOCK bytes (see _PipedCopy).
+PIPED_MIN_SIZE = 32 << 20
+PIPE_BLOCK = 1 << 20
+PIPE_DEPTH = 8
 # Smaller files go to the pool in batches of at most this many files or bytes; with fsync on,
 # each folder of a batch is fsynced once, after the batch's renames and before they are reported.
 BATCH_FILES = 32
@@ -403,14 +402,22 @@ class _Sources:
     def blocks(self, item: RestoreItem, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
         """The stored bytes of `item` from `offset` (in the ISO), a buffer's worth at a time."""
         for block in self.get(item).blocks(offset, length, buffer, item.stored_path):
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                raise DeadlineExceeded(
-                    f"the time given to this restore ran out while restoring {item.path} "
-                    f"(from {item.iso_name}: {item.stored_path})"
-                )
-            if self.cancelled is not None and self.cancelled.is_set():
-                raise Interrupted(f"interrupted while restoring {item.path}")
+            self._check_go_on(item)
             yield block
+
+    def read_into(self, item: RestoreItem, offset: int, block: memoryview) -> None:
+        """Fill `block` with the stored bytes of `item` from `offset` (in the ISO)."""
+        self.get(item).read_into(block, offset, item.stored_path)
+        self._check_go_on(item)
+
+    def _check_go_on(self, item: RestoreItem) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded(
+                f"the time given to this restore ran out while restoring {item.path} "
+                f"(from {item.iso_name}: {item.stored_path})"
+            )
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise Interrupted(f"interrupted while restoring {item.path}")
 
     def get(self, item: RestoreItem) -> ExtentReader:
         source = self._open.get(item.iso_url)
@@ -563,133 +570,106 @@ def _sync_folders(target: TargetRoot, done: list[RestoredFile]) -> None:
             target.fsync_folder(folder)
 
 
-@dataclass(frozen=True)
-class _Segment:
-    """A range of a file copied by one task: a whole part (hashed by the task) or a slice (not)."""
-
-    item: RestoreItem
-    source_offset: int  # in the ISO
-    file_offset: int  # in the restored file
-    length: int
-    sha256: str | None  # the part's digest, checked by the task; None for a slice
+_Handed = tuple[int, memoryview, int]  # (part index, buffer, bytes in it)
 
 
-class _RangedRun:
-    """A large or chunked file restored by several threads at once (local roots only).
+class _PipedCopy:
+    """A large or chunked file copied by one task while another hashes it, on the other CPU.
 
-    Copy tasks (on the main pool) each fill one segment of the one temporary file with
-    `pwrite`: slices of RANGE_SLICE bytes (of each part, for a chunked file), or, when the
-    parts are checked, whole parts, each hashed against its own sha256 as it is copied. A
-    verifying task (on its own pool, so it never waits for a task queued behind it) follows
-    the copies in file order, re-reading what was written and hashing it: the whole file
-    against its sha256 (logical_sha256 for a chunked file), so the check covers the bytes as
-    they lie in the temporary file; or, when only the parts are checked (`check_whole` off),
-    waits for every part's task and checks each copied its whole length: the parts' bytes are
-    then hashed in the buffer they are written from, not read back. Only then is the file renamed.
-    If anything fails, the verifier waits for every copy task to stop before it removes the
-    temporary file.
+    The copy task reads the stored bytes of every part, in order, into a ring of PIPE_DEPTH
+    page-aligned buffers of PIPE_BLOCK bytes, appends each to the temporary file and hands it
+    to the hashing task, which hashes it (the whole file against its sha256 or logical_sha256,
+    each part against its own sha256, as the job says) and gives the buffer back. So the file
+    takes about the longer of copying and hashing rather than their sum; the bytes hashed are
+    the very buffers written, and one thread writes the file, as an extractor does (on these
+    machines two threads faulting in a file's new pages at once cost several times the CPU).
+    Only once every digest matches is the file renamed into place. If anything fails, the
+    other task is stopped and the temporary file removed once the copy task has ended.
     """
 
-    def __init__(self, job: _FileJob, target: TargetRoot, sources: _Sources, buffers: _Buffers) -> None:
-        self.job, self.sources, self.buffers = job, sources, buffers
-        self.segments: list[_Segment] = []
-        position = 0
-        for piece in job.parts:
-            assert piece.extent_offset is not None
-            if job.chunked and job.check_parts:
-                self.segments.append(_Segment(piece, piece.extent_offset, position, piece.size, piece.sha256))
-            else:
-                for start in range(0, piece.size, RANGE_SLICE):
-                    length = min(RANGE_SLICE, piece.size - start)
-                    self.segments.append(
-                        _Segment(piece, piece.extent_offset + start, position + start, length, None)
-                    )
-            position += piece.size
-        self.copied = [0] * len(self.segments)
-        self.changed = threading.Condition()
+    def __init__(self, job: _FileJob, target: TargetRoot, sources: _Sources) -> None:
+        self.job, self.sources = job, sources
+        self.maps = [mmap.mmap(-1, PIPE_BLOCK) for _ in range(PIPE_DEPTH)]  # no memory until touched
+        self.views = [memoryview(buffer) for buffer in self.maps]
+        self.free: queue.Queue[memoryview] = queue.Queue()
+        for view in self.views:
+            self.free.put(view)
+        self.handed: queue.Queue[_Handed | None] = queue.Queue()
+        self.stop = threading.Event()
         self.out = target.begin(job.path)
 
-    def copy(self, index: int) -> None:
-        segment = self.segments[index]
-        digest = hashlib.sha256() if segment.sha256 is not None and self.job.check_parts else None
-        position = segment.file_offset
-        for block in self.sources.blocks(
-            segment.item, segment.source_offset, segment.length, self.buffers.get()
-        ):
-            if digest is not None:
-                digest.update(block)
-            position += self.out.write_at(block, position)
-            with self.changed:
-                self.copied[index] = position - segment.file_offset
-                self.changed.notify_all()
-        if digest is not None and digest.hexdigest() != segment.sha256:
-            raise _part_mismatch(self.job, segment.item, digest.hexdigest())
+    def copy(self) -> None:
+        try:
+            for index, piece in enumerate(self.job.parts):
+                assert piece.extent_offset is not None
+                for start in range(0, piece.size, PIPE_BLOCK):
+                    buffer = self._free_buffer()
+                    length = min(PIPE_BLOCK, piece.size - start)
+                    with buffer[:length] as block:
+                        self.sources.read_into(piece, piece.extent_offset + start, block)
+                        self.out.write(block)
+                    self.handed.put((index, buffer, length))
+        finally:
+            self.handed.put(None)
 
-    def _wait_copied(self, index: int, beyond: int, task: Future[None]) -> int:
-        """Bytes of segment `index` copied so far, once more than `beyond`; raises its task's failure."""
-        with self.changed:
-            while self.copied[index] <= beyond:
-                if task.done():
-                    task.result()  # its failure, or CancelledError
-                    if self.copied[index] <= beyond:
-                        raise IntegrityError(
-                            f"segment {index} of {self.job.path} was not copied whole",
-                            iso=self.segments[index].item.iso_name,
-                            path=self.segments[index].item.stored_path,
-                        )
-                    break
-                self.changed.wait(0.05)
-            return self.copied[index]
+    def _free_buffer(self) -> memoryview:
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Empty):
+                return self.free.get(timeout=0.05)
+        raise Interrupted(f"stopped copying {self.job.path}")
 
-    def verify(self, tasks: list[Future[None]]) -> RestoredFile:
+    def verify(self, copying: Future[None]) -> RestoredFile:
         job = self.job
         try:
-            if not job.check_whole:
-                self._wait_all(tasks)
-                self.out.commit(mode=job.mode, mtime=job.mtime)
-                return _restored(job)
-            whole = hashlib.sha256()
-            buffer = self.buffers.get()
-            for index, (segment, task) in enumerate(zip(self.segments, tasks, strict=True)):
-                done = 0
-                while done < segment.length:
-                    available = self._wait_copied(index, done, task)
-                    while done < available:
-                        view = buffer[: min(len(buffer), available - done)]
-                        got = self.out.read_at(view, segment.file_offset + done)
-                        if got <= 0:
-                            raise IntegrityError(
-                                f"the temporary file of {job.path} ends early",
-                                iso=segment.item.iso_name,
-                                path=segment.item.stored_path,
-                            )
-                        whole.update(buffer[:got])
-                        done += got
-                task.result()
-            if whole.hexdigest() != job.sha256:
-                raise _mismatch(job, whole.hexdigest(), self.sources, buffer)
+            whole = hashlib.sha256() if job.check_whole else None
+            parts = [hashlib.sha256() for _ in job.parts] if job.check_parts else None
+            while (handed := self._next(copying)) is not None:
+                index, buffer, length = handed
+                with buffer[:length] as block:
+                    if whole is not None:
+                        whole.update(block)
+                    if parts is not None:
+                        parts[index].update(block)
+                self.free.put(buffer)
+            copying.result()  # the copy's own failure: a short image, the deadline, a target error
+            if parts is not None:
+                for piece, part in zip(job.parts, parts, strict=True):
+                    if part.hexdigest() != piece.sha256:
+                        raise _part_mismatch(job, piece, part.hexdigest())
+            if whole is not None and whole.hexdigest() != job.sha256:
+                raise _mismatch(job, whole.hexdigest(), self.sources, self.free.get())
             self.out.commit(mode=job.mode, mtime=job.mtime)
         except BaseException:
-            self.abort(tasks)
+            self.abort(copying)
             raise
+        finally:
+            self._release()
         return _restored(job)
 
-    def _wait_all(self, tasks: list[Future[None]]) -> None:
-        """Every segment's task finished (each hashed its part) and copied its whole length."""
-        for index, (segment, task) in enumerate(zip(self.segments, tasks, strict=True)):
-            task.result()
-            if self.copied[index] != segment.length:
-                raise IntegrityError(
-                    f"segment {index} of {self.job.path} was not copied whole",
-                    iso=segment.item.iso_name,
-                    path=segment.item.stored_path,
-                )
+    def _release(self) -> None:
+        """Give the buffers' memory back (the copy task has ended)."""
+        for view in self.views:
+            view.release()
+        for buffer in self.maps:
+            buffer.close()
 
-    def abort(self, tasks: list[Future[None]]) -> None:
-        """Remove the temporary file once no copy task writes to it any more."""
-        for task in tasks:
-            task.cancel()
-        wait(tasks)
+    def _next(self, copying: Future[None]) -> _Handed | None:
+        """The next block handed over; None when the copy task ended without another (its result
+        says whether it finished or failed)."""
+        while True:
+            with contextlib.suppress(queue.Empty):
+                return self.handed.get(timeout=0.05)
+            if copying.done() and self.handed.empty():
+                return None  # cancelled before it started
+
+    def abort(self, copying: Future[None]) -> None:
+        """Stop the copy task, giving buffers back so that it never waits for one; remove the file."""
+        self.stop.set()
+        while not copying.done():
+            with contextlib.suppress(queue.Empty):
+                handed = self.handed.get(timeout=0.05)
+                if handed is not None:
+                    self.free.put(handed[1])
         self.out.abort()
 
 
@@ -810,19 +790,14 @@ def restore_files(
 
 
 def auto_parallel() -> int:
-    """Worker threads for a restore: the CPUs that are idle now (1-minute load average), 1 to MAX_PARALLEL.
+    """Worker threads for a restore: the CPUs this process may run on, 1 to MAX_PARALLEL.
 
-    Measured on the project's 2-CPU machines (bench/restore_vs_bsdtar.py): a second thread
-    speeds a restore up only when the second CPU is free; when other work keeps it busy, the
-    extra thread only adds CPU time (a re-read for verification, hand-offs between threads), so
-    a single thread is then the faster choice.
+    Measured on the project's 2-CPU machines (2 GiB, mostly one chunked file): two threads took
+    1.3 s where one took 2.2-2.6 s; with the other CPU kept busy by another process, 2.1-2.9 s
+    against 2.2-3.0 s, so a second thread does not hurt when the machine is loaded.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        idle = cpus - os.getloadavg()[0]
-    except OSError:
-        idle = cpus
-    return max(1, min(MAX_PARALLEL, cpus, int(idle + 0.5)))
+    return max(1, min(MAX_PARALLEL, cpus))
 
 
 _Outcome = tuple[list[RestoredFile], BaseException | None]
@@ -847,9 +822,9 @@ def _restore_batch(
     return done, failure
 
 
-def _verify_run(run: _RangedRun, tasks: list[Future[None]]) -> _Outcome:
+def _verify_pipe(pipe: _PipedCopy, copying: Future[None]) -> _Outcome:
     try:
-        return [run.verify(tasks)], None
+        return [pipe.verify(copying)], None
     except Exception as exc:
         return [], exc
 
@@ -866,28 +841,26 @@ def _run_parallel(
     """Restore `todo` on a thread pool, a few tasks queued ahead; results reported from this thread.
 
     Small files go in batches (of BATCH_FILES files or BATCH_BYTES bytes) to keep the cost of a
-    task per file low. On a local root, chunked files and files of RANGED_MIN_SIZE or more are
-    copied in segments by several tasks and verified by a task of a second pool (`_RangedRun`).
+    task per file low. Chunked files and files of PIPED_MIN_SIZE or more are copied by a task of
+    this pool and hashed by a task of a second pool (`_PipedCopy`), which reports them.
     On the first failure nothing new starts; tasks already running finish (a file they
     complete is whole and verified), unfinished temporary files are removed, and the failure
     is raised.
     """
     pending: set[Future[_Outcome]] = set()
-    runs: list[_RangedRun] = []
+    pipes: list[_PipedCopy] = []
     window = parallel * 4
     pool = ThreadPoolExecutor(parallel, thread_name_prefix="omni-restore")
-    verifiers = ThreadPoolExecutor(parallel, thread_name_prefix="omni-verify")
+    hashers = ThreadPoolExecutor(parallel, thread_name_prefix="omni-hash")
     batch: list[_FileJob] = []
     batch_bytes = 0
     try:
         for job in todo:
             # A sealed file is decrypted in order, by one task.
-            ranged = job.parts[0].encryption is None and (job.chunked or job.size >= RANGED_MIN_SIZE)
-            if ranged and target.supports_ranges:
-                run = _RangedRun(job, target, sources, buffers)
-                runs.append(run)
-                tasks = [pool.submit(run.copy, index) for index in range(len(run.segments))]
-                pending.add(verifiers.submit(_verify_run, run, tasks))
+            if job.parts[0].encryption is None and (job.chunked or job.size >= PIPED_MIN_SIZE):
+                pipe = _PipedCopy(job, target, sources)
+                pipes.append(pipe)
+                pending.add(hashers.submit(_verify_pipe, pipe, pool.submit(pipe.copy)))
             else:
                 batch.append(job)
                 batch_bytes += job.size
@@ -902,14 +875,16 @@ def _run_parallel(
         while pending:
             pending = _drain(pending, finished)
     except BaseException:
+        for pipe in pipes:
+            pipe.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        verifiers.shutdown(wait=True, cancel_futures=True)
+        hashers.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True)
-        for run in runs:
-            run.out.abort()  # a no-op for files already renamed into place
+        for pipe in pipes:
+            pipe.out.abort()  # a no-op for files already renamed into place
         raise
     pool.shutdown(wait=True)
-    verifiers.shutdown(wait=True)
+    hashers.shutdown(wait=True)
 
 
 def _drain(pending: set[Future[_Outcome]], finished: Callable[[RestoredFile], None]) -> set[Future[_Outcome]]:

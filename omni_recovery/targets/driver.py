@@ -15,7 +15,7 @@ and renamed onto their final name only when the writer says the content is whole
 removed. On a local root the temporary file is held under an exclusive `flock` from its
 creation to its rename: a leftover of a killed writer is taken over and emptied, while a path
 that another live writer is writing is refused (TargetError), so two restores of one path
-never mix their bytes. A local root uses plain os calls (`os.open`, `os.write`/`os.pwrite`,
+never mix their bytes. A local root uses plain os calls (`os.open`, `os.write`,
 `os.replace`); with `fsync=True` (the default) each file is fsynced before its rename and its
 folder after it, so a name that survives a power loss always holds the whole content.
 Benchmarks may turn it off.
@@ -127,8 +127,7 @@ def check_symlink_target(relpath: str, target: str) -> str:
 class PartialFile:
     """A file being written under its temporary name; `commit()` renames it onto its final name.
 
-    `write` appends; on a local root `write_at` / `read_at` also let several threads fill and
-    re-read disjoint ranges of the same file (os.pwrite / os.preadv on one descriptor).
+    `write` appends.
     """
 
     def __init__(self, root: TargetRoot, relpath: str) -> None:
@@ -186,10 +185,6 @@ class PartialFile:
             return fd
         raise self.root.error("the temporary file keeps changing under this writer", self.partial)
 
-    @property
-    def supports_ranges(self) -> bool:
-        return self._fd is not None
-
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append all of `data`; returns its length."""
         length = len(data)
@@ -206,28 +201,6 @@ class PartialFile:
             raise self.root.error(f"write failed: {exc}", self.partial) from exc
         self.size += length
         return length
-
-    def write_at(self, data: bytes | bytearray | memoryview, offset: int) -> int:
-        """Write all of `data` at `offset` (local roots; safe from several threads on disjoint ranges)."""
-        if self._fd is None:
-            raise self.root.error("ranged writes need a local target root", self.partial)
-        view = memoryview(data)
-        length, written = len(view), 0
-        try:
-            while written < length:
-                written += os.pwrite(self._fd, view[written:], offset + written)
-        except OSError as exc:
-            raise self.root.error(f"write failed: {exc}", self.partial) from exc
-        return length
-
-    def read_at(self, buffer: memoryview, offset: int) -> int:
-        """Read back into `buffer` from `offset` of what was written (local roots)."""
-        if self._fd is None:
-            raise self.root.error("ranged reads need a local target root", self.partial)
-        try:
-            return os.preadv(self._fd, [buffer], offset)
-        except OSError as exc:
-            raise self.root.error(f"read back failed: {exc}", self.partial) from exc
 
     def commit(
         self, *, mode: int | None = None, mtime: float | None = None, sync_folder: bool = True
@@ -327,11 +300,6 @@ class TargetRoot:
     @property
     def supports_symlinks(self) -> bool:
         return self.is_local or hasattr(self.fs, "symlink")
-
-    @property
-    def supports_ranges(self) -> bool:
-        """Whether files can be written at offsets from several threads (`PartialFile.write_at`)."""
-        return self.is_local
 
     # -- paths ---------------------------------------------------------------------------
 

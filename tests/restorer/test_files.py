@@ -116,6 +116,24 @@ def test_flipped_byte_names_iso_and_path_and_leaves_no_file(demo_set: DemoSet, t
         assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_an_image_cut_short_inside_a_file_names_it_and_leaves_no_file(
+    demo_set: DemoSet, tmp_path: Path, parallel: int
+):
+    copy = tmp_path / "set"
+    shutil.copytree(demo_set.output, copy)
+    items, key = set_items(copy)
+    last = max((i for i in items if i.chunk_of and BIG in i.path), key=lambda i: i.chunk_index or 0)
+    assert last.extent_offset is not None
+    os.truncate(last.iso_url.removeprefix("file://"), last.extent_offset + last.size // 2)
+    node = tmp_path / "node"
+    with pytest.raises(IntegrityError, match="the image ends at byte") as info:
+        restore_files(items, TargetRoot(str(node)), key, parallel=parallel)
+    assert (info.value.iso, info.value.path) == (last.iso_name, last.stored_path)
+    assert not (node / last.path).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+
+
 def test_inconsistent_requests_write_nothing(demo_set: DemoSet, tmp_path: Path):
     items, key = set_items(demo_set.output)
     node = tmp_path / "node"
@@ -176,18 +194,21 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
+    from omni_recovery.restorer import files
     from omni_recovery.restorer.files import restore_files
     from omni_recovery.targets import driver
     from tests.restorer.conftest import set_items
 
     set_path, node, journal = sys.argv[1:4]
-    write_at = driver.PartialFile.write_at
+    files.PIPE_BLOCK = 16384
+    write = driver.PartialFile.write
 
-    def slow_write_at(self, data, offset):  # a slow pace on the big file, so the kill lands inside it
-        time.sleep(0.02)
-        return write_at(self, data, offset)
+    def slow_write(self, data):  # slow after a file's first block, so the kill lands inside the big one
+        if self.size:
+            time.sleep(0.02)
+        return write(self, data)
 
-    driver.PartialFile.write_at = slow_write_at
+    driver.PartialFile.write = slow_write
     items, key = set_items(Path(set_path))
     with open(journal, "a") as out:
         def record(done):
@@ -236,13 +257,14 @@ def test_sigkill_mid_file_then_rerun_gives_the_same_tree(demo_set: DemoSet, tmp_
     assert all(os.stat(node / p).st_ino == i for p, i in inodes.items())
 
 
-def test_large_unchunked_files_copied_in_slices_and_verified(
+def test_large_unchunked_files_copied_and_hashed_by_two_threads(
     demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from omni_recovery.restorer import files
 
-    monkeypatch.setattr(files, "RANGED_MIN_SIZE", 8192)  # every PostgreSQL page file goes the ranged way
-    monkeypatch.setattr(files, "RANGE_SLICE", 4096)
+    monkeypatch.setattr(files, "PIPED_MIN_SIZE", 8192)  # every PostgreSQL page file is piped
+    monkeypatch.setattr(files, "PIPE_BLOCK", 4096)
+    monkeypatch.setattr(files, "PIPE_DEPTH", 2)  # the copy waits for the hash
     items, key = set_items(demo_set.output)
     restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2, block_size=4096)
     assert_same_tree(demo_set.env, tmp_path / "node")
@@ -279,10 +301,16 @@ def test_intact_parts_with_a_wrong_logical_digest_are_refused(
     assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
 
 
-def test_auto_parallel_counts_idle_cpus():
+def test_auto_parallel_counts_the_cpus_this_process_may_use():
     from omni_recovery.restorer.files import MAX_PARALLEL, auto_parallel
 
-    assert 1 <= auto_parallel() <= min(MAX_PARALLEL, os.cpu_count() or 1)
+    usable = os.sched_getaffinity(0)
+    assert auto_parallel() == min(MAX_PARALLEL, len(usable))
+    os.sched_setaffinity(0, {min(usable)})
+    try:
+        assert auto_parallel() == 1
+    finally:
+        os.sched_setaffinity(0, usable)
 
 
 def test_isos_read_through_fsspec_when_not_local(demo_set: DemoSet, tmp_path: Path):
