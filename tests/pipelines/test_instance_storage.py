@@ -77,6 +77,16 @@ def test_one_engine_per_database_is_kept_across_connections(tmp_path: Path) -> N
             assert second is not first and second.engine is engine
 
 
+def test_has_table_answers_from_the_index_database_through_its_kept_engine(tmp_path: Path) -> None:
+    _run_id, events, _runs = _one_run(tmp_path)
+    assert events.has_table("asset_keys") and events.has_table("asset_keys")
+    assert not events.has_table("no_such_table")
+    with events.index_connection() as conn:
+        conn.exec_driver_sql("CREATE TABLE made_later (id INTEGER)")
+    assert events.has_table("made_later"), "a table missing once is looked for again"
+    assert _stock_instance(tmp_path).event_log_storage.has_table("made_later")
+
+
 def test_engine_cache_keeps_the_most_recently_used_engines() -> None:
     cache = EngineCache(size=2)
     first = cache.get("sqlite://")
