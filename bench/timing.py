@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def cpu_seconds() -> float:
@@ -20,3 +21,32 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+REPORTED = Path("/sys/module/page_reporting/parameters/reported_kib")
+
+
+def settle_memory(quiet: float = 1.0, limit: float = 15.0) -> None:
+    """Wait until the kernel stops handing freed memory back to the hypervisor.
+
+    On these VMs free page reporting gives freed pages back to the host within about a second,
+    and faulting such pages in again costs several times more than reusing pages freed just
+    before: a contender started right after the previous one's output was deleted runs faster
+    than one started a second later. Each contender starts after this, so both start alike.
+    Without page reporting (no such file) it only waits `quiet` seconds.
+    """
+    deadline = time.monotonic() + limit
+    last = _reported()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = _reported()
+        if now == last:
+            return
+        last = now
+
+
+def _reported() -> int | None:
+    try:
+        return int(REPORTED.read_text())
+    except (OSError, ValueError):
+        return None
