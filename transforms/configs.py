@@ -26,9 +26,10 @@ document stays in the `configurations` table). Each value is fitted to its colum
   `Z`/`z`), else null.
 - list: each item fitted to the item type; a single value becomes a one-item list. Every `ports`
   column is a list of text, since writers spell ports as numbers or as "8080/tcp", "80:8080".
-- `depends_on` items are names or mappings naming the dependency under `app` (or `name`) with an
-  optional `strength` (hard/soft); `depends_on` holds the names and `depends_on_strength` the
-  strengths in the same order (null where none is given).
+- `depends_on` is read as the planner reads it (`environment_model.dependencies`: names, mappings
+  naming the dependency under `app`, `service` or `name` with an optional `strength`, or
+  `{name: strength}`; hard unless soft is said); `depends_on` holds the names and
+  `depends_on_strength` the strengths in the same order.
 - `db/schema.json` is read as `{"tables": {table: {"columns": {column: type}}}}`, where tables and
   columns may also be lists of objects with a `name`, and a type may be an object with a
   `type`. A type other than text, integer, bigint, boolean, timestamp, json, float, double
@@ -61,6 +62,7 @@ import yaml
 from omni_recovery.backupset.layout import parse_time
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
+from transforms.environment_model import dependencies
 
 __all__ = [
     "CONFIG_SCHEMAS",
@@ -286,20 +288,12 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _dependencies(value: Any) -> tuple[list[Any] | None, list[Any] | None]:
-    """depends_on as (names, strengths): an item is a name, or a mapping with `app` (or `name`) and
-    an optional `strength`; a mapping with neither stays whole (as JSON text once fitted)."""
+def _dependencies(value: Any) -> tuple[list[str] | None, list[str] | None]:
+    """depends_on as (names, strengths), read as the planner reads it; None when absent."""
     if value is None:
         return None, None
-    names, strengths = [], []
-    for item in value if isinstance(value, list) else [value]:
-        if isinstance(item, dict):
-            names.append(item.get("app", item.get("name", item)))
-            strengths.append(item.get("strength"))
-        else:
-            names.append(item)
-            strengths.append(None)
-    return names, strengths
+    found = dependencies(value)
+    return [name for name, _ in found], [strength for _, strength in found]
 
 
 def _director(t: _Tables, sid: str, ident: str, leaf: str, path: str, doc: Any) -> None:

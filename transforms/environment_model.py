@@ -746,7 +746,7 @@ def _read_service(
         category=_text(doc, "category") or index.attribute(cid, "category") or "core",
         role=_text(doc, "role") or index.attribute(cid, "role") or name,
         vm_id=claims.get(cid),
-        depends_on=tuple(target for target, _ in _dependencies(doc.get("depends_on"))),
+        depends_on=tuple(target for target, _ in dependencies(doc.get("depends_on"))),
     )
 
 
@@ -784,9 +784,10 @@ def _priority(*candidates: str | None) -> str:
     return next((p.lower() for p in candidates if p and p.lower() in PRIORITIES), "standard")
 
 
-def _dependencies(raw: Any) -> list[tuple[str, str]]:
+def dependencies(raw: Any) -> list[tuple[str, str]]:
     """(name, hard|soft) of each `depends_on` item: a plain name (hard), {app|service|name: x, strength: s}
-    (ours: {app, strength}), or {x: s}; a `kind:` prefix is dropped."""
+    (ours: {app, strength}), or {x: s}; a `kind:` prefix is dropped, an item naming nothing skipped.
+    The one reading of depends_on: the plan and the catalog both use it."""
     if isinstance(raw, Mapping) and not any(k in raw for k in _TARGET_KEYS):
         raw = [{k: v} for k, v in raw.items()]
     found = []
@@ -794,7 +795,7 @@ def _dependencies(raw: Any) -> list[tuple[str, str]]:
         strength: str | None = None
         if isinstance(item, Mapping):
             target, strength = _text(item, *_TARGET_KEYS), _text(item, "strength")
-            if target is None and len(item) == 1:
+            if target is None and len(item) == 1 and "strength" not in item:
                 key, value = next(iter(item.items()))
                 target, strength = str(key), value if isinstance(value, str) else None
         else:
@@ -812,7 +813,7 @@ def _strength(value: str | None) -> str:
 def _app_dependencies(name: str, raw: Any, index: _Index) -> tuple[tuple[str, str], ...]:
     """The application's dependencies on others: app.yaml's, with the index's strength where the index
     lists them (it is authoritative) and what only the index lists added."""
-    deps = dict(_dependencies(raw))
+    deps = dict(dependencies(raw))
     cid = f"application:{name}"
     for dep in index.dependencies:
         if dep.component_id == cid and dep.depends_on_id.startswith("application:"):

@@ -138,17 +138,22 @@ def test_depends_on_as_names_and_as_mappings() -> None:
                     {"name": "c", "strength": "soft"},
                 ],
             },
-            "data/applications/e/app.yaml": {"name": "e", "depends_on": [{"what": "x"}]},
-            "data/services/api/service.yaml": {"name": "api", "depends_on": ["auth"]},
+            "data/applications/e/app.yaml": {
+                "name": "e",
+                "depends_on": [{"strength": "soft"}, {"f": "soft"}],
+            },
+            "data/services/api/service.yaml": {"name": "api", "depends_on": ["service:auth"]},
         }
     )
     apps = {row["name"]: row for row in tables["applications"].to_pylist()}
-    assert (apps["a"]["depends_on"], apps["a"]["depends_on_strength"]) == (["b", "c"], [None, None])
+    assert (apps["a"]["depends_on"], apps["a"]["depends_on_strength"]) == (["b", "c"], ["hard", "hard"])
     assert (apps["d"]["depends_on"], apps["d"]["depends_on_strength"]) == (
         ["a", "b", "c"],
-        ["hard", None, "soft"],
+        ["hard", "hard", "soft"],
     )
-    assert apps["e"]["depends_on"] == ['{"what":"x"}'], "a mapping naming nothing stays whole, as JSON"
+    assert (apps["e"]["depends_on"], apps["e"]["depends_on_strength"]) == (["f"], ["soft"]), (
+        "read as the planner reads it: a mapping naming nothing is skipped, {name: strength} understood"
+    )
     assert tables["services"].column("depends_on").to_pylist() == [["auth"]]
 
 
