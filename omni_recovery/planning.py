@@ -15,7 +15,6 @@ that has not passed validation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import defaultdict
@@ -27,7 +26,7 @@ from pathlib import Path
 from psycopg.types.json import Jsonb
 
 from omni_recovery.backupset import layout
-from omni_recovery.backupset.manifest import ManifestEntry
+from omni_recovery.backupset.manifest import ManifestEntry, join_chunks
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
@@ -117,14 +116,11 @@ def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
         raise BackupSetError(
             f"the parts of {chunk.chunk_of} are incomplete", iso=reader.name, path=first.path
         )
-    data = b"".join(part_reader.verified_bytes(entry.path, DOCUMENT_LIMIT) for part_reader, entry in parts)
-    if (len(data), hashlib.sha256(data).hexdigest()) != (chunk.logical_size, chunk.logical_sha256):
-        raise IntegrityError(
-            "the reassembled document differs from its logical_sha256/logical_size",
-            iso=reader.name,
-            path=chunk.chunk_of,
-        )
-    return data
+    contents = [part_reader.verified_bytes(entry.path, DOCUMENT_LIMIT) for part_reader, entry in parts]
+    try:
+        return join_chunks(contents, chunk.logical_size, chunk.logical_sha256)
+    except ValueError as exc:
+        raise IntegrityError(str(exc), iso=reader.name, path=chunk.chunk_of) from exc
 
 
 def generate(location: str, inventory_path: Path, mode: str) -> tuple[Plan, SetEnvironment]:

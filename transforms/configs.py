@@ -48,7 +48,6 @@ JSON).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import defaultdict
@@ -60,6 +59,7 @@ import pyarrow as pa
 import yaml
 
 from omni_recovery.backupset.layout import parse_time
+from omni_recovery.backupset.manifest import join_chunks
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
 from transforms.environment_model import dependencies
@@ -185,15 +185,12 @@ def whole_config_files(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         first = pieces[0]
         if [piece["chunk_index"] for piece in pieces] != list(range(first["chunk_count"])):
             continue
-        content = b"".join(piece["content"] for piece in pieces)
-        digest = hashlib.sha256(content).hexdigest()
-        if (len(content), digest) != (first["logical_size"], first["logical_sha256"]):
-            raise BackupSetError(
-                f"its {len(pieces)} parts joined hash to {digest} ({len(content)} bytes), "
-                f"logical_sha256 is {first['logical_sha256']} ({first['logical_size']} bytes)",
-                iso=first["iso_name"],
-                path=logical,
+        try:
+            content = join_chunks(
+                [piece["content"] for piece in pieces], first["logical_size"], first["logical_sha256"]
             )
+        except ValueError as exc:
+            raise BackupSetError(str(exc), iso=first["iso_name"], path=logical) from exc
         whole.append({**{name: first[name] for name in _FILE_COLUMNS}, "path": logical, "content": content})
     return whole
 

@@ -8,10 +8,11 @@ naming the ISO and the path. Unknown fields are ignored, so newer writers stay r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,19 @@ class Chunk:
     chunk_count: int
     logical_size: int
     logical_sha256: str
+
+
+def join_chunks(contents: Sequence[bytes], logical_size: int, logical_sha256: str) -> bytes:
+    """A chunked file's parts, in order, joined; ValueError saying how the whole differs from its
+    logical_size/logical_sha256 (callers name the ISO and path)."""
+    data = b"".join(contents)
+    digest = hashlib.sha256(data).hexdigest()
+    if (len(data), digest) != (logical_size, logical_sha256):
+        raise ValueError(
+            f"its {len(contents)} parts joined hash to {digest} ({len(data)} bytes), "
+            f"logical_sha256 is {logical_sha256} ({logical_size} bytes)"
+        )
+    return data
 
 
 @dataclass(frozen=True, slots=True)

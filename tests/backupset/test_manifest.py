@@ -1,9 +1,10 @@
+import hashlib
 import json
 
 import pytest
 
 from omni_recovery.backupset import layout
-from omni_recovery.backupset.manifest import Chunk, Manifest, ManifestEntry, parse_manifest
+from omni_recovery.backupset.manifest import Chunk, Manifest, ManifestEntry, join_chunks, parse_manifest
 from omni_recovery.errors import BackupSetError, UnsafePathError
 
 SHA = "a" * 64
@@ -148,3 +149,13 @@ def test_other_writers_leniencies_are_read():
     parsed = parse_manifest(manifest(raw, {"path": "data/d", "size": 0, "type": "dir"}), iso="i.iso")
     assert parsed.files[0].sha256 == "a" * 64 and parsed.files[0].mode == 0o100644
     assert parsed.files[0].component is None and parsed.files[1].mode == 0o40755
+
+
+def test_join_chunks_checks_the_whole_against_its_logical_digest_and_size() -> None:
+    parts = [b"abc", b"def", b"g"]
+    digest = hashlib.sha256(b"abcdefg").hexdigest()
+    assert join_chunks(parts, 7, digest) == b"abcdefg"
+    with pytest.raises(ValueError, match=r"its 3 parts joined hash to \w{64} \(7 bytes\)"):
+        join_chunks(list(reversed(parts)), 7, digest)
+    with pytest.raises(ValueError, match=r"logical_sha256 is \w{64} \(8 bytes\)"):
+        join_chunks(parts, 8, digest)
