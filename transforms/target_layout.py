@@ -534,9 +534,10 @@ class _Builder:
 
     def _root_without_vm(self, kind: str, name: str) -> str:
         """The node root for the files of a component that runs on no VM of the environment."""
-        apps = {app.name: app for app in self.env.applications}
-        if kind == "application" and name in apps:
-            vm = self.vm_owner.get(f"orchestrator:{apps[name].orchestrator}")
+        apps = self.env.applications if kind == "application" else ()
+        app = next((a for a in apps if a.name == name), None)
+        if app is not None:
+            vm = self.vm_owner.get(f"orchestrator:{app.orchestrator}")
             if vm is not None and vm.vm_id in self.placements:
                 return node_root(self.placements[vm.vm_id].node)
         return self.director_roots[0]
