@@ -430,6 +430,11 @@ class _Context:
     def address(self, component: str) -> str:
         return self.addresses.get(component, "?")
 
+    def on_address(self, component: str, text: str) -> str:
+        """`text` with the component's new address put in for `{}`; "" for a component on no VM."""
+        address = self.addresses.get(component)
+        return text.format(address) if address else ""
+
 
 def build_steps(env: Environment, plan: Plan, adapted: Adapted) -> tuple[Step, ...]:
     """Every step of the plan, grouped by phase, with hard dependencies and phase gates."""
@@ -530,7 +535,7 @@ def _storage_steps(ctx: _Context) -> list[Step]:
                 f"service/{s.name}",
                 "storage",
                 f"{create}deploy the storage service",
-                f"storage service answers on {ctx.address(cid)}",
+                "storage service answers" + ctx.on_address(cid, " on {}"),
                 cid,
                 node,
                 [f"storage/pool/{pool}" for pool in used],
@@ -570,7 +575,7 @@ def _service_steps(ctx: _Context) -> list[Step]:
                 f"service/{s.name}",
                 "core-services",
                 f"{create}restore core service {s.name} ({s.role})",
-                f"service {s.name} answers its health check on {ctx.address(cid)}",
+                f"service {s.name} answers its health check" + ctx.on_address(cid, " on {}"),
                 cid,
                 node,
             )
@@ -593,7 +598,7 @@ def _application_steps(ctx: _Context) -> list[Step]:
                 phase_of[a.name],
                 f"{create}recreate the definition in Orchestrator {a.orchestrator}; "
                 f"start {len(a.containers)} containers bound to their volumes",
-                f"all containers of {a.name} running and healthy; {ctx.address(cid)} answers",
+                f"all containers of {a.name} running and healthy" + ctx.on_address(cid, "; {} answers"),
                 cid,
                 node,
             )

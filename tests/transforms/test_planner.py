@@ -68,6 +68,18 @@ def test_every_step_has_wait_timeout_and_fallback(plan: Plan) -> None:
     assert "volume/billing/pgdata" in billing.depends_on and billing.node
 
 
+def test_a_component_on_no_vm_is_waited_for_without_an_address(demo: Environment) -> None:
+    app = demo.applications[0]
+    vms = tuple(vm for vm in demo.vms if vm.owner != f"application:{app.name}")
+    without = dataclasses.replace(demo, vms=vms)
+    plan = generate_plan(without, same_shaped(without), "basic", "demo-20261124t0200z")
+    assert plan.step(f"application/{app.name}").wait == f"all containers of {app.name} running and healthy"
+    assert all("?" not in step.wait for step in plan.steps)
+    other = plan.step(f"application/{demo.applications[1].name}").wait
+    assert other.startswith(f"all containers of {demo.applications[1].name} running and healthy; ")
+    assert other.endswith(" answers")
+
+
 def test_an_edit_that_keeps_the_plan_valid_is_accepted_and_reported(plan: Plan, demo: Environment) -> None:
     text = plan_to_yaml(plan)
     at = line_of(text, "- id: volume/billing/pgdata")
