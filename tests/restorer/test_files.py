@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.backupset.reader import IsoReader, list_backup_set
+from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set
 from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
@@ -28,6 +28,18 @@ BIG = "full-export"  # the demo's big streamed file, chunked over several volume
 
 def big_item_path(items: list[RestoreItem]) -> str:
     return next(i.path for i in items if i.chunk_of and BIG in i.path)
+
+
+def assert_refused(
+    items: list[RestoreItem], key: DataKey, node: Path, parallel: int, match: str, named: RestoreItem
+) -> None:
+    """The restore fails with an IntegrityError matching `match` that names `named`'s ISO and stored
+    path, and leaves neither that file nor any temporary file behind."""
+    with pytest.raises(IntegrityError, match=match) as info:
+        restore_files(items, TargetRoot(str(node)), key, parallel=parallel)
+    assert (info.value.iso, info.value.path) == (named.iso_name, named.stored_path)
+    assert not (node / named.path).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
 
 
 @pytest.mark.parametrize(
@@ -126,12 +138,7 @@ def test_an_image_cut_short_inside_a_file_names_it_and_leaves_no_file(
     last = max((i for i in items if i.chunk_of and BIG in i.path), key=lambda i: i.chunk_index or 0)
     assert last.extent_offset is not None
     os.truncate(last.iso_url.removeprefix("file://"), last.extent_offset + last.size // 2)
-    node = tmp_path / "node"
-    with pytest.raises(IntegrityError, match="the image ends at byte") as info:
-        restore_files(items, TargetRoot(str(node)), key, parallel=parallel)
-    assert (info.value.iso, info.value.path) == (last.iso_name, last.stored_path)
-    assert not (node / last.path).exists()
-    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+    assert_refused(items, key, tmp_path / "node", parallel, "the image ends at byte", last)
 
 
 def test_inconsistent_requests_write_nothing(demo_set: DemoSet, tmp_path: Path):
@@ -293,12 +300,8 @@ def test_intact_parts_with_a_wrong_logical_digest_are_refused(
         dataclasses.replace(i, logical_sha256=wrong) if BIG in i.path and i.chunk_of else i for i in items
     ]
     first = next(i for i in items if BIG in i.path and i.chunk_index == 0)
-    node = tmp_path / "node"
-    with pytest.raises(IntegrityError, match="although every part matches its own sha256") as info:
-        restore_files(items, TargetRoot(str(node)), key, parallel=parallel)
-    assert (info.value.iso, info.value.path) == (first.iso_name, first.stored_path)
-    assert not (node / first.path).exists()
-    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+    match = "although every part matches its own sha256"
+    assert_refused(items, key, tmp_path / "node", parallel, match, first)
 
 
 def test_auto_parallel_counts_the_cpus_this_process_may_use():
