@@ -6,7 +6,7 @@ Makes a demo environment whose largest volume holds one streamed file of SIZE (p
 small files), then in the same run:
   baseline  `openssl dgst -sha256` over the big file (one read of the bytes, nothing written)
   backup    `omni-recovery backup create` (seal, hash, chunk, write ISOs: two reads, one write)
-and prints each command's wall time, MB/s and peak RSS (getrusage of the child), with ratios.
+and prints each command's wall time, MB/s and peak RSS (the child's VmHWM), with ratios.
 Goal from the issue: backup peak RSS under 300 MiB whatever the volume size.
 """
 
@@ -18,21 +18,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from timing import run_measured
+
 GiB = 1024**3
-
-
-def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS in bytes of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{command[0]} failed")
-    return elapsed, usage.ru_maxrss * 1024
 
 
 def main() -> None:

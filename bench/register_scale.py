@@ -14,7 +14,7 @@ Then, in the same run, beside a baseline:
             table of the same server: the floor for just loading that many rows
   register  `omni-recovery register-isos --path SET` in a child process (the whole flow: Dagster
             runs, ingest, catalog, Parquet, PostgreSQL), its wall time, rows/s and peak RSS
-            (getrusage of the child)
+            (the child's VmHWM, see timing.child_peak)
 Goal from the issue: peak RSS under 1.5 GiB for 1,000,000 files.
 """
 
@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.psql_copy import psql, timed_psql
+from bench.timing import child_peak
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.index_db import Component, RecoveryIndex, write_index
 from omni_recovery.backupset.manifest import BackupInfo, IsoSetMember
@@ -306,13 +306,9 @@ def main() -> None:
         cli = str(Path(sys.executable).parent / "omni-recovery")
         command = [cli, "register-isos", "--path", str(set_folder), "--workspace", str(workspace), "--quiet"]
         log = work / "register.log"
-        started = time.perf_counter()
         with log.open("w") as out:
-            child = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - started
-        peak = usage.ru_maxrss * 1024  # this child's own peak (Linux reports KiB)
-        if os.waitstatus_to_exitcode(status) != 0:
+            wall, peak, code = child_peak(command, env, stdout=out)
+        if code != 0:
             raise SystemExit(f"register-isos failed:\n{log.read_text()}")
         print(log.read_text().rstrip())
         rows = args.files + 3 * (args.isos + 1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,3 +52,41 @@ def _reported() -> int | None:
         return int(REPORTED.read_text())
     except (OSError, ValueError):
         return None
+
+
+def child_peak(
+    command: list[str], env: dict[str, str] | None = None, stdout: object = subprocess.DEVNULL
+) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS in bytes and exit code of one child process.
+
+    The peak is the child's own VmHWM, read from /proc every few milliseconds while it runs: the
+    ru_maxrss that wait4 reports starts from this (larger) process's peak, which a child started by
+    fork or vfork inherits across exec, so it would hide a small child's figure behind ours.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _high_water_mark(proc.pid))
+        time.sleep(0.003)
+    return time.perf_counter() - start, peak, proc.returncode
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS in bytes of one child process that must succeed."""
+    elapsed, peak, code = child_peak(command, env)
+    if code != 0:
+        sys.exit(f"{command[0]} failed")
+    return elapsed, peak
+
+
+def _high_water_mark(pid: int) -> int:
+    """The process's peak resident set (VmHWM) in bytes; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
