@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -587,12 +589,13 @@ def test_failed_stop_step_ends_the_run_before_later_phases(
     assert not [s.step_id for s in run.steps if PHASE_INDEX[s.phase] > PHASE_INDEX[step.phase]]
 
 
-def set_on_failure(plan_path: Path, step_id: str, on_failure: str) -> None:
-    """Edit one step's on_failure in the plan file, as an operator would."""
+def edit_step(plan_path: Path, step_id: str, **fields: object) -> None:
+    """Edit fields of one step in the plan file, as an operator would."""
     lines = plan_path.read_text().splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if line.strip() == f"- id: {step_id}")
-    at = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith("on_failure:"))
-    lines[at] = lines[at].split("on_failure:")[0] + f"on_failure: {on_failure}\n"
+    for key, value in fields.items():
+        at = next(i for i in range(start + 1, len(lines)) if lines[i].strip().startswith(f"{key}:"))
+        lines[at] = lines[at].split(f"{key}:")[0] + f"{key}: {value}\n"
     plan_path.write_text("".join(lines))
 
 
@@ -603,7 +606,7 @@ def test_a_skipped_step_whose_own_on_failure_is_stop_stops_the_run(
     volume = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
     app = f"application/{volume.id.split('/')[1]}"
     assert next(s for s in setup.plan.steps if s.id == app).on_failure == "stop"
-    set_on_failure(setup.plan_path, volume.id, "skip-dependents")
+    edit_step(setup.plan_path, volume.id, on_failure="skip-dependents")
     assert volume.component
     damage_component_file(copied.output, volume.component)
     with pytest.raises(RecoveryError, match=rf"step {app} cannot run: it needs {volume.id}, which failed"):
@@ -612,3 +615,40 @@ def test_a_skipped_step_whose_own_on_failure_is_stop_stops_the_run(
     assert steps[volume.id].status == "failed" and steps[app].status == "skipped"
     later = PHASE_INDEX[steps[app].phase]
     assert not [i for i, s in steps.items() if PHASE_INDEX[s.phase] > later], "nothing after it ran"
+
+
+def test_a_step_past_its_timeout_fails_as_its_on_failure_says_then_the_next_run_finishes(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery.restorer import files
+
+    setup = make_setup(validated, tmp_path)
+
+    def folder(step_id: str) -> str:  # volume/app/vol -> volumes/app/vol
+        return "volumes/" + step_id.split("/", 1)[1]
+
+    volumes = [
+        s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "skip-dependents"
+    ]
+    step = max(volumes, key=lambda s: sum(1 for _ in (validated.env / folder(s.id)).rglob("*")))
+    app = step.id.split("/")[1]
+    edit_step(setup.plan_path, step.id, timeout_s=1, retries=1)
+    blocks = files._Sources.blocks
+
+    def slowly(self: files._Sources, item: files.RestoreItem, *rest: Any) -> Iterator[memoryview]:
+        if item.path.startswith(folder(step.id) + "/"):
+            time.sleep(0.3)  # a slow medium: the volume takes longer than its timeout_s
+        yield from blocks(self, item, *rest)
+
+    monkeypatch.setattr(files._Sources, "blocks", slowly)
+    with pytest.raises(RecoveryError, match=rf"not complete: .*{step.id}"):
+        execute(setup, workspace)
+    steps = {s.step_id: s for s in latest_run(database_url).steps}
+    assert (steps[step.id].status, steps[step.id].attempts) == ("failed", 2)
+    assert "the time given to this restore ran out" in steps[step.id].detail["error"]
+    assert steps[f"application/{app}"].status == "skipped"
+    assert all(s.status == "succeeded" for i, s in steps.items() if i.startswith("service/"))
+
+    monkeypatch.setattr(files._Sources, "blocks", blocks)  # the medium is fast again
+    summary = execute(setup, workspace)
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
