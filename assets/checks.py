@@ -72,7 +72,9 @@ __all__ = [
     "TABLE_ROWS",
     "TRUSTED_KEY_ENV",
     "iso_validation",
+    "problem_metadata",
     "set_validation",
+    "summary",
     "trusted_signers",
 ]
 
@@ -98,7 +100,7 @@ def trusted_signers() -> tuple[TrustedSigners, list[Problem]]:
         ]
 
 
-def _metadata(problems: list[Problem], extra: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+def problem_metadata(problems: list[Problem], extra: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     """passed, and the metadata of one result: counts, the problem table (cut at TABLE_ROWS rows)."""
     passed, counts = passed_and_metadata(problems)
     _, shown = passed_and_metadata(problems[:TABLE_ROWS])
@@ -114,7 +116,7 @@ def _metadata(problems: list[Problem], extra: dict[str, Any]) -> tuple[bool, dic
     }
 
 
-def _summary(subject: str, problems: list[Problem]) -> str:
+def summary(subject: str, problems: list[Problem]) -> str:
     blocking = [pr for pr in problems if pr.blocking]
     if not problems:
         return f"{subject}: no problems"
@@ -178,22 +180,22 @@ def iso_validation(context: AssetCheckExecutionContext) -> Iterator[CheckEvent]:
         results = list(pool.map(run, keys))
     if context.has_partition_key:
         (problems,) = results
-        passed, metadata = _metadata(problems, {"iso": keys[0], "trusted_keys": trusted_ids})
-        yield AssetCheckResult(passed=passed, metadata=metadata, description=_summary(keys[0], problems))
+        passed, metadata = problem_metadata(problems, {"iso": keys[0], "trusted_keys": trusted_ids})
+        yield AssetCheckResult(passed=passed, metadata=metadata, description=summary(keys[0], problems))
         return
     # A run over a key range is one step: one evaluation per ISO, each with its partition.
     spec = context.check_specs[0]
     for key, problems in zip(keys, results, strict=True):
-        passed, metadata = _metadata(problems, {"iso": key, "trusted_keys": trusted_ids})
+        passed, metadata = problem_metadata(problems, {"iso": key, "trusted_keys": trusted_ids})
         if not passed:
-            context.log.error(_summary(key, problems))
+            context.log.error(summary(key, problems))
         yield AssetCheckEvaluation(
             asset_key=ISO_CHECK_ASSET,
             check_name=spec.name,
             passed=passed,
             metadata=metadata,
             target_materialization_data=_materialization(context, key),
-            description=_summary(key, problems),
+            description=summary(key, problems),
             blocking=spec.blocking,
             partition=key,
         )
@@ -249,7 +251,7 @@ def set_validation(context: AssetCheckExecutionContext, isos: pa.Table) -> Asset
             "blocking": sum(1 for pr in found if pr.blocking),
         }
         problems.extend(found)
-    passed, metadata = _metadata(
+    passed, metadata = problem_metadata(
         problems,
         {
             "backup_sets": MetadataValue.json(per_set),
@@ -257,7 +259,7 @@ def set_validation(context: AssetCheckExecutionContext, isos: pa.Table) -> Asset
         },
     )
     subject = "backup set(s) " + (", ".join(per_set) or "none in the catalog")
-    return AssetCheckResult(passed=passed, metadata=metadata, description=_summary(subject, problems))
+    return AssetCheckResult(passed=passed, metadata=metadata, description=summary(subject, problems))
 
 
 ASSET_CHECKS = [iso_validation, set_validation]

@@ -7,10 +7,11 @@ workspace. `defs` is that for `load_settings()`, i.e. `OMNI_RECOVERY_WORKSPACE` 
 `./.omni-recovery`. The command line builds its own with `build_definitions(settings, progress=...)`
 so that the UI and the CLI run the very same assets.
 
-Groups follow the flow: ingest → catalog → adaptation → plan → restore (the restore assets, one
-per phase of a recovery plan; volumes and applications partitioned by application). Jobs:
-`ingest_isos` (partitioned by ISO), `build_catalog`, `plan_recovery` and `restore`. The validation
-checks are asset checks on the ingest and catalog assets.
+Groups follow the flow: ingest → catalog → validation → adaptation → plan → restore (the restore
+assets, one per phase of a recovery plan; volumes and applications partitioned by application).
+Jobs: `ingest_isos` (partitioned by ISO), `build_catalog`, `validate_set`, `plan_recovery` and
+`restore`. The structural validation checks are asset checks on the ingest and catalog assets; the
+deep validation (every byte) is the `deep_validation` asset, run when asked.
 
 What can go wrong: loading this module touches nothing (no database is started until an asset
 loads rows); a workspace folder that does not exist yet is created on first materialisation.
@@ -30,6 +31,7 @@ from assets.checks import ASSET_CHECKS
 from assets.ingest import INGEST_TABLES, ingest_iso
 from assets.plan import ADAPTATION_ASSETS
 from assets.restore import RESTORE_ASSETS
+from assets.validation import VALIDATION_ASSETS
 from io_managers.duckdb import DuckDBCatalog
 from io_managers.parquet import ParquetIOManager
 from io_managers.postgres import PostgresCatalogIOManager
@@ -60,6 +62,12 @@ plan_recovery_job = define_asset_job(
     selection=AssetSelection.groups("adaptation", "plan"),
     description="Adapt the registered set (resources.planning: inventory_path, backup_set_id, "
     "adaptation_mode) and write, picture and store the recovery plan.",
+)
+validate_set_job = define_asset_job(
+    "validate_set",
+    selection=AssetSelection.groups("validation"),
+    description="Deep validation of the registered set (resources.planning.backup_set_id, else the most "
+    "recent), stored in the recovery database: what a restore requires on record.",
 )
 restore_job = define_asset_job(
     "restore",
@@ -94,9 +102,9 @@ def build_definitions(
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
-        assets=[*ALL_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS],
+        assets=[*ALL_ASSETS, *VALIDATION_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS],
         asset_checks=ASSET_CHECKS,
-        jobs=[ingest_isos_job, build_catalog_job, plan_recovery_job, restore_job],
+        jobs=[ingest_isos_job, build_catalog_job, validate_set_job, plan_recovery_job, restore_job],
         sensors=[watched_iso_folder],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
     )

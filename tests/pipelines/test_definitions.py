@@ -19,7 +19,8 @@ def test_every_definition_resolves() -> None:
     graph = repo.asset_graph
     keys = graph.get_all_asset_keys()
     groups = {graph.get(k).group_name for k in keys}
-    assert {"ingest", "catalog"} <= groups
+    assert {"ingest", "catalog", "validation", "adaptation", "plan", "restore"} <= groups
+    assert graph.get(AssetKey("deep_validation")).group_name == "validation"
     for name in ("isos", "files", "components", "dependencies", "hardware", "backup_sets", "configurations"):
         assert AssetKey(name) in keys
         assert graph.get(AssetKey(name)).group_name == "catalog"
@@ -28,7 +29,7 @@ def test_every_definition_resolves() -> None:
         assert node.group_name == "ingest" and node.partitions_def is not None
     for key in keys:
         assert repo.assets_defs_by_key[key].specs_by_key[key].description, key
-    for job in ("ingest_isos", "build_catalog"):
+    for job in ("ingest_isos", "build_catalog", "validate_set", "plan_recovery", "restore"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_sensor_def("watched_iso_folder").name == "watched_iso_folder"
 
