@@ -70,6 +70,31 @@ FINAL_PHASE = PHASES[-1]  # the post-recovery backup
 VOLUMES = PHASE_INDEX["volumes"]  # the phases before it are the infrastructure everything builds on
 # Steps that judge the whole run: a resumed run does them again even when they succeeded before.
 SUMMARY_PHASES = ("verification", "report")
+STEP_PROGRESS_SECONDS = 2.0
+
+
+class StepProgress:
+    """A step's restore progress: passed on to the caller's callback, and the bytes restored so far
+    recorded on the running step every STEP_PROGRESS_SECONDS, so that `status` shows a long volume
+    step advancing (restore_files reports a big file every 64 MiB)."""
+
+    def __init__(self, tracker: RecoveryTracker, step_id: str, forward: Progress) -> None:
+        self.tracker, self.step_id, self.forward = tracker, step_id, forward
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._recorded_at = time.monotonic()
+
+    def __call__(self, phase: str, amount: int) -> None:
+        self.forward(phase, amount)
+        if phase != "restore":
+            return
+        with self._lock:
+            self._bytes += amount
+            if time.monotonic() - self._recorded_at < STEP_PROGRESS_SECONDS:
+                return
+            self._recorded_at = time.monotonic()
+            total = self._bytes
+        self.tracker.step_progress(self.step_id, total)
 
 
 class RecoveryRefused(RecoveryError):
@@ -454,11 +479,14 @@ class Recovery:
         by_root: dict[str, list[TargetFile]] = defaultdict(list)
         for target_file in files:
             by_root[target_file.root].append(target_file)
+        progress = StepProgress(self.tracker, step.id, self.progress)
         for root, group in by_root.items():
-            written += self._restore_group(root, group, deadline)
+            written += self._restore_group(root, group, deadline, progress)
         return StepOutcome(SUCCEEDED, written, {"files": len(files), "roots": sorted(by_root)})
 
-    def _restore_group(self, root: str, group: list[TargetFile], deadline: float) -> int:
+    def _restore_group(
+        self, root: str, group: list[TargetFile], deadline: float, progress: StepProgress
+    ) -> int:
         target = self.target(root)
         written = 0
         items: list[RestoreItem] = []
@@ -488,7 +516,7 @@ class Recovery:
                     already_done=verified.__contains__,
                     on_done=on_done,
                     parallel=self.options.parallel,
-                    progress=self.progress,
+                    progress=progress,
                     deadline=deadline,
                     cancelled=self._cancel,
                 )

@@ -146,6 +146,17 @@ class RecoveryTracker:
         self.conn.commit()
 
     @_serialized
+    def step_progress(self, step_id: str, bytes_written: int) -> None:
+        """A running step's bytes so far, what `status` shows while it runs (progress is not an
+        operation: no audit row); step_finished records the final count."""
+        self.conn.execute(
+            "UPDATE omni.recovery_steps SET bytes_written = %s "
+            "WHERE run_id = %s AND step_id = %s AND status = %s",
+            (bytes_written, self.run_id, step_id, RUNNING),
+        )
+        self.conn.commit()
+
+    @_serialized
     def step_skipped(
         self, step_id: str, phase: str, component_id: str | None, detail: dict[str, Any]
     ) -> None:

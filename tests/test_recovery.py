@@ -652,3 +652,29 @@ def test_a_step_past_its_timeout_fails_as_its_on_failure_says_then_the_next_run_
     monkeypatch.setattr(files._Sources, "blocks", blocks)  # the medium is fast again
     summary = execute(setup, workspace)
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+
+
+def test_a_running_volume_step_records_its_bytes_as_it_goes(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery import recovery, tracking
+    from omni_recovery.restorer import files
+
+    monkeypatch.setattr(recovery, "STEP_PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(files, "PROGRESS_BYTES", 4096)
+    recorded: dict[str, list[int]] = {}
+    step_progress = tracking.RecoveryTracker.step_progress
+
+    def spy(self: tracking.RecoveryTracker, step_id: str, bytes_written: int) -> None:
+        recorded.setdefault(step_id, []).append(bytes_written)
+        step_progress(self, step_id, bytes_written)
+
+    monkeypatch.setattr(tracking.RecoveryTracker, "step_progress", spy)
+    setup = make_setup(validated, tmp_path)
+    execute(setup, workspace)
+    steps = {s.step_id: s for s in latest_run(database_url).steps}
+    volumes = [i for i in recorded if i.startswith("volume/")]
+    assert volumes, "volume steps recorded their progress while running"
+    for step_id in volumes:
+        totals = recorded[step_id]
+        assert totals == sorted(totals) and totals[-1] <= steps[step_id].bytes_written, step_id

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
+from omni_recovery.settings import DATABASE_URL_ENV
 from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, recent_runs
+
+MiB = 2**20
 
 
 @pytest.fixture
@@ -79,3 +86,35 @@ def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, d
             pass
     finally:
         other.close()
+
+
+def test_a_running_step_records_its_progress_and_its_end_the_final_count(
+    conn: psycopg.Connection, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery import recovery
+
+    tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    tracker.step_started("volume:a/v", "volumes", "volume:a/v")
+    heard: list[tuple[str, int]] = []
+    monkeypatch.setattr(recovery, "STEP_PROGRESS_SECONDS", 0.0)
+    progress = recovery.StepProgress(tracker, "volume:a/v", lambda *heard_now: heard.append(heard_now))
+    for phase, amount in [("restore", 2 * MiB), ("skip", 7), ("restore", MiB)]:
+        progress(phase, amount)
+
+    def step() -> tuple[str, int]:
+        [run] = [r for r in recent_runs(conn) if r.run_id == tracker.run_id]
+        [record] = run.steps
+        return record.status, record.bytes_written
+
+    assert heard == [("restore", 2 * MiB), ("skip", 7), ("restore", MiB)], "the caller's callback hears all"
+    assert step() == ("running", 3 * MiB), "bytes restored so far, skipped files not counted"
+    monkeypatch.setenv(DATABASE_URL_ENV, database_url)
+    shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
+    assert "running    volume:a/v (attempt 1) 3.0 MiB so far" in shown, shown
+    tracker.step_finished("volume:a/v", SUCCEEDED, 4 * MiB)
+    tracker.step_progress("volume:a/v", 10)
+    assert step() == ("succeeded", 4 * MiB), "a finished step keeps its final count"
+    audited = conn.execute(
+        "SELECT count(*) FROM omni.audit_log WHERE subject = 'volume:a/v' AND operation LIKE 'step.%'"
+    ).fetchone()
+    assert audited == (2,), "start and end are operations; progress is not"

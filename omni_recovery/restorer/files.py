@@ -121,6 +121,9 @@ PIPE_DEPTH = 8
 # each folder of a batch is fsynced once, after the batch's renames and before they are reported.
 BATCH_FILES = 32
 BATCH_BYTES = 8 << 20
+# A file this far along is reported as progress before it is finished (a big file would otherwise
+# show nothing for minutes).
+PROGRESS_BYTES = 64 << 20
 
 Progress = Callable[[str, int], None]
 ChunkCheck = Literal["whole", "parts", "both"]
@@ -386,6 +389,33 @@ def _chunked_job(path: str, pieces: list[RestoreItem], data_key: DataKey | None)
     return _FileJob(path, tuple(pieces), size, sha256, first.mode, _timestamp(first))
 
 
+class _Copied:
+    """Bytes read for each file so far, reported as "restore" progress once a file is PROGRESS_BYTES
+    further along, and the rest when it is finished: each restored byte is reported once (a file
+    that then fails has been reported in part), from whichever thread copies it."""
+
+    def __init__(self, report: Progress) -> None:
+        self.report = report
+        self._lock = threading.Lock()
+        self._read: dict[str, int] = defaultdict(int)
+        self._reported: dict[str, int] = defaultdict(int)
+
+    def add(self, path: str, amount: int) -> None:
+        with self._lock:
+            self._read[path] += amount
+            due = self._read[path] - self._reported[path]
+            if due < PROGRESS_BYTES:
+                return
+            self._reported[path] += due
+        self.report("restore", due)
+
+    def finished(self, path: str, size: int) -> None:
+        with self._lock:
+            self._read.pop(path, None)
+            already = self._reported.pop(path, 0)
+        self.report("restore", max(0, size - already))
+
+
 # -- reading the ISOs ----------------------------------------------------------------------
 
 
@@ -393,24 +423,32 @@ class _Sources:
     """Each ISO opened once (an `ExtentReader`) and shared by every worker thread; reads stop at the
     deadline (a `time.monotonic()` value) or when `cancelled` is set, if given."""
 
-    def __init__(self, deadline: float | None = None, cancelled: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        deadline: float | None = None,
+        cancelled: threading.Event | None = None,
+        copied: _Copied | None = None,
+    ) -> None:
         self._open: dict[str, ExtentReader] = {}
         self._lock = threading.Lock()
         self.deadline = deadline
         self.cancelled = cancelled
+        self.copied = copied
 
     def blocks(self, item: RestoreItem, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
         """The stored bytes of `item` from `offset` (in the ISO), a buffer's worth at a time."""
         for block in self.get(item).blocks(offset, length, buffer, item.stored_path):
-            self._check_go_on(item)
+            self._check_go_on(item, len(block))
             yield block
 
     def read_into(self, item: RestoreItem, offset: int, block: memoryview) -> None:
         """Fill `block` with the stored bytes of `item` from `offset` (in the ISO)."""
         self.get(item).read_into(block, offset, item.stored_path)
-        self._check_go_on(item)
+        self._check_go_on(item, len(block))
 
-    def _check_go_on(self, item: RestoreItem) -> None:
+    def _check_go_on(self, item: RestoreItem, read: int) -> None:
+        if self.copied is not None:
+            self.copied.add(item.path, read)
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded(
                 f"the time given to this restore ran out while restoring {item.path} "
@@ -704,8 +742,11 @@ def restore_files(
 
     `chunk_check` says what a chunked file is verified against: its logical_sha256 ("whole"),
     its parts' own sha256 ("parts": only when the caller knows the parts make up the whole),
-    or both. Past `deadline` (a `time.monotonic()` value) the restore stops with DeadlineExceeded,
-    and once `cancelled` is set with Interrupted, as it stops on any failure.
+    or both. `progress(phase, bytes)` hears "skip" for each file already restored, and "restore"
+    for each file's bytes as they are copied (every PROGRESS_BYTES of a big file, the rest when it
+    is whole), possibly from worker threads. Past `deadline` (a `time.monotonic()` value) the
+    restore stops with DeadlineExceeded, and once `cancelled` is set with Interrupted, as it stops
+    on any failure.
     """
     started = time.perf_counter()
     if parallel is None:
@@ -729,6 +770,7 @@ def restore_files(
         raise target.error("the backup holds symbolic links and this target root cannot hold them")
     summary = RestoreSummary()
     report = progress or (lambda phase, amount: None)
+    copied = _Copied(report)
 
     for item in sorted(dirs, key=lambda d: d.path):
         target.makedirs(item.path)
@@ -751,9 +793,9 @@ def restore_files(
         summary.restored.append(done.path)
         if on_done is not None:
             on_done(done)
-        report("restore", done.size)
+        copied.finished(done.path, done.size)
 
-    sources = _Sources(deadline, cancelled)
+    sources = _Sources(deadline, cancelled, copied)
     buffers = _Buffers(block_size)
     try:
         if parallel == 1:

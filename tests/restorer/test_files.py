@@ -73,6 +73,33 @@ def test_restores_every_file_identically(
     assert len(big.isos) >= 2 and len(big.stored_paths) == len([i for i in chunked if i.path == big.path])
 
 
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_big_file_is_reported_as_it_is_copied_and_every_byte_once(
+    demo_set: DemoSet, tmp_path: Path, parallel: int, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery.restorer import files
+
+    monkeypatch.setattr(files, "PROGRESS_BYTES", 64 * 1024)
+    items, key = set_items(demo_set.output)
+    big = big_item_path(items)
+    heard: list[tuple[str, int | str]] = []
+    summary = restore_files(
+        items,
+        TargetRoot(str(tmp_path / "node")),
+        key,
+        parallel=parallel,
+        progress=lambda phase, amount: heard.append((phase, amount)),
+        on_done=lambda done: heard.append(("done", done.path)),
+    )
+    restored = [amount for phase, amount in heard if phase == "restore"]
+    assert sum(map(int, restored)) == summary.bytes_written, "every restored byte reported once"
+    before_big = heard[: heard.index(("done", big))]
+    big_size = next(i.logical_size for i in items if i.path == big)
+    assert big_size and sum(int(a) for p, a in before_big if p == "restore") >= big_size // 2, (
+        "most of the big file was reported while it was copied, before it was whole"
+    )
+
+
 def test_memory_target_receives_files_and_folders(demo_set: DemoSet):
     items, key = set_items(demo_set.output)
     items = [i for i in items if i.type != "symlink"]  # memory:// holds no symlinks
