@@ -7,6 +7,7 @@ large updates, so this is the one place files are hashed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import os
@@ -29,6 +30,39 @@ def aligned_buffer(size: int = BLOCK) -> Iterator[memoryview]:
     finally:
         view.release()
         buffer.close()
+
+
+class BufferRing:
+    """`count` page-aligned buffers of `size` bytes handed between threads: one thread takes a
+    buffer and fills it, another uses it and gives it back. No memory is used until a buffer is
+    touched; `close` frees them, once no thread holds one."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._maps = [mmap.mmap(-1, size) for _ in range(count)]
+        self._views = [memoryview(buffer) for buffer in self._maps]
+        self._free: queue.Queue[memoryview] = queue.Queue()
+        for view in self._views:
+            self._free.put(view)
+
+    def take(self) -> memoryview:
+        """A free buffer, waiting for one."""
+        return self._free.get()
+
+    def take_unless(self, stop: threading.Event) -> memoryview | None:
+        """A free buffer, waiting for one; None once `stop` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(queue.Empty):
+                return self._free.get(timeout=0.05)
+        return None
+
+    def give(self, view: memoryview) -> None:
+        self._free.put(view)
+
+    def close(self) -> None:
+        for view in self._views:
+            view.release()
+        for buffer in self._maps:
+            buffer.close()
 
 
 def iter_file_blocks(fd: int, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
@@ -63,7 +97,8 @@ def sha256_ranges(path: Path, ranges: list[tuple[int, int]]) -> tuple[str, list[
             with aligned_buffer() as buffer:
                 for block in iter_file_blocks(fd, *ranges[0], buffer):
                     whole.update(block)
-            return whole.hexdigest(), [whole.hexdigest()]
+            digest = whole.hexdigest()
+            return digest, [digest]
         return _parts_and_whole(fd, ranges)
     finally:
         os.close(fd)
@@ -74,19 +109,15 @@ def _parts_and_whole(fd: int, ranges: list[tuple[int, int]]) -> tuple[str, list[
     this thread reads a buffer, hashes it into its part and hands it over; the other hashes it into
     the whole and gives it back."""
     whole = hashlib.sha256()
-    maps = [mmap.mmap(-1, BLOCK) for _ in range(_RING)]
-    views = [memoryview(buffer) for buffer in maps]
-    free: queue.Queue[memoryview] = queue.Queue()
+    ring = BufferRing(_RING, BLOCK)
     handed: queue.Queue[tuple[memoryview, int] | None] = queue.Queue()
-    for view in views:
-        free.put(view)
 
     def hash_whole() -> None:
         while (item := handed.get()) is not None:
             view, got = item
             with view[:got] as block:
                 whole.update(block)
-            free.put(view)
+            ring.give(view)
 
     thread = threading.Thread(target=hash_whole, name="omni-hash-whole")
     thread.start()
@@ -96,7 +127,7 @@ def _parts_and_whole(fd: int, ranges: list[tuple[int, int]]) -> tuple[str, list[
             part = hashlib.sha256()
             position, end = offset, offset + length
             while position < end:
-                view = free.get()
+                view = ring.take()
                 with view[: min(BLOCK, end - position)] as target:
                     got = os.preadv(fd, [target], position)
                 if got <= 0:
@@ -109,10 +140,7 @@ def _parts_and_whole(fd: int, ranges: list[tuple[int, int]]) -> tuple[str, list[
     finally:
         handed.put(None)
         thread.join()
-        for view in views:
-            view.release()
-        for buffer in maps:
-            buffer.close()
+        ring.close()
     return whole.hexdigest(), parts
 
 

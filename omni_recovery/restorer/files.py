@@ -91,6 +91,7 @@ from typing import Literal
 
 from omni_recovery.backupset import keys, layout
 from omni_recovery.backupset.extents import ExtentReader
+from omni_recovery.backupset.hashing import BufferRing
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry, check_symlink_chains
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.envstate.model import env_path
@@ -627,11 +628,7 @@ class _PipedCopy:
 
     def __init__(self, job: _FileJob, target: TargetRoot, sources: _Sources) -> None:
         self.job, self.sources = job, sources
-        self.maps = [mmap.mmap(-1, PIPE_BLOCK) for _ in range(PIPE_DEPTH)]  # no memory until touched
-        self.views = [memoryview(buffer) for buffer in self.maps]
-        self.free: queue.Queue[memoryview] = queue.Queue()
-        for view in self.views:
-            self.free.put(view)
+        self.ring = BufferRing(PIPE_DEPTH, PIPE_BLOCK)
         self.handed: queue.Queue[_Handed | None] = queue.Queue()
         self.stop = threading.Event()
         self.out = target.begin(job.path)
@@ -641,7 +638,9 @@ class _PipedCopy:
             for index, piece in enumerate(self.job.parts):
                 assert piece.extent_offset is not None
                 for start in range(0, piece.size, PIPE_BLOCK):
-                    buffer = self._free_buffer()
+                    buffer = self.ring.take_unless(self.stop)
+                    if buffer is None:
+                        raise Interrupted(f"stopped copying {self.job.path}")
                     length = min(PIPE_BLOCK, piece.size - start)
                     with buffer[:length] as block:
                         self.sources.read_into(piece, piece.extent_offset + start, block)
@@ -649,12 +648,6 @@ class _PipedCopy:
                     self.handed.put((index, buffer, length))
         finally:
             self.handed.put(None)
-
-    def _free_buffer(self) -> memoryview:
-        while not self.stop.is_set():
-            with contextlib.suppress(queue.Empty):
-                return self.free.get(timeout=0.05)
-        raise Interrupted(f"stopped copying {self.job.path}")
 
     def verify(self, copying: Future[None]) -> RestoredFile:
         job = self.job
@@ -668,28 +661,21 @@ class _PipedCopy:
                         whole.update(block)
                     if parts is not None:
                         parts[index].update(block)
-                self.free.put(buffer)
+                self.ring.give(buffer)
             copying.result()  # the copy's own failure: a short image, the deadline, a target error
             if parts is not None:
                 for piece, part in zip(job.parts, parts, strict=True):
                     if part.hexdigest() != piece.sha256:
                         raise _part_mismatch(job, piece, part.hexdigest())
             if whole is not None and whole.hexdigest() != job.sha256:
-                raise _mismatch(job, whole.hexdigest(), self.sources, self.free.get())
+                raise _mismatch(job, whole.hexdigest(), self.sources, self.ring.take())
             self.out.commit(mode=job.mode, mtime=job.mtime)
         except BaseException:
             self.abort(copying)
             raise
         finally:
-            self._release()
+            self.ring.close()  # the copy task has ended: no thread holds a buffer
         return _restored(job)
-
-    def _release(self) -> None:
-        """Give the buffers' memory back (the copy task has ended)."""
-        for view in self.views:
-            view.release()
-        for buffer in self.maps:
-            buffer.close()
 
     def _next(self, copying: Future[None]) -> _Handed | None:
         """The next block handed over; None when the copy task ended without another (its result
@@ -707,7 +693,7 @@ class _PipedCopy:
             with contextlib.suppress(queue.Empty):
                 handed = self.handed.get(timeout=0.05)
                 if handed is not None:
-                    self.free.put(handed[1])
+                    self.ring.give(handed[1])
         self.out.abort()
 
 
