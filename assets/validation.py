@@ -18,18 +18,15 @@ plan and restore can say why) and the materialisation fails with the summary and
 table. No passphrase, or no registered set, fails before anything is read.
 """
 
-import os
-
 from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
 from assets import catalog
 from assets.checks import problem_metadata, summary, trusted_signers
 from omni_recovery.checker import store, validate
-from omni_recovery.cli_options import PASSPHRASE_ENV
+from omni_recovery.cli_options import code_location_passphrase
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
-from omni_recovery.errors import RecoveryError
 
 __all__ = ["VALIDATION_ASSETS", "deep_validation"]
 
@@ -43,9 +40,7 @@ __all__ = ["VALIDATION_ASSETS", "deep_validation"]
 )
 def deep_validation(context: AssetExecutionContext) -> MaterializeResult:
     planning = context.resources.planning
-    passphrase = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
-    if not passphrase:
-        raise RecoveryError(f"set {PASSPHRASE_ENV} in the environment of the code location")
+    passphrase = code_location_passphrase()
     backup_set_id, folder = planning.registered_set()
     trusted, preset = trusted_signers()
     context.log.info(f"deep validation of backup set {backup_set_id} in {folder}")

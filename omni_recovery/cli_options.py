@@ -71,6 +71,15 @@ def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> b
     return value or None
 
 
+def code_location_passphrase() -> bytes:
+    """The passphrase of a run started from the Dagster UI: from the code location's environment,
+    never from run config."""
+    value = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
+    if not value:
+        raise RecoveryError(f"set {PASSPHRASE_ENV} in the environment of the code location")
+    return value
+
+
 def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,6 @@ succeeded; otherwise that asset fails naming the steps that have not, and the ne
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from omni_recovery.cli_options import PASSPHRASE_ENV
+from omni_recovery.cli_options import code_location_passphrase
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
@@ -42,9 +41,7 @@ class RecoveryResource(ConfigurableResource):
             raise RecoveryError(
                 "configure resources.recovery.config.plan_path with the recovery plan to execute"
             )
-        passphrase = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
-        if not passphrase:
-            raise RecoveryError(f"set {PASSPHRASE_ENV} in the environment of the code location")
+        passphrase = code_location_passphrase()
         settings = load_settings(self.workspace)
         url = database_url(settings)
         init_database(url)
