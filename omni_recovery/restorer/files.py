@@ -439,15 +439,16 @@ class _Sources:
     def blocks(self, item: RestoreItem, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
         """The stored bytes of `item` from `offset` (in the ISO), a buffer's worth at a time."""
         for block in self.get(item).blocks(offset, length, buffer, item.stored_path):
-            self._check_go_on(item, len(block))
+            self._after_read(item, len(block))
             yield block
 
     def read_into(self, item: RestoreItem, offset: int, block: memoryview) -> None:
         """Fill `block` with the stored bytes of `item` from `offset` (in the ISO)."""
         self.get(item).read_into(block, offset, item.stored_path)
-        self._check_go_on(item, len(block))
+        self._after_read(item, len(block))
 
-    def _check_go_on(self, item: RestoreItem, read: int) -> None:
+    def _after_read(self, item: RestoreItem, read: int) -> None:
+        """Count what was read toward progress; stop past the deadline or once cancelled."""
         if self.copied is not None:
             self.copied.add(item.path, read)
         if self.deadline is not None and time.monotonic() > self.deadline:
