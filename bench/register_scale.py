@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -307,7 +308,7 @@ def main() -> None:
         command = [cli, "register-isos", "--path", str(set_folder), "--workspace", str(workspace), "--quiet"]
         log = work / "register.log"
         with log.open("w") as out:
-            wall, peak, code = child_peak(command, env, stdout=out)
+            wall, peak, code = child_peak(command, env, stdout=out, stderr=subprocess.STDOUT)
         if code != 0:
             raise SystemExit(f"register-isos failed:\n{log.read_text()}")
         print(log.read_text().rstrip())

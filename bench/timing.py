@@ -55,7 +55,10 @@ def _reported() -> int | None:
 
 
 def child_peak(
-    command: list[str], env: dict[str, str] | None = None, stdout: object = subprocess.DEVNULL
+    command: list[str],
+    env: dict[str, str] | None = None,
+    stdout: object = subprocess.DEVNULL,
+    stderr: object = None,
 ) -> tuple[float, int, int]:
     """Wall seconds, peak RSS in bytes and exit code of one child process.
 
@@ -64,7 +67,7 @@ def child_peak(
     fork or vfork inherits across exec, so it would hide a small child's figure behind ours.
     """
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout else None)
+    proc = subprocess.Popen(command, env=env, stdout=stdout, stderr=stderr)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, _high_water_mark(proc.pid))
