@@ -4,9 +4,13 @@ Dagster's own SQLite storages build a new engine for every connection, which thr
 engine's compiled-statement cache: each event a run writes then compiles its INSERTs again and
 opens the database through a fresh engine (about 10 ms an event here, a run of the recovery writes
 over a hundred), and builds one more for each `has_table` question (asked before every asset
-event). These subclasses keep the engine (a run's own database still without a connection
-pool, see EngineCache) and change nothing else: same files, same tables, so a `dagster dev` using
-the stock classes reads the same instance.
+event). These subclasses keep the engine and its open connection, and change nothing else: same
+files, same tables, so a `dagster dev` using the stock classes reads the same instance.
+
+Dagster closes a run's database after each event, and closing the last connection to a WAL
+database folds the log into the database file, the file `dagster dev` watches to stream a run's
+events; here a connection that wrote to a run's database folds it explicitly instead (a passive
+checkpoint: a fraction of the cost of closing and opening the database again).
 """
 
 from __future__ import annotations
@@ -35,17 +39,12 @@ from dagster._core.storage.sqlite_storage import (
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
 
 
 class EngineCache:
-    """One engine per connection string, made on first use; the least recently used beyond `size`
-    are dropped (a long-lived webserver reads many runs' databases).
-
-    An engine made with `keep_open` pools its connections (SQLAlchemy's default for a SQLite file);
-    the others open one per use, as Dagster does. Closing the last connection to a WAL database
-    checkpoints it, which is what a webserver watching a run's database file waits for, so only
-    databases nobody watches (the runs and the index) keep theirs open."""
+    """One engine per connection string, made on first use and pooling its connections (SQLAlchemy's
+    default for a SQLite file); the least recently used beyond `size` are dropped (a long-lived
+    webserver reads many runs' databases)."""
 
     def __init__(self, size: int = 32, **engine_args: Any) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
@@ -53,16 +52,25 @@ class EngineCache:
         self._size = size
         self._engine_args = engine_args
 
-    def get(self, conn_string: str, *, keep_open: bool = False) -> Engine:
+    def get(self, conn_string: str) -> Engine:
         with self._lock:
             engine = self._engines.pop(conn_string, None)
             if engine is None:
-                pool = {} if keep_open else {"poolclass": NullPool}
-                engine = create_engine(conn_string, **pool, **self._engine_args)
+                engine = create_engine(conn_string, **self._engine_args)
             self._engines[conn_string] = engine
             while len(self._engines) > self._size:
                 self._engines.popitem(last=False)[1].dispose()
             return engine
+
+    def clear(self) -> None:
+        with self._lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+
+def _total_changes(conn: Connection) -> int:
+    """Rows the SQLite connection under `conn` has changed since it was opened."""
+    return int(conn.connection.dbapi_connection.total_changes)  # type: ignore[union-attr]
 
 
 class CachedEngineSqliteRunStorage(SqliteRunStorage):
@@ -74,7 +82,7 @@ class CachedEngineSqliteRunStorage(SqliteRunStorage):
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
-        with self._engines.get(self._conn_string, keep_open=True).connect() as conn, conn.begin():
+        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
             yield conn
 
 
@@ -91,7 +99,7 @@ class CachedEngineSqliteEventLogStorage(SqliteEventLogStorage):
         """Whether the index database has the table; asked before every asset event. Dagster's own
         builds an engine for each question (about 3 ms, 60 times a recovery); a table once there stays."""
         if table_name not in self._tables_present:
-            engine = self._engines.get(self.conn_string_for_shard(INDEX_SHARD_NAME), keep_open=True)
+            engine = self._engines.get(self.conn_string_for_shard(INDEX_SHARD_NAME))
             with engine.connect() as conn:
                 if engine.dialect.has_table(conn, table_name):
                     self._tables_present.add(table_name)
@@ -100,12 +108,22 @@ class CachedEngineSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
-            engine = self._engines.get(self.conn_string_for_shard(shard), keep_open=shard == INDEX_SHARD_NAME)
+            engine = self._engines.get(self.conn_string_for_shard(shard))
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                changes = _total_changes(conn)
+                with conn.begin():
+                    yield conn
+                if shard != INDEX_SHARD_NAME and _total_changes(conn) != changes:
+                    # Folds the write-ahead log into the run's file, which `dagster dev` watches to
+                    # stream the run (Dagster's own storage gets this by closing the connection).
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def wipe(self) -> None:
+        self._engines.clear()  # the run files are deleted: no connection may stay open on them
+        super().wipe()
 
 
 class CachedEngineSqliteStorage(DagsterSqliteStorage):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import queue
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, Output, asset, materialize
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 from pipelines.instance_storage import (
     CachedEngineSqliteEventLogStorage,
@@ -120,13 +121,29 @@ def test_instance_yaml_is_written_unless_it_is_the_users_own(
     assert str(tmp_path.resolve()) in instance_yaml(tmp_path)
 
 
-def test_only_unwatched_databases_keep_their_connections_open(tmp_path: Path) -> None:
-    run_id, events, runs = _one_run(tmp_path)
-    with events.index_connection() as index, runs.connect() as run_db:
-        assert isinstance(index.engine.pool, QueuePool) and isinstance(run_db.engine.pool, QueuePool)
-    with events.run_connection(run_id) as shard:
-        assert isinstance(shard.engine.pool, NullPool)
-    # A run's database is closed after each event, so SQLite folds its write-ahead log into the file
-    # that `dagster dev` watches to stream the run's events.
+def test_a_watcher_of_a_run_sees_each_event_while_the_writer_keeps_its_connection(tmp_path: Path) -> None:
+    """What `dagster dev` does to stream a run: watch the run's database file for changes."""
+    run_id, events, _runs = _one_run(tmp_path)
+    writer = DagsterInstance.from_config(str(tmp_path))
+    run = writer.get_run_by_id(run_id)
+    assert run is not None
+    seen: queue.Queue[str] = queue.Queue()
+    events.watch(run_id, events.get_records_for_run(run_id).cursor, lambda e, _cursor: seen.put(e.message))
+    try:
+        for n in range(3):
+            writer.report_engine_event(f"event {n}", run)
+            assert seen.get(timeout=10) == f"event {n}"
+    finally:
+        events.end_watch(run_id, lambda e, _cursor: None)
+        events.dispose()
+    with writer.event_log_storage.run_connection(run_id) as shard:
+        assert isinstance(shard.engine.pool, QueuePool), "the writer's connection stays open"
+
+
+def test_wipe_closes_the_connections_to_the_files_it_deletes(tmp_path: Path) -> None:
+    run_id, events, _runs = _one_run(tmp_path)
     shard_file = Path(events.path_for_shard(run_id))
-    assert shard_file.exists() and not shard_file.with_name(shard_file.name + "-wal").exists()
+    assert shard_file.with_suffix(".db-wal").exists(), "the run's connection is open"
+    events.wipe()
+    assert not shard_file.exists() and not shard_file.with_suffix(".db-wal").exists()
+    assert events.get_records_for_run(run_id).records == []
