@@ -37,6 +37,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -308,7 +309,15 @@ class Recovery:
         """Every refusal that must come before anything is written."""
         if self.options.require_validation:
             self._require_validation()
-        _ = self.data_key, self.files_by_step, self.tracker
+        _ = self.source  # the readers' documents, read before another thread uses a reader
+        # scrypt releases the GIL: the key is derived while the layout is worked out.
+        with ThreadPoolExecutor(1, thread_name_prefix="omni-unlock") as pool:
+            unlocking = pool.submit(lambda: self.data_key)
+            try:
+                _ = self.files_by_step
+            finally:
+                unlocking.result()  # a wrong passphrase is the refusal reported, as it comes first
+        _ = self.tracker
 
     def selected_steps(self) -> list[Step]:
         """All steps, or for --applications the chosen applications, their hard dependencies and volumes."""

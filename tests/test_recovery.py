@@ -245,12 +245,16 @@ def test_set_other_than_the_validated_one_is_refused(
 
 
 def test_wrong_passphrase_is_refused_before_anything_is_written(
-    validated: DemoSet, tmp_path: Path, workspace: Path
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
     setup = make_setup(validated, tmp_path)
+    with connect(database_url) as conn:
+        runs_before = conn.execute("SELECT count(*) FROM omni.recovery_runs").fetchone()
     with pytest.raises(RecoveryError, match="passphrase"):
         execute_recovery(load_settings(workspace), ExecuteOptions(setup.plan_path), b"wrong")
     assert not (tmp_path / "infra").exists()
+    with connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM omni.recovery_runs").fetchone() == runs_before
 
 
 def test_edited_plan_with_a_cycle_is_refused_naming_the_line(
