@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import secrets
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class RecoveryTracker:
     def __init__(self, conn: Connection, run_id: str) -> None:
         self.conn, self.run_id = conn, run_id
         self.lock = threading.RLock()
+        # target → path → (sha256, size): read once, then kept up to date by files_verified (the run
+        # lock keeps every other process from recording files for this run).
+        self._verified: dict[str, dict[str, tuple[str | None, int]]] | None = None
 
     @classmethod
     def start_or_resume(cls, conn: Connection, plan_id: str, options: dict[str, Any]) -> RecoveryTracker:
@@ -194,12 +198,16 @@ class RecoveryTracker:
     @_serialized
     def verified_files(self, target: str) -> dict[str, tuple[str | None, int]]:
         """path → (sha256, size) of every file this run already wrote and verified on `target`."""
-        rows = self.conn.execute(
-            "SELECT path, sha256, size FROM omni.restored_files WHERE run_id = %s AND target = %s",
-            (self.run_id, target),
-        ).fetchall()
-        self.conn.commit()
-        return {str(path): (sha, int(size)) for path, sha, size in rows}
+        if self._verified is None:
+            rows = self.conn.execute(
+                "SELECT target, path, sha256, size FROM omni.restored_files WHERE run_id = %s",
+                (self.run_id,),
+            ).fetchall()
+            self.conn.commit()
+            self._verified = defaultdict(dict)
+            for root, path, sha, size in rows:
+                self._verified[str(root)][str(path)] = (sha, int(size))
+        return dict(self._verified.get(target, {}))
 
     @_serialized
     def files_verified(self, target: str, files: Iterable[tuple[str, str | None, int]]) -> None:
@@ -214,6 +222,10 @@ class RecoveryTracker:
                 rows,
             )
         self.conn.commit()
+        if self._verified is not None:
+            known = self._verified[target]
+            for _, _, path, sha, size in rows:
+                known.setdefault(path, (sha, size))  # the first record stands, as in the table
 
     @_serialized
     def interrupt(self, error: str) -> None:

@@ -118,3 +118,17 @@ def test_a_running_step_records_its_progress_and_its_end_the_final_count(
         "SELECT count(*) FROM omni.audit_log WHERE subject = 'volume:a/v' AND operation LIKE 'step.%'"
     ).fetchone()
     assert audited == (2,), "start and end are operations; progress is not"
+
+
+def test_verified_files_are_read_once_and_follow_what_the_run_records(conn: psycopg.Connection):
+    tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    tracker.files_verified("node-a", [("a/x", "f" * 64, 10)])
+    assert tracker.verified_files("node-b") == {}
+    answer = tracker.verified_files("node-a")
+    answer["a/forged"] = ("0" * 64, 1)  # the caller's copy
+    tracker.files_verified("node-a", [("a/y", "e" * 64, 20), ("a/x", "d" * 64, 99)])
+    tracker.files_verified("node-b", [("b/z", None, 0)])
+    expected = {"node-a": {"a/x": ("f" * 64, 10), "a/y": ("e" * 64, 20)}, "node-b": {"b/z": (None, 0)}}
+    assert {t: tracker.verified_files(t) for t in expected} == expected
+    fresh = RecoveryTracker.start_or_resume(conn, "plan-a", {})  # what the table holds agrees
+    assert {t: fresh.verified_files(t) for t in expected} == expected
