@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,18 +92,38 @@ class CachedEngineSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines = EngineCache(connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-        self._tables_present: set[str] = set()
+        self._present: set[tuple[str, str]] = set()
         super().__init__(base_dir, inst_data)
 
+    def _remember(self, kind: str, name: str, ask: Callable[[], bool]) -> bool:
+        """What the index database's schema has, asked again until it is there: tables, columns and
+        completed migrations are never taken away, and a `dagster instance migrate` may add them."""
+        if (kind, name) not in self._present and ask():
+            self._present.add((kind, name))
+        return (kind, name) in self._present
+
     def has_table(self, table_name: str) -> bool:
-        """Whether the index database has the table; asked before every asset event. Dagster's own
-        builds an engine for each question (about 3 ms, 60 times a recovery); a table once there stays."""
-        if table_name not in self._tables_present:
+        """Asked before every asset event; Dagster's own builds an engine for each question."""
+
+        def ask() -> bool:
             engine = self._engines.get(self.conn_string_for_shard(INDEX_SHARD_NAME))
             with engine.connect() as conn:
-                if engine.dialect.has_table(conn, table_name):
-                    self._tables_present.add(table_name)
-        return table_name in self._tables_present
+                return bool(engine.dialect.has_table(conn, table_name))
+
+        return self._remember("table", table_name, ask)
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        """Asked (through a schema inspection) twice for every asset event."""
+        ask = super()._has_asset_key_col_on_connection
+        return self._remember("column", column_name, lambda: ask(conn, column_name))
+
+    def has_secondary_index(self, name: str) -> bool:
+        """Whether a data migration completed; asked for most asset events."""
+        return self._remember(
+            "migration",
+            name,
+            lambda: super(CachedEngineSqliteEventLogStorage, self).has_secondary_index(name),
+        )
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:

@@ -88,6 +88,19 @@ def test_has_table_answers_from_the_index_database_through_its_kept_engine(tmp_p
     assert _stock_instance(tmp_path).event_log_storage.has_table("made_later")
 
 
+def test_asset_key_columns_and_finished_migrations_are_remembered_once_there(tmp_path: Path) -> None:
+    _run_id, events, _runs = _one_run(tmp_path)
+    stock = _stock_instance(tmp_path).event_log_storage
+    assert events.has_asset_key_index_cols() and stock.has_asset_key_index_cols()
+    assert not events.has_asset_key_col("added_later")
+    with events.index_connection() as conn:
+        conn.exec_driver_sql("ALTER TABLE asset_keys ADD COLUMN added_later TEXT")
+    assert events.has_asset_key_col("added_later"), "a column missing once is looked for again"
+    assert not events.has_secondary_index("finished_later")
+    stock.enable_secondary_index("finished_later")
+    assert events.has_secondary_index("finished_later") and events.has_secondary_index("finished_later")
+
+
 def test_engine_cache_keeps_the_most_recently_used_engines() -> None:
     cache = EngineCache(size=2)
     first = cache.get("sqlite://")
