@@ -38,7 +38,8 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.psql_copy import timed_psql
+from psql_copy import timed_psql
+
 from io_managers.pg_copy import replace_rows
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database

@@ -35,8 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.psql_copy import psql, timed_psql
-from bench.timing import child_peak
+from psql_copy import psql, timed_psql
+from timing import child_peak
+
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.index_db import Component, RecoveryIndex, write_index
 from omni_recovery.backupset.manifest import BackupInfo, IsoSetMember
@@ -210,6 +211,7 @@ def make_set(folder: Path, files: int, isos: int) -> None:
     ]
     for seq, name in enumerate(names):
         entries: list[dict[str, object]] = []
+        index_files: list[tuple[str, str]] = []
         data_files: dict[str, bytes] = {}
         if seq > 0:
             start, stop = (seq - 1) * per_iso, min(files, seq * per_iso)
@@ -217,22 +219,21 @@ def make_set(folder: Path, files: int, isos: int) -> None:
                 volume = volumes[i * len(volumes) // files]
                 path = f"data/volumes/{volume}/files/d{i // 1000:05d}/f{i:07d}"
                 data_files[path] = b""
+                component = f"volume:{volume}"
+                index_files.append((path, component))
                 entries.append(
                     {
                         "path": path,
                         "size": 0,
                         "sha256": EMPTY_SHA,
                         "mode": 33188,
-                        "component": f"volume:{volume}",
+                        "component": component,
                     }
                 )
         index_path = folder / f".{name}.db"
         write_index(
             index_path,
-            RecoveryIndex(
-                components=components if seq == 0 else [],
-                files=[(e["path"], e["component"]) for e in entries],
-            ),  # type: ignore[misc]
+            RecoveryIndex(components=components if seq == 0 else [], files=index_files),
         )
         index = index_path.read_bytes()
         index_path.unlink()

@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 
 def cpu_seconds() -> float:
@@ -57,8 +58,8 @@ def _reported() -> int | None:
 def child_peak(
     command: list[str],
     env: dict[str, str] | None = None,
-    stdout: object = subprocess.DEVNULL,
-    stderr: object = None,
+    stdout: int | IO[Any] | None = subprocess.DEVNULL,
+    stderr: int | IO[Any] | None = None,
 ) -> tuple[float, int, int]:
     """Wall seconds, peak RSS in bytes and exit code of one child process.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,7 +19,7 @@ MiB = 2**20
 
 
 @pytest.fixture
-def conn(database_url: str) -> psycopg.Connection:
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
     connection = connect(database_url)
     connection.execute(
         "INSERT INTO omni.backup_sets (backup_set_id, created_at, omnicloud_version, iso_count) "

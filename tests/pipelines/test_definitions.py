@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import AssetKey, DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    AddDynamicPartitionsRequest,
+    AssetKey,
+    DagsterInstance,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 
 from assets.ingest import INGEST_TABLES
 from omni_recovery.settings import Settings
@@ -45,7 +52,10 @@ def test_sensor_adds_new_isos_and_requests_one_run(demo_set: DemoSet, tmp_path: 
     registry = BackupSetRegistry(workspace=str(tmp_path), watch_url=str(demo_set.output))
     result = watched_iso_folder(build_sensor_context(instance=instance, resources={"iso_registry": registry}))
     assert isinstance(result, SensorResult)
-    keys = result.dynamic_partitions_requests[0].partition_keys
+    assert result.dynamic_partitions_requests is not None and result.run_requests is not None
+    request = result.dynamic_partitions_requests[0]
+    assert isinstance(request, AddDynamicPartitionsRequest)
+    keys = request.partition_keys
     assert sorted(keys) == sorted(demo_set.summary.isos)
     (run,) = result.run_requests
     assert (run.tags[RANGE_START_TAG], run.tags[RANGE_END_TAG]) == (keys[0], keys[-1])

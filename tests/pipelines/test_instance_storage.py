@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, Output, asset, materialize
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from sqlalchemy.pool import QueuePool
 
 from pipelines.instance_storage import (
@@ -28,6 +29,13 @@ def _stock_instance(home: Path) -> DagsterInstance:
     """Dagster's default SQLite instance on the same folder (no dagster.yaml of ours)."""
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     return DagsterInstance.from_config(str(home))
+
+
+def _stock_event_log(home: Path) -> SqliteEventLogStorage:
+    """The event log storage of Dagster's default instance on `home`: Dagster's own class, not ours."""
+    storage = _stock_instance(home).event_log_storage
+    assert type(storage) is SqliteEventLogStorage
+    return storage
 
 
 def test_the_workspace_instance_uses_the_cached_engine_storages(tmp_path: Path) -> None:
@@ -85,12 +93,12 @@ def test_has_table_answers_from_the_index_database_through_its_kept_engine(tmp_p
     with events.index_connection() as conn:
         conn.exec_driver_sql("CREATE TABLE made_later (id INTEGER)")
     assert events.has_table("made_later"), "a table missing once is looked for again"
-    assert _stock_instance(tmp_path).event_log_storage.has_table("made_later")
+    assert _stock_event_log(tmp_path).has_table("made_later")
 
 
 def test_asset_key_columns_and_finished_migrations_are_remembered_once_there(tmp_path: Path) -> None:
     _run_id, events, _runs = _one_run(tmp_path)
-    stock = _stock_instance(tmp_path).event_log_storage
+    stock = _stock_event_log(tmp_path)
     assert events.has_asset_key_index_cols() and stock.has_asset_key_index_cols()
     assert not events.has_asset_key_col("added_later")
     with events.index_connection() as conn:
@@ -149,7 +157,9 @@ def test_a_watcher_of_a_run_sees_each_event_while_the_writer_keeps_its_connectio
     finally:
         events.end_watch(run_id, lambda e, _cursor: None)
         events.dispose()
-    with writer.event_log_storage.run_connection(run_id) as shard:
+    writer_events = writer.event_log_storage
+    assert isinstance(writer_events, CachedEngineSqliteEventLogStorage)
+    with writer_events.run_connection(run_id) as shard:
         assert isinstance(shard.engine.pool, QueuePool), "the writer's connection stays open"
 
 

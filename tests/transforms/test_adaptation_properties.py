@@ -120,7 +120,8 @@ def environments(draw: st.DrawFn) -> Environment:
         services.append(Service(name, "core", name, made.vm_id))
         components.append(Component(f"service:{name}", "service", name, None, None, "a"))
         deps.append(Dependency(f"service:{name}", "service:storage", "hard"))
-    applications, volumes = [], []
+    applications: list[Application] = []
+    volumes: list[Volume] = []
     for a in range(draw(st.integers(1, 10))):
         name = f"app-{a}"
         containers = tuple(
@@ -330,9 +331,9 @@ def check_plan(env: Environment, inventory: Inventory, plan: Plan) -> None:
             assert index[dep] < index[s.id]  # listed order is a topological order: no cycle
             assert PHASE_INDEX[plan.step(dep).phase] <= PHASE_INDEX[s.phase]
     by_component = {s.component: s.id for s in plan.steps if s.component}
-    for dep in env.dependencies:
-        if dep.strength == "hard" and dep.component_id in by_component and dep.depends_on_id in by_component:
-            assert by_component[dep.depends_on_id] in _ancestors(plan, by_component[dep.component_id])
+    for arc in env.dependencies:
+        if arc.strength == "hard" and arc.component_id in by_component and arc.depends_on_id in by_component:
+            assert by_component[arc.depends_on_id] in _ancestors(plan, by_component[arc.component_id])
     assert {c for c in by_component} <= env.component_ids()
     # the plan survives its YAML
     assert plan_from_yaml(plan_to_yaml(plan), env.component_ids(), inventory) == plan
