@@ -785,7 +785,7 @@ def restore_files(
     sources = _Sources(deadline, cancelled, copied)
     buffers = _Buffers(block_size)
     try:
-        if parallel == 1 or _one_batch(todo):
+        if parallel == 1:
             for start in range(0, len(todo), BATCH_FILES):
                 done, failure = _restore_batch(
                     todo[start : start + BATCH_FILES], target, sources, buffers, data_key
@@ -830,16 +830,6 @@ def auto_parallel() -> int:
 
 
 _Outcome = tuple[list[RestoredFile], BaseException | None]
-
-
-def _piped(job: _FileJob) -> bool:
-    """Copied by one thread and hashed by another (a sealed file is decrypted in order, by one)."""
-    return job.parts[0].encryption is None and (job.chunked or job.size >= PIPED_MIN_SIZE)
-
-
-def _one_batch(todo: list[_FileJob]) -> bool:
-    """Whether the files make a single batch of small files: no thread pool can speed that up."""
-    return len(todo) <= BATCH_FILES and sum(j.size for j in todo) < BATCH_BYTES and not any(map(_piped, todo))
 
 
 def _restore_batch(
@@ -895,7 +885,8 @@ def _run_parallel(
     batch_bytes = 0
     try:
         for job in todo:
-            if _piped(job):
+            # A sealed file is decrypted in order, by one task.
+            if job.parts[0].encryption is None and (job.chunked or job.size >= PIPED_MIN_SIZE):
                 pipe = _PipedCopy(job, target, sources)
                 pipes.append(pipe)
                 pending.add(hashers.submit(_verify_pipe, pipe, pool.submit(pipe.copy)))

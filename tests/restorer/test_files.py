@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -398,25 +397,3 @@ def test_symlinks_from_several_isos_that_lead_out_together_are_refused(tmp_path:
         restore_files([deep, esc], TargetRoot(str(tmp_path / "node")), None)
     assert caught.value.path == "data/volumes/a/v/files/esc"
     assert not (tmp_path / "node").exists() or not any((tmp_path / "node").rglob("*"))
-
-
-def test_a_single_batch_of_small_files_is_restored_on_the_calling_thread(demo_set: DemoSet, tmp_path: Path):
-    items, key = set_items(demo_set.output)
-    small = [i for i in items if i.type == "file" and not i.chunk_of and i.size < 4096]
-    threads_seen: list[set[str]] = []
-
-    def restore(chosen: list[RestoreItem], node: Path) -> None:
-        seen: set[str] = set()
-
-        def on_done(_done: RestoredFile) -> None:
-            seen.update(t.name.split("_")[0] for t in threading.enumerate())
-
-        summary = restore_files(chosen, TargetRoot(str(node)), key, parallel=2, on_done=on_done)
-        assert summary.files == len(chosen)
-        threads_seen.append(seen)
-
-    restore(small[:5], tmp_path / "few")
-    restore(small[:200], tmp_path / "many")  # several batches: worth a pool
-    assert "omni-restore" not in threads_seen[0] and "omni-restore" in threads_seen[1]
-    for item in small[:5]:
-        assert (tmp_path / "few" / item.path).is_file()
