@@ -20,7 +20,9 @@ verified; a restore that runs past the step's `timeout_s` fails like any other),
 `on_failure` applies: stop ends the run, skip-dependents skips the steps that need it (and, for a
 failure in the infrastructure phases, everything after it), continue goes on; failed and skipped
 steps are run again by the next execute-plan, and the run is closed only when every step has
-succeeded. Up to --parallel-factor steps run at once, each once its dependencies have ended.
+succeeded. Up to --parallel-factor steps run at once, each once its dependencies have ended;
+among the steps of a phase that are ready, those with the most stored bytes to copy start first
+(otherwise plan order), so a large volume does not start last and keep the run waiting on it alone.
 
 What can go wrong: a set that has not passed deep validation, or whose ISOs are not the ones
 validated (their manifests' fingerprint differs from the validation's), is refused before anything is
@@ -367,7 +369,8 @@ class Recovery:
 
     def run_steps(self, steps: Iterable[Step]) -> dict[str, StepOutcome]:
         """Run `steps` as the plan says: up to `parallel` at once, each once the steps it depends on
-        (among these) have ended, in plan order; each tried 1 + `retries` times, then its `on_failure`.
+        (among these) have ended, in plan order but for the ready steps of a phase, largest copy
+        first; each tried 1 + `retries` times, then its `on_failure`.
 
         stop: no further step starts, those running end, and the run stops (RecoveryError; the run
         stays open for a resume). skip-dependents: the steps that need it, directly or not
@@ -375,7 +378,7 @@ class Recovery:
         the others go on. continue: everything goes on. Failed and skipped steps are run again by
         the next execute-plan of the plan; until then `finish` refuses to close the run.
         """
-        steps = list(steps)
+        steps = sorted(steps, key=lambda s: (PHASE_INDEX[s.phase], -self._stored_bytes(s)))
         self._load_shared(steps)
         done = self.tracker.succeeded_steps()
         blocking = self._blocking_failures(exclude={s.id for s in steps})
@@ -424,6 +427,11 @@ class Recovery:
     @cached_property
     def phase_of(self) -> dict[str, str]:
         return {s.id: s.phase for s in self.plan.steps}
+
+    def _stored_bytes(self, step: Step) -> int:
+        """The stored bytes a step copies from the set (its files' entries, every part)."""
+        sources = [f.source for f in self.files_by_step.get(step.id, []) if f.source and f.type == "file"]
+        return sum(entry.size for source in sources for _, entry in self.entries_by_env_path.get(source, []))
 
     def _load_shared(self, steps: list[Step]) -> None:
         """Load what steps share before they run in threads (cached_property guards nothing since 3.12)."""

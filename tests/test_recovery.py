@@ -682,3 +682,18 @@ def test_a_running_volume_step_records_its_bytes_as_it_goes(
     for step_id in volumes:
         totals = recorded[step_id]
         assert totals == sorted(totals) and totals[-1] <= steps[step_id].bytes_written, step_id
+
+
+def test_the_largest_volume_starts_first_whatever_its_place_in_the_plan(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    in_plan = [s.id for s in setup.plan.steps if s.phase == "volumes"]
+    execute(setup, workspace, parallel_factor=1)
+    volumes = [s for s in latest_run(database_url).steps if s.phase == "volumes"]
+    largest = max(volumes, key=lambda s: s.bytes_written)
+    assert in_plan.index(largest.step_id) > 0, "the fixture's largest volume is not first in the plan"
+    started = sorted(volumes, key=lambda s: (s.started_at, s.step_id))
+    assert started[0].step_id == largest.step_id
+    by_size = sorted(volumes, key=lambda s: -s.bytes_written)
+    assert [s.bytes_written for s in started] == [s.bytes_written for s in by_size]
