@@ -109,15 +109,16 @@ def test_asset_key_columns_and_finished_migrations_are_remembered_once_there(tmp
     assert events.has_secondary_index("finished_later") and events.has_secondary_index("finished_later")
 
 
-def test_engine_cache_keeps_the_most_recently_used_engines() -> None:
+def test_engine_cache_keeps_the_most_recently_used_engines(tmp_path: Path) -> None:
     cache = EngineCache(size=2)
-    first = cache.get("sqlite://")
-    assert cache.get("sqlite://") is first
-    second = cache.get("sqlite:///:memory:?a=1")
-    cache.get("sqlite://")  # the first is now the most recent
-    cache.get("sqlite:///:memory:?a=2")  # so the second is dropped
-    assert cache.get("sqlite://") is first
-    assert cache.get("sqlite:///:memory:?a=1") is not second
+    one, two, three = (f"sqlite:///{tmp_path / name}.db" for name in ("one", "two", "three"))
+    first = cache.get(one)
+    assert cache.get(one) is first
+    second = cache.get(two)
+    cache.get(one)  # the first is now the most recent
+    cache.get(three)  # so the second is dropped
+    assert cache.get(one) is first
+    assert cache.get(two) is not second
 
 
 @pytest.mark.parametrize(
