@@ -14,7 +14,8 @@ recovery (none of which is timed), then with the ISOs in the page cache, each ro
             documents written, ring and cluster formed, verification against the digests taken
             while writing, report; the post-recovery backup is left out
 and prints the medians (and minima), their GB/s over the volume bytes, the ratio (goal from the
-issue: under 1.5), and where execute-plan's time went (from the step timings in the recovery
+issue: under 1.5, counted as met only when the ratio of the medians and that of the minima both
+are), and where execute-plan's time went (from the step timings in the recovery
 database).
 
 Both contenders start once the memory freed before them has been given back to the hypervisor
@@ -240,9 +241,18 @@ def report(rounds: list[Round], volume_bytes: int) -> None:
     reused = recovery / statistics.median(r.bsdtar_reused[0] for r in rounds)
     print(
         f"ratio execute-plan / bsdtar: {ratio:.2f} of the medians, {best:.2f} of the minima "
-        f"(goal < 1.5: {'met' if ratio < 1.5 else 'NOT met'}); "
+        f"(goal < 1.5: {verdict(ratio, best)}); "
         f"{reused:.2f} against bsdtar on just-freed memory"
     )
+
+
+def verdict(of_medians: float, of_minima: float) -> str:
+    """Met only when both ratios are: on these machines one slow bsdtar round can carry the median."""
+    if of_medians < 1.5 and of_minima < 1.5:
+        return "met"
+    if of_medians < 1.5 or of_minima < 1.5:
+        return "NOT met (medians and minima disagree: the machine was unsteady, run it again)"
+    return "NOT met"
 
 
 if __name__ == "__main__":
