@@ -253,9 +253,10 @@ def _status(workspace: Path | None, runs: int) -> None:
             f"  steps {done}/{len(run.steps)} succeeded  {written / 2**20:.1f} MiB written"
         )
         for step in run.steps:
+            if step.status == "succeeded":
+                continue
             if step.status == "running":
-                so_far = f"{step.bytes_written / 2**20:.1f} MiB so far" if step.bytes_written else ""
-                click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {so_far}".rstrip())
-            elif step.status != "succeeded":
-                why = step.detail.get("error") or step.detail.get("reason", "")
-                click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {why}")
+                note = f"{step.bytes_written / 2**20:.1f} MiB so far" if step.bytes_written else ""
+            else:
+                note = step.detail.get("error") or step.detail.get("reason", "")
+            click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {note}".rstrip())
