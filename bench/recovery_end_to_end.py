@@ -34,14 +34,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from timing import cpu_seconds, settle_memory, timed
+from timing import TMPFS, cpu_seconds, require_bsdtar, settle_memory, timed
 
 if TYPE_CHECKING:
     from omni_recovery.settings import Settings
@@ -61,12 +60,9 @@ def main() -> None:
     parser.add_argument("--max-iso-gib", type=float, default=None, help="the writer's ISO size (default 4)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None, help="where the environment and set go")
-    parser.add_argument(
-        "--outdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    )
+    parser.add_argument("--outdir", type=Path, default=TMPFS)
     args = parser.parse_args()
-    if shutil.which("bsdtar") is None:
-        sys.exit("bsdtar is missing: apt-get install -y libarchive-tools")
+    require_bsdtar()
 
     from omni_recovery.db.server import stop_embedded
     from omni_recovery.settings import load_settings

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from timing import run_measured
+from timing import TMPFS, require_bsdtar, run_measured
 
 GiB = 1024**3
 PASSPHRASE = "bench passphrase"
@@ -49,12 +49,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes-gib", type=float, nargs="+", default=[0.25, 2.0])
     parser.add_argument("--workdir", type=Path, default=None, help="where the environments and sets go")
-    parser.add_argument(
-        "--outdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    )
+    parser.add_argument("--outdir", type=Path, default=TMPFS)
     args = parser.parse_args()
-    if shutil.which("bsdtar") is None:
-        sys.exit("bsdtar is missing: apt-get install -y libarchive-tools")
+    require_bsdtar()
 
     print(f"{'volume GiB':>10}  {'bsdtar s':>9}{'RSS MiB':>9}  {'restore s':>10}{'RSS MiB':>9}")
     rows = [measure(size, args.workdir, args.outdir) for size in args.sizes_gib]

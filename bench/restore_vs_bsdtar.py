@@ -29,13 +29,12 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from timing import timed
+from timing import TMPFS, require_bsdtar, timed
 
 GiB = 1024**3
 MiB = 1024**2
@@ -61,18 +60,11 @@ def main() -> None:
     parser.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])
     parser.add_argument("--chunk-mib", type=int, default=1024, help="backup chunk size")
     parser.add_argument("--workdir", type=Path, default=None, help="where the env and the ISOs go")
-    parser.add_argument(
-        "--outdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None
-    )
+    parser.add_argument("--outdir", type=Path, default=TMPFS)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    bsdtar = shutil.which("bsdtar")
-    if bsdtar is None:
-        sys.exit(
-            "bsdtar is not installed: the baseline cannot run. Install it with "
-            "`apt-get install -y libarchive-tools` and run again."
-        )
+    bsdtar = require_bsdtar()
 
     from omni_recovery.backupset.reader import IsoReader, list_backup_set, unlock_data_key
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +25,19 @@ def timed(action: Callable[[], object]) -> tuple[float, float]:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+# Where restores and extractions write by default: tmpfs, since /tmp is ext4 mounted with `discard`
+# here, which makes creating many files right after deleting many others unsteady.
+TMPFS: Path | None = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+
+
+def require_bsdtar() -> str:
+    """The path of bsdtar, the baseline of the restore benchmarks; exits saying how to install it."""
+    found = shutil.which("bsdtar")
+    if found is None:
+        sys.exit("bsdtar is missing: the baseline cannot run. apt-get install -y libarchive-tools")
+    return found
 
 
 REPORTED = Path("/sys/module/page_reporting/parameters/reported_kib")
