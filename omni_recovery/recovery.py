@@ -27,8 +27,10 @@ among the steps of a phase that are ready, those with the most stored bytes to c
 What can go wrong: a set that has not passed deep validation, or whose ISOs are not the ones
 validated (their manifests' fingerprint differs from the validation's), is refused before anything is
 written; a wrong passphrase fails before anything is written; a damaged file fails its step with
-the ISO and path, leaving no partial file under a final name; a run that stops or is interrupted
-is recorded as failed and left open.
+the ISO and path, leaving no partial file under a final name; a storage root that does not take a
+new file, or whose filesystem has less room than this recovery still writes to it, fails its pool
+step before any volume data is written; a run that stops or is interrupted is recorded as failed
+and left open.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ VOLUMES = PHASE_INDEX["volumes"]  # the phases before it are the infrastructure 
 # Steps that judge the whole run: a resumed run does them again even when they succeeded before.
 SUMMARY_PHASES = ("verification", "report")
 STEP_PROGRESS_SECONDS = 2.0
+# Written and removed under each storage root before volumes go there: it must take new files.
+WRITE_PROBE = "omni-write-check"
 
 
 class StepProgress:
@@ -378,7 +382,7 @@ class Recovery:
         the others go on. continue: everything goes on. Failed and skipped steps are run again by
         the next execute-plan of the plan; until then `finish` refuses to close the run.
         """
-        steps = sorted(steps, key=lambda s: (PHASE_INDEX[s.phase], -self._stored_bytes(s)))
+        steps = sorted(steps, key=lambda s: (PHASE_INDEX[s.phase], -self._copied_bytes(s)))
         self._load_shared(steps)
         done = self.tracker.succeeded_steps()
         blocking = self._blocking_failures(exclude={s.id for s in steps})
@@ -428,10 +432,23 @@ class Recovery:
     def phase_of(self) -> dict[str, str]:
         return {s.id: s.phase for s in self.plan.steps}
 
-    def _stored_bytes(self, step: Step) -> int:
-        """The stored bytes a step copies from the set (its files' entries, every part)."""
-        sources = [f.source for f in self.files_by_step.get(step.id, []) if f.source and f.type == "file"]
-        return sum(entry.size for source in sources for _, entry in self.entries_by_env_path.get(source, []))
+    def _copied_bytes(self, step: Step) -> int:
+        """The bytes a step copies from the set."""
+        return sum(self._file_bytes(f) for f in self.files_by_step.get(step.id, []) if f.source)
+
+    def _file_bytes(self, target_file: TargetFile) -> int:
+        """The size of a layout file once restored: its new content, or the whole (decrypted) file."""
+        if target_file.type != "file":
+            return 0
+        if target_file.content is not None:
+            return len(target_file.content)
+        found = self.entries_by_env_path.get(target_file.source or "")
+        if not found:
+            return 0
+        entry = found[0][1]
+        if entry.encryption is not None:
+            return entry.encryption.plaintext_size
+        return entry.chunk.logical_size if entry.chunk else entry.size
 
     def _load_shared(self, steps: list[Step]) -> None:
         """Load what steps share before they run in threads (cached_property guards nothing since 3.12)."""
@@ -620,13 +637,42 @@ class Recovery:
         return out
 
     def _prepare_storage(self, step: Step) -> StepOutcome:
+        """The step's wait condition: the pool's root is writable and has room for what this recovery
+        still writes to its filesystem."""
         pool = step.id.rsplit("/", 1)[1]
         target = self.target(pool_root(pool))
+        target.begin(WRITE_PROBE).abort()  # a read-only root fails here, naming itself, not mid-volume
         folders = [p for p in self.plan.paths if p.pool == pool and p.subject.startswith("director:")]
         for path in folders:
             root_url = next(p.root for p in self.plan.pools if p.name == pool)
             target.makedirs(path.new_path.removeprefix(root_url).strip("/"))
-        return StepOutcome(SUCCEEDED, 0, {"root": target.url, "folders": len(folders)})
+        detail = {"root": target.url, "folders": len(folders), **self._check_free_space(pool_root(pool))}
+        return StepOutcome(SUCCEEDED, 0, detail)
+
+    def _check_free_space(self, root: str) -> dict[str, Any]:
+        """Refuse when the selected steps still have more to write to the filesystem under `root`, from
+        every root on it (files already verified in this run not counted), than it has free."""
+        space = self.target(root).free_space()
+        if space is None:
+            return {"free_space": "not known: this kind of root does not tell"}
+        on_it = {name: other.free_space() for name, other in self.roots.items()}
+        sharing = sorted(name for name, other in on_it.items() if other and other.device == space.device)
+        selected = {s.id for s in self.selected_steps()}
+        verified = {name: self.tracker.verified_files(name) for name in sharing}
+        needed = sum(
+            self._file_bytes(f)
+            for step_id, files in self.files_by_step.items()
+            if step_id in selected
+            for f in files
+            if f.root in verified and f.relpath not in verified[f.root]
+        )
+        if needed > space.free:
+            raise RecoveryError(
+                f"the filesystem of {self.root_urls[root]} has {_size(space.free)} free, and this recovery "
+                f"still writes {_size(needed)} to it (roots on it: {', '.join(sharing)}): make room there, "
+                "or give the volumes another pool in the plan's paths"
+            )
+        return {"bytes_to_write": needed, "free_bytes": space.free, "roots_on_filesystem": sharing}
 
     def _verify(self, step: Step) -> StepOutcome:
         from omni_recovery.restore_checks import verify_data, verify_layout
@@ -707,6 +753,10 @@ class Recovery:
             f"set {set_id} checked (the last on {runs[0][1]}): their manifests differ. Run "
             "`omni-recovery validate-isos --deep` on them first"
         )
+
+
+def _size(amount: int) -> str:
+    return f"{amount / 2**30:.2f} GiB ({amount:,} bytes)"
 
 
 def _stop(step: Step, why: str) -> RecoveryError:

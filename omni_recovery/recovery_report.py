@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming
 from omni_recovery.tracking import FAILED, SUCCEEDED, recent_runs
 
+# Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
+_SHOWN_WHEN_RUNNING = ("director/", "orchestrator/", "service/", "application/")
+
 if TYPE_CHECKING:
     from omni_recovery.recovery import Recovery
 
@@ -44,6 +47,7 @@ def build_report(recovery: Recovery) -> RecoveryReport:
         AdaptationLine(a.kind, a.subject, a.old, a.new, a.reason) for a in recovery.plan.adaptations
     ]
     failed = any(s.status == FAILED for s in run.steps)
+    succeeded = {s.step_id for s in run.steps if s.status == SUCCEEDED}
     notes = (
         [f"partial restore of applications: {', '.join(recovery.options.applications)}"]
         if recovery.options.applications
@@ -61,6 +65,11 @@ def build_report(recovery: Recovery) -> RecoveryReport:
         checks=checks,
         recovered={k: sorted(v) for k, v in sorted(recovered.items())},
         notes=notes,
+        after_boot=[
+            f"{s.id}: {s.wait}"
+            for s in recovery.plan.steps
+            if s.id.startswith(_SHOWN_WHEN_RUNNING) and s.id in succeeded
+        ],
     )
 
 

@@ -67,6 +67,9 @@ class RecoveryReport:
     checks: list[CheckLine]
     recovered: dict[str, list[str]]
     notes: list[str] = field(default_factory=list)
+    # The plan's `wait` of each restored component that only the running environment can show
+    # (a health endpoint answering): the operator's to check once the nodes boot.
+    after_boot: list[str] = field(default_factory=list)
 
     @property
     def failed_steps(self) -> list[StepTiming]:
@@ -123,6 +126,7 @@ def render_html(report: RecoveryReport) -> str:
         f"<li>{e(s.step_id)}: {e(str(s.detail.get('error', 'failed')))}</li>" for s in report.failed_steps
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
+    after_boot = "".join(f"<li>{e(c)}</li>" for c in report.after_boot)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Recovery report {e(report.run_id)}</title>
 <style>
@@ -143,6 +147,7 @@ finished {e(report.finished_at.isoformat() if report.finished_at else "—")};
 <h2>Adaptations</h2><table><tr><th>kind</th><th>subject</th><th>old</th><th>new</th><th>reason</th></tr>
 {adaptations}</table>
 <h2>Checks</h2><table><tr><th></th><th>check</th><th>detail</th></tr>{checks}</table>
+{f"<h2>Once the nodes boot, check</h2><ul>{after_boot}</ul>" if after_boot else ""}
 <h2>Steps</h2><table><tr><th>phase</th><th>step</th><th>status</th><th>time</th><th>bytes</th>
 <th>attempts</th><th>error</th></tr>{steps}</table>
 {f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -157,6 +159,10 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
 
     assert summary.report and Path(summary.report).exists()
     assert "SUCCEEDED" in Path(summary.report).read_text()
+    after_boot = json.loads(Path(summary.report).with_suffix(".json").read_text())["after_boot"]
+    running = [s for s in setup.plan.steps if s.id.split("/")[0] in ("director", "service", "application")]
+    assert running and {f"{s.id}: {s.wait}" for s in running} <= set(after_boot)
+    assert not [c for c in after_boot if c.startswith(("volume/", "ring/", "storage/pool/"))]
     assert summary.post_recovery_backup
     post = validate(summary.post_recovery_backup, validated.trusted, PASSPHRASE, deep=True)
     assert post.passed, post.to_text()
@@ -656,6 +662,49 @@ def test_a_step_past_its_timeout_fails_as_its_on_failure_says_then_the_next_run_
     monkeypatch.setattr(files._Sources, "blocks", blocks)  # the medium is fast again
     summary = execute(setup, workspace)
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+
+
+def test_a_storage_root_without_room_for_what_is_left_stops_the_run_before_any_volume(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    setup = make_setup(validated, tmp_path)
+    infra, disk_usage = str(tmp_path / "infra"), shutil.disk_usage
+
+    def nearly_full(path: str) -> Any:  # the roots' filesystem, with 1 MiB left
+        usage = disk_usage(path)
+        return usage._replace(free=1 << 20) if str(path).startswith(infra) else usage
+
+    monkeypatch.setattr(shutil, "disk_usage", nearly_full)
+    with pytest.raises(RecoveryError) as refused:
+        execute(setup, workspace)
+    message = str(refused.value)
+    assert re.search(
+        r"step storage/pool/\S+ failed 3 time\(s\): the filesystem of file://\S+ has 0.00 GiB "
+        r"\(1,048,576 bytes\) free, and this recovery still writes \d+\.\d\d GiB \(([\d,]+) bytes\)",
+        message,
+    ), message
+    needed = int(re.findall(r"still writes [\d.]+ GiB \(([\d,]+) bytes\)", message)[0].replace(",", ""))
+    run = latest_run(database_url)
+    assert not [s for s in run.steps if PHASE_INDEX[s.phase] >= PHASE_INDEX["volumes"]]
+    assert not [p for p in (tmp_path / "infra").rglob("*") if "/volumes/" in str(p) and p.is_file()]
+
+    # What is left: everything the plan restores but the files the earlier steps verified.
+    with connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT sum(size) FROM omni.restored_files WHERE run_id = %s", (run.run_id,)
+        ).fetchone()
+    assert row is not None
+    verified = int(row[0])
+    volume_bytes = sum(p.stat().st_size for p in (validated.env / "volumes").rglob("*") if p.is_file())
+    assert verified > 0 and volume_bytes > 0 and needed > volume_bytes
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    summary = execute(setup, workspace)
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    # Not counted: what the recovery makes rather than restores (certificates, ring and cluster files).
+    written = sum(p.stat().st_size for p in (tmp_path / "infra").rglob("*") if p.is_file())
+    assert needed + verified <= written <= needed + verified + (64 << 10)
+    pools = [s for s in latest_run(database_url).steps if s.step_id.startswith("storage/pool/")]
+    assert pools and all(s.detail["free_bytes"] > s.detail["bytes_to_write"] == needed for s in pools)
 
 
 def test_a_running_volume_step_records_its_bytes_as_it_goes(

@@ -41,6 +41,7 @@ def report(status: str = "succeeded") -> RecoveryReport:
         ],
         checks=[CheckLine("every file verified", True, "1665 files")],
         recovered={"director": ["d1"], "volume": ["billing/pgdata"]},
+        after_boot=["director/d1: Director d1 answers on https://10.20.0.11:9443/health"],
     )
 
 
@@ -59,6 +60,8 @@ def test_json_and_html_carry_everything(tmp_path: Path):
         "<svg",
         "SUCCEEDED",
         "7.00 s",
+        "Once the nodes boot, check",
+        "director/d1: Director d1 answers on https://10.20.0.11:9443/health",
     ):
         assert text in page, text
     assert not list(tmp_path.glob(".*partial"))

@@ -43,6 +43,7 @@ import contextlib
 import fcntl
 import os
 import posixpath
+import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from omni_recovery.errors import RecoveryError, UnsafePathError
 
 __all__ = [
     "PARTIAL_SUFFIX",
+    "FreeSpace",
     "PartialFile",
     "TargetEntry",
     "TargetError",
@@ -89,6 +91,14 @@ class TargetEntry:
     size: int
     mode: int | None
     target: str | None = None
+
+
+@dataclass(frozen=True)
+class FreeSpace:
+    """The free space of the filesystem a local root lies on."""
+
+    device: int  # st_dev: roots on one filesystem share its free space
+    free: int  # bytes a writer without root's reserve may still use
 
 
 def partial_relpath(relpath: str) -> str:
@@ -451,6 +461,19 @@ class TargetRoot:
             os.close(fd)
 
     # -- reading -------------------------------------------------------------------------
+
+    def free_space(self) -> FreeSpace | None:
+        """The free space under a local root (of its nearest existing folder, if it is not made yet);
+        None for other fsspec roots, which do not tell."""
+        if not self.is_local:
+            return None
+        folder = self.root
+        while not os.path.isdir(folder) and folder != os.path.dirname(folder):
+            folder = os.path.dirname(folder)
+        try:
+            return FreeSpace(os.stat(folder).st_dev, shutil.disk_usage(folder).free)
+        except OSError as exc:
+            raise self.error(f"cannot tell the free space: {exc}") from exc
 
     def exists(self, relpath: str) -> bool:
         full = self.resolve(relpath)

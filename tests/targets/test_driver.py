@@ -160,3 +160,15 @@ def test_a_second_live_writer_of_the_same_path_is_refused(tmp_path: Path):
     root.write_bytes_atomic("a/f", b"two")  # once the first writer is done, the path is free again
     assert root.read_bytes("a/f") == b"two"
     assert set(root.listing()) == {"a", "a/f"}
+
+
+def test_free_space_is_the_filesystem_s_even_before_the_root_is_made(tmp_path: Path):
+    made = TargetRoot(str(tmp_path / "made"))
+    later = TargetRoot(str(tmp_path / "not" / "yet" / "made"), create=False)
+    space, before = made.free_space(), later.free_space()
+    assert space is not None and before is not None
+    assert not (tmp_path / "not").exists(), "asking makes nothing"
+    assert space.device == before.device == os.stat(tmp_path).st_dev
+    vfs = os.statvfs(tmp_path)
+    assert abs(space.free - vfs.f_bavail * vfs.f_frsize) < 64 << 20  # other writers run meanwhile
+    assert TargetRoot(f"memory://omni-test-{uuid.uuid4().hex}/node-a").free_space() is None
