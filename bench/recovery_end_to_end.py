@@ -7,6 +7,9 @@ Makes a demo environment (the tiny scale's many small files plus one big streame
 the writer's defaults unless told otherwise), backs it up, validates it deeply and plans its
 recovery (none of which is timed), then with the ISOs in the page cache, each round, times:
   baseline  `bsdtar -xf` of every ISO of the set into an empty folder (verifies nothing)
+  hash      `openssl dgst -sha256` of every ISO of the set, one process: what verifying each byte
+            costs on one CPU, with nothing read from extents or written (not a contender: it
+            shows how much of the goal the hash alone takes on this machine)
   recovery  `execute-plan` through the restore assets (Dagster, in process, the workspace's
             persistent instance): every step of the plan, every byte read from the ISO extents
             and verified while written (a large file copied by one thread while another hashes
@@ -88,9 +91,10 @@ def main() -> None:
             shutil.rmtree(out / "bsdtar")  # tmpfs is memory: hold one copy at a time
             reused = timed(lambda: bsdtar(isos, out / "bsdtar"))  # on the memory just freed
             shutil.rmtree(out / "bsdtar")
+            hashed = timed(lambda: sha256_only(isos))
             settle_memory()
             recovery, run_id = timed_recovery(settings, plan_path)
-            rounds.append(Round(settled, reused, recovery, step_seconds(settings, run_id)))
+            rounds.append(Round(settled, reused, hashed, recovery, step_seconds(settings, run_id)))
             print(
                 f"  round: bsdtar {settled[0]:.2f} s (on just-freed memory {reused[0]:.2f} s), "
                 f"execute-plan {recovery[0]:.2f} s (CPU {recovery[1]:.2f} s), load {os.getloadavg()[0]:.1f}"
@@ -176,6 +180,10 @@ def bsdtar(isos: list[Path], into: Path) -> None:
         subprocess.run(["bsdtar", "-xf", str(iso), "-C", str(target)], check=True)
 
 
+def sha256_only(isos: list[Path]) -> None:
+    subprocess.run(["openssl", "dgst", "-sha256", *map(str, isos)], stdout=subprocess.DEVNULL, check=True)
+
+
 def step_seconds(settings: Settings, run_id: str) -> dict[str, float]:
     """Seconds during which at least one volume step, and at least one other step, was running (steps
     overlap, so their durations do not add up), from the recovery database."""
@@ -208,6 +216,7 @@ def busy_seconds(steps: list[StepRecord]) -> float:
 class Round:
     bsdtar: tuple[float, float]  # wall and CPU seconds, started as execute-plan is (memory settled)
     bsdtar_reused: tuple[float, float]  # started right after the previous output was deleted
+    sha256: tuple[float, float]  # openssl dgst -sha256 of the same ISOs
     recovery: tuple[float, float]
     steps: dict[str, float]
 
@@ -217,6 +226,7 @@ def report(rounds: list[Round], volume_bytes: int) -> None:
     for name, times in [
         ("bsdtar -xf (verifies nothing)", [r.bsdtar for r in rounds]),
         ("bsdtar -xf on just-freed memory", [r.bsdtar_reused for r in rounds]),
+        ("openssl dgst -sha256 (hashes, writes nothing)", [r.sha256 for r in rounds]),
         ("execute-plan (every byte verified)", [r.recovery for r in rounds]),
     ]:
         wall = statistics.median(t[0] for t in times)
@@ -235,6 +245,11 @@ def report(rounds: list[Round], volume_bytes: int) -> None:
     ratio = recovery / statistics.median(r.bsdtar[0] for r in rounds)
     best = min(r.recovery[0] for r in rounds) / min(r.bsdtar[0] for r in rounds)
     reused = recovery / statistics.median(r.bsdtar_reused[0] for r in rounds)
+    hashing = statistics.median(r.sha256[0] for r in rounds) / statistics.median(r.bsdtar[0] for r in rounds)
+    print(
+        f"SHA-256 alone of the same bytes, on one CPU: {hashing:.2f} × bsdtar (execute-plan hashes a "
+        f"file on one CPU while another copies it; a file's hash is sequential)"
+    )
     print(
         f"ratio execute-plan / bsdtar: {ratio:.2f} of the medians, {best:.2f} of the minima "
         f"(goal < 1.5: {verdict(ratio, best)}); "
