@@ -28,7 +28,14 @@ def aligned_buffer(size: int = BLOCK) -> Iterator[memoryview]:
     try:
         yield view
     finally:
-        view.release()
+        _free(view, buffer)
+
+
+def _free(view: memoryview, buffer: mmap.mmap) -> None:
+    """Unmap `buffer` now if nothing else views it; else when the last view goes (a failure being
+    raised may hold a slice of it in its traceback: it must not be replaced by a BufferError)."""
+    view.release()
+    with contextlib.suppress(BufferError):
         buffer.close()
 
 
@@ -59,10 +66,8 @@ class BufferRing:
         self._free.put(view)
 
     def close(self) -> None:
-        for view in self._views:
-            view.release()
-        for buffer in self._maps:
-            buffer.close()
+        for view, buffer in zip(self._views, self._maps, strict=True):
+            _free(view, buffer)
 
 
 def iter_file_blocks(fd: int, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:

@@ -200,10 +200,10 @@ class PartialFile:
         length = len(data)
         try:
             if self._fd is not None:
-                view = memoryview(data)
-                written = 0
-                while written < length:
-                    written += os.write(self._fd, view[written:])
+                with memoryview(data) as view:  # released even when a failed write's traceback lives on
+                    written = 0
+                    while written < length:
+                        written += os.write(self._fd, view[written:])
             else:
                 assert self._fh is not None
                 self._fh.write(data)

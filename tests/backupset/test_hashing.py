@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.backupset.hashing import BLOCK, sha256_file, sha256_ranges
+from omni_recovery.backupset.hashing import BLOCK, BufferRing, aligned_buffer, sha256_file, sha256_ranges
 
 
 @pytest.fixture
@@ -46,3 +46,17 @@ def test_a_file_shorter_than_its_parts_say_raises_and_leaves_no_thread(data_file
     with pytest.raises(EOFError, match="bytes early"):
         sha256_ranges(path, [(0, BLOCK), (BLOCK, len(data))])
     assert threading.active_count() == threads
+
+
+def test_freeing_buffers_a_failure_still_views_raises_nothing() -> None:
+    """A failure raised while a slice of a buffer is alive (its traceback holds it) must come out as
+    itself, not as the BufferError of unmapping the buffer in a `finally`."""
+    ring = BufferRing(2, 4096)
+    held = ring.take()[:100]
+    ring.close()  # no BufferError; the buffer is unmapped once `held` goes
+    assert held.tobytes() == bytes(100)
+
+    with pytest.raises(ValueError, match="the real failure"), aligned_buffer(4096) as view:
+        kept = view[:10]
+        raise ValueError("the real failure")
+    assert kept.nbytes == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -397,3 +398,51 @@ def test_symlinks_from_several_isos_that_lead_out_together_are_refused(tmp_path:
         restore_files([deep, esc], TargetRoot(str(tmp_path / "node")), None)
     assert caught.value.path == "data/volumes/a/v/files/esc"
     assert not (tmp_path / "node").exists() or not any((tmp_path / "node").rglob("*"))
+
+
+FULL_DISK_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    from omni_recovery.restorer.files import restore_files
+    from omni_recovery.targets.driver import TargetError, TargetRoot
+    from tests.restorer.conftest import set_items
+
+    set_path, node, limit, parallel = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    items, key = set_items(Path(set_path))
+    done = []
+    # The kernel refuses writes past `limit` bytes in any one file (EFBIG), as a full disk refuses them.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        restore_files(items, TargetRoot(node), key, parallel=parallel, on_done=lambda d: done.append(d.path))
+    except TargetError as exc:
+        print(json.dumps({"error": str(exc), "path": exc.path, "done": done}))
+        sys.exit(3)
+    """
+)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_target_that_takes_no_more_bytes_fails_naming_the_file_and_leaves_no_partial(
+    demo_set: DemoSet, tmp_path: Path, parallel: int
+):
+    node, limit = tmp_path / "node", 256 << 10
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(demo_set.output), str(node), str(limit), str(parallel)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr
+    failure = json.loads(proc.stdout)
+    assert "write failed" in failure["error"] and "File too large" in failure["error"], failure
+    failed = failure["path"].replace(PARTIAL_SUFFIX, "").replace("/.", "/")
+    assert (demo_set.env / failed).stat().st_size > limit, "the file that did not fit is named"
+    assert not (node / failed).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+    present = {p for p, entry in snapshot(node).items() if entry[0] == "file"}
+    assert set(failure["done"]) <= present
+    for path in present:  # the largest file goes first: whatever finished beside it is whole
+        assert (node / path).read_bytes() == (demo_set.env / path).read_bytes(), path
