@@ -22,6 +22,11 @@ class IntegrityError(BackupSetError):
     """Bytes do not match their recorded checksum, size or authentication tag."""
 
 
+class UnreadableError(IntegrityError):
+    """The stored bytes cannot be read (an I/O error of the medium or of its filesystem): they cannot
+    be verified either, and a retry may read them."""
+
+
 class SignatureError(BackupSetError):
     """A signature does not verify, or the signer is not trusted."""
 

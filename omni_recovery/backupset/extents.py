@@ -16,7 +16,7 @@ from typing import BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from omni_recovery.errors import IntegrityError
+from omni_recovery.errors import IntegrityError, UnreadableError
 
 
 class ExtentReader:
@@ -46,11 +46,16 @@ class ExtentReader:
 
     def read_into(self, target: memoryview, offset: int, path: str) -> None:
         """Fill `target` with the image's bytes from `offset`; IntegrityError naming the ISO and
-        `path` if the image ends first."""
+        `path` if the image ends first, UnreadableError if reading fails."""
         filled = 0
         while filled < len(target):
             with target[filled:] as rest:
-                got = self._readinto(rest, offset + filled)
+                try:
+                    got = self._readinto(rest, offset + filled)
+                except OSError as exc:
+                    raise UnreadableError(
+                        f"cannot read the image at byte {offset + filled}: {exc}", iso=self.name, path=path
+                    ) from exc
             if got <= 0:
                 raise IntegrityError(
                     f"the image ends at byte {offset + filled}, before the end of this file",

@@ -63,8 +63,9 @@ restore is not run again.
 
 What can go wrong
 -----------------
-Bytes that differ from their recorded digest or size, a truncated ISO, or a sealed file that
-fails authentication raise IntegrityError naming the ISO and the stored path; the file being
+Bytes that differ from their recorded digest or size, a truncated ISO, an ISO that cannot be read
+(an I/O error: UnreadableError), or a sealed file that fails authentication raise IntegrityError
+naming the ISO and the stored path; the file being
 written is removed and nothing is left at its final path (files already finished stay). An
 inconsistent request (missing part, duplicate path, encrypted file without a key) raises
 BackupSetError before anything is written. Target failures raise targets.TargetError; paths

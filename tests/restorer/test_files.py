@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set
-from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError
+from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, UnreadableError
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from tests.backupset.conftest import DemoSet
@@ -446,3 +446,20 @@ def test_a_target_that_takes_no_more_bytes_fails_naming_the_file_and_leaves_no_p
     assert set(failure["done"]) <= present
     for path in present:  # the largest file goes first: whatever finished beside it is whole
         assert (node / path).read_bytes() == (demo_set.env / path).read_bytes(), path
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_an_image_that_cannot_be_read_names_it_and_leaves_no_file(
+    demo_set: DemoSet, tmp_path: Path, parallel: int
+):
+    items, key = set_items(demo_set.output)
+    item = next(i for i in items if i.type == "file" and i.size and not i.chunk_of and not i.encryption)
+    unreadable = tmp_path / "unreadable.iso"  # a folder: it opens, and every read of it fails (EISDIR)
+    unreadable.mkdir()
+    items = [dataclasses.replace(i, iso_url=str(unreadable)) if i == item else i for i in items]
+    node = tmp_path / "node"
+    with pytest.raises(UnreadableError, match=r"cannot read the image at byte \d+: .*Is a directory") as info:
+        restore_files(items, TargetRoot(str(node)), key, parallel=parallel)
+    assert (info.value.iso, info.value.path) == (item.iso_name, item.stored_path)
+    assert not (node / item.path).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
