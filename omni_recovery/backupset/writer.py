@@ -10,9 +10,11 @@ How it works, in order:
 3. With the whole `iso_set` known, write each ISO: manifest, backup_info, recovery_index.db,
    recovery.log, signatures, data; streamed by pycdlib to `NAME.partial`, renamed when whole.
 
-What can go wrong: an unreadable or malformed environment raises EnvironmentStateError; a file
-that changes between hashing and writing is caught by validation of the set, not here; a
-failure removes every ISO this run wrote, so no partial set is left as if whole.
+What can go wrong: an unreadable or malformed environment raises EnvironmentStateError, and so
+does a file that changes between its hashing and the end of its ISO (its inode, size, mtime or
+ctime differ, as tar tells "file changed as we read it"): its ISO would not match its manifest.
+An output that refuses bytes (disk full) raises RecoveryError naming the ISO. Any failure removes
+every ISO this run wrote, so no partial set is left as if whole.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ class _Stored:
     sha256: str | None = None
     chunk: Chunk | None = None
     encryption: Encryption | None = None
+    # The environment file as it was when hashed (for files stored as they are, not sealed copies).
+    seen: tuple[int, int, int, int] | None = None
 
     def manifest_entry(self) -> ManifestEntry:
         mtime = datetime.fromtimestamp(self.env.mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -310,6 +314,8 @@ def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
     parts: dict[Path, list[_Stored]] = {}
     for iso in isos:
         for stored in iso.entries:
+            if stored.source == stored.env.abspath:
+                stored.seen = _identity(stored.source)
             if stored.window is not None:
                 assert stored.source is not None
                 parts.setdefault(stored.source, []).append(stored)
@@ -325,6 +331,28 @@ def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
             piece.sha256 = digest
             piece.chunk = Chunk(piece.env.placement.iso_path, index, len(pieces), logical_size, whole)
             report("hash", piece.size)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is written to: inode, size, mtime and ctime (ns), as tar compares."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise EnvironmentStateError(f"{path}: cannot read it while backing it up: {exc}") from exc
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _check_unchanged(entries: list[_Stored], name: str) -> None:
+    """Refuse an ISO whose files changed after they were hashed: its manifest would not match them."""
+    changed = sorted(
+        {str(s.source) for s in entries if s.source and s.seen and _identity(s.source) != s.seen}
+    )
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise EnvironmentStateError(
+            f"{shown}: changed while being backed up (after hashing, before {name} was whole), so the set "
+            "would not validate. Stop what writes there or back up a snapshot, then run the backup again"
+        )
 
 
 def _check_size(stored: _Stored, size: int) -> None:
@@ -392,6 +420,7 @@ def _write_iso(
             _add_stored(builder, stored)
         with place(name) as out:
             builder.write(out, lambda n: report("write", n))
+            _check_unchanged(iso.entries, name)
     finally:
         builder.close()
 
@@ -464,10 +493,14 @@ def _output_folder(output: str, staging: Path) -> Iterator[Callable[[str], Any]]
                 fs.put_file(str(local_path), partial)
                 local_path.unlink()
             fs.mv(partial, final)
-        except BaseException:
+        except BaseException as exc:
             local_path.unlink(missing_ok=True)
             if fs.exists(partial):
                 fs.rm(partial)
+            if isinstance(exc, OSError):
+                raise RecoveryError(
+                    f"writing {name} into {output} failed: {exc}; no ISO of this set is left there"
+                ) from exc
             raise
         written.append(final)
 

@@ -1,0 +1,79 @@
+"""The writer leaves no set that looks whole but is not: a file that changes while it is backed up, or
+an output that takes no more bytes, fails the backup with an error naming it, and no ISO stays."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
+from omni_recovery.backupset.writer import create_backup_set
+from omni_recovery.errors import EnvironmentStateError
+from tests.demo_fixtures import PASSPHRASE, SMALL_SET
+
+
+def volume_file(env: Path) -> Path:
+    return sorted(p for p in (env / "volumes").rglob("*") if p.is_file() and p.stat().st_size > 1000)[0]
+
+
+@pytest.mark.parametrize("change", ["same size", "shorter"])
+def test_a_file_changed_between_hashing_and_writing_fails_the_backup_naming_it(
+    demo_env: Path, tmp_path: Path, change: str
+) -> None:
+    env = tmp_path / "env"
+    subprocess.run(["cp", "-a", str(demo_env), str(env)], check=True)
+    victim = volume_file(env)
+    generate_signing_key(tmp_path / "k.key")
+
+    def progress(phase: str, amount: int) -> None:
+        if phase == "write" and victim.read_bytes() == original:  # a live writer, once the ISOs are begun
+            data = bytearray(original)
+            data[10] ^= 0xFF
+            victim.write_bytes(bytes(data) if change == "same size" else bytes(data[: len(data) // 2]))
+
+    original = victim.read_bytes()
+    output = tmp_path / "set"
+    with pytest.raises(EnvironmentStateError, match="changed while being backed up") as info:
+        create_backup_set(
+            env,
+            str(output),
+            signing_key=load_signing_key(tmp_path / "k.key"),
+            passphrase=PASSPHRASE,
+            options=SMALL_SET,
+            progress=progress,
+        )
+    assert str(victim) in str(info.value) and ".iso was whole" in str(info.value)
+    assert not list(output.iterdir()), "no ISO of the set is left"
+
+
+def refuse_writes_past(limit: int) -> None:
+    """In the child: the kernel refuses writes past `limit` bytes in any file (EFBIG), as a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_an_output_that_takes_no_more_bytes_fails_naming_the_iso(demo_env: Path, tmp_path: Path) -> None:
+    generate_signing_key(tmp_path / "k.key")
+    output = tmp_path / "set"
+    command = ["backup", "create", "--source", str(demo_env), "--output", str(output)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "omni_recovery.cli", *command, "--signing-key", str(tmp_path / "k.key")],
+        env={**os.environ, "OMNI_RECOVERY_PASSPHRASE": PASSPHRASE.decode()},
+        preexec_fn=lambda: refuse_writes_past(1 << 20),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "Traceback" not in said, said
+    assert f"into {output} failed: [Errno 27] File too large; no ISO of this set is left there" in said, said
+    assert ".iso into" in said
+    assert not list(output.iterdir())
