@@ -35,6 +35,7 @@ and left open.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -57,7 +58,7 @@ from omni_recovery.backupset.reader import (
 )
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import Interrupted, RecoveryError
+from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
 from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
@@ -346,11 +347,15 @@ class Recovery:
         steps = [s for s in self.selected_steps() if s.phase in wanted_phases and _in_applications(s, apps)]
         try:
             return self.run_steps(steps)
-        except RecoveryError as exc:
-            self.tracker.interrupt(str(exc))
-            raise
-        except BaseException:  # Ctrl-C: KeyboardInterrupt, or Dagster's interrupt error inside a run
-            self.tracker.interrupt("interrupted by the operator")
+        except BaseException as exc:
+            if isinstance(exc, RecoveryError):
+                reason = str(exc)
+            elif isinstance(exc, Exception):
+                reason = f"stopped by an unexpected error: {exc!r}"
+            else:  # Ctrl-C: KeyboardInterrupt, or Dagster's interrupt error inside a run
+                reason = "interrupted by the operator"
+            with contextlib.suppress(DatabaseError):  # a database that went away cannot record it
+                self.tracker.interrupt(reason)
             raise
 
     def finish(self) -> None:

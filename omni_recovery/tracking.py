@@ -8,7 +8,10 @@ once and skips those files. Each write commits at once with its audit row, so a 
 most the step or file in flight, which the resumed run redoes.
 
 What can go wrong: two `execute-plan` runs of the same plan at once would share a run; a
-PostgreSQL advisory lock held for the run's lifetime (`hold_run_lock`) refuses the second.
+PostgreSQL advisory lock held for the run's lifetime (`hold_run_lock`) refuses the second. A
+connection lost mid-run (the server stopped or restarted) raises DatabaseError saying so; what
+was committed stands, and the next execute-plan resumes the run (its lock went with the
+connection).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from omni_recovery.db.audit import audit
-from omni_recovery.errors import RecoveryError
+from omni_recovery.errors import DatabaseError, RecoveryError
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -69,7 +72,14 @@ def _serialized(method: Callable[P, R]) -> Callable[P, R]:
         tracker = args[0]
         assert isinstance(tracker, RecoveryTracker)
         with tracker.lock:
-            return method(*args, **kwargs)
+            try:
+                return method(*args, **kwargs)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise DatabaseError(
+                    f"the recovery database stopped answering ({str(exc).strip()}). What was verified "
+                    "before is recorded: once it answers again (execute-plan starts the embedded "
+                    "server), execute-plan of the same plan resumes the run"
+                ) from exc
 
     return call
 

@@ -128,9 +128,11 @@ def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tup
 def user_error(exc: BaseException) -> BaseException:
     """The library's own error inside a Dagster wrapper, if there is one."""
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # a chain may loop back on itself
         if isinstance(seen, RecoveryError):
             return seen
+        visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return exc
 

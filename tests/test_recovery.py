@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -32,7 +33,7 @@ from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.envstate.model import walk_environment
-from omni_recovery.errors import RecoveryError
+from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
 from omni_recovery.recovery import ExecuteOptions, applications_with_dependencies
@@ -705,6 +706,37 @@ def test_a_storage_root_without_room_for_what_is_left_stops_the_run_before_any_v
     assert needed + verified <= written <= needed + verified + (64 << 10)
     pools = [s for s in latest_run(database_url).steps if s.step_id.startswith("storage/pool/")]
     assert pools and all(s.detail["free_bytes"] > s.detail["bytes_to_write"] == needed for s in pools)
+
+
+def test_a_database_that_drops_the_connection_fails_the_run_clearly_and_the_rerun_finishes(
+    validated: DemoSet, tmp_path: Path, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", fresh_database_url)
+    init_database(fresh_database_url)
+    with connect(fresh_database_url) as conn:
+        store(conn, validate(str(validated.output), validated.trusted, PASSPHRASE, deep=True))
+    setup, settings = make_setup(validated, tmp_path), load_settings(tmp_path / "ws")
+    dropped: list[Any] = []
+
+    def drop_connections(phase: str, amount: int) -> None:  # the server restarts under the restore
+        if phase == "restore" and not dropped:
+            with psycopg.connect(fresh_database_url, autocommit=True) as admin:
+                dropped.extend(
+                    admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    ).fetchall()
+                )
+
+    with pytest.raises(DatabaseError, match=r"the recovery database stopped answering \(.+\)\. What was"):
+        execute_recovery(settings, ExecuteOptions(setup.plan_path), PASSPHRASE, progress=drop_connections)
+    assert dropped
+    interrupted = latest_run(fresh_database_url)
+    assert interrupted.status == "running" and interrupted.finished_at is None  # it could not say more
+
+    summary = execute(setup, tmp_path / "ws")
+    assert summary.run_id == interrupted.run_id and latest_run(fresh_database_url).status == "succeeded"
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
 
 
 def test_a_running_volume_step_records_its_bytes_as_it_goes(

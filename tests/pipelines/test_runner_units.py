@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.backupset.reader import list_backup_set
-from omni_recovery.errors import BackupSetError
+from omni_recovery.errors import BackupSetError, DatabaseError
 from pipelines.resources import BackupSetRegistry
-from pipelines.runner import RegisterSummary, contiguous_ranges
+from pipelines.runner import RegisterSummary, contiguous_ranges, user_error
 from tests.catalog_fixtures import DemoSet
 
 
@@ -19,6 +19,14 @@ def test_contiguous_ranges() -> None:
     assert contiguous_ranges(ordered, ["a", "c", "f"]) == [("a", "a"), ("c", "c"), ("f", "f")]
     assert contiguous_ranges(ordered, ["e", "f", "a"]) == [("a", "a"), ("e", "f")]
     assert contiguous_ranges(ordered, []) == []
+
+
+def test_user_error_finds_the_library_s_error_and_ends_on_a_looping_chain() -> None:
+    ours, wrapper, loop_a, loop_b = DatabaseError("gone"), RuntimeError("step failed"), KeyError(1), OSError()
+    wrapper.__cause__ = ours
+    assert user_error(wrapper) is ours
+    loop_a.__context__, loop_b.__context__ = loop_b, loop_a  # as psycopg's errors can leave them
+    assert user_error(loop_a) is loop_a
 
 
 def test_summary_fits_one_screen() -> None:
