@@ -29,8 +29,9 @@ validated (their manifests' fingerprint differs from the validation's), is refus
 written; a wrong passphrase fails before anything is written; a damaged file fails its step with
 the ISO and path, leaving no partial file under a final name; a storage root that does not take a
 new file, or whose filesystem has less room than this recovery still writes to it, fails its pool
-step before any volume data is written; a run that stops or is interrupted is recorded as failed
-and left open.
+step before any volume data is written; a volume folder that already holds files the volume does
+not fails that volume's step (nothing is mixed into it); a run that stops or is interrupted is
+recorded as failed and left open.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_file
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
 from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
-from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
 from transforms.planner import PHASE_INDEX, PHASES, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
@@ -512,6 +513,8 @@ class Recovery:
     def _restore_component(self, step: Step) -> StepOutcome:
         deadline = time.monotonic() + step.timeout_s
         files = self.files_by_step.get(step.id, [])
+        if step.component in self.layout.volume_roots:
+            self._refuse_foreign_entries(step.component, files)
         if step.id.startswith("director/"):
             files = files + self._certificate_files(step)
         written = 0
@@ -522,6 +525,26 @@ class Recovery:
         for root, group in by_root.items():
             written += self._restore_group(root, group, deadline, progress)
         return StepOutcome(SUCCEEDED, written, {"files": len(files), "roots": sorted(by_root)})
+
+    def _refuse_foreign_entries(self, volume: str, files: list[TargetFile]) -> None:
+        """A volume goes into an empty folder, or one holding only what its restore writes (a resumed
+        or repeated run): anything else there (an older system's data, another recovery's) would
+        end up mixed with the restored data, which no check of the restored files would notice."""
+        root, folder = self.layout.volume_roots[volume]
+        ours = {f.relpath for f in files if f.root == root}
+        target = self.target(root)
+        foreign = sorted(  # folders hold nothing of their own; a killed run's partial files are ours
+            path
+            for path, entry in target.listing(under=folder).items()
+            if entry.type != "dir" and path not in ours and not path.endswith(PARTIAL_SUFFIX)
+        )
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise RecoveryError(
+                f"{target.url}: {folder} already holds what {volume} does not ({shown}): restoring into it "
+                "would mix that with the volume's data. Move it away, or give the volume another path "
+                "in the plan, then run execute-plan again"
+            )
 
     def _restore_group(
         self, root: str, group: list[TargetFile], deadline: float, progress: StepProgress

@@ -739,6 +739,28 @@ def test_a_database_that_drops_the_connection_fails_the_run_clearly_and_the_reru
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
 
 
+def test_a_volume_folder_holding_other_data_is_not_restored_into(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    volumes = [s for s in setup.plan.steps if s.id.startswith("volume/")]
+    step = next(s for s in volumes if s.on_failure == "skip-dependents")
+    folder = TargetRoot(next(p.new_path for p in setup.plan.paths if p.subject == step.component))
+    folder.write_bytes_atomic("files/base/1/left-over", b"an older system's data")
+    with pytest.raises(RecoveryError, match="not complete"):
+        execute(setup, workspace)
+    steps = {s.step_id: s for s in latest_run(database_url).steps}
+    error = steps[step.id].detail["error"]
+    application = f"application/{step.id.split('/')[1]}"
+    assert steps[step.id].status == "failed" and steps[application].status == "skipped"
+    assert "already holds what" in error and "files/base/1/left-over" in error, error
+    assert set(folder.listing()) == {"files", "files/base", "files/base/1", "files/base/1/left-over"}
+
+    folder.discard("files/base/1/left-over")  # the operator moves it away; empty folders hold nothing
+    summary = execute(setup, workspace)
+    assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+
+
 def test_a_running_volume_step_records_its_bytes_as_it_goes(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ):

@@ -506,11 +506,13 @@ class TargetRoot:
         except OSError as exc:
             raise self.error(f"cannot read: {exc}", relpath) from exc
 
-    def listing(self) -> dict[str, TargetEntry]:
-        """Every file, folder and symlink under the root, by relative path (symlinks not followed)."""
+    def listing(self, under: str = "") -> dict[str, TargetEntry]:
+        """Every file, folder and symlink under the root (or its folder `under`), by path relative to
+        the root (symlinks not followed); nothing when there is no such folder."""
         out: dict[str, TargetEntry] = {}
+        base = self.resolve(under) if under else self.root
         if self.is_local:
-            for folder, dirs, files in os.walk(self.root):
+            for folder, dirs, files in os.walk(base):
                 rel_folder = os.path.relpath(folder, self.root)
                 for name in dirs + files:
                     full = os.path.join(folder, name)
@@ -524,8 +526,10 @@ class TargetRoot:
                         out[rel] = TargetEntry(rel, "file", st.st_size, st.st_mode)
             return out
         prefix = self.root.rstrip("/") + "/"
-        for full, info in self.fs.find(self.root, withdirs=True, detail=True).items():
-            if not full.startswith(prefix):
+        if not self.fs.isdir(base):
+            return out
+        for full, info in self.fs.find(base, withdirs=True, detail=True).items():
+            if not full.startswith(prefix) or full.rstrip("/") == base.rstrip("/"):
                 continue
             rel = full[len(prefix) :]
             kind = "dir" if info.get("type") == "directory" else "file"

@@ -172,3 +172,15 @@ def test_free_space_is_the_filesystem_s_even_before_the_root_is_made(tmp_path: P
     vfs = os.statvfs(tmp_path)
     assert abs(space.free - vfs.f_bavail * vfs.f_frsize) < 64 << 20  # other writers run meanwhile
     assert TargetRoot(f"memory://omni-test-{uuid.uuid4().hex}/node-a").free_space() is None
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["local", "memory"])
+def test_listing_under_a_folder_keeps_paths_relative_to_the_root(tmp_path: Path, local: bool):
+    url = str(tmp_path / "node") if local else f"memory://omni-test-{uuid.uuid4().hex}/node"
+    root = TargetRoot(url)
+    root.write_bytes_atomic(f"{FILES}/a/b.txt", b"b")
+    root.write_bytes_atomic("volumes/app/other/files/c.txt", b"c")
+    under = root.listing(under=FILES)
+    assert {p for p, e in under.items() if e.type == "file"} == {f"{FILES}/a/b.txt"}
+    assert set(under) <= {f"{FILES}/a", f"{FILES}/a/b.txt"}
+    assert root.listing(under="volumes/app/none") == {}
