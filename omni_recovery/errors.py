@@ -53,3 +53,9 @@ class EnvironmentStateError(RecoveryError):
 
 class DatabaseError(RecoveryError):
     """The recovery database cannot be reached, started or migrated."""
+
+
+def some_of(names: list[str], shown: int = 3) -> str:
+    """The first `shown` names, and how many more there are: a message names a few, not thousands."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -59,7 +59,7 @@ from omni_recovery.backupset.reader import (
 )
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
+from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
 from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
@@ -363,11 +363,8 @@ class Recovery:
         """Close the run as succeeded (only once every selected step has)."""
         missing = self._not_succeeded()
         if missing:
-            message = (
-                f"the run is not complete: {len(missing)} step(s) have not succeeded: "
-                + ", ".join(missing[:5])
-                + (" …" if len(missing) > 5 else "")
-            )
+            not_done = some_of(missing, 5)
+            message = f"the run is not complete: {len(missing)} step(s) have not succeeded: {not_done}"
             self.tracker.interrupt(message)
             raise RecoveryError(message + "; execute-plan again runs them again")
         self.tracker.finish(SUCCEEDED)
@@ -539,9 +536,9 @@ class Recovery:
             if entry.type != "dir" and path not in ours and not path.endswith(PARTIAL_SUFFIX)
         )
         if foreign:
-            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             raise RecoveryError(
-                f"{target.url}: {folder} already holds what {volume} does not ({shown}): restoring into it "
+                f"{target.url}: {folder} already holds what {volume} does not ({some_of(foreign)}): "
+                "restoring into it "
                 "would mix that with the volume's data. Move it away, or give the volume another path "
                 "in the plan, then run execute-plan again"
             )

@@ -53,7 +53,7 @@ from omni_recovery.backupset.manifest import (
 )
 from omni_recovery.envstate.model import EnvFile, Placement, walk_environment
 from omni_recovery.envstate.topology import read_topology
-from omni_recovery.errors import EnvironmentStateError, RecoveryError
+from omni_recovery.errors import EnvironmentStateError, RecoveryError, some_of
 from omni_recovery.yaml_text import load_yaml
 
 GiB = 1024**3
@@ -348,10 +348,10 @@ def _check_unchanged(entries: list[_Stored], name: str) -> None:
         {str(s.source) for s in entries if s.source and s.seen and _identity(s.source) != s.seen}
     )
     if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise EnvironmentStateError(
-            f"{shown}: changed while being backed up (after hashing, before {name} was whole), so the set "
-            "would not validate. Stop what writes there or back up a snapshot, then run the backup again"
+            f"{some_of(changed, 5)}: changed while being backed up (after hashing, before {name} was "
+            "whole), so the set would not validate. Stop what writes there or back up a snapshot, then run "
+            "the backup again"
         )
 
 
@@ -462,10 +462,9 @@ def _refuse_non_empty(fs: Any, root: str, output: str) -> None:
         return
     present = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False))
     if present:
-        shown = ", ".join(present[:3]) + (" …" if len(present) > 3 else "")
         raise RecoveryError(
-            f"{output} already holds {shown}; a set folder holds one backup set, so refusing to overwrite "
-            "a backup or mix two sets"
+            f"{output} already holds {some_of(present)}; a set folder holds one backup set, so refusing to "
+            "overwrite a backup or mix two sets"
         )
 
 
