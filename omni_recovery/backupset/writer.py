@@ -320,12 +320,14 @@ def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
                 assert stored.source is not None
                 parts.setdefault(stored.source, []).append(stored)
             elif stored.source is not None and stored.sha256 is None:
-                stored.sha256, size = sha256_file(stored.source)
+                with _reading(stored.source):
+                    stored.sha256, size = sha256_file(stored.source)
                 _check_size(stored, size)
                 report("hash", stored.size)
     for source, pieces in parts.items():
         pieces.sort(key=lambda s: s.window or (0, 0))
-        whole, digests = sha256_ranges(source, [p.window for p in pieces if p.window])
+        with _reading(source):
+            whole, digests = sha256_ranges(source, [p.window for p in pieces if p.window])
         logical_size = sum(p.size for p in pieces)
         for index, (piece, digest) in enumerate(zip(pieces, digests, strict=True)):
             piece.sha256 = digest
@@ -333,12 +335,19 @@ def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
             report("hash", piece.size)
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Name the file whose reading failed (a read error, a file gone or cut short meanwhile)."""
+    try:
+        yield
+    except (OSError, EOFError) as exc:
+        raise EnvironmentStateError(f"{path}: cannot read it while backing it up: {exc}") from exc
+
+
 def _identity(path: Path) -> tuple[int, int, int, int]:
     """What changes when a file is written to: inode, size, mtime and ctime (ns), as tar compares."""
-    try:
+    with _reading(path):
         st = os.stat(path)
-    except OSError as exc:
-        raise EnvironmentStateError(f"{path}: cannot read it while backing it up: {exc}") from exc
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 

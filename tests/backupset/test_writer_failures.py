@@ -52,6 +52,31 @@ def test_a_file_changed_between_hashing_and_writing_fails_the_backup_naming_it(
     assert not list(output.iterdir()), "no ISO of the set is left"
 
 
+def test_a_file_cut_short_while_being_hashed_is_named(demo_env: Path, tmp_path: Path) -> None:
+    env = tmp_path / "env"
+    subprocess.run(["cp", "-a", str(demo_env), str(env)], check=True)
+    big = max((p for p in (env / "volumes").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    size = big.stat().st_size
+    generate_signing_key(tmp_path / "k.key")
+
+    def progress(phase: str, amount: int) -> None:
+        if phase == "hash" and big.stat().st_size == size:  # once hashing has begun; its parts come last
+            os.truncate(big, size // 2)
+
+    output = tmp_path / "set"
+    match = rf"{big}: cannot read it while backing it up: file ended \d+ bytes early"
+    with pytest.raises(EnvironmentStateError, match=match):
+        create_backup_set(
+            env,
+            str(output),
+            signing_key=load_signing_key(tmp_path / "k.key"),
+            passphrase=PASSPHRASE,
+            options=SMALL_SET,
+            progress=progress,
+        )
+    assert not output.exists() or not list(output.iterdir())
+
+
 def refuse_writes_past(limit: int) -> None:
     """In the child: the kernel refuses writes past `limit` bytes in any file (EFBIG), as a full disk."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
