@@ -2,8 +2,9 @@
 
 Readers take the Rock Ridge name first, so these identifiers matter only to tools that do not
 read Rock Ridge. They are still made unique within each directory and kept within each
-format's limits (d-characters for ISO 9660, 64 UCS-2 characters without * / : ; ? \\ for
-Joliet), so that every tool sees a valid image.
+format's limits (d-characters for ISO 9660; for Joliet no * / : ; ? \\ and at most 64 bytes of
+UTF-8, which is what pycdlib enforces, stricter than Joliet's 64 UCS-2 characters), so that every
+tool sees a valid image.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ _NOT_D_CHAR = re.compile(r"[^A-Z0-9_]")
 _JOLIET_FORBIDDEN = re.compile(r"[*/:;?\\\x00-\x1f]")
 _ISO_STEM_MAX = 24
 _JOLIET_MAX = 64
+
+
+def _cut(text: str, size: int) -> str:
+    """The longest start of `text`, in whole characters, whose UTF-8 takes at most `size` bytes."""
+    return text.encode()[:size].decode("utf-8", "ignore")
 
 
 def _digest(name: str, size: int) -> str:
@@ -40,13 +46,14 @@ class DirectoryNames:
     def joliet(self, name: str) -> str:
         """A Joliet identifier: the name itself where it is allowed, else a shortened unique form."""
         clean = _JOLIET_FORBIDDEN.sub("_", name)
-        candidate = clean if len(clean) <= _JOLIET_MAX else clean[: _JOLIET_MAX - 9] + "~" + _digest(name, 8)
+        short = _cut(clean, _JOLIET_MAX - 9)
+        candidate = clean if len(clean.encode()) <= _JOLIET_MAX else f"{short}~{_digest(name, 8)}"
         if candidate.lower() in self._joliet:
-            candidate = clean[: _JOLIET_MAX - 9] + "~" + _digest(name + "#", 8)
+            candidate = f"{short}~{_digest(name + '#', 8)}"
         counter = 0
         while candidate.lower() in self._joliet:
             counter += 1
-            candidate = f"{clean[: _JOLIET_MAX - 12]}~{counter:03d}{_digest(name, 8)}"
+            candidate = f"{_cut(clean, _JOLIET_MAX - 12)}~{counter:03d}{_digest(name, 8)}"
         self._joliet.add(candidate.lower())
         return candidate
 

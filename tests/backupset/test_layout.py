@@ -33,9 +33,12 @@ def test_directory_names_are_unique_and_within_limits():
     assert len(isos) == 5
     assert all(len(n.split(";")[0]) <= 30 for n in isos)
     joliet = DirectoryNames()
-    jnames = [joliet.joliet(n) for n in [long, long + "y", "a:b", "A:B"]]
-    assert len({n.lower() for n in jnames}) == 4
-    assert all(len(n) <= 64 and ":" not in n for n in jnames)
+    wide = "漢字のファイル名" * 5  # 40 characters, 120 bytes of UTF-8
+    jnames = [joliet.joliet(n) for n in [long, long + "y", "a:b", "A:B", wide, wide + "x", "😀" * 20]]
+    assert len({n.lower() for n in jnames}) == 7
+    # pycdlib refuses a Joliet name of more than 64 bytes of UTF-8
+    assert all(len(n.encode()) <= 64 and ":" not in n for n in jnames)
+    assert jnames[4].startswith("漢字のファイル名")
 
 
 @pytest.mark.parametrize(
