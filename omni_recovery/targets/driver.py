@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import posixpath
 import shutil
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 PARTIAL_SUFFIX = ".omni-partial"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs, btrfs …): a temporary name must fit too
 _WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -102,9 +104,16 @@ class FreeSpace:
 
 
 def partial_relpath(relpath: str) -> str:
-    """The temporary name a file is written under before it is renamed onto `relpath`."""
+    """The temporary name a file is written under before it is renamed onto `relpath`:
+    `.{name}.omni-partial`; for a name too long for that to fit in NAME_MAX bytes, the name cut
+    short (whole characters) with a digest of all of it, so that it is still one name per file."""
     folder, name = posixpath.split(relpath)
     hidden = f".{name}{PARTIAL_SUFFIX}"
+    if len(hidden.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        room = NAME_MAX - len(f".~{digest}{PARTIAL_SUFFIX}")
+        head = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+        hidden = f".{head}~{digest}{PARTIAL_SUFFIX}"
     return posixpath.join(folder, hidden) if folder else hidden
 
 

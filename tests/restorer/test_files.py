@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set
+from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
+from omni_recovery.backupset.writer import create_backup_set
+from omni_recovery.checker import validate
 from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, UnreadableError
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from tests.backupset.conftest import DemoSet
-from tests.restorer.conftest import assert_same_tree, set_items, snapshot
+from tests.restorer.conftest import PASSPHRASE, assert_same_tree, set_items, snapshot
 
 BIG = "full-export"  # the demo's big streamed file, chunked over several volume-data ISOs
 
@@ -463,3 +466,22 @@ def test_an_image_that_cannot_be_read_names_it_and_leaves_no_file(
     assert (info.value.iso, info.value.path) == (item.iso_name, item.stored_path)
     assert not (node / item.path).exists()
     assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
+
+
+def test_names_the_format_allows_round_trip_up_to_the_length_limit(demo_env: Path, tmp_path: Path):
+    env = tmp_path / "env"
+    shutil.copytree(demo_env, env, symlinks=True)
+    files = next(p for p in (env / "volumes").rglob("files") if p.is_dir())
+    names = ["x" * 255, "漢" * 85, "a\nb.txt", " lead space", "-dash", "tab\there", "ü ñ;*?", "sub dir/inner"]
+    for index, name in enumerate(names):
+        (files / name).parent.mkdir(parents=True, exist_ok=True)
+        (files / name).write_bytes(f"{index}".encode() * 1000)
+    generate_signing_key(tmp_path / "k.key")
+    create_backup_set(
+        env, str(tmp_path / "set"), signing_key=load_signing_key(tmp_path / "k.key"), passphrase=PASSPHRASE
+    )
+    report = validate(str(tmp_path / "set"), TrustedSigners.from_specs([f"{tmp_path}/k.key.pub"]), PASSPHRASE)
+    assert report.passed, report.to_text()
+    items, key = set_items(tmp_path / "set")
+    restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2)
+    assert_same_tree(env, tmp_path / "node")

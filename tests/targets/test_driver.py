@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import stat
 import uuid
 from pathlib import Path
@@ -184,3 +185,18 @@ def test_listing_under_a_folder_keeps_paths_relative_to_the_root(tmp_path: Path,
     assert {p for p, e in under.items() if e.type == "file"} == {f"{FILES}/a/b.txt"}
     assert set(under) <= {f"{FILES}/a", f"{FILES}/a/b.txt"}
     assert root.listing(under="volumes/app/none") == {}
+
+
+@pytest.mark.parametrize("name", ["x" * 255, "漢" * 85, "é" * 120 + "x"])
+def test_a_name_at_the_length_limit_gets_a_temporary_name_that_fits(tmp_path: Path, name: str):
+    partial = posixpath.basename(partial_relpath(f"a/{name}"))
+    assert len(partial.encode()) <= 255 and partial.startswith(".") and partial.endswith(PARTIAL_SUFFIX)
+    assert partial == posixpath.basename(partial_relpath(f"b/{name}")), "the same name, the same partial"
+    assert partial != posixpath.basename(partial_relpath(f"a/{name[:-1]}y")), "one per name"
+    root = TargetRoot(str(tmp_path / "node"))
+    leftover = tmp_path / "node" / "a" / partial
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"a killed writer's")
+    root.write_bytes_atomic(f"a/{name}", b"whole")
+    assert (tmp_path / "node" / "a" / name).read_bytes() == b"whole" and not leftover.exists()
+    assert partial_relpath("a/short.txt") == "a/.short.txt" + PARTIAL_SUFFIX
