@@ -5,8 +5,8 @@ adaptations (hardware mapping and placement with resource scaling, network, stor
 the steps. `plan_to_yaml(plan)` writes it (commented header, stable order); `plan_from_yaml(text)`
 reads an edited plan back and re-validates it: unknown fields, phases or steps, dependency cycles,
 steps out of phase order, unknown components, placements beyond a node's capacity, storage beyond a
-pool's capacity or outside its root, addresses outside their subnet or used twice — each problem
-naming the YAML line at fault (PlanError lists them all).
+pool's capacity, outside its root or inside another's path, addresses outside their subnet or used
+twice — each problem naming the YAML line at fault (PlanError lists them all).
 
 Phases, in order: directors, ring, orchestrators, cluster, storage, volumes, core-services,
 applications-critical, applications-standard, applications-low, verification, report,
@@ -934,6 +934,28 @@ def _check_storage(plan: Plan) -> list[tuple[int, str]]:
                     f"{used[path.pool]:g} GiB planned (over by {used[path.pool] - pool.capacity_gib:g})",
                 )
             )
+    return problems + _shared_paths(plan.paths)
+
+
+def _shared_paths(paths: tuple[PathEntry, ...]) -> list[tuple[int, str]]:
+    """Paths that are another's, or lie inside another's: their data would be mixed."""
+    problems: list[tuple[int, str]] = []
+    # In path-component order a folder's subtree follows it, so its enclosing paths are a stack.
+    enclosing: list[tuple[list[str], PathEntry]] = []
+    for parts, path in sorted(((p.new_path.rstrip("/").split("/"), p) for p in paths), key=lambda e: e[0]):
+        while enclosing and parts[: len(enclosing[-1][0])] != enclosing[-1][0]:
+            enclosing.pop()
+        if enclosing:
+            outer = enclosing[-1][1]
+            where = "is also" if parts == enclosing[-1][0] else "lies inside"
+            problems.append(
+                (
+                    path.line,
+                    f"{path.subject}: {path.new_path} {where} the path of {outer.subject}; each needs its "
+                    "own",
+                )
+            )
+        enclosing.append((parts, path))
     return problems
 
 

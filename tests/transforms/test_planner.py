@@ -170,6 +170,16 @@ def test_storage_and_addresses_are_revalidated(plan: Plan, demo: Environment) ->
     )
     text = plan_to_yaml(dataclasses.replace(plan, paths=(outside, *plan.paths[1:])))
     assert any("lies outside storage root" in m for _, m in problems(text, demo))
+    volumes = [p for p in plan.paths if p.subject.startswith("volume:")]
+    same = dataclasses.replace(volumes[1], new_path=volumes[0].new_path)
+    inside = dataclasses.replace(volumes[2], new_path=volumes[0].new_path + "/files/more")
+    beside = dataclasses.replace(volumes[3], new_path=volumes[0].new_path + "-2")  # a sibling, not inside
+    edited = {v.subject: v for v in (same, inside, beside)}
+    text = plan_to_yaml(dataclasses.replace(plan, paths=tuple(edited.get(p.subject, p) for p in plan.paths)))
+    shared = [(line, m) for line, m in problems(text, demo) if "each needs its own" in m]
+    assert sorted(m.split(": ", 1)[0] for _, m in shared) == sorted([same.subject, inside.subject])
+    assert any(f"is also the path of {volumes[0].subject}" in m for _, m in shared)
+    assert any(m.startswith(f"{inside.subject}: ") and "lies inside the path of" in m for _, m in shared)
     big = dataclasses.replace(path, size_gib=1e6)
     text = plan_to_yaml(dataclasses.replace(plan, paths=(big, *plan.paths[1:])))
     assert any("over by" in m for _, m in problems(text, demo))
