@@ -40,7 +40,7 @@ from transforms.environment_model import (
 )
 from transforms.hardware import HardwarePlan, place_environment
 from transforms.network import NetworkPlan, adapt_network, component_addresses
-from transforms.storage_paths import StoragePlan, is_under, redirect_storage
+from transforms.storage_paths import StoragePlan, is_under, overlapping, redirect_storage
 
 PLAN_FORMAT = "omni-recovery-plan/1"
 PHASES = (
@@ -934,29 +934,22 @@ def _check_storage(plan: Plan) -> list[tuple[int, str]]:
                     f"{used[path.pool]:g} GiB planned (over by {used[path.pool] - pool.capacity_gib:g})",
                 )
             )
-    return problems + _shared_paths(plan.paths)
+    return problems + _shared_paths(plan)
 
 
-def _shared_paths(paths: tuple[PathEntry, ...]) -> list[tuple[int, str]]:
-    """Paths that are another's, or lie inside another's: their data would be mixed."""
-    problems: list[tuple[int, str]] = []
-    # In path-component order a folder's subtree follows it, so its enclosing paths are a stack.
-    enclosing: list[tuple[list[str], PathEntry]] = []
-    for parts, path in sorted(((p.new_path.rstrip("/").split("/"), p) for p in paths), key=lambda e: e[0]):
-        while enclosing and parts[: len(enclosing[-1][0])] != enclosing[-1][0]:
-            enclosing.pop()
-        if enclosing:
-            outer = enclosing[-1][1]
-            where = "is also" if parts == enclosing[-1][0] else "lies inside"
-            problems.append(
-                (
-                    path.line,
-                    f"{path.subject}: {path.new_path} {where} the path of {outer.subject}; each needs its "
-                    "own",
-                )
-            )
-        enclosing.append((parts, path))
-    return problems
+def _shared_paths(plan: Plan) -> list[tuple[int, str]]:
+    """Roots or paths that are another's, or lie inside another's: what goes there would be mixed."""
+    roots = [(n.root, (n.line, f"node {n.name}", n.root)) for n in plan.nodes]
+    roots += [(p.root, (p.line, f"storage pool {p.name}", p.root)) for p in plan.pools]
+    paths = [(p.new_path, (p.line, p.subject, p.new_path)) for p in plan.paths]
+    return [
+        (
+            line,
+            f"{name}: {url} {'is also' if same else 'lies inside'} the {kind} of {outer}; each needs its own",
+        )
+        for items, kind in ((roots, "root"), (paths, "path"))
+        for (line, name, url), (_, outer, _), same in overlapping(items)
+    ]
 
 
 def _check_addresses(plan: Plan) -> list[tuple[int, str]]:

@@ -21,7 +21,7 @@ from transforms.hardware import map_nodes, place_environment
 from transforms.network import adapt_network
 from transforms.plan_render import plan_to_dot, plan_to_svg
 from transforms.planner import PHASES, Plan, generate_plan
-from transforms.storage_paths import is_under, redirect_storage, safe_join
+from transforms.storage_paths import is_under, overlapping, redirect_storage, safe_join
 
 
 def kinds(plan: Plan, kind: str) -> list[str]:
@@ -162,6 +162,16 @@ def test_storage_paths_stay_inside_their_roots() -> None:
     for bad in ("..", ".", "", "a/b", "a\\b"):
         with pytest.raises(AdaptationError, match="cannot be used in a storage path"):
             safe_join("file:///srv/x", "volumes", bad)
+
+
+def test_overlapping_urls_are_found_after_normalisation() -> None:
+    urls = ["file:///srv/x", "file:///srv/xy", "file:///srv/x/a/../b", "s3:///srv/x/c", "/srv/x/y"]
+    assert overlapping([(url, url) for url in urls]) == [
+        ("file:///srv/x/a/../b", "file:///srv/x", False),  # inside it, once normalised
+        ("/srv/x/y", "file:///srv/x", False),  # a plain path is a local one
+    ]
+    assert overlapping([("/srv/x", 1), ("local:///srv/x/", 2), ("/srv/x", 3)]) == [(2, 1, True), (3, 2, True)]
+    assert is_under("file:///srv/x", "/srv/x/a")
 
 
 def test_advanced_storage_spreads_over_pools_basic_fills_in_order(demo: Environment) -> None:

@@ -178,8 +178,27 @@ def test_storage_and_addresses_are_revalidated(plan: Plan, demo: Environment) ->
     text = plan_to_yaml(dataclasses.replace(plan, paths=tuple(edited.get(p.subject, p) for p in plan.paths)))
     shared = [(line, m) for line, m in problems(text, demo) if "each needs its own" in m]
     assert sorted(m.split(": ", 1)[0] for _, m in shared) == sorted([same.subject, inside.subject])
-    assert any(f"is also the path of {volumes[0].subject}" in m for _, m in shared)
+    assert any(f"{same.new_path} is also the path of {volumes[0].subject}" in m for _, m in shared)
     assert any(m.startswith(f"{inside.subject}: ") and "lies inside the path of" in m for _, m in shared)
+    assert all(line == line_of(text, f"subject: '{m.split(': ', 1)[0]}'") for line, m in shared)
+    node, pool = plan.nodes[1], plan.pools[0]
+    text = plan_to_yaml(
+        dataclasses.replace(
+            plan,
+            nodes=(
+                plan.nodes[0],
+                dataclasses.replace(node, root=plan.nodes[0].root + "/./"),
+                *plan.nodes[2:],
+            ),
+            pools=(dataclasses.replace(pool, root=plan.nodes[0].root + "/pool"), *plan.pools[1:]),
+        )
+    )
+    clashes = [m for _, m in problems(text, demo) if "each needs its own" in m]
+    kept = plan.nodes[0]
+    assert f"node {node.name}: {kept.root}/./ is also the root of node {kept.name}" in "".join(clashes)
+    assert any(
+        m.startswith(f"storage pool {pool.name}: ") and "lies inside the root of" in m for m in clashes
+    )
     big = dataclasses.replace(path, size_gib=1e6)
     text = plan_to_yaml(dataclasses.replace(plan, paths=(big, *plan.paths[1:])))
     assert any("over by" in m for _, m in problems(text, demo))
