@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.urls import overlapping
 from omni_recovery.yaml_text import SAFE_LOADER
 
 STORAGE_CLASSES = ("hdd", "nvme", "ssd")
@@ -289,9 +290,18 @@ class _Checker:
         nodes = self.nodes(doc.get("nodes"), doc.line_of("nodes"))
         network = self.network(doc.get("network"), doc.line_of("network"))
         storage = self.storage(doc.get("storage"), doc.line_of("storage"))
+        self.separate_roots(nodes, storage)
         if network is None:
             return None
         return Inventory(nodes=tuple(nodes), network=network, storage=tuple(storage))
+
+    def separate_roots(self, nodes: list[InventoryNode], storage: list[StoragePool]) -> None:
+        """Each node and storage pool gets a root of its own: none is another's or inside another's."""
+        roots = [(n.root, (n.line, f"node {n.name}", n.root)) for n in nodes]
+        roots += [(s.root, (s.line, f"storage {s.name}", s.root)) for s in storage]
+        for (line, name, root), (_, outer, _), same in overlapping(roots):
+            where = "is also" if same else "lies inside"
+            self.fail(line, f"{name}: root {root} {where} the root of {outer}; each needs its own")
 
     def nodes(self, value: Any, line: int) -> list[InventoryNode]:
         items = self.sequence(value, line, "nodes")

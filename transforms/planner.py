@@ -31,6 +31,7 @@ import yaml
 from omni_recovery.backupset.index_db import COMPONENT_KINDS
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, LineList, LineMap, load_yaml_with_lines, yaml_error_line
+from omni_recovery.urls import is_under, overlapping
 from transforms.environment_model import (
     ADAPTATION_MODES,
     Adaptation,
@@ -40,7 +41,7 @@ from transforms.environment_model import (
 )
 from transforms.hardware import HardwarePlan, place_environment
 from transforms.network import NetworkPlan, adapt_network, component_addresses
-from transforms.storage_paths import StoragePlan, is_under, overlapping, redirect_storage
+from transforms.storage_paths import StoragePlan, redirect_storage
 
 PLAN_FORMAT = "omni-recovery-plan/1"
 PHASES = (

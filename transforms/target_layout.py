@@ -50,10 +50,11 @@ from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import component_of, place, volume_files_root
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, InventoryNode
+from omni_recovery.urls import is_under, split_url
 from omni_recovery.yaml_text import load_yaml, safe_dump
 from transforms.environment_model import Adaptation, Environment
 from transforms.planner import PathEntry, PlacementEntry, Plan
-from transforms.storage_paths import is_under, safe_join, split_url
+from transforms.storage_paths import safe_join
 
 __all__ = [
     "EDITED_REASON",

@@ -9,6 +9,7 @@ import pytest
 
 from omni_recovery.errors import EnvironmentStateError
 from omni_recovery.inventory import make_inventory
+from omni_recovery.urls import is_under, overlapping
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from tests.transforms.test_adaptation_properties import check_plan
 from transforms.environment_model import (
@@ -21,7 +22,7 @@ from transforms.hardware import map_nodes, place_environment
 from transforms.network import adapt_network
 from transforms.plan_render import plan_to_dot, plan_to_svg
 from transforms.planner import PHASES, Plan, generate_plan
-from transforms.storage_paths import is_under, overlapping, redirect_storage, safe_join
+from transforms.storage_paths import redirect_storage, safe_join
 
 
 def kinds(plan: Plan, kind: str) -> list[str]:

@@ -132,6 +132,28 @@ def test_duplicates_are_refused_with_both_lines() -> None:
     assert "20: duplicate storage name 'fast' (first at line 19)" in messages
 
 
+def test_roots_must_be_separate() -> None:
+    second = """  - name: node-b
+    root: /srv/omni/targets/node-a/
+    cpu_cores: 8
+    memory_mib: 8192
+    disks: [{device: sda, size_gib: 100}]
+    nics: [{name: eth0, mac: "52:54:00:12:34:57"}]
+"""
+    text = EXAMPLE.replace("network:\n", second + "network:\n", 1)
+    text += "  - {name: slow, class: hdd, root: file:///srv/omni/targets/node-a/slow, capacity_gib: 10}\n"
+    messages = "\n".join(f"{line}: {msg}" for line, msg in problems_of(text))
+    assert (
+        "8: node node-b: root /srv/omni/targets/node-a is also the root of node node-a; each needs its own"
+        in messages
+    )
+    assert (
+        "20: storage slow: root file:///srv/omni/targets/node-a/slow lies inside the root of node node-b"
+        in (messages)
+    )
+    parse_inventory(EXAMPLE.replace("network:\n", second.replace("node-a/", "node-b") + "network:\n", 1))
+
+
 def test_all_problems_are_reported_at_once_and_the_message_lists_them() -> None:
     text = EXAMPLE.replace("class: ssd", "class: tape").replace("gateway: 10.20.0.1", "gateway: 10.9.0.1")
     with pytest.raises(InventoryError) as caught:

@@ -16,10 +16,11 @@ import yaml
 from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import volume_files_root, walk_environment
 from omni_recovery.inventory import Inventory
+from omni_recovery.urls import is_under
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from transforms.environment_model import Adaptation, Environment
 from transforms.planner import Plan, generate_plan
-from transforms.storage_paths import is_under, safe_join
+from transforms.storage_paths import safe_join
 from transforms.target_layout import (
     EDITED_REASON,
     RESTORED_EVENT,
