@@ -8,6 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,28 @@ from omni_recovery.errors import EnvironmentStateError
 from tests.demo_fixtures import PASSPHRASE, SMALL_SET
 
 
+def copied_env(demo_env: Path, tmp_path: Path) -> Path:
+    """A copy of the demo environment to change, and a signing key beside it."""
+    env = tmp_path / "env"
+    subprocess.run(["cp", "-a", str(demo_env), str(env)], check=True)
+    generate_signing_key(tmp_path / "k.key")
+    return env
+
+
+def back_up(env: Path, progress: Callable[[str, int], None]) -> Path:
+    """Back `env` up into a `set` folder beside it, with `progress` hearing each phase."""
+    output = env.parent / "set"
+    create_backup_set(
+        env,
+        str(output),
+        signing_key=load_signing_key(env.parent / "k.key"),
+        passphrase=PASSPHRASE,
+        options=SMALL_SET,
+        progress=progress,
+    )
+    return output
+
+
 def volume_file(env: Path) -> Path:
     return sorted(p for p in (env / "volumes").rglob("*") if p.is_file() and p.stat().st_size > 1000)[0]
 
@@ -26,10 +49,8 @@ def volume_file(env: Path) -> Path:
 def test_a_file_changed_between_hashing_and_writing_fails_the_backup_naming_it(
     demo_env: Path, tmp_path: Path, change: str
 ) -> None:
-    env = tmp_path / "env"
-    subprocess.run(["cp", "-a", str(demo_env), str(env)], check=True)
+    env = copied_env(demo_env, tmp_path)
     victim = volume_file(env)
-    generate_signing_key(tmp_path / "k.key")
 
     def progress(phase: str, amount: int) -> None:
         if phase == "write" and victim.read_bytes() == original:  # a live writer, once the ISOs are begun
@@ -38,43 +59,25 @@ def test_a_file_changed_between_hashing_and_writing_fails_the_backup_naming_it(
             victim.write_bytes(bytes(data) if change == "same size" else bytes(data[: len(data) // 2]))
 
     original = victim.read_bytes()
-    output = tmp_path / "set"
     with pytest.raises(EnvironmentStateError, match="changed while being backed up") as info:
-        create_backup_set(
-            env,
-            str(output),
-            signing_key=load_signing_key(tmp_path / "k.key"),
-            passphrase=PASSPHRASE,
-            options=SMALL_SET,
-            progress=progress,
-        )
+        back_up(env, progress)
     assert str(victim) in str(info.value) and ".iso was whole" in str(info.value)
-    assert not list(output.iterdir()), "no ISO of the set is left"
+    assert not list((tmp_path / "set").iterdir()), "no ISO of the set is left"
 
 
 def test_a_file_cut_short_while_being_hashed_is_named(demo_env: Path, tmp_path: Path) -> None:
-    env = tmp_path / "env"
-    subprocess.run(["cp", "-a", str(demo_env), str(env)], check=True)
+    env = copied_env(demo_env, tmp_path)
     big = max((p for p in (env / "volumes").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     size = big.stat().st_size
-    generate_signing_key(tmp_path / "k.key")
 
     def progress(phase: str, amount: int) -> None:
         if phase == "hash" and big.stat().st_size == size:  # once hashing has begun; its parts come last
             os.truncate(big, size // 2)
 
-    output = tmp_path / "set"
     match = rf"{big}: cannot read it while backing it up: file ended \d+ bytes early"
     with pytest.raises(EnvironmentStateError, match=match):
-        create_backup_set(
-            env,
-            str(output),
-            signing_key=load_signing_key(tmp_path / "k.key"),
-            passphrase=PASSPHRASE,
-            options=SMALL_SET,
-            progress=progress,
-        )
-    assert not output.exists() or not list(output.iterdir())
+        back_up(env, progress)
+    assert not (tmp_path / "set").exists() or not list((tmp_path / "set").iterdir())
 
 
 def refuse_writes_past(limit: int) -> None:

@@ -115,15 +115,20 @@ def test_each_problem_is_named_with_its_line(old: str, new: str, line: int, mess
     assert any(at == line and message in text for at, text in found), found
 
 
-def test_duplicates_are_refused_with_both_lines() -> None:
-    second = """  - name: node-a
-    root: file:///srv/omni/targets/node-b
+def with_second_node(name: str, root: str, mac: str) -> str:
+    """EXAMPLE with another node (lines 8-13) after node-a."""
+    second = f"""  - name: {name}
+    root: {root}
     cpu_cores: 8
     memory_mib: 8192
-    disks: [{device: sda, size_gib: 100}]
-    nics: [{name: eth0, mac: "52:54:00:12:34:56"}]
+    disks: [{{device: sda, size_gib: 100}}]
+    nics: [{{name: eth0, mac: "{mac}"}}]
 """
-    text = EXAMPLE.replace("network:\n", second + "network:\n", 1)
+    return EXAMPLE.replace("network:\n", second + "network:\n", 1)
+
+
+def test_duplicates_are_refused_with_both_lines() -> None:
+    text = with_second_node("node-a", "file:///srv/omni/targets/node-b", "52:54:00:12:34:56")
     text += "  - {name: fast, class: hdd, root: file:///srv/omni/storage/slow, capacity_gib: 10}\n"
     found = problems_of(text)
     messages = "\n".join(f"{line}: {msg}" for line, msg in found)
@@ -133,14 +138,7 @@ def test_duplicates_are_refused_with_both_lines() -> None:
 
 
 def test_roots_must_be_separate() -> None:
-    second = """  - name: node-b
-    root: /srv/omni/targets/node-a/
-    cpu_cores: 8
-    memory_mib: 8192
-    disks: [{device: sda, size_gib: 100}]
-    nics: [{name: eth0, mac: "52:54:00:12:34:57"}]
-"""
-    text = EXAMPLE.replace("network:\n", second + "network:\n", 1)
+    text = with_second_node("node-b", "/srv/omni/targets/node-a/", "52:54:00:12:34:57")
     text += "  - {name: slow, class: hdd, root: file:///srv/omni/targets/node-a/slow, capacity_gib: 10}\n"
     messages = "\n".join(f"{line}: {msg}" for line, msg in problems_of(text))
     assert (
@@ -151,7 +149,7 @@ def test_roots_must_be_separate() -> None:
         "20: storage slow: root file:///srv/omni/targets/node-a/slow lies inside the root of node node-b"
         in (messages)
     )
-    parse_inventory(EXAMPLE.replace("network:\n", second.replace("node-a/", "node-b") + "network:\n", 1))
+    parse_inventory(with_second_node("node-b", "/srv/omni/targets/node-b", "52:54:00:12:34:57"))
 
 
 def test_all_problems_are_reported_at_once_and_the_message_lists_them() -> None:
