@@ -80,6 +80,11 @@ def _logging(log_level: str) -> dict[str, Any]:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
+# Dagster's console log of a failed step is its whole stack; the caller gets the step's error as one
+# line and in the report, and the run's full event log stays in the Dagster instance (the UI shows it).
+QUIET = "CRITICAL"
+
+
 def execute_recovery(
     settings: Settings,
     options: ExecuteOptions,
@@ -87,7 +92,7 @@ def execute_recovery(
     *,
     progress: Callable[[str, int], None] | None = None,
     echo: Echo = lambda line: None,
-    log_level: str = "WARNING",
+    log_level: str = QUIET,
 ) -> ExecuteSummary:
     with prepared_recovery(settings, options, passphrase, progress) as recovery:
         chosen = _applications(recovery, options)
@@ -129,7 +134,7 @@ def deploy_directors(
     *,
     progress: Callable[[str, int], None] | None = None,
     echo: Echo = lambda line: None,
-    log_level: str = "WARNING",
+    log_level: str = QUIET,
 ) -> ExecuteSummary:
     """Only the Director phase and the ring; the run stays open, so execute-plan continues from there."""
     with prepared_recovery(settings, options, passphrase, progress) as recovery:

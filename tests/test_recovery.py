@@ -584,6 +584,23 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
 
 
+def test_the_command_line_says_a_failed_step_in_one_line_without_dagster_s_stack(
+    copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(copied, tmp_path)
+    step = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
+    assert step.component
+    damage_component_file(copied.output, step.component)
+    command = [sys.executable, "-m", "omni_recovery.cli", "execute-plan", "--plan", str(setup.plan_path)]
+    env = dict(
+        os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
+    )
+    done = subprocess.run([*command, "--workspace", str(workspace)], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    said = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith(f"error: step {step.id} failed"), done.stderr
+
+
 def test_failed_stop_step_ends_the_run_before_later_phases(
     copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
