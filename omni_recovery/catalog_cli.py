@@ -51,7 +51,7 @@ def register_isos(location: str, workspace: Path | None, quiet: bool) -> None:
     total = len(list_backup_set(location))
     warnings.filterwarnings("ignore", module="dagster")
     logging.getLogger("dagster").setLevel(logging.WARNING)
-    from pipelines.runner import CATALOG_STEPS
+    from pipelines.runner import CATALOG_STEPS, QUIET_CONSOLE
     from pipelines.runner import register_isos as run_register
 
     bar: Any = tqdm(total=total + CATALOG_STEPS, unit="step", file=sys.stderr, disable=quiet or None)
@@ -61,7 +61,7 @@ def register_isos(location: str, workspace: Path | None, quiet: bool) -> None:
         bar.update(amount)
 
     try:
-        summary = run_register(location, settings, progress=progress, log_level="WARNING")
+        summary = run_register(location, settings, progress=progress, log_level=QUIET_CONSOLE)
     finally:
         bar.close()
     for line in summary.lines():

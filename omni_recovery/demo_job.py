@@ -74,11 +74,11 @@ def _recover(
     from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
     from omni_recovery.recovery import ExecuteOptions
     from pipelines.recovery_runner import execute_recovery
-    from pipelines.runner import register_isos
+    from pipelines.runner import QUIET_CONSOLE, register_isos
 
     url = database_url(settings)
     init_database(url)
-    registered = register_isos(backup.output, settings, log_level="WARNING")
+    registered = register_isos(backup.output, settings, log_level=QUIET_CONSOLE)
     echo(f"   registered: {registered.components} components, {registered.files} files in the catalog")
     report = validate(backup.output, TrustedSigners.from_specs([f"{key_path}.pub"]), passphrase, deep=True)
     with connect(url) as conn:

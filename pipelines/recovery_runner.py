@@ -41,7 +41,7 @@ from omni_recovery.db.server import database_url
 from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import Settings
-from pipelines.runner import contiguous_ranges, dagster_instance, user_error
+from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, user_error
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
@@ -80,11 +80,6 @@ def _logging(log_level: str) -> dict[str, Any]:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-# Dagster's console log of a failed step is its whole stack; the caller gets the step's error as one
-# line and in the report, and the run's full event log stays in the Dagster instance (the UI shows it).
-QUIET = "CRITICAL"
-
-
 def execute_recovery(
     settings: Settings,
     options: ExecuteOptions,
@@ -92,7 +87,7 @@ def execute_recovery(
     *,
     progress: Callable[[str, int], None] | None = None,
     echo: Echo = lambda line: None,
-    log_level: str = QUIET,
+    log_level: str = QUIET_CONSOLE,
 ) -> ExecuteSummary:
     with prepared_recovery(settings, options, passphrase, progress) as recovery:
         chosen = _applications(recovery, options)
@@ -134,7 +129,7 @@ def deploy_directors(
     *,
     progress: Callable[[str, int], None] | None = None,
     echo: Echo = lambda line: None,
-    log_level: str = QUIET,
+    log_level: str = QUIET_CONSOLE,
 ) -> ExecuteSummary:
     """Only the Director phase and the ring; the run stays open, so execute-plan continues from there."""
     with prepared_recovery(settings, options, passphrase, progress) as recovery:

@@ -125,6 +125,11 @@ def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tup
     return ranges
 
 
+# Dagster's console log of a failed step is its whole stack: the command line says the library's error
+# in one line instead, and the run's full event log stays in the Dagster instance (the UI shows it).
+QUIET_CONSOLE = "CRITICAL"
+
+
 def user_error(exc: BaseException) -> BaseException:
     """The library's own error inside a Dagster wrapper, if there is one."""
     seen: BaseException | None = exc

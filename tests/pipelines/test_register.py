@@ -9,7 +9,10 @@ corrupt file refused by name with nothing half-loaded.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -242,3 +245,19 @@ def test_a_corrupt_iso_is_refused_by_name_and_nothing_is_half_loaded(
         register_isos(str(broken), registered.settings)
     assert "t1_director-state_001.iso" in str(damaged.value)
     assert _snapshot(url) == before
+
+
+def test_the_command_line_says_a_damaged_image_in_one_line(
+    registered: Registered, demo_set: DemoSet, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cut"
+    shutil.copytree(demo_set.output, folder)
+    os.truncate(folder / "t1_volume-data_001.iso", 100_000)
+    command = [sys.executable, "-m", "omni_recovery.cli", "register-isos", "--path", str(folder), "--quiet"]
+    env = dict(
+        os.environ, **{DATABASE_URL_ENV: registered.url, WORKSPACE_ENV: str(registered.settings.workspace)}
+    )
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    said = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and len(said) == 1, done.stderr
+    assert said[0].startswith("error: t1_volume-data_001.iso: image is truncated"), done.stderr
