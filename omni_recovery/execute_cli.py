@@ -237,26 +237,33 @@ def _status(workspace: Path | None, runs: int) -> None:
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.settings import load_settings
-    from omni_recovery.tracking import recent_runs
+    from omni_recovery.tracking import RUNNING, recent_runs, run_is_held
 
     url = database_url(load_settings(workspace))
     init_database(url)
     with connect(url) as conn:
         records = recent_runs(conn, limit=runs)
+        stopped = {r.run_id for r in records if r.status == RUNNING and not run_is_held(conn, r.run_id)}
     if not records:
         click.echo("no recovery run yet")
     for run in records:
         done = sum(1 for s in run.steps if s.status == "succeeded")
         written = sum(s.bytes_written for s in run.steps)
+        status = (
+            "not running (no process holds it; execute-plan of its plan continues it)"
+            if run.run_id in stopped
+            else run.status
+        )
         click.echo(
-            f"{run.run_id}  plan {run.plan_id}  {run.status}  started {run.started_at:%Y-%m-%d %H:%M:%S}"
+            f"{run.run_id}  plan {run.plan_id}  {status}  started {run.started_at:%Y-%m-%d %H:%M:%S}"
             f"  steps {done}/{len(run.steps)} succeeded  {written / 2**20:.1f} MiB written"
         )
         for step in run.steps:
             if step.status == "succeeded":
                 continue
-            if step.status == "running":
+            shown = "stopped" if step.status == RUNNING and run.run_id in stopped else step.status
+            if step.status == RUNNING:
                 note = f"{step.bytes_written / 2**20:.1f} MiB so far" if step.bytes_written else ""
             else:
                 note = step.detail.get("error") or step.detail.get("reason", "")
-            click.echo(f"  {step.status:<10} {step.step_id} (attempt {step.attempts}) {note}".rstrip())
+            click.echo(f"  {shown:<10} {step.step_id} (attempt {step.attempts}) {note}".rstrip())

@@ -118,7 +118,7 @@ class RecoveryTracker:
     @contextmanager
     def hold_run_lock(self) -> Iterator[None]:
         """Refuse a second process working on the same run at the same time."""
-        key = int.from_bytes(self.run_id.encode()[-8:].rjust(8, b"\0"), "big", signed=True)
+        key = _lock_key(self.run_id)
         got = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
         self.conn.commit()
         if not got or not got[0]:
@@ -255,6 +255,25 @@ class RecoveryTracker:
         )
         audit(self.conn, f"recovery.{status}", self.run_id)
         self.conn.commit()
+
+
+def _lock_key(run_id: str) -> int:
+    return int.from_bytes(run_id.encode()[-8:].rjust(8, b"\0"), "big", signed=True)
+
+
+def run_is_held(conn: Connection, run_id: str) -> bool:
+    """Whether a process holds the run's lock now (reads pg_locks: takes no lock, disturbs no run).
+    A run recorded as running that nobody holds was stopped without saying so (killed, or its
+    database went away)."""
+    unsigned = _lock_key(run_id) & 0xFFFF_FFFF_FFFF_FFFF
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid = %s::bigint::oid AND objid = %s::bigint::oid",
+        (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
 
 
 def recent_runs(conn: Connection, limit: int = 5) -> list[RunRecord]:

@@ -287,7 +287,8 @@ def test_cli_status_and_execute_plan(
     )
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["status", "--workspace", str(workspace)])
-    assert result.exit_code == 0 and "running" in result.output, result.output
+    # the run stays open for execute-plan, which no process runs meanwhile
+    assert result.exit_code == 0 and "not running (no process holds it" in result.output, result.output
     result = runner.invoke(
         main,
         [
@@ -361,6 +362,9 @@ def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
     proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    status = CliRunner().invoke(main, ["status", "--workspace", str(workspace)]).output
+    assert "not running (no process holds it; execute-plan of its plan continues it)" in status, status
+    assert "\n  stopped    volume/" in status and "\n  running" not in status, status
     before = {
         p: p.stat().st_mtime_ns
         for pool in pools

@@ -13,7 +13,7 @@ from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import DATABASE_URL_ENV
-from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, recent_runs
+from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, recent_runs, run_is_held
 
 MiB = 2**20
 
@@ -84,7 +84,9 @@ def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, d
             ):
                 pass
         with RecoveryTracker(other, tracker.run_id).hold_run_lock():
-            pass
+            assert run_is_held(conn, tracker.run_id), "seen from another connection"
+            assert not run_is_held(conn, tracker.run_id + "x")
+        assert not run_is_held(conn, tracker.run_id), "the lock went with its holder"
     finally:
         other.close()
 
@@ -110,8 +112,11 @@ def test_a_running_step_records_its_progress_and_its_end_the_final_count(
     assert heard == [("restore", 2 * MiB), ("skip", 7), ("restore", MiB)], "the caller's callback hears all"
     assert step() == ("running", 3 * MiB), "bytes restored so far, skipped files not counted"
     monkeypatch.setenv(DATABASE_URL_ENV, database_url)
-    shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
+    with tracker.hold_run_lock():  # as execute-plan does while it runs
+        shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
     assert "running    volume:a/v (attempt 1) 3.0 MiB so far" in shown, shown
+    shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
+    assert "stopped    volume:a/v (attempt 1) 3.0 MiB so far" in shown, "no process holds the run any more"
     tracker.step_finished("volume:a/v", SUCCEEDED, 4 * MiB)
     tracker.step_progress("volume:a/v", 10)
     assert step() == ("succeeded", 4 * MiB), "a finished step keeps its final count"
