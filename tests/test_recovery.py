@@ -45,7 +45,7 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte
 from transforms.environment_model import environment_from_folder
-from transforms.planner import PHASE_INDEX, Plan, plan_from_yaml, step_needs
+from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 
 # Files a restore regenerates by design (new CA, new node certificates and keys).
@@ -309,16 +309,24 @@ def test_cli_status_and_execute_plan(
     assert "succeeded" in result.output
 
 
+def execute_plan_command(
+    setup: Setup, workspace: Path, database_url: str
+) -> tuple[list[str], dict[str, str]]:
+    """The command line of `omni-recovery execute-plan` of `setup`'s plan, and its environment."""
+    command = [sys.executable, "-m", "omni_recovery.cli", "execute-plan", "--plan", str(setup.plan_path)]
+    env = dict(
+        os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
+    )
+    return [*command, "--workspace", str(workspace)], env
+
+
 def execute_plan_until_volume_files(
     setup: Setup, workspace: Path, database_url: str, parallel: int
 ) -> tuple[subprocess.Popen[bytes], list[Path]]:
     """`omni-recovery execute-plan` in a child process, once its first volume file is in place; the
     volume folders of the plan's pools."""
-    command = [sys.executable, "-m", "omni_recovery.cli", "execute-plan", "--plan", str(setup.plan_path)]
-    command += ["--workspace", str(workspace), "--parallel-factor", str(parallel)]
-    env = dict(
-        os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
-    )
+    command, env = execute_plan_command(setup, workspace, database_url)
+    command += ["--parallel-factor", str(parallel)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
     deadline = time.monotonic() + 120
@@ -588,18 +596,21 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
 
 
+def damaged_stop_volume(demo: DemoSet, folder: Path) -> tuple[Setup, Step]:
+    """A plan of `demo` whose set now has a damaged file in a volume whose on_failure is stop."""
+    setup = make_setup(demo, folder)
+    step = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
+    assert step.component
+    damage_component_file(demo.output, step.component)
+    return setup, step
+
+
 def test_the_command_line_says_a_failed_step_in_one_line_without_dagster_s_stack(
     copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
-    setup = make_setup(copied, tmp_path)
-    step = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
-    assert step.component
-    damage_component_file(copied.output, step.component)
-    command = [sys.executable, "-m", "omni_recovery.cli", "execute-plan", "--plan", str(setup.plan_path)]
-    env = dict(
-        os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
-    )
-    done = subprocess.run([*command, "--workspace", str(workspace)], env=env, capture_output=True, text=True)
+    setup, step = damaged_stop_volume(copied, tmp_path)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 1
     said = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(said) == 1 and said[0].startswith(f"error: step {step.id} failed"), done.stderr
@@ -608,10 +619,7 @@ def test_the_command_line_says_a_failed_step_in_one_line_without_dagster_s_stack
 def test_failed_stop_step_ends_the_run_before_later_phases(
     copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
-    setup = make_setup(copied, tmp_path)
-    step = next(s for s in setup.plan.steps if s.id.startswith("volume/") and s.on_failure == "stop")
-    assert step.component
-    damage_component_file(copied.output, step.component)
+    setup, step = damaged_stop_volume(copied, tmp_path)
     with pytest.raises(
         RecoveryError, match=rf"step {step.id} failed {1 + step.retries} time\(s\).*Fallback: "
     ):
