@@ -18,9 +18,9 @@ _ISO_STEM_MAX = 24
 _JOLIET_MAX = 64
 
 
-def _cut(text: str, size: int) -> str:
+def utf8_prefix(text: str, size: int) -> str:
     """The longest start of `text`, in whole characters, whose UTF-8 takes at most `size` bytes."""
-    return text.encode()[:size].decode("utf-8", "ignore")
+    return text.encode("utf-8", "surrogateescape")[:size].decode("utf-8", "ignore")
 
 
 def _digest(name: str, size: int) -> str:
@@ -46,14 +46,14 @@ class DirectoryNames:
     def joliet(self, name: str) -> str:
         """A Joliet identifier: the name itself where it is allowed, else a shortened unique form."""
         clean = _JOLIET_FORBIDDEN.sub("_", name)
-        short = _cut(clean, _JOLIET_MAX - 9)
+        short = utf8_prefix(clean, _JOLIET_MAX - 9)
         candidate = clean if len(clean.encode()) <= _JOLIET_MAX else f"{short}~{_digest(name, 8)}"
         if candidate.lower() in self._joliet:
             candidate = f"{short}~{_digest(name + '#', 8)}"
         counter = 0
         while candidate.lower() in self._joliet:
             counter += 1
-            candidate = f"{_cut(clean, _JOLIET_MAX - 12)}~{counter:03d}{_digest(name, 8)}"
+            candidate = f"{utf8_prefix(clean, _JOLIET_MAX - 12)}~{counter:03d}{_digest(name, 8)}"
         self._joliet.add(candidate.lower())
         return candidate
 

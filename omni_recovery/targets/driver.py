@@ -54,6 +54,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from omni_recovery.backupset.layout import check_relative_path, is_within
+from omni_recovery.backupset.names import utf8_prefix
 from omni_recovery.errors import RecoveryError, UnsafePathError
 
 __all__ = [
@@ -111,8 +112,7 @@ def partial_relpath(relpath: str) -> str:
     hidden = f".{name}{PARTIAL_SUFFIX}"
     if len(hidden.encode("utf-8", "surrogateescape")) > NAME_MAX:
         digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        room = NAME_MAX - len(f".~{digest}{PARTIAL_SUFFIX}")
-        head = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+        head = utf8_prefix(name, NAME_MAX - len(f".~{digest}{PARTIAL_SUFFIX}"))
         hidden = f".{head}~{digest}{PARTIAL_SUFFIX}"
     return posixpath.join(folder, hidden) if folder else hidden
 
