@@ -237,7 +237,7 @@ def _status(workspace: Path | None, runs: int) -> None:
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.settings import load_settings
-    from omni_recovery.tracking import RUNNING, recent_runs, run_is_held
+    from omni_recovery.tracking import RUNNING, SUCCEEDED, recent_runs, run_is_held
 
     url = database_url(load_settings(workspace))
     init_database(url)
@@ -247,7 +247,7 @@ def _status(workspace: Path | None, runs: int) -> None:
     if not records:
         click.echo("no recovery run yet")
     for run in records:
-        done = sum(1 for s in run.steps if s.status == "succeeded")
+        done = sum(1 for s in run.steps if s.status == SUCCEEDED)
         written = sum(s.bytes_written for s in run.steps)
         status = (
             "not running (no process holds it; execute-plan of its plan continues it)"
@@ -259,7 +259,7 @@ def _status(workspace: Path | None, runs: int) -> None:
             f"  steps {done}/{len(run.steps)} succeeded  {written / 2**20:.1f} MiB written"
         )
         for step in run.steps:
-            if step.status == "succeeded":
+            if step.status == SUCCEEDED:
                 continue
             shown = "stopped" if step.status == RUNNING and run.run_id in stopped else step.status
             if step.status == RUNNING:

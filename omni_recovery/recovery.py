@@ -538,9 +538,8 @@ class Recovery:
         if foreign:
             raise RecoveryError(
                 f"{target.url}: {folder} already holds what {volume} does not ({some_of(foreign)}): "
-                "restoring into it "
-                "would mix that with the volume's data. Move it away, or give the volume another path "
-                "in the plan, then run execute-plan again"
+                "restoring into it would mix that with the volume's data. Move it away, or give the "
+                "volume another path in the plan, then run execute-plan again"
             )
 
     def _restore_group(
