@@ -82,8 +82,8 @@ def demo(workspace: Path | None, volume_scale: str) -> None:
     Example:
       omni-recovery demo --volume-scale tiny
     """
-    from omni_recovery.demo_job import run_demo
     from omni_recovery.settings import load_settings
+    from pipelines.demo_job import run_demo
 
     with progress_bars() as progress:
         run_demo(load_settings(workspace), volume_scale=volume_scale, progress=progress, echo=click.echo)
