@@ -43,12 +43,13 @@ def test_every_definition_resolves() -> None:
 
 def test_every_resource_is_required_by_an_asset_a_check_or_the_sensor() -> None:
     repo = defs.get_repository_def()
-    definitions = [
-        *repo.assets_defs_by_key.values(),
-        *repo.asset_checks_defs_by_key.values(),
-        *repo.sensor_defs,
-    ]
-    required = set().union(*(definition.required_resource_keys for definition in definitions))
+    required: set[str] = set()
+    for assets in repo.assets_defs_by_key.values():
+        required |= assets.required_resource_keys
+    for check in repo.asset_checks_defs_by_key.values():
+        required |= check.required_resource_keys
+    for sensor in repo.sensor_defs:
+        required |= sensor.required_resource_keys
     registered = set(build_resources(Settings(workspace=Path("/nonexistent/ws"))))
     assert registered - required == set()
 
