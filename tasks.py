@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Set up and run: `python3 tasks.py demo` (the main job) or `python3 tasks.py test` (lint, types, tests).
+"""Set up and run: `python3 tasks.py demo` (the main job) or `python3 tasks.py test` (lint, types,
+layer contracts, tests).
 
 Needs only Python 3.11+: it makes ./.venv, installs the project into it from pyproject.toml,
 and runs the command there. Extra arguments go to the command (`python3 tasks.py test -k isofs`).
@@ -53,6 +54,7 @@ def main() -> None:
         run("ruff", "check", ".")
         run("ruff", "format", "--check", ".")
         run("mypy")
+        run("lint-imports")  # the layer contracts in pyproject.toml
         run("python", "-m", "pytest", "-q", *extra)
 
 

@@ -23,10 +23,10 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 from assets import catalog
 from assets.checks import problem_metadata, summary, trusted_signers
 from omni_recovery.checker import store, validate
-from omni_recovery.cli_options import code_location_passphrase
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
+from omni_recovery.settings import code_location_passphrase
 
 __all__ = ["VALIDATION_ASSETS", "deep_validation"]
 

@@ -26,9 +26,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omni_recovery.errors import RecoveryError
+
 WORKSPACE_ENV = "OMNI_RECOVERY_WORKSPACE"
 DATABASE_URL_ENV = "OMNI_RECOVERY_DATABASE_URL"
 DEFAULT_WORKSPACE = Path(".omni-recovery")
+PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
 
 
 @dataclass(frozen=True)
@@ -117,3 +120,12 @@ def load_settings(
         chosen = _env(env, WORKSPACE_ENV) or DEFAULT_WORKSPACE
     path = Path(chosen).expanduser().resolve()
     return Settings(workspace=path, database_url=_env(env, DATABASE_URL_ENV))
+
+
+def code_location_passphrase() -> bytes:
+    """The passphrase of a run started from the Dagster UI: from the code location's environment,
+    never from run config."""
+    value = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
+    if not value:
+        raise RecoveryError(f"set {PASSPHRASE_ENV} in the environment of the code location")
+    return value

@@ -32,7 +32,6 @@ from assets.ingest import INGEST_TABLES, ingest_iso
 from assets.plan import ADAPTATION_ASSETS
 from assets.restore import RESTORE_ASSETS
 from assets.validation import VALIDATION_ASSETS
-from io_managers.duckdb import DuckDBCatalog
 from io_managers.parquet import ParquetIOManager
 from io_managers.postgres import PostgresCatalogIOManager
 from omni_recovery.settings import Settings, load_settings
@@ -88,7 +87,6 @@ def build_resources(
             base_url=catalog, workspace=str(settings.workspace), database_url=settings.database_url
         ),
         "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
-        "duckdb_catalog": DuckDBCatalog(base_url=catalog),
         "progress": Progress(progress),
         "recovery": RecoveryResource(workspace=str(settings.workspace)),
         "planning": PlanningResource(

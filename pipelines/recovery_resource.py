@@ -17,12 +17,11 @@ from typing import Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from omni_recovery.cli_options import code_location_passphrase
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
 from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery
-from omni_recovery.settings import load_settings
+from omni_recovery.settings import code_location_passphrase, load_settings
 
 
 class RecoveryResource(ConfigurableResource):

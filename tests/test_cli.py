@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from omni_recovery import __version__
 from omni_recovery.cli import main
-from omni_recovery.cli_options import parse_size
+from omni_recovery.cli.options import parse_size
 from omni_recovery.envstate.model import walk_environment
 
 

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
-from omni_recovery.db.schema import SCHEMA
+from omni_recovery.db.connection import SCHEMA
 
 _dumps = partial(json.dumps, default=str, sort_keys=True)
 

@@ -28,6 +28,7 @@ from psycopg.rows import TupleRow
 from omni_recovery.errors import DatabaseError
 
 APPLICATION_NAME = "omni-recovery"
+SCHEMA = "omni"  # every table of the recovery database lives in this schema
 DEFAULT_CONNECT_TIMEOUT = 10
 
 _URI_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@:?#]*:([^@/?#]*)@")

@@ -35,10 +35,10 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 
-from omni_recovery.db.connection import connect, describe_url
+from omni_recovery.db.audit import audit
+from omni_recovery.db.connection import SCHEMA, connect, describe_url
 from omni_recovery.errors import DatabaseError
 
-SCHEMA = "omni"
 MIGRATIONS_PACKAGE = "omni_recovery.db"
 MIGRATIONS_FOLDER = "migrations"
 LOCK_TIMEOUT = "120s"
@@ -232,7 +232,5 @@ def _pg_message(exc: psycopg.Error) -> str:
 
 
 def _audit_migrations(conn: psycopg.Connection[TupleRow], applied: list[str]) -> None:
-    from omni_recovery.db.audit import audit  # audit needs this module's SCHEMA
-
     with conn.transaction():
         audit(conn, "database.migrate", SCHEMA, {"applied": applied})

@@ -15,7 +15,7 @@ from dagster import (
 
 from assets.ingest import INGEST_TABLES
 from omni_recovery.settings import Settings
-from pipelines.definitions import build_definitions, defs
+from pipelines.definitions import build_definitions, build_resources, defs
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG, watched_iso_folder
 from tests.catalog_fixtures import DemoSet
@@ -39,6 +39,19 @@ def test_every_definition_resolves() -> None:
     for job in ("ingest_isos", "build_catalog", "validate_set", "plan_recovery", "restore"):
         assert defs.resolve_job_def(job).name == job
     assert defs.resolve_sensor_def("watched_iso_folder").name == "watched_iso_folder"
+
+
+def test_every_resource_is_required_by_an_asset_a_check_or_the_sensor() -> None:
+    repo = defs.get_repository_def()
+    required: set[str] = set()
+    for assets in repo.assets_defs_by_key.values():
+        required |= assets.required_resource_keys
+    for check in repo.asset_checks_defs_by_key.values():
+        required |= check.required_resource_keys
+    for sensor in repo.sensor_defs:
+        required |= sensor.required_resource_keys
+    registered = set(build_resources(Settings(workspace=Path("/nonexistent/ws"))))
+    assert registered - required == set()
 
 
 def test_workspace_yaml_loads_the_module() -> None:

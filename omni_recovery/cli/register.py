@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from omni_recovery.cli_options import handle_errors, workspace_option
+from omni_recovery.cli.options import handle_errors, workspace_option
 
 __all__ = ["register_isos", "sql"]
 

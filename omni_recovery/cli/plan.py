@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from omni_recovery.cli_options import handle_errors, workspace_option
+from omni_recovery.cli.options import handle_errors, workspace_option
 
 
 @click.command("plan-generate")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from omni_recovery.cli_options import (
+from omni_recovery.cli.options import (
     handle_errors,
     passphrase_option,
     progress_bars,

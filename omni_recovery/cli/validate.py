@@ -1,10 +1,4 @@
-"""`omni-recovery validate-isos`: parse options, call the checker, print and store its report.
-
-This module does not import omni_recovery.cli at load time (cli.py imports this module at its
-end to register the command, and either may be imported first); the shared options are
-declared here with the same names and help, and the shared helpers are imported when the
-command runs.
-"""
+"""`omni-recovery validate-isos`: parse options, call the checker, print and store its report."""
 
 from __future__ import annotations
 
@@ -15,7 +9,7 @@ from typing import Any
 import click
 
 from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
-from omni_recovery.cli_options import passphrase_option, progress_bars, read_passphrase, workspace_option
+from omni_recovery.cli.options import passphrase_option, progress_bars, read_passphrase, workspace_option
 from omni_recovery.errors import RecoveryError
 
 

@@ -1,7 +1,7 @@
 """Options and helpers shared by every command: workspace, passphrase, sizes, errors, progress bars.
 
-Commands live in cli.py and in the *_cli.py modules beside their library code; they all take
-these from here, so an option reads the same everywhere.
+Every command module of omni_recovery.cli takes these from here, so an option reads the same
+everywhere.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import click
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.settings import PASSPHRASE_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
-PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.IGNORECASE)
 
 
@@ -69,15 +69,6 @@ def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> b
     if not value and required:
         raise RecoveryError(f"no recovery passphrase: give --passphrase-file FILE or set {PASSPHRASE_ENV}")
     return value or None
-
-
-def code_location_passphrase() -> bytes:
-    """The passphrase of a run started from the Dagster UI: from the code location's environment,
-    never from run config."""
-    value = os.environ.get(PASSPHRASE_ENV, "").encode("utf-8")
-    if not value:
-        raise RecoveryError(f"set {PASSPHRASE_ENV} in the environment of the code location")
-    return value
 
 
 def handle_errors(func: F) -> F:
