@@ -50,6 +50,15 @@ def workspace_option(func: F) -> F:
     )(func)
 
 
+def allow_system_root_option(func: F) -> F:
+    return click.option(
+        "--allow-system-root",
+        is_flag=True,
+        help="Accept inventory roots that are (or lie in) a system folder such as /, /etc, /usr or /var: "
+        "refused by default, as a restore there overwrites the system.",
+    )(func)
+
+
 def passphrase_option(func: F) -> F:
     return click.option(
         "--passphrase-file",

@@ -123,10 +123,13 @@ def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
         raise IntegrityError(str(exc), iso=reader.name, path=chunk.chunk_of) from exc
 
 
-def generate(location: str, inventory_path: Path, mode: str) -> tuple[Plan, SetEnvironment]:
+def generate(
+    location: str, inventory_path: Path, mode: str, *, allow_system_root: bool = False
+) -> tuple[Plan, SetEnvironment]:
+    inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)
-    plan = generate_plan(source.environment, load_inventory(inventory_path), mode, source.backup_set_id)
+    plan = generate_plan(source.environment, inventory, mode, source.backup_set_id)
     return plan, source
 
 

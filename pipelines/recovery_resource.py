@@ -34,6 +34,7 @@ class RecoveryResource(ConfigurableResource):
     inventory_path: str = ""
     parallel_factor: int = 2
     signing_key: str = ""
+    allow_system_root: bool = False
     _recovery: Recovery | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -51,6 +52,7 @@ class RecoveryResource(ConfigurableResource):
             inventory_path=Path(self.inventory_path) if self.inventory_path else None,
             parallel_factor=self.parallel_factor,
             signing_key=Path(self.signing_key) if self.signing_key else None,
+            allow_system_root=self.allow_system_root,
         )
         self._recovery = Recovery(settings, options, passphrase, url)
         self._recovery.prepare()

@@ -1,0 +1,115 @@
+"""Where a recovery may write: the inventory's roots, and nothing a plan says can move them.
+
+`check_inventory_roots` refuses an inventory whose roots are one folder through a symbolic link
+(or lie inside one another through one), and a local root that is a system folder (`/`, `/etc`,
+`/usr`, ... or a folder inside a system tree such as `/usr` or `/etc`) unless the operator allows it.
+`check_plan_roots` refuses a plan whose node root is not the inventory's root for that node, whose
+pool root is not the inventory's, or whose path does not lie inside its pool's inventory root.
+
+Roots are compared in their canonical form (`canonical_url`): the path normalised (`..`, `.`,
+trailing slashes) and, on a local root, its symbolic links resolved, so a link cannot make two
+roots look apart or a plan's root look like the inventory's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from omni_recovery.inventory import Inventory, InventoryError
+from omni_recovery.urls import is_under, overlapping, split_url
+from transforms.planner import Plan, PlanError
+
+# Folders whose whole tree belongs to the operating system: no root may be there or inside.
+SYSTEM_TREES = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+    "/proc", "/run", "/sbin", "/sys", "/usr",
+)  # fmt: skip
+# Folders that are the system's own, though a root may lie inside them.
+SYSTEM_FOLDERS = (
+    "/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp",
+    "/var", "/var/cache", "/var/lib", "/var/log", "/var/spool", "/var/tmp",
+)  # fmt: skip
+ALLOW_HINT = "give --allow-system-root if that is truly meant"
+
+
+def canonical_url(url: str) -> str:
+    """`url` normalised; a local path (plain or file://) with its symbolic links resolved."""
+    protocol, path = split_url(url)
+    if protocol == "file":
+        path = os.path.realpath(path)
+    return f"{protocol}://{path}"
+
+
+def system_folder(url: str) -> str | None:
+    """The system folder a local root is, or lies in (a system tree); None for any other root."""
+    protocol, path = split_url(canonical_url(url))
+    if protocol != "file":
+        return None
+    for folder in SYSTEM_TREES:
+        for form in {folder, os.path.realpath(folder)}:
+            if path == form or is_under(form, path):
+                return folder
+    for folder in SYSTEM_FOLDERS:
+        if path in {folder, os.path.realpath(folder)}:
+            return folder
+    return None
+
+
+def check_inventory_roots(inventory: Inventory, source: str, *, allow_system_root: bool = False) -> None:
+    """Refuse (InventoryError, each problem at its line) roots that are one folder through a symbolic
+    link, or a system folder unless `allow_system_root`."""
+    roots = [(n.root, n.root_line, f"node {n.name}") for n in inventory.nodes]
+    roots += [(p.root, p.root_line, f"storage {p.name}") for p in inventory.storage]
+    problems: list[tuple[int, str]] = []
+    if not allow_system_root:
+        for root, line, name in roots:
+            folder = system_folder(root)
+            if folder is not None:
+                problems.append(
+                    (line, f"{name}: root {root} is or lies in the system folder {folder}; {ALLOW_HINT}")
+                )
+    canonical = [(canonical_url(root), (line, name, root)) for root, line, name in roots]
+    for (line, name, root), (_, outer, _), same in overlapping(canonical):
+        where = "is the same folder as" if same else "lies inside"
+        problems.append((line, f"{name}: root {root} {where} the root of {outer} through a symbolic link"))
+    if problems:
+        raise InventoryError(source, problems)
+
+
+def check_plan_roots(plan: Plan, inventory: Inventory, source: str) -> None:
+    """Refuse (PlanError naming the plan's lines) every node root, pool root or path of `plan` that is
+    not the inventory's, or not inside it."""
+    problems = list(_node_problems(plan, inventory)) + list(_pool_problems(plan, inventory))
+    if problems:
+        raise PlanError(problems, source)
+
+
+def _node_problems(plan: Plan, inventory: Inventory) -> Iterable[tuple[int, str]]:
+    roots = {n.name: n.root for n in inventory.nodes}
+    for node in plan.nodes:
+        expected = roots.get(node.name)
+        if expected is None:
+            yield node.line, f"node {node.name} is not in the inventory"
+        elif canonical_url(node.root) != canonical_url(expected):
+            yield node.line, f"node {node.name}: root {node.root} is not the inventory's root {expected}"
+
+
+def _pool_problems(plan: Plan, inventory: Inventory) -> Iterable[tuple[int, str]]:
+    roots = {p.name: p.root for p in inventory.storage}
+    for pool in plan.pools:
+        expected = roots.get(pool.name)
+        if expected is None:
+            yield pool.line, f"storage pool {pool.name} is not in the inventory"
+        elif canonical_url(pool.root) != canonical_url(expected):
+            yield (
+                pool.line,
+                f"storage pool {pool.name}: root {pool.root} is not the inventory's root {expected}",
+            )
+    for path in plan.paths:
+        root = roots.get(path.pool)
+        if root is not None and not is_under(canonical_url(root), canonical_url(path.new_path)):
+            yield (
+                path.line,
+                f"{path.subject}: {path.new_path} lies outside storage pool {path.pool}'s root {root}",
+            )
