@@ -50,6 +50,13 @@ def workspace_option(func: F) -> F:
     )(func)
 
 
+def absolute_location_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback of --path: the location made absolute (it is recorded, and used from elsewhere)."""
+    from omni_recovery.urls import absolute_location
+
+    return absolute_location(value) if value is not None else None
+
+
 def allow_system_root_option(func: F) -> F:
     return click.option(
         "--allow-system-root",

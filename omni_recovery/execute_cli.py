@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from omni_recovery.cli_options import (
+    absolute_location_callback,
     allow_system_root_option,
     handle_errors,
     passphrase_option,
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     "--plan",
     "plan_path",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     help="The recovery plan (from plan-generate, possibly edited; re-validated before anything runs).",
 )
 @click.option(
@@ -66,17 +67,18 @@ if TYPE_CHECKING:
     "--path",
     "location",
     default=None,
+    callback=absolute_location_callback,
     help="Backup set folder or URL (default: as recorded by plan-generate).",
 )
 @click.option(
     "--inventory",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     default=None,
     help="Inventory file (default: as recorded by plan-generate).",
 )
 @click.option(
     "--signing-key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     default=None,
     help="Ed25519 key that signs the post-recovery backup (without it that step is skipped).",
 )
@@ -138,7 +140,7 @@ def execute_plan(
     "--config",
     "plan_path",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     help="The recovery plan whose Director phase to run.",
 )
 @click.option(

@@ -7,20 +7,25 @@ from pathlib import Path
 
 import click
 
-from omni_recovery.cli_options import allow_system_root_option, handle_errors, workspace_option
+from omni_recovery.cli_options import (
+    absolute_location_callback,
+    allow_system_root_option,
+    handle_errors,
+    workspace_option,
+)
 
 
 @click.command("plan-generate")
 @click.option(
     "--inventory",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     help="The new infrastructure (inventory.yaml: nodes, network, storage).",
 )
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, resolve_path=True, path_type=Path),
     default=Path("recovery-plan.yaml"),
     show_default=True,
     help="Plan file to write; its graph goes beside it as .svg.",
@@ -29,6 +34,7 @@ from omni_recovery.cli_options import allow_system_root_option, handle_errors, w
     "--path",
     "location",
     default=None,
+    callback=absolute_location_callback,
     help="Backup set folder or fsspec URL. Default: the registered set (see --backup-set-id).",
 )
 @click.option(

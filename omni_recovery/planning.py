@@ -33,6 +33,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, IntegrityError
 from omni_recovery.inventory import load_inventory
+from omni_recovery.urls import absolute_location
 from transforms.environment_model import Environment, environment_from_files
 from transforms.plan_render import plan_to_svg
 from transforms.planner import Plan, generate_plan, plan_to_yaml
@@ -201,6 +202,8 @@ def record_plan_source(plan_path: Path, location: str, inventory_path: Path) -> 
     """Beside a generated plan, where its set and inventory are, so execute-plan needs only --plan."""
     record = plan_path.with_name(plan_path.name + PLAN_RECORD_SUFFIX)
     record.write_text(
-        json.dumps({"location": location, "inventory": str(inventory_path.resolve())}, indent=2)
+        json.dumps(
+            {"location": absolute_location(location), "inventory": str(inventory_path.resolve())}, indent=2
+        )
     )
     return record

@@ -23,6 +23,7 @@ from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
 from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery
 from omni_recovery.settings import load_settings
+from omni_recovery.urls import absolute_location
 
 
 class RecoveryResource(ConfigurableResource):
@@ -47,9 +48,9 @@ class RecoveryResource(ConfigurableResource):
         url = database_url(settings)
         init_database(url)
         options = ExecuteOptions(
-            plan_path=Path(self.plan_path),
-            location=self.location or None,
-            inventory_path=Path(self.inventory_path) if self.inventory_path else None,
+            plan_path=Path(self.plan_path).absolute(),
+            location=absolute_location(self.location) if self.location else None,
+            inventory_path=Path(self.inventory_path).absolute() if self.inventory_path else None,
             parallel_factor=self.parallel_factor,
             signing_key=Path(self.signing_key) if self.signing_key else None,
             allow_system_root=self.allow_system_root,
