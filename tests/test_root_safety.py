@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from assets.restore import restored_directors
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.inventory import inventory_to_yaml, load_inventory
+from omni_recovery.settings import load_settings
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.test_recovery import Setup, make_setup, validated, workspace  # noqa: F401
@@ -289,3 +291,47 @@ def test_a_refused_execute_plan_opens_no_run(
     assert result.exit_code != 0 and message in result.output, result.output
     assert run_count(database_url) == runs
     assert not (tmp_path / "s" / "infra").exists()
+
+
+def test_deploy_directors_and_the_ui_refuse_an_edited_root_as_execute_plan_does(
+    validated: DemoSet,  # noqa: F811
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Every way of running a plan goes through the same check: deploy-directors, and the `restore`
+    job launched from the Dagster UI with the `recovery` resource."""
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+
+    setup = make_setup(validated, tmp_path / "s")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    text = setup.plan_path.read_text()
+    setup.plan_path.write_text(node_root_elsewhere(text, elsewhere))
+    line = line_of(node_root_elsewhere(text, elsewhere), str(elsewhere))
+    runs = run_count(database_url)
+
+    deployed = run_cli("deploy-directors", "--config", str(setup.plan_path), "--workspace", str(workspace))
+    assert deployed.exit_code != 0, deployed.output
+    assert re.search(
+        rf"recovery-plan\.yaml:{line}: node \S+: root .* is not the inventory's root", deployed.output
+    )
+
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
+    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
+    launched = job.execute_in_process(
+        instance=DagsterInstance.ephemeral(),
+        run_config={"resources": {"recovery": {"config": config}}},
+        asset_selection=[restored_directors.key],
+        raise_on_error=False,
+    )
+    assert not launched.success
+    failure = next(e for e in launched.all_events if e.is_failure)
+    assert "is not the inventory's root" in str(failure.event_specific_data), failure
+
+    assert files_under(elsewhere) == {} and not (tmp_path / "s" / "infra").exists()
+    assert run_count(database_url) == runs
