@@ -25,11 +25,13 @@ SYSTEM_TREES = (
     "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
     "/proc", "/run", "/sbin", "/sys", "/usr",
 )  # fmt: skip
-# Folders that are the system's own, though a root may lie inside them.
+# Folders that are the system's own, though a root may lie inside them (/dev/shm: the scratch
+# tmpfs, the one place in a system tree where folders of one's own belong).
 SYSTEM_FOLDERS = (
-    "/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp",
+    "/", "/dev/shm", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp",
     "/var", "/var/cache", "/var/lib", "/var/log", "/var/spool", "/var/tmp",
 )  # fmt: skip
+SCRATCH_IN_SYSTEM_TREES = ("/dev/shm",)
 ALLOW_HINT = "give --allow-system-root if that is truly meant"
 
 
@@ -44,7 +46,7 @@ def canonical_url(url: str) -> str:
 def system_folder(url: str) -> str | None:
     """The system folder a local root is, or lies in (a system tree); None for any other root."""
     protocol, path = split_url(canonical_url(url))
-    if protocol != "file":
+    if protocol != "file" or any(is_under(scratch, path) for scratch in SCRATCH_IN_SYSTEM_TREES):
         return None
     for folder in SYSTEM_TREES:
         for form in {folder, os.path.realpath(folder)}:

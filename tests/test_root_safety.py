@@ -166,7 +166,7 @@ def inventory_with_roots(demo: DemoSet, folder: Path, node_roots: list[str]) -> 
 
 @pytest.mark.parametrize(
     "root",
-    ["file:///etc", "/usr/local/omni", "file:///var/", "/srv/omni/../../boot", "link-to-etc"],
+    ["file:///etc", "/usr/local/omni", "file:///var/", "/srv/omni/../../boot", "link-to-etc", "/dev/shm"],
 )
 def test_a_system_folder_as_root_is_refused_unless_allowed(
     validated: DemoSet,  # noqa: F811
