@@ -14,7 +14,6 @@ roots look apart or a plan's root look like the inventory's.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 from omni_recovery.inventory import Inventory, InventoryError
 from omni_recovery.urls import is_under, overlapping, split_url
@@ -82,36 +81,24 @@ def check_inventory_roots(inventory: Inventory, source: str, *, allow_system_roo
 def check_plan_roots(plan: Plan, inventory: Inventory, source: str) -> None:
     """Refuse (PlanError naming the plan's lines) every node root, pool root or path of `plan` that is
     not the inventory's, or not inside it."""
-    problems = list(_node_problems(plan, inventory)) + list(_pool_problems(plan, inventory))
+    node_roots = {n.name: n.root for n in inventory.nodes}
+    pool_roots = {p.name: p.root for p in inventory.storage}
+    named = [(n.line, f"node {n.name}", n.root, node_roots.get(n.name)) for n in plan.nodes]
+    named += [(p.line, f"storage pool {p.name}", p.root, pool_roots.get(p.name)) for p in plan.pools]
+    problems = [problem for entry in named for problem in _root_problem(*entry)]
+    for path in plan.paths:
+        root = pool_roots.get(path.pool)
+        if root is not None and not is_under(canonical_url(root), canonical_url(path.new_path)):
+            message = f"{path.subject}: {path.new_path} lies outside storage pool {path.pool}'s root {root}"
+            problems.append((path.line, message))
     if problems:
         raise PlanError(problems, source)
 
 
-def _node_problems(plan: Plan, inventory: Inventory) -> Iterable[tuple[int, str]]:
-    roots = {n.name: n.root for n in inventory.nodes}
-    for node in plan.nodes:
-        expected = roots.get(node.name)
-        if expected is None:
-            yield node.line, f"node {node.name} is not in the inventory"
-        elif canonical_url(node.root) != canonical_url(expected):
-            yield node.line, f"node {node.name}: root {node.root} is not the inventory's root {expected}"
-
-
-def _pool_problems(plan: Plan, inventory: Inventory) -> Iterable[tuple[int, str]]:
-    roots = {p.name: p.root for p in inventory.storage}
-    for pool in plan.pools:
-        expected = roots.get(pool.name)
-        if expected is None:
-            yield pool.line, f"storage pool {pool.name} is not in the inventory"
-        elif canonical_url(pool.root) != canonical_url(expected):
-            yield (
-                pool.line,
-                f"storage pool {pool.name}: root {pool.root} is not the inventory's root {expected}",
-            )
-    for path in plan.paths:
-        root = roots.get(path.pool)
-        if root is not None and not is_under(canonical_url(root), canonical_url(path.new_path)):
-            yield (
-                path.line,
-                f"{path.subject}: {path.new_path} lies outside storage pool {path.pool}'s root {root}",
-            )
+def _root_problem(line: int, name: str, root: str, expected: str | None) -> list[tuple[int, str]]:
+    """What is wrong with the plan's `root` of `name`, given the inventory's (`expected`)."""
+    if expected is None:
+        return [(line, f"{name} is not in the inventory")]
+    if canonical_url(root) != canonical_url(expected):
+        return [(line, f"{name}: root {root} is not the inventory's root {expected}")]
+    return []

@@ -17,13 +17,17 @@ from typing import Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from assets.restore import APPLICATION_PARTITIONS
 from omni_recovery.cli_options import code_location_passphrase
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
-from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery
+from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import load_settings
 from omni_recovery.urls import absolute_location
+from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+PARTITION_TAG = "dagster/partition"
 
 
 class RecoveryResource(ConfigurableResource):
@@ -56,6 +60,8 @@ class RecoveryResource(ConfigurableResource):
             allow_system_root=self.allow_system_root,
         )
         self._recovery = Recovery(settings, options, passphrase, url)
+        # The launched partitions are known applications: checked, as every refusal, before the run opens.
+        applications_with_dependencies(self._recovery.plan, _launched_applications(context))
         self._recovery.prepare()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
@@ -71,3 +77,17 @@ class RecoveryResource(ConfigurableResource):
         if FINAL_PHASE in phases:
             self._recovery.finish()  # closes the run, or fails naming the steps that have not succeeded
         return outcomes
+
+
+def _launched_applications(context: InitResourceContext) -> list[str]:
+    """The application partitions the run was launched for (one key, or a range of keys)."""
+    tags = context.run.tags if context.run is not None else {}
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]]
+    if RANGE_START_TAG not in tags or context.instance is None:
+        return []
+    keys = context.instance.get_dynamic_partitions(APPLICATION_PARTITIONS.name or "applications")
+    start, end = tags[RANGE_START_TAG], tags.get(RANGE_END_TAG)
+    if start not in keys or end not in keys:
+        return []  # Dagster refuses a range of keys it does not have
+    return list(keys[keys.index(start) : keys.index(end) + 1])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from assets.restore import restored_directors
+from assets.restore import restored_applications, restored_directors
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.inventory import inventory_to_yaml, load_inventory
@@ -92,7 +92,13 @@ def path_through_a_link(text: str, elsewhere: Path) -> str:
 
 @pytest.mark.parametrize(
     "edit",
-    [node_root_elsewhere, node_root_through_a_link, pool_root_elsewhere, path_out_of_its_pool],
+    [
+        node_root_elsewhere,
+        node_root_through_a_link,
+        pool_root_elsewhere,
+        path_out_of_its_pool,
+        path_through_a_link,
+    ],
     ids=lambda edit: edit.__name__,
 )
 def test_a_plan_naming_a_root_or_path_outside_the_inventory_is_refused_before_any_byte(
@@ -124,28 +130,6 @@ def test_a_plan_naming_a_root_or_path_outside_the_inventory_is_refused_before_an
     assert "Traceback" not in result.output
     assert files_under(elsewhere) == {"environment.yaml": b"the operator's own file\n"}
     assert not (tmp_path / "s" / "infra").exists() or not files_under(tmp_path / "s" / "infra")
-    assert run_count(database_url) == runs
-
-
-def test_a_path_through_a_symbolic_link_in_its_pool_is_refused_before_any_byte(
-    validated: DemoSet,  # noqa: F811
-    tmp_path: Path,
-    workspace: Path,  # noqa: F811
-    database_url: str,
-):
-    setup = make_setup(validated, tmp_path / "s")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    text = path_through_a_link(setup.plan_path.read_text(), elsewhere)
-    setup.plan_path.write_text(text)
-    runs = run_count(database_url)
-
-    result = execute_plan(setup, workspace)
-
-    assert result.exit_code != 0
-    line = line_of(text, "/outside/v")
-    assert f"recovery-plan.yaml:{line}: " in result.output and "outside storage pool" in result.output
-    assert files_under(elsewhere) == {}
     assert run_count(database_url) == runs
 
 
@@ -335,3 +319,37 @@ def test_deploy_directors_and_the_ui_refuse_an_edited_root_as_execute_plan_does(
 
     assert files_under(elsewhere) == {} and not (tmp_path / "s" / "infra").exists()
     assert run_count(database_url) == runs
+
+
+def test_a_ui_launch_for_an_application_the_plan_does_not_have_opens_no_run(
+    validated: DemoSet,  # noqa: F811
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A backfill of a partition (an application) the plan lacks is refused as --applications is."""
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+
+    setup = make_setup(validated, tmp_path / "s")
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("applications", ["biling"])
+    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
+    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
+    runs = run_count(database_url)
+
+    launched = job.execute_in_process(
+        instance=instance,
+        run_config={"resources": {"recovery": {"config": config}}},
+        asset_selection=[restored_applications.key],
+        partition_key="biling",
+        raise_on_error=False,
+    )
+
+    assert not launched.success
+    failure = next(e for e in launched.all_events if e.is_failure)
+    assert "unknown application(s) biling" in str(failure.event_specific_data), failure
+    assert run_count(database_url) == runs and not (tmp_path / "s" / "infra").exists()
