@@ -10,15 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from dagster import DagsterInstance
 
 from assets.restore import restored_applications, restored_directors
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.inventory import inventory_to_yaml, load_inventory
 from omni_recovery.settings import load_settings
+from pipelines.definitions import build_definitions
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.test_recovery import Setup, make_setup, validated, workspace  # noqa: F401
@@ -277,6 +280,21 @@ def test_a_refused_execute_plan_opens_no_run(
     assert not (tmp_path / "s" / "infra").exists()
 
 
+def failed_ui_launch(setup: Setup, folder: Path, instance: DagsterInstance, **launch: Any) -> str:
+    """The `restore` job run as the Dagster UI launches it (the `recovery` resource configured with the
+    plan, the passphrase from the environment), which must fail: the message of its failure."""
+    job = build_definitions(load_settings(folder)).resolve_job_def("restore")
+    config = {"workspace": str(folder), "plan_path": str(setup.plan_path)}
+    launched = job.execute_in_process(
+        instance=instance,
+        run_config={"resources": {"recovery": {"config": config}}},
+        raise_on_error=False,
+        **launch,
+    )
+    assert not launched.success
+    return str(next(e for e in launched.all_events if e.is_failure).event_specific_data)
+
+
 def test_deploy_directors_and_the_ui_refuse_an_edited_root_as_execute_plan_does(
     validated: DemoSet,  # noqa: F811
     tmp_path: Path,
@@ -286,10 +304,6 @@ def test_deploy_directors_and_the_ui_refuse_an_edited_root_as_execute_plan_does(
 ):
     """Every way of running a plan goes through the same check: deploy-directors, and the `restore`
     job launched from the Dagster UI with the `recovery` resource."""
-    from dagster import DagsterInstance
-
-    from pipelines.definitions import build_definitions
-
     setup = make_setup(validated, tmp_path / "s")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -303,19 +317,11 @@ def test_deploy_directors_and_the_ui_refuse_an_edited_root_as_execute_plan_does(
     assert re.search(
         rf"recovery-plan\.yaml:{line}: node \S+: root .* is not the inventory's root", deployed.output
     )
-
     monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
-    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
-    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
-    launched = job.execute_in_process(
-        instance=DagsterInstance.ephemeral(),
-        run_config={"resources": {"recovery": {"config": config}}},
-        asset_selection=[restored_directors.key],
-        raise_on_error=False,
+    failure = failed_ui_launch(
+        setup, workspace, DagsterInstance.ephemeral(), asset_selection=[restored_directors.key]
     )
-    assert not launched.success
-    failure = next(e for e in launched.all_events if e.is_failure)
-    assert "is not the inventory's root" in str(failure.event_specific_data), failure
+    assert "is not the inventory's root" in failure, failure
 
     assert files_under(elsewhere) == {} and not (tmp_path / "s" / "infra").exists()
     assert run_count(database_url) == runs
@@ -329,27 +335,15 @@ def test_a_ui_launch_for_an_application_the_plan_does_not_have_opens_no_run(
     monkeypatch: pytest.MonkeyPatch,
 ):
     """A backfill of a partition (an application) the plan lacks is refused as --applications is."""
-    from dagster import DagsterInstance
-
-    from pipelines.definitions import build_definitions
-
     setup = make_setup(validated, tmp_path / "s")
     monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("applications", ["biling"])
-    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
-    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
     runs = run_count(database_url)
 
-    launched = job.execute_in_process(
-        instance=instance,
-        run_config={"resources": {"recovery": {"config": config}}},
-        asset_selection=[restored_applications.key],
-        partition_key="biling",
-        raise_on_error=False,
+    failure = failed_ui_launch(
+        setup, workspace, instance, asset_selection=[restored_applications.key], partition_key="biling"
     )
 
-    assert not launched.success
-    failure = next(e for e in launched.all_events if e.is_failure)
-    assert "unknown application(s) biling" in str(failure.event_specific_data), failure
+    assert "unknown application(s) biling" in failure, failure
     assert run_count(database_url) == runs and not (tmp_path / "s" / "infra").exists()
