@@ -92,6 +92,7 @@ class PlanningResource(ConfigurableResource):
     backup_set_id: str = ""
     adaptation_mode: str = "basic"
     database_url: str = ""
+    allow_system_root: bool = False
 
     def settings(self) -> Settings:
         settings = load_settings(self.workspace)
@@ -114,7 +115,7 @@ class PlanningResource(ConfigurableResource):
                 f"the target inventory {path} does not exist: configure "
                 "resources.planning.config.inventory_path (or put inventory.yaml in the workspace)"
             )
-        return load_inventory(path)
+        return load_inventory(path, allow_system_root=self.allow_system_root)
 
     def mode(self) -> str:
         if self.adaptation_mode not in ADAPTATION_MODES:

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.root_safety import inventory_root_problems
 from omni_recovery.urls import overlapping
 from omni_recovery.yaml_text import SAFE_LOADER
 
@@ -133,6 +134,7 @@ class InventoryNode:
     disks: tuple[InventoryDisk, ...]
     nics: tuple[InventoryNic, ...]
     line: int = field(default=0, compare=False)
+    root_line: int = field(default=0, compare=False)
 
     @property
     def disk_gib(self) -> int:
@@ -146,6 +148,7 @@ class StoragePool:
     root: str
     capacity_gib: int
     line: int = field(default=0, compare=False)
+    root_line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -171,13 +174,18 @@ class Inventory:
         raise KeyError(name)
 
 
-def load_inventory(path: Path) -> Inventory:
-    """Read and validate the inventory file at `path`."""
+def load_inventory(path: Path, *, allow_system_root: bool = False) -> Inventory:
+    """Read and validate the inventory file at `path`, its roots checked on this machine (root_safety:
+    no two the same folder through a symbolic link, no system folder unless `allow_system_root`)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(str(path), [(0, f"cannot be read: {exc}")]) from exc
-    return parse_inventory(text, source=str(path))
+    inventory = parse_inventory(text, source=str(path))
+    problems = inventory_root_problems(inventory, allow_system_root=allow_system_root)
+    if problems:
+        raise InventoryError(str(path), problems)
+    return inventory
 
 
 def parse_inventory(text: str, source: str = "inventory.yaml") -> Inventory:
@@ -332,7 +340,9 @@ class _Checker:
             )
             if None not in (name, root, cores, memory):
                 assert name is not None and root is not None and cores is not None and memory is not None
-                result.append(InventoryNode(name, root, cores, memory, disks, nics, item.line))
+                result.append(
+                    InventoryNode(name, root, cores, memory, disks, nics, item.line, item.line_of("root"))
+                )
         return result
 
     def disks(self, value: Any, line: int, where: str) -> tuple[InventoryDisk, ...]:
@@ -492,7 +502,7 @@ class _Checker:
             root = self.root(item, "root", where)
             capacity = self.positive(item, "capacity_gib", where)
             if name is not None and klass is not None and root is not None and capacity is not None:
-                result.append(StoragePool(name, str(klass), root, capacity, item.line))
+                result.append(StoragePool(name, str(klass), root, capacity, item.line, item.line_of("root")))
         return result
 
 

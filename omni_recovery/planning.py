@@ -33,6 +33,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, IntegrityError
 from omni_recovery.inventory import load_inventory
+from omni_recovery.urls import absolute_location
 from transforms.environment_model import Environment, environment_from_files
 from transforms.plan_render import plan_to_svg
 from transforms.planner import Plan, generate_plan, plan_to_yaml
@@ -123,10 +124,13 @@ def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
         raise IntegrityError(str(exc), iso=reader.name, path=chunk.chunk_of) from exc
 
 
-def generate(location: str, inventory_path: Path, mode: str) -> tuple[Plan, SetEnvironment]:
+def generate(
+    location: str, inventory_path: Path, mode: str, *, allow_system_root: bool = False
+) -> tuple[Plan, SetEnvironment]:
+    inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)
-    plan = generate_plan(source.environment, load_inventory(inventory_path), mode, source.backup_set_id)
+    plan = generate_plan(source.environment, inventory, mode, source.backup_set_id)
     return plan, source
 
 
@@ -198,6 +202,8 @@ def record_plan_source(plan_path: Path, location: str, inventory_path: Path) -> 
     """Beside a generated plan, where its set and inventory are, so execute-plan needs only --plan."""
     record = plan_path.with_name(plan_path.name + PLAN_RECORD_SUFFIX)
     record.write_text(
-        json.dumps({"location": location, "inventory": str(inventory_path.resolve())}, indent=2)
+        json.dumps(
+            {"location": absolute_location(location), "inventory": str(inventory_path.resolve())}, indent=2
+        )
     )
     return record

@@ -57,6 +57,7 @@ from omni_recovery.backupset.reader import (
     manifests_fingerprint,
     unlock_data_key,
 )
+from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
@@ -65,11 +66,12 @@ from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_
 from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
+from omni_recovery.root_safety import plan_root_problems
 from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
-from transforms.planner import PHASE_INDEX, PHASES, Plan, Step, plan_from_yaml, step_needs
+from transforms.planner import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 Progress = Callable[[str, int], None]
@@ -122,6 +124,7 @@ class ExecuteOptions:
     signing_key: Path | None = None
     require_validation: bool = True
     reverify: bool = False
+    allow_system_root: bool = False
 
     @property
     def parallel(self) -> int:
@@ -195,7 +198,9 @@ class Recovery:
 
     @cached_property
     def inventory(self) -> Inventory:
-        return load_inventory(Path(self.source_record["inventory"]))
+        return load_inventory(
+            Path(self.source_record["inventory"]), allow_system_root=self.options.allow_system_root
+        )
 
     @cached_property
     def plan(self) -> Plan:
@@ -207,6 +212,9 @@ class Recovery:
             source=str(self.options.plan_path),
             environment=self.source.environment,
         )
+        problems = plan_root_problems(plan, self.inventory)
+        if problems:
+            raise PlanError(problems, str(self.options.plan_path))
         if plan.backup_set_id != self.source.backup_set_id:
             raise RecoveryRefused(
                 f"the plan is for backup set {plan.backup_set_id}, the ISOs at "
@@ -239,8 +247,11 @@ class Recovery:
 
     @cached_property
     def root_urls(self) -> dict[str, str]:
-        urls = {node_root(n.name): n.root for n in self.plan.nodes}
-        urls.update({pool_root(p.name): p.root for p in self.plan.pools})
+        """Every root written to, as the inventory names it (the plan's were checked to be these)."""
+        inventory = self.inventory
+        urls = {node_root(n.name): inventory.node(n.name).root for n in self.plan.nodes}
+        pools = {p.name: p.root for p in inventory.storage}
+        urls.update({pool_root(p.name): pools[p.name] for p in self.plan.pools})
         return urls
 
     @cached_property
@@ -314,7 +325,8 @@ class Recovery:
     # -- running ------------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Every refusal that must come before anything is written."""
+        """Every refusal, each before anything is written and before the run is opened (or resumed)."""
+        _ = self.plan  # the plan's roots and paths against the inventory's, before any other check
         if self.options.require_validation:
             self._require_validation()
         _ = self.source  # the readers' documents, read before another thread uses a reader
@@ -325,6 +337,9 @@ class Recovery:
                 _ = self.files_by_step
             finally:
                 unlocking.result()  # a wrong passphrase is the refusal reported, as it comes first
+        _ = self.selected_steps()  # unknown --applications
+        if self.options.signing_key is not None:
+            load_signing_key(self.options.signing_key)  # not at the end of the run, after the restore
         _ = self.tracker
 
     def selected_steps(self) -> list[Step]:

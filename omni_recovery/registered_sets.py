@@ -1,8 +1,10 @@
 """Which backup sets are registered, and where their ISOs are: what commands use when --path is left out.
 
-A set counts as registered when `register-isos` put its ISOs in the workspace's registry; the
-most recent one is the set with the latest `registered_at` in the recovery database among those.
-Every ISO of a set lies in one folder (the format says so), which is the set's location.
+A set counts as registered when `register-isos` put its ISOs in the workspace's registry, which it
+does only for a folder holding every ISO of the set's `iso_set` (`require_whole_sets`). The most
+recent one is the set registered last: `record_registration` keeps each set's time in
+omni.set_registrations, which re-registering another set leaves alone. Every ISO of a set lies in
+one folder (the format says so), which is the set's location.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
+from omni_recovery.backupset.reader import IsoReader, SetMember
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
-from omni_recovery.errors import BackupSetError, RecoveryError
+from omni_recovery.errors import BackupSetError, RecoveryError, some_of
 from omni_recovery.settings import Settings
 
 REGISTRY_FILE = "iso_registry.json"
@@ -64,8 +67,40 @@ def _most_recent(settings: Settings, registered: set[str]) -> str:
     init_database(url)
     with connect(url) as conn:
         rows = conn.execute(
-            "SELECT backup_set_id FROM omni.backup_sets WHERE backup_set_id = ANY(%s) "
-            "ORDER BY registered_at DESC LIMIT 1",
+            "SELECT backup_set_id FROM omni.set_registrations WHERE backup_set_id = ANY(%s) "
+            "ORDER BY registered_at DESC, backup_set_id DESC LIMIT 1",
             (sorted(registered),),
         ).fetchall()
     return str(rows[0][0]) if rows else sorted(registered)[-1]
+
+
+def record_registration(database_url: str, backup_set_ids: list[str]) -> None:
+    """These sets were registered now (the others keep their time)."""
+    with connect(database_url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO omni.set_registrations (backup_set_id, registered_at) "
+            "VALUES (%s, clock_timestamp()) "
+            "ON CONFLICT (backup_set_id) DO UPDATE SET registered_at = excluded.registered_at",
+            [(set_id,) for set_id in backup_set_ids],
+        )
+        conn.commit()
+
+
+def require_whole_sets(location: str, members: list[SetMember]) -> None:
+    """Refuse a folder that holds fewer ISOs than a set's `iso_set` names (read from one of its ISOs).
+    An ISO whose backup_info names another set is left to the ingest, which says it is foreign."""
+    by_set: dict[str, list[SetMember]] = {}
+    for member in members:
+        by_set.setdefault(member.name.backup_set_id, []).append(member)
+    for set_id, found in by_set.items():
+        with IsoReader(found[0].url) as reader:
+            info = reader.backup_info
+        if info.backup_set_id != set_id:
+            continue
+        missing = sorted({m.name for m in info.iso_set} - {m.name.filename for m in found})
+        if missing:
+            raise BackupSetError(
+                f"{location} holds {len(info.iso_set) - len(missing)} of the {len(info.iso_set)} ISOs of "
+                f"backup set {set_id}; missing: {some_of(missing)}. Nothing was registered: bring the "
+                "whole set into one folder"
+            )

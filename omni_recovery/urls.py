@@ -5,6 +5,7 @@ Pure functions, shared by the inventory (node and pool roots) and the planner (s
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import TypeVar
 
@@ -21,6 +22,17 @@ def split_url(url: str) -> tuple[str, str]:
         protocol = "file"
     path = posixpath.normpath("/" + rest.lstrip("/")) if rest else "/"
     return protocol, path
+
+
+def absolute_location(location: str) -> str:
+    """A folder or URL that means the same from any working folder: a relative local path (plain or
+    file://) made absolute; other URLs as given."""
+    protocol, sep, rest = location.partition("://")
+    if not sep:
+        return os.path.abspath(location)
+    if protocol in ("file", "local"):
+        return f"{protocol}://{os.path.abspath(rest)}"
+    return location
 
 
 def is_under(root: str, path: str) -> bool:

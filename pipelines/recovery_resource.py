@@ -17,11 +17,16 @@ from typing import Any
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from assets.restore import APPLICATION_PARTITIONS
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
-from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery
+from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import code_location_passphrase, load_settings
+from omni_recovery.urls import absolute_location
+from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+PARTITION_TAG = "dagster/partition"
 
 
 class RecoveryResource(ConfigurableResource):
@@ -33,6 +38,7 @@ class RecoveryResource(ConfigurableResource):
     inventory_path: str = ""
     parallel_factor: int = 2
     signing_key: str = ""
+    allow_system_root: bool = False
     _recovery: Recovery | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
@@ -45,13 +51,16 @@ class RecoveryResource(ConfigurableResource):
         url = database_url(settings)
         init_database(url)
         options = ExecuteOptions(
-            plan_path=Path(self.plan_path),
-            location=self.location or None,
-            inventory_path=Path(self.inventory_path) if self.inventory_path else None,
+            plan_path=Path(self.plan_path).absolute(),
+            location=absolute_location(self.location) if self.location else None,
+            inventory_path=Path(self.inventory_path).absolute() if self.inventory_path else None,
             parallel_factor=self.parallel_factor,
             signing_key=Path(self.signing_key) if self.signing_key else None,
+            allow_system_root=self.allow_system_root,
         )
         self._recovery = Recovery(settings, options, passphrase, url)
+        # The launched partitions are known applications: checked, as every refusal, before the run opens.
+        applications_with_dependencies(self._recovery.plan, _launched_applications(context))
         self._recovery.prepare()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
@@ -67,3 +76,17 @@ class RecoveryResource(ConfigurableResource):
         if FINAL_PHASE in phases:
             self._recovery.finish()  # closes the run, or fails naming the steps that have not succeeded
         return outcomes
+
+
+def _launched_applications(context: InitResourceContext) -> list[str]:
+    """The application partitions the run was launched for (one key, or a range of keys)."""
+    tags = context.run.tags if context.run is not None else {}
+    if PARTITION_TAG in tags:
+        return [tags[PARTITION_TAG]]
+    if RANGE_START_TAG not in tags or context.instance is None:
+        return []
+    keys = context.instance.get_dynamic_partitions(APPLICATION_PARTITIONS.name or "applications")
+    start, end = tags[RANGE_START_TAG], tags.get(RANGE_END_TAG)
+    if start not in keys or end not in keys:
+        return []  # Dagster refuses a range of keys it does not have
+    return list(keys[keys.index(start) : keys.index(end) + 1])

@@ -45,6 +45,7 @@ from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import list_backup_set
 from omni_recovery.catalog_sql import run_query
 from omni_recovery.errors import RecoveryError
+from omni_recovery.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_resources
 from pipelines.instance_storage import ensure_instance_yaml
@@ -152,8 +153,9 @@ def register_isos(
 ) -> RegisterSummary:
     """Register the backup set(s) at `location` (folder or fsspec URL) into the catalog."""
     members = list_backup_set(location)
+    require_whole_sets(location, members)
     settings.ensure_folders()
-    resolve_database_url(str(settings.workspace), settings.database_url)
+    database_url = resolve_database_url(str(settings.workspace), settings.database_url)
     instance = instance or dagster_instance(settings)
     registry = BackupSetRegistry(workspace=str(settings.workspace))
     keys = [m.name.filename for m in members]
@@ -183,6 +185,8 @@ def register_isos(
             instance.delete_dynamic_partition(PARTITIONS, key)
         registry.restore(keys, previous)
         raise user_error(exc) from exc
+    set_ids = sorted({m.name.backup_set_id for m in members})
+    record_registration(database_url, set_ids)
     try:
         result = materialize(
             REGISTER_ASSETS,
@@ -194,7 +198,7 @@ def register_isos(
     except Exception as exc:
         raise user_error(exc) from exc
     run_ids.append(result.run_id)
-    return _summary(settings, sorted({m.name.backup_set_id for m in members}), len(new), run_ids)
+    return _summary(settings, set_ids, len(new), run_ids)
 
 
 def _summary(settings: Settings, set_ids: list[str], new: int, run_ids: list[str]) -> RegisterSummary:

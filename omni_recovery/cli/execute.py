@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from omni_recovery.cli.options import (
+    absolute_location_callback,
+    allow_system_root_option,
     handle_errors,
     passphrase_option,
     progress_bars,
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     "--plan",
     "plan_path",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     help="The recovery plan (from plan-generate, possibly edited; re-validated before anything runs).",
 )
 @click.option(
@@ -65,17 +67,18 @@ if TYPE_CHECKING:
     "--path",
     "location",
     default=None,
+    callback=absolute_location_callback,
     help="Backup set folder or URL (default: as recorded by plan-generate).",
 )
 @click.option(
     "--inventory",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     default=None,
     help="Inventory file (default: as recorded by plan-generate).",
 )
 @click.option(
     "--signing-key",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     default=None,
     help="Ed25519 key that signs the post-recovery backup (without it that step is skipped).",
 )
@@ -85,6 +88,7 @@ if TYPE_CHECKING:
     help="Final verification re-reads and re-hashes every restored file (default: the digests taken while "
     "writing, checked against the backup's, and the sizes on disk).",
 )
+@allow_system_root_option
 @workspace_option
 def execute_plan(
     plan_path: Path,
@@ -98,6 +102,7 @@ def execute_plan(
     inventory: Path | None,
     signing_key: Path | None,
     reverify: bool,
+    allow_system_root: bool,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -125,6 +130,7 @@ def execute_plan(
         mode=mode,
         signing_key=signing_key,
         reverify=reverify,
+        allow_system_root=allow_system_root,
     )
     handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
 
@@ -134,7 +140,7 @@ def execute_plan(
     "--config",
     "plan_path",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     help="The recovery plan whose Director phase to run.",
 )
 @click.option(
@@ -145,9 +151,14 @@ def execute_plan(
     help="Directors deployed at once, and files restored at once for each.",
 )
 @passphrase_option
+@allow_system_root_option
 @workspace_option
 def deploy_directors(
-    plan_path: Path, parallel: int, passphrase_file: Path | None, workspace: Path | None
+    plan_path: Path,
+    parallel: int,
+    passphrase_file: Path | None,
+    allow_system_root: bool,
+    workspace: Path | None,
 ) -> None:
     """Run only the Director phase of a plan: Directors restored with new certificates, then the ring.
 
@@ -157,7 +168,9 @@ def deploy_directors(
     """
     from omni_recovery.recovery import ExecuteOptions
 
-    options = ExecuteOptions(plan_path=plan_path, parallel_factor=parallel)
+    options = ExecuteOptions(
+        plan_path=plan_path, parallel_factor=parallel, allow_system_root=allow_system_root
+    )
     handle_errors(_execute)(options, passphrase_file, workspace, None, only_directors=True)
 
 

@@ -50,6 +50,22 @@ def workspace_option(func: F) -> F:
     )(func)
 
 
+def absolute_location_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback of --path: the location made absolute (it is recorded, and used from elsewhere)."""
+    from omni_recovery.urls import absolute_location
+
+    return absolute_location(value) if value is not None else None
+
+
+def allow_system_root_option(func: F) -> F:
+    return click.option(
+        "--allow-system-root",
+        is_flag=True,
+        help="Accept inventory roots that are (or lie in) a system folder such as /, /etc, /usr or /var: "
+        "refused by default, as a restore there overwrites the system.",
+    )(func)
+
+
 def passphrase_option(func: F) -> F:
     return click.option(
         "--passphrase-file",

@@ -7,20 +7,25 @@ from pathlib import Path
 
 import click
 
-from omni_recovery.cli.options import handle_errors, workspace_option
+from omni_recovery.cli.options import (
+    absolute_location_callback,
+    allow_system_root_option,
+    handle_errors,
+    workspace_option,
+)
 
 
 @click.command("plan-generate")
 @click.option(
     "--inventory",
     required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
     help="The new infrastructure (inventory.yaml: nodes, network, storage).",
 )
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, resolve_path=True, path_type=Path),
     default=Path("recovery-plan.yaml"),
     show_default=True,
     help="Plan file to write; its graph goes beside it as .svg.",
@@ -29,6 +34,7 @@ from omni_recovery.cli.options import handle_errors, workspace_option
     "--path",
     "location",
     default=None,
+    callback=absolute_location_callback,
     help="Backup set folder or fsspec URL. Default: the registered set (see --backup-set-id).",
 )
 @click.option(
@@ -46,6 +52,7 @@ from omni_recovery.cli.options import handle_errors, workspace_option
 @click.option(
     "--store/--no-store", default=True, show_default=True, help="Record the plan in the recovery database."
 )
+@allow_system_root_option
 @workspace_option
 def plan_generate(
     inventory: Path,
@@ -54,6 +61,7 @@ def plan_generate(
     backup_set_id: str | None,
     adaptation_mode: str,
     store: bool,
+    allow_system_root: bool,
     workspace: Path | None,
 ) -> None:
     """Adapt a backup set to new hardware and write the recovery plan a person reads and may edit.
@@ -69,7 +77,9 @@ def plan_generate(
           --output recovery-plan.yaml --adaptation-mode advanced
       omni-recovery plan-generate --inventory inventory.yaml --output recovery-plan.yaml
     """
-    handle_errors(_run)(inventory, output, location, backup_set_id, adaptation_mode, store, workspace)
+    handle_errors(_run)(
+        inventory, output, location, backup_set_id, adaptation_mode, store, allow_system_root, workspace
+    )
 
 
 def _run(
@@ -79,6 +89,7 @@ def _run(
     backup_set_id: str | None,
     mode: str,
     store: bool,
+    allow_system_root: bool,
     workspace: Path | None,
 ) -> None:
     from omni_recovery.db.schema import init_database
@@ -94,7 +105,7 @@ def _run(
         click.echo(f"planning registered backup set {backup_set_id} in {location}")
     elif backup_set_id is not None:
         raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
-    plan, _ = generate(location, inventory, mode)
+    plan, _ = generate(location, inventory, mode, allow_system_root=allow_system_root)
     if backup_set_id is not None and plan.backup_set_id != backup_set_id:
         raise RecoveryError(f"the set registered as {backup_set_id} in {location} holds {plan.backup_set_id}")
     svg = write_plan_files(plan, output)

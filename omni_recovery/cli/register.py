@@ -18,14 +18,18 @@ from typing import Any
 
 import click
 
-from omni_recovery.cli.options import handle_errors, workspace_option
+from omni_recovery.cli.options import absolute_location_callback, handle_errors, workspace_option
 
 __all__ = ["register_isos", "sql"]
 
 
 @click.command("register-isos")
 @click.option(
-    "--path", "location", required=True, help="Backup set folder or fsspec URL (file://, s3://, ...)."
+    "--path",
+    "location",
+    required=True,
+    callback=absolute_location_callback,
+    help="Backup set folder or fsspec URL (file://, s3://, ...).",
 )
 @workspace_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -9,7 +9,13 @@ from typing import Any
 import click
 
 from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
-from omni_recovery.cli.options import passphrase_option, progress_bars, read_passphrase, workspace_option
+from omni_recovery.cli.options import (
+    absolute_location_callback,
+    passphrase_option,
+    progress_bars,
+    read_passphrase,
+    workspace_option,
+)
 from omni_recovery.errors import RecoveryError
 
 
@@ -18,6 +24,7 @@ from omni_recovery.errors import RecoveryError
     "--path",
     "location",
     default=None,
+    callback=absolute_location_callback,
     help="Folder or fsspec URL holding the set's ISO files (without it: the registered set).",
 )
 @click.option(

@@ -65,6 +65,7 @@ TABLES = (
     "recovery_steps",
     "restored_files",
     "audit_log",
+    "set_registrations",
 )
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
