@@ -125,6 +125,41 @@ def digests(root: Path) -> dict[str, str]:
     return out
 
 
+def openssl(*args: str | Path) -> str:
+    """The real openssl binary's output; a non-zero exit fails the test with its message."""
+    done = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"openssl {' '.join(map(str, args))}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def assert_a_working_pki(setup: Setup, source_env: Path) -> None:
+    """On every Director node: ca.key is the key of ca.crt, the node's certificate verifies against
+    ca.crt and names the node and the addresses its Directors have after adaptation, and the
+    backup's CA certificate is kept as keys/old-ca.crt."""
+    import yaml
+
+    directors = [n for n in setup.plan.nodes if n.director]
+    assert directors
+    for node in directors:
+        root = Path(TargetRoot(node.root, create=False).root)
+        keys = root / "keys"
+        assert openssl("x509", "-in", keys / "ca.crt", "-noout", "-pubkey") == openssl(
+            "pkey", "-in", keys / "ca.key", "-pubout"
+        ), f"{node.name}: ca.key is not the key of ca.crt"
+        assert (
+            openssl("verify", "-CAfile", keys / "ca.crt", keys / f"{node.name}.crt").strip().endswith(": OK")
+        )
+        names = openssl("x509", "-in", keys / f"{node.name}.crt", "-noout", "-ext", "subjectAltName")
+        addresses = [
+            address
+            for config in root.glob("directors/*/config.yaml")
+            for address in yaml.safe_load(config.read_text())["addresses"].values()
+        ]
+        assert addresses and all(f"IP Address:{a}" in names for a in addresses), (node.name, names)
+        assert f"DNS:{node.name}" in names, (node.name, names)
+        assert (keys / "old-ca.crt").read_bytes() == (source_env / "keys/ca.crt").read_bytes()
+
+
 def test_full_restore_equals_the_source_except_the_listed_adaptations(
     validated: DemoSet, tmp_path: Path, workspace: Path
 ):
@@ -154,6 +189,7 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
         "old CA key never reused"
     )
     assert NOT_RESTORED == ("keys/ca.key",)
+    assert_a_working_pki(setup, validated.env)
     rings = {restored[p] for p in restored if p.endswith("/ring.yaml")}
     clusters = {restored[p] for p in restored if p.endswith("/cluster.yaml")}
     assert len(rings) == 1 and len(clusters) == 1, "every member holds the same membership"
@@ -433,6 +469,7 @@ def test_restore_onto_fewer_larger_nodes_applies_every_adaptation(
         vms = __import__("json").loads(state.read_text())["vms"]
         assert {vm["name"] for vm in vms} == {p.name for p in setup.plan.placements if p.director == director}
         assert hosts.get(director, "").startswith("big-")
+    assert_a_working_pki(setup, validated.env)
 
 
 def test_post_recovery_backup_registers_and_matches_the_first_set(
