@@ -11,6 +11,10 @@
 - `demo_env`, `demo_set`, `tiny_demo_root` (session, from tests/demo_fixtures.py): a tiny demo
   environment and a real signed, encrypted backup set of it, and the default tiny demo environment.
 - `second_set` (session), `catalog_database_url` (module), from tests/catalog_fixtures.py.
+
+No test reads the user's workspace or settings: for the session and again for each test, the
+variables OMNI_RECOVERY_* (but OMNI_RECOVERY_TEST_DATABASE_URL) and DAGSTER_HOME are removed and the
+working folder is an empty temporary one (`isolated_session`, `isolated_test`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +37,29 @@ from tests.catalog_fixtures import catalog_database_url, second_set  # noqa: F40
 from tests.demo_fixtures import demo_env, demo_set, tiny_demo_root  # noqa: F401
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
+
+
+def _isolate(patch: pytest.MonkeyPatch, folder: Path) -> None:
+    """The user's settings out of reach: no OMNI_RECOVERY_* (but the test server's URL), no
+    DAGSTER_HOME, and `folder` as the working folder (where ./.omni-recovery would be found)."""
+    for name in list(os.environ):
+        if (name.startswith("OMNI_RECOVERY_") and name != TEST_DATABASE_URL_ENV) or name == "DAGSTER_HOME":
+            patch.delenv(name)
+    patch.chdir(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """For the session fixtures, which run before any test's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate(patch, tmp_path_factory.mktemp("working-folder"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_test(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test starts in its own empty working folder, whatever the one before changed."""
+    _isolate(monkeypatch, tmp_path)
 
 
 @dataclass
