@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.safe_text import safe_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSPHRASE_ENV = "OMNI_RECOVERY_PASSPHRASE"
@@ -80,14 +81,19 @@ def code_location_passphrase() -> bytes:
     return value
 
 
+def fail(exc: RecoveryError) -> NoReturn:
+    """Say a refusal in one line (a set's content in it escaped) and exit 1."""
+    click.secho(f"error: {safe_text(str(exc))}", fg="red", err=True)
+    sys.exit(1)
+
+
 def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except RecoveryError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
+            fail(exc)
 
     return wrapper  # type: ignore[return-value]
 

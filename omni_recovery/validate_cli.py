@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
-from omni_recovery.cli_options import passphrase_option, progress_bars, read_passphrase, workspace_option
+from omni_recovery.cli_options import (
+    fail,
+    passphrase_option,
+    progress_bars,
+    read_passphrase,
+    workspace_option,
+)
 from omni_recovery.errors import RecoveryError
 
 
@@ -99,8 +105,7 @@ def validate_isos(
             location, deep, trusted_keys, passphrase_file, parallel_factor, report_path, store, workspace
         )
     except RecoveryError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(1)
+        fail(exc)
     sys.exit(0 if passed else 1)
 
 

