@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import traceback
@@ -20,11 +21,13 @@ from hypothesis import strategies as st
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.safe_text import safe_text
 from omni_recovery.settings import DATABASE_URL_ENV, WORKSPACE_ENV
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_inventory
 from tests.checker.tamper import copy_set, iso_file, rebuild
 from tests.conftest import PostgresForTests
+from tests.test_recovery import write_set
 
 
 def with_path(demo: DemoSet, folder: Path, path: str) -> Path:
@@ -150,3 +153,33 @@ def test_hostile_names_in_a_signed_manifest_never_crash_a_command(
         assert all(str(v).isprintable() for pr in report["problems"] for v in pr.values())
     finally:
         postgres_server.drop_database(url)
+
+
+def test_legal_but_hostile_file_names_are_backed_up_and_shown_escaped_by_every_command(
+    demo_set: DemoSet, tmp_path: Path, fresh_database_url: str
+) -> None:
+    """Names a filesystem allows (a right-to-left override, a terminal escape, a newline, a line
+    separator) make a set every command accepts, and none reaches the terminal as it is."""
+    env = tmp_path / "env"
+    shutil.copytree(demo_set.env, env, symlinks=True)
+    volume = next(p for p in sorted(env.glob("volumes/*/*/files")) if p.is_dir())
+    names = ["rtl\u202egnp.exe", "esc\x1b[31mred", "new\nline", "ls\u2028x", "é名"]
+    for name in names:
+        (volume / name).write_bytes(b"x")
+    hostile = write_set(env, tmp_path / "b", "hostile-1")
+    workspace, where = str(tmp_path / "ws"), str(hostile.output)
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_bytes(PASSPHRASE + b"\n")
+    trusted = ["--trusted-key", f"{hostile.key_path}.pub", "--workspace", workspace]
+    url = fresh_database_url
+    register = ["register-isos", "--path", where, "--workspace", workspace, "--quiet"]
+    assert invoke(register, url).startswith("backup set(s): hostile-1")
+    assert invoke(["validate-isos", "--path", where, *trusted], url).startswith("PASSED")
+    deep = ["--deep", "--passphrase-file", str(passphrase)]
+    assert invoke(["validate-isos", "--path", where, *trusted, *deep], url).startswith("PASSED")
+    inventory = same_shaped_inventory(env, tmp_path)
+    plan = ["plan-generate", "--path", where, "--inventory", str(inventory), "--workspace", workspace]
+    invoke([*plan, "--output", str(tmp_path / "p.yaml")], url)
+    query = "SELECT path FROM files WHERE path LIKE '%/files/%'"
+    listed = invoke(["sql", query, "--workspace", workspace], url)
+    assert all(f"/files/{safe_text(name)}" in listed for name in names), listed
