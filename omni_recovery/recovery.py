@@ -595,10 +595,10 @@ class Recovery:
             raise RecoveryError(f"{target_file.source}: the layout names a file the backup set does not hold")
         items = []
         for reader, entry in found:
-            offset = reader.listing[entry.path].offset if entry.type == "file" else None
+            extents = reader.listing[entry.path].extents if entry.type == "file" else None
             items.append(
                 RestoreItem.from_manifest(
-                    reader.url, reader.name, entry, path=target_file.relpath, extent_offset=offset
+                    reader.url, reader.name, entry, path=target_file.relpath, extents=extents
                 )
             )
         return items
