@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.isobuild import IsoBuilder
-from omni_recovery.backupset.reader import IsoReader
+from omni_recovery.backupset.reader import IsoReader, list_backup_set
 
 
 def copy_set(source: Path, target: Path) -> Path:
@@ -221,3 +221,19 @@ def _split_record(
     second[2:10], second[10:18] = _both(second_block), _both(second_size)
     rebuilt = block[:pos] + bytes(first) + bytes(second) + block[pos + length : used]
     return start, rebuilt.ljust(BLOCK, b"\0")
+
+
+def scattered_copy(source: Path, folder: Path) -> list[str]:
+    """A copy of the set at `source` made at `folder`, in which files of every kind (plain, sealed,
+    a chunk part, and large ones) are multi-extent files whose two sections lie out of order."""
+    shutil.copytree(source, folder)
+    scattered: list[str] = []
+    for member in list_backup_set(str(folder)):
+        with IsoReader(member.url) as reader:
+            files = [e for e in reader.manifest.files if e.type == "file" and e.path.startswith("data/")]
+        for entry in sorted(files, key=lambda e: -e.size)[:3]:
+            if entry.size > 3 * 2048 and scatter_sections(
+                Path(member.url.removeprefix("file://")), entry.path
+            ):
+                scattered.append(entry.path)
+    return scattered

@@ -25,7 +25,7 @@ from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityErro
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from tests.backupset.conftest import DemoSet
-from tests.checker.tamper import scatter_sections
+from tests.checker.tamper import scattered_copy
 from tests.restorer.conftest import PASSPHRASE, assert_same_tree, set_items, snapshot
 
 BIG = "full-export"  # the demo's big streamed file, chunked over several volume-data ISOs
@@ -488,22 +488,6 @@ def test_names_the_format_allows_round_trip_up_to_the_length_limit(demo_env: Pat
     assert_same_tree(env, tmp_path / "node")
 
 
-def scattered_copy(demo_set: DemoSet, folder: Path) -> list[str]:
-    """A copy of the set at `folder` in which files of every kind (plain, sealed, a chunk part, and
-    large ones that are piped) are multi-extent files whose two sections lie out of order."""
-    shutil.copytree(demo_set.output, folder)
-    scattered: list[str] = []
-    for member in list_backup_set(str(folder)):
-        with IsoReader(member.url) as reader:
-            files = [e for e in reader.manifest.files if e.type == "file" and e.path.startswith("data/")]
-        for entry in sorted(files, key=lambda e: -e.size)[:3]:
-            if entry.size > 3 * 2048 and scatter_sections(
-                Path(member.url.removeprefix("file://")), entry.path
-            ):
-                scattered.append(entry.path)
-    return scattered
-
-
 @pytest.mark.parametrize("parallel", [1, 2])
 def test_multi_extent_files_with_sections_out_of_order_are_validated_and_restored_identically(
     demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: int
@@ -512,7 +496,7 @@ def test_multi_extent_files_with_sections_out_of_order_are_validated_and_restore
 
     monkeypatch.setattr(files, "PIPED_MIN_SIZE", 8192)  # large files piped, read a block at a time
     monkeypatch.setattr(files, "PIPE_BLOCK", 3000)  # blocks that straddle the sections' boundary
-    scattered = scattered_copy(demo_set, tmp_path / "set")
+    scattered = scattered_copy(demo_set.output, tmp_path / "set")
     items, key = set_items(tmp_path / "set")
     kinds = {(i.encryption is not None, i.chunk_of is not None) for i in items if i.stored_path in scattered}
     assert len(scattered) >= 6 and len(kinds) >= 2, (scattered, kinds)
