@@ -32,7 +32,7 @@ from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
-from omni_recovery.envstate.model import walk_environment
+from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
@@ -43,7 +43,7 @@ from omni_recovery.tracking import RunRecord, recent_runs
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
-from tests.checker.tamper import flip_byte
+from tests.checker.tamper import flip_byte, scattered_copy
 from transforms.environment_model import environment_from_folder
 from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
@@ -866,3 +866,16 @@ def test_the_largest_volume_starts_first_whatever_its_place_in_the_plan(
     assert started[0].step_id == largest.step_id
     by_size = sorted(volumes, key=lambda s: -s.bytes_written)
     assert [s.bytes_written for s in started] == [s.bytes_written for s in by_size]
+
+
+def test_a_set_whose_files_lie_in_sections_out_of_order_is_recovered_identically(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    scattered = scattered_copy(validated.output, tmp_path / "set")
+    assert scattered
+    demo = dataclasses.replace(validated, output=tmp_path / "set")
+    setup, _ = recovered(demo, tmp_path / "target", workspace, database_url)
+    source, restored = digests(validated.env), restored_tree(setup.plan, tmp_path / "gathered")
+    data = [p for p in source if "/files/" in p or p.endswith((".jsonl", "secrets.json"))]
+    assert data and all(restored.get(p) == source[p] for p in data)
+    assert {env_path(p) for p in scattered} & set(data), "some scattered file is compared"
