@@ -9,7 +9,7 @@ only the columns it needs), then calls `transforms.catalog_tables` / `transforms
 - `backup_sets`, `isos`, `files`, `components`, `dependencies`, `hardware`: stored as Parquet and
   loaded into `omni.<name>` by the `catalog_io_manager` (delete the sets' rows + binary COPY, one
   transaction per asset). `files` has one row per manifest entry with the file's extent
-  (`iso_name`, `extent_offset`, `size`), so later stages read a file straight from its ISO.
+  (`iso_name`, `extents`, `size`), so later stages read a file straight from its ISO.
   The others depend on `backup_sets`, whose row their deferred foreign keys need.
 - `configuration_tables`: the parsed configurations as typed Parquet tables (directors, their VMs,
   history and hardware; orchestrators, their database columns, rows and the five required
@@ -69,8 +69,8 @@ __all__ = [
 ]
 
 GROUP = "catalog"
-MANIFEST_COLUMNS = [name for name in FILES_SCHEMA.names if name != "extent_offset"]
-RECORD_COLUMNS = ["path", "type", "extent_offset", "extent_length"]
+MANIFEST_COLUMNS = [name for name in FILES_SCHEMA.names if name not in ("extent_offset", "extents")]
+RECORD_COLUMNS = ["path", "type", "extent_offset", "extent_length", "extents"]
 # Materialise once every ingest partition is (the watched-folder sensor only ingests).
 EAGER = AutomationCondition.eager()
 PerIso = dict[str, pa.Table]

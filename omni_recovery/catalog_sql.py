@@ -31,6 +31,7 @@ import duckdb
 import fsspec
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.safe_text import safe_text
 
 __all__ = ["format_result", "open_catalog", "run_query", "table_names"]
 
@@ -137,9 +138,10 @@ def format_result(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: st
 
 
 def _cell(value: Any) -> str:
+    """A table or CSV cell, printed: a set's content (a path, a name) escaped (safe_text)."""
     if value is None:
         return ""
     plain = _plain(value)
     if isinstance(plain, list | dict):
         return json.dumps(plain)
-    return str(plain)
+    return safe_text(str(plain))

@@ -63,7 +63,12 @@ from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
-from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
+from omni_recovery.restorer.certificates import (
+    CertificateBundle,
+    NodeIdentity,
+    issue_certificates,
+    pki_problems,
+)
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
 from omni_recovery.root_safety import plan_root_problems
@@ -605,16 +610,17 @@ class Recovery:
             raise RecoveryError(f"{target_file.source}: the layout names a file the backup set does not hold")
         items = []
         for reader, entry in found:
-            offset = reader.listing[entry.path].offset if entry.type == "file" else None
+            extents = reader.listing[entry.path].extents if entry.type == "file" else None
             items.append(
                 RestoreItem.from_manifest(
-                    reader.url, reader.name, entry, path=target_file.relpath, extent_offset=offset
+                    reader.url, reader.name, entry, path=target_file.relpath, extents=extents
                 )
             )
         return items
 
     def _certificate_files(self, step: Step) -> list[TargetFile]:
-        """The new CA (replacing the old CA certificate) and this node's certificate and key."""
+        """The new CA and this node's certificate and key (the backup's CA certificate is restored
+        as keys/old-ca.crt: no backed-up file is placed where these go)."""
         assert step.node is not None
         bundle, root = self.certificates, node_root(step.node)
         own = bundle.nodes[step.node]
@@ -671,8 +677,9 @@ class Recovery:
     def _addresses(self, prefix: str) -> dict[str, str]:
         out: dict[str, str] = {}
         for address in self.plan.addresses:
-            if address.owner.startswith(prefix) and address.subnet == "management":
-                out.setdefault(address.owner.split(":", 1)[1], address.new)
+            owner = _address_owner(address.owner)
+            if owner.startswith(prefix) and address.subnet == "management":
+                out.setdefault(owner.split(":", 1)[1], address.new)
         return out
 
     def _prepare_storage(self, step: Step) -> StepOutcome:
@@ -718,6 +725,7 @@ class Recovery:
 
         if step.id.endswith("components"):
             problems = verify_layout(self.layout, self.roots, self._selected_files())
+            problems += self._certificate_problems()
         else:
             problems = verify_data(
                 self.roots,
@@ -730,6 +738,22 @@ class Recovery:
         if problems:
             raise RecoveryError(f"{step.id}: {len(problems)} problem(s): " + "; ".join(problems[:5]))
         return StepOutcome(SUCCEEDED, 0, {"checked": len(self._selected_files())})
+
+    def _certificate_problems(self) -> list[str]:
+        """On each node whose Director this run restored: a CA key and certificate that belong
+        together, and the node's certificate signed by that CA."""
+        problems = []
+        for step in self.selected_steps():
+            if step.id.startswith("director/") and step.node:
+                target = self.roots[node_root(step.node)]
+                paths = ("keys/ca.crt", "keys/ca.key", f"keys/{step.node}.crt")
+                missing = [path for path in paths if not target.exists(path)]
+                if missing:
+                    found = [f"{', '.join(missing)} missing"]
+                else:
+                    found = pki_problems(*(target.read_bytes(path) for path in paths))
+                problems += [f"{target.url}: {problem}" for problem in found]
+        return problems
 
     def _selected_files(self) -> list[TargetFile]:
         selected = {s.id for s in self.selected_steps()}
@@ -856,7 +880,13 @@ def _node_ips(plan: Plan, node: str) -> list[str]:
     directors = {p.director for p in plan.placements if p.node == node} | {
         n.director for n in plan.nodes if n.name == node and n.director
     }
-    return sorted({a.new for a in plan.addresses if a.owner in {f"director:{d}" for d in directors if d}})
+    owners = {f"director:{d}" for d in directors if d}
+    return sorted({a.new for a in plan.addresses if _address_owner(a.owner) in owners})
+
+
+def _address_owner(owner: str) -> str:
+    """The component a plan's address belongs to: `director:dir-1 (management)` → `director:dir-1`."""
+    return owner.partition(" (")[0]
 
 
 def _bundle_to_json(bundle: CertificateBundle) -> dict[str, Any]:

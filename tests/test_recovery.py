@@ -32,7 +32,7 @@ from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
-from omni_recovery.envstate.model import walk_environment
+from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
@@ -43,7 +43,7 @@ from omni_recovery.tracking import RunRecord, recent_runs
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
-from tests.checker.tamper import flip_byte
+from tests.checker.tamper import flip_byte, scattered_copy
 from transforms.environment_model import environment_from_folder
 from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
@@ -125,6 +125,41 @@ def digests(root: Path) -> dict[str, str]:
     return out
 
 
+def openssl(*args: str | Path) -> str:
+    """The real openssl binary's output; a non-zero exit fails the test with its message."""
+    done = subprocess.run(["openssl", *map(str, args)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"openssl {' '.join(map(str, args))}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def assert_a_working_pki(setup: Setup, source_env: Path) -> None:
+    """On every Director node: ca.key is the key of ca.crt, the node's certificate verifies against
+    ca.crt and names the node and the addresses its Directors have after adaptation, and the
+    backup's CA certificate is kept as keys/old-ca.crt."""
+    import yaml
+
+    directors = [n for n in setup.plan.nodes if n.director]
+    assert directors
+    for node in directors:
+        root = Path(TargetRoot(node.root, create=False).root)
+        keys = root / "keys"
+        assert openssl("x509", "-in", keys / "ca.crt", "-noout", "-pubkey") == openssl(
+            "pkey", "-in", keys / "ca.key", "-pubout"
+        ), f"{node.name}: ca.key is not the key of ca.crt"
+        assert (
+            openssl("verify", "-CAfile", keys / "ca.crt", keys / f"{node.name}.crt").strip().endswith(": OK")
+        )
+        names = openssl("x509", "-in", keys / f"{node.name}.crt", "-noout", "-ext", "subjectAltName")
+        addresses = [
+            address
+            for config in root.glob("directors/*/config.yaml")
+            for address in yaml.safe_load(config.read_text())["addresses"].values()
+        ]
+        assert addresses and all(f"IP Address:{a}" in names for a in addresses), (node.name, names)
+        assert f"DNS:{node.name}" in names, (node.name, names)
+        assert (keys / "old-ca.crt").read_bytes() == (source_env / "keys/ca.crt").read_bytes()
+
+
 def test_full_restore_equals_the_source_except_the_listed_adaptations(
     validated: DemoSet, tmp_path: Path, workspace: Path
 ):
@@ -154,6 +189,7 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
         "old CA key never reused"
     )
     assert NOT_RESTORED == ("keys/ca.key",)
+    assert_a_working_pki(setup, validated.env)
     rings = {restored[p] for p in restored if p.endswith("/ring.yaml")}
     clusters = {restored[p] for p in restored if p.endswith("/cluster.yaml")}
     assert len(rings) == 1 and len(clusters) == 1, "every member holds the same membership"
@@ -433,6 +469,7 @@ def test_restore_onto_fewer_larger_nodes_applies_every_adaptation(
         vms = __import__("json").loads(state.read_text())["vms"]
         assert {vm["name"] for vm in vms} == {p.name for p in setup.plan.placements if p.director == director}
         assert hosts.get(director, "").startswith("big-")
+    assert_a_working_pki(setup, validated.env)
 
 
 def test_post_recovery_backup_registers_and_matches_the_first_set(
@@ -829,3 +866,16 @@ def test_the_largest_volume_starts_first_whatever_its_place_in_the_plan(
     assert started[0].step_id == largest.step_id
     by_size = sorted(volumes, key=lambda s: -s.bytes_written)
     assert [s.bytes_written for s in started] == [s.bytes_written for s in by_size]
+
+
+def test_a_set_whose_files_lie_in_sections_out_of_order_is_recovered_identically(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    scattered = scattered_copy(validated.output, tmp_path / "set")
+    assert scattered
+    demo = dataclasses.replace(validated, output=tmp_path / "set")
+    setup, _ = recovered(demo, tmp_path / "target", workspace, database_url)
+    source, restored = digests(validated.env), restored_tree(setup.plan, tmp_path / "gathered")
+    data = [p for p in source if "/files/" in p or p.endswith((".jsonl", "secrets.json"))]
+    assert data and all(restored.get(p) == source[p] for p in data)
+    assert {env_path(p) for p in scattered} & set(data), "some scattered file is compared"

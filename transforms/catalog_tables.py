@@ -14,8 +14,9 @@ How it works
   length, the chosen Rock Ridge/Joliet name, ...).
 - `backup_info_table`, `index_tables` give the other per-ISO tables.
 - `files_catalog` joins every ISO's manifest with its directory records on path, so each catalog
-  row carries `extent_offset` (where the bytes start in the ISO) beside `size`: a later stage reads
-  a file straight from its ISO without walking the image again.
+  row carries `extents` (every section of its bytes in the ISO, in order) and `extent_offset` (where
+  the first starts) beside `size`: a later stage reads a file straight from its ISO without walking
+  the image again.
 - `components_catalog`, `dependencies_catalog`, `hardware_catalog` union the per-ISO index
   tables and drop what several ISOs repeat (the system-core index, which holds the whole set,
   wins).
@@ -160,6 +161,7 @@ DIRECTORY_RECORDS_SCHEMA = pa.schema(
         ("extent_offset", pa.int64()),
         ("extent_length", pa.int64()),
         ("extent_count", pa.int32()),
+        ("extents", pa.string()),  # JSON [[byte offset, length], ...]: every section, in file order
         ("symlink_target", pa.string()),
     ]
 )
@@ -225,9 +227,10 @@ FILES_SCHEMA = pa.schema(
         *(field for field in MANIFEST_SCHEMA if field.name != "encryption"),
         ("encryption", pa.string()),
         ("extent_offset", pa.int64()),
+        ("extents", pa.string()),
     ]
 )
-"""The catalog's files: every manifest entry of every ISO, with its extent in the ISO."""
+"""The catalog's files: every manifest entry of every ISO, with its extents in the ISO."""
 
 ISOS_SCHEMA = pa.schema(
     [
@@ -525,6 +528,7 @@ def directory_records_table(entries: Iterable[IsoEntry], *, iso: str) -> pa.Tabl
         columns["extent_offset"].append(entry.offset)
         columns["extent_length"].append(sum(length for _, length in entry.extents))
         columns["extent_count"].append(len(entry.extents))
+        columns["extents"].append(json.dumps(entry.extents) if entry.type == "file" else None)
         columns["symlink_target"].append(entry.symlink_target)
     columns["iso_name"] = [iso] * len(columns["path"])
     return pa.Table.from_pydict(columns, schema=DIRECTORY_RECORDS_SCHEMA)
@@ -659,8 +663,8 @@ def files_catalog(manifests: Mapping[str, pa.Table], records: Mapping[str, pa.Ta
 
 def iso_files(manifest: pa.Table, records: pa.Table, *, iso: str) -> pa.Table:
     """One ISO's rows of the files catalog: its manifest joined with its directory records on path."""
-    listing = records.select(["path", "type", "extent_offset", "extent_length"])
-    listing = listing.rename_columns(["path", "record_type", "extent_offset", "extent_length"])
+    listing = records.select(["path", "type", "extent_offset", "extent_length", "extents"])
+    listing = listing.rename_columns(["path", "record_type", "extent_offset", "extent_length", "extents"])
     joined = manifest.join(listing, keys="path", join_type="left outer", use_threads=False)
     _check_extents(joined, iso)
     return joined.select(FILES_SCHEMA.names).cast(FILES_SCHEMA)

@@ -18,7 +18,9 @@ Where things go (see docs/restore-layout.md):
   nodes, one per inventory node the plan maps an old node onto) → every Director node, identical;
   so does whatever else another writer keeps below `data/` (`system/...`, `keys/*.enc`, …); its
   entries for folders outside volumes are not needed (folders are made for their files);
-- `keys/*.key` (the old private keys) → nowhere: a new CA is made at restore time.
+- `keys/*.key` (the old private keys) → nowhere: a new CA is made at restore time. The backup's
+  `keys/ca.crt` goes to `keys/old-ca.crt`: `keys/ca.crt` is the new CA's, and a backed-up file at
+  another path the new certificates take (`issued_paths`) is dropped.
 
 Every value a rewrite changes is traced to an `Adaptation` of the plan (returned in
 `adaptations_applied`), so "restored = source except the listed adaptations" can be checked. A plan
@@ -59,6 +61,7 @@ from transforms.storage_paths import safe_join
 __all__ = [
     "EDITED_REASON",
     "NOT_RESTORED",
+    "OLD_CA_CERT",
     "RESTORED_EVENT",
     "LayoutError",
     "TargetFile",
@@ -66,6 +69,7 @@ __all__ = [
     "dump_json",
     "dump_yaml",
     "is_restored",
+    "issued_paths",
     "node_root",
     "pool_root",
     "scale_cpu",
@@ -76,6 +80,9 @@ __all__ = [
 NOT_RESTORED: tuple[str, ...] = ("keys/ca.key",)
 """Environment paths (fnmatch, `*` within one segment) never restored: the old CA's private key (a new CA
 is issued at restore time). Other key material, such as service-account keys, is restored."""
+
+OLD_CA_CERT = "keys/old-ca.crt"
+"""Where the backup's CA certificate is restored: `keys/ca.crt` is the new CA's."""
 
 EDITED_REASON = "set in the (edited) plan; the plan lists no adaptation for it"
 RESTORED_EVENT = "director.restored"
@@ -163,6 +170,13 @@ def is_restored(relpath: str) -> bool:
     return True
 
 
+def issued_paths(nodes: Iterable[str]) -> frozenset[str]:
+    """The paths the certificates issued at restore time take on a node root (the new CA's, the old CA
+    certificate's and each node's own), which no backed-up file may overwrite."""
+    own = [f"keys/{node}.{ext}" for node in nodes for ext in ("crt", "key")]
+    return frozenset(["keys/ca.crt", "keys/ca.key", OLD_CA_CERT, *own])
+
+
 def dump_yaml(data: Any) -> bytes:
     """A rewritten YAML document: deterministic, key order kept."""
     text = safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
@@ -228,6 +242,7 @@ class _Builder:
         self.pools = {p.name: p for p in plan.pools}
         self.director_roots = [node_root(self.director_node[d]) for d in sorted(self.director_node)]
         self.vm_owner = {vm.owner: vm for vm in env.vms}
+        self.issued = issued_paths(n.name for n in plan.nodes)
 
     # -- entry ---------------------------------------------------------------------------------------
 
@@ -553,6 +568,12 @@ class _Builder:
 
     def _shared(self, rel: str, mode: int) -> None:
         new = old = None
+        if rel == "keys/ca.crt":
+            self.emit(self.director_roots, OLD_CA_CERT, rel, mode)
+            return
+        if rel in self.issued:
+            self.dropped.append((rel, "its path holds a certificate or key issued at restore time"))
+            return
         if rel == "environment.yaml":
             old = self.doc(rel)
             new = copy.deepcopy(old)

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from omni_recovery.checker.problems import Problem
 from omni_recovery.db.audit import audit
 from omni_recovery.errors import RecoveryError
+from omni_recovery.safe_text import safe_text
 
 _COLUMNS = ("severity", "check", "iso", "path", "expected", "found", "message")
 
@@ -76,7 +77,7 @@ class ValidationReport:
             "signer_key_id": self.signer_key_id,
             "manifests_sha256": self.manifests_sha256,
             "bytes_hashed": self.bytes_hashed,
-            "problems": [problem.to_json() for problem in self.problems],
+            "problems": [_shown_json(problem) for problem in self.problems],
         }
 
     def to_json_text(self) -> str:
@@ -184,12 +185,14 @@ def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
 
 
 def _shown(value: str | None) -> str:
-    """A cell of the text table: control characters (a NUL in an untrusted path) made visible."""
-    if value is None:
-        return "-"
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value)
+    """A cell of the text table: a set's content escaped (safe_text)."""
+    return "-" if value is None else safe_text(value)
 
 
 def _safe(value: str | None) -> str | None:
-    """Text PostgreSQL accepts: a NUL from an untrusted path is shown escaped."""
-    return None if value is None else value.replace("\x00", "\\x00")
+    """Text for a report or a database column: a set's content escaped (safe_text)."""
+    return None if value is None else safe_text(value)
+
+
+def _shown_json(problem: Problem) -> dict[str, Any]:
+    return {k: _safe(v) if isinstance(v, str) else v for k, v in problem.to_json().items()}

@@ -32,6 +32,7 @@ from omni_recovery.checker.problems import Problem, Progress, no_progress
 from omni_recovery.checker.report import ValidationReport
 from omni_recovery.checker.set_checks import check_set, chunk_parts, set_identity
 from omni_recovery.errors import BackupSetError
+from omni_recovery.safe_text import safe_text
 
 _UNIT_BYTES = 256 << 20
 
@@ -313,6 +314,7 @@ def passed_and_metadata(problems: list[Problem]) -> tuple[bool, dict[str, Any]]:
 
 
 def _cell(value: str | None) -> str:
+    """A Markdown table cell: a set's content escaped (safe_text), and its `|` too."""
     if value is None:
         return "-"
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value).replace("|", "\\|")
+    return safe_text(value).replace("|", "\\|")

@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.safe_text import safe_text
 from omni_recovery.settings import PASSPHRASE_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,14 +88,19 @@ def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> b
     return value or None
 
 
+def fail(exc: RecoveryError) -> NoReturn:
+    """Say a refusal in one line (a set's content in it escaped) and exit 1."""
+    click.secho(f"error: {safe_text(str(exc))}", fg="red", err=True)
+    sys.exit(1)
+
+
 def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except RecoveryError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(1)
+            fail(exc)
 
     return wrapper  # type: ignore[return-value]
 

@@ -11,6 +11,7 @@ import click
 from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
 from omni_recovery.cli.options import (
     absolute_location_callback,
+    fail,
     passphrase_option,
     progress_bars,
     read_passphrase,
@@ -100,8 +101,7 @@ def validate_isos(
             location, deep, trusted_keys, passphrase_file, parallel_factor, report_path, store, workspace
         )
     except RecoveryError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(1)
+        fail(exc)
     sys.exit(0 if passed else 1)
 
 

@@ -15,7 +15,8 @@ with mode 0600 (the caller writes them to each target root).
 What can go wrong
 -----------------
 An old CA certificate that is not PEM raises CertificateError; so do a node without a name,
-two nodes of one name, or an IP address that does not parse.
+two nodes of one name, or an IP address that does not parse. `pki_problems()` checks what a node
+root holds after a restore: the CA key matches the CA certificate, which signed the node's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
@@ -34,7 +36,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from omni_recovery.errors import RecoveryError
 
-__all__ = ["CertificateBundle", "CertificateError", "IssuedCertificate", "NodeIdentity", "issue_certificates"]
+__all__ = [
+    "CertificateBundle",
+    "CertificateError",
+    "IssuedCertificate",
+    "NodeIdentity",
+    "issue_certificates",
+    "pki_problems",
+]
 
 CA_VALIDITY = timedelta(days=3650)
 NODE_VALIDITY = timedelta(days=825)
@@ -202,3 +211,22 @@ def _issue(
     return IssuedCertificate(
         node.name, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), _fingerprint(cert)
     )
+
+
+def pki_problems(ca_cert_pem: bytes, ca_key_pem: bytes, node_cert_pem: bytes) -> list[str]:
+    """What is wrong with a node's certificates: an unreadable file, a CA key that is not the CA
+    certificate's, or a node certificate the CA did not sign."""
+    try:
+        ca = x509.load_pem_x509_certificate(ca_cert_pem)
+        ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+        node = x509.load_pem_x509_certificate(node_cert_pem)
+    except (ValueError, TypeError) as exc:
+        return [f"a certificate or key cannot be read: {exc}"]
+    problems = []
+    if _public_der(ca_key.public_key()) != _public_der(ca.public_key()):  # type: ignore[arg-type]
+        problems.append("keys/ca.key is not the key of keys/ca.crt")
+    try:
+        node.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        problems.append("the node certificate is not signed by keys/ca.crt")
+    return problems

@@ -139,7 +139,8 @@ class RestoreItem:
     `path` is relative to the target root (the environment path, `envstate.model.env_path`);
     all parts of a chunked file carry the same `path` (that of `chunk_of`). `mode` is the
     manifest's st_mode (only the permission bits are applied); `mtime` is RFC 3339 or None.
-    `extent_offset` is the byte offset of the stored bytes in the ISO file (files only).
+    `extents` are the (byte offset in the ISO, length) of the stored bytes' sections, in order
+    (files only; a multi-extent file may have several, anywhere in the image).
     """
 
     iso_url: str
@@ -151,7 +152,7 @@ class RestoreItem:
     sha256: str | None = None
     mode: int = 0o644
     target: str | None = None
-    extent_offset: int | None = None
+    extents: tuple[tuple[int, int], ...] | None = None
     chunk_of: str | None = None
     chunk_index: int | None = None
     chunk_count: int | None = None
@@ -162,7 +163,13 @@ class RestoreItem:
 
     @classmethod
     def from_manifest(
-        cls, iso_url: str, iso_name: str, entry: ManifestEntry, *, path: str, extent_offset: int | None
+        cls,
+        iso_url: str,
+        iso_name: str,
+        entry: ManifestEntry,
+        *,
+        path: str,
+        extents: Sequence[tuple[int, int]] | None,
     ) -> RestoreItem:
         chunk = entry.chunk
         return cls(
@@ -175,7 +182,7 @@ class RestoreItem:
             sha256=entry.sha256,
             mode=entry.mode,
             target=entry.target,
-            extent_offset=extent_offset,
+            extents=None if extents is None else tuple(extents),
             chunk_of=chunk.chunk_of if chunk else None,
             chunk_index=chunk.chunk_index if chunk else None,
             chunk_count=chunk.chunk_count if chunk else None,
@@ -184,6 +191,11 @@ class RestoreItem:
             encryption=entry.encryption,
             mtime=entry.mtime,
         )
+
+    @property
+    def extent_offset(self) -> int | None:
+        """Where the stored bytes start in the ISO (their first section), None if not a file."""
+        return self.extents[0][0] if self.extents else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,31 +228,18 @@ def restore_items(reader: IsoReader) -> list[RestoreItem]:
         if not entry.path.startswith("data/") or entry.path == layout.DATA_KEY_PATH:
             continue
         logical = entry.chunk.chunk_of if entry.chunk else entry.path
-        offset = None
+        extents = None
         if entry.type == "file":
             image_entry = reader.listing.get(entry.path)
             if image_entry is None or image_entry.type != "file":
                 raise BackupSetError(
                     "file listed in the manifest is missing from the image", iso=reader.name, path=entry.path
                 )
-            offset = _contiguous_offset(image_entry.extents, reader.name, entry.path)
+            extents = image_entry.extents
         items.append(
-            RestoreItem.from_manifest(
-                reader.url, reader.name, entry, path=env_path(logical), extent_offset=offset
-            )
+            RestoreItem.from_manifest(reader.url, reader.name, entry, path=env_path(logical), extents=extents)
         )
     return items
-
-
-def _contiguous_offset(extents: Sequence[tuple[int, int]], iso: str, path: str) -> int:
-    if not extents:
-        return 0
-    position = extents[0][0]
-    for offset, length in extents:
-        if offset != position:
-            raise BackupSetError("file data is not contiguous in the image", iso=iso, path=path)
-        position += length
-    return extents[0][0]
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -289,9 +288,9 @@ def _plan(
                 raise BackupSetError("symlink without a target", iso=item.iso_name, path=item.stored_path)
             symlinks.append(item)
         elif item.type == "file":
-            if item.sha256 is None or item.extent_offset is None:
+            if item.sha256 is None or item.extents is None:
                 raise BackupSetError(
-                    "file without sha256 or extent offset", iso=item.iso_name, path=item.stored_path
+                    "file without sha256 or extents", iso=item.iso_name, path=item.stored_path
                 )
             if item.chunk_of is not None:
                 parts[item.path].append(item)
@@ -437,15 +436,26 @@ class _Sources:
         self.cancelled = cancelled
         self.copied = copied
 
-    def blocks(self, item: RestoreItem, offset: int, length: int, buffer: memoryview) -> Iterator[memoryview]:
-        """The stored bytes of `item` from `offset` (in the ISO), a buffer's worth at a time."""
-        for block in self.get(item).blocks(offset, length, buffer, item.stored_path):
-            self._after_read(item, len(block))
-            yield block
+    def blocks(self, item: RestoreItem, buffer: memoryview) -> Iterator[memoryview]:
+        """The stored bytes of `item`, section after section, a buffer's worth at a time."""
+        for offset, length in _sections(item):
+            for block in self.get(item).blocks(offset, length, buffer, item.stored_path):
+                self._after_read(item, len(block))
+                yield block
 
-    def read_into(self, item: RestoreItem, offset: int, block: memoryview) -> None:
-        """Fill `block` with the stored bytes of `item` from `offset` (in the ISO)."""
-        self.get(item).read_into(block, offset, item.stored_path)
+    def read_into(self, item: RestoreItem, start: int, block: memoryview) -> None:
+        """Fill `block` with the stored bytes of `item` from `start` (in the file, across sections)."""
+        filled, reader = 0, self.get(item)
+        for offset, length in _sections(item):
+            if start >= length:
+                start -= length
+                continue
+            take = min(length - start, len(block) - filled)
+            with block[filled : filled + take] as part:
+                reader.read_into(part, offset + start, item.stored_path)
+            filled, start = filled + take, 0
+            if filled == len(block):
+                break
         self._after_read(item, len(block))
 
     def _after_read(self, item: RestoreItem, read: int) -> None:
@@ -477,6 +487,22 @@ class _Sources:
         for source in self._open.values():
             source.close()
         self._open.clear()
+
+
+def _sections(item: RestoreItem) -> Iterator[tuple[int, int]]:
+    """`item`'s sections, cut to its manifest size; IntegrityError if they hold less than that."""
+    left = item.size
+    for offset, length in item.extents or ():
+        if left <= 0:
+            break
+        yield offset, min(length, left)
+        left -= length
+    if left > 0:
+        raise IntegrityError(
+            f"the image records {item.size - left} of its {item.size} bytes",
+            iso=item.iso_name,
+            path=item.stored_path,
+        )
 
 
 class _Buffers(threading.local):
@@ -511,9 +537,8 @@ def _mismatch(job: _FileJob, digest: str, sources: _Sources, buffer: memoryview)
             path=first.stored_path,
         )
     for piece in job.parts:
-        assert piece.extent_offset is not None
         part = hashlib.sha256()
-        for block in sources.blocks(piece, piece.extent_offset, piece.size, buffer):
+        for block in sources.blocks(piece, buffer):
             part.update(block)
         if part.hexdigest() != piece.sha256:
             return IntegrityError(
@@ -542,9 +567,8 @@ def _copy_plain(job: _FileJob, out: PartialFile, sources: _Sources, buffer: memo
     """Copy a file (all its parts, in order), hashing the whole and/or each part as it goes."""
     whole = hashlib.sha256() if job.check_whole else None
     for piece in job.parts:
-        assert piece.extent_offset is not None
         part = hashlib.sha256() if job.check_parts else None
-        for block in sources.blocks(piece, piece.extent_offset, piece.size, buffer):
+        for block in sources.blocks(piece, buffer):
             if whole is not None:
                 whole.update(block)
             if part is not None:
@@ -567,9 +591,8 @@ def _copy_sealed(
     opener = keys.Opener(data_key.key, nonce, item.chunk_of or item.stored_path, iso=item.iso_name)
     plain, size = hashlib.sha256(), 0
     for piece in job.parts:
-        assert piece.extent_offset is not None
         stored = hashlib.sha256()
-        for block in sources.blocks(piece, piece.extent_offset, piece.size, buffer):
+        for block in sources.blocks(piece, buffer):
             stored.update(block)
             text = opener.update(block)  # type: ignore[arg-type]
             plain.update(text)
@@ -638,14 +661,13 @@ class _PipedCopy:
     def copy(self) -> None:
         try:
             for index, piece in enumerate(self.job.parts):
-                assert piece.extent_offset is not None
                 for start in range(0, piece.size, PIPE_BLOCK):
                     buffer = self.ring.take_unless(self.stop)
                     if buffer is None:
                         raise Interrupted(f"stopped copying {self.job.path}")
                     length = min(PIPE_BLOCK, piece.size - start)
                     with buffer[:length] as block:
-                        self.sources.read_into(piece, piece.extent_offset + start, block)
+                        self.sources.read_into(piece, start, block)
                         self.out.write(block)
                     self.handed.put((index, buffer, length))
         finally:

@@ -13,6 +13,7 @@ import json
 import posixpath
 import shutil
 import sqlite3
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.isobuild import IsoBuilder
-from omni_recovery.backupset.reader import IsoReader
+from omni_recovery.backupset.reader import IsoReader, list_backup_set
 
 
 def copy_set(source: Path, target: Path) -> Path:
@@ -155,3 +156,84 @@ def rebuild(
     finally:
         builder.close()
     partial.replace(iso)
+
+
+def scatter_sections(iso: Path, path: str) -> bool:
+    """Record the file `path` as a multi-extent file whose two sections lie out of order: the second
+    half of its bytes first in the image, then the first half (at a block boundary), and each
+    directory record of it (ISO 9660 and Joliet trees) split in two, the first section flagged
+    multi-extent. Legal ISO 9660 that reads back the same bytes. False, and the image unchanged,
+    when a directory block of the file has no room for the second record."""
+    with IsoReader(str(iso)) as reader:
+        entry = reader.listing[path]
+    ((offset, size),) = entry.extents
+    assert size > 2 * BLOCK, "a file of more than two blocks"
+    first = size // 2 // BLOCK * BLOCK
+    data = bytearray(iso.read_bytes())
+    whole = bytes(data[offset : offset + size])
+    tail_blocks = -(-(size - first) // BLOCK)
+    location = offset // BLOCK
+    head = _both(location) + _both(size)
+    records = [at - 2 for at in _find_all(data, head)]
+    edits = [_split_record(data, at, location + tail_blocks, first, location, size - first) for at in records]
+    if not edits or any(edit is None for edit in edits):
+        return False
+    for block_start, block in filter(None, edits):
+        data[block_start : block_start + BLOCK] = block
+    data[offset : offset + tail_blocks * BLOCK] = whole[first:].ljust(tail_blocks * BLOCK, b"\0")
+    data[offset + tail_blocks * BLOCK : offset + tail_blocks * BLOCK + first] = whole[:first]
+    iso.write_bytes(bytes(data))
+    return True
+
+
+BLOCK = 2048
+
+
+def _find_all(data: bytearray, needle: bytes) -> list[int]:
+    found, at = [], data.find(needle)
+    while at != -1:
+        found.append(at)
+        at = data.find(needle, at + 1)
+    return found
+
+
+def _both(value: int) -> bytes:
+    return struct.pack("<I", value) + struct.pack(">I", value)
+
+
+def _split_record(
+    data: bytearray, at: int, first_block: int, first_size: int, second_block: int, second_size: int
+) -> tuple[int, bytes] | None:
+    """The directory block holding the record at `at` with that record made two (see scatter_sections);
+    None if the block has no room for the second."""
+    start = at // BLOCK * BLOCK
+    block = bytes(data[start : start + BLOCK])
+    pos, length = at - start, block[at - start]
+    used = pos
+    while used < BLOCK and block[used]:
+        used += block[used]
+    if used + length > BLOCK:
+        return None
+    record = bytearray(block[pos : pos + length])
+    first = bytearray(record)
+    first[2:10], first[10:18], first[25] = _both(first_block), _both(first_size), record[25] | 0x80
+    second = bytearray(record)
+    second[2:10], second[10:18] = _both(second_block), _both(second_size)
+    rebuilt = block[:pos] + bytes(first) + bytes(second) + block[pos + length : used]
+    return start, rebuilt.ljust(BLOCK, b"\0")
+
+
+def scattered_copy(source: Path, folder: Path) -> list[str]:
+    """A copy of the set at `source` made at `folder`, in which files of every kind (plain, sealed,
+    a chunk part, and large ones) are multi-extent files whose two sections lie out of order."""
+    shutil.copytree(source, folder)
+    scattered: list[str] = []
+    for member in list_backup_set(str(folder)):
+        with IsoReader(member.url) as reader:
+            files = [e for e in reader.manifest.files if e.type == "file" and e.path.startswith("data/")]
+        for entry in sorted(files, key=lambda e: -e.size)[:3]:
+            if entry.size > 3 * 2048 and scatter_sections(
+                Path(member.url.removeprefix("file://")), entry.path
+            ):
+                scattered.append(entry.path)
+    return scattered

@@ -25,10 +25,12 @@ from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.catalog_sql import run_query
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.db.schema import init_database
 from omni_recovery.errors import BackupSetError
 from omni_recovery.settings import DATABASE_URL_ENV, WORKSPACE_ENV, Settings
 from pipelines.runner import RegisterSummary, dagster_instance, register_isos
 from tests.catalog_fixtures import DemoSet, scratch_settings
+from tests.checker.tamper import scattered_copy
 
 
 @dataclass
@@ -261,3 +263,23 @@ def test_the_command_line_says_a_damaged_image_in_one_line(
     said = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(said) == 1, done.stderr
     assert said[0].startswith("error: t1_volume-data_001.iso: image is truncated"), done.stderr
+
+
+def test_the_catalog_holds_every_section_of_files_whose_sections_lie_out_of_order(
+    demo_set: DemoSet, fresh_database_url: str, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    scattered = scattered_copy(demo_set.output, tmp_path / "set")
+    init_database(fresh_database_url)
+    with scratch_settings(tmp_path_factory, "scattered", fresh_database_url) as settings:
+        register_isos(str(tmp_path / "set"), settings)
+    rows = _pg(
+        fresh_database_url, "SELECT iso_name, path, extents, sha256 FROM omni.files WHERE type = 'file'"
+    )
+    for iso_name, path, extents, sha in rows:
+        digest = hashlib.sha256()
+        with (tmp_path / "set" / iso_name).open("rb") as iso:
+            for offset, length in extents:
+                iso.seek(offset)
+                digest.update(iso.read(length))
+        assert digest.hexdigest() == sha, (iso_name, path, extents)
+    assert sorted(path for _, path, extents, _ in rows if len(extents) == 2) == sorted(scattered)

@@ -11,7 +11,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from omni_recovery.restorer.certificates import CertificateError, NodeIdentity, issue_certificates
+from omni_recovery.restorer.certificates import (
+    CertificateError,
+    NodeIdentity,
+    issue_certificates,
+    pki_problems,
+)
 from tests.backupset.conftest import DemoSet
 
 
@@ -60,3 +65,19 @@ def test_bad_input_is_refused(tmp_path: Path):
         issue_certificates("demo", [NodeIdentity("a"), NodeIdentity("a")])
     with pytest.raises(CertificateError, match="not an IP"):
         issue_certificates("demo", [NodeIdentity("a", ips=("10.0.0.300",))])
+
+
+def test_pki_problems_finds_a_ca_key_or_a_signer_that_does_not_belong():
+    first = issue_certificates("demo", [NodeIdentity("n1")])
+    second = issue_certificates("demo", [NodeIdentity("n1")])
+    own = first.nodes["n1"].cert_pem
+    assert pki_problems(first.ca_cert_pem, first.ca_key_pem, own) == []
+    assert pki_problems(first.ca_cert_pem, second.ca_key_pem, own) == [
+        "keys/ca.key is not the key of keys/ca.crt"
+    ]
+    assert pki_problems(second.ca_cert_pem, second.ca_key_pem, own) == [
+        "the node certificate is not signed by keys/ca.crt"
+    ]
+    assert pki_problems(b"not PEM", first.ca_key_pem, own)[0].startswith(
+        "a certificate or key cannot be read"
+    )

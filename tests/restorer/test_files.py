@@ -25,6 +25,7 @@ from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityErro
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from tests.backupset.conftest import DemoSet
+from tests.checker.tamper import scattered_copy
 from tests.restorer.conftest import PASSPHRASE, assert_same_tree, set_items, snapshot
 
 BIG = "full-export"  # the demo's big streamed file, chunked over several volume-data ISOs
@@ -485,3 +486,22 @@ def test_names_the_format_allows_round_trip_up_to_the_length_limit(demo_env: Pat
     items, key = set_items(tmp_path / "set")
     restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2)
     assert_same_tree(env, tmp_path / "node")
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_multi_extent_files_with_sections_out_of_order_are_validated_and_restored_identically(
+    demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: int
+):
+    from omni_recovery.restorer import files
+
+    monkeypatch.setattr(files, "PIPED_MIN_SIZE", 8192)  # large files piped, read a block at a time
+    monkeypatch.setattr(files, "PIPE_BLOCK", 3000)  # blocks that straddle the sections' boundary
+    scattered = scattered_copy(demo_set.output, tmp_path / "set")
+    items, key = set_items(tmp_path / "set")
+    kinds = {(i.encryption is not None, i.chunk_of is not None) for i in items if i.stored_path in scattered}
+    assert len(scattered) >= 6 and len(kinds) >= 2, (scattered, kinds)
+    assert all(len(i.extents or ()) == 2 for i in items if i.stored_path in scattered)
+    report = validate(str(tmp_path / "set"), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed, report.to_text()
+    restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=parallel, block_size=4096)
+    assert_same_tree(demo_set.env, tmp_path / "node")

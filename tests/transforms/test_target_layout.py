@@ -23,11 +23,13 @@ from transforms.planner import Plan, generate_plan
 from transforms.storage_paths import safe_join
 from transforms.target_layout import (
     EDITED_REASON,
+    OLD_CA_CERT,
     RESTORED_EVENT,
     LayoutError,
     TargetFile,
     TargetLayout,
     is_restored,
+    issued_paths,
     node_root,
     pool_root,
     target_layout,
@@ -176,7 +178,8 @@ def test_shared_documents_are_identical_on_every_director_node(case: Case) -> No
     assert all(other == first for other in others)
     new_nodes = {n.name for n in case.plan.nodes if n.old_node}
     assert {r for r in first if r.startswith("nodes/")} == {f"nodes/{n}.yaml" for n in new_nodes}
-    assert "keys/ca.crt" in first and "environment.yaml" in first
+    assert "keys/old-ca.crt" in first and "environment.yaml" in first
+    assert "keys/ca.crt" not in first, "keys/ca.crt is the new CA's, issued at restore time"
 
 
 # -- rewritten values --------------------------------------------------------------------------------
@@ -496,3 +499,20 @@ def test_an_application_that_runs_on_no_vm_goes_with_its_orchestrator(
     assert placed.root == node_root(node) and placed.content is None, "copied unchanged"
     volume_files = [f for f in layout.files if f.origin and f.origin.startswith(f"volumes/{app.name}/")]
     assert any(f.relpath.endswith("volume.yaml") and f.root == node_root(node) for f in volume_files)
+
+
+def test_no_backed_up_file_takes_a_path_of_the_certificates_issued_at_restore(
+    case: Case, env_files: EnvFiles, documents: dict[str, bytes]
+) -> None:
+    """A backup of an environment restored before holds keys/old-ca.crt and its nodes' own
+    certificates: none of them may land where the new CA or a new node's certificate goes."""
+    issued = issued_paths(n.name for n in case.plan.nodes)
+    node = case.plan.nodes[0].name
+    earlier = [(f"keys/{node}.crt", "file", 0o100644), (f"keys/{node}.key", "file", 0o100600)]
+    extra = [(OLD_CA_CERT, "file", 0o100644), *earlier, ("keys/other.crt", "file", 0o100644)]
+    layout = target_layout(case.env, documents, case.plan, case.inventory, env_files=env_files + extra)
+    placed = {f.relpath for f in layout.files}
+    assert not placed & (issued - {OLD_CA_CERT}), placed & issued
+    assert {f.origin for f in layout.files if f.relpath == OLD_CA_CERT} == {"keys/ca.crt"}
+    assert "keys/other.crt" in placed
+    assert {rel for rel, _ in layout.dropped} >= {OLD_CA_CERT, f"keys/{node}.crt", f"keys/{node}.key"}
