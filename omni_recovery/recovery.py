@@ -62,13 +62,14 @@ from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
+from omni_recovery.planning import plan_id as plan_id_of
 from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
 from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
-from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
+from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker, take_run_lock
 from transforms.planner import PHASE_INDEX, PHASES, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
@@ -280,8 +281,15 @@ class Recovery:
 
     @cached_property
     def tracker(self) -> RecoveryTracker:
-        plan_id = self.plan_id
-        return RecoveryTracker.start_or_resume(connect(self.database_url), plan_id, self.options.as_json())
+        """The run, held by this process (its lock) until `close`; RunBusy when another holds it.
+        Locked before the plan is recorded, so that a refused process writes nothing at all."""
+        conn = connect(self.database_url)
+        try:
+            take_run_lock(conn, plan_id_of(self.plan))
+            return RecoveryTracker.start_or_resume(conn, self.plan_id, self.options.as_json())
+        except BaseException:
+            conn.close()
+            raise
 
     @property
     def run_folder(self) -> Path:
