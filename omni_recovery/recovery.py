@@ -12,8 +12,9 @@ post-recovery backup. Each step is recorded when it starts and ends; each verifi
 Resuming: a run killed at any point is continued by the next execute-plan of the same plan.
 Steps that succeeded are skipped (verification and report are done again: they judge the whole
 run); the step in flight runs again, skipping every file it had recorded as verified
-(restore_files checks they are still there with their size). The new CA and node certificates
-are kept in the run's workspace folder so a resumed run issues none anew.
+(restore_files checks they are still there with their size) and keeping every file it had put
+in place but not yet recorded (restore_files finds its size and digest right). The new CA and
+node certificates are kept in the run's workspace folder so a resumed run issues none anew.
 
 Failures: each step is tried 1 + its `retries` times (a retried restore skips the files it already
 verified; a restore that runs past the step's `timeout_s` fails like any other), then its
@@ -79,6 +80,11 @@ VOLUMES = PHASE_INDEX["volumes"]  # the phases before it are the infrastructure 
 # Steps that judge the whole run: a resumed run does them again even when they succeeded before.
 SUMMARY_PHASES = ("verification", "report")
 STEP_PROGRESS_SECONDS = 2.0
+# Verified files are recorded in batches of this many files or bytes (one commit each). A file
+# renamed into place but not yet recorded when the process dies is found whole, by its digest, and
+# kept by the next run (restore_files); the byte bound keeps that re-reading short.
+RECORD_FILES = 200
+RECORD_BYTES = 32 << 20
 # Written and removed under each storage root before volumes go there: it must take new files.
 WRITE_PROBE = "omni-write-check"
 
@@ -570,7 +576,7 @@ class Recovery:
 
             def on_done(done: RestoredFile) -> None:
                 recorded.append((done.path, done.sha256, done.size))
-                if len(recorded) >= 200:
+                if len(recorded) >= RECORD_FILES or sum(r[2] for r in recorded) >= RECORD_BYTES:
                     self.tracker.files_verified(root, recorded)
                     recorded.clear()
 

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,22 +30,25 @@ from click.testing import CliRunner
 from assets.restore import restored_applications, restored_volumes
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import TrustedSigners
+from omni_recovery.backupset.writer import WriterOptions
 from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.model import walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.planning import generate, plan_id, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
 from omni_recovery.recovery import ExecuteOptions, applications_with_dependencies
 from omni_recovery.settings import load_settings
-from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.tracking import RunRecord, recent_runs, run_holder
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte
+from tests.demo_fixtures import signed_set, write_demo
 from transforms.environment_model import environment_from_folder
 from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
@@ -989,3 +993,71 @@ def test_while_execute_plan_runs_a_second_process_or_a_ui_launch_is_refused_and_
     _, err = holder.communicate(timeout=300)
     assert holder.returncode == 0, err.decode()
     ran_once(database_url, run_id)
+
+
+@pytest.fixture(scope="module")
+def killable(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> DemoSet:
+    """A validated set whose volume phase lasts long enough for many kills: thousands of small
+    files (the small demo scale) and a few large ones."""
+    scale = DemoOptions(volume_scale="small", applications=4, seed=11, big_file_bytes=48 * 2**20)
+    env = write_demo(tmp_path_factory, "killable-env", scale)
+    options = WriterOptions(backup_set_id="k1", max_iso_size=16 * 2**20, chunk_size=4 * 2**20)
+    demo = signed_set(env, tmp_path_factory.mktemp("killable-set"), options)
+    report = validate(str(demo.output), demo.trusted, PASSPHRASE, deep=True)
+    assert report.passed, report.to_text()
+    with connect(database_url) as conn:
+        store(conn, report)
+    return demo
+
+
+def final_files(pools: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Every file under its final name in the pools' volume folders: (inode, mtime)."""
+    return {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for pool in pools
+        if pool.exists()
+        for p in pool.rglob("*")
+        if p.is_file() and not p.name.endswith(PARTIAL_SUFFIX)
+    }
+
+
+def kill_during_volumes(
+    command: list[str], env: dict[str, str], pools: list[Path], files: int, delay: float
+) -> None:
+    """Run `command` (execute-plan) and SIGKILL it `delay` seconds after it has put `files` more
+    volume files in place: an instant inside the volume phase, whatever the machine's speed."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wanted = len(final_files(pools)) + files
+
+    def restored_enough() -> bool:
+        assert proc.poll() is None, "the run ended before its volume phase was over"
+        return len(final_files(pools)) >= wanted
+
+    wait_until(restored_enough, f"{files} more volume files")
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+
+
+def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_file_it_had_put_in_place(
+    killable: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(killable, tmp_path)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
+    chance = random.Random(20)
+    first_seen: dict[Path, tuple[int, int]] = {}
+    for kill in range(20):
+        kill_during_volumes(command, env, pools, chance.randint(1, 12), chance.uniform(0, 0.05))
+        for path, identity in final_files(pools).items():
+            assert first_seen.setdefault(path, identity) == identity, f"kill {kill}: {path} was rewritten"
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert latest_run(database_url).status == "succeeded"
+    after = final_files(pools)
+    rewritten = [p for p, identity in first_seen.items() if after.get(p) != identity]
+    assert first_seen and not rewritten, f"{len(rewritten)} file(s) rewritten, e.g. {rewritten[:3]}"
+    source = {p: d for p, d in digests(killable.env).items() if p.startswith("volumes/") and "/files" in p}
+    restored = restored_tree(setup.plan, tmp_path / "gathered")
+    assert {p: d for p, d in restored.items() if p in source or "/files" in p} == source, "volume data"
+    assert not [p for pool in pools for p in pool.rglob(f"*{PARTIAL_SUFFIX}")]
