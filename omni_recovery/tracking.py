@@ -11,7 +11,7 @@ One process per run: `start_or_resume` first takes the plan's PostgreSQL advisor
 tracker's connection, before it reads or changes any run, and holds it as long as that connection
 lives (a killed process's connection, and so its lock, ends with it). A second process on the same
 plan is refused (RunBusy) naming the run, the holder's process id and host (its connection's
-application_name) and since when; `run_is_held` tells `status` whether a process holds a run.
+application_name) and since when; `run_holder` tells `status` which process holds a run.
 
 What can go wrong: a connection lost mid-run (the server stopped or restarted) raises DatabaseError
 saying so; what was committed stands, and the next execute-plan resumes the run (its lock went
