@@ -999,7 +999,7 @@ def test_while_execute_plan_runs_a_second_process_or_a_ui_launch_is_refused_and_
 def killable(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> DemoSet:
     """A validated set whose volume phase lasts long enough for many kills: thousands of small
     files (the small demo scale) and a few large ones."""
-    scale = DemoOptions(volume_scale="small", applications=4, seed=11, big_file_bytes=48 * 2**20)
+    scale = DemoOptions(volume_scale="small", applications=8, seed=11, big_file_bytes=48 * 2**20)
     env = write_demo(tmp_path_factory, "killable-env", scale)
     options = WriterOptions(backup_set_id="k1", max_iso_size=16 * 2**20, chunk_size=4 * 2**20)
     demo = signed_set(env, tmp_path_factory.mktemp("killable-set"), options)
@@ -1048,7 +1048,7 @@ def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_fi
     chance = random.Random(20)
     first_seen: dict[Path, tuple[int, int]] = {}
     for kill in range(20):
-        kill_during_volumes(command, env, pools, chance.randint(1, 12), chance.uniform(0, 0.05))
+        kill_during_volumes(command, env, pools, chance.randint(1, 8), chance.uniform(0, 0.05))
         for path, identity in final_files(pools).items():
             assert first_seen.setdefault(path, identity) == identity, f"kill {kill}: {path} was rewritten"
     done = subprocess.run(command, env=env, capture_output=True, text=True)
