@@ -12,8 +12,9 @@ post-recovery backup. Each step is recorded when it starts and ends; each verifi
 Resuming: a run killed at any point is continued by the next execute-plan of the same plan.
 Steps that succeeded are skipped (verification and report are done again: they judge the whole
 run); the step in flight runs again, skipping every file it had recorded as verified
-(restore_files checks they are still there with their size). The new CA and node certificates
-are kept in the run's workspace folder so a resumed run issues none anew.
+(restore_files checks they are still there with their size) and keeping every file it had put
+in place but not yet recorded (restore_files finds its size and digest right). The new CA and
+node certificates are kept in the run's workspace folder so a resumed run issues none anew.
 
 Failures: each step is tried 1 + its `retries` times (a retried restore skips the files it already
 verified; a restore that runs past the step's `timeout_s` fails like any other), then its
@@ -63,6 +64,7 @@ from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
+from omni_recovery.planning import plan_id as plan_id_of
 from omni_recovery.restorer.certificates import (
     CertificateBundle,
     NodeIdentity,
@@ -75,7 +77,7 @@ from omni_recovery.root_safety import plan_root_problems
 from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
-from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
+from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, Connection, RecoveryTracker, take_run_lock
 from transforms.planner import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
@@ -85,6 +87,11 @@ VOLUMES = PHASE_INDEX["volumes"]  # the phases before it are the infrastructure 
 # Steps that judge the whole run: a resumed run does them again even when they succeeded before.
 SUMMARY_PHASES = ("verification", "report")
 STEP_PROGRESS_SECONDS = 2.0
+# Verified files are recorded in batches of this many files or bytes (one commit each). A file
+# renamed into place but not yet recorded when the process dies is found whole, by its digest, and
+# kept by the next run (restore_files); the byte bound keeps that re-reading short.
+RECORD_FILES = 200
+RECORD_BYTES = 32 << 20
 # Written and removed under each storage root before volumes go there: it must take new files.
 WRITE_PROBE = "omni-write-check"
 
@@ -295,9 +302,22 @@ class Recovery:
         return by_step
 
     @cached_property
+    def run_lock(self) -> Connection:
+        """This process's hold on the plan's run until `close`; RunBusy when another process holds it.
+        Taken as soon as the plan is known, so that a second process is refused at once, having
+        read little and written nothing."""
+        conn = connect(self.database_url)
+        try:
+            take_run_lock(conn, plan_id_of(self.plan))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @cached_property
     def tracker(self) -> RecoveryTracker:
-        plan_id = self.plan_id
-        return RecoveryTracker.start_or_resume(connect(self.database_url), plan_id, self.options.as_json())
+        """The run, opened (or resumed) on the connection that holds its lock."""
+        return RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, self.options.as_json())
 
     @property
     def run_folder(self) -> Path:
@@ -324,14 +344,15 @@ class Recovery:
         if "readers" in self.__dict__:
             for reader in self.readers:
                 reader.close()
-        if "tracker" in self.__dict__:
-            self.tracker.conn.close()
+        if "run_lock" in self.__dict__:
+            self.run_lock.close()
 
     # -- running ------------------------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Every refusal, each before anything is written and before the run is opened (or resumed)."""
         _ = self.plan  # the plan's roots and paths against the inventory's, before any other check
+        _ = self.run_lock  # a second process on this run stops here
         if self.options.require_validation:
             self._require_validation()
         _ = self.source  # the readers' documents, read before another thread uses a reader
@@ -582,7 +603,7 @@ class Recovery:
 
             def on_done(done: RestoredFile) -> None:
                 recorded.append((done.path, done.sha256, done.size))
-                if len(recorded) >= 200:
+                if len(recorded) >= RECORD_FILES or sum(r[2] for r in recorded) >= RECORD_BYTES:
                     self.tracker.files_verified(root, recorded)
                     recorded.clear()
 

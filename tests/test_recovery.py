@@ -10,13 +10,15 @@ import dataclasses
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,22 +30,25 @@ from click.testing import CliRunner
 from assets.restore import restored_applications, restored_volumes
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import TrustedSigners
+from omni_recovery.backupset.writer import WriterOptions
 from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
-from omni_recovery.planning import generate, record_plan_source, write_plan_files
+from omni_recovery.planning import generate, plan_id, record_plan_source, write_plan_files
 from omni_recovery.post_backup import gather
 from omni_recovery.recovery import ExecuteOptions, applications_with_dependencies
 from omni_recovery.settings import load_settings
-from omni_recovery.targets.driver import TargetRoot
-from omni_recovery.tracking import RunRecord, recent_runs
+from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
+from omni_recovery.tracking import RunRecord, recent_runs, run_holder
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte, scattered_copy
+from tests.demo_fixtures import signed_set, write_demo
 from transforms.environment_model import environment_from_folder
 from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
@@ -879,3 +884,230 @@ def test_a_set_whose_files_lie_in_sections_out_of_order_is_recovered_identically
     data = [p for p in source if "/files/" in p or p.endswith((".jsonl", "secrets.json"))]
     assert data and all(restored.get(p) == source[p] for p in data)
     assert {env_path(p) for p in scattered} & set(data), "some scattered file is compared"
+
+
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds:.0f} s for {what}"
+        time.sleep(0.01)
+
+
+def frozen_holder(
+    database_url: str, plan: Plan, procs: list[subprocess.Popen[bytes]], pools: list[Path] | None = None
+) -> subprocess.Popen[bytes]:
+    """The one of `procs` that holds the plan's run, stopped (SIGSTOP) once it holds it and has
+    opened the run (and, with `pools`, once a volume file is in place): its lock stays held while it
+    stands still."""
+    by_pid = {p.pid: p for p in procs}
+    found: list[subprocess.Popen[bytes]] = []
+
+    def holding() -> bool:
+        assert all(p.poll() is None for p in by_pid.values() if p not in found), "a process ended first"
+        with connect(database_url) as conn:
+            holder = run_holder(conn, plan_id(plan))
+            opened = conn.execute(
+                "SELECT 1 FROM omni.recovery_runs WHERE plan_id = %s AND finished_at IS NULL",
+                (plan_id(plan),),
+            ).fetchone()
+        if holder is None or holder.pid not in by_pid or not opened:
+            return False
+        if pools is not None and not any(
+            f.is_file() and "omni-partial" not in f.name
+            for pool in pools
+            if pool.exists()
+            for f in pool.rglob("*")
+        ):
+            return False
+        found.append(by_pid[holder.pid])
+        return True
+
+    wait_until(holding, "a process holding the run")
+    found[0].send_signal(signal.SIGSTOP)
+    return found[0]
+
+
+def untouched(database_url: str, *folders: Path) -> tuple[object, ...]:
+    """What a refused process must leave as it was: every file under `folders` (inode, size, mtime)
+    and the recovery database's runs, steps, verified files and audit trail."""
+    files = sorted(
+        (str(p), p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file()
+    )
+    with connect(database_url) as conn:
+        rows = [
+            conn.execute(query).fetchall()
+            for query in (
+                "SELECT run_id, status, finished_at FROM omni.recovery_runs ORDER BY run_id",
+                "SELECT run_id, step_id, status, attempts FROM omni.recovery_steps ORDER BY 1, 2",
+                "SELECT count(*) FROM omni.restored_files",
+                "SELECT count(*) FROM omni.audit_log",
+            )
+        ]
+    return tuple(files), tuple(map(tuple, rows))
+
+
+def busy_message(run_id: str, holder: subprocess.Popen[bytes]) -> str:
+    host = re.escape(socket.gethostname())
+    return rf"run {run_id} is being executed by process {holder.pid} on host {host} since \d{{4}}-"
+
+
+def ran_once(database_url: str, run_id: str) -> None:
+    """The run succeeded, opened once and never interrupted or resumed, each step run once."""
+    with connect(database_url) as conn:
+        trail = [
+            r[0]
+            for r in conn.execute(
+                "SELECT operation FROM omni.audit_log WHERE subject = %s ORDER BY id", (run_id,)
+            ).fetchall()
+        ]
+        [run] = [r for r in recent_runs(conn, limit=50) if r.run_id == run_id]
+    assert trail == ["recovery.start", "recovery.succeeded"], trail
+    assert run.status == "succeeded" and {s.attempts for s in run.steps} == {1}, run.steps
+
+
+def test_two_execute_plans_started_together_one_runs_and_the_other_is_refused_untouched(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    logs = [tmp_path / f"stderr-{n}" for n in range(2)]
+    procs = []
+    for log in logs:
+        with log.open("wb") as err:
+            procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err))
+    holder = frozen_holder(database_url, setup.plan, procs)
+    try:
+        [other] = [p for p in procs if p is not holder]
+        before = untouched(database_url, tmp_path / "infra", workspace)
+        other.wait(timeout=120)
+        assert untouched(database_url, tmp_path / "infra", workspace) == before
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    holder.wait(timeout=300)
+    assert holder.returncode == 0, logs[procs.index(holder)].read_text()
+    run_id = latest_run(database_url).run_id
+    message = logs[procs.index(other)].read_text()
+    assert other.returncode == 1 and re.search(busy_message(run_id, holder), message), message
+    assert "Traceback" not in message and len(message.strip().splitlines()) == 1, message
+    ran_once(database_url, run_id)
+
+
+def test_while_execute_plan_runs_a_second_process_or_a_ui_launch_is_refused_and_status_says_running(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+
+    setup = make_setup(validated, tmp_path)
+    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2)
+    holder = frozen_holder(database_url, setup.plan, [proc], pools)
+    try:
+        run_id = latest_run(database_url).run_id
+        before = untouched(database_url, tmp_path / "infra", workspace)
+        command, env = execute_plan_command(setup, workspace, database_url)
+        deploy = [*command[:3], "deploy-directors", "--config", *command[5:]]
+        for second in (command, deploy):
+            done = subprocess.run(second, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 1 and re.search(busy_message(run_id, holder), done.stderr), done.stderr
+            assert "Traceback" not in done.stderr
+        monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+        config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
+        launched = (
+            build_definitions(load_settings(workspace))
+            .resolve_job_def("restore")
+            .execute_in_process(
+                instance=DagsterInstance.ephemeral(),
+                run_config={"resources": {"recovery": {"config": config}}},
+                asset_selection=[restored_volumes.key],
+                raise_on_error=False,
+            )
+        )
+        assert not launched.success
+        failures = " ".join(str(e.event_specific_data) for e in launched.all_events if e.is_failure)
+        assert re.search(busy_message(run_id, holder), failures), failures
+        assert untouched(database_url, tmp_path / "infra", workspace) == before
+
+        status = subprocess.run(
+            [*command[:3], "status", "--workspace", str(workspace)], env=env, capture_output=True, text=True
+        ).stdout
+        assert f"{run_id}  plan {plan_id(setup.plan)}  running (by process {holder.pid} on host" in status, (
+            status
+        )
+        assert "not running" not in status and "stopped" not in status and "\n  running" in status, status
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    _, err = holder.communicate(timeout=300)
+    assert holder.returncode == 0, err.decode()
+    ran_once(database_url, run_id)
+
+
+@pytest.fixture(scope="module")
+def killable(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> DemoSet:
+    """A validated set whose volume phase lasts long enough for many kills: thousands of small
+    files (the small demo scale) and a few large ones."""
+    scale = DemoOptions(volume_scale="small", applications=8, seed=11, big_file_bytes=48 * 2**20)
+    env = write_demo(tmp_path_factory, "killable-env", scale)
+    options = WriterOptions(backup_set_id="k1", max_iso_size=16 * 2**20, chunk_size=4 * 2**20)
+    demo = signed_set(env, tmp_path_factory.mktemp("killable-set"), options)
+    report = validate(str(demo.output), demo.trusted, PASSPHRASE, deep=True)
+    assert report.passed, report.to_text()
+    with connect(database_url) as conn:
+        store(conn, report)
+    return demo
+
+
+def final_files(pools: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Every file under its final name in the pools' volume folders: (inode, mtime)."""
+    return {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for pool in pools
+        if pool.exists()
+        for p in pool.rglob("*")
+        if p.is_file() and not p.name.endswith(PARTIAL_SUFFIX)
+    }
+
+
+def kill_during_volumes(
+    command: list[str], env: dict[str, str], pools: list[Path], files: int, delay: float
+) -> None:
+    """Run `command` (execute-plan) and SIGKILL it `delay` seconds after it has put `files` more
+    volume files in place: an instant inside the volume phase, whatever the machine's speed."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wanted = len(final_files(pools)) + files
+
+    def restored_enough() -> bool:
+        assert proc.poll() is None, "the run ended before its volume phase was over"
+        return len(final_files(pools)) >= wanted
+
+    wait_until(restored_enough, f"{files} more volume files")
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+
+
+def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_file_it_had_put_in_place(
+    killable: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(killable, tmp_path)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
+    chance = random.Random(20)
+    first_seen: dict[Path, tuple[int, int]] = {}
+    for kill in range(20):
+        kill_during_volumes(command, env, pools, chance.randint(1, 8), chance.uniform(0, 0.05))
+        for path, identity in final_files(pools).items():
+            assert first_seen.setdefault(path, identity) == identity, f"kill {kill}: {path} was rewritten"
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert latest_run(database_url).status == "succeeded"
+    after = final_files(pools)
+    rewritten = [p for p, identity in first_seen.items() if after.get(p) != identity]
+    assert first_seen and not rewritten, f"{len(rewritten)} file(s) rewritten, e.g. {rewritten[:3]}"
+    source = {p: d for p, d in digests(killable.env).items() if p.startswith("volumes/") and "/files" in p}
+    restored = restored_tree(setup.plan, tmp_path / "gathered")
+    assert {p: d for p, d in restored.items() if p in source or "/files" in p} == source, "volume data"
+    assert not [p for pool in pools for p in pool.rglob(f"*{PARTIAL_SUFFIX}")]

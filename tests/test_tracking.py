@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -11,9 +14,8 @@ from click.testing import CliRunner
 
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
-from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import DATABASE_URL_ENV
-from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, recent_runs, run_is_held
+from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, RunBusy, recent_runs, run_is_held
 
 MiB = 2**20
 
@@ -75,20 +77,31 @@ def test_a_killed_run_is_resumed_not_restarted(conn: psycopg.Connection):
 def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, database_url: str):
     tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
     other = connect(database_url)
+
+    def trail() -> list[tuple[Any, ...]]:
+        rows = other.execute(
+            "SELECT r.status, r.finished_at, (SELECT count(*) FROM omni.audit_log) "
+            "FROM omni.recovery_runs r WHERE r.plan_id = 'plan-a'"
+        ).fetchall()
+        other.commit()
+        return rows
+
     try:
-        with tracker.hold_run_lock():
-            rival = RecoveryTracker(other, tracker.run_id)
-            with (
-                pytest.raises(RecoveryError, match="being executed by another process"),
-                rival.hold_run_lock(),
-            ):
-                pass
-        with RecoveryTracker(other, tracker.run_id).hold_run_lock():
-            assert run_is_held(conn, tracker.run_id), "seen from another connection"
-            assert not run_is_held(conn, tracker.run_id + "x")
-        assert not run_is_held(conn, tracker.run_id), "the lock went with its holder"
+        before = trail()
+        holder = (
+            f"run {tracker.run_id} is being executed by process {os.getpid()} on host {socket.gethostname()}"
+        )
+        with pytest.raises(RunBusy, match=rf"^{holder} since \d{{4}}-"):
+            RecoveryTracker.start_or_resume(other, "plan-a", {})
+        assert trail() == before, "the refused process changed no run and wrote no audit row"
+        assert run_is_held(other, "plan-a"), "seen from another connection"
+        assert not run_is_held(other, "plan-b")
+        tracker.release_run_lock("plan-a")
+        assert not run_is_held(other, "plan-a"), "the lock went with its holder"
+        assert RecoveryTracker.start_or_resume(other, "plan-a", {}).run_id == tracker.run_id
     finally:
         other.close()
+    assert not run_is_held(conn, "plan-a"), "a closed connection holds nothing"
 
 
 def test_a_running_step_records_its_progress_and_its_end_the_final_count(
@@ -112,9 +125,10 @@ def test_a_running_step_records_its_progress_and_its_end_the_final_count(
     assert heard == [("restore", 2 * MiB), ("skip", 7), ("restore", MiB)], "the caller's callback hears all"
     assert step() == ("running", 3 * MiB), "bytes restored so far, skipped files not counted"
     monkeypatch.setenv(DATABASE_URL_ENV, database_url)
-    with tracker.hold_run_lock():  # as execute-plan does while it runs
-        shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
+    # held since start_or_resume, as by execute-plan while it runs
+    shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
     assert "running    volume:a/v (attempt 1) 3.0 MiB so far" in shown, shown
+    tracker.release_run_lock("plan-a")
     shown = CliRunner().invoke(main, ["status", "--workspace", str(tmp_path), "--runs", "5"]).output
     assert "stopped    volume:a/v (attempt 1) 3.0 MiB so far" in shown, "no process holds the run any more"
     tracker.step_finished("volume:a/v", SUCCEEDED, 4 * MiB)

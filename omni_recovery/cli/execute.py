@@ -250,21 +250,25 @@ def _status(workspace: Path | None, runs: int) -> None:
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.settings import load_settings
-    from omni_recovery.tracking import RUNNING, SUCCEEDED, recent_runs, run_is_held
+    from omni_recovery.tracking import RUNNING, SUCCEEDED, recent_runs, run_holder
 
     url = database_url(load_settings(workspace))
     init_database(url)
     with connect(url) as conn:
         records = recent_runs(conn, limit=runs)
-        stopped = {r.run_id for r in records if r.status == RUNNING and not run_is_held(conn, r.run_id)}
+        holders = {r.run_id: run_holder(conn, r.plan_id) for r in records if r.status == RUNNING}
+    stopped = {run_id for run_id, holder in holders.items() if holder is None}
     if not records:
         click.echo("no recovery run yet")
     for run in records:
         done = sum(1 for s in run.steps if s.status == SUCCEEDED)
         written = sum(s.bytes_written for s in run.steps)
+        holder = holders.get(run.run_id)
         status = (
             "not running (no process holds it; execute-plan of its plan continues it)"
             if run.run_id in stopped
+            else f"{run.status} (by {holder})"
+            if holder
             else run.status
         )
         click.echo(

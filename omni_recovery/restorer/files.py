@@ -46,20 +46,22 @@ Resuming
 --------
 `already_done(path)` lets the caller skip files it has recorded as restored and verified (the
 recovery database's restored_files table); a file is skipped only when it is also present with
-the expected size, otherwise it is restored again. Folders and symlinks are cheap and
-idempotent and are simply made again.
+the expected size, otherwise it is restored again. A file it has not recorded but that is in
+place with the expected size and digest (renamed into place, verified, by a run killed before it
+recorded it) is kept too, not rewritten, and reported through `on_done`. Folders and symlinks
+are cheap and idempotent and are simply made again.
 
 What an interrupted restore leaves behind
 -----------------------------------------
 A restore killed at any point (SIGKILL included) leaves: every file it renamed into place,
 whole and verified (some of them, renamed just before the kill, possibly not yet recorded
-through `on_done`: the next run rewrites those, with the same bytes); one
+through `on_done`: the next run hashes those and keeps them); one
 `.{name}.omni-partial` per file that was being written (a few: the files in flight), which
 the next run overwrites (or removes, for a file it skips); folders without their final mode
 and mtime; and missing symlinks. Never a partial or unverified file under a final name.
 Running the same restore again finishes with exactly the result of an uninterrupted run,
-rewriting no recorded file. `TargetRoot.remove_partials()` sweeps leftovers when the same
-restore is not run again.
+rewriting no file it had renamed into place. `TargetRoot.remove_partials()` sweeps leftovers
+when the same restore is not run again.
 
 What can go wrong
 -----------------
@@ -788,13 +790,16 @@ def restore_files(
 
     todo = []
     for job in jobs:
-        if already_done is not None and already_done(job.path) and target.size(job.path) == job.size:
-            target.discard(partial_relpath(job.path))
-            summary.skipped += 1
-            summary.bytes_skipped += job.size
-            report("skip", job.size)
-        else:
+        kept = _kept(job, target, already_done)
+        if kept is None:
             todo.append(job)
+            continue
+        target.discard(partial_relpath(job.path))
+        summary.skipped += 1
+        summary.bytes_skipped += job.size
+        report("skip", job.size)
+        if kept == "found" and on_done is not None:
+            on_done(_restored(job))  # verified now: the caller records it
     todo.sort(key=lambda j: (-j.size, j.path))
 
     def finished(done: RestoredFile) -> None:
@@ -839,6 +844,25 @@ def restore_files(
             target.fsync_folder(folder)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _kept(
+    job: _FileJob, target: TargetRoot, already_done: Callable[[str], bool] | None
+) -> Literal["recorded", "found"] | None:
+    """Whether a resumed restore keeps the file already at `job.path` rather than writing it again:
+    "recorded" as verified by the caller and still of its size; "found" whole (its size and digest
+    those of the backup), as an earlier run renamed it into place, verified, but was killed before
+    it recorded it; then it is given its mode and mtime, as a restore would. None: restore it."""
+    if already_done is None or target.size(job.path) != job.size:
+        return None
+    if already_done(job.path):
+        return "recorded"
+    if target.sha256(job.path)[0] != job.sha256:
+        return None
+    target.chmod(job.path, job.mode)
+    if job.mtime is not None:
+        target.set_mtime(job.path, job.mtime)
+    return "found"
 
 
 def auto_parallel() -> int:

@@ -48,11 +48,13 @@ import shutil
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from omni_recovery.backupset.hashing import aligned_buffer, sha256_file
 from omni_recovery.backupset.layout import check_relative_path, is_within
 from omni_recovery.backupset.names import utf8_prefix
 from omni_recovery.errors import RecoveryError, UnsafePathError
@@ -505,6 +507,20 @@ class TargetRoot:
             return None
         return int(info["size"]) if info.get("type") == "file" else None
 
+    def sha256(self, relpath: str) -> tuple[str, int]:
+        """SHA-256 and size of the file `relpath`, streamed."""
+        try:
+            if self.is_local:
+                return sha256_file(Path(self.resolve(relpath)))
+            digest, size = hashlib.sha256(), 0
+            with self.fs.open(self.resolve(relpath), "rb") as fh, aligned_buffer() as buffer:
+                while got := fh.readinto(buffer):
+                    digest.update(buffer[:got])
+                    size += got
+            return digest.hexdigest(), size
+        except OSError as exc:
+            raise self.error(f"cannot read: {exc}", relpath) from exc
+
     def read_bytes(self, relpath: str) -> bytes:
         full = self.resolve(relpath)
         try:
@@ -524,15 +540,9 @@ class TargetRoot:
             for folder, dirs, files in os.walk(base):
                 rel_folder = os.path.relpath(folder, self.root)
                 for name in dirs + files:
-                    full = os.path.join(folder, name)
                     rel = name if rel_folder == "." else f"{rel_folder}/{name}"
-                    st = os.lstat(full)
-                    if stat.S_ISLNK(st.st_mode):
-                        out[rel] = TargetEntry(rel, "symlink", 0, st.st_mode, os.readlink(full))
-                    elif stat.S_ISDIR(st.st_mode):
-                        out[rel] = TargetEntry(rel, "dir", 0, st.st_mode)
-                    else:
-                        out[rel] = TargetEntry(rel, "file", st.st_size, st.st_mode)
+                    with contextlib.suppress(FileNotFoundError):  # gone since the folder was read
+                        out[rel] = _local_entry(os.path.join(folder, name), rel)
             return out
         prefix = self.root.rstrip("/") + "/"
         if not self.fs.isdir(base):
@@ -554,13 +564,12 @@ class TargetRoot:
             for folder, dirs, files in os.walk(base):
                 for name in dirs + files:
                     full = os.path.join(folder, name)
-                    if (
-                        name.startswith(".")
-                        and name.endswith(PARTIAL_SUFFIX)
-                        and not stat.S_ISDIR(os.lstat(full).st_mode)
-                    ):
-                        os.unlink(os.path.join(folder, name))
-                        removed.append(os.path.relpath(os.path.join(folder, name), self.root))
+                    if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # its writer renamed or removed it
+                        if not stat.S_ISDIR(os.lstat(full).st_mode):
+                            os.unlink(full)
+                            removed.append(os.path.relpath(full, self.root))
             return sorted(removed)
         prefix = self.root.rstrip("/") + "/"
         for full in self.fs.find(base):
@@ -569,3 +578,12 @@ class TargetRoot:
                 self.fs.rm_file(full)
                 removed.append(full[len(prefix) :])
         return sorted(removed)
+
+
+def _local_entry(full: str, rel: str) -> TargetEntry:
+    st = os.lstat(full)
+    if stat.S_ISLNK(st.st_mode):
+        return TargetEntry(rel, "symlink", 0, st.st_mode, os.readlink(full))
+    if stat.S_ISDIR(st.st_mode):
+        return TargetEntry(rel, "dir", 0, st.st_mode)
+    return TargetEntry(rel, "file", st.st_size, st.st_mode)

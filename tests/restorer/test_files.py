@@ -191,6 +191,12 @@ class Killed(Exception):
     pass
 
 
+def in_place(node: Path, items: list[RestoreItem]) -> dict[str, int]:
+    """path → inode of every file of `items` under its final name on `node`."""
+    files = {i.path for i in items if i.type == "file"}
+    return {path: os.stat(node / path).st_ino for path in files if (node / path).exists()}
+
+
 def test_resume_after_interruption_redoes_no_recorded_file(demo_set: DemoSet, tmp_path: Path):
     items, key = set_items(demo_set.output)
     node = tmp_path / "node"
@@ -210,6 +216,16 @@ def test_resume_after_interruption_redoes_no_recorded_file(demo_set: DemoSet, tm
     with open(node / victim, "r+b") as fh:
         fh.truncate(max(0, (node / victim).stat().st_size - 1))
     del first_pass[victim]
+    # renamed into place, verified, but not recorded when the restore died: kept as they are, but one
+    # whose bytes changed since (same size) is restored again
+    unrecorded = {p: i for p, i in in_place(node, items).items() if p not in recorded}
+    assert len(unrecorded) > 1, "files in flight were finished and put in place, unrecorded"
+    changed = next(p for p in sorted(unrecorded) if (node / p).stat().st_size)
+    with open(node / changed, "r+b") as fh:
+        byte = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([byte[0] ^ 1]))
+    inode_of_changed = unrecorded.pop(changed)
 
     again: list[str] = []
 
@@ -223,9 +239,12 @@ def test_resume_after_interruption_redoes_no_recorded_file(demo_set: DemoSet, tm
     assert_same_tree(demo_set.env, node)
     assert not set(again) & set(first_pass), "a verified, recorded file was restored again"
     assert victim in again
-    assert summary.skipped == len(first_pass)
-    for path, inode in first_pass.items():
+    assert summary.skipped == len(first_pass) + len(unrecorded)
+    assert summary.files == len(again) - len(unrecorded), "files kept are reported, not counted as written"
+    assert set(unrecorded) <= set(again), "files found whole are reported, for the caller to record"
+    for path, inode in (first_pass | unrecorded).items():
         assert os.stat(node / path).st_ino == inode, path
+    assert os.stat(node / changed).st_ino != inode_of_changed
     assert set(recorded) == {i.path for i in items if i.type == "file"}
 
 
