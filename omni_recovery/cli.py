@@ -293,6 +293,10 @@ main.add_command(execute_plan)
 main.add_command(deploy_directors)
 main.add_command(status)
 
+from omni_recovery.practice_cli import drill  # noqa: E402
+
+main.add_command(drill)
+
 
 if __name__ == "__main__":
     main()

@@ -14,8 +14,14 @@ from typing import Any
 
 import click
 
-from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
-from omni_recovery.cli_options import passphrase_option, progress_bars, read_passphrase, workspace_option
+from omni_recovery.backupset.signing import trusted_specs
+from omni_recovery.cli_options import (
+    passphrase_option,
+    progress_bars,
+    read_passphrase,
+    trusted_key_option,
+    workspace_option,
+)
 from omni_recovery.errors import RecoveryError
 
 
@@ -36,14 +42,7 @@ from omni_recovery.errors import RecoveryError
     is_flag=True,
     help="Also hash every byte, reassemble chunked files and authenticate encrypted files.",
 )
-@click.option(
-    "--trusted-key",
-    "trusted_keys",
-    multiple=True,
-    metavar="FILE|KEYID",
-    help=f"A trusted signer: public key file or 64-hex key id; repeatable (also ${TRUSTED_KEY_ENV}, "
-    "comma-separated).",
-)
+@trusted_key_option
 @passphrase_option
 @click.option(
     "--parallel-factor",

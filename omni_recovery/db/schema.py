@@ -65,6 +65,8 @@ TABLES = (
     "recovery_steps",
     "restored_files",
     "audit_log",
+    "drills",
+    "verification_slices",
 )
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

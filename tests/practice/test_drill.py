@@ -1,0 +1,132 @@
+"""`omni-recovery drill` on real signed, encrypted sets, the real database and real Dagster runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from omni_recovery.cli import main
+from omni_recovery.db.connection import connect
+from tests.checker.tamper import flip_byte, iso_file
+from tests.demo_fixtures import PASSPHRASE, DemoSet
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", database_url)
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    return tmp_path / "ws"
+
+
+def run_drill(demo: DemoSet, location: Path, workspace: Path, *extra: str) -> tuple[int, str]:
+    args = ["drill", "--path", str(location), "--trusted-key", f"{demo.key_path}.pub"]
+    result = CliRunner().invoke(main, [*args, "--workspace", str(workspace), *extra])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+def drill_row(database_url: str, backup_set_id: str) -> tuple[object, ...]:
+    with connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT passed, failed_stage, error, durations, bytes_restored, projected_seconds, kept_scratch "
+            "FROM omni.drills WHERE backup_set_id = %s ORDER BY started_at DESC LIMIT 1",
+            (backup_set_id,),
+        ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_a_drill_of_the_demo_set_passes_and_leaves_nothing_behind(
+    demo_set: DemoSet, workspace: Path, database_url: str
+):
+    code, output = run_drill(demo_set, demo_set.output, workspace)
+
+    verdict = output.strip().splitlines()[-1]
+    assert code == 0, output
+    assert verdict.startswith("drill drill-") and ": PASSED (" in verdict
+    for stage in ("register", "validate", "plan", "execute", "compare", "report"):
+        assert f"{stage} " in verdict
+    assert "a real recovery of this set on this site: about" in verdict
+    passed, failed_stage, error, durations, restored, projected, kept = drill_row(database_url, "t1")
+    assert (passed, failed_stage, error, kept) == (True, None, None, None)
+    assert isinstance(durations, dict)
+    assert set(durations) == {"register", "validate", "plan", "execute", "compare", "report"}
+    volume_bytes = sum(
+        f.stat().st_size
+        for f in demo_set.env.glob("volumes/*/*/files/**/*")
+        if f.is_file() and not f.is_symlink()
+    )
+    assert restored == volume_bytes > 0
+    assert isinstance(projected, float) and projected > 0
+    # Nothing is left of the scratch site, the restored copy or the run's working folder.
+    assert nothing_in(workspace / "drills") and nothing_in(workspace / "runs")
+
+
+def test_a_drill_of_a_set_with_one_damaged_byte_fails_naming_the_iso_and_path(
+    demo_set: DemoSet, workspace: Path, tmp_path: Path, database_url: str
+):
+    damaged = shutil.copytree(demo_set.output, tmp_path / "damaged")
+    iso = iso_file(damaged, "volume-data")
+    path = next(p for p in _listed_files(iso) if "/files/" in p)
+    flip_byte(iso, path, at=0)
+
+    code, output = run_drill(demo_set, damaged, workspace)
+
+    assert code == 1
+    verdict = output.strip().splitlines()[-1]
+    assert ": FAILED at validate: deep validation failed: " in verdict
+    assert f"{iso.name}: {path}: " in verdict
+    passed, failed_stage, error, durations, _, projected, _ = drill_row(database_url, "t1")
+    assert (passed, failed_stage, projected) == (False, "validate", None)
+    assert iso.name in str(error) and path in str(error)
+    assert isinstance(durations, dict) and set(durations) == {"register", "validate"}
+    assert nothing_in(workspace / "drills")
+
+
+def test_keep_leaves_the_scratch_targets_and_says_where(demo_set: DemoSet, workspace: Path):
+    code, output = run_drill(demo_set, demo_set.output, workspace, "--keep")
+
+    assert code == 0, output
+    kept = next(line for line in output.splitlines() if line.startswith("scratch targets kept in "))
+    folder = Path(kept.removeprefix("scratch targets kept in "))
+    assert (folder / "recovery-plan.yaml").is_file()
+    assert any((folder / "site").rglob("*.yaml")), "the restored site is still there"
+
+
+def test_a_test_site_whose_roots_hold_anything_is_refused_before_anything_is_written(
+    demo_set: DemoSet, workspace: Path, tmp_path: Path
+):
+    from omni_recovery.inventory import inventory_to_yaml, make_inventory
+    from transforms.environment_model import environment_from_folder
+
+    site = tmp_path / "site"
+    nodes = [
+        (f"t-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib)
+        for n in environment_from_folder(demo_set.env).nodes
+    ]
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(inventory_to_yaml(make_inventory(nodes, root=site.as_uri())), encoding="utf-8")
+    precious = site / "storage" / "fast" / "precious.txt"
+    precious.parent.mkdir(parents=True)
+    precious.write_text("not the drill's")
+
+    code, output = run_drill(demo_set, demo_set.output, workspace, "--inventory", str(inventory))
+
+    assert code == 1
+    assert "FAILED at plan: " in output and "is not empty" in output and str(inventory) in output
+    assert precious.read_text() == "not the drill's"
+    assert sorted(p.name for p in site.rglob("*")) == ["fast", "precious.txt", "storage"]
+
+
+def nothing_in(folder: Path) -> bool:
+    return not folder.exists() or not any(folder.iterdir())
+
+
+def _listed_files(iso: Path) -> list[str]:
+    from omni_recovery.backupset.reader import IsoReader
+
+    with IsoReader(str(iso)) as reader:
+        return sorted(p for p, entry in reader.listing.items() if entry.type == "file" and entry.size > 0)
