@@ -79,3 +79,24 @@ def drill(
         click.echo(f"scratch targets kept in {result.kept_scratch}")
     click.secho(result.verdict(), fg="green" if result.passed else "red")
     sys.exit(0 if result.passed else 1)
+
+
+def verification_status(workspace: Path | None, _runs: int = 0) -> None:
+    """Per set under rotation: the share of its bytes verified and the age of the oldest verified byte."""
+    from datetime import UTC, datetime
+
+    from omni_recovery.db.connection import connect
+    from omni_recovery.db.schema import init_database
+    from omni_recovery.db.server import database_url
+    from omni_recovery.practice.rotation import coverage
+    from omni_recovery.settings import load_settings
+
+    url = database_url(load_settings(workspace))
+    init_database(url)
+    with connect(url) as conn:
+        sets = coverage(conn)
+    if not sets:
+        click.echo("no set under rotating verification yet (validate-isos --deep --subset auto/N)")
+    now = datetime.now(UTC)
+    for one in sets:
+        click.echo(one.line(now))
