@@ -38,6 +38,7 @@ from io_managers.postgres import PostgresCatalogIOManager
 from omni_recovery.settings import Settings, load_settings
 from pipelines.recovery_resource import RecoveryResource
 from pipelines.resources import BackupSetRegistry, Progress
+from pipelines.schedules import PRACTICE_JOBS, PRACTICE_SCHEDULES, PracticeResource
 from pipelines.sensors import watched_iso_folder
 
 __all__ = ["ALL_ASSETS", "WATCH_URL_ENV", "build_definitions", "build_resources", "defs"]
@@ -94,6 +95,9 @@ def build_resources(
         "planning": PlanningResource(
             workspace=str(settings.workspace), database_url=settings.database_url or ""
         ),
+        "practice": PracticeResource(
+            workspace=str(settings.workspace), database_url=settings.database_url or ""
+        ),
     }
 
 
@@ -104,7 +108,15 @@ def build_definitions(
     return Definitions(
         assets=[*ALL_ASSETS, *VALIDATION_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS],
         asset_checks=ASSET_CHECKS,
-        jobs=[ingest_isos_job, build_catalog_job, validate_set_job, plan_recovery_job, restore_job],
+        jobs=[
+            ingest_isos_job,
+            build_catalog_job,
+            validate_set_job,
+            plan_recovery_job,
+            restore_job,
+            *PRACTICE_JOBS,
+        ],
+        schedules=PRACTICE_SCHEDULES,
         sensors=[watched_iso_folder],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
     )

@@ -22,7 +22,9 @@ from typing import Any
 
 import psycopg
 
+from omni_recovery.backupset.signing import TrustedSigners
 from omni_recovery.checker.deep import Slice
+from omni_recovery.checker.report import ValidationReport
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
@@ -68,9 +70,35 @@ def next_slice_of(location: str, count: int, settings: Settings) -> int:
         return next_slice(conn, backup_set_id, count)
 
 
-def record_slice(conn: psycopg.Connection[Any], report: Any) -> None:
+def verify_registered_sets(
+    settings: Settings, trusted: TrustedSigners, passphrase: bytes, count: int
+) -> list[ValidationReport]:
+    """The next slice of `count` of every registered set, hashed, stored and recorded."""
+    from omni_recovery.checker import store, validate
+    from omni_recovery.db.schema import init_database
+    from omni_recovery.db.server import database_url
+    from omni_recovery.registered_sets import registered_set_location, registry_entries
+
+    url = database_url(settings)
+    init_database(url)
+    set_ids = sorted({entry["backup_set_id"] for entry in registry_entries(settings.workspace).values()})
+    reports = []
+    for set_id in set_ids:
+        _, location = registered_set_location(settings, set_id)
+        with connect(url) as conn:
+            chosen = Slice(next_slice(conn, set_id, count), count)
+        report = validate(location, trusted, passphrase, deep=True, subset=chosen)
+        with connect(url) as conn:
+            store(conn, report)
+            record_slice(conn, report)
+        reports.append(report)
+    return reports
+
+
+def record_slice(conn: psycopg.Connection[Any], report: ValidationReport) -> None:
     """Record the slice a stored validation report (`report.subset`) hashed."""
-    subset: Slice = report.subset
+    subset = report.subset
+    assert subset is not None
     conn.execute(
         "INSERT INTO omni.verification_slices (run_id, backup_set_id, manifests_sha256, slice_index, "
         "slice_count, slice_bytes, set_bytes, passed, verified_at) "
