@@ -39,7 +39,7 @@ from omni_recovery.settings import Settings, load_settings
 from pipelines.recovery_resource import RecoveryResource
 from pipelines.resources import BackupSetRegistry, Progress
 from pipelines.schedules import PRACTICE_JOBS, PRACTICE_SCHEDULES, PracticeResource
-from pipelines.sensors import watched_iso_folder
+from pipelines.sensors import notify_failures, notify_recovery_finished, watched_iso_folder
 
 __all__ = ["ALL_ASSETS", "WATCH_URL_ENV", "build_definitions", "build_resources", "defs"]
 
@@ -117,7 +117,7 @@ def build_definitions(
             *PRACTICE_JOBS,
         ],
         schedules=PRACTICE_SCHEDULES,
-        sensors=[watched_iso_folder],
+        sensors=[watched_iso_folder, notify_recovery_finished, notify_failures],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
     )
 

@@ -79,7 +79,11 @@ def verify_next_slices(context: OpExecutionContext, practice: PracticeResource) 
         raise Failure(
             description=f"rotating verification failed: set {failed[0].backup_set_id}: "
             f"{first.iso}: {first.path}: {first.message}",
-            metadata={"failing_check": first.check, "sets_failed": len(failed)},
+            metadata={
+                "failing_check": first.check,
+                "sets_failed": len(failed),
+                "backup_set_id": failed[0].backup_set_id or "",
+            },
         )
     if not reports:
         context.log.info("no registered set to verify")
@@ -101,7 +105,12 @@ def drill_newest_set(context: OpExecutionContext, practice: PracticeResource) ->
     if not result.passed:
         raise Failure(
             description=result.verdict(),
-            metadata={"failing_check": f"drill/{result.failed_stage}", "drill_id": result.drill_id},
+            metadata={
+                "failing_check": f"drill/{result.failed_stage}",
+                "drill_id": result.drill_id,
+                "backup_set_id": result.backup_set_id or "",
+                "report": result.report or "",
+            },
         )
     context.add_output_metadata(
         {"verdict": result.verdict(), "report": MetadataValue.path(result.report or "")}
