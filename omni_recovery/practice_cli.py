@@ -100,3 +100,54 @@ def verification_status(workspace: Path | None, _runs: int = 0) -> None:
     now = datetime.now(UTC)
     for one in sets:
         click.echo(one.line(now))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def omni() -> None:
+    """omni: what a finished recovery suggests for the environment and the next recovery.
+
+    \b
+    Example:
+      omni performance optimize
+    """
+
+
+@omni.group()
+def performance() -> None:
+    """Performance of the recoveries on record.
+
+    \b
+    Example:
+      omni performance optimize --run 2f0c…
+    """
+
+
+@performance.command("optimize")
+@click.option("--run", "run_id", default=None, help="Recovery run to analyse (default: the latest).")
+@workspace_option
+@handle_errors
+def optimize(run_id: str | None, workspace: Path | None) -> None:
+    """List the recommendations of a recovery run, each with its evidence: slow steps against the
+    fastest of their phase, the --parallel-factor the run's concurrency suggests, Director nodes
+    over or far under their capacity, scaled-down applications that another node has room for,
+    pools close to full.
+
+    \b
+    Example:
+      omni performance optimize --workspace /opt/omni-recovery/workspace
+    """
+    import json
+
+    from omni_recovery.db.schema import init_database
+    from omni_recovery.db.server import database_url
+    from omni_recovery.practice.optimize import recommendations_for
+    from omni_recovery.settings import load_settings
+
+    url = database_url(load_settings(workspace))
+    init_database(url)
+    found = recommendations_for(url, run_id)
+    count = len(found.recommendations)
+    click.echo(f"recovery run {found.run_id} of set {found.backup_set_id}: {count} recommendation(s)")
+    for item in found.recommendations:
+        click.echo(f"- [{item.kind}] {item.message}")
+        click.echo(f"    evidence: {json.dumps(item.evidence, sort_keys=True)}")
