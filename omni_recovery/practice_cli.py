@@ -124,23 +124,31 @@ def performance() -> None:
 
 @performance.command("optimize")
 @click.option("--run", "run_id", default=None, help="Recovery run to analyse (default: the latest).")
+@click.option(
+    "--apply-recommendations",
+    "apply",
+    is_flag=True,
+    help="Also apply those that change the restored environment (rebalances), as adaptations.",
+)
 @workspace_option
 @handle_errors
-def optimize(run_id: str | None, workspace: Path | None) -> None:
+def optimize(run_id: str | None, apply: bool, workspace: Path | None) -> None:
     """List the recommendations of a recovery run, each with its evidence: slow steps against the
     fastest of their phase, the --parallel-factor the run's concurrency suggests, Director nodes
     over or far under their capacity, scaled-down applications that another node has room for,
-    pools close to full.
+    pools close to full. With --apply-recommendations, each rebalance moves the VM between the
+    restored Directors' state.json documents (written atomically) and is recorded as an adaptation.
 
     \b
     Example:
       omni performance optimize --workspace /opt/omni-recovery/workspace
+      omni performance optimize --apply-recommendations
     """
     import json
 
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
-    from omni_recovery.practice.optimize import recommendations_for
+    from omni_recovery.practice.optimize import apply_rebalances, recommendations_for
     from omni_recovery.settings import load_settings
 
     url = database_url(load_settings(workspace))
@@ -151,3 +159,7 @@ def optimize(run_id: str | None, workspace: Path | None) -> None:
     for item in found.recommendations:
         click.echo(f"- [{item.kind}] {item.message}")
         click.echo(f"    evidence: {json.dumps(item.evidence, sort_keys=True)}")
+    if apply:
+        for item in apply_rebalances(url, found):
+            documents = ", ".join(item.evidence["documents"])
+            click.echo(f"applied [{item.kind}] {item.subject}: wrote {documents}; recorded as an adaptation")
