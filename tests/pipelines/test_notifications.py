@@ -133,7 +133,6 @@ def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
     demo_set: DemoSet,
     tmp_path: Path,
     database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
 ):
     from omni_recovery.practice.drill import DrillOptions, run_drill
 

@@ -94,7 +94,6 @@ def test_optimize_rebalances_the_squeezed_application_changing_exactly_the_docum
     tmp_path: Path,
     database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
 ):
     location = extra_set(demo_set, tmp_path_factory, "squeezed", "opt2")
     with connect(database_url) as conn:
