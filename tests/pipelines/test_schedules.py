@@ -21,7 +21,7 @@ from pipelines.schedules import (
     recovery_drill,
     rotating_verification,
 )
-from tests.checker.tamper import flip_byte, iso_file
+from tests.checker.tamper import damage_a_volume_file
 from tests.demo_fixtures import PASSPHRASE, DemoSet, extra_set
 
 
@@ -68,6 +68,15 @@ def practice(workspace: Path, database_url: str, **knobs: object) -> dict[str, P
     return {"practice": PracticeResource(workspace=str(workspace), database_url=database_url, **knobs)}  # type: ignore[arg-type]
 
 
+def registered_set(
+    demo_set: DemoSet, factory: pytest.TempPathFactory, backup_set_id: str, workspace: Path, database_url: str
+) -> Path:
+    """A new set of the demo environment, registered in `workspace` (real Dagster runs)."""
+    location = extra_set(demo_set, factory, backup_set_id, backup_set_id)
+    register_isos(str(location), Settings(workspace, database_url), log_level=QUIET_CONSOLE)
+    return location
+
+
 def test_the_nightly_verification_rotates_and_a_damaged_slice_fails_the_run_naming_iso_and_path(
     demo_set: DemoSet,
     secrets: None,
@@ -75,9 +84,8 @@ def test_the_nightly_verification_rotates_and_a_damaged_slice_fails_the_run_nami
     database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ):
-    location = extra_set(demo_set, tmp_path_factory, "scheduled", "sch1")
     workspace = tmp_path / "ws"
-    register_isos(str(location), Settings(workspace, database_url), log_level=QUIET_CONSOLE)
+    location = registered_set(demo_set, tmp_path_factory, "sch1", workspace, database_url)
     instance = DagsterInstance.ephemeral()
     resources = practice(workspace, database_url, verify_slices=2)
     for _ in range(2):
@@ -89,14 +97,7 @@ def test_the_nightly_verification_rotates_and_a_damaged_slice_fails_the_run_nami
         ).fetchall()
     assert [row[0] for row in done] == [1, 2]
 
-    iso = iso_file(location, "volume-data")
-    from omni_recovery.backupset.reader import IsoReader
-
-    with IsoReader(str(iso)) as reader:
-        path = next(
-            p for p, e in sorted(reader.listing.items()) if e.type == "file" and e.size and "/files/" in p
-        )
-    flip_byte(iso, path)
+    iso, path = damage_a_volume_file(location)
     failures = []
     for _ in range(2):  # the damaged file is in one of the two slices
         result = rotating_verification.execute_in_process(
@@ -140,9 +141,8 @@ def test_the_weekly_drill_job_drills_the_newest_registered_set(
     database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ):
-    location = extra_set(demo_set, tmp_path_factory, "drilled", "drl1")
     workspace = tmp_path / "ws"
-    register_isos(str(location), Settings(workspace, database_url), log_level=QUIET_CONSOLE)
+    location = registered_set(demo_set, tmp_path_factory, "drl1", workspace, database_url)
     result = recovery_drill.execute_in_process(resources=practice(workspace, database_url))
     assert result.success
     with connect(database_url) as conn:
@@ -150,14 +150,7 @@ def test_the_weekly_drill_job_drills_the_newest_registered_set(
     assert row is not None and row[0] is True and Path(str(row[1]).removeprefix("file://")) == location
 
     damaged = shutil.copytree(location, tmp_path / "damaged")
-    iso = iso_file(damaged, "volume-data")
-    from omni_recovery.backupset.reader import IsoReader
-
-    with IsoReader(str(iso)) as reader:
-        path = next(
-            p for p, e in sorted(reader.listing.items()) if e.type == "file" and e.size and "/files/" in p
-        )
-    flip_byte(iso, path)
+    damage_a_volume_file(damaged)
     failed = recovery_drill.execute_in_process(
         resources=practice(workspace, database_url, drill_path=str(damaged)), raise_on_error=False
     )

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
-from tests.checker.tamper import flip_byte, iso_file
+from tests.checker.tamper import damage_a_volume_file
 from tests.demo_fixtures import PASSPHRASE, DemoSet
 
 
@@ -69,9 +69,7 @@ def test_a_drill_of_a_set_with_one_damaged_byte_fails_naming_the_iso_and_path(
     demo_set: DemoSet, workspace: Path, tmp_path: Path, database_url: str
 ):
     damaged = shutil.copytree(demo_set.output, tmp_path / "damaged")
-    iso = iso_file(damaged, "volume-data")
-    path = next(p for p in _listed_files(iso) if "/files/" in p)
-    flip_byte(iso, path, at=0)
+    iso, path = damage_a_volume_file(damaged)
 
     code, output = run_drill(demo_set, damaged, workspace)
 
@@ -123,10 +121,3 @@ def test_a_test_site_whose_roots_hold_anything_is_refused_before_anything_is_wri
 
 def nothing_in(folder: Path) -> bool:
     return not folder.exists() or not any(folder.iterdir())
-
-
-def _listed_files(iso: Path) -> list[str]:
-    from omni_recovery.backupset.reader import IsoReader
-
-    with IsoReader(str(iso)) as reader:
-        return sorted(p for p, entry in reader.listing.items() if entry.type == "file" and entry.size > 0)
