@@ -142,9 +142,12 @@ class _Drill:
         started = time.monotonic()
         try:
             yield
-        except RecoveryError as exc:
-            self.result.failed_stage, self.result.error = name, str(exc).splitlines()[0]
+        except (RecoveryError, OSError) as exc:
+            self.result.failed_stage, self.result.error = name, (str(exc).splitlines() or [repr(exc)])[0]
             raise DrillStageFailed(str(exc)) from exc
+        except BaseException as exc:  # interrupted (Ctrl-C) or a bug: recorded as failed, then raised on
+            self.result.failed_stage, self.result.error = name, f"stopped by {type(exc).__name__}: {exc}"
+            raise
         finally:
             self.result.durations[name] = round(time.monotonic() - started, 3)
         self.echo(f"  {name}: done in {self.result.durations[name]:.1f}s")

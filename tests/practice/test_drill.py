@@ -94,19 +94,40 @@ def test_keep_leaves_the_scratch_targets_and_says_where(demo_set: DemoSet, works
     assert any((folder / "site").rglob("*.yaml")), "the restored site is still there"
 
 
-def test_a_test_site_whose_roots_hold_anything_is_refused_before_anything_is_written(
-    demo_set: DemoSet, workspace: Path, tmp_path: Path
-):
+def site_inventory(demo_set: DemoSet, folder: Path) -> Path:
+    """An inventory of a test site under `folder`/site shaped like the demo's nodes."""
     from omni_recovery.inventory import inventory_to_yaml, make_inventory
     from transforms.environment_model import environment_from_folder
 
-    site = tmp_path / "site"
     nodes = [
         (f"t-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib)
         for n in environment_from_folder(demo_set.env).nodes
     ]
-    inventory = tmp_path / "inventory.yaml"
-    inventory.write_text(inventory_to_yaml(make_inventory(nodes, root=site.as_uri())), encoding="utf-8")
+    inventory = folder / "inventory.yaml"
+    inventory.write_text(
+        inventory_to_yaml(make_inventory(nodes, root=(folder / "site").as_uri())), encoding="utf-8"
+    )
+    return inventory
+
+
+def test_a_drill_on_a_test_site_restores_there_and_empties_its_roots_after(
+    demo_set: DemoSet, workspace: Path, tmp_path: Path
+):
+    inventory = site_inventory(demo_set, tmp_path)
+    (tmp_path / "site" / "storage" / "fast").mkdir(parents=True)  # an empty root is fine
+
+    code, output = run_drill(demo_set, demo_set.output, workspace, "--inventory", str(inventory))
+
+    assert code == 0, output
+    assert ": PASSED (" in output.splitlines()[-1]
+    assert not [p for p in (tmp_path / "site").rglob("*") if p.is_file()], "nothing restored is left"
+
+
+def test_a_test_site_whose_roots_hold_anything_is_refused_before_anything_is_written(
+    demo_set: DemoSet, workspace: Path, tmp_path: Path
+):
+    site = tmp_path / "site"
+    inventory = site_inventory(demo_set, tmp_path)
     precious = site / "storage" / "fast" / "precious.txt"
     precious.parent.mkdir(parents=True)
     precious.write_text("not the drill's")
