@@ -146,9 +146,20 @@ def _notice(context: RunStatusSensorContext, practice: PracticeResource, outcome
     set_id, report = metadata.get("backup_set_id") or None, metadata.get("report") or None
     if kind == "recovery":
         set_id, report = latest_recovery(database_url(practice.settings)) or (None, None)
+        if outcome == "SUCCEEDED":
+            detail = _recommendations_line(database_url(practice.settings))
     if metadata.get("failing_check"):
         detail = f"[{metadata['failing_check']}] {detail}"
     return Notice(f"{kind} {outcome}", run.run_id, set_id, seconds, report, detail)
+
+
+def _recommendations_line(url: str) -> str:
+    """The analysis of the recovery that finished: `omni performance optimize`'s list, in one line."""
+    from omni_recovery.practice.optimize import recommendations_for
+
+    found = recommendations_for(url).recommendations
+    listed = "; ".join(f"[{r.kind}] {r.message}" for r in found) or "none"
+    return f"{len(found)} recommendation(s) (omni performance optimize): {listed}"
 
 
 def _deliver(context: RunStatusSensorContext, practice: PracticeResource, outcome: str) -> SkipReason | None:

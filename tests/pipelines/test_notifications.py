@@ -161,6 +161,7 @@ def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
     (post,) = got.posts
     assert (post["verdict"], post["backup_set_id"]) == ("recovery SUCCEEDED", "t1")
     assert post["report"] and Path(post["report"]).is_file() and post["seconds"] > 0
+    assert post["detail"].split(" recommendation(s) (omni performance optimize): ")[0].isdigit()
     assert got.mails[0]["Subject"] == "omni-recovery: recovery SUCCEEDED (set t1)"
 
 
