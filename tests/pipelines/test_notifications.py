@@ -31,7 +31,7 @@ from omni_recovery.settings import Settings
 from pipelines.runner import dagster_instance
 from pipelines.schedules import PracticeResource, backup_freshness
 from pipelines.sensors import notify_failures, notify_recovery_finished
-from tests.demo_fixtures import PASSPHRASE, DemoSet
+from tests.demo_fixtures import PASSPHRASE, DemoSet, extra_set
 
 
 class Receiver:
@@ -133,13 +133,15 @@ def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
     demo_set: DemoSet,
     tmp_path: Path,
     database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ):
     from omni_recovery.practice.drill import DrillOptions, run_drill
 
     got, webhook, smtp = receiver
     workspace = tmp_path / "ws"
     settings = Settings(workspace, database_url)
-    run_drill(settings, DrillOptions(str(demo_set.output), demo_set.trusted, PASSPHRASE))
+    location = extra_set(demo_set, tmp_path_factory, "notified", "ntf1")  # not t1: other tests own its plans
+    run_drill(settings, DrillOptions(str(location), demo_set.trusted, PASSPHRASE))
     instance = dagster_instance(settings)
     (restore,) = [
         r
@@ -159,10 +161,10 @@ def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
     assert notify_recovery_finished(context) is None
 
     (post,) = got.posts
-    assert (post["verdict"], post["backup_set_id"]) == ("recovery SUCCEEDED", "t1")
+    assert (post["verdict"], post["backup_set_id"]) == ("recovery SUCCEEDED", "ntf1")
     assert post["report"] and Path(post["report"]).is_file() and post["seconds"] > 0
     assert post["detail"].split(" recommendation(s) (omni performance optimize): ")[0].isdigit()
-    assert got.mails[0]["Subject"] == "omni-recovery: recovery SUCCEEDED (set t1)"
+    assert got.mails[0]["Subject"] == "omni-recovery: recovery SUCCEEDED (set ntf1)"
 
 
 @pytest.mark.parametrize(

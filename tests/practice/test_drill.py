@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,15 @@ from click.testing import CliRunner
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from tests.checker.tamper import damage_a_volume_file
-from tests.demo_fixtures import PASSPHRASE, DemoSet
+from tests.demo_fixtures import PASSPHRASE, DemoSet, extra_set
+
+DRILLED = "dr1"  # its own set id: the session database's plans of t1 belong to other tests
+
+
+@pytest.fixture(scope="module")
+def drilled(demo_set: DemoSet, tmp_path_factory: pytest.TempPathFactory) -> DemoSet:
+    """A set of the demo environment of its own (id dr1), signed by the demo set's key."""
+    return dataclasses.replace(demo_set, output=extra_set(demo_set, tmp_path_factory, "drilled", DRILLED))
 
 
 @pytest.fixture
@@ -40,9 +49,9 @@ def drill_row(database_url: str, backup_set_id: str) -> tuple[object, ...]:
 
 
 def test_a_drill_of_the_demo_set_passes_and_leaves_nothing_behind(
-    demo_set: DemoSet, workspace: Path, database_url: str
+    drilled: DemoSet, workspace: Path, database_url: str
 ):
-    code, output = run_drill(demo_set, demo_set.output, workspace)
+    code, output = run_drill(drilled, drilled.output, workspace)
 
     verdict = output.strip().splitlines()[-1]
     assert code == 0, output
@@ -50,13 +59,13 @@ def test_a_drill_of_the_demo_set_passes_and_leaves_nothing_behind(
     for stage in ("register", "validate", "plan", "execute", "compare", "report"):
         assert f"{stage} " in verdict
     assert "a real recovery of this set on this site: about" in verdict
-    passed, failed_stage, error, durations, restored, projected, kept = drill_row(database_url, "t1")
+    passed, failed_stage, error, durations, restored, projected, kept = drill_row(database_url, DRILLED)
     assert (passed, failed_stage, error, kept) == (True, None, None, None)
     assert isinstance(durations, dict)
     assert set(durations) == {"register", "validate", "plan", "execute", "compare", "report"}
     volume_bytes = sum(
         f.stat().st_size
-        for f in demo_set.env.glob("volumes/*/*/files/**/*")
+        for f in drilled.env.glob("volumes/*/*/files/**/*")
         if f.is_file() and not f.is_symlink()
     )
     assert restored == volume_bytes > 0
@@ -66,26 +75,26 @@ def test_a_drill_of_the_demo_set_passes_and_leaves_nothing_behind(
 
 
 def test_a_drill_of_a_set_with_one_damaged_byte_fails_naming_the_iso_and_path(
-    demo_set: DemoSet, workspace: Path, tmp_path: Path, database_url: str
+    drilled: DemoSet, workspace: Path, tmp_path: Path, database_url: str
 ):
-    damaged = shutil.copytree(demo_set.output, tmp_path / "damaged")
+    damaged = shutil.copytree(drilled.output, tmp_path / "damaged")
     iso, path = damage_a_volume_file(damaged)
 
-    code, output = run_drill(demo_set, damaged, workspace)
+    code, output = run_drill(drilled, damaged, workspace)
 
     assert code == 1
     verdict = output.strip().splitlines()[-1]
     assert ": FAILED at validate: deep validation failed: " in verdict
     assert f"{iso.name}: {path}: " in verdict
-    passed, failed_stage, error, durations, _, projected, _ = drill_row(database_url, "t1")
+    passed, failed_stage, error, durations, _, projected, _ = drill_row(database_url, DRILLED)
     assert (passed, failed_stage, projected) == (False, "validate", None)
     assert iso.name in str(error) and path in str(error)
     assert isinstance(durations, dict) and set(durations) == {"register", "validate"}
     assert nothing_in(workspace / "drills")
 
 
-def test_keep_leaves_the_scratch_targets_and_says_where(demo_set: DemoSet, workspace: Path):
-    code, output = run_drill(demo_set, demo_set.output, workspace, "--keep")
+def test_keep_leaves_the_scratch_targets_and_says_where(drilled: DemoSet, workspace: Path):
+    code, output = run_drill(drilled, drilled.output, workspace, "--keep")
 
     assert code == 0, output
     kept = next(line for line in output.splitlines() if line.startswith("scratch targets kept in "))
@@ -111,12 +120,12 @@ def site_inventory(demo_set: DemoSet, folder: Path) -> Path:
 
 
 def test_a_drill_on_a_test_site_restores_there_and_empties_its_roots_after(
-    demo_set: DemoSet, workspace: Path, tmp_path: Path
+    drilled: DemoSet, workspace: Path, tmp_path: Path
 ):
-    inventory = site_inventory(demo_set, tmp_path)
+    inventory = site_inventory(drilled, tmp_path)
     (tmp_path / "site" / "storage" / "fast").mkdir(parents=True)  # an empty root is fine
 
-    code, output = run_drill(demo_set, demo_set.output, workspace, "--inventory", str(inventory))
+    code, output = run_drill(drilled, drilled.output, workspace, "--inventory", str(inventory))
 
     assert code == 0, output
     assert ": PASSED (" in output.splitlines()[-1]
@@ -124,15 +133,15 @@ def test_a_drill_on_a_test_site_restores_there_and_empties_its_roots_after(
 
 
 def test_a_test_site_whose_roots_hold_anything_is_refused_before_anything_is_written(
-    demo_set: DemoSet, workspace: Path, tmp_path: Path
+    drilled: DemoSet, workspace: Path, tmp_path: Path
 ):
     site = tmp_path / "site"
-    inventory = site_inventory(demo_set, tmp_path)
+    inventory = site_inventory(drilled, tmp_path)
     precious = site / "storage" / "fast" / "precious.txt"
     precious.parent.mkdir(parents=True)
     precious.write_text("not the drill's")
 
-    code, output = run_drill(demo_set, demo_set.output, workspace, "--inventory", str(inventory))
+    code, output = run_drill(drilled, drilled.output, workspace, "--inventory", str(inventory))
 
     assert code == 1
     assert "FAILED at plan: " in output and "is not empty" in output and str(inventory) in output
