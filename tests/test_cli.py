@@ -129,3 +129,15 @@ def test_stop_database_stops_the_workspace_server(tmp_path: Path, monkeypatch: p
     assert embedded_status(settings) is None
     again = runner.invoke(main, ["stop-database", "--workspace", str(tmp_path / "ws")])
     assert "no embedded recovery database was running" in again.output
+
+
+def test_every_omni_command_explains_itself_with_an_example():
+    from omni_recovery.practice_cli import omni
+
+    for name, command in all_commands(omni):
+        result = CliRunner().invoke(omni, [*name.split(), "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Example" in result.output and "omni " in result.output.split("Example", 1)[1], name
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.help, f"omni {name} --{param.name} has no help text"
