@@ -21,23 +21,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from assets.adaptation import PlanningResource
 from assets.catalog import CATALOG_ASSETS
 from assets.checks import ASSET_CHECKS
 from assets.ingest import INGEST_TABLES, ingest_iso
 from assets.plan import ADAPTATION_ASSETS
 from assets.restore import RESTORE_ASSETS
 from assets.validation import VALIDATION_ASSETS
-from io_managers.parquet import ParquetIOManager
-from io_managers.postgres import PostgresCatalogIOManager
 from omni_recovery.settings import Settings, load_settings
-from pipelines.recovery_resource import RecoveryResource
-from pipelines.resources import BackupSetRegistry, Progress
-from pipelines.sensors import watched_iso_folder
+from pipelines.schedules import PRACTICE_JOBS, PRACTICE_SCHEDULES
+from pipelines.sensors import notify_failures, notify_recovery_finished, watched_iso_folder
+from pipelines.workspace_resources import build_resources
 
 __all__ = ["ALL_ASSETS", "WATCH_URL_ENV", "build_definitions", "build_resources", "defs"]
 
@@ -76,25 +72,6 @@ restore_job = define_asset_job(
 )
 
 
-def build_resources(
-    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
-) -> dict[str, Any]:
-    """The resources of one workspace."""
-    catalog = str(settings.catalog)
-    return {
-        "parquet_io_manager": ParquetIOManager(base_url=catalog),
-        "catalog_io_manager": PostgresCatalogIOManager(
-            base_url=catalog, workspace=str(settings.workspace), database_url=settings.database_url
-        ),
-        "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
-        "progress": Progress(progress),
-        "recovery": RecoveryResource(workspace=str(settings.workspace)),
-        "planning": PlanningResource(
-            workspace=str(settings.workspace), database_url=settings.database_url or ""
-        ),
-    }
-
-
 def build_definitions(
     settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
 ) -> Definitions:
@@ -102,8 +79,16 @@ def build_definitions(
     return Definitions(
         assets=[*ALL_ASSETS, *VALIDATION_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS],
         asset_checks=ASSET_CHECKS,
-        jobs=[ingest_isos_job, build_catalog_job, validate_set_job, plan_recovery_job, restore_job],
-        sensors=[watched_iso_folder],
+        jobs=[
+            ingest_isos_job,
+            build_catalog_job,
+            validate_set_job,
+            plan_recovery_job,
+            restore_job,
+            *PRACTICE_JOBS,
+        ],
+        schedules=PRACTICE_SCHEDULES,
+        sensors=[watched_iso_folder, notify_recovery_finished, notify_failures],
         resources=build_resources(settings, progress=progress, watch_url=watch_url),
     )
 

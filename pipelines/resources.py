@@ -34,6 +34,7 @@ from dagster import ConfigurableResource
 from omni_recovery.backupset.reader import SetMember
 from omni_recovery.errors import BackupSetError
 from omni_recovery.registered_sets import REGISTRY_FILE, registry_entries
+from omni_recovery.settings import Settings
 
 __all__ = ["REGISTRY_FILE", "BackupSetRegistry", "Progress"]
 
@@ -107,3 +108,17 @@ class Progress:
     def advance(self, phase: str, amount: int = 1) -> None:
         if self._callback is not None:
             self._callback(phase, amount)
+
+
+class PracticeResource(ConfigurableResource):
+    """Where and how to practise: the workspace, its database, and the knobs of each job."""
+
+    workspace: str
+    database_url: str = ""
+    verify_slices: int = 7
+    drill_path: str = ""
+    max_set_age_hours: float = 26.0
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(workspace=Path(self.workspace), database_url=self.database_url or None)

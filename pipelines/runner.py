@@ -47,10 +47,10 @@ from omni_recovery.catalog_sql import run_query
 from omni_recovery.errors import RecoveryError
 from omni_recovery.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
-from pipelines.definitions import build_resources
 from pipelines.instance_storage import ensure_instance_yaml
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.workspace_resources import build_resources
 
 __all__ = ["RegisterSummary", "contiguous_ranges", "dagster_instance", "register_isos", "user_error"]
 

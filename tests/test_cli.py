@@ -28,9 +28,14 @@ def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.
     ("name", "command"), all_commands(main), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_every_command_explains_itself_with_an_example(name: str, command: click.Command):
-    result = CliRunner().invoke(main, [*name.split(), "--help"])
+    assert_explained(main, "omni-recovery", name, command)
+
+
+def assert_explained(group: click.Group, program: str, name: str, command: click.Command) -> None:
+    """`program name --help` shows an example of `program`, and every option has help text."""
+    result = CliRunner().invoke(group, [*name.split(), "--help"])
     assert result.exit_code == 0, result.output
-    assert "Example" in result.output and "omni-recovery" in result.output.split("Example", 1)[1], name
+    assert "Example" in result.output and program in result.output.split("Example", 1)[1], name
     for param in command.params:
         if isinstance(param, click.Option) and param.name != "help":
             assert param.help, f"{name} --{param.name} has no help text"
@@ -129,3 +134,10 @@ def test_stop_database_stops_the_workspace_server(tmp_path: Path, monkeypatch: p
     assert embedded_status(settings) is None
     again = runner.invoke(main, ["stop-database", "--workspace", str(tmp_path / "ws")])
     assert "no embedded recovery database was running" in again.output
+
+
+def test_every_omni_command_explains_itself_with_an_example():
+    from omni_recovery.cli.practice import omni
+
+    for name, command in all_commands(omni):
+        assert_explained(omni, "omni ", name, command)

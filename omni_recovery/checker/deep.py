@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 
 from omni_recovery.backupset import keys, layout
 from omni_recovery.backupset.extents import ExtentReader
@@ -36,6 +37,30 @@ from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
 
 BLOCK = 1 << 20
 _REPORT_EVERY = 16 << 20
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The `index`-th (from 1) of `count` deterministic slices of a set's stored bytes, and, once
+    hashed, the bytes it held and the set's stored bytes in all."""
+
+    index: int
+    count: int
+    slice_bytes: int = 0
+    set_bytes: int = 0
+
+
+def in_slice(sizes: Sequence[int], index: int, count: int) -> list[bool]:
+    """Which units (files in stored order: ISO by ISO, by extent; `sizes` in bytes) slice `index` of
+    `count` hashes. A unit belongs to the slice holding its middle byte, so every unit is in exactly
+    one slice and each slice is a contiguous run of about 1/count of the bytes."""
+    total = max(sum(sizes), 1)
+    chosen, start = [], 0
+    for size in sizes:
+        slot = min((2 * start + size) * count // (2 * total), count - 1)
+        chosen.append(slot + 1 == index)
+        start += size
+    return chosen
 
 
 def unlock(

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from omni_recovery.checker.deep import Slice
 from omni_recovery.checker.problems import Problem
 from omni_recovery.db.audit import audit
 from omni_recovery.errors import RecoveryError
@@ -42,6 +43,7 @@ class ValidationReport:
     set_info: dict[str, Any] = field(default_factory=dict)
     bytes_hashed: int = 0
     manifests_sha256: str | None = None  # backupset.reader.manifests_fingerprint of the ISOs checked
+    subset: Slice | None = None  # a deep run of one slice: stored as not deep, it cannot clear a recovery
 
     @property
     def passed(self) -> bool:
@@ -153,7 +155,7 @@ def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
                 report.backup_set_id,
                 report.started_at,
                 report.finished_at,
-                report.deep,
+                report.deep and report.subset is None,
                 report.passed,
                 report.manifests_sha256,
             ),

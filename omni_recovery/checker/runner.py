@@ -26,7 +26,14 @@ from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, is_iso_file, manifests_fingerprint
 from omni_recovery.checker import problems as p
-from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unauthenticated_note, unlock
+from omni_recovery.checker.deep import (
+    Slice,
+    deep_check_chunks,
+    deep_check_iso,
+    in_slice,
+    unauthenticated_note,
+    unlock,
+)
 from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
 from omni_recovery.checker.problems import Problem, Progress, no_progress
 from omni_recovery.checker.report import ValidationReport
@@ -89,8 +96,10 @@ def validate(
     deep: bool = False,
     parallel_factor: int = 2,
     progress: Progress = no_progress,
+    subset: Slice | None = None,
 ) -> ValidationReport:
-    """Validate the set in the folder (or fsspec URL) `location`; nothing is restored or written."""
+    """Validate the set in the folder (or fsspec URL) `location`; nothing is restored or written.
+    With `subset` (and `deep`), only that slice of the stored bytes is hashed (`in_slice`)."""
     started = datetime.now(UTC)
     workers = max(1, parallel_factor)
     urls, problems = list_set_folder(location)
@@ -117,7 +126,11 @@ def validate(
             for found in per_iso.values():
                 problems.extend(found)
             problems.extend(check_set(readers))
-            if deep:
+            if deep and subset is not None:
+                deep_problems, subset = _deep_slice(readers, passphrase, pool, progress, subset)
+                bytes_hashed = subset.slice_bytes
+                problems.extend(deep_problems)
+            elif deep:
                 deep_problems, bytes_hashed = _deep(readers, passphrase, pool, progress)
                 problems.extend(deep_problems)
         info = _set_info(readers)
@@ -140,6 +153,7 @@ def validate(
         set_info={k: v for k, v in info.items() if k != "signer_key_id"},
         bytes_hashed=bytes_hashed,
         manifests_sha256=fingerprint,
+        subset=subset if deep else None,
     )
 
 
@@ -161,32 +175,98 @@ def _deep(
     progress: Progress,
 ) -> tuple[list[Problem], int]:
     data_key, problems = unlock(readers, passphrase)
-    usable = {name: r for name, r in readers.items() if r is not None and manifest_of(r) is not None}
+    usable = _usable(readers)
     units: list[tuple[int, Callable[[], list[Problem]]]] = []
     for reader in usable.values():
-        listing = reader.listing
-        files = [
-            e
-            for e in manifest_of(reader) or []
-            if e.type == "file" and stored_as_listed(listing, e) is not None
-        ]
-        files.sort(key=lambda e: listing[e.path].offset if e.path in listing else -1)
-        batch: list[ManifestEntry] = []
-        size = 0
-        for entry in files:
-            batch.append(entry)
-            size += entry.size
-            if size >= _UNIT_BYTES:
-                units.append((size, _iso_unit(reader, data_key, progress, batch)))
-                batch, size = [], 0
-        if batch:
-            units.append((size, _iso_unit(reader, data_key, progress, batch)))
+        units.extend(_iso_units(reader, data_key, progress, _stored_files(reader)))
     for logical, pieces in chunk_parts(usable).items():
         check = functools.partial(
             deep_check_chunks, usable, progress, only=[logical], part_hashes=False, data_key=data_key
         )
-        sizes = [e.size for iso, e in pieces if stored_as_listed(usable[iso].listing, e) is not None]
-        units.append((sum(sizes), check))
+        units.append((_stored_size(usable, pieces), check))
+    return _run_units(units, problems, pool, progress)
+
+
+def _deep_slice(
+    readers: dict[str, IsoReader | None],
+    passphrase: bytes | None,
+    pool: ThreadPoolExecutor,
+    progress: Progress,
+    subset: Slice,
+) -> tuple[list[Problem], Slice]:
+    """Hash one slice: the files and whole chunked files whose middle byte falls in it, each byte
+    read once (a chunked file's parts are hashed in the same pass as the whole)."""
+    data_key, problems = unlock(readers, passphrase)
+    usable = _usable(readers)
+    order = {name: i for i, name in enumerate(usable)}
+    # (place in the set, stored bytes, ISO, a file of it or the logical path of a chunked file)
+    placed: list[tuple[tuple[int, int], int, str, ManifestEntry | str]] = []
+    for name, reader in usable.items():
+        for entry in _stored_files(reader):
+            if entry.chunk is None:
+                placed.append(((order[name], reader.listing[entry.path].offset), entry.size, name, entry))
+    for logical, pieces in chunk_parts(usable).items():
+        first_iso, first = pieces[0]
+        where = (order[first_iso], usable[first_iso].listing[first.path].offset)
+        placed.append((where, _stored_size(usable, pieces), first_iso, logical))
+    placed.sort(key=lambda unit: unit[0])
+    wanted = in_slice([u[1] for u in placed], subset.index, subset.count)
+    chosen = [unit for unit, inside in zip(placed, wanted, strict=True) if inside]
+    units: list[tuple[int, Callable[[], list[Problem]]]] = []
+    for name, reader in usable.items():
+        files = [what for _, _, iso, what in chosen if iso == name and not isinstance(what, str)]
+        units.extend(_iso_units(reader, data_key, progress, files))
+    for _, size, _, what in chosen:
+        if isinstance(what, str):
+            check = functools.partial(deep_check_chunks, usable, progress, only=[what], data_key=data_key)
+            units.append((size, check))
+    found, hashed = _run_units(units, problems, pool, progress)
+    return found, Slice(subset.index, subset.count, hashed, sum(u[1] for u in placed))
+
+
+def _usable(readers: dict[str, IsoReader | None]) -> dict[str, IsoReader]:
+    return {name: r for name, r in readers.items() if r is not None and manifest_of(r) is not None}
+
+
+def _stored_files(reader: IsoReader) -> list[ManifestEntry]:
+    """The listed files stored as listed, in the order of their offsets in the image."""
+    listing = reader.listing
+    files = [
+        e for e in manifest_of(reader) or [] if e.type == "file" and stored_as_listed(listing, e) is not None
+    ]
+    files.sort(key=lambda e: listing[e.path].offset if e.path in listing else -1)
+    return files
+
+
+def _stored_size(usable: dict[str, IsoReader], pieces: list[tuple[str, ManifestEntry]]) -> int:
+    return sum(e.size for iso, e in pieces if stored_as_listed(usable[iso].listing, e) is not None)
+
+
+def _iso_units(
+    reader: IsoReader, data_key: DataKey | None, progress: Progress, files: list[ManifestEntry]
+) -> list[tuple[int, Callable[[], list[Problem]]]]:
+    """`files` of one ISO cut into runs of about _UNIT_BYTES, each one deep unit."""
+    units: list[tuple[int, Callable[[], list[Problem]]]] = []
+    batch: list[ManifestEntry] = []
+    size = 0
+    for entry in files:
+        batch.append(entry)
+        size += entry.size
+        if size >= _UNIT_BYTES:
+            units.append((size, _iso_unit(reader, data_key, progress, batch)))
+            batch, size = [], 0
+    if batch:
+        units.append((size, _iso_unit(reader, data_key, progress, batch)))
+    return units
+
+
+def _run_units(
+    units: list[tuple[int, Callable[[], list[Problem]]]],
+    problems: list[Problem],
+    pool: ThreadPoolExecutor,
+    progress: Progress,
+) -> tuple[list[Problem], int]:
+    """Run the deep units on `pool`, biggest first; their problems after `problems`, and the bytes."""
     total = sum(size for size, _ in units)
     progress("hash", 0, total)
     # Bigger units first, so that one large file does not start last and run alone.

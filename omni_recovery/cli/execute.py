@@ -177,15 +177,22 @@ def deploy_directors(
 @click.command()
 @workspace_option
 @click.option("--runs", default=1, show_default=True, help="How many recent recovery runs to show.")
-def status(workspace: Path | None, runs: int) -> None:
+@click.option(
+    "--verification",
+    is_flag=True,
+    help="Instead: per set, the share of bytes the rotating deep verification verified, and how long ago.",
+)
+def status(workspace: Path | None, runs: int, verification: bool) -> None:
     """Show recovery progress from the recovery database (works while a run goes on).
 
     \b
     Example:
       omni-recovery status --runs 3
+      omni-recovery status --verification
     """
+    from omni_recovery.cli.practice import verification_status
 
-    handle_errors(_status)(workspace, runs)
+    handle_errors(verification_status if verification else _status)(workspace, runs)
 
 
 def _execute(

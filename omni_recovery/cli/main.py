@@ -14,6 +14,7 @@ from omni_recovery.cli.database import init_database, stop_database
 from omni_recovery.cli.demo import demo, demo_env
 from omni_recovery.cli.execute import deploy_directors, execute_plan, status
 from omni_recovery.cli.plan import plan_generate
+from omni_recovery.cli.practice import drill
 from omni_recovery.cli.register import register_isos, sql
 from omni_recovery.cli.validate import validate_isos
 
@@ -57,6 +58,7 @@ for command in (
     execute_plan,
     deploy_directors,
     status,
+    drill,
 ):
     main.add_command(command)
 

@@ -77,6 +77,19 @@ def passphrase_option(func: F) -> F:
     )(func)
 
 
+def trusted_key_option(func: F) -> F:
+    from omni_recovery.backupset.signing import TRUSTED_KEY_ENV
+
+    return click.option(
+        "--trusted-key",
+        "trusted_keys",
+        multiple=True,
+        metavar="FILE|KEYID",
+        help=f"A trusted signer: public key file or 64-hex key id; repeatable (also ${TRUSTED_KEY_ENV}, "
+        "comma-separated).",
+    )(func)
+
+
 def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> bytes | None:
     """The passphrase from the file given, else from the environment; never from argv."""
     if passphrase_file is not None:

@@ -8,13 +8,14 @@ from typing import Any
 
 import click
 
-from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, trusted_specs
+from omni_recovery.backupset.signing import trusted_specs
 from omni_recovery.cli.options import (
     absolute_location_callback,
     fail,
     passphrase_option,
     progress_bars,
     read_passphrase,
+    trusted_key_option,
     workspace_option,
 )
 from omni_recovery.errors import RecoveryError
@@ -39,13 +40,13 @@ from omni_recovery.errors import RecoveryError
     help="Also hash every byte, reassemble chunked files and authenticate encrypted files.",
 )
 @click.option(
-    "--trusted-key",
-    "trusted_keys",
-    multiple=True,
-    metavar="FILE|KEYID",
-    help=f"A trusted signer: public key file or 64-hex key id; repeatable (also ${TRUSTED_KEY_ENV}, "
-    "comma-separated).",
+    "--subset",
+    default=None,
+    metavar="K/N|auto/N",
+    help="With --deep: hash only slice K of N of the set's stored bytes; auto/N takes the slice the "
+    "rotation verified longest ago, so N runs read every byte (see status --verification).",
 )
+@trusted_key_option
 @passphrase_option
 @click.option(
     "--parallel-factor",
@@ -72,6 +73,7 @@ def validate_isos(
     location: str | None,
     backup_set_id: str | None,
     deep: bool,
+    subset: str | None,
     trusted_keys: tuple[str, ...],
     passphrase_file: Path | None,
     parallel_factor: int,
@@ -98,7 +100,15 @@ def validate_isos(
         elif backup_set_id is not None:
             raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
         passed = _validate(
-            location, deep, trusted_keys, passphrase_file, parallel_factor, report_path, store, workspace
+            location,
+            deep,
+            subset,
+            trusted_keys,
+            passphrase_file,
+            parallel_factor,
+            report_path,
+            store,
+            workspace,
         )
     except RecoveryError as exc:
         fail(exc)
@@ -118,6 +128,7 @@ def _registered_location(backup_set_id: str | None, workspace: Path | None) -> s
 def _validate(
     location: str,
     deep: bool,
+    subset: str | None,
     trusted_keys: tuple[str, ...],
     passphrase_file: Path | None,
     parallel_factor: int,
@@ -130,9 +141,16 @@ def _validate(
 
     trusted = TrustedSigners.from_specs(trusted_specs(trusted_keys))
     passphrase = read_passphrase(passphrase_file, required=deep) if deep else None
+    chosen = _slice(subset, deep, location, workspace) if subset else None
     with progress_bars() as progress:
         report = validate(
-            location, trusted, passphrase, deep=deep, parallel_factor=parallel_factor, progress=progress
+            location,
+            trusted,
+            passphrase,
+            deep=deep,
+            parallel_factor=parallel_factor,
+            progress=progress,
+            subset=chosen,
         )
     click.echo(report.to_text(), nl=False)
     if report_path is not None:
@@ -154,4 +172,23 @@ def _store(report: Any, workspace: Path | None) -> None:
     init_database(url)
     with connect(url) as conn:
         run_id = store(conn, report)
+        if report.subset is not None:
+            from omni_recovery.practice.rotation import record_slice
+
+            record_slice(conn, report)
     click.echo(f"stored as validation run {run_id}")
+
+
+def _slice(subset: str, deep: bool, location: str, workspace: Path | None) -> Any:
+    """The slice --subset names; for auto/N, the one the set's rotation verified longest ago."""
+    from omni_recovery.checker.deep import Slice
+    from omni_recovery.practice.rotation import next_slice_of, parse_subset
+    from omni_recovery.settings import load_settings
+
+    if not deep:
+        raise RecoveryError("--subset chooses a slice of the deep check: give it with --deep")
+    index, count = parse_subset(subset)
+    if index is None:
+        index = next_slice_of(location, count, load_settings(workspace))
+    click.echo(f"verifying slice {index}/{count} of the set's stored bytes")
+    return Slice(index, count)

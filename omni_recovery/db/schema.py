@@ -66,6 +66,8 @@ TABLES = (
     "restored_files",
     "audit_log",
     "set_registrations",
+    "drills",
+    "verification_slices",
 )
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

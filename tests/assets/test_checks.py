@@ -32,10 +32,10 @@ from omni_recovery.backupset.signing import generate_signing_key
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.settings import DATABASE_URL_ENV, Settings
-from pipelines.definitions import build_resources
 from pipelines.resources import BackupSetRegistry
 from pipelines.runner import dagster_instance, register_isos
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.workspace_resources import build_resources
 from tests.catalog_fixtures import PASSPHRASE, DemoSet, scratch_settings
 from tests.checker.tamper import copy_set, flip_byte, iso_file
 

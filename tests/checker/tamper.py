@@ -237,3 +237,15 @@ def scattered_copy(source: Path, folder: Path) -> list[str]:
             ):
                 scattered.append(entry.path)
     return scattered
+
+
+def damage_a_volume_file(folder: Path) -> tuple[Path, str]:
+    """Flip the first byte of the first non-empty volume file of the set's first volume-data ISO;
+    the ISO and the path damaged."""
+    iso = iso_file(folder, "volume-data")
+    with IsoReader(str(iso)) as reader:
+        path = next(
+            p for p, e in sorted(reader.listing.items()) if e.type == "file" and e.size and "/files/" in p
+        )
+    flip_byte(iso, path)
+    return iso, path

@@ -15,9 +15,10 @@ from dagster import (
 
 from assets.ingest import INGEST_TABLES
 from omni_recovery.settings import Settings
-from pipelines.definitions import build_definitions, build_resources, defs
+from pipelines.definitions import build_definitions, defs
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG, watched_iso_folder
+from pipelines.workspace_resources import build_resources
 from tests.catalog_fixtures import DemoSet
 
 

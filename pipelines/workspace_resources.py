@@ -1,0 +1,36 @@
+"""The resources of one workspace, as every run started from this code location uses them: the
+command line's runs (pipelines.runner) and the UI's (pipelines.definitions) alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from assets.adaptation import PlanningResource
+from io_managers.parquet import ParquetIOManager
+from io_managers.postgres import PostgresCatalogIOManager
+from omni_recovery.settings import Settings
+from pipelines.recovery_resource import RecoveryResource
+from pipelines.resources import BackupSetRegistry, PracticeResource, Progress
+
+
+def build_resources(
+    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+) -> dict[str, Any]:
+    """The resources of one workspace."""
+    catalog = str(settings.catalog)
+    return {
+        "parquet_io_manager": ParquetIOManager(base_url=catalog),
+        "catalog_io_manager": PostgresCatalogIOManager(
+            base_url=catalog, workspace=str(settings.workspace), database_url=settings.database_url
+        ),
+        "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
+        "progress": Progress(progress),
+        "recovery": RecoveryResource(workspace=str(settings.workspace)),
+        "planning": PlanningResource(
+            workspace=str(settings.workspace), database_url=settings.database_url or ""
+        ),
+        "practice": PracticeResource(
+            workspace=str(settings.workspace), database_url=settings.database_url or ""
+        ),
+    }
