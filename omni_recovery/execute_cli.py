@@ -85,6 +85,12 @@ if TYPE_CHECKING:
     help="Final verification re-reads and re-hashes every restored file (default: the digests taken while "
     "writing, checked against the backup's, and the sizes on disk).",
 )
+@click.option(
+    "--numeric-owner",
+    is_flag=True,
+    help="Give restored files their recorded uid/gid numbers, not the owners of the recorded user and group "
+    "names on this machine (as tar --numeric-owner).",
+)
 @workspace_option
 def execute_plan(
     plan_path: Path,
@@ -98,6 +104,7 @@ def execute_plan(
     inventory: Path | None,
     signing_key: Path | None,
     reverify: bool,
+    numeric_owner: bool,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -125,6 +132,7 @@ def execute_plan(
         mode=mode,
         signing_key=signing_key,
         reverify=reverify,
+        numeric_owner=numeric_owner,
     )
     handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
 

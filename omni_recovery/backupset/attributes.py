@@ -96,6 +96,7 @@ class FirstNames:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[int, int, str], str] = {}
+        self._names: dict[tuple[int, int, str], int] = {}
 
     def first_name(self, st: os.stat_result | None, path: str, iso_kind: str) -> str | None:
         """The path stored first for the inode of `st` in ISOs of `iso_kind`, when this is a later name
@@ -106,7 +107,12 @@ class FirstNames:
         first = self._seen.get(key)
         if first is None:
             self._seen[key] = path
+        self._names[key] = self._names.get(key, 0) + 1
         return first
+
+    def names(self, st: os.stat_result | None, iso_kind: str) -> int:
+        """How many names of the inode of `st` the set holds (its link count in the set)."""
+        return self._names.get((st.st_dev, st.st_ino, iso_kind), 1) if st is not None else 1
 
 
 def owner_of(st: os.stat_result) -> FileAttributes:
@@ -196,6 +202,19 @@ def parse_attributes(
         owner["uid"], owner["gid"], names["user"], names["group"], xattrs, hardlink, sparse
     )
     return None if found == FileAttributes() else found
+
+
+def sparse_problem(attributes: FileAttributes | None, size: int, *, split: bool, sealed: bool) -> str | None:
+    """What is wrong with a file entry's sparse ranges given its other fields, if anything: a sparse
+    file stores its data ranges concatenated, as one unsealed, unsplit file."""
+    sparse = attributes.sparse if attributes else None
+    if sparse is None:
+        return None
+    if split or sealed:
+        return "a sparse file is neither split into parts nor sealed"
+    if sparse.stored_size != size:
+        return f"size {size} is not the {sparse.stored_size} bytes of its sparse ranges"
+    return None
 
 
 def _number(raw: dict[str, Any], key: str, fail: Callable[[str], BackupSetError]) -> int | None:

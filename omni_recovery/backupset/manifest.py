@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.backupset import layout
-from omni_recovery.backupset.attributes import FileAttributes, parse_attributes
+from omni_recovery.backupset.attributes import FileAttributes, parse_attributes, sparse_problem
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
 
@@ -252,7 +252,9 @@ def _entry(raw: Any, iso: str) -> ManifestEntry:
     mtime = f.timestamp("mtime", optional=True)
     if kind == "file" and (attributes is None or attributes.hardlink is None):
         chunk, encryption = _chunk(raw, f, path), _encryption(raw, iso, path)
-        _check_sparse(attributes, chunk, encryption, size, f)
+        problem = sparse_problem(attributes, size, split=chunk is not None, sealed=encryption is not None)
+        if problem:
+            raise f.fail(problem)
         sha256 = f.sha256("sha256")
         return ManifestEntry(
             path, size, mode, component, "file", sha256, None, mtime, chunk, encryption, attributes
@@ -265,23 +267,6 @@ def _entry(raw: Any, iso: str) -> ManifestEntry:
         raise f.fail("a hard link names the first name of its inode, not itself")
     target = f.text("target") if kind == "symlink" else None
     return ManifestEntry(path, 0, mode, component, kind, None, target, mtime, attributes=attributes)
-
-
-def _check_sparse(
-    attributes: FileAttributes | None,
-    chunk: Chunk | None,
-    encryption: Encryption | None,
-    size: int,
-    f: _Fields,
-) -> None:
-    """A sparse file stores its data ranges concatenated, as one unsealed, unsplit file."""
-    sparse = attributes.sparse if attributes else None
-    if sparse is None:
-        return
-    if chunk is not None or encryption is not None:
-        raise f.fail("a sparse file is neither split into parts nor sealed")
-    if sparse.stored_size != size:
-        raise f.fail(f"size {size} is not the {sparse.stored_size} bytes of its sparse ranges")
 
 
 def _chunk(raw: dict[str, Any], f: _Fields, path: str) -> Chunk | None:

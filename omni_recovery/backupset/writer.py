@@ -115,6 +115,7 @@ class _Stored:
     seen: tuple[int, int, int, int] | None = None
     attributes: FileAttributes | None = None
     ranges: list[Range] | None = None  # a sparse file's data ranges, the only bytes stored
+    links: int = 1  # names of its inode in the set
 
     def manifest_entry(self) -> ManifestEntry:
         st = self.env.lstat
@@ -279,6 +280,10 @@ def _plan_isos(
         for stored in _stored_entries(env_file, staging, options.chunk_size, data_key, key_id, first_names):
             place(env_file.placement.iso_kind, stored)
         report("scan", 1)
+    for planned in by_kind.values():
+        for iso in planned:
+            for stored in iso.entries:
+                stored.links = first_names.names(stored.env.lstat, stored.env.placement.iso_kind)
     for kind in layout.KINDS:
         if not by_kind[kind] and layout.KIND_COUNTS[kind][0] > 0:
             by_kind[kind].append(_PlannedIso(kind, 1))
@@ -502,8 +507,9 @@ def _add_stored(builder: IsoBuilder, stored: _Stored) -> None:
         return  # a later name of an inode: in the manifest only, its bytes are its first name's
     _add_content(builder, stored)
     if attributes is not None and attributes.uid is not None and attributes.gid is not None:
-        links = env.lstat.st_nlink if env.lstat is not None and env.type == "file" else None
-        builder.set_owner(stored.path, attributes.uid, attributes.gid, links)
+        builder.set_owner(
+            stored.path, attributes.uid, attributes.gid, stored.links if env.type == "file" else None
+        )
 
 
 def _add_content(builder: IsoBuilder, stored: _Stored) -> None:

@@ -3,6 +3,7 @@ survive backup create -> validate -> restore, as stat, getxattr, SEEK_DATA and d
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -13,7 +14,9 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pycdlib
 import pytest
 
 from omni_recovery.backupset.attributes import FileAttributes, data_ranges
@@ -191,6 +194,19 @@ def test_independent_readers_see_owners_and_only_data_is_stored(fidelity_set: tu
     assert rows["shared"][2:4] == [str(NOBODY)] * 2
     assert "two" not in rows and "private/three" not in rows  # later names: in the manifest only
     assert int(rows["disk.img"][4]) == 256 << 10  # the data ranges, not the 1 GiB
+    holding = next(i for i in demo.output.glob("*volume-data*.iso") if f"{prefix}one" in bsdtar_paths(i))
+    image = pycdlib.PyCdlib()
+    image.open(str(holding))
+    try:
+        record: Any = image.get_record(rr_path=f"/{prefix}one")
+        px = record.rock_ridge.dr_entries.px_record or record.rock_ridge.ce_entries.px_record
+        assert (px.posix_file_links, px.posix_user_id, px.posix_group_id) == (3, 1234, 4321)
+    finally:
+        image.close()
+
+
+def bsdtar_paths(iso: Path) -> str:
+    return subprocess.run(["bsdtar", "-tf", str(iso)], check=True, capture_output=True, text=True).stdout
 
 
 @ROOT_ONLY
@@ -239,3 +255,20 @@ def test_owners_go_by_name_first_unless_numeric_ids_are_asked_for():
     assert owner_ids(known, numeric_owner=True) == (4242, 4243)
     assert owner_ids(unknown, numeric_owner=False) == (4242, 4243)
     assert owner_ids(FileAttributes(), numeric_owner=False) == (-1, -1)
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize(("numeric_owner", "expected"), [(False, (0, 0)), (True, (4242, 4343))])
+def test_restore_gives_owners_by_name_unless_asked_for_numbers(
+    fidelity_set: tuple[DemoSet, str, bool], tmp_path: Path, numeric_owner: bool, expected: tuple[int, int]
+):
+    """A file recorded as uid 4242 named root (another machine's numbering) belongs to this machine's
+    root, unless numeric ids are asked for, as tar does."""
+    demo, tree, _ = fidelity_set
+    items, key = set_items(demo.output)
+    path = f"{tree}/precise"
+    renumbered = FileAttributes(uid=4242, gid=4343, user="root", group="root")
+    items = [dataclasses.replace(i, attributes=renumbered) if i.path == path else i for i in items]
+    restore_files(items, TargetRoot(str(tmp_path / "node")), key, numeric_owner=numeric_owner)
+    st = os.lstat(tmp_path / "node" / path)
+    assert (st.st_uid, st.st_gid) == expected
