@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from omni_recovery.envstate import database_volume
 from omni_recovery.errors import EnvironmentStateError
 
 KiB = 1024
@@ -76,7 +77,9 @@ class DemoOptionsError(EnvironmentStateError, ValueError):
 @dataclass(frozen=True)
 class DemoOptions:
     """What to generate. `big_file_bytes`: size of one extra big streamed file (default: 1.1 GiB for
-    "large", none for the other scales), so a backup's chunk size can be set below it."""
+    "large", none for the other scales), so a backup's chunk size can be set below it. `database`: the
+    last application is billing-db, whose volume is a real PostgreSQL data folder (database_volume;
+    not byte-identical between runs)."""
 
     nodes: int = 5
     directors: int = 3
@@ -86,6 +89,7 @@ class DemoOptions:
     seed: int = 42
     name: str = "demo"
     big_file_bytes: int | None = None
+    database: bool = False
 
     def validate(self) -> None:
         """Raise DemoOptionsError with a clear message when an option is out of range."""
@@ -117,6 +121,8 @@ class DemoOptions:
             )
         if self.big_file_bytes is not None:
             whole("big_file_bytes", self.big_file_bytes, 1, MAX_BIG_FILE)
+        if not isinstance(self.database, bool):
+            raise DemoOptionsError(f"demo option database must be true or false, got {self.database!r}")
 
 
 @dataclass(frozen=True)
@@ -662,7 +668,9 @@ class _Demo:
             self.services.append({"name": name, "vm": vm, "director": director})
         self.apps: list[dict[str, Any]] = []
         for i in range(self.o.applications):
-            if i < len(_APP_CATALOG):
+            if self.o.database and i == self.o.applications - 1:
+                name, priority, volumes = database_volume.APP
+            elif i < len(_APP_CATALOG):
                 name, priority, volumes = _APP_CATALOG[i]
             else:
                 base = _APP_CATALOG[i % len(_APP_CATALOG)][0]
@@ -1251,7 +1259,10 @@ class _Demo:
             vrng = _rng(self.seed, f"volume/{app['name']}/{vol['name']}")
             start = self.w.volume_bytes
             writer = {"postgres": self.postgres, "logs": self.logs, "blobs": self.blobs, "index": self.index}
-            writer[vol["kind"]](f"{base}/files", budget, vrng, app["name"], vol["name"])
+            if app["name"] == database_volume.APP[0]:
+                database_volume.add_to_demo(self.w, f"{base}/files")
+            else:
+                writer[vol["kind"]](f"{base}/files", budget, vrng, app["name"], vol["name"])
             if k == big_home and self.big:
                 day = self.recovery_point.strftime("%Y%m%d")
                 self.w.write_random(f"{base}/files/exports/full-export-{day}.tar", self.big, vrng,
