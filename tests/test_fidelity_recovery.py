@@ -15,7 +15,7 @@ from pipelines.runner import register_isos
 from tests.backupset.conftest import DemoSet
 from tests.catalog_fixtures import scratch_settings
 from tests.restorer.test_fidelity import NS_MTIME, GiB, make_tree, observe
-from tests.test_recovery import recovered, write_set
+from tests.test_recovery import latest_run, recovered, write_set
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other owners needs root")
 
@@ -76,3 +76,12 @@ def test_execute_plan_restores_the_tree_as_it_was(
         "private/three",
     }
     assert os.stat(restored[0] / "disk.img").st_blocks * 512 < 1 << 20
+    # The free-space check and the bytes written count what is stored: the 1 GiB of holes takes no room.
+    steps = {s.step_id: s for s in latest_run(fresh_database_url).steps}
+    volume = next(
+        s for step_id, s in steps.items() if step_id.startswith("volume/") and tree.split("/")[1] in step_id
+    )
+    assert volume.bytes_written < 1 << 20
+    assert all(
+        s.detail["bytes_to_write"] < GiB for step_id, s in steps.items() if step_id.startswith("storage/")
+    )

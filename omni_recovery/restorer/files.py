@@ -339,30 +339,33 @@ class _Plan:
 
 def _plan_with_links(items: Iterable[RestoreItem], data_key: DataKey | None) -> _Plan:
     """The plan of `_plan`, and the hard links: a later name whose first name is restored too becomes
-    a link to it; one whose first name is not, a file of its own (from the first name's stored bytes)."""
+    a link to it. Where the first name is not restored, the first of its other names here is
+    restored as a file (from the first name's stored bytes) and the rest become links to that."""
     items = list(items)
     plain = [i for i in items if i.hardlink is None]
     files = {i.path for i in plain if i.type == "file"}
     links: dict[str, RestoreItem] = {}
     apart: list[RestoreItem] = []
-    for item in items:
-        if item.hardlink is None:
-            continue
+    stand_ins: dict[str, str] = {}  # a first name not restored -> the name restored in its place
+    for item in sorted((i for i in items if i.hardlink is not None), key=lambda i: i.path):
+        assert item.hardlink is not None
         if item.path in files:
             raise BackupSetError(
                 f"{item.path} would be restored twice", iso=item.iso_name, path=item.stored_path
             )
         if item.hardlink in files:
             links.setdefault(item.path, item)
-        elif item.sha256 is not None:
-            apart.append(item)
-        else:
+        elif item.sha256 is None:
             raise BackupSetError(
                 f"hard link to {item.hardlink}, which this restore does not include and whose bytes it was "
                 "not given",
                 iso=item.iso_name,
                 path=item.stored_path,
             )
+        elif stand_ins.setdefault(item.hardlink, item.path) == item.path:
+            apart.append(item)
+        else:
+            links.setdefault(item.path, dataclasses.replace(item, hardlink=stand_ins[item.hardlink]))
     dirs, jobs, symlinks = _plan(plain + apart, data_key)
     notes = sorted(
         {

@@ -167,7 +167,11 @@ def test_a_restored_tree_is_the_backed_up_tree(fidelity_set: tuple[DemoSet, str,
     demo, tree, has_acls = fidelity_set
     assert validate(str(demo.output), demo.trusted, PASSPHRASE, deep=True).passed
     items, key = set_items(demo.output)
-    summary = restore_files(items, TargetRoot(str(tmp_path / "node")), key)
+    copied: list[int] = []
+    summary = restore_files(
+        items, TargetRoot(str(tmp_path / "node")), key, progress=lambda phase, n: copied.append(n)
+    )
+    assert sum(copied) == summary.bytes_written < 1 << 20  # the data copied, not the 1 GiB with its holes
     want, got = observe(demo.env / tree), observe(tmp_path / "node" / tree)
     assert summary.not_applied == [] and summary.hardlinks == 2
     assert sorted(got) == sorted(want)
@@ -272,3 +276,23 @@ def test_restore_gives_owners_by_name_unless_asked_for_numbers(
     restore_files(items, TargetRoot(str(tmp_path / "node")), key, numeric_owner=numeric_owner)
     st = os.lstat(tmp_path / "node" / path)
     assert (st.st_uid, st.st_gid) == expected
+
+
+def test_a_link_whose_first_name_is_not_restored_is_restored_as_a_file_and_said(
+    fidelity_set: tuple[DemoSet, str, bool], tmp_path: Path
+):
+    demo, tree, _ = fidelity_set
+    items, key = set_items(demo.output)
+    chosen = [i for i in items if i.path.startswith(f"{tree}/") and i.path != f"{tree}/one"]
+    summary = restore_files(chosen, TargetRoot(str(tmp_path / "node")), key)
+    node = tmp_path / "node" / tree
+    assert not (node / "one").exists()
+    assert (
+        (node / "two").read_bytes() == (node / "private" / "three").read_bytes() == b"three names, one inode"
+    )
+    assert os.stat(node / "two").st_ino == os.stat(node / "private" / "three").st_ino  # still one inode
+    said = (
+        f"{tree}/private/three: restored as a separate file: its other name {tree}/one is not restored with"
+    )
+    said += " it"
+    assert [line for line in summary.not_applied if "separate file" in line] == [said]
