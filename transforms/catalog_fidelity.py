@@ -32,12 +32,10 @@ OWNER_LINK_SPARSE_FIELDS: list[tuple[str, pa.DataType]] = [
     ("hardlink", pa.string()),
     ("sparse", pa.list_(pa.list_(pa.int64()))),
 ]
+# The same facts in the catalog: user and group renamed (they are SQL keywords), sparse a flag.
+_RENAMED = {"user": "owner_user", "group": "owner_group"}
 OWNER_LINK_SPARSE_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("uid", pa.int64()),
-    ("gid", pa.int64()),
-    ("owner_user", pa.string()),
-    ("owner_group", pa.string()),
-    ("hardlink", pa.string()),
+    *((_RENAMED.get(name, name), kind) for name, kind in OWNER_LINK_SPARSE_FIELDS if name != "sparse"),
     ("sparse", pa.bool_()),
 ]
 _CHECKED = ("path", "type", "size", "uid", "gid", "user", "group", "hardlink", "sparse", "logical_size")

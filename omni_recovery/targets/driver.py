@@ -46,7 +46,7 @@ import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -433,19 +433,9 @@ class TargetRoot:
                 raise self.error(f"{self.fs.protocol} roots cannot hold symbolic links", relpath)
             self.fs.symlink(target, full)
             return
-        parent = posixpath.dirname(relpath)
-        if parent:
-            self.makedirs(parent)
-        try:
-            if os.path.islink(full) and os.readlink(full) == target:
-                return
-            temp = self.resolve(partial_relpath(relpath))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            os.symlink(target, temp)
-            os.replace(temp, full)
-        except OSError as exc:
-            raise self.error(f"cannot create symlink: {exc}", relpath) from exc
+        if os.path.islink(full) and os.readlink(full) == target:
+            return
+        self._put_in_place(relpath, lambda temp: os.symlink(target, temp), "cannot create symlink")
 
     def hardlink(self, relpath: str, existing: str) -> None:
         """Make `relpath` another name of the file `existing` (replacing what is there); a copy of it
@@ -454,19 +444,27 @@ class TargetRoot:
         if not self.is_local:
             self.fs.cp_file(source, full)
             return
+        if os.path.lexists(full) and os.path.samestat(os.lstat(full), os.lstat(source)):
+            return  # already a name of it (a resumed restore); a rename onto it would do nothing
+
+        def make(temp: str) -> None:
+            os.link(source, temp, follow_symlinks=False)
+
+        self._put_in_place(relpath, make, f"cannot make it a hard link to {existing}")
+
+    def _put_in_place(self, relpath: str, make: Callable[[str], None], failure: str) -> None:
+        """`make` an entry under the temporary name of `relpath`, then rename it onto `relpath`."""
         parent = posixpath.dirname(relpath)
         if parent:
             self.makedirs(parent)
         try:
-            if os.path.lexists(full) and os.path.samestat(os.lstat(full), os.lstat(source)):
-                return  # already a name of it (a resumed restore); rename would then do nothing
             temp = self.resolve(partial_relpath(relpath))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-            os.link(source, temp, follow_symlinks=False)
-            os.replace(temp, full)
+            make(temp)
+            os.replace(temp, self.resolve(relpath))
         except OSError as exc:
-            raise self.error(f"cannot make it a hard link to {existing}: {exc}", relpath) from exc
+            raise self.error(f"{failure}: {exc}", relpath) from exc
 
     def chmod(self, relpath: str, mode: int) -> None:
         """Set the permission bits of `relpath`; a symlink (which has none) is left alone, never followed."""
