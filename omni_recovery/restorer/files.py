@@ -26,7 +26,9 @@ file and extent offset), what they must hash to, and where they go under the tar
    name; `on_done` is called after that rename (from the calling thread; with fsync on, also
    after the file was fsynced before its rename and its folder after it — once per folder for
    a batch of files), so a recorded file is always a whole, verified, durable file;
-4. creates the symlinks (after the files), then sets folder modes and mtimes, deepest first.
+4. creates the symlinks and hard links (after the files), then gives format 1.1 entries their
+   owners, xattrs and nanosecond mtimes and folders their modes and mtimes, deepest first
+   (restorer.attributes; a sparse file is written with its holes by restorer.sparse).
 
 Every byte is hashed once. A chunked file is checked, by `chunk_check`:
 - "whole" (the default): against its logical_sha256, which covers every byte of every part (and

@@ -18,16 +18,22 @@ from typing import Any
 
 import pycdlib
 import pytest
+import yaml
 
+from omni_recovery.backupset import layout
 from omni_recovery.backupset.attributes import FileAttributes, data_ranges
 from omni_recovery.backupset.hashing import sha256_file
+from omni_recovery.backupset.reader import IsoReader
+from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.checker import validate
 from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 from omni_recovery.restorer.attributes import owner_ids
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.yaml_text import load_yaml
+from tests.checker.tamper import copy_set, rebuild
 from tests.demo_fixtures import PASSPHRASE, SMALL_SET, DemoSet, signed_set
-from tests.restorer.conftest import set_items
+from tests.restorer.conftest import assert_same_tree, set_items
 
 GiB = 1 << 30
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other owners needs root")
@@ -240,7 +246,9 @@ def restore_without_capabilities(location: Path, node: Path, *capabilities: str)
         import json
         from omni_recovery.restorer.files import restore_files
         from omni_recovery.targets.driver import TargetRoot
-        from tests.restorer.conftest import set_items
+        from omni_recovery.yaml_text import load_yaml
+from tests.checker.tamper import copy_set, rebuild
+from tests.restorer.conftest import assert_same_tree, set_items
         items, key = set_items({str(location)!r})
         print(json.dumps(restore_files(items, TargetRoot({str(node)!r}), key).not_applied))
         """
@@ -296,3 +304,33 @@ def test_a_link_whose_first_name_is_not_restored_is_restored_as_a_file_and_said(
     )
     said += " it"
     assert [line for line in summary.not_applied if "separate file" in line] == [said]
+
+
+VERSION_1_1_FIELDS = ("uid", "gid", "user", "group", "xattrs", "hardlink", "sparse")
+
+
+def as_version_1(manifest: dict[str, Any]) -> None:
+    """The manifest as a version-1 writer makes it: no 1.1 field, whole-second mtimes."""
+    manifest["format"] = layout.FORMAT
+    for entry in manifest["files"]:
+        for name in VERSION_1_1_FIELDS:
+            entry.pop(name, None)
+        if "mtime" in entry:
+            entry["mtime"] = entry["mtime"].split(".")[0].rstrip("Z") + "Z"
+
+
+def test_a_version_1_set_validates_and_restores_as_before(demo_set: DemoSet, tmp_path: Path):
+    folder = copy_set(demo_set.output, tmp_path / "v1")
+    key = load_signing_key(demo_set.key_path)
+    for iso in sorted(folder.glob("*.iso")):
+        with IsoReader(str(iso)) as reader:
+            info = load_yaml(reader.backup_info_bytes) | {"format": layout.FORMAT}
+        replace = {layout.BACKUP_INFO_PATH: yaml.safe_dump(info, sort_keys=False).encode()}
+        rebuild(iso, key, replace=replace, edit_manifest=as_version_1)
+    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed and report.problems == [], report.to_text()
+    items, data_key = set_items(folder)
+    assert items and all(i.attributes is None for i in items)
+    summary = restore_files(items, TargetRoot(str(tmp_path / "node")), data_key)
+    assert summary.not_applied == [] and summary.hardlinks == 0
+    assert_same_tree(demo_set.env, tmp_path / "node")
