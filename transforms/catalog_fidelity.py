@@ -8,9 +8,9 @@ holes are then logical_size - size bytes). So SQL answers "which files belong to
 "how many bytes are holes" without opening an ISO.
 
 The few rows that carry a hard link or sparse ranges are checked by the manifest reader's own rules
-(`parse_attributes`, `sparse_problem`), so the catalog refuses exactly what a reader refuses,
-naming the ISO and the path. Version-1 manifests have none of these fields: the columns are null,
-and sparse false.
+(`parse_attributes`, `sparse_problem`), so the catalog refuses what a reader refuses in owners,
+links and ranges, naming the ISO and the path (xattrs are left to the reader, at restore).
+Version-1 manifests have none of these fields: the columns are null, and sparse false.
 """
 
 from __future__ import annotations

@@ -409,6 +409,10 @@ def _timestamps(column: pa.ChunkedArray, iso: str) -> pa.ChunkedArray:
         return column.cast(_TS)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
+    try:  # nanosecond mtimes (format 1.1): parsed column-wise too, kept to the microsecond
+        return column.cast(pa.timestamp("ns", tz="UTC")).cast(_TS, safe=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
 
     values: list[datetime | None] = []
     for text in column.to_pylist():

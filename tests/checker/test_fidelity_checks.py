@@ -98,22 +98,22 @@ LINK = {
 }
 
 
-@pytest.mark.parametrize(
-    ("entry", "message"),
-    [
-        ({**SPARSE, "sparse": [[0, 3], [2, 5]]}, "overlaps the one before"),
-        ({**SPARSE, "sparse": [[0, 3], [16, 5]]}, "leaves the 20-byte file"),
-        ({**SPARSE, "sparse": [[0, 3], [10, 0]]}, "length > 0"),
-        ({**SPARSE, "size": 9}, "is not the 8 bytes of its sparse ranges"),
-        ({**SPARSE, "logical_size": None}, "needs logical_size"),
-        ({**LINK, "sha256": "0" * 64}, "hard link entry has size 0 and no sha256"),
-        ({**LINK, "hardlink": LINK["path"]}, "not itself"),
-        ({**LINK, "hardlink": "../outside"}, "'..' segment"),
-        ({**FILE, "uid": -1}, "uid must be an integer >= 0"),
-        ({**FILE, "xattrs": {"user.x": "not base64!"}}, "is not base64"),
-        ({**FILE, "xattrs": {"nonamespace": "AA=="}}, "namespaced name"),
-    ],
-)
+MALFORMED: list[tuple[dict[str, Any], str]] = [
+    ({**SPARSE, "sparse": [[0, 3], [2, 5]]}, "overlaps the one before"),
+    ({**SPARSE, "sparse": [[0, 3], [16, 5]]}, "leaves the 20-byte file"),
+    ({**SPARSE, "sparse": [[0, 3], [10, 0]]}, "length > 0"),
+    ({**SPARSE, "size": 9}, "is not the 8 bytes of its sparse ranges"),
+    ({**SPARSE, "logical_size": None}, "needs logical_size"),
+    ({**LINK, "sha256": "0" * 64}, "hard link entry has size 0 and no sha256"),
+    ({**LINK, "hardlink": LINK["path"]}, "not itself"),
+    ({**LINK, "hardlink": "../outside"}, "'..' segment"),
+    ({**FILE, "uid": -1}, "uid must be an integer >= 0"),
+    ({**FILE, "xattrs": {"user.x": "not base64!"}}, "is not base64"),
+    ({**FILE, "xattrs": {"nonamespace": "AA=="}}, "namespaced name"),
+]
+
+
+@pytest.mark.parametrize(("entry", "message"), MALFORMED)
 def test_malformed_1_1_fields_are_refused_naming_the_path(entry: dict[str, Any], message: str):
     with pytest.raises(BackupSetError, match=message) as info:
         parse_manifest(manifest([entry]), iso="x.iso")
