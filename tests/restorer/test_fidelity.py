@@ -246,9 +246,7 @@ def restore_without_capabilities(location: Path, node: Path, *capabilities: str)
         import json
         from omni_recovery.restorer.files import restore_files
         from omni_recovery.targets.driver import TargetRoot
-        from omni_recovery.yaml_text import load_yaml
-from tests.checker.tamper import copy_set, rebuild
-from tests.restorer.conftest import assert_same_tree, set_items
+        from tests.restorer.conftest import set_items
         items, key = set_items({str(location)!r})
         print(json.dumps(restore_files(items, TargetRoot({str(node)!r}), key).not_applied))
         """
