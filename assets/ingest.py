@@ -160,6 +160,7 @@ def _wanted_files(manifest: pa.Table) -> dict[str, _Listed]:
         pc.and_(pc.equal(manifest.column("type"), "file"), pc.invert(manifest.column("encrypted"))),
         pc.or_(pc.equal(paths, layout.INDEX_DB_PATH), pc.starts_with(paths, "data/")),
     )
+    mask = pc.and_(mask, pc.is_null(manifest.column("hardlink")))  # a later name: its bytes are its first's
     columns = ["path", "size", "sha256", "component_id", *_CHUNK_COLUMNS]
     subset = manifest.filter(mask).select(columns).to_pylist()
     return {

@@ -75,6 +75,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
     documents: dict[str, bytes] = {}
     chunked: dict[str, list[tuple[IsoReader, ManifestEntry]]] = defaultdict(list)
     entries: list[tuple[str, str, int]] = []
+    links: dict[str, str] = {}  # a document's later name -> its first name
     for reader in readers:
         for entry in reader.manifest.files:
             if not entry.path.startswith("data/") or entry.path == layout.DATA_KEY_PATH:
@@ -83,6 +84,9 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
             relpath = env_path(logical)
             if entry.chunk is None or entry.chunk.chunk_index == 0:
                 entries.append((relpath, entry.type, entry.mode))
+            if entry.hardlink is not None:
+                links[relpath] = env_path(entry.hardlink)
+                continue
             if entry.type != "file" or entry.encryption is not None or not is_document(relpath):
                 continue
             if entry.chunk is None:
@@ -91,6 +95,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
                 chunked[relpath].append((reader, entry))
     for relpath, parts in chunked.items():
         documents[relpath] = reassembled_document(parts)
+    documents.update({link: documents[first] for link, first in links.items() if first in documents})
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)

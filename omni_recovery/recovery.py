@@ -137,6 +137,7 @@ class ExecuteOptions:
     require_validation: bool = True
     reverify: bool = False
     allow_system_root: bool = False
+    numeric_owner: bool = False
 
     @property
     def parallel(self) -> int:
@@ -149,6 +150,7 @@ class ExecuteOptions:
             "parallel_factor": self.parallel_factor,
             "io_priority": self.io_priority,
             "mode": self.mode,
+            "numeric_owner": self.numeric_owner,
         }
 
 
@@ -497,6 +499,7 @@ class Recovery:
     def _load_shared(self, steps: list[Step]) -> None:
         """Load what steps share before they run in threads (cached_property guards nothing since 3.12)."""
         _ = self.layout, self.files_by_step, self.entries_by_env_path, self.roots, self.needs, self.phase_of
+        _ = self.target_of_source
         for reader in self.readers:
             _ = reader.listing
         if any(s.id.startswith("director/") for s in steps):
@@ -560,9 +563,13 @@ class Recovery:
         for target_file in files:
             by_root[target_file.root].append(target_file)
         progress = StepProgress(self.tracker, step.id, self.progress)
+        not_applied: list[str] = []
         for root, group in by_root.items():
-            written += self._restore_group(root, group, deadline, progress)
-        return StepOutcome(SUCCEEDED, written, {"files": len(files), "roots": sorted(by_root)})
+            written += self._restore_group(root, group, deadline, progress, not_applied)
+        detail: dict[str, Any] = {"files": len(files), "roots": sorted(by_root)}
+        if not_applied:  # what the target could not take (owners, xattrs), per file: the report lists it
+            detail["not_applied"] = not_applied
+        return StepOutcome(SUCCEEDED, written, detail)
 
     def _refuse_foreign_entries(self, volume: str, files: list[TargetFile]) -> None:
         """A volume goes into an empty folder, or one holding only what its restore writes (a resumed
@@ -584,7 +591,12 @@ class Recovery:
             )
 
     def _restore_group(
-        self, root: str, group: list[TargetFile], deadline: float, progress: StepProgress
+        self,
+        root: str,
+        group: list[TargetFile],
+        deadline: float,
+        progress: StepProgress,
+        not_applied: list[str],
     ) -> int:
         target = self.target(root)
         written = 0
@@ -618,10 +630,12 @@ class Recovery:
                     progress=progress,
                     deadline=deadline,
                     cancelled=self._cancel,
+                    numeric_owner=self.options.numeric_owner,
                 )
             finally:
                 self.tracker.files_verified(root, recorded)
             written += summary.bytes_written
+            not_applied += (f"{root}: {line}" for line in summary.not_applied)
         return written
 
     def _restore_items(self, target_file: TargetFile) -> list[RestoreItem]:
@@ -631,6 +645,9 @@ class Recovery:
             raise RecoveryError(f"{target_file.source}: the layout names a file the backup set does not hold")
         items = []
         for reader, entry in found:
+            if entry.hardlink is not None:
+                items.extend(self._link_items(target_file, reader, entry))
+                continue
             extents = reader.listing[entry.path].extents if entry.type == "file" else None
             items.append(
                 RestoreItem.from_manifest(
@@ -638,6 +655,26 @@ class Recovery:
                 )
             )
         return items
+
+    def _link_items(
+        self, target_file: TargetFile, reader: IsoReader, entry: ManifestEntry
+    ) -> list[RestoreItem]:
+        """A later name of an inode: its first name's stored bytes, a link to it where that lands in
+        the same restore (restore_files decides), else a file of its own."""
+        first = self.target_of_source.get(env_path(entry.hardlink or ""))
+        if first is None:
+            raise RecoveryError(
+                f"{target_file.source}: hard link to {entry.hardlink}, which the layout does not restore"
+            )
+        link = RestoreItem.from_manifest(
+            reader.url, reader.name, entry, path=target_file.relpath, extents=None
+        )
+        return [link.link_item(item) for item in self._restore_items(first)]
+
+    @cached_property
+    def target_of_source(self) -> dict[str, TargetFile]:
+        """Each environment path restored from the set → where it goes."""
+        return {f.source: f for f in self.layout.files if f.source is not None}
 
     def _certificate_files(self, step: Step) -> list[TargetFile]:
         """The new CA and this node's certificate and key (the backup's CA certificate is restored

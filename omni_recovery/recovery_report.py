@@ -70,6 +70,7 @@ def build_report(recovery: Recovery) -> RecoveryReport:
             for s in recovery.plan.steps
             if s.id.startswith(_SHOWN_WHEN_RUNNING) and s.id in succeeded
         ],
+        not_applied=[f"{s.step_id}: {line}" for s in run.steps for line in s.detail.get("not_applied", [])],
     )
 
 

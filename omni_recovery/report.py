@@ -70,6 +70,8 @@ class RecoveryReport:
     # The plan's `wait` of each restored component that only the running environment can show
     # (a health endpoint answering): the operator's to check once the nodes boot.
     after_boot: list[str] = field(default_factory=list)
+    # What a target root could not take (an owner, an extended attribute), one line per file.
+    not_applied: list[str] = field(default_factory=list)
 
     @property
     def failed_steps(self) -> list[StepTiming]:
@@ -127,6 +129,7 @@ def render_html(report: RecoveryReport) -> str:
     )
     notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
     after_boot = "".join(f"<li>{e(c)}</li>" for c in report.after_boot)
+    not_applied = "".join(f"<li>{e(line)}</li>" for line in report.not_applied)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Recovery report {e(report.run_id)}</title>
 <style>
@@ -148,6 +151,7 @@ finished {e(report.finished_at.isoformat() if report.finished_at else "—")};
 {adaptations}</table>
 <h2>Checks</h2><table><tr><th></th><th>check</th><th>detail</th></tr>{checks}</table>
 {f"<h2>Once the nodes boot, check</h2><ul>{after_boot}</ul>" if after_boot else ""}
+{f"<h2>Not applied on the targets</h2><ul>{not_applied}</ul>" if not_applied else ""}
 <h2>Steps</h2><table><tr><th>phase</th><th>step</th><th>status</th><th>time</th><th>bytes</th>
 <th>attempts</th><th>error</th></tr>{steps}</table>
 {f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}

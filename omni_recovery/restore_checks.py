@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import IsoReader
+from omni_recovery.envstate.model import env_path
 from omni_recovery.targets.driver import TargetRoot
 from transforms.target_layout import TargetFile, TargetLayout
 
@@ -61,7 +62,7 @@ def verify_data(
     for target_file in files:
         if target_file.source is None or target_file.type != "file":
             continue
-        expected = expected_digest([entry for _, entry in entries[target_file.source]])
+        expected = expected_digest(_content_entries(entries, target_file.source))
         target = roots[target_file.root]
         where = f"{target.url}: {target_file.relpath}"
         found: str | None
@@ -83,6 +84,16 @@ def verify_data(
     return problems
 
 
+def _content_entries(
+    entries: Mapping[str, list[tuple[IsoReader, ManifestEntry]]], source: str
+) -> list[ManifestEntry]:
+    """The entries holding the content of the environment file `source`: a hard link's first name's."""
+    found = [entry for _, entry in entries[source]]
+    if found[0].hardlink is not None:
+        return [entry for _, entry in entries[env_path(found[0].hardlink)]]
+    return found
+
+
 def expected_digest(parts: Sequence[ManifestEntry]) -> str | None:
     """What a restored file's content must hash to, from its manifest entry or entries (parts)."""
     first = parts[0]
@@ -90,6 +101,8 @@ def expected_digest(parts: Sequence[ManifestEntry]) -> str | None:
         return first.encryption.plaintext_sha256
     if first.chunk is not None:
         return first.chunk.logical_sha256
+    if first.attributes is not None and first.attributes.sparse is not None:
+        return first.attributes.sparse.logical_sha256  # holes read as zeros
     return first.sha256
 
 

@@ -1,10 +1,12 @@
 """The main job on embedded defaults: a demo environment backed up and recovered end to end.
 
-Each run makes a new backup set of the (deterministic, reused) demo environment in the workspace,
+Each run makes a new backup set of the demo environment in the workspace (made once, then reused;
+deterministic but for billing-db's real PostgreSQL data folder, see envstate.database_volume),
 registers it in the catalog (Dagster assets, PostgreSQL), validates it deeply (stored in the
 recovery database), plans its recovery onto a new inventory of nodes under the workspace (as many
 nodes as before, each a little larger), executes the plan through the restore assets, and ends
-with the report and the first post-recovery backup.
+with the report and the first post-recovery backup; then PostgreSQL is started on billing-db's
+restored volume and its rows are read back.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ def run_demo(settings: Settings, *, volume_scale: str, progress: Progress, echo:
     demo_root = settings.workspace / "demo"
     env = demo_root / f"env-{volume_scale}"
     if not env.exists():
-        summary = write_demo_environment(
-            env, DemoOptions(volume_scale=volume_scale), progress=lambda n: progress("write", n)
-        )
+        options = DemoOptions(volume_scale=volume_scale, database=True)
+        summary = write_demo_environment(env, options, progress=lambda n: progress("write", n))
         echo(f"1. demo environment written to {env}: {summary}")
     else:
         echo(f"1. demo environment reused from {env}")
@@ -100,8 +101,30 @@ def _recover(
         echo=lambda line: echo(f"   {line}"),
     )
     echo(f"5. recovered onto {folder / 'infra'} (run {summary.run_id})")
+    echo(f"   {_database_check(env, folder / 'infra')}")
     echo(f"6. report: {summary.report}")
     echo(f"7. post-recovery backup: {summary.post_recovery_backup}")
+
+
+def _database_check(env: Path, infra: Path) -> str:
+    """Whether PostgreSQL starts on billing-db's restored volume and gives back every row written."""
+    from omni_recovery.envstate import database_volume
+
+    name = database_volume.APP[0]
+    if not (env / "volumes" / name).is_dir():
+        return (
+            f"{name}: not in the reused demo environment {env} (remove it to make one with a real database)"
+        )
+    restored = [p for p in infra.rglob(database_volume.DATA_FOLDER) if p.parent.parent.parent.name == name]
+    if len(restored) != 1:
+        raise RecoveryError(f"{name}: its restored data folder is not under {infra} (found {len(restored)})")
+    found = database_volume.read_back(restored[0])
+    if not found.equal:
+        raise RecoveryError(
+            f"{name}: PostgreSQL started on {restored[0]} but read {found.rows} rows (digest "
+            f"{found.digest}), not the {database_volume.ROWS} written (digest {database_volume.ROWS_DIGEST})"
+        )
+    return f"{name}: PostgreSQL started on the restored volume, {found.rows:,} rows read back"
 
 
 def _demo_inventory(env: Path, folder: Path) -> Path:

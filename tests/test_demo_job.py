@@ -17,6 +17,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, database_url: str, monkeypatch: py
     result = CliRunner().invoke(main, ["demo", "--workspace", str(tmp_path / "ws"), "--volume-scale", "tiny"])
     assert result.exit_code == 0, result.output
     assert "deep validation: PASSED" in result.output
+    assert "billing-db: PostgreSQL started on the restored volume, 10,000 rows read back" in result.output
     report = re.search(r"report: (\S+)", result.output)
     backup = re.search(r"post-recovery backup: (\S+)", result.output)
     assert report and backup, result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,3 +73,13 @@ def test_failures_are_listed_and_escaped(tmp_path: Path):
     page = html_path.read_text()
     assert "<h2>Failures</h2>" in page and "sha256 mismatch &lt;x&gt;" in page
     assert "<x>" not in page
+
+
+def test_what_a_target_could_not_take_is_listed_per_file(tmp_path: Path):
+    line = "volume/billing/pgdata: node-a: volumes/billing/pgdata/files/PG_VERSION: owner 999:9 not set: <E>"
+    json_path, html_path = write_report(dataclasses.replace(report(), not_applied=[line]), tmp_path)
+    assert json.loads(json_path.read_text())["not_applied"] == [line]
+    page = html_path.read_text()
+    assert "<h2>Not applied on the targets</h2>" in page and "not set: &lt;E&gt;" in page
+    _, plain = write_report(report(), tmp_path / "plain")
+    assert "Not applied" not in plain.read_text()

@@ -60,6 +60,12 @@ from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.isofs import IsoEntry
 from omni_recovery.backupset.manifest import DEFAULT_MODES, BackupInfo
 from omni_recovery.errors import BackupSetError
+from transforms.catalog_fidelity import (
+    OWNER_LINK_SPARSE_COLUMNS,
+    OWNER_LINK_SPARSE_FIELDS,
+    check_links_and_sparse,
+    owner_link_sparse_columns,
+)
 
 __all__ = [
     "BACKUP_INFO_SCHEMA",
@@ -112,6 +118,7 @@ _ENTRY_FIELDS = [
     ("logical_size", pa.int64()),
     ("logical_sha256", pa.string()),
     ("encryption", _ENCRYPTION),
+    *OWNER_LINK_SPARSE_FIELDS,
 ]
 _MANIFEST_JSON_SCHEMA = pa.schema(
     [
@@ -143,6 +150,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("logical_sha256", pa.string()),
         ("encrypted", pa.bool_()),
         ("encryption", pa.string()),  # the manifest's encryption object as JSON text
+        *OWNER_LINK_SPARSE_COLUMNS,
     ]
 )
 """One row per manifest entry of one ISO."""
@@ -280,9 +288,9 @@ def manifest_table(data: bytes, *, iso: str) -> pa.Table:
     if top.num_rows != 1:
         raise BackupSetError("manifest must be one JSON object", iso=iso, path=path)
     head = {name: top.column(name)[0].as_py() for name in top.column_names if name != "files"}
-    if head["format"] != layout.FORMAT:
+    if head["format"] not in layout.FORMATS:
         raise BackupSetError(
-            f"format must be {layout.FORMAT!r}, found {head['format']!r}", iso=iso, path=path
+            f"format must be one of {', '.join(layout.FORMATS)}, found {head['format']!r}", iso=iso, path=path
         )
     set_id = head["backup_set_id"]
     if not isinstance(set_id, str) or not layout.SET_ID_PATTERN.fullmatch(set_id):
@@ -341,13 +349,14 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
     is_file = pc.equal(types, "file")
     sha = raw.column("sha256")
     sha_ok = pc.fill_null(pc.match_substring_regex(sha, _SHA256), False)
-    bad = pc.and_(is_file, pc.invert(sha_ok))
+    is_link = pc.is_valid(raw.column("hardlink"))
+    bad = pc.and_(pc.and_(is_file, pc.invert(is_link)), pc.invert(sha_ok))
     if pc.any(bad).as_py():
         raise fail("sha256 must be 64 hex digits", first_bad(bad))
-    not_file = pc.invert(is_file)
-    bad = pc.and_(not_file, pc.or_(pc.not_equal(raw.column("size"), 0), pc.is_valid(sha)))
+    not_stored = pc.or_(pc.invert(is_file), is_link)
+    bad = pc.and_(not_stored, pc.or_(pc.not_equal(raw.column("size"), 0), pc.is_valid(sha)))
     if pc.any(bad).as_py():
-        raise fail("a dir or symlink entry has size 0 and no sha256", first_bad(bad))
+        raise fail("a dir, symlink or hard link entry has size 0 and no sha256", first_bad(bad))
     bad = pc.and_(pc.equal(types, "symlink"), pc.is_null(raw.column("target")))
     if pc.any(bad).as_py():
         raise fail("target must be non-empty text", first_bad(bad))
@@ -358,6 +367,7 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
     mtime = _timestamps(raw.column("mtime"), iso)
     _check_symlinks(raw, types, path_list, iso)
     _check_chunks(raw, path_list, iso)
+    check_links_and_sparse(raw, path_list, iso)
     encryption = raw.column("encryption")
     _check_encryption(encryption, path_list, iso)
 
@@ -383,6 +393,7 @@ def _checked_entries(raw: pa.Table, set_id: str, iso: str, head: dict[str, str])
             pc.utf8_lower(raw.column("logical_sha256")),
             pc.is_valid(encryption),
             _encryption_json(encryption),
+            *owner_link_sparse_columns(raw),
         ],
         schema=MANIFEST_SCHEMA,
     ).replace_schema_metadata(head)
@@ -399,6 +410,10 @@ def _default_modes(types: pa.ChunkedArray) -> pa.Array:
 def _timestamps(column: pa.ChunkedArray, iso: str) -> pa.ChunkedArray:
     try:
         return column.cast(_TS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:  # nanosecond mtimes (format 1.1): parsed column-wise too, kept to the microsecond
+        return column.cast(pa.timestamp("ns", tz="UTC")).cast(_TS, safe=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
 
@@ -673,7 +688,7 @@ def iso_files(manifest: pa.Table, records: pa.Table, *, iso: str) -> pa.Table:
 def _check_extents(joined: pa.Table, iso: str) -> None:
     record_type = joined.column("record_type")
     types = joined.column("type")
-    bad = pc.fill_null(pc.not_equal(record_type, types), True)
+    bad = pc.and_(pc.fill_null(pc.not_equal(record_type, types), True), pc.is_null(joined.column("hardlink")))
     if pc.any(bad).as_py():
         index = pc.index(bad, True).as_py()
         path = joined.column("path")[index].as_py()

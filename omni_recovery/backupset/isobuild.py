@@ -9,14 +9,17 @@ Ridge one. Interchange level 4 keeps deep trees in place instead of relocating t
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
 import pycdlib
+from pycdlib.dr import DirectoryRecord
 
 from omni_recovery.backupset.names import DirectoryNames
 
@@ -25,12 +28,15 @@ DIR_MODE = 0o40755
 
 
 class FileWindow(io.RawIOBase):
-    """A read-only view of `length` bytes of a file from `offset`, for one part of a chunked file."""
+    """A read-only view of byte ranges of a file, concatenated: one range for a part of a chunked
+    file, the data ranges of a sparse file."""
 
-    def __init__(self, path: Path, offset: int, length: int) -> None:
+    def __init__(self, path: Path, ranges: Sequence[tuple[int, int]]) -> None:
         super().__init__()
         self._fd = os.open(path, os.O_RDONLY)
-        self._offset, self._length, self._pos = offset, length, 0
+        self._ranges = list(ranges)
+        self._starts = list(itertools.accumulate((length for _, length in self._ranges), initial=0))
+        self._length, self._pos = self._starts[-1], 0
 
     def readable(self) -> bool:
         return True
@@ -51,9 +57,18 @@ class FileWindow(io.RawIOBase):
         size = left if size < 0 else min(size, left)
         if size <= 0:
             return b""
-        data = os.pread(self._fd, size, self._offset + self._pos)
-        self._pos += len(data)
-        return data
+        pieces = []
+        while size > 0:  # whole reads across ranges: pycdlib takes a short read for the end of a file
+            index = bisect.bisect_right(self._starts, self._pos) - 1
+            within = self._pos - self._starts[index]
+            offset, length = self._ranges[index]
+            data = os.pread(self._fd, min(size, length - within), offset + within)
+            if not data:
+                break
+            pieces.append(data)
+            self._pos += len(data)
+            size -= len(data)
+        return b"".join(pieces)
 
     def close(self) -> None:
         if not self.closed:
@@ -77,6 +92,7 @@ class IsoBuilder:
         # Real directory path -> (iso path, joliet path, names of its children).
         self._dirs: dict[str, tuple[str, str, DirectoryNames]] = {"": ("", "", DirectoryNames())}
         self._open: list[BinaryIO | io.RawIOBase] = []
+        self._iso_paths: dict[str, str] = {}  # real path of a file or symlink -> its ISO 9660 path
 
     def add_directory(self, path: str, mode: int = DIR_MODE) -> None:
         if path not in self._dirs:
@@ -110,6 +126,22 @@ class IsoBuilder:
         self._iso.add_symlink(
             symlink_path=iso_path, rr_symlink_name=rr_name, rr_path=target, joliet_path=joliet_path
         )
+
+    def set_owner(self, path: str, uid: int, gid: int, links: int | None = None) -> None:
+        """Put a file's or folder's owner (and a file's link count) in its Rock Ridge PX entry, so
+        that any ISO reader shows them; `path` must have been added already."""
+        iso_path = self._dirs[path][0] if path in self._dirs else self._iso_paths[path]
+        record = cast(DirectoryRecord, self._iso.get_record(iso_path=iso_path))
+        records = [record, *(record.children[:1] if record.is_dir() else [])]  # a folder's own "." too
+        for rec in records:
+            entries = rec.rock_ridge.dr_entries if rec.rock_ridge is not None else None
+            px = entries.px_record if entries is not None else None
+            if px is None and rec.rock_ridge is not None and rec.rock_ridge.ce_entries is not None:
+                px = rec.rock_ridge.ce_entries.px_record
+            if px is not None:
+                px.posix_user_id, px.posix_group_id = uid, gid
+                if links is not None and not rec.is_dir():
+                    px.posix_file_links = links
 
     def write(self, out: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
         done = 0
@@ -145,4 +177,5 @@ class IsoBuilder:
         parent_iso, parent_joliet, names = self._dirs.get(parent) or self._directory(parent, DIR_MODE)
         name = posixpath.basename(path)
         iso_path = f"{parent_iso}/{names.iso9660(name, is_dir=is_dir)}"
+        self._iso_paths[path] = iso_path
         return iso_path, name, f"{parent_joliet}/{names.joliet(name)}"

@@ -18,6 +18,9 @@ from datetime import UTC, datetime
 from omni_recovery.errors import BackupSetError, UnsafePathError
 
 FORMAT = "omnicloud-backup/1"
+# Version 1.1 adds optional owner, xattr, hard link, sparse and nanosecond mtime fields.
+FORMAT_1_1 = "omnicloud-backup/1.1"
+FORMATS = (FORMAT, FORMAT_1_1)
 
 SYSTEM_CORE = "system-core"
 DIRECTOR_STATE = "director-state"

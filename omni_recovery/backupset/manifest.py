@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.backupset import layout
+from omni_recovery.backupset.attributes import FileAttributes, parse_attributes, sparse_problem
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
 
@@ -73,6 +74,12 @@ class ManifestEntry:
     mtime: str | None = None
     chunk: Chunk | None = None
     encryption: Encryption | None = None
+    attributes: FileAttributes | None = None
+
+    @property
+    def hardlink(self) -> str | None:
+        """The path of the first name of this entry's inode, for a second or later name."""
+        return self.attributes.hardlink if self.attributes else None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "size": self.size}
@@ -103,6 +110,8 @@ class ManifestEntry:
                 "plaintext_sha256": e.plaintext_sha256,
                 "plaintext_size": e.plaintext_size,
             }
+        if self.attributes is not None:
+            out.update(self.attributes.to_json())
         return out
 
 
@@ -113,10 +122,11 @@ class Manifest:
     sequence: int
     created_at: str
     files: list[ManifestEntry] = field(default_factory=list)
+    format: str = layout.FORMAT
 
     def to_bytes(self) -> bytes:
         document = {
-            "format": layout.FORMAT,
+            "format": self.format,
             "backup_set_id": self.backup_set_id,
             "kind": self.kind,
             "sequence": self.sequence,
@@ -142,10 +152,11 @@ class BackupInfo:
     iso_set: list[IsoSetMember]
     encryption: dict[str, Any]
     signing: dict[str, Any]
+    format: str = layout.FORMAT
 
     def to_bytes(self) -> bytes:
         document = {
-            "format": layout.FORMAT,
+            "format": self.format,
             "backup_set_id": self.backup_set_id,
             "created_at": self.created_at,
             "omnicloud_version": self.omnicloud_version,
@@ -208,8 +219,8 @@ def parse_manifest(data: bytes, *, iso: str) -> Manifest:
     except (UnicodeDecodeError, ValueError) as exc:
         raise BackupSetError(f"manifest is not valid JSON: {exc}", iso=iso, path=path) from exc
     top = _Fields(document, iso=iso, path=path, what="manifest")
-    if document.get("format") != layout.FORMAT:
-        raise top.fail(f"format must be {layout.FORMAT!r}, found {document.get('format')!r}")
+    if document.get("format") not in layout.FORMATS:
+        raise top.fail(f"format must be one of {', '.join(layout.FORMATS)}, found {document.get('format')!r}")
     set_id = top.text("backup_set_id")
     if not layout.SET_ID_PATTERN.fullmatch(set_id):
         raise top.fail(f"backup_set_id {set_id!r} is not a valid id")
@@ -221,7 +232,8 @@ def parse_manifest(data: bytes, *, iso: str) -> Manifest:
         raise top.fail("files must be a list")
     entries = [_entry(raw, iso) for raw in files]
     _check_entry_set(entries, iso)
-    return Manifest(set_id, kind, top.integer("sequence", minimum=1), top.timestamp("created_at"), entries)
+    sequence, created = top.integer("sequence", minimum=1), top.timestamp("created_at")
+    return Manifest(set_id, kind, sequence, created, entries, document["format"])
 
 
 def _entry(raw: Any, iso: str) -> ManifestEntry:
@@ -236,23 +248,25 @@ def _entry(raw: Any, iso: str) -> ManifestEntry:
     size = f.integer("size")
     mode = f.integer("mode") if raw.get("mode") is not None else DEFAULT_MODES[kind]
     component = f.text("component", optional=True)
-    if kind == "file":
+    attributes = parse_attributes(raw, f.fail, iso)
+    mtime = f.timestamp("mtime", optional=True)
+    if kind == "file" and (attributes is None or attributes.hardlink is None):
+        chunk, encryption = _chunk(raw, f, path), _encryption(raw, iso, path)
+        problem = sparse_problem(attributes, size, split=chunk is not None, sealed=encryption is not None)
+        if problem:
+            raise f.fail(problem)
+        sha256 = f.sha256("sha256")
         return ManifestEntry(
-            path,
-            size,
-            mode,
-            component,
-            "file",
-            f.sha256("sha256"),
-            None,
-            f.timestamp("mtime", optional=True),
-            _chunk(raw, f, path),
-            _encryption(raw, iso, path),
+            path, size, mode, component, "file", sha256, None, mtime, chunk, encryption, attributes
         )
     if size != 0 or raw.get("sha256") is not None:
-        raise f.fail(f"a {kind} entry has size 0 and no sha256")
+        raise f.fail(f"a {'hard link' if kind == 'file' else kind} entry has size 0 and no sha256")
+    if attributes is not None and (attributes.sparse or (attributes.hardlink and kind != "file")):
+        raise f.fail("only a file's first name may be sparse, and only a file is a hard link")
+    if attributes is not None and attributes.hardlink == path:
+        raise f.fail("a hard link names the first name of its inode, not itself")
     target = f.text("target") if kind == "symlink" else None
-    return ManifestEntry(path, 0, mode, component, kind, None, target, f.timestamp("mtime", optional=True))
+    return ManifestEntry(path, 0, mode, component, kind, None, target, mtime, attributes=attributes)
 
 
 def _chunk(raw: dict[str, Any], f: _Fields, path: str) -> Chunk | None:
@@ -344,8 +358,8 @@ def parse_backup_info(data: bytes, *, iso: str) -> BackupInfo:
     except yaml.YAMLError as exc:
         raise BackupSetError(f"backup_info is not valid YAML: {exc}", iso=iso, path=path) from exc
     f = _Fields(document, iso=iso, path=path, what="backup_info")
-    if document.get("format") != layout.FORMAT:
-        raise f.fail(f"format must be {layout.FORMAT!r}, found {document.get('format')!r}")
+    if document.get("format") not in layout.FORMATS:
+        raise f.fail(f"format must be one of {', '.join(layout.FORMATS)}, found {document.get('format')!r}")
     raw_set = document.get("iso_set")
     if not isinstance(raw_set, list) or not raw_set:
         raise f.fail("iso_set must be a non-empty list")
@@ -368,4 +382,5 @@ def parse_backup_info(data: bytes, *, iso: str) -> BackupInfo:
         iso_set=members,
         encryption=document["encryption"],
         signing=document["signing"],
+        format=document["format"],
     )

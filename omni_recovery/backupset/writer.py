@@ -19,6 +19,7 @@ every ISO this run wrote, so no partial set is left as if whole.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import hashlib
 import math
@@ -40,6 +41,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 from omni_recovery import __version__
 from omni_recovery.backupset import keys, layout, signing
+from omni_recovery.backupset.attributes import (
+    FileAttributes,
+    FirstNames,
+    Range,
+    Sparse,
+    data_ranges,
+    format_mtime,
+    is_dense,
+    source_attributes,
+)
 from omni_recovery.backupset.hashing import sha256_file, sha256_ranges
 from omni_recovery.backupset.index_db import RecoveryIndex, write_index
 from omni_recovery.backupset.isobuild import FileWindow, IsoBuilder
@@ -51,6 +62,7 @@ from omni_recovery.backupset.manifest import (
     Manifest,
     ManifestEntry,
 )
+from omni_recovery.backupset.sparse import sha256_sparse
 from omni_recovery.envstate.model import EnvFile, Placement, walk_environment
 from omni_recovery.envstate.topology import read_topology
 from omni_recovery.errors import EnvironmentStateError, RecoveryError, some_of
@@ -101,9 +113,13 @@ class _Stored:
     encryption: Encryption | None = None
     # The environment file as it was when hashed (for files stored as they are, not sealed copies).
     seen: tuple[int, int, int, int] | None = None
+    attributes: FileAttributes | None = None
+    ranges: list[Range] | None = None  # a sparse file's data ranges, the only bytes stored
+    links: int = 1  # names of its inode in the set
 
     def manifest_entry(self) -> ManifestEntry:
-        mtime = datetime.fromtimestamp(self.env.mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        st = self.env.lstat
+        mtime = format_mtime(st.st_mtime_ns if st else int(self.env.mtime) * 1_000_000_000)
         return ManifestEntry(
             path=self.path,
             size=self.size,
@@ -115,6 +131,7 @@ class _Stored:
             mtime=mtime,
             chunk=self.chunk,
             encryption=self.encryption,
+            attributes=self.attributes,
         )
 
 
@@ -180,6 +197,7 @@ def create_backup_set(
                 "key_id": key_id,
             },
             signing={"algorithm": "ed25519", "key_id": signing.key_id(signing_key.public_key())},
+            format=layout.FORMAT_1_1,
         )
         carried_anywhere = {s.env.placement.component for iso in isos for s in iso.entries}
         with _output_folder(output, staging) as place:
@@ -257,10 +275,15 @@ def _plan_isos(
     )
     key_file.abspath.write_bytes(wrapped)
     place(layout.SYSTEM_CORE, _Stored(key_file, layout.DATA_KEY_PATH, len(wrapped), source=key_file.abspath))
+    first_names = FirstNames()
     for env_file in walk_environment(source):
-        for stored in _stored_entries(env_file, staging, options.chunk_size, data_key, key_id):
+        for stored in _stored_entries(env_file, staging, options.chunk_size, data_key, key_id, first_names):
             place(env_file.placement.iso_kind, stored)
         report("scan", 1)
+    for planned in by_kind.values():
+        for iso in planned:
+            for stored in iso.entries:
+                stored.links = first_names.names(stored.env.lstat, stored.env.placement.iso_kind)
     for kind in layout.KINDS:
         if not by_kind[kind] and layout.KIND_COUNTS[kind][0] > 0:
             by_kind[kind].append(_PlannedIso(kind, 1))
@@ -274,16 +297,27 @@ def _data_key_placement() -> Placement:
 
 
 def _stored_entries(
-    env_file: EnvFile, staging: Path, chunk_size: int, data_key: bytes, key_id: str
+    env_file: EnvFile, staging: Path, chunk_size: int, data_key: bytes, key_id: str, first_names: FirstNames
 ) -> Iterator[_Stored]:
     """How one environment file is stored: as itself, sealed, and/or split into parts. A sensitive file
     is sealed whole (bound to its own path) and its sealed bytes are split when they exceed the
-    chunk size, every part carrying the encryption of the whole."""
+    chunk size, every part carrying the encryption of the whole. A later name of an inode already
+    met is stored as a hard link to its first; a sparse file as its data ranges, where they fit
+    in one chunk (else it is stored whole, holes as zeros)."""
     path = env_file.placement.iso_path
-    if env_file.type != "file":
-        yield _Stored(env_file, path, 0)
+    with _reading(env_file.abspath):
+        attributes = source_attributes(env_file.abspath, env_file.lstat, env_file.type)
+    first = first_names.first_name(env_file.lstat, path, env_file.placement.iso_kind)
+    if env_file.type != "file" or first is not None:
+        linked = dataclasses.replace(attributes, hardlink=first) if first is not None else attributes
+        yield _Stored(env_file, path, 0, attributes=linked)
         return
     source, size = env_file.abspath, env_file.size
+    ranges = None if env_file.placement.sensitive else _sparse_ranges(env_file)
+    if ranges is not None and sum(length for _, length in ranges) <= chunk_size:
+        stored_size = sum(length for _, length in ranges)
+        yield _Stored(env_file, path, stored_size, source=source, attributes=attributes, ranges=ranges)
+        return
     encryption: Encryption | None = None
     sealed_sha256: str | None = None
     if env_file.placement.sensitive:
@@ -293,7 +327,15 @@ def _stored_entries(
         encryption = Encryption(**sealed.manifest_fields())
         size, sealed_sha256 = sealed.stored_size, sealed.stored_sha256
     if size <= chunk_size:
-        yield _Stored(env_file, path, size, source=source, sha256=sealed_sha256, encryption=encryption)
+        yield _Stored(
+            env_file,
+            path,
+            size,
+            source=source,
+            sha256=sealed_sha256,
+            encryption=encryption,
+            attributes=attributes,
+        )
         return
     count = math.ceil(size / chunk_size)
     for index in range(count):
@@ -306,7 +348,19 @@ def _stored_entries(
             source=source,
             window=(offset, length),
             encryption=encryption,
+            attributes=attributes,
         )
+
+
+def _sparse_ranges(env_file: EnvFile) -> list[Range] | None:
+    """The data ranges of a file with holes; None for a file without."""
+    with _reading(env_file.abspath):
+        fd = os.open(env_file.abspath, os.O_RDONLY)
+        try:
+            ranges = data_ranges(fd, env_file.size)
+        finally:
+            os.close(fd)
+    return None if is_dense(ranges, env_file.size) else ranges
 
 
 def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
@@ -316,7 +370,10 @@ def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
         for stored in iso.entries:
             if stored.source == stored.env.abspath:
                 stored.seen = _identity(stored.source)
-            if stored.window is not None:
+            if stored.ranges is not None:
+                _hash_sparse(stored)
+                report("hash", stored.size)
+            elif stored.window is not None:
                 assert stored.source is not None
                 parts.setdefault(stored.source, []).append(stored)
             elif stored.source is not None and stored.sha256 is None:
@@ -333,6 +390,14 @@ def _hash_entries(isos: list[_PlannedIso], report: Progress) -> None:
             piece.sha256 = digest
             piece.chunk = Chunk(piece.env.placement.iso_path, index, len(pieces), logical_size, whole)
             report("hash", piece.size)
+
+
+def _hash_sparse(stored: _Stored) -> None:
+    assert stored.source is not None and stored.ranges is not None
+    with _reading(stored.source):
+        stored.sha256, logical_sha256 = sha256_sparse(stored.source, stored.ranges, stored.env.size)
+    sparse = Sparse(tuple(stored.ranges), stored.env.size, logical_sha256)
+    stored.attributes = dataclasses.replace(stored.attributes or FileAttributes(), sparse=sparse)
 
 
 @contextmanager
@@ -415,7 +480,9 @@ def _write_iso(
         ManifestEntry(layout.RECOVERY_LOG_PATH, len(log_bytes), 0o100644, None, sha256=_sha(log_bytes)),
         *(s.manifest_entry() for s in iso.entries),
     ]
-    manifest = Manifest(info.backup_set_id, iso.kind, iso.sequence, info.created_at, entries).to_bytes()
+    manifest = Manifest(
+        info.backup_set_id, iso.kind, iso.sequence, info.created_at, entries, info.format
+    ).to_bytes()
     builder = IsoBuilder(f"{iso.kind[:12]}_{iso.sequence:03d}".upper().replace("-", "_"))
     try:
         builder.add_bytes(layout.MANIFEST_PATH, manifest)
@@ -435,15 +502,27 @@ def _write_iso(
 
 
 def _add_stored(builder: IsoBuilder, stored: _Stored) -> None:
+    env, attributes = stored.env, stored.attributes
+    if attributes is not None and attributes.hardlink is not None:
+        return  # a later name of an inode: in the manifest only, its bytes are its first name's
+    _add_content(builder, stored)
+    if attributes is not None and attributes.uid is not None and attributes.gid is not None:
+        builder.set_owner(
+            stored.path, attributes.uid, attributes.gid, stored.links if env.type == "file" else None
+        )
+
+
+def _add_content(builder: IsoBuilder, stored: _Stored) -> None:
     env = stored.env
     if env.type == "dir":
         builder.add_directory(stored.path, env.mode)
     elif env.type == "symlink":
         assert env.target is not None
         builder.add_symlink(stored.path, env.target)
-    elif stored.window is not None:
+    elif stored.window is not None or stored.ranges is not None:
         assert stored.source is not None
-        builder.add_stream(stored.path, FileWindow(stored.source, *stored.window), stored.size, env.mode)
+        ranges = stored.ranges if stored.ranges is not None else [stored.window or (0, 0)]
+        builder.add_stream(stored.path, FileWindow(stored.source, ranges), stored.size, env.mode)
     else:
         assert stored.source is not None
         builder.add_file(stored.path, stored.source, env.mode)

@@ -29,6 +29,7 @@ from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.hashing import aligned_buffer
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, unlock_data_key
+from omni_recovery.backupset.sparse import LogicalDigest
 from omni_recovery.checker import problems as p
 from omni_recovery.checker.iso_checks import manifest_of, stored_as_listed
 from omni_recovery.checker.problems import Problem, Progress, no_progress
@@ -267,17 +268,32 @@ def _hash_one(
 ) -> list[Problem]:
     digest = hashlib.sha256()
     decryption = _Decryption(opener, entry.encryption) if opener and entry.encryption else None
+    sparse = entry.attributes.sparse if entry.attributes else None
+    logical = LogicalDigest(sparse.ranges, sparse.logical_size) if sparse else None
     try:
         for block in _stream(source, extents, buffer, entry.path, counter):
             digest.update(block)
             if decryption is not None:
                 decryption.update(block)
+            if logical is not None:
+                logical.update(block)
     except IntegrityError as exc:
         return [p.error(p.FILE_HASHES, exc.reason, iso=iso, path=entry.path, expected=entry.size)]
     found = decryption.finish(iso, entry.path) if decryption is not None else []
     if digest.hexdigest() != entry.sha256:
         found.insert(0, _stored_mismatch(iso, entry, digest.hexdigest()))
+    elif sparse is not None and logical is not None:
+        found.extend(_sparse_mismatch(iso, entry.path, sparse.logical_sha256, logical))
     return found
+
+
+def _sparse_mismatch(iso: str, path: str, expected: str, logical: LogicalDigest) -> list[Problem]:
+    """The sparse file's whole (its ranges at their offsets, holes as zeros) against logical_sha256."""
+    digest = logical.hexdigest()  # the stored bytes matched their sha256, so they fill the ranges
+    if digest == expected:
+        return []
+    message = "the sparse file's data ranges, holes read as zeros, differ from its logical_sha256"
+    return [p.error(p.FILE_HASHES, message, iso=iso, path=path, expected=expected, found=digest)]
 
 
 def _stored_mismatch(iso: str, entry: ManifestEntry, digest: str) -> Problem:

@@ -36,6 +36,7 @@ BACKUP_INFO_CONSISTENT = "backup_info_consistent"
 REFERENCES = "references"
 DUPLICATE_PATHS = "duplicate_paths"
 CHUNKS = "chunks"
+HARDLINKS = "hardlinks"
 # Deep.
 PASSPHRASE = "passphrase"
 FILE_HASHES = "file_hashes"
@@ -65,6 +66,7 @@ SET_CHECKS: tuple[str, ...] = (
     REFERENCES,
     DUPLICATE_PATHS,
     CHUNKS,
+    HARDLINKS,
 )
 DEEP_CHECKS: tuple[str, ...] = (PASSPHRASE, FILE_HASHES, ENCRYPTION, CHUNK_REASSEMBLY)
 

@@ -81,6 +81,7 @@ def check_set(readers: Mapping[str, IsoReader | None]) -> list[Problem]:
     members = {name: r for name, r in mine.items() if name in named}
     found.extend(_check_references(members))
     found.extend(_check_chunks(members))
+    found.extend(_check_hardlinks(members))
     return found
 
 
@@ -457,4 +458,36 @@ def _check_chunks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
                     found=", ".join(sorted(kinds)),
                 )
             )
+    return found
+
+
+def _check_hardlinks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
+    """Each hard link names a file of the set (its first name, stored whole or in parts) that is no
+    hard link itself, in an ISO of the same kind."""
+    stored: dict[str, str] = {}  # a file's path (a chunked one's logical path) -> its ISO's kind
+    links: list[tuple[str, ManifestEntry]] = []
+    for name, reader in mine.items():
+        parsed = _parse(name)
+        for entry in (manifest_of(reader) if reader is not None and parsed else None) or []:
+            if entry.hardlink is not None:
+                links.append((name, entry))
+            elif entry.type == "file" and parsed is not None:
+                stored[entry.chunk.chunk_of if entry.chunk else entry.path] = parsed.kind
+    found = []
+    for name, entry in links:
+        parsed = _parse(name)
+        kind = stored.get(entry.hardlink or "")
+        if parsed is None or kind == parsed.kind:
+            continue
+        found.append(
+            p.error(
+                p.HARDLINKS,
+                f"hard link to {entry.hardlink}, which is "
+                + (f"in an ISO of kind {kind}" if kind else "no file stored in the set"),
+                iso=name,
+                path=entry.path,
+                expected=f"a stored file in an ISO of kind {parsed.kind}",
+                found=kind or "nothing",
+            )
+        )
     return found

@@ -30,6 +30,12 @@ from omni_recovery.cli.options import handle_errors, progress_bars, workspace_op
 )
 @click.option("--seed", default=42, show_default=True, help="Same seed, same bytes.")
 @click.option("--name", default="demo", show_default=True, help="Environment name.")
+@click.option(
+    "--with-database",
+    is_flag=True,
+    help="The last application is billing-db, its volume a real PostgreSQL data folder (initdb, 10,000 rows; "
+    "needs the embedded server's binaries; not byte-identical between runs).",
+)
 @handle_errors
 def demo_env(
     output: Path,
@@ -40,6 +46,7 @@ def demo_env(
     volume_scale: str,
     seed: int,
     name: str,
+    with_database: bool,
 ) -> None:
     """Write a realistic demo OmniCloud environment state folder.
 
@@ -57,6 +64,7 @@ def demo_env(
         volume_scale=volume_scale,
         seed=seed,
         name=name,
+        database=with_database,
     )
     with progress_bars() as progress:
         summary = write_demo_environment(output, options, progress=lambda n: progress("write", n))

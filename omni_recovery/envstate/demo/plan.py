@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from typing import Any
 
+from omni_recovery.envstate import database_volume
 from omni_recovery.envstate.demo.catalog import _APP_CATALOG, _EXTRA_APP_SHAPES, _RANK
 from omni_recovery.envstate.demo.options import (
     CORE_SERVICES,
@@ -168,7 +169,9 @@ class _DemoPlan:
             self.services.append({"name": name, "vm": vm, "director": director})
         self.apps: list[dict[str, Any]] = []
         for i in range(self.o.applications):
-            if i < len(_APP_CATALOG):
+            if self.o.database and i == self.o.applications - 1:
+                name, priority, volumes = database_volume.APP
+            elif i < len(_APP_CATALOG):
                 name, priority, volumes = _APP_CATALOG[i]
             else:
                 base = _APP_CATALOG[i % len(_APP_CATALOG)][0]

@@ -8,6 +8,7 @@ import math
 import random
 from datetime import datetime, timedelta
 
+from omni_recovery.envstate import database_volume
 from omni_recovery.envstate.demo.catalog import _BLOB_KINDS, _LOG_LEVELS, _LOG_MESSAGES, _VOLUME_WEIGHT
 from omni_recovery.envstate.demo.network import _NetworkWriter
 from omni_recovery.envstate.demo.options import GiB, KiB, MiB
@@ -44,7 +45,10 @@ class _VolumeWriter(_NetworkWriter):
             vrng = _rng(self.seed, f"volume/{app['name']}/{vol['name']}")
             start = self.w.volume_bytes
             writer = {"postgres": self.postgres, "logs": self.logs, "blobs": self.blobs, "index": self.index}
-            writer[vol["kind"]](f"{base}/files", budget, vrng, app["name"], vol["name"])
+            if app["name"] == database_volume.APP[0]:
+                database_volume.add_to_demo(self.w, f"{base}/files")
+            else:
+                writer[vol["kind"]](f"{base}/files", budget, vrng, app["name"], vol["name"])
             if k == big_home and self.big:
                 day = self.recovery_point.strftime("%Y%m%d")
                 self.w.write_random(f"{base}/files/exports/full-export-{day}.tar", self.big, vrng,

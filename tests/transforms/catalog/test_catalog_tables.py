@@ -12,6 +12,7 @@ from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.errors import BackupSetError, UnsafePathError
 from tests.catalog_fixtures import DemoSet
+from tests.checker.test_fidelity_checks import MALFORMED
 from transforms import catalog_tables as ct
 
 ISO = "t9_volume-data_001.iso"
@@ -182,3 +183,35 @@ def test_index_catalogs_drop_repeats_and_keep_system_core_first() -> None:
     assert components.column("priority")[0].as_py() == "critical"
     assert ct.dependencies_catalog({k: v["dependencies"] for k, v in per_iso.items()}).num_rows == 1
     assert ct.hardware_catalog({}).num_rows == 0
+
+
+def test_format_1_1_owners_links_and_holes_become_columns() -> None:
+    owned = _file(uid=999, gid=998, user="postgres", group="postgres", mtime="2023-11-14T22:13:20.123456789Z")
+    sparse = _file(path="data/volumes/a/v/files/disk", size=8, sparse=[[0, 3], [10, 5]], logical_size=20)
+    sparse["logical_sha256"] = "b" * 64
+    link = {
+        "path": "data/volumes/a/v/files/y",
+        "size": 0,
+        "mode": 33188,
+        "component": None,
+        "hardlink": owned["path"],
+    }
+    table = ct.manifest_table(manifest_bytes([owned, sparse, link], format="omnicloud-backup/1.1"), iso=ISO)
+    rows = {row["path"]: row for row in table.to_pylist()}
+    first, disk, second = rows[owned["path"]], rows[sparse["path"]], rows[link["path"]]
+    assert (first["uid"], first["gid"], first["owner_user"], first["owner_group"]) == (
+        999,
+        998,
+        "postgres",
+        "postgres",
+    )
+    assert first["mtime"].microsecond == 123456 and not first["sparse"]
+    assert disk["sparse"] and disk["logical_size"] - disk["size"] == 12
+    assert (second["hardlink"], second["sha256"], second["size"]) == (owned["path"], None, 0)
+
+
+@pytest.mark.parametrize(("entry", "message"), [case for case in MALFORMED if "xattrs" not in case[0]])
+def test_the_catalog_refuses_the_1_1_fields_the_reader_refuses(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(BackupSetError, match=message) as info:
+        ct.manifest_table(manifest_bytes([entry], format="omnicloud-backup/1.1"), iso=ISO)
+    assert info.value.iso == ISO
