@@ -12,6 +12,7 @@ from omni_recovery.cli_options import (
     passphrase_option,
     progress_bars,
     read_passphrase,
+    ssh_options,
     workspace_option,
 )
 
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
     help="Final verification re-reads and re-hashes every restored file (default: the digests taken while "
     "writing, checked against the backup's, and the sizes on disk).",
 )
+@ssh_options
 @workspace_option
 def execute_plan(
     plan_path: Path,
@@ -98,6 +100,8 @@ def execute_plan(
     inventory: Path | None,
     signing_key: Path | None,
     reverify: bool,
+    ssh_identity: Path | None,
+    bandwidth_limit: int | None,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -125,6 +129,8 @@ def execute_plan(
         mode=mode,
         signing_key=signing_key,
         reverify=reverify,
+        ssh_identity=ssh_identity,
+        bandwidth_limit=bandwidth_limit,
     )
     handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
 
@@ -145,9 +151,15 @@ def execute_plan(
     help="Directors deployed at once, and files restored at once for each.",
 )
 @passphrase_option
+@ssh_options
 @workspace_option
 def deploy_directors(
-    plan_path: Path, parallel: int, passphrase_file: Path | None, workspace: Path | None
+    plan_path: Path,
+    parallel: int,
+    passphrase_file: Path | None,
+    ssh_identity: Path | None,
+    bandwidth_limit: int | None,
+    workspace: Path | None,
 ) -> None:
     """Run only the Director phase of a plan: Directors restored with new certificates, then the ring.
 
@@ -157,7 +169,12 @@ def deploy_directors(
     """
     from omni_recovery.recovery import ExecuteOptions
 
-    options = ExecuteOptions(plan_path=plan_path, parallel_factor=parallel)
+    options = ExecuteOptions(
+        plan_path=plan_path,
+        parallel_factor=parallel,
+        ssh_identity=ssh_identity,
+        bandwidth_limit=bandwidth_limit,
+    )
     handle_errors(_execute)(options, passphrase_file, workspace, None, only_directors=True)
 
 

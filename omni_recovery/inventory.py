@@ -4,7 +4,7 @@
 inventory"). Every problem found is reported at once in one InventoryError, each naming the line
 of the YAML at fault and what is wrong: a bad CIDR or address, a gateway outside the management
 subnet, duplicate node names, MACs or storage names, an unknown storage class, a non-positive
-capacity, a missing or unknown field.
+capacity, a missing or unknown field, an ssh:// root without a valid host_key.
 
 `load_yaml_with_lines` is the line-aware loader used here and by the plan reader: mappings come
 back as `LineMap` (a dict that remembers the line of itself and of each key, and the raw text of
@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.targets.ssh import check_host_key, is_ssh_url
 from omni_recovery.urls import overlapping
 from omni_recovery.yaml_text import SAFE_LOADER
 
@@ -30,6 +31,7 @@ STORAGE_CLASSES = ("hdd", "nvme", "ssd")
 SUBNET_ROLES = ("management", "services", "storage")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+SSH_FIELDS = ("host_key", "identity_file")  # of a node or pool whose root is ssh:// or sftp://
 
 
 class InventoryError(RecoveryError):
@@ -125,6 +127,14 @@ class InventoryDisk:
 
 
 @dataclass(frozen=True)
+class SshKeys:
+    """For a root on another machine: its pinned host key, and the key to log in with (else the agent)."""
+
+    host_key: str
+    identity_file: str | None = None
+
+
+@dataclass(frozen=True)
 class InventoryNode:
     name: str
     root: str
@@ -133,6 +143,7 @@ class InventoryNode:
     disks: tuple[InventoryDisk, ...]
     nics: tuple[InventoryNic, ...]
     line: int = field(default=0, compare=False)
+    ssh: SshKeys | None = None
 
     @property
     def disk_gib(self) -> int:
@@ -146,6 +157,7 @@ class StoragePool:
     root: str
     capacity_gib: int
     line: int = field(default=0, compare=False)
+    ssh: SshKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +291,27 @@ class _Checker:
             return None
         return value.rstrip("/") or "/"
 
+    def ssh_keys(self, m: LineMap, root: str, what: str) -> SshKeys | None:
+        """The host_key (required) and identity_file of an ssh:// or sftp:// root; neither on another."""
+        host_key = self.text(m, "host_key", what)
+        identity = self.text(m, "identity_file", what)
+        if not is_ssh_url(root):
+            for key in SSH_FIELDS:
+                if key in m:
+                    self.fail(m.line_of(key), f"{what}: {key} is for ssh:// roots only")
+            return None
+        if host_key is None:
+            self.fail(
+                m.line_of("root"),
+                f"{what}: an ssh:// root needs host_key (its public host key as in known_hosts)",
+            )
+            return None
+        problem = check_host_key(host_key)
+        if problem is not None:
+            self.fail(m.line_of("host_key"), f"{what}: host_key is not a public key line: {problem}")
+            return None
+        return SshKeys(host_key, identity)
+
     # -- sections -----------------------------------------------------------------------------
 
     def document(self, doc: Any) -> Inventory | None:
@@ -314,7 +347,7 @@ class _Checker:
                 item,
                 items.line_of(i) if items else line,
                 where,
-                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
+                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics", *SSH_FIELDS),
                 ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
             ):
                 continue
@@ -332,7 +365,8 @@ class _Checker:
             )
             if None not in (name, root, cores, memory):
                 assert name is not None and root is not None and cores is not None and memory is not None
-                result.append(InventoryNode(name, root, cores, memory, disks, nics, item.line))
+                ssh = self.ssh_keys(item, root, where)
+                result.append(InventoryNode(name, root, cores, memory, disks, nics, item.line, ssh))
         return result
 
     def disks(self, value: Any, line: int, where: str) -> tuple[InventoryDisk, ...]:
@@ -475,7 +509,7 @@ class _Checker:
                 item,
                 items.line_of(i) if items else line,
                 where,
-                ("name", "class", "root", "capacity_gib"),
+                ("name", "class", "root", "capacity_gib", *SSH_FIELDS),
                 ("name", "class", "root", "capacity_gib"),
             ):
                 continue
@@ -492,7 +526,8 @@ class _Checker:
             root = self.root(item, "root", where)
             capacity = self.positive(item, "capacity_gib", where)
             if name is not None and klass is not None and root is not None and capacity is not None:
-                result.append(StoragePool(name, str(klass), root, capacity, item.line))
+                ssh = self.ssh_keys(item, root, where)
+                result.append(StoragePool(name, str(klass), root, capacity, item.line, ssh))
         return result
 
 
@@ -506,6 +541,15 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _ssh_fields(keys: SshKeys | None) -> dict[str, str]:
+    if keys is None:
+        return {}
+    fields = {"host_key": keys.host_key}
+    if keys.identity_file:
+        fields["identity_file"] = keys.identity_file
+    return fields
+
+
 def inventory_to_yaml(inventory: Inventory) -> str:
     """The inventory as YAML (the shape `parse_inventory` reads); handy for tests and examples."""
     doc = {
@@ -517,6 +561,7 @@ def inventory_to_yaml(inventory: Inventory) -> str:
                 "memory_mib": n.memory_mib,
                 "disks": [{"device": d.device, "size_gib": d.size_gib} for d in n.disks],
                 "nics": [{"name": c.name, "mac": c.mac} for c in n.nics],
+                **_ssh_fields(n.ssh),
             }
             for n in inventory.nodes
         ],
@@ -526,7 +571,13 @@ def inventory_to_yaml(inventory: Inventory) -> str:
             "dns": list(inventory.network.dns),
         },
         "storage": [
-            {"name": s.name, "class": s.storage_class, "root": s.root, "capacity_gib": s.capacity_gib}
+            {
+                "name": s.name,
+                "class": s.storage_class,
+                "root": s.root,
+                "capacity_gib": s.capacity_gib,
+                **_ssh_fields(s.ssh),
+            }
             for s in inventory.storage
         ],
     }

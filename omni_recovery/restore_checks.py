@@ -10,13 +10,8 @@ the caller fails the step when there is any.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
-from omni_recovery.backupset.hashing import aligned_buffer, sha256_file
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.targets.driver import TargetRoot
@@ -32,7 +27,7 @@ def verify_layout(
     for target_file in files:
         target = roots[target_file.root]
         where = f"{target.url}: {target_file.relpath}"
-        listing_type = _type_of(target, target_file.relpath)
+        listing_type = target.kind(target_file.relpath)
         if listing_type is None:
             problems.append(f"{where}: missing")
         elif listing_type != target_file.type:
@@ -69,7 +64,7 @@ def verify_data(
         where = f"{target.url}: {target_file.relpath}"
         found: str | None
         if rehash:
-            found, size = hash_target_file(target, target_file.relpath)
+            found, size = target.hash_file(target_file.relpath)
             progress("verify", size)
         else:
             if target_file.root not in by_root:
@@ -94,28 +89,3 @@ def expected_digest(parts: Sequence[ManifestEntry]) -> str | None:
     if first.chunk is not None:
         return first.chunk.logical_sha256
     return first.sha256
-
-
-def hash_target_file(target: TargetRoot, relpath: str) -> tuple[str, int]:
-    """SHA-256 and size of a file on a target root, streamed."""
-    if target.is_local:
-        return sha256_file(Path(target.resolve(relpath)))
-    digest, size = hashlib.sha256(), 0
-    with target.fs.open(target.resolve(relpath), "rb") as fh, aligned_buffer() as buffer:
-        while got := fh.readinto(buffer):
-            digest.update(buffer[:got])
-            size += got
-    return digest.hexdigest(), size
-
-
-def _type_of(target: TargetRoot, relpath: str) -> str | None:
-    full = target.resolve(relpath)
-    if target.is_local:
-        try:
-            mode = os.lstat(full).st_mode
-        except FileNotFoundError:
-            return None
-        return "symlink" if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode) else "file"
-    if not target.fs.exists(full):
-        return None
-    return "dir" if target.fs.isdir(full) else "file"
