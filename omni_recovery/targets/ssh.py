@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import posixpath
 import re
 import shlex
@@ -59,6 +60,9 @@ SSH_SCHEMES = ("ssh", "sftp")
 CHANNELS = 4  # SFTP sessions per connection
 IN_FLIGHT = 8  # writes of one file outstanding at once
 READ_BLOCK = 4 << 20
+# From this size on a file is hashed by the target's sha256sum (where allowed), not read back: a
+# command costs a session on the server (a fork and a login shell), a small file's bytes less.
+REMOTE_HASH_MIN = 8 << 20
 KEEPALIVE_SECONDS = 15  # a silent network drop ends the connection after 4 unanswered keepalives
 _DIGEST = re.compile(r"\\?([0-9a-f]{64}) ")
 T = TypeVar("T")
@@ -289,6 +293,27 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+async def _digest_on_target(
+    session: _Session, handle: asyncssh.SFTPClientFile, path: str, size: int
+) -> tuple[str, int]:
+    """SHA-256 and size of what the target holds at `path` (open as `handle`, about `size` bytes): its
+    own sha256sum for a big file (where the account may run it), else the file read back."""
+    if size >= REMOTE_HASH_MIN:
+        digest = await session.remote_sha256(path)
+        if digest is not None:
+            return digest, int((await handle.stat()).size or 0)
+    return await _read_digest(handle)
+
+
+async def _read_digest(handle: asyncssh.SFTPClientFile) -> tuple[str, int]:
+    """SHA-256 and size of an open remote file, read from its start."""
+    hasher, size = hashlib.sha256(), 0
+    while block := _binary(await handle.read(READ_BLOCK, size)):
+        hasher.update(block)
+        size += len(block)
+    return hasher.hexdigest(), size
+
+
 def _binary(data: bytes | str) -> bytes:
     assert isinstance(data, bytes)  # files are opened in binary mode
     return data
@@ -472,19 +497,9 @@ class SshRoot(TargetRoot):
         full = self.resolve(relpath)
         return self._call(self._hash(full), "cannot read", relpath)
 
-    async def _hash(self, full: str, *, remote: bool = True) -> tuple[str, int]:
-        """SHA-256 and size of `full`: the server's sha256sum where it may run, else read back."""
-        sftp = self.session.sftp
-        size = int((await sftp.stat(full)).size or 0)
-        digest = await self.session.remote_sha256(full) if remote else None
-        if digest is not None:
-            return digest, size
-        hasher, size = hashlib.sha256(), 0
-        async with sftp.open(full, "rb") as fh:
-            while block := _binary(await fh.read(READ_BLOCK)):
-                hasher.update(block)
-                size += len(block)
-        return hasher.hexdigest(), size
+    async def _hash(self, full: str) -> tuple[str, int]:
+        async with self.session.sftp.open(full, "rb") as fh:
+            return await _digest_on_target(self.session, fh, full, int((await fh.stat()).size or 0))
 
     def listing(self, under: str = "") -> dict[str, TargetEntry]:
         base = self.resolve(under) if under else self.root
@@ -550,7 +565,7 @@ class SshPartialFile(PartialFile):
         )
 
     async def _create(self) -> asyncssh.SFTPClientFile:
-        return await self.sftp.open(self._partial_full, "wb")
+        return await self.sftp.open(self._partial_full, "w+b")  # read back before it is closed
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Send `data` after what was written; up to IN_FLIGHT writes are outstanding at once."""
@@ -591,16 +606,19 @@ class SshPartialFile(PartialFile):
         handle, self.handle = self.handle, None
         assert handle is not None
         try:
-            if mode is not None:
-                await handle.chmod(stat.S_IMODE(mode))
-            if mtime is not None:
-                await handle.utime((mtime, mtime))
+            if mode is not None or mtime is not None:
+                when = None if mtime is None else math.floor(mtime)  # SFTP v3 dates in whole seconds
+                await handle.setstat(
+                    asyncssh.SFTPAttrs(
+                        permissions=None if mode is None else stat.S_IMODE(mode), atime=when, mtime=when
+                    )
+                )
             if self.root.fsync:
                 with contextlib.suppress(asyncssh.SFTPOpUnsupported):
                     await handle.fsync()
+            landed, size = await _digest_on_target(self.root.session, handle, self._partial_full, self.size)
         finally:
             await handle.close()
-        landed, size = await self.root._hash(self._partial_full)
         if (landed, size) != (self.digest.hexdigest(), self.size):
             raise TargetError(
                 f"the bytes on the target differ from those sent (sha256 {landed}, {size} bytes on the "

@@ -11,6 +11,7 @@ byte of every write (`flip`), say the disk is full (`disk_full`), refuse files u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 import shutil
@@ -147,7 +148,12 @@ class SftpServer:
         return f"ssh://{USER}@127.0.0.1:{self.port}{path}"
 
     def access(self, **changes: Any) -> SshAccess:
-        return SshAccess(self.host_key_line, str(self.client_key_file), **changes)
+        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
+
+    async def _close(self) -> None:
+        self.drop_connections()
+        self.acceptor.close()
+        await self.acceptor.wait_closed()
 
     def drop_connections(self) -> None:
         """Cut every connection at once, as a killed server or a pulled cable would."""
@@ -156,9 +162,7 @@ class SftpServer:
         self.connections.clear()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.drop_connections)
-        self.acceptor.close()
-        self._call(self.acceptor.wait_closed())
+        self._call(self._close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -212,7 +216,7 @@ class OpenSshServer:
         return f"ssh://{getpass.getuser()}@127.0.0.1:{self.port}{path}"
 
     def access(self, **changes: Any) -> SshAccess:
-        return SshAccess(self.host_key_line, str(self.client_key_file), **changes)
+        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
 
     def stop(self) -> None:
         self.process.kill()
