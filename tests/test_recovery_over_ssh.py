@@ -10,25 +10,24 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from omni_recovery.inventory import SshKeys, inventory_to_yaml, make_inventory
+from omni_recovery.inventory import InventoryNode, SshKeys, StoragePool, inventory_to_yaml, make_inventory
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
 from omni_recovery.recovery import ExecuteOptions
 from omni_recovery.settings import load_settings
 from pipelines.recovery_runner import execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.restorer.conftest import snapshot
-from tests.targets.conftest import _fresh_ssh_connections, client_key, sftp_servers  # noqa: F401
 from tests.targets.sftp_servers import SftpServer
 from tests.test_recovery import REGENERATED, validated, workspace  # noqa: F401
 
+Item = TypeVar("Item", InventoryNode, StoragePool)
 NODES = [(f"big-{i}", 64, 524288, 8000) for i in range(3)]
 POOL = ("fast", "nvme", 8000)  # every volume's class or a faster one
 
 
-def recover_onto(
-    demo: DemoSet, folder: Path, workspace: Path, servers: dict[str, SftpServer]
-) -> dict[str, str]:
+def recover_onto(demo: DemoSet, folder: Path, ws: Path, servers: dict[str, SftpServer]) -> dict[str, str]:
     """Plan `demo` onto NODES and POOL (each reached over SSH when `servers` has it) and recover;
     returns the root URL of each."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -42,17 +41,17 @@ def recover_onto(
     plan_path = folder / "recovery-plan.yaml"
     write_plan_files(plan, plan_path)
     record_plan_source(plan_path, str(demo.output), inventory_path)
-    summary = execute_recovery(load_settings(workspace), ExecuteOptions(plan_path), PASSPHRASE)
+    summary = execute_recovery(load_settings(ws), ExecuteOptions(plan_path), PASSPHRASE)
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
-    return {item.name: item.root for item in nodes + storage}  # type: ignore[attr-defined]
+    return {n.name: n.root for n in nodes} | {p.name: p.root for p in storage}
 
 
-def _over_ssh(item: object, server: SftpServer | None) -> object:
+def _over_ssh(item: Item, server: SftpServer | None) -> Item:
     if server is None:
         return item
     (server.folder / "srv/omni").mkdir(parents=True)
     keys = SshKeys(server.host_key_line, str(server.client_key_file))
-    return dataclasses.replace(item, root=server.url(f"/srv/omni/{item.name}"), ssh=keys)  # type: ignore[attr-defined]
+    return dataclasses.replace(item, root=server.url(f"/srv/omni/{item.name}"), ssh=keys)
 
 
 def comparable(folder: Path, roots: dict[str, str]) -> dict[str, tuple[str, int, object, int]]:
@@ -77,7 +76,7 @@ def test_a_recovery_onto_three_ssh_nodes_and_an_ssh_pool_equals_one_onto_local_f
     validated: DemoSet,  # noqa: F811
     tmp_path: Path,
     workspace: Path,  # noqa: F811
-    sftp_servers: Callable[[str], SftpServer],  # noqa: F811
+    sftp_servers: Callable[[str], SftpServer],
 ):
     servers = {name: sftp_servers(name) for name in [n[0] for n in NODES] + [POOL[0]]}
     ssh_roots = recover_onto(validated, tmp_path / "over-ssh", workspace, servers)

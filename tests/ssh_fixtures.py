@@ -1,4 +1,5 @@
-"""Fixtures of the target tests: SSH servers on 127.0.0.1 (tests/targets/sftp_servers.py)."""
+"""Fixtures of the tests over SSH: servers on 127.0.0.1 (tests/targets/sftp_servers.py), a client key,
+and a fresh client connection for each test."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.targets.sftp_servers import NO_SSHD, SSHD, OpenSshServer, SftpServer,
 
 
 @pytest.fixture(autouse=True)
-def _fresh_ssh_connections() -> Iterator[None]:
+def fresh_ssh_connections() -> Iterator[None]:
     yield
     close_sessions()  # each test connects anew: a server of one test never serves the next
 
