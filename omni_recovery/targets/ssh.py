@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import posixpath
 import re
@@ -117,6 +118,7 @@ def check_host_key(key_line: str) -> str | None:
 
 # -- one event loop for every connection of this process ------------------------------------------
 
+LOOP_THREAD = "omni-ssh"
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 
@@ -125,8 +127,11 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _loop_lock:
         if _loop is None:
+            # asyncio says so for each write asyncssh still tries on a connection that dropped; the
+            # dropped connection itself is reported, once, by the operation it broke.
+            logging.getLogger("asyncio").addFilter(lambda record: "socket.send()" not in record.getMessage())
             _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="omni-ssh", daemon=True).start()
+            threading.Thread(target=_loop.run_forever, name=LOOP_THREAD, daemon=True).start()
         return _loop
 
 
@@ -261,7 +266,9 @@ def _session(url: SshUrl, access: SshAccess, root: str) -> _Session:
     key = (url.host, url.port, url.user, access.host_key, access.identity_file)
     with _loop_lock:
         session = _sessions.get(key)
-    if session is None or session.conn.is_closed():
+    # On the loop's own thread (inside an operation) a dropped connection is not made again: the
+    # operation fails, and the next one, from its caller's thread, connects anew.
+    if session is None or (session.conn.is_closed() and threading.current_thread().name != LOOP_THREAD):
         session = _run(_open_session(url, access, root))
         with _loop_lock:
             _sessions[key] = session
@@ -280,13 +287,18 @@ def close_sessions() -> None:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (no SSH server listens on that port)"
     if isinstance(exc, asyncssh.SFTPNoSuchFile):
         return "no such file or folder"
     if isinstance(exc, asyncssh.SFTPPermissionDenied):
         return "permission denied"
     if isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem):
         return "no space left on the target's disk"
-    if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.ConnectionLost | BrokenPipeError):
+    if isinstance(
+        exc,
+        asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection | asyncssh.ConnectionLost | BrokenPipeError,
+    ):
         return "the connection dropped"
     if isinstance(exc, asyncssh.SFTPError | asyncssh.DisconnectError):
         return exc.reason or type(exc).__name__
@@ -338,12 +350,17 @@ class SshRoot(TargetRoot):
         self.target = SshUrl.parse(url)
         self.root = self.target.path
         self._checked: set[str] = set()
-        self.session = _session(self.target, access, url)
+        _ = self.session  # connect now: a wrong host key or login fails here, before any step
         if create:
             self._call(self._create_root(), "cannot create the target root")
 
     def __repr__(self) -> str:
         return f"SshRoot({self.url!r})"
+
+    @property
+    def session(self) -> _Session:
+        """The connection to the host: the process's, made again when it dropped (a retry reconnects)."""
+        return _session(self.target, self.access, self.url)
 
     async def _create_root(self) -> None:
         """Make the root folder if its parent exists; a missing parent is most likely a typo."""
@@ -361,9 +378,12 @@ class SshRoot(TargetRoot):
     def _call(self, coro: Coroutine[Any, Any, T], doing: str, path: str | None = None) -> T:
         """Run `coro` on the SSH loop; an SSH or SFTP failure becomes a TargetError naming root and path."""
         try:
+            _ = self.session  # from this thread: connects again if the connection dropped
             return _run(coro)
         except (OSError, asyncssh.Error) as exc:
             raise self.error(f"{doing}: {_reason(exc)}", path) from exc
+        finally:
+            coro.close()  # never started when connecting failed
 
     @property
     def supports_symlinks(self) -> bool:

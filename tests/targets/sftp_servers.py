@@ -11,10 +11,13 @@ byte of every write (`flip`), say the disk is full (`disk_full`), refuse files u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
+import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -147,6 +150,10 @@ class SftpServer:
     def url(self, path: str) -> str:
         return f"ssh://{USER}@127.0.0.1:{self.port}{path}"
 
+    def sftp_path(self, relpath: str) -> str:
+        """The SFTP path of `folder`/relpath (the folder is the client's "/")."""
+        return f"/{relpath}"
+
     def access(self, **changes: Any) -> SshAccess:
         return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
 
@@ -183,10 +190,12 @@ class OpenSshServer:
     port: int = 0
 
     def start(self) -> OpenSshServer:
+        """Start sshd; started again after `stop()`, it has the same port and host key."""
         assert SSHD is not None, NO_SSHD
-        self.host_key = new_key(self.folder / "host_ed25519")
+        key_file = self.folder / "host_ed25519"
+        self.host_key = asyncssh.read_private_key(key_file) if key_file.exists() else new_key(key_file)
         shutil.copy(str(self.client_key_file) + ".pub", self.folder / "authorized_keys")
-        self.port = free_port()
+        self.port = self.port or free_port()
         config = self.folder / "sshd_config"
         config.write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.folder}/host_ed25519\n"
@@ -197,7 +206,7 @@ class OpenSshServer:
         )
         Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
         self.process = subprocess.Popen(
-            [SSHD, "-D", "-e", "-f", str(config)], stderr=(self.folder / "sshd.log").open("wb")
+            [SSHD, "-D", "-e", "-f", str(config)], stderr=(self.folder / "sshd.log").open("ab")
         )
         deadline = time.monotonic() + 30
         while not _accepts(self.port):
@@ -211,16 +220,36 @@ class OpenSshServer:
         return public_line(self.host_key)
 
     def url(self, path: str) -> str:
-        import getpass
-
         return f"ssh://{getpass.getuser()}@127.0.0.1:{self.port}{path}"
+
+    def sftp_path(self, relpath: str) -> str:
+        """The SFTP path of `folder`/relpath (sshd serves this machine's paths)."""
+        return str(self.folder / relpath)
 
     def access(self, **changes: Any) -> SshAccess:
         return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
 
     def stop(self) -> None:
-        self.process.kill()
+        """Kill sshd and every session it serves at once, as a crashed or powered-off host."""
+        for pid in [self.process.pid, *_descendants(self.process.pid)]:  # each session is its own group
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid`, from /proc (sshd's sessions start sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
 
 
 def _accepts(port: int) -> bool:
