@@ -64,6 +64,8 @@ READ_BLOCK = 4 << 20
 # From this size on a file is hashed by the target's sha256sum (where allowed), not read back: a
 # command costs a session on the server (a fork and a login shell), a small file's bytes less.
 REMOTE_HASH_MIN = 8 << 20
+# AES-GCM first: the CPU does AES itself, where asyncssh's ChaCha20 (its default) costs several times more.
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-ctr")
 KEEPALIVE_SECONDS = 15  # a silent network drop ends the connection after 4 unanswered keepalives
 _DIGEST = re.compile(r"\\?([0-9a-f]{64}) ")
 T = TypeVar("T")
@@ -226,6 +228,7 @@ async def _open_session(url: SshUrl, access: SshAccess, root: str) -> _Session:
             passphrase=None,
             preferred_auth="publickey",
             config=[],
+            encryption_algs=CIPHERS,
             keepalive_interval=KEEPALIVE_SECONDS,
             keepalive_count_max=4,
         )
@@ -314,16 +317,20 @@ async def _digest_on_target(
         digest = await session.remote_sha256(path)
         if digest is not None:
             return digest, int((await handle.stat()).size or 0)
-    return await _read_digest(handle)
+    return await _read_digest(handle, size)
 
 
-async def _read_digest(handle: asyncssh.SFTPClientFile) -> tuple[str, int]:
-    """SHA-256 and size of an open remote file, read from its start."""
+async def _read_digest(handle: asyncssh.SFTPClientFile, expected: int) -> tuple[str, int]:
+    """SHA-256 and size of an open remote file, read from its start: no more than `expected` bytes
+    and one are asked for at a time (asyncssh sends a read of N bytes as parallel requests)."""
     hasher, size = hashlib.sha256(), 0
-    while block := _binary(await handle.read(READ_BLOCK, size)):
+    while True:
+        ask = min(READ_BLOCK, max(expected - size, 0) + 1)
+        block = _binary(await handle.read(ask, size))
         hasher.update(block)
         size += len(block)
-    return hasher.hexdigest(), size
+        if len(block) < ask:  # a short read is the end of the file
+            return hasher.hexdigest(), size
 
 
 def _binary(data: bytes | str) -> bytes:
@@ -415,10 +422,27 @@ class SshRoot(TargetRoot):
         if mode is None and relpath in self._checked:
             return
         full = self.resolve(relpath)
-        self._call(self.session.sftp.makedirs(full, exist_ok=True), "cannot create folder", relpath)
-        self._check_no_symlink_on_the_way(relpath)
+        if self._call(self._mkdirs(full), "cannot create folder", relpath):
+            self._checked.add(relpath)  # made just now: a real folder, its parents checked by resolve()
+        else:
+            self._check_no_symlink_on_the_way(relpath)
         if mode is not None:
             self.chmod(relpath, mode)
+
+    async def _mkdirs(self, full: str) -> bool:
+        """Make the folder `full` and any parents missing (one request when its parent is there, as a
+        restore's folders in order are); True when `full` itself was made, False when it was there."""
+        sftp = self.session.sftp
+        try:
+            await sftp.mkdir(full)
+        except asyncssh.SFTPNoSuchFile:
+            await self._mkdirs(posixpath.dirname(full))
+            await sftp.mkdir(full)
+        except asyncssh.SFTPError:
+            if await self._lstat(full) is None:
+                raise
+            return False
+        return True
 
     def symlink(self, relpath: str, target: str) -> None:
         check_symlink_target(relpath, target)
@@ -623,30 +647,40 @@ class SshPartialFile(PartialFile):
         self._done = True
 
     async def _finish(self, mode: int | None, mtime: float | None) -> None:
+        """Set mode and mtime, fsync and read back (sent at once: the server answers in order, so one
+        round trip), check, then close and rename (at once again)."""
         handle, self.handle = self.handle, None
         assert handle is not None
         try:
-            if mode is not None or mtime is not None:
-                when = None if mtime is None else math.floor(mtime)  # SFTP v3 dates in whole seconds
-                await handle.setstat(
-                    asyncssh.SFTPAttrs(
-                        permissions=None if mode is None else stat.S_IMODE(mode), atime=when, mtime=when
-                    )
-                )
-            if self.root.fsync:
-                with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-                    await handle.fsync()
-            landed, size = await _digest_on_target(self.root.session, handle, self._partial_full, self.size)
-        finally:
+            *_, (landed, size) = await asyncio.gather(
+                self._set_attrs(handle, mode, mtime),
+                self._fsync(handle),
+                _digest_on_target(self.root.session, handle, self._partial_full, self.size),
+            )
+        except BaseException:
             await handle.close()
+            raise
         if (landed, size) != (self.digest.hexdigest(), self.size):
+            await handle.close()
             raise TargetError(
                 f"the bytes on the target differ from those sent (sha256 {landed}, {size} bytes on the "
                 f"target; {self.digest.hexdigest()}, {self.size} bytes sent): nothing was put in place",
                 root=self.root.url,
                 path=self.relpath,
             )
-        await self.sftp.posix_rename(self._partial_full, self._full)
+        await asyncio.gather(handle.close(), self.sftp.posix_rename(self._partial_full, self._full))
+
+    @staticmethod
+    async def _set_attrs(handle: asyncssh.SFTPClientFile, mode: int | None, mtime: float | None) -> None:
+        if mode is not None or mtime is not None:
+            when = None if mtime is None else math.floor(mtime)  # SFTP v3 dates in whole seconds
+            permissions = None if mode is None else stat.S_IMODE(mode)
+            await handle.setstat(asyncssh.SFTPAttrs(permissions=permissions, atime=when, mtime=when))
+
+    async def _fsync(self, handle: asyncssh.SFTPClientFile) -> None:
+        if self.root.fsync:
+            with contextlib.suppress(asyncssh.SFTPOpUnsupported):  # a server without fsync@openssh.com
+                await handle.fsync()
 
     def abort(self) -> None:
         """Let the outstanding writes end, then close and remove the temporary file."""
