@@ -3,6 +3,8 @@ another kind of root; both kept through the YAML round trip."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from omni_recovery.inventory import (
@@ -50,3 +52,14 @@ def test_a_missing_bad_or_misplaced_ssh_field_is_named_with_its_line(fields: dic
     with pytest.raises(InventoryError, match=message) as caught:
         parse_inventory(inventory_text(**fields), source="inv.yaml")
     assert "inv.yaml:" in str(caught.value)
+
+
+def test_the_readme_s_two_ssh_nodes_example_parses():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("#### Nodes and pools on other machines (SSH)", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    inventory = parse_inventory(example, source="README.md")
+    assert [n.root.split("://")[0] for n in inventory.nodes] == ["ssh", "sftp"]
+    assert all(n.ssh is not None for n in inventory.nodes)
+    assert inventory.nodes[0].ssh and inventory.nodes[0].ssh.identity_file
+    assert inventory.storage[0].ssh is not None
