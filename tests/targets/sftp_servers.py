@@ -3,9 +3,10 @@ node, each with its own port, host key and folder, as the sshfs project tests it
 installed, OpenSSH's sshd run on a high port with its own host key and authorized_keys.
 
 An `SftpServer` serves its folder as "/" (chroot) to the one client key it authorizes, and records
-what it saw (`events`). It can misbehave on purpose, as a broken or hostile target would: flip one
-byte of every write (`flip`), say the disk is full (`disk_full`), refuse files under a folder
-(`deny`), or drop every connection once some bytes were written (`drop_after`).
+what it saw (`events`). Its account may run no command, or only `sha256sum` (`sha256sum`). It can
+misbehave on purpose, as a broken or hostile target would: flip one byte of every write (`flip`),
+say the disk is full (`disk_full`), refuse files under a folder (`deny`), or drop every connection
+once some bytes were written (`drop_after`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import errno
 import getpass
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -59,6 +61,7 @@ class Behaviour:
     disk_full: bool = False
     deny: str | None = None  # a folder (relative to the served one) whose files cannot be opened
     drop_after: int | None = None  # bytes written, after which every connection is dropped
+    sha256sum: bool = False  # the account may run `sha256sum -- PATH` (no other command)
     written: int = 0
 
 
@@ -137,8 +140,27 @@ class SftpServer:
             server_host_keys=[self.host_key],
             authorized_client_keys=authorized,
             sftp_factory=lambda chan: _Files(chan, self),
+            process_factory=self._command,
             allow_scp=False,
         )
+
+    async def _command(self, process: asyncssh.SSHServerProcess[str]) -> None:
+        """`sha256sum -- PATH` of a path under the served folder, by the real sha256sum, when the
+        behaviour allows it; any other command, or any command when it does not, is refused."""
+        words = shlex.split(process.command or "")
+        self.events.append(f"exec {' '.join(words)}")
+        if not self.behaviour.sha256sum or len(words) != 3 or words[:2] != ["sha256sum", "--"]:
+            process.stderr.write("this account may not run commands\n")
+            process.exit(126)
+            return
+        local = self.folder / words[2].lstrip("/")
+        child = await asyncio.create_subprocess_exec(
+            "sha256sum", "--", str(local), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await child.communicate()
+        process.stdout.write(out.decode().replace(str(local), words[2]))
+        process.stderr.write(err.decode())
+        process.exit(child.returncode or 0)
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)

@@ -68,6 +68,22 @@ def test_a_byte_flipped_on_the_target_is_caught_and_nothing_is_renamed_into_plac
     assert regular_files(sftp_server.folder) == [], "no file, final or temporary, is left"
 
 
+def test_a_byte_flipped_in_a_big_file_is_caught_by_the_target_s_own_sha256sum(sftp_server: SftpServer):
+    sftp_server.behaviour.sha256sum = True
+    root = SshRoot(sftp_server.url("/node"), sftp_server.access())
+    good = os.urandom(REMOTE_HASH_MIN)
+    root.write_bytes_atomic("good.bin", good)
+    assert (sftp_server.folder / "node/good.bin").read_bytes() == good
+    assert root.session.can_hash, "the target hashed it"
+    sftp_server.behaviour.flip = True
+    with pytest.raises(TargetError, match="differ from those sent") as caught:
+        root.write_bytes_atomic("big.bin", os.urandom(REMOTE_HASH_MIN))
+    assert "big.bin" in str(caught.value)
+    assert [e for e in sftp_server.events if e.startswith("exec sha256sum -- /node/.big.bin")]
+    assert not (sftp_server.folder / "node/big.bin").exists()
+    assert regular_files(sftp_server.folder / "node") == ["good.bin"]
+
+
 def test_a_host_that_cannot_prove_the_pinned_key_is_refused_before_anything_is_sent(
     sftp_server: SftpServer,
 ):
