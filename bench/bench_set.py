@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
@@ -20,6 +21,14 @@ class BenchSet:
     items: list[Any]  # RestoreItems of every environment file
     data_key: Any
     restored_bytes: int  # what a restore writes
+
+
+def add_set_arguments(parser: argparse.ArgumentParser, size_gib: float, scale: str) -> None:
+    """The options that say which set `make_bench_set` makes, and where."""
+    parser.add_argument("--size-gib", type=float, default=size_gib, help="volume data at least this large")
+    parser.add_argument("--scale", default=scale, choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--chunk-mib", type=int, default=1024, help="backup chunk size")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the env and the ISOs go")
 
 
 def tree_bytes(root: Path) -> tuple[int, int]:

@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_set import GiB, make_bench_set
+from bench_set import GiB, add_set_arguments, make_bench_set
 from timing import TMPFS, timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test servers live in tests/
@@ -55,10 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size-gib", type=float, default=1.0, help="volume data at least this large")
-    parser.add_argument("--scale", default="tiny", choices=["tiny", "small", "medium", "large"])
-    parser.add_argument("--chunk-mib", type=int, default=1024, help="backup chunk size")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the env and the ISOs go")
+    add_set_arguments(parser, size_gib=1.0, scale="tiny")
     parser.add_argument("--outdir", type=Path, default=TMPFS, help="the target's folder goes here")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench_set import make_bench_set
+from bench_set import add_set_arguments, make_bench_set
 from timing import TMPFS, require_bsdtar, timed
 
 
@@ -41,10 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size-gib", type=float, default=2.0, help="volume data at least this large")
-    parser.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])
-    parser.add_argument("--chunk-mib", type=int, default=1024, help="backup chunk size")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the env and the ISOs go")
+    add_set_arguments(parser, size_gib=2.0, scale="medium")
     parser.add_argument("--outdir", type=Path, default=TMPFS)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

@@ -111,8 +111,28 @@ class _Gate(asyncssh.SSHServer):
         return True
 
 
+class _Server:
+    """What the tests ask of either server: its address, host key and the client's access."""
+
+    folder: Path
+    client_key_file: Path
+    host_key: asyncssh.SSHKey
+    port: int
+    user: str
+
+    @property
+    def host_key_line(self) -> str:
+        return public_line(self.host_key)
+
+    def url(self, path: str) -> str:
+        return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
+
+    def access(self, **changes: Any) -> SshAccess:
+        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
+
+
 @dataclass
-class SftpServer:
+class SftpServer(_Server):
     """An asyncssh SFTP server on 127.0.0.1 serving `folder`, on its own event loop thread."""
 
     folder: Path
@@ -165,19 +185,11 @@ class SftpServer:
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
-    @property
-    def host_key_line(self) -> str:
-        return public_line(self.host_key)
-
-    def url(self, path: str) -> str:
-        return f"ssh://{USER}@127.0.0.1:{self.port}{path}"
+    user: str = USER
 
     def sftp_path(self, relpath: str) -> str:
         """The SFTP path of `folder`/relpath (the folder is the client's "/")."""
         return f"/{relpath}"
-
-    def access(self, **changes: Any) -> SshAccess:
-        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
 
     async def _close(self) -> None:
         self.drop_connections()
@@ -203,7 +215,7 @@ NO_SSHD = "OpenSSH's sshd is not installed (apt-get install openssh-server; .ci/
 
 
 @dataclass
-class OpenSshServer:
+class OpenSshServer(_Server):
     """OpenSSH's sshd on a high port of 127.0.0.1, with its own host key and authorized_keys, serving
     the account that runs the tests (the SFTP paths are real paths of this machine)."""
 
@@ -237,19 +249,11 @@ class OpenSshServer:
             time.sleep(0.05)
         return self
 
-    @property
-    def host_key_line(self) -> str:
-        return public_line(self.host_key)
-
-    def url(self, path: str) -> str:
-        return f"ssh://{getpass.getuser()}@127.0.0.1:{self.port}{path}"
+    user: str = field(default_factory=getpass.getuser)
 
     def sftp_path(self, relpath: str) -> str:
         """The SFTP path of `folder`/relpath (sshd serves this machine's paths)."""
         return str(self.folder / relpath)
-
-    def access(self, **changes: Any) -> SshAccess:
-        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
 
     def stop(self) -> None:
         """Kill sshd and every session it serves at once, as a crashed or powered-off host."""
