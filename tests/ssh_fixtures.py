@@ -3,6 +3,7 @@ and a fresh client connection for each test."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def sftp_server(sftp_servers: Callable[[str], SftpServer]) -> SftpServer:
 def openssh(tmp_path: Path, client_key: Path) -> Iterator[OpenSshServer]:
     if SSHD is None:
         pytest.skip(NO_SSHD)
+    if os.geteuid() != 0 and not Path("/run/sshd").is_dir():
+        pytest.skip("sshd needs /run/sshd, which only root can make: run the tests as root once")
     folder = tmp_path / "sshd"
     folder.mkdir()
     server = OpenSshServer(folder, client_key).start()
