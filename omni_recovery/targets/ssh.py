@@ -59,7 +59,7 @@ __all__ = ["SSH_SCHEMES", "SshAccess", "SshRoot", "SshUrl", "is_ssh_url"]
 
 SSH_SCHEMES = ("ssh", "sftp")
 CHANNELS = 4  # SFTP sessions per connection
-IN_FLIGHT = 8  # writes of one file outstanding at once
+IN_FLIGHT = 32  # writes of one file outstanding at once
 READ_BLOCK = 4 << 20
 # From this size on a file is hashed by the target's sha256sum (where allowed), not read back: a
 # command costs a session on the server (a fork and a login shell), a small file's bytes less.
@@ -213,7 +213,9 @@ class _Session:
         return None
 
 
-_sessions: dict[tuple[str, int, str | None, str, str | None], _Session] = {}
+_Key = tuple[str, int, str | None, str, str | None]
+_sessions: dict[_Key, _Session] = {}
+_connecting: dict[_Key, threading.Lock] = {}
 
 
 async def _open_session(url: SshUrl, access: SshAccess, root: str) -> _Session:
@@ -271,21 +273,30 @@ async def _open_session(url: SshUrl, access: SshAccess, root: str) -> _Session:
 
 
 def _session(url: SshUrl, access: SshAccess, root: str) -> _Session:
-    """The process's connection for this host and key, made (or made again, if it dropped) on demand."""
+    """The process's connection for this host and key, made (or made again, if it dropped) on demand,
+    by one thread at a time."""
     key = (url.host, url.port, url.user, access.host_key, access.identity_file)
     with _loop_lock:
         session = _sessions.get(key)
+        connecting = _connecting.setdefault(key, threading.Lock())
     # On the loop's own thread (inside an operation) a dropped connection is not made again: the
     # operation fails, and the next one, from its caller's thread, connects anew.
-    if session is None or (session.conn.is_closed() and threading.current_thread().name != LOOP_THREAD):
-        session = _run(_open_session(url, access, root))
+    if session is not None and (
+        not session.conn.is_closed() or threading.current_thread().name == LOOP_THREAD
+    ):
+        return session
+    with connecting:
         with _loop_lock:
-            _sessions[key] = session
+            session = _sessions.get(key)
+        if session is None or session.conn.is_closed():
+            session = _run(_open_session(url, access, root))
+            with _loop_lock:
+                _sessions[key] = session
     return session
 
 
 def close_sessions() -> None:
-    """Close every SSH connection of this process (tests, and the end of a command)."""
+    """Close every SSH connection of this process (a process that ends just drops them)."""
     with _loop_lock:
         sessions = list(_sessions.values())
         _sessions.clear()
