@@ -59,7 +59,7 @@ __all__ = ["SSH_SCHEMES", "SshAccess", "SshRoot", "SshUrl", "is_ssh_url"]
 
 SSH_SCHEMES = ("ssh", "sftp")
 CHANNELS = 4  # SFTP sessions per connection
-IN_FLIGHT = 32  # writes of one file outstanding at once
+IN_FLIGHT = 8  # writes of one file outstanding at once
 READ_BLOCK = 4 << 20
 # From this size on a file is hashed by the target's sha256sum (where allowed), not read back: a
 # command costs a session on the server (a fork and a login shell), a small file's bytes less.
