@@ -301,9 +301,13 @@ def close_sessions() -> None:
         sessions = list(_sessions.values())
         _sessions.clear()
     for session in sessions:
-        session.conn.close()
         with contextlib.suppress(Exception):
-            _run(session.conn.wait_closed())
+            _run(_close(session.conn))  # on the loop's thread: asyncio's objects are not thread-safe
+
+
+async def _close(conn: asyncssh.SSHClientConnection) -> None:
+    conn.close()
+    await conn.wait_closed()
 
 
 def _reason(exc: BaseException) -> str:
