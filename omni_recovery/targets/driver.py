@@ -24,7 +24,8 @@ Symbolic links may only be created inside a volume's `volumes/{app}/{vol}/files/
 must resolve, from their own folder, to a place inside that same tree (the manifest's rule).
 Modes, mtimes and symlinks are applied on a local root; on other protocols modes and mtimes
 are applied only where the filesystem implements them, and symlinks are refused with a
-TargetError unless the filesystem has them.
+TargetError unless the filesystem has them. An `ssh://` root is `targets.ssh.SshRoot`, which keeps
+all of a local root's guarantees over SFTP (`targets.open_root` picks the kind by the URL).
 
 What can go wrong
 -----------------
@@ -509,7 +510,7 @@ class TargetRoot:
         return bool(self.fs.exists(full))
 
     def kind(self, relpath: str) -> str | None:
-        """ "file", "dir" or "symlink" (not followed) for what lies at `relpath`; None for nothing."""
+        """What lies at `relpath`: "file", "dir" or "symlink" (not followed); None for nothing."""
         full = self.resolve(relpath)
         if self.is_local:
             try:
