@@ -30,103 +30,32 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench_set import add_set_arguments, make_bench_set
 from timing import TMPFS, require_bsdtar, timed
-
-GiB = 1024**3
-MiB = 1024**2
-PASSPHRASE = b"bench passphrase"
-
-
-def tree_bytes(root: Path) -> tuple[int, int]:
-    total = files = 0
-    for folder, _dirs, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            if not os.path.islink(path):
-                total += os.path.getsize(path)
-                files += 1
-    return total, files
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size-gib", type=float, default=2.0, help="volume data at least this large")
-    parser.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])
-    parser.add_argument("--chunk-mib", type=int, default=1024, help="backup chunk size")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the env and the ISOs go")
+    add_set_arguments(parser, size_gib=2.0, scale="medium")
     parser.add_argument("--outdir", type=Path, default=TMPFS)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     bsdtar = require_bsdtar()
 
-    from omni_recovery.backupset.reader import IsoReader, list_backup_set, unlock_data_key
-    from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
-    from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
-    from omni_recovery.restorer.files import ChunkCheck, auto_parallel, restore_files, restore_items
+    from omni_recovery.restorer.files import ChunkCheck, auto_parallel, restore_files
     from omni_recovery.targets.driver import TargetRoot
 
     work = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=args.workdir))
     out = Path(tempfile.mkdtemp(prefix="bench-restore-out-", dir=args.outdir))
     try:
-        env = work / "env"
-        started = time.perf_counter()
-        probe = work / "probe"
-        write_demo_environment(probe, DemoOptions(volume_scale=args.scale))
-        base, _ = tree_bytes(probe / "volumes")
-        shutil.rmtree(probe)
-        big = max(16 * MiB, int(args.size_gib * GiB) - base + 16 * MiB)
-        write_demo_environment(env, DemoOptions(volume_scale=args.scale, big_file_bytes=big))
-        volume_bytes, volume_files = tree_bytes(env / "volumes")
-        print(
-            f"environment: {volume_bytes / GiB:.2f} GiB of volume data in {volume_files} files "
-            f"(scale {args.scale}, big file {big / GiB:.2f} GiB), "
-            f"written in {time.perf_counter() - started:.1f} s"
-        )
-        key_path = work / "signing.key"
-        generate_signing_key(key_path)
-        started = time.perf_counter()
-        create_backup_set(
-            env,
-            str(work / "set"),
-            signing_key=load_signing_key(key_path),
-            passphrase=PASSPHRASE,
-            options=WriterOptions(backup_set_id="bench", chunk_size=args.chunk_mib * MiB),
-        )
-        shutil.rmtree(env)  # keep memory for the page cache of the ISOs and the outputs
-        isos = [m.url.removeprefix("file://") for m in list_backup_set(str(work / "set"))]
-        iso_bytes = sum(os.path.getsize(p) for p in isos)
-        print(
-            f"backup set: {len(isos)} ISOs, {iso_bytes / GiB:.2f} GiB, made in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
-
-        items = []
-        data_key = None
-        for member in list_backup_set(str(work / "set")):
-            with IsoReader(member.url) as reader:
-                items.extend(restore_items(reader))
-                if reader.manifest.kind == "system-core":
-                    data_key = unlock_data_key(reader, PASSPHRASE)
-        chunked = {i.path for i in items if i.chunk_of}
-        restored_bytes = sum(
-            (i.encryption.plaintext_size if i.encryption else i.size) for i in items if i.type == "file"
-        )
-        print(
-            f"restore items: {len(items)} ({len(chunked)} chunked files, "
-            f"{sum(1 for i in items if i.encryption)} sealed), {restored_bytes / GiB:.2f} GiB to write"
-        )
-        for path in isos:  # warm the page cache for both contenders alike
-            with open(path, "rb") as fh:
-                while fh.read(16 * MiB):
-                    pass
+        made = make_bench_set(work, args.size_gib, args.scale, args.chunk_mib)
+        isos, items, data_key, restored_bytes = made.isos, made.items, made.data_key, made.restored_bytes
 
         def run_bsdtar() -> None:
             dest = out / "bsdtar"

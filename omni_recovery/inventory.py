@@ -4,7 +4,7 @@
 inventory"). Every problem found is reported at once in one InventoryError, each naming the line
 of the YAML at fault and what is wrong: a bad CIDR or address, a gateway outside the management
 subnet, duplicate node names, MACs or storage names, an unknown storage class, a non-positive
-capacity, a missing or unknown field.
+capacity, a missing or unknown field, an ssh:// root without a valid host_key.
 
 `load_yaml_with_lines` is the line-aware loader used here and by the plan reader: mappings come
 back as `LineMap` (a dict that remembers the line of itself and of each key, and the raw text of
@@ -24,13 +24,14 @@ import yaml
 
 from omni_recovery.errors import RecoveryError
 from omni_recovery.root_safety import inventory_root_problems
-from omni_recovery.urls import overlapping
+from omni_recovery.urls import check_host_key, is_ssh_url, overlapping
 from omni_recovery.yaml_text import SAFE_LOADER
 
 STORAGE_CLASSES = ("hdd", "nvme", "ssd")
 SUBNET_ROLES = ("management", "services", "storage")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+SSH_FIELDS = ("host_key", "identity_file")  # of a node or pool whose root is ssh:// or sftp://
 
 
 class InventoryError(RecoveryError):
@@ -126,6 +127,14 @@ class InventoryDisk:
 
 
 @dataclass(frozen=True)
+class SshKeys:
+    """For a root on another machine: its pinned host key, and the key to log in with (else the agent)."""
+
+    host_key: str
+    identity_file: str | None = None
+
+
+@dataclass(frozen=True)
 class InventoryNode:
     name: str
     root: str
@@ -135,6 +144,7 @@ class InventoryNode:
     nics: tuple[InventoryNic, ...]
     line: int = field(default=0, compare=False)
     root_line: int = field(default=0, compare=False)
+    ssh: SshKeys | None = None
 
     @property
     def disk_gib(self) -> int:
@@ -149,6 +159,7 @@ class StoragePool:
     capacity_gib: int
     line: int = field(default=0, compare=False)
     root_line: int = field(default=0, compare=False)
+    ssh: SshKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +298,27 @@ class _Checker:
             return None
         return value.rstrip("/") or "/"
 
+    def ssh_keys(self, m: LineMap, root: str, what: str) -> SshKeys | None:
+        """The host_key (required) and identity_file of an ssh:// or sftp:// root; neither on another."""
+        host_key = self.text(m, "host_key", what)
+        identity = self.text(m, "identity_file", what)
+        if not is_ssh_url(root):
+            for key in SSH_FIELDS:
+                if key in m:
+                    self.fail(m.line_of(key), f"{what}: {key} is for ssh:// roots only")
+            return None
+        if host_key is None:
+            self.fail(
+                m.line_of("root"),
+                f"{what}: an ssh:// root needs host_key (its public host key as in known_hosts)",
+            )
+            return None
+        problem = check_host_key(host_key)
+        if problem is not None:
+            self.fail(m.line_of("host_key"), f"{what}: host_key is not a public key line: {problem}")
+            return None
+        return SshKeys(host_key, identity)
+
     # -- sections -----------------------------------------------------------------------------
 
     def document(self, doc: Any) -> Inventory | None:
@@ -322,7 +354,7 @@ class _Checker:
                 item,
                 items.line_of(i) if items else line,
                 where,
-                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
+                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics", *SSH_FIELDS),
                 ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
             ):
                 continue
@@ -340,8 +372,11 @@ class _Checker:
             )
             if None not in (name, root, cores, memory):
                 assert name is not None and root is not None and cores is not None and memory is not None
+                ssh = self.ssh_keys(item, root, where)
                 result.append(
-                    InventoryNode(name, root, cores, memory, disks, nics, item.line, item.line_of("root"))
+                    InventoryNode(
+                        name, root, cores, memory, disks, nics, item.line, item.line_of("root"), ssh
+                    )
                 )
         return result
 
@@ -485,7 +520,7 @@ class _Checker:
                 item,
                 items.line_of(i) if items else line,
                 where,
-                ("name", "class", "root", "capacity_gib"),
+                ("name", "class", "root", "capacity_gib", *SSH_FIELDS),
                 ("name", "class", "root", "capacity_gib"),
             ):
                 continue
@@ -502,7 +537,10 @@ class _Checker:
             root = self.root(item, "root", where)
             capacity = self.positive(item, "capacity_gib", where)
             if name is not None and klass is not None and root is not None and capacity is not None:
-                result.append(StoragePool(name, str(klass), root, capacity, item.line, item.line_of("root")))
+                ssh = self.ssh_keys(item, root, where)
+                result.append(
+                    StoragePool(name, str(klass), root, capacity, item.line, item.line_of("root"), ssh)
+                )
         return result
 
 
@@ -516,6 +554,15 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _ssh_fields(keys: SshKeys | None) -> dict[str, str]:
+    if keys is None:
+        return {}
+    fields = {"host_key": keys.host_key}
+    if keys.identity_file:
+        fields["identity_file"] = keys.identity_file
+    return fields
+
+
 def inventory_to_yaml(inventory: Inventory) -> str:
     """The inventory as YAML (the shape `parse_inventory` reads); handy for tests and examples."""
     doc = {
@@ -527,6 +574,7 @@ def inventory_to_yaml(inventory: Inventory) -> str:
                 "memory_mib": n.memory_mib,
                 "disks": [{"device": d.device, "size_gib": d.size_gib} for d in n.disks],
                 "nics": [{"name": c.name, "mac": c.mac} for c in n.nics],
+                **_ssh_fields(n.ssh),
             }
             for n in inventory.nodes
         ],
@@ -536,7 +584,13 @@ def inventory_to_yaml(inventory: Inventory) -> str:
             "dns": list(inventory.network.dns),
         },
         "storage": [
-            {"name": s.name, "class": s.storage_class, "root": s.root, "capacity_gib": s.capacity_gib}
+            {
+                "name": s.name,
+                "class": s.storage_class,
+                "root": s.root,
+                "capacity_gib": s.capacity_gib,
+                **_ssh_fields(s.ssh),
+            }
             for s in inventory.storage
         ],
     }

@@ -76,7 +76,9 @@ from omni_recovery.restorer.membership import form_cluster, form_ring, render_cl
 from omni_recovery.root_safety import plan_root_problems
 from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
+from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
+from omni_recovery.targets.ssh import SshAccess
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, Connection, RecoveryTracker, take_run_lock
 from transforms.planner import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
@@ -138,6 +140,8 @@ class ExecuteOptions:
     reverify: bool = False
     allow_system_root: bool = False
     numeric_owner: bool = False
+    ssh_identity: Path | None = None  # the key for every SSH root, over the inventory's identity_file
+    bandwidth_limit: int | None = None  # bytes per second written to each SSH host
 
     @property
     def parallel(self) -> int:
@@ -269,14 +273,30 @@ class Recovery:
         return urls
 
     @cached_property
+    def root_access(self) -> dict[str, SshAccess]:
+        """How to reach each root on another machine: the inventory's host key and identity file (or
+        --ssh-identity), and --bandwidth-limit."""
+        keyed = [(node_root(n.name), n.ssh) for n in self.inventory.nodes]
+        keyed += [(pool_root(p.name), p.ssh) for p in self.inventory.storage]
+        identity = str(self.options.ssh_identity) if self.options.ssh_identity else None
+        return {
+            name: SshAccess(keys.host_key, identity or keys.identity_file, self.options.bandwidth_limit)
+            for name, keys in keyed
+            if keys is not None
+        }
+
+    @cached_property
     def roots(self) -> dict[str, TargetRoot]:
         """Every target root, for reading; `target()` creates a root when a step first writes to it."""
-        return {name: TargetRoot(url, create=False) for name, url in self.root_urls.items()}
+        return {
+            name: open_root(url, self.root_access.get(name), create=False)
+            for name, url in self.root_urls.items()
+        }
 
     def target(self, root: str) -> TargetRoot:
         with self._lock:
             if root not in self._created:
-                self._created[root] = TargetRoot(self.root_urls[root], create=True)
+                self._created[root] = open_root(self.root_urls[root], self.root_access.get(root))
             return self._created[root]
 
     @cached_property

@@ -10,8 +10,6 @@ the caller fails the step when there is any.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
 
 from omni_recovery.backupset.manifest import ManifestEntry
@@ -30,7 +28,7 @@ def verify_layout(
     for target_file in files:
         target = roots[target_file.root]
         where = f"{target.url}: {target_file.relpath}"
-        listing_type = _type_of(target, target_file.relpath)
+        listing_type = target.kind(target_file.relpath)
         if listing_type is None:
             problems.append(f"{where}: missing")
         elif listing_type != target_file.type:
@@ -104,16 +102,3 @@ def expected_digest(parts: Sequence[ManifestEntry]) -> str | None:
     if first.attributes is not None and first.attributes.sparse is not None:
         return first.attributes.sparse.logical_sha256  # holes read as zeros
     return first.sha256
-
-
-def _type_of(target: TargetRoot, relpath: str) -> str | None:
-    full = target.resolve(relpath)
-    if target.is_local:
-        try:
-            mode = os.lstat(full).st_mode
-        except FileNotFoundError:
-            return None
-        return "symlink" if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode) else "file"
-    if not target.fs.exists(full):
-        return None
-    return "dir" if target.fs.isdir(full) else "file"

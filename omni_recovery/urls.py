@@ -63,3 +63,22 @@ def overlapping(urls: list[tuple[str, T]]) -> list[tuple[T, T, bool]]:
             found.append((item, enclosing[-1][1], parts == enclosing[-1][0]))
         enclosing.append((parts, item))
     return found
+
+
+SSH_SCHEMES = ("ssh", "sftp")
+
+
+def is_ssh_url(url: str) -> bool:
+    """A root on another machine, reached over SSH (`ssh://` or `sftp://`)."""
+    return url.partition("://")[0] in SSH_SCHEMES
+
+
+def check_host_key(key_line: str) -> str | None:
+    """What is wrong with a known_hosts public key line ("ssh-ed25519 AAAA…"), or None."""
+    import asyncssh  # read as the SSH target will read it; imported only for inventories that name one
+
+    try:
+        asyncssh.import_public_key(key_line)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        return str(exc)
+    return None

@@ -36,6 +36,7 @@ from omni_recovery.settings import Settings
 # The shared fixtures, registered here once so that every folder gets the same (session) instance.
 from tests.catalog_fixtures import catalog_database_url, second_set  # noqa: F401
 from tests.demo_fixtures import demo_env, demo_set, tiny_demo_root  # noqa: F401
+from tests.ssh_fixtures import client_key, fresh_ssh_connections, openssh, sftp_server, sftp_servers  # noqa: F401
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
 

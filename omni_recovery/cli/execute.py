@@ -14,6 +14,7 @@ from omni_recovery.cli.options import (
     passphrase_option,
     progress_bars,
     read_passphrase,
+    ssh_options,
     workspace_option,
 )
 
@@ -95,6 +96,7 @@ if TYPE_CHECKING:
     help="Give restored files their recorded uid/gid numbers, not the owners of the recorded user and group "
     "names on this machine (as tar --numeric-owner).",
 )
+@ssh_options
 @workspace_option
 def execute_plan(
     plan_path: Path,
@@ -110,6 +112,8 @@ def execute_plan(
     reverify: bool,
     allow_system_root: bool,
     numeric_owner: bool,
+    ssh_identity: Path | None,
+    bandwidth_limit: int | None,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -139,6 +143,8 @@ def execute_plan(
         reverify=reverify,
         allow_system_root=allow_system_root,
         numeric_owner=numeric_owner,
+        ssh_identity=ssh_identity,
+        bandwidth_limit=bandwidth_limit,
     )
     handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
 
@@ -160,12 +166,15 @@ def execute_plan(
 )
 @passphrase_option
 @allow_system_root_option
+@ssh_options
 @workspace_option
 def deploy_directors(
     plan_path: Path,
     parallel: int,
     passphrase_file: Path | None,
     allow_system_root: bool,
+    ssh_identity: Path | None,
+    bandwidth_limit: int | None,
     workspace: Path | None,
 ) -> None:
     """Run only the Director phase of a plan: Directors restored with new certificates, then the ring.
@@ -177,7 +186,11 @@ def deploy_directors(
     from omni_recovery.recovery import ExecuteOptions
 
     options = ExecuteOptions(
-        plan_path=plan_path, parallel_factor=parallel, allow_system_root=allow_system_root
+        plan_path=plan_path,
+        parallel_factor=parallel,
+        allow_system_root=allow_system_root,
+        ssh_identity=ssh_identity,
+        bandwidth_limit=bandwidth_limit,
     )
     handle_errors(_execute)(options, passphrase_file, workspace, None, only_directors=True)
 

@@ -90,6 +90,24 @@ def trusted_key_option(func: F) -> F:
     )(func)
 
 
+def ssh_options(func: F) -> F:
+    """--ssh-identity and --bandwidth-limit, for the commands that write to targets."""
+    func = click.option(
+        "--bandwidth-limit",
+        type=SizeType(),
+        default=None,
+        help="Most bytes per second written to each SSH node or pool (e.g. 50M), so a recovery leaves "
+        "room for production traffic. Default: no limit.",
+    )(func)
+    return click.option(
+        "--ssh-identity",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="Private key for every ssh:// root (else each root's identity_file in the inventory, else "
+        "the SSH agent). Keys only: an encrypted key goes in the agent.",
+    )(func)
+
+
 def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> bytes | None:
     """The passphrase from the file given, else from the environment; never from argv."""
     if passphrase_file is not None:

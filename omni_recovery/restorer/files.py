@@ -95,7 +95,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from omni_recovery.backupset import keys, layout
-from omni_recovery.backupset.attributes import FileAttributes, Sparse
+from omni_recovery.backupset.attributes import FileAttributes, Sparse, mtime_ns
 from omni_recovery.backupset.extents import ExtentReader
 from omni_recovery.backupset.hashing import BufferRing
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry, check_symlink_chains
@@ -1000,14 +1000,16 @@ def _make_links(
 
 
 def _apply_metadata(target: TargetRoot, entries: list[EntryMetadata], numeric_owner: bool) -> list[str]:
-    """Owners, modes, xattrs and mtimes of restored entries on a local root; on another, modes only
-    (what fsspec can set) and one line saying the rest was not applied."""
+    """Owners, modes, xattrs and mtimes of restored entries on a local root; on another, the modes and
+    mtimes the root itself can set (SFTP, fsspec) and one line saying owners and xattrs were not."""
     if not target.is_local:
         for entry in entries:
-            if entry.type == "dir":
+            if entry.type != "symlink":
                 target.chmod(entry.path, stat.S_IMODE(entry.mode))
+            if entry.mtime is not None:
+                target.set_mtime(entry.path, mtime_ns(entry.mtime) / 1e9)
         if any(e.attributes is not None for e in entries):
-            return [f"{target.url}: owners, extended attributes and mtimes not applied: not a local root"]
+            return [f"{target.url}: owners and extended attributes not applied: not a local root"]
         return []
     refused: list[str] = []
     for entry in entries:

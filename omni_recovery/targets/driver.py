@@ -24,7 +24,8 @@ Symbolic links may only be created inside a volume's `volumes/{app}/{vol}/files/
 must resolve, from their own folder, to a place inside that same tree (the manifest's rule).
 Modes, mtimes and symlinks are applied on a local root; on other protocols modes and mtimes
 are applied only where the filesystem implements them, and symlinks are refused with a
-TargetError unless the filesystem has them.
+TargetError unless the filesystem has them. An `ssh://` root is `targets.ssh.SshRoot`, which keeps
+all of a local root's guarantees over SFTP (`targets.open_root` picks the kind by the URL).
 
 What can go wrong
 -----------------
@@ -165,13 +166,17 @@ class PartialFile:
             root.makedirs(folder)
         # the temporary name lies in the same, already checked folder
         self._partial_full = posixpath.join(posixpath.dirname(self._full), posixpath.basename(self.partial))
+        self._open()
+
+    def _open(self) -> None:
+        """Create the temporary file, empty (a root of another kind opens it its own way)."""
         try:
-            if root.is_local:
+            if self.root.is_local:
                 self._fd = self._open_locked()
             else:
-                self._fh = root.fs.open(self._partial_full, "wb")
+                self._fh = self.root.fs.open(self._partial_full, "wb")
         except (OSError, ValueError) as exc:
-            raise root.error(f"cannot create the temporary file: {exc}", self.partial) from exc
+            raise self.root.error(f"cannot create the temporary file: {exc}", self.partial) from exc
 
     def _open_locked(self) -> int:
         """Open the temporary file under an exclusive lock, emptied; refuse one another writer holds.
@@ -363,9 +368,21 @@ class TargetRoot:
         full = posixpath.join(self.root, normalised)
         if not is_within(self.root, full):
             raise UnsafePathError("path leaves the target root", path=relpath)
-        if self.is_local:
+        if self.guards_links:
             self._check_no_symlink_on_the_way(posixpath.dirname(normalised))
         return full
+
+    @property
+    def guards_links(self) -> bool:
+        """Whether the folders on the way to a path are checked for symlinks (filesystems that have them)."""
+        return self.is_local
+
+    def _lstat_mode(self, relpath: str) -> int | None:
+        """The st_mode of `relpath` itself (a symlink not followed), None when there is nothing there."""
+        try:
+            return os.lstat(posixpath.join(self.root, relpath)).st_mode
+        except FileNotFoundError:
+            return None
 
     def _check_no_symlink_on_the_way(self, folder: str) -> None:
         """Refuse writing through a symlinked folder (local roots); folders checked once are cached."""
@@ -374,14 +391,14 @@ class TargetRoot:
         parent = posixpath.dirname(folder)
         self._check_no_symlink_on_the_way(parent)
         try:
-            st = os.lstat(posixpath.join(self.root, folder))
-        except FileNotFoundError:
-            return  # not there yet: makedirs creates a real folder
+            mode = self._lstat_mode(folder)
         except OSError as exc:
             raise self.error(f"cannot inspect folder: {exc}", folder) from exc
-        if stat.S_ISLNK(st.st_mode):
+        if mode is None:
+            return  # not there yet: makedirs creates a real folder
+        if stat.S_ISLNK(mode):
             raise UnsafePathError("a symbolic link lies on the way to this path", path=folder)
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(mode):
             raise self.error("not a folder", folder)
         self._checked.add(folder)
 
@@ -540,6 +557,19 @@ class TargetRoot:
         if self.is_local:
             return os.path.lexists(full)
         return bool(self.fs.exists(full))
+
+    def kind(self, relpath: str) -> str | None:
+        """What lies at `relpath`: "file", "dir" or "symlink" (not followed); None for nothing."""
+        full = self.resolve(relpath)
+        if self.is_local:
+            try:
+                mode = os.lstat(full).st_mode
+            except FileNotFoundError:
+                return None
+            return "symlink" if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode) else "file"
+        if not self.fs.exists(full):
+            return None
+        return "dir" if self.fs.isdir(full) else "file"
 
     def size(self, relpath: str) -> int | None:
         """The size of the regular file `relpath`, or None when there is no regular file there."""
