@@ -1,0 +1,1 @@
+"""The adaptation of an old environment's documents to the new infrastructure (see values.py)."""
