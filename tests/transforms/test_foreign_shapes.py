@@ -68,7 +68,7 @@ def check_layout(texts: Texts, plan: Plan, layout: TargetLayout) -> None:
         structural = f.origin.startswith(("directors/", "applications/", "volumes/", "nodes/"))
         assert structural or f.source == f.origin, f"{f.relpath} has no change yet was rewritten"
     by_pointer = {(c.document, c.pointer): c for c in layout.changes}
-    for rel, (pointer, template) in EMBEDDED.items():
+    for rel, (pointer, _) in EMBEDDED.items():
         change = by_pointer.get((rel, pointer))
         if change is None:
             continue  # this pick wrote no extra fields
