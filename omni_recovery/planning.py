@@ -31,7 +31,7 @@ from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import BackupSetError, IntegrityError
+from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
 from omni_recovery.inventory import load_inventory
 from transforms.environment_model import Environment, environment_from_files
 from transforms.plan_render import plan_to_svg
@@ -72,6 +72,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
         raise BackupSetError(f"the set has {len(core)} system-core ISOs; exactly one is needed to plan")
     index = core[0].index()
     documents: dict[str, bytes] = {}
+    held_by: dict[str, tuple[str, str]] = {}  # environment path → (ISO, path in it)
     chunked: dict[str, list[tuple[IsoReader, ManifestEntry]]] = defaultdict(list)
     entries: list[tuple[str, str, int]] = []
     for reader in readers:
@@ -82,6 +83,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
             relpath = env_path(logical)
             if entry.chunk is None or entry.chunk.chunk_index == 0:
                 entries.append((relpath, entry.type, entry.mode))
+                held_by[relpath] = (reader.name, logical)
             if entry.type != "file" or entry.encryption is not None or not is_document(relpath):
                 continue
             if entry.chunk is None:
@@ -93,10 +95,22 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)
-    environment = environment_from_files(
-        texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
-    )
+    try:
+        environment = environment_from_files(
+            texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
+        )
+    except EnvironmentStateError as exc:
+        raise _naming_its_iso(exc, held_by) from exc
     return SetEnvironment(set_id, environment, documents, sorted(entries))
+
+
+def _naming_its_iso(exc: EnvironmentStateError, held_by: dict[str, tuple[str, str]]) -> BackupSetError:
+    """The reader's error about a document (`{environment path}: what`) as one naming ISO and path."""
+    rel, _, what = str(exc).partition(": ")
+    if rel not in held_by:
+        return BackupSetError(str(exc))
+    iso, path = held_by[rel]
+    return BackupSetError(what, iso=iso, path=path)
 
 
 def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
