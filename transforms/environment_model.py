@@ -968,11 +968,25 @@ def _optional(src: _Files, rel: str) -> dict[str, Any]:
 
 
 def _listing(src: _Files, rel: str, key: str) -> list[Any]:
-    """The items of an optional document: its `key` list (ours), or the document itself when a list."""
-    if not src.exists(rel):
-        return []
-    doc = _document(src, rel)
-    return _listed(doc.get(key) if isinstance(doc, Mapping) else doc)
+    """The items of an optional document (see `document_items`)."""
+    return document_items(_document(src, rel), key) if src.exists(rel) else []
+
+
+def document_items(doc: Any, key: str) -> list[Any]:
+    """The items of a document: its `key` list (ours), or the document itself when a list; a mapping
+    keyed by name gives its values as objects named after their key (a bare value as `value`). The
+    catalog reads them so too."""
+    raw = doc.get(key, doc) if isinstance(doc, Mapping) else doc
+    if isinstance(raw, Mapping):
+        return [
+            {"name": k, **v} if isinstance(v, Mapping) else {"name": k, "value": v} for k, v in raw.items()
+        ]
+    return _listed(raw)
+
+
+def first_of(doc: Mapping[str, Any], *keys: str) -> Any:
+    """The value of the first of `keys` that `doc` has (field names another writer may use)."""
+    return next((doc[k] for k in keys if k in doc), None)
 
 
 def _json(src: _Files, rel: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from omni_recovery.backupset.index_db import HardwareNode
 from tests.builders import same_shaped
 from tests.foreign_shapes import EMBEDDED, FAMILIES, STRAY_ADDRESS, Choose, Texts, fixed, reshape
 from tests.transforms.test_environment_model_foreign import foreign, hardware_rows
+from transforms.configs import config_tables
 from transforms.environment_model import Environment
 from transforms.planner import Plan, generate_plan
 from transforms.target_layout import TargetLayout, target_layout
@@ -135,3 +136,25 @@ def test_each_shape_family_alone(
     assert facts(foreign(demo, texts, hardware)) == canonical, family
     plan, layout = laid_out(texts, demo, hardware)
     check_layout(texts, plan, layout)
+
+
+@pytest.mark.parametrize("family", ["list-or-mapping", "bare-or-object", "wrapper-or-none", "synonyms"])
+@pytest.mark.parametrize("pick", [0, 1, 2])
+def test_the_catalogs_network_tables_read_every_shape_alike(
+    family: str, pick: int, spec_texts: Texts
+) -> None:
+    def network_rows(texts: Texts) -> dict[str, list[tuple[object, ...]]]:
+        documents = [
+            ("s", f"data/{rel}", t.encode()) for rel, t in texts.items() if rel.startswith("network/")
+        ]
+        tables = config_tables(documents)
+        names = ("network_subnets", "network_routes", "network_policies", "dns_records", "network_links")
+        rows = {
+            n: sorted(tuple(str(v) for v in row.values()) for row in tables[n].to_pylist()) for n in names
+        }
+        rows["network_subnets"] = [row[:3] for row in rows["network_subnets"]]  # a bare CIDR says no more
+        return rows
+
+    canonical = network_rows(spec_texts)
+    reshaped = reshape(spec_texts, fixed({family: pick, "extra-fields": 1, "optional-dropped": 0}))
+    assert network_rows(reshaped) == canonical, family
