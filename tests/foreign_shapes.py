@@ -47,6 +47,12 @@ def fixed(picks: dict[str, int]) -> Choose:
     return lambda family, options: options[min(picks.get(family, 0), len(options) - 1)]
 
 
+def seeded(seed: int) -> Choose:
+    """A `choose` picking at random from `seed` (the whole-flow tests, one set per seed)."""
+    rng = random.Random(seed)
+    return lambda family, options: rng.choice(list(options))
+
+
 def reshape(texts: Texts, choose: Choose) -> Texts:
     """`texts` with each document written again in shapes `choose` picks."""
     out: Texts = {}
