@@ -579,4 +579,3 @@ def make_inventory(
         ),
         storage=tuple(StoragePool(n, c, f"{root}/storage/{n}", cap) for n, c, cap in pools),
     )
-

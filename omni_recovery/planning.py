@@ -3,7 +3,7 @@
 How it works: every ISO of the set is opened once; the environment's small documents (every
 listed, unsealed file outside the volume file trees) are read through the verifying reader and
 mapped back to environment paths; components and dependencies come from the system-core index.
-That model goes to the pure planner (transforms/planner.py); the plan is written as YAML beside
+That model goes to the pure planner (transforms/plan/); the plan is written as YAML beside
 an SVG of its graph (each by temporary name, then rename) and recorded in the recovery database
 with every adaptation, in one transaction.
 
@@ -34,8 +34,8 @@ from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
 from omni_recovery.inventory import load_inventory
 from transforms.environment_model import Environment, environment_from_files
+from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
-from transforms.planner import Plan, generate_plan, plan_to_yaml
 
 DOCUMENT_LIMIT = 64 * 1024 * 1024
 PLAN_RECORD_SUFFIX = ".source.json"

@@ -69,7 +69,7 @@ from omni_recovery.settings import Settings
 from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, RecoveryTracker
-from transforms.planner import PHASE_INDEX, PHASES, Plan, Step, plan_from_yaml, step_needs
+from transforms.plan import PHASE_INDEX, PHASES, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 Progress = Callable[[str, int], None]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from omni_recovery.backupset.writer import WriterOptions
 from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.demo import DemoOptions
@@ -47,9 +48,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> DemoSet:
     return signed_set(env, tmp_path_factory.mktemp("foreign-base"), _options())
 
 
-def _options():  # type: ignore[no-untyped-def]
-    from omni_recovery.backupset.writer import WriterOptions
-
+def _options() -> WriterOptions:
     return WriterOptions(backup_set_id="foreign-20261207t0200z")
 
 
@@ -137,6 +136,6 @@ def test_a_generated_set_validates_plans_and_restores_to_its_source(
     )
     execute(setup, workspace)
     gathered = restored_tree(setup.plan, made.folder / "gathered")
-    old_subnets = [ipaddress.ip_network(s.old) for s in setup.plan.subnets]
+    old_subnets = [ipaddress.IPv4Network(s.old) for s in setup.plan.subnets]
     check_restore(made.source, gathered)
     assert not old_addresses_left(made.folder / "gathered", old_subnets)

@@ -16,7 +16,7 @@ from tests.backupset.conftest import DemoSet
 from tests.builders import same_shaped_inventory
 from tests.checker.tamper import copy_set, iso_file, rebuild
 from transforms.environment_model import environment_from_folder
-from transforms.planner import plan_from_yaml
+from transforms.plan import plan_from_yaml
 
 
 def test_environment_read_from_the_set_equals_the_folder(demo_set: DemoSet):

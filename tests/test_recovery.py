@@ -45,7 +45,7 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte
 from transforms.environment_model import environment_from_folder
-from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
+from transforms.plan import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 
 # Files a restore regenerates by design (new CA, new node certificates and keys).

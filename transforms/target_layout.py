@@ -57,7 +57,7 @@ from transforms.adapt.changes import DocumentChange, LayoutError
 from transforms.adapt.mappings import EDITED_REASON, PlanAdaptations, value_map
 from transforms.adapt.values import ValueAdapter
 from transforms.environment_model import Adaptation, Environment
-from transforms.planner import PathEntry, PlacementEntry, Plan
+from transforms.plan import PathEntry, PlacementEntry, Plan
 from transforms.storage_paths import safe_join
 
 Rewriter = Callable[[dict[str, Any], str], Any]

@@ -38,7 +38,7 @@ from pipelines.runner import register_isos
 from tests.builders import same_shaped_inventory
 from tests.catalog_fixtures import DemoSet, scratch_workspace
 from transforms.environment_model import environment_from_folder
-from transforms.planner import PHASES, plan_from_yaml
+from transforms.plan import PHASES, plan_from_yaml
 
 ADAPTATION_NAMES = (
     "source_environment",

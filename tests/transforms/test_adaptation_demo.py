@@ -20,8 +20,8 @@ from transforms.environment_model import (
 )
 from transforms.hardware import map_nodes, place_environment
 from transforms.network import adapt_network
+from transforms.plan import PHASES, Plan, generate_plan
 from transforms.plan_render import plan_to_dot, plan_to_svg
-from transforms.planner import PHASES, Plan, generate_plan
 from transforms.storage_paths import redirect_storage, safe_join
 
 
@@ -224,7 +224,7 @@ def test_the_plan_renders_as_svg_and_dot(demo: Environment) -> None:
 
 
 def test_write_the_demo_plan_files_for_the_docs(demo: Environment, tmp_path: Path) -> None:
-    from transforms.planner import plan_to_yaml
+    from transforms.plan import plan_to_yaml
 
     plan = generate_plan(demo, more_smaller(), "advanced", "demo-set")
     (tmp_path / "plan.yaml").write_text(plan_to_yaml(plan), encoding="utf-8")

@@ -25,7 +25,7 @@ from tests.foreign_shapes import EMBEDDED, FAMILIES, STRAY_ADDRESS, Choose, Text
 from tests.transforms.test_environment_model_foreign import foreign, hardware_rows
 from transforms.configs import config_tables
 from transforms.environment_model import Environment
-from transforms.planner import Plan, generate_plan
+from transforms.plan import Plan, generate_plan
 from transforms.target_layout import TargetLayout, target_layout
 
 SCALE = 10 if os.environ.get("OMNI_RECOVERY_NIGHTLY") else 1
@@ -143,7 +143,7 @@ def test_each_shape_family_alone(
 def test_the_catalogs_network_tables_read_every_shape_alike(
     family: str, pick: int, spec_texts: Texts
 ) -> None:
-    def network_rows(texts: Texts) -> dict[str, list[tuple[object, ...]]]:
+    def network_rows(texts: Texts) -> dict[str, list[tuple[str, ...]]]:
         documents = [
             ("s", f"data/{rel}", t.encode()) for rel, t in texts.items() if rel.startswith("network/")
         ]

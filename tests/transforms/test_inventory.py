@@ -19,7 +19,7 @@ from omni_recovery.inventory import (
 )
 from tests.builders import same_shaped
 from transforms.environment_model import AdaptationError, Environment
-from transforms.planner import generate_plan
+from transforms.plan import generate_plan
 
 EXAMPLE = """\
 nodes:
