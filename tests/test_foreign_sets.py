@@ -23,6 +23,7 @@ from omni_recovery.backupset.writer import WriterOptions
 from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.demo import DemoOptions
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.settings import load_settings
 from pipelines.runner import QUIET_CONSOLE, register_isos
 from tests.backupset.conftest import PASSPHRASE, DemoSet
@@ -33,7 +34,6 @@ from tests.foreign_shapes import Texts, seeded
 from tests.test_recovery import digests, execute, make_setup, restored_tree
 from tests.transforms.test_environment_model_foreign import demo_texts, spec_only
 from tests.transforms.test_foreign_shapes import SCALE
-from transforms.environment_model import environment_from_folder
 
 pytestmark = pytest.mark.skipif(XORRISO is None, reason="needs xorriso (apt-get install xorriso)")
 

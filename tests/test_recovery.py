@@ -32,6 +32,7 @@ from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.envstate.model import walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.planning import generate, record_plan_source, write_plan_files
@@ -44,7 +45,6 @@ from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte
-from transforms.environment_model import environment_from_folder
 from transforms.plan import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 

@@ -1,8 +1,8 @@
 """The old environment as the adaptation step needs it: a typed, frozen model.
 
-One model, two sources: `environment_from_folder(root)` reads an environment state folder (tests,
-demo); `environment_from_files(texts, components, dependencies)` reads the same files from their
-texts (the catalog path: file contents from the ISOs, components and dependencies from the index).
+One reader of texts: `environment_from_files(texts, components, dependencies)` reads the documents
+of an environment (the catalog path: file contents from the ISOs, components and dependencies from
+the index; `omni_recovery.envstate.folder` hands over a folder's the same way).
 Everything here is plain data (frozen dataclasses and tuples); the transforms in this package read it
 and never change it. Components and dependencies are the recovery index's own (`read_topology`).
 
@@ -21,13 +21,12 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import yaml
 
 from omni_recovery.backupset.index_db import COMPONENT_KINDS, PRIORITIES, Component, Dependency, HardwareNode
-from omni_recovery.envstate.topology import read_topology
 from omni_recovery.errors import EnvironmentStateError, RecoveryError
 from omni_recovery.yaml_text import load_yaml
 
@@ -265,21 +264,6 @@ _VM_KEYS = {"orchestrator": ("vm_id", "vm"), "service": ("vm", "vm_id"), "applic
 _TARGET_KEYS = ("app", "application", "service", "name", "component")
 
 
-def environment_from_folder(root: Path) -> Environment:
-    """Read the environment state folder at `root` (see docs/environment-state.md) into the model.
-
-    Components and dependencies come from `read_topology` (which also checks every reference);
-    malformed files raise EnvironmentStateError naming the file.
-    """
-    root = Path(root)
-    index = read_topology(root)
-    return _environment(
-        _FolderFiles(root),
-        _Index(tuple(index.components), tuple(index.dependencies), tuple(index.hardware)),
-        root.name,
-    )
-
-
 def environment_from_files(
     files: Mapping[str, str],
     components: tuple[Component, ...],
@@ -292,7 +276,7 @@ def environment_from_files(
     dependencies — the path the catalog takes (ISO paths map back with `envstate.model.env_path`).
     `hardware` is the index's hardware table: old nodes that no `nodes/*.yaml` or `hardware.yaml`
     describes."""
-    return _environment(_MappingFiles(files), _Index(components, dependencies, hardware), name)
+    return _environment(_Files(files), _Index(components, dependencies, hardware), name)
 
 
 class _Index:
@@ -327,45 +311,10 @@ class _Index:
 
 
 class _Files:
-    """Where the environment's YAML/JSON files are read from; `current` is the file read (or parsed) last."""
+    """The environment's documents by environment path; `current` is the one read (or parsed) last."""
 
     current: str = "the environment"
 
-    def text(self, rel: str) -> str:
-        raise NotImplementedError
-
-    def exists(self, rel: str) -> bool:
-        raise NotImplementedError
-
-    def names(self, rel: str, suffix: str = "") -> list[str]:
-        """Sorted names directly under folder `rel`: sub-folders, or files ending in `suffix` (stripped)."""
-        raise NotImplementedError
-
-
-class _FolderFiles(_Files):
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def text(self, rel: str) -> str:
-        self.current = rel
-        try:
-            return (self.root / rel).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise EnvironmentStateError(f"{rel}: cannot be read: {exc}") from exc
-
-    def exists(self, rel: str) -> bool:
-        return (self.root / rel).is_file()
-
-    def names(self, rel: str, suffix: str = "") -> list[str]:
-        folder = self.root / rel
-        if not folder.is_dir():
-            return []
-        if suffix:
-            return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix))
-        return sorted(p.name for p in folder.iterdir() if p.is_dir())
-
-
-class _MappingFiles(_Files):
     def __init__(self, files: Mapping[str, str]) -> None:
         self.files = files
 
@@ -379,6 +328,7 @@ class _MappingFiles(_Files):
         return rel in self.files
 
     def names(self, rel: str, suffix: str = "") -> list[str]:
+        """Sorted names directly under folder `rel`: sub-folders, or files ending in `suffix` (stripped)."""
         prefix = rel.rstrip("/") + "/"
         found = set()
         for path in self.files:
