@@ -41,10 +41,10 @@ from omni_recovery.planning import (
     store_plan,
     write_plan_files,
 )
-from transforms.hardware import HardwarePlan
-from transforms.network import NetworkPlan
+from transforms.adapt.hardware import HardwarePlan
+from transforms.adapt.network import NetworkPlan
+from transforms.adapt.storage_paths import StoragePlan
 from transforms.plan import PHASES, generate_plan, plan_tables
-from transforms.storage_paths import StoragePlan
 
 __all__ = ["ADAPTATION_ASSETS", "GROUP", "PLAN_FILE", "plan_path", "recovery_plan"]
 

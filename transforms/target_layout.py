@@ -55,10 +55,10 @@ from omni_recovery.urls import is_under, split_url
 from omni_recovery.yaml_text import load_yaml, safe_dump
 from transforms.adapt.changes import DocumentChange, LayoutError
 from transforms.adapt.mappings import EDITED_REASON, PlanAdaptations, value_map
+from transforms.adapt.storage_paths import safe_join
 from transforms.adapt.values import ValueAdapter
 from transforms.environment_model import Adaptation, Environment
 from transforms.plan import PathEntry, PlacementEntry, Plan
-from transforms.storage_paths import safe_join
 
 Rewriter = Callable[[dict[str, Any], str], Any]
 

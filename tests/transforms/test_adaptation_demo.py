@@ -12,17 +12,17 @@ from omni_recovery.inventory import make_inventory
 from omni_recovery.urls import is_under, overlapping
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from tests.transforms.test_adaptation_properties import check_plan
+from transforms.adapt.hardware import map_nodes, place_environment
+from transforms.adapt.network import adapt_network
+from transforms.adapt.storage_paths import redirect_storage, safe_join
 from transforms.environment_model import (
     AdaptationError,
     AdaptationPolicy,
     Environment,
     environment_from_files,
 )
-from transforms.hardware import map_nodes, place_environment
-from transforms.network import adapt_network
 from transforms.plan import PHASES, Plan, generate_plan
 from transforms.plan_render import plan_to_dot, plan_to_svg
-from transforms.storage_paths import redirect_storage, safe_join
 
 
 def kinds(plan: Plan, kind: str) -> list[str]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from omni_recovery.inventory import Inventory
+from transforms.adapt.hardware import HardwarePlan, place_environment
+from transforms.adapt.network import NetworkPlan, adapt_network
+from transforms.adapt.storage_paths import StoragePlan, redirect_storage
 from transforms.environment_model import (
     Adaptation,
     AdaptationError,
     AdaptationPolicy,
     Environment,
 )
-from transforms.hardware import HardwarePlan, place_environment
-from transforms.network import NetworkPlan, adapt_network
 from transforms.plan.model import (
     AddressEntry,
     NodeEntry,
@@ -29,7 +30,6 @@ from transforms.plan.model import (
 )
 from transforms.plan.steps import build_steps
 from transforms.plan.validate import validate_plan
-from transforms.storage_paths import StoragePlan, redirect_storage
 
 
 @dataclass(frozen=True)

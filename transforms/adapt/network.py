@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from omni_recovery.inventory import Inventory
+from transforms.adapt.hardware import HardwareMapping
 from transforms.environment_model import (
     Adaptation,
     AdaptationError,
@@ -30,7 +31,6 @@ from transforms.environment_model import (
     Policy,
     Route,
 )
-from transforms.hardware import HardwareMapping
 
 ADDRESS_SCHEMA = {"subnet": pl.String, "owner": pl.String, "old": pl.String, "new": pl.String}
 
