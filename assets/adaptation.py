@@ -56,7 +56,7 @@ from omni_recovery.settings import Settings, load_settings
 from transforms.adapt.hardware import HardwarePlan, place_environment
 from transforms.adapt.network import NetworkPlan, adapt_network
 from transforms.adapt.storage_paths import StoragePlan, redirect_storage
-from transforms.environment_model import ADAPTATION_MODES, Adaptation, AdaptationPolicy
+from transforms.adapt.vocabulary import ADAPTATION_MODES, Adaptation, AdaptationPolicy
 
 __all__ = [
     "ADAPTATION_GROUP_ASSETS",

@@ -33,7 +33,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
 from omni_recovery.inventory import load_inventory
-from transforms.environment_model import Environment, environment_from_files
+from transforms.documents import Environment, environment_from_files
 from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
 

@@ -26,7 +26,7 @@ document stays in the `configurations` table). Each value is fitted to its colum
   `Z`/`z`), else null.
 - list: each item fitted to the item type; a single value becomes a one-item list. Every `ports`
   column is a list of text, since writers spell ports as numbers or as "8080/tcp", "80:8080".
-- `depends_on` is read as the planner reads it (`environment_model.dependencies`: names, mappings
+- `depends_on` is read as the planner reads it (`transforms.documents.dependencies`: names, mappings
   naming the dependency under `app`, `service` or `name` with an optional `strength`, or
   `{name: strength}`; hard unless soft is said); `depends_on` holds the names and
   `depends_on_strength` the strengths in the same order.
@@ -62,7 +62,7 @@ from omni_recovery.backupset.layout import parse_time
 from omni_recovery.backupset.manifest import join_chunks
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
-from transforms.environment_model import dependencies, document_items, first_of
+from transforms.documents import dependencies, document_items, first_of
 
 __all__ = [
     "CONFIG_SCHEMAS",

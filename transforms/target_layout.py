@@ -57,7 +57,8 @@ from transforms.adapt.changes import DocumentChange, LayoutError
 from transforms.adapt.mappings import EDITED_REASON, PlanAdaptations, value_map
 from transforms.adapt.storage_paths import safe_join
 from transforms.adapt.values import ValueAdapter
-from transforms.environment_model import Adaptation, Environment
+from transforms.adapt.vocabulary import Adaptation
+from transforms.documents import Environment
 from transforms.plan import PathEntry, PlacementEntry, Plan
 
 Rewriter = Callable[[dict[str, Any], str], Any]

@@ -2,7 +2,7 @@
 
 `environment_from_folder(root)` reads the texts of the folder's YAML and JSON documents (outside the
 volume file trees) and its topology (`read_topology`: components, dependencies, hardware, every
-reference checked) and hands them to the pure reader, `transforms.environment_model.environment_from_files`,
+reference checked) and hands them to the pure reader, `transforms.documents.environment_from_files`,
 the same one the catalog path uses with a set's documents. A file that cannot be read, or a malformed
 one, raises EnvironmentStateError naming it.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omni_recovery.envstate.topology import read_topology
 from omni_recovery.errors import EnvironmentStateError
-from transforms.environment_model import Environment, environment_from_files
+from transforms.documents import Environment, environment_from_files
 
 DOCUMENT_SUFFIXES = (".yaml", ".yml", ".json")
 

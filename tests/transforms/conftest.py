@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.envstate.folder import environment_from_folder
-from transforms.environment_model import Environment
+from transforms.documents import Environment
 
 
 @pytest.fixture(scope="session")

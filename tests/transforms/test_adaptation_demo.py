@@ -15,12 +15,8 @@ from tests.transforms.test_adaptation_properties import check_plan
 from transforms.adapt.hardware import map_nodes, place_environment
 from transforms.adapt.network import adapt_network
 from transforms.adapt.storage_paths import redirect_storage, safe_join
-from transforms.environment_model import (
-    AdaptationError,
-    AdaptationPolicy,
-    Environment,
-    environment_from_files,
-)
+from transforms.adapt.vocabulary import AdaptationError, AdaptationPolicy
+from transforms.documents import Environment, environment_from_files
 from transforms.plan import PHASES, Plan, generate_plan
 from transforms.plan_render import plan_to_dot, plan_to_svg
 

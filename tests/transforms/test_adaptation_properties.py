@@ -25,10 +25,9 @@ from omni_recovery.inventory import (
     InventoryNode,
     StoragePool,
 )
-from transforms.environment_model import (
+from transforms.adapt.vocabulary import AdaptationError, AdaptationPolicy
+from transforms.documents import (
     VM,
-    AdaptationError,
-    AdaptationPolicy,
     Application,
     Container,
     Director,

@@ -24,7 +24,7 @@ from tests.builders import same_shaped
 from tests.foreign_shapes import EMBEDDED, FAMILIES, STRAY_ADDRESS, Choose, Texts, fixed, reshape
 from tests.transforms.test_environment_model_foreign import foreign, hardware_rows
 from transforms.configs import config_tables
-from transforms.environment_model import Environment
+from transforms.documents import Environment
 from transforms.plan import Plan, generate_plan
 from transforms.target_layout import TargetLayout, target_layout
 

@@ -18,7 +18,8 @@ from omni_recovery.inventory import (
     parse_inventory,
 )
 from tests.builders import same_shaped
-from transforms.environment_model import AdaptationError, Environment
+from transforms.adapt.vocabulary import AdaptationError
+from transforms.documents import Environment
 from transforms.plan import generate_plan
 
 EXAMPLE = """\

@@ -10,7 +10,7 @@ import yaml
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory
 from tests.builders import same_shaped
-from transforms.environment_model import Environment
+from transforms.documents import Environment
 from transforms.plan import (
     PLAN_FORMAT,
     Plan,

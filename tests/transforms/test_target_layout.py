@@ -19,7 +19,8 @@ from omni_recovery.inventory import Inventory
 from omni_recovery.urls import is_under
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from transforms.adapt.storage_paths import safe_join
-from transforms.environment_model import Adaptation, Environment
+from transforms.adapt.vocabulary import Adaptation
+from transforms.documents import Environment
 from transforms.plan import Plan, generate_plan
 from transforms.target_layout import (
     EDITED_REASON,

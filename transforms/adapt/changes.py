@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from omni_recovery.errors import RecoveryError
-from transforms.environment_model import Adaptation
+from transforms.adapt.vocabulary import Adaptation
 
 
 class LayoutError(RecoveryError):

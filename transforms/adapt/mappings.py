@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from omni_recovery.inventory import Inventory
 from transforms.adapt.values import MovedSubnet, Rewrite, ValueMap, rewrites
-from transforms.environment_model import Adaptation, Environment
+from transforms.adapt.vocabulary import Adaptation
+from transforms.documents import Environment
 from transforms.plan import Plan
 
 EDITED_REASON = "set in the (edited) plan; the plan lists no adaptation for it"

@@ -23,14 +23,8 @@ import polars as pl
 
 from omni_recovery.inventory import Inventory
 from transforms.adapt.hardware import HardwareMapping
-from transforms.environment_model import (
-    Adaptation,
-    AdaptationError,
-    DnsRecord,
-    Environment,
-    Policy,
-    Route,
-)
+from transforms.adapt.vocabulary import Adaptation, AdaptationError
+from transforms.documents import DnsRecord, Environment, Policy, Route
 
 ADDRESS_SCHEMA = {"subnet": pl.String, "owner": pl.String, "old": pl.String, "new": pl.String}
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transforms.adapt.changes import DocumentChange, LayoutError, pointer_token
-from transforms.environment_model import Adaptation
+from transforms.adapt.vocabulary import Adaptation
 
 IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?:/(\d{1,2}))?(?!\.?\d)")
 MAC = re.compile(

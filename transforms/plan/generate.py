@@ -13,12 +13,8 @@ from omni_recovery.inventory import Inventory
 from transforms.adapt.hardware import HardwarePlan, place_environment
 from transforms.adapt.network import NetworkPlan, adapt_network
 from transforms.adapt.storage_paths import StoragePlan, redirect_storage
-from transforms.environment_model import (
-    Adaptation,
-    AdaptationError,
-    AdaptationPolicy,
-    Environment,
-)
+from transforms.adapt.vocabulary import Adaptation, AdaptationError, AdaptationPolicy
+from transforms.documents import Environment
 from transforms.plan.model import (
     AddressEntry,
     NodeEntry,

@@ -14,10 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from omni_recovery.errors import RecoveryError
-from transforms.environment_model import (
-    Adaptation,
-    AdaptationPolicy,
-)
+from transforms.adapt.vocabulary import Adaptation, AdaptationPolicy
 
 PLAN_FORMAT = "omni-recovery-plan/1"
 PHASES = (

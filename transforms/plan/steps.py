@@ -12,9 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from transforms.adapt.network import component_addresses
-from transforms.environment_model import (
-    Environment,
-)
+from transforms.documents import Environment
 from transforms.plan.model import PHASE_INDEX, PHASES, PlacementEntry, Plan, Step
 
 _RULES: dict[str, tuple[int, int, str, str]] = {

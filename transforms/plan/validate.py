@@ -14,10 +14,8 @@ from graphlib import CycleError, TopologicalSorter
 from omni_recovery.backupset.index_db import COMPONENT_KINDS
 from omni_recovery.inventory import Inventory
 from omni_recovery.urls import is_under, overlapping
-from transforms.environment_model import (
-    ADAPTATION_MODES,
-    Environment,
-)
+from transforms.adapt.vocabulary import ADAPTATION_MODES
+from transforms.documents import Environment
 from transforms.plan.model import _COMPONENT, ON_FAILURE, PHASE_INDEX, PHASES, Plan, Step
 
 

@@ -12,11 +12,8 @@ from typing import Any
 import yaml
 
 from omni_recovery.inventory import Inventory, LineList, LineMap, load_yaml_with_lines, yaml_error_line
-from transforms.environment_model import (
-    Adaptation,
-    AdaptationPolicy,
-    Environment,
-)
+from transforms.adapt.vocabulary import Adaptation, AdaptationPolicy
+from transforms.documents import Environment
 from transforms.plan.model import (
     PLAN_FORMAT,
     AddressEntry,
