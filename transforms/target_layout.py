@@ -1,69 +1,68 @@
 """What lands on each target root after a restore: the old environment's files, placed and adapted.
 
-Pure transform, no Dagster and no I/O: `target_layout(environment, documents, plan, inventory,
-env_files=...)` takes the old environment (its model, the bytes of its small configuration documents
-and the list of every entry of its state folder) with the recovery plan and the target inventory, and
-says, for every file, under which root it goes (`node:<inventory node>` or `pool:<storage pool>`), at
-which environment-state-shaped path, and whether its bytes are copied unchanged from the backup
-(`source`) or are a document rewritten for the new infrastructure (`content`).
+Pure, no Dagster and no I/O: `target_layout(environment, documents, plan, inventory, env_files=...)`
+says for every file of the old environment under which root it goes (`node:<inventory node>` or
+`pool:<storage pool>`), at which path, and whether its stored bytes are copied (`source`) or it is a
+document written anew (`content`). Where things go is in docs/restore-layout.md: a Director's files to
+its node, a component's to the node of its VM, volume trees to their pool, shared documents to every
+Director node, the old CA key nowhere.
 
-Where things go (see docs/restore-layout.md):
+Every YAML or JSON document is adapted by value (transforms/adapt/values.py: the plan's subnets,
+addresses, storage paths, MACs and node names, wherever they appear); on top of that only what is
+structure: VMs regrouped into their new Director's `state.json` (with a `director.restored` history
+entry), CPU and memory scaled, a volume's path and class, the new nodes' hardware documents. Each
+changed value is a DocumentChange, each explained by an adaptation of the plan (or, for a plan edited
+by hand, one synthesised with EDITED_REASON); a document without a change is copied byte for byte.
 
-- `directors/{id}/...` → the node the plan maps that Director onto;
-- `orchestrators/{id}/...`, `services/{name}/...`, `applications/{app}/...` → the node of the Director
-  that runs the component's VM after the plan's placement;
-- `volumes/{app}/{vol}/files/...` → the storage pool of the plan's path for that volume, at
-  `{path under the pool root}/files/...`; `volumes/{app}/{vol}/volume.yaml` → the application's node;
-- `environment.yaml`, `recovery/...`, `keys/*.crt`, `network/...` and `nodes/{node}.yaml` (the NEW
-  nodes, one per inventory node the plan maps an old node onto) → every Director node, identical;
-  so does whatever else another writer keeps below `data/` (`system/...`, `keys/*.enc`, …); its
-  entries for folders outside volumes are not needed (folders are made for their files);
-- `keys/*.key` (the old private keys) → nowhere: a new CA is made at restore time.
-
-Every value a rewrite changes is traced to an `Adaptation` of the plan (returned in
-`adaptations_applied`), so "restored = source except the listed adaptations" can be checked. A plan
-edited by hand (a VM moved, a size or a pool changed) may lack the adaptation for its edit; then one
-is synthesised from the plan's own entries, with the reason `EDITED_REASON`. The one change that is no
-adaptation: each Director's `state.json` history gains a last entry `director.restored` ("restored
-from backup <set id>").
-
-Documents are re-serialised deterministically (YAML: `yaml.safe_dump(sort_keys=False)`, key order
-kept; JSON: two-space indent); a document whose content does not change is copied unchanged instead.
-A plan that names nodes, pools, VMs, Directors or volumes the environment or the inventory lacks, or
-that leaves part of the environment without a node, a placement, a path or an address, is refused
-with a LayoutError listing every problem.
+What can go wrong: a plan that does not fit the environment or the inventory (layout/checks.py), a
+document that must be rewritten and is missing or not a mapping, or two files on one path: LayoutError
+lists every problem.
 """
 
 from __future__ import annotations
 
 import copy
-import fnmatch
 import functools
 import ipaddress
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import yaml
 
 from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import component_of, place, volume_files_root
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, InventoryNode
-from omni_recovery.urls import is_under, split_url
-from omni_recovery.yaml_text import load_yaml, safe_dump
 from transforms.adapt.changes import DocumentChange, LayoutError
 from transforms.adapt.mappings import EDITED_REASON, PlanAdaptations, value_map
 from transforms.adapt.storage_paths import safe_join
 from transforms.adapt.values import ValueAdapter
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment
+from transforms.layout.checks import reference_problems, volume_roots
+from transforms.layout.files import (
+    COMPONENT_TOP,
+    NOT_RESTORED,
+    RESTORED_EVENT,
+    TargetFile,
+    TargetLayout,
+    _listed,
+    _mapping,
+    dump_json,
+    dump_yaml,
+    is_config_document,
+    is_restored,
+    node_root,
+    parse_document,
+    pool_root,
+    scale_cpu,
+    scale_memory,
+)
 from transforms.plan import PathEntry, PlacementEntry, Plan
 
 Rewriter = Callable[[dict[str, Any], str], Any]
 
 __all__ = [
+    "COMPONENT_TOP",
     "EDITED_REASON",
     "NOT_RESTORED",
     "RESTORED_EVENT",
@@ -73,106 +72,15 @@ __all__ = [
     "TargetLayout",
     "dump_json",
     "dump_yaml",
+    "is_config_document",
     "is_restored",
     "node_root",
+    "parse_document",
     "pool_root",
     "scale_cpu",
     "scale_memory",
     "target_layout",
 ]
-
-NOT_RESTORED: tuple[str, ...] = ("keys/ca.key",)
-"""Environment paths (fnmatch, `*` within one segment) never restored: the old CA's private key (a new CA
-is issued at restore time). Other key material, such as service-account keys, is restored."""
-
-RESTORED_EVENT = "director.restored"
-# Everything else below data/ (environment.yaml, recovery/, keys/, network/, and what another writer
-# adds, e.g. system/...) is shared: it goes to every Director node.
-COMPONENT_TOP = ("nodes", "directors", "orchestrators", "services", "applications", "volumes")
-
-
-@dataclass(frozen=True)
-class TargetFile:
-    """One entry written under a target root.
-
-    root: `node:<inventory node>` or `pool:<storage pool>`; relpath: its environment-state-shaped path
-    under that root; source: the environment path whose stored bytes are copied unchanged (for a `dir`
-    or `symlink` entry: the entry recreated), or None; content: the new bytes of a rewritten document,
-    or None (exactly one of source/content is set); mode: the original entry's mode; component: the
-    backup component it belongs to; origin: the environment path it restores (== source for copies;
-    `nodes/{old}.yaml` for the new `nodes/{new}.yaml`); type: file, dir or symlink.
-    """
-
-    root: str
-    relpath: str
-    source: str | None
-    content: bytes | None
-    mode: int
-    component: str | None
-    origin: str | None = None
-    type: str = "file"
-
-
-@dataclass(frozen=True)
-class TargetLayout:
-    """Everything a restore writes: files (sorted by root, relpath); volume id (`volume:{app}/{vol}`) →
-    (root, relpath of its files/ folder); the adaptations the rewrites realise (the plan's, in plan
-    order, then any synthesised for an edited plan or for values the plan does not name); the
-    environment files deliberately not restored, with why (old nodes the plan retires); and every
-    value changed in a document (by document and JSON pointer). The old private keys (NOT_RESTORED)
-    appear nowhere."""
-
-    files: tuple[TargetFile, ...]
-    volume_roots: dict[str, tuple[str, str]]
-    adaptations_applied: tuple[Adaptation, ...]
-    dropped: tuple[tuple[str, str], ...] = ()
-    changes: tuple[DocumentChange, ...] = ()
-
-    @property
-    def roots(self) -> tuple[str, ...]:
-        return tuple(sorted({f.root for f in self.files}))
-
-    def under(self, root: str) -> tuple[TargetFile, ...]:
-        """The files of one root."""
-        return tuple(f for f in self.files if f.root == root)
-
-    def file(self, root: str, relpath: str) -> TargetFile:
-        for f in self.files:
-            if f.root == root and f.relpath == relpath:
-                return f
-        raise KeyError((root, relpath))
-
-
-def node_root(name: str) -> str:
-    return f"node:{name}"
-
-
-def pool_root(name: str) -> str:
-    return f"pool:{name}"
-
-
-def is_restored(relpath: str) -> bool:
-    """False for the environment paths a restore never writes (NOT_RESTORED)."""
-    parts = relpath.split("/")
-    for pattern in NOT_RESTORED:
-        pattern_parts = pattern.split("/")
-        if len(parts) == len(pattern_parts) and all(
-            fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern_parts, strict=True)
-        ):
-            return False
-    return True
-
-
-def dump_yaml(data: Any) -> bytes:
-    """A rewritten YAML document: deterministic, key order kept."""
-    text = safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
-    return text.encode("utf-8")
-
-
-def dump_json(data: Any) -> bytes:
-    """A rewritten JSON document (the environment's own style: two-space indent, trailing newline)."""
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
 
 # -- the transform -----------------------------------------------------------------------------------
 
@@ -230,10 +138,10 @@ class _Builder:
     # -- entry ---------------------------------------------------------------------------------------
 
     def build(self, env_files: list[tuple[str, str, int]]) -> TargetLayout:
-        self._check_references()
-        if self.problems:
-            raise LayoutError(self.problems)
-        self._volume_roots()
+        problems = reference_problems(self.env, self.plan, self.inventory)
+        if problems:
+            raise LayoutError(problems)
+        self.volume_roots = volume_roots(self.env, self.plan)
         listed: set[str] = set()
         for rel, _, _ in env_files:
             if rel in listed:
@@ -274,76 +182,6 @@ class _Builder:
             (a for a in self.applied if a not in known), key=lambda a: (a.kind, a.subject, a.old, a.new)
         )
         return (*listed, *extra)
-
-    # -- checks --------------------------------------------------------------------------------------
-
-    def _check_references(self) -> None:
-        env, plan, add = self.env, self.plan, self.problems.append
-        inv_nodes = {n.name for n in self.inventory.nodes}
-        inv_pools = {p.name: p for p in self.inventory.storage}
-        directors = {d.director_id for d in env.directors}
-        old_nodes = {n.name for n in env.nodes}
-        owners = {vm.vm_id: vm.owner for vm in env.vms}
-        for n in plan.nodes:
-            if n.name not in inv_nodes:
-                add(f"plan node {n.name}: not in the inventory")
-            if n.director and n.director not in directors:
-                add(f"plan node {n.name}: Director {n.director} is not in the environment")
-            if n.old_node and n.old_node not in old_nodes:
-                add(f"plan node {n.name}: old node {n.old_node} is not in the environment")
-        for d in sorted(directors - set(self.director_node)):
-            add(f"Director {d}: the plan maps it onto no node")
-        for p in plan.placements:
-            if p.vm_id not in owners:
-                add(f"placement of VM {p.name} ({p.vm_id}): no such VM in the environment")
-            elif owners[p.vm_id] != p.component:
-                add(f"placement of VM {p.name}: it runs {owners[p.vm_id]}, not {p.component}")
-            if p.director not in self.director_node:
-                add(f"placement of VM {p.name}: Director {p.director} has no node in the plan")
-        for vm in env.vms:
-            if vm.vm_id not in self.placements:
-                add(f"VM {vm.name} ({vm.owner}): the plan places it nowhere")
-        for pool in plan.pools:
-            real = inv_pools.get(pool.name)
-            if real is None:
-                add(f"plan storage pool {pool.name}: not in the inventory")
-            elif real.root != pool.root:
-                add(f"plan storage pool {pool.name}: root {pool.root} is not the inventory's {real.root}")
-        subjects = {v.component_id for v in env.volumes} | {
-            f"director:{d.director_id}/{name}" for d in env.directors for name, _ in d.storage_paths
-        }
-        for path in plan.paths:
-            if path.subject not in subjects:
-                add(f"plan path {path.subject}: not a volume or Director path of the environment")
-            in_plan = self.pools.get(path.pool)
-            if in_plan is None:
-                add(f"plan path {path.subject}: unknown storage pool {path.pool}")
-            elif not is_under(in_plan.root, path.new_path):
-                add(f"plan path {path.subject}: {path.new_path} lies outside storage root {in_plan.root}")
-        for subject in sorted(subjects - set(self.paths)):
-            add(f"{subject}: the plan gives it no new path")
-        env_subnets = {s.name for s in env.network.subnets}
-        for s in plan.subnets:
-            if s.name not in env_subnets:
-                add(f"plan subnet {s.name}: not a subnet of the environment")
-        for name in sorted(env_subnets - set(self.subnet_map)):
-            add(f"subnet {name}: the plan maps it onto no new subnet")
-
-    def _volume_roots(self) -> None:
-        for volume in self.env.volumes:
-            entry = self.paths[volume.component_id]
-            pool = self.pools[entry.pool]
-            _, root_path = split_url(pool.root)
-            _, path = split_url(entry.new_path)
-            rel = path[len(root_path.rstrip("/")) + 1 :]
-            try:
-                safe_join(pool.root, *rel.split("/"), "files")
-            except RecoveryError as exc:
-                self.problems.append(f"{volume.component_id}: {exc}")
-                continue
-            self.volume_roots[volume.component_id] = (pool_root(pool.name), f"{rel}/files")
-        if self.problems:
-            raise LayoutError(self.problems)
 
     # -- adaptations ---------------------------------------------------------------------------------
 
@@ -722,41 +560,3 @@ class _Builder:
         doc["storage_class"] = entry.storage_class
         self.storage_path(entry, str(old_class))
         return doc
-
-
-def scale_cpu(value: float, factor: float) -> float | int:
-    """A container's CPU request × the VM's factor, to a thousandth of a core (an int when whole)."""
-    scaled = max(0.001, round(value * factor, 3))
-    return int(scaled) if float(scaled).is_integer() else scaled
-
-
-def scale_memory(value: float, factor: float) -> int:
-    """A container's memory request × the VM's factor, in whole MiB."""
-    return max(1, round(value * factor))
-
-
-def _mapping(value: Any, rel: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise LayoutError([f"{rel}: must be a mapping, found {type(value).__name__}"])
-    return value
-
-
-def _listed(value: Any) -> list[Any]:
-    """A list as a list, a mapping as its values (a list keyed by name), nothing as []."""
-    if isinstance(value, dict):
-        return list(value.values())
-    return list(value) if isinstance(value, list) else []
-
-
-def is_config_document(rel: str) -> bool:
-    """A configuration document adapted by value: YAML or JSON outside an Orchestrator's table dump."""
-    return rel.endswith((".yaml", ".yml", ".json")) and "/db/" not in rel
-
-
-def parse_document(rel: str, raw: bytes) -> Any:
-    """A YAML or JSON document's content; ValueError when it is neither."""
-    try:
-        text = raw.decode("utf-8")
-        return json.loads(text) if rel.endswith(".json") else load_yaml(text)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(str(exc)) from exc
