@@ -33,6 +33,8 @@ from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
 from omni_recovery.inventory import load_inventory
+from omni_recovery.restorer.certificates import old_ca_problem
+from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment, environment_from_files
 from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
@@ -140,8 +142,22 @@ def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
 def generate(location: str, inventory_path: Path, mode: str) -> tuple[Plan, SetEnvironment]:
     with open_set(location) as readers:
         source = read_set_environment(readers)
-    plan = generate_plan(source.environment, load_inventory(inventory_path), mode, source.backup_set_id)
+    problem = old_ca_problem(source.documents.get("keys/ca.crt"))
+    warnings = (old_ca_warning(problem),) if problem else ()
+    inventory = load_inventory(inventory_path)
+    plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return plan, source
+
+
+def old_ca_warning(problem: str) -> Adaptation:
+    """The plan's and the report's line for an old CA certificate that cannot be read."""
+    return Adaptation(
+        "certificate",
+        "old CA (keys/ca.crt)",
+        "unreadable",
+        "a new CA, issued at restore time",
+        f"warning: {problem}; node certificates are issued by the new CA only",
+    )
 
 
 def write_plan_files(plan: Plan, output: Path) -> Path:

@@ -62,7 +62,12 @@ from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
-from omni_recovery.restorer.certificates import CertificateBundle, NodeIdentity, issue_certificates
+from omni_recovery.restorer.certificates import (
+    CertificateBundle,
+    NodeIdentity,
+    issue_certificates,
+    old_ca_problem,
+)
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
 from omni_recovery.settings import Settings
@@ -297,6 +302,8 @@ class Recovery:
             NodeIdentity(n.name, (n.name,), tuple(_node_ips(self.plan, n.name))) for n in self.plan.nodes
         ]
         old_ca = self.source.documents.get("keys/ca.crt")
+        if old_ca_problem(old_ca):  # the plan says so; a new CA is issued either way
+            old_ca = None
         bundle = issue_certificates(self.plan.environment, identities, old_ca_pem=old_ca)
         stored.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -202,3 +202,15 @@ def _issue(
     return IssuedCertificate(
         node.name, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), _fingerprint(cert)
     )
+
+
+def old_ca_problem(old_ca_pem: bytes | None) -> str | None:
+    """Why the backed-up CA certificate cannot be used (not PEM, not a certificate), or None. A new CA
+    is issued either way; an unreadable old one is a warning, not a failure."""
+    if old_ca_pem is None:
+        return None
+    try:
+        x509.load_pem_x509_certificate(old_ca_pem)
+    except ValueError as exc:
+        return f"the old CA certificate is not PEM: {exc}"
+    return None

@@ -61,8 +61,10 @@ def generate_plan(
     mode: str = "basic",
     backup_set_id: str = "",
     policy: AdaptationPolicy | None = None,
+    warnings: tuple[Adaptation, ...] = (),
 ) -> Plan:
-    """The recovery plan of `environment` onto `inventory`; raises AdaptationError when it cannot fit."""
+    """The recovery plan of `environment` onto `inventory`; raises AdaptationError when it cannot fit.
+    `warnings`: what the caller found in the set that the plan must say (listed after the adaptations)."""
     policy = policy or AdaptationPolicy()
     adapted = adapt(environment, inventory, mode, policy)
     plan = Plan(
@@ -83,7 +85,7 @@ def generate_plan(
             for r in adapted.network.addresses.iter_rows(named=True)
         ),
         steps=(),
-        adaptations=adapted.adaptations,
+        adaptations=adapted.adaptations + warnings,
     )
     plan = replace(plan, steps=build_steps(environment, plan, adapted))
     problems = validate_plan(plan, None, inventory, environment)
