@@ -9,14 +9,14 @@ Group `adaptation`, unpartitioned, each asset a thin call into the pure transfor
   dependencies from the system-core index). Which set: the `planning` resource's `backup_set_id`,
   else the most recently registered set (`register-isos`), from the folder it was registered from.
 - `hardware_mapping`: old nodes onto the inventory's nodes and every VM placed on a Director
-  (`transforms.hardware.place_environment`, which scales requests as it places them).
+  (`transforms.adapt.hardware.place_environment`, which scales requests as it places them).
 - `resource_scaling`: the CPU and memory each VM asks for before and after that placement, and the
   scaling adaptations, as their own table (scaling is decided inside the placement, so this asset
   reads the hardware plan rather than computing anything again).
 - `network_adaptation`: subnets, addresses, routes, policies, DNS, links and MACs
-  (`transforms.network.adapt_network`, onto the node mapping above).
+  (`transforms.adapt.network.adapt_network`, onto the node mapping above).
 - `storage_redirection`: every volume and Director path moved under a storage root of the inventory
-  (`transforms.storage_paths.redirect_storage`).
+  (`transforms.adapt.storage_paths.redirect_storage`).
 
 The values passed between these assets are the transforms' own small Python objects (dataclasses
 holding polars tables), stored by the default IO manager; each asset also records its table's row
@@ -53,10 +53,10 @@ from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import SetEnvironment, open_set, read_set_environment
 from omni_recovery.registered_sets import registered_set_location
 from omni_recovery.settings import Settings, load_settings
-from transforms.environment_model import ADAPTATION_MODES, Adaptation, AdaptationPolicy
-from transforms.hardware import HardwarePlan, place_environment
-from transforms.network import NetworkPlan, adapt_network
-from transforms.storage_paths import StoragePlan, redirect_storage
+from transforms.adapt.hardware import HardwarePlan, place_environment
+from transforms.adapt.network import NetworkPlan, adapt_network
+from transforms.adapt.storage_paths import StoragePlan, redirect_storage
+from transforms.adapt.vocabulary import ADAPTATION_MODES, Adaptation, AdaptationPolicy
 
 __all__ = [
     "ADAPTATION_GROUP_ASSETS",

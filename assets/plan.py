@@ -3,7 +3,7 @@
 How it works
 ------------
 `recovery_plan` (group `plan`) generates the plan of the source environment onto the inventory
-(`transforms.planner.generate_plan`, which runs the same pure adaptations as the `adaptation` group
+(`transforms.plan.generate_plan`, which runs the same pure adaptations as the `adaptation` group
 and validates the result), then does what `plan-generate` does: writes the YAML a person reads and
 may edit and the SVG picture of its phase/step graph beside it, at
 `<workspace>/plans/<plan id>/recovery-plan.yaml` (each file appears only when whole), records
@@ -41,10 +41,10 @@ from omni_recovery.planning import (
     store_plan,
     write_plan_files,
 )
-from transforms.hardware import HardwarePlan
-from transforms.network import NetworkPlan
-from transforms.planner import PHASES, generate_plan, plan_tables
-from transforms.storage_paths import StoragePlan
+from transforms.adapt.hardware import HardwarePlan
+from transforms.adapt.network import NetworkPlan
+from transforms.adapt.storage_paths import StoragePlan
+from transforms.plan import PHASES, generate_plan, plan_tables
 
 __all__ = ["ADAPTATION_ASSETS", "GROUP", "PLAN_FILE", "plan_path", "recovery_plan"]
 

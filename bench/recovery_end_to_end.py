@@ -117,9 +117,9 @@ def prepare(
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
+    from omni_recovery.envstate.folder import environment_from_folder
     from omni_recovery.inventory import inventory_to_yaml, make_inventory
     from omni_recovery.planning import generate, record_plan_source, write_plan_files
-    from transforms.environment_model import environment_from_folder
 
     env = work / "env"
     write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=int(args.size_gib * GiB)))

@@ -28,7 +28,8 @@ from omni_recovery.urls import check_host_key, is_ssh_url, overlapping
 from omni_recovery.yaml_text import SAFE_LOADER
 
 STORAGE_CLASSES = ("hdd", "nvme", "ssd")
-SUBNET_ROLES = ("management", "services", "storage")
+SUBNET_ROLES = ("management", "services", "storage")  # the demo's subnets; a set may have others
+SUBNET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SSH_FIELDS = ("host_key", "identity_file")  # of a node or pool whose root is ssh:// or sftp://
@@ -164,7 +165,7 @@ class StoragePool:
 
 @dataclass(frozen=True)
 class InventoryNetwork:
-    subnets: tuple[tuple[str, str], ...]  # (role, cidr), roles management/services/storage
+    subnets: tuple[tuple[str, str], ...]  # (old subnet's name, new cidr)
     gateway: str
     dns: tuple[str, ...]
 
@@ -436,22 +437,7 @@ class _Checker:
         assert isinstance(value, LineMap)
         subnets_doc = value.get("subnets")
         sline = value.line_of("subnets")
-        nets: dict[str, ipaddress.IPv4Network] = {}
-        if self.mapping(subnets_doc, sline, "network.subnets", SUBNET_ROLES, SUBNET_ROLES) and isinstance(
-            subnets_doc, LineMap
-        ):
-            for role in SUBNET_ROLES:
-                net = self.cidr(subnets_doc, role) if role in subnets_doc else None
-                if net is not None:
-                    nets[role] = net
-            roles = sorted(nets)
-            for i, a in enumerate(roles):
-                for b in roles[i + 1 :]:
-                    if nets[a].overlaps(nets[b]):
-                        self.fail(
-                            subnets_doc.line_of(b),
-                            f"network.subnets: {b} {nets[b]} overlaps {a} {nets[a]}",
-                        )
+        nets = self.subnets(subnets_doc, sline)
         gateway = self.address(value, "gateway", "network") if "gateway" in value else None
         management = nets.get("management")
         if gateway is not None and management is not None:
@@ -475,13 +461,37 @@ class _Checker:
                     self.fail(
                         items.line_of(i) if items else line, f"network.dns: {item!r} is not an IPv4 address"
                     )
-        if gateway is None or len(nets) != len(SUBNET_ROLES):
+        if gateway is None or not nets or self.problems:
             return None
         return InventoryNetwork(
-            subnets=tuple((role, str(nets[role])) for role in SUBNET_ROLES),
+            subnets=tuple((name, str(net)) for name, net in nets.items()),
             gateway=str(gateway),
             dns=tuple(dns),
         )
+
+    def subnets(self, doc: Any, line: int) -> dict[str, ipaddress.IPv4Network]:
+        """network.subnets: one new range per old subnet, by the old subnet's name (any names)."""
+        nets: dict[str, ipaddress.IPv4Network] = {}
+        if doc is None:
+            return nets  # reported as a missing field
+        if not isinstance(doc, LineMap):
+            self.fail(line, f"network.subnets must be a mapping of subnet name to CIDR, found {_kind(doc)}")
+            return nets
+        if "management" not in doc:  # the gateway's subnet; the others are named after the set's
+            self.fail(doc.line, "network.subnets: missing field 'management'")
+        for name in doc:
+            if not isinstance(name, str) or not SUBNET_NAME.fullmatch(name):
+                self.fail(doc.line_of(name), f"network.subnets: {name!r} is not a subnet name like services")
+                continue
+            net = self.cidr(doc, name)
+            if net is not None:
+                nets[name] = net
+        names = list(nets)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if nets[a].overlaps(nets[b]):
+                    self.fail(doc.line_of(b), f"network.subnets: {b} {nets[b]} overlaps {a} {nets[a]}")
+        return nets
 
     def cidr(self, m: LineMap, key: str) -> ipaddress.IPv4Network | None:
         value = m.get(key)

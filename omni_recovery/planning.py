@@ -3,7 +3,7 @@
 How it works: every ISO of the set is opened once; the environment's small documents (every
 listed, unsealed file outside the volume file trees) are read through the verifying reader and
 mapped back to environment paths; components and dependencies come from the system-core index.
-That model goes to the pure planner (transforms/planner.py); the plan is written as YAML beside
+That model goes to the pure planner (transforms/plan/); the plan is written as YAML beside
 an SVG of its graph (each by temporary name, then rename) and recorded in the recovery database
 with every adaptation, in one transaction.
 
@@ -31,12 +31,14 @@ from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
-from omni_recovery.errors import BackupSetError, IntegrityError
+from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
 from omni_recovery.inventory import load_inventory
+from omni_recovery.restorer.certificates import old_ca_problem
 from omni_recovery.urls import absolute_location
-from transforms.environment_model import Environment, environment_from_files
+from transforms.adapt.vocabulary import Adaptation
+from transforms.documents import Environment, environment_from_files
+from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
-from transforms.planner import Plan, generate_plan, plan_to_yaml
 
 DOCUMENT_LIMIT = 64 * 1024 * 1024
 PLAN_RECORD_SUFFIX = ".source.json"
@@ -73,6 +75,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
         raise BackupSetError(f"the set has {len(core)} system-core ISOs; exactly one is needed to plan")
     index = core[0].index()
     documents: dict[str, bytes] = {}
+    held_by: dict[str, tuple[str, str]] = {}  # environment path → (ISO, path in it)
     chunked: dict[str, list[tuple[IsoReader, ManifestEntry]]] = defaultdict(list)
     entries: list[tuple[str, str, int]] = []
     links: dict[str, str] = {}  # a document's later name -> its first name
@@ -84,6 +87,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
             relpath = env_path(logical)
             if entry.chunk is None or entry.chunk.chunk_index == 0:
                 entries.append((relpath, entry.type, entry.mode))
+                held_by[relpath] = (reader.name, logical)
             if entry.hardlink is not None:
                 links[relpath] = env_path(entry.hardlink)
                 continue
@@ -99,10 +103,22 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)
-    environment = environment_from_files(
-        texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
-    )
+    try:
+        environment = environment_from_files(
+            texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
+        )
+    except EnvironmentStateError as exc:
+        raise _naming_its_iso(exc, held_by) from exc
     return SetEnvironment(set_id, environment, documents, sorted(entries))
+
+
+def _naming_its_iso(exc: EnvironmentStateError, held_by: dict[str, tuple[str, str]]) -> BackupSetError:
+    """The reader's error about a document (`{environment path}: what`) as one naming ISO and path."""
+    rel, _, what = str(exc).partition(": ")
+    if rel not in held_by:
+        return BackupSetError(str(exc))
+    iso, path = held_by[rel]
+    return BackupSetError(what, iso=iso, path=path)
 
 
 def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
@@ -135,8 +151,21 @@ def generate(
     inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)
-    plan = generate_plan(source.environment, inventory, mode, source.backup_set_id)
+    problem = old_ca_problem(source.documents.get("keys/ca.crt"))
+    warnings = (old_ca_warning(problem),) if problem else ()
+    plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return plan, source
+
+
+def old_ca_warning(problem: str) -> Adaptation:
+    """The plan's and the report's line for an old CA certificate that cannot be read."""
+    return Adaptation(
+        "certificate",
+        "old CA (keys/ca.crt)",
+        "unreadable",
+        "a new CA, issued at restore time",
+        f"warning: {problem}; node certificates are issued by the new CA only",
+    )
 
 
 def write_plan_files(plan: Plan, output: Path) -> Path:

@@ -69,6 +69,7 @@ from omni_recovery.restorer.certificates import (
     CertificateBundle,
     NodeIdentity,
     issue_certificates,
+    old_ca_problem,
     pki_problems,
 )
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
@@ -80,7 +81,7 @@ from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.targets.ssh import SshAccess
 from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, Connection, RecoveryTracker, take_run_lock
-from transforms.planner import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
+from transforms.plan import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 Progress = Callable[[str, int], None]
@@ -355,6 +356,8 @@ class Recovery:
             NodeIdentity(n.name, (n.name,), tuple(_node_ips(self.plan, n.name))) for n in self.plan.nodes
         ]
         old_ca = self.source.documents.get("keys/ca.crt")
+        if old_ca_problem(old_ca):  # the plan says so; a new CA is issued either way
+            old_ca = None
         bundle = issue_certificates(self.plan.environment, identities, old_ca_pem=old_ca)
         stored.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -129,8 +129,8 @@ def _database_check(env: Path, infra: Path) -> str:
 
 def _demo_inventory(env: Path, folder: Path) -> Path:
     """New hardware for the demo: as many nodes as before, each with a quarter more cores and memory."""
+    from omni_recovery.envstate.folder import environment_from_folder
     from omni_recovery.inventory import inventory_to_yaml, make_inventory
-    from transforms.environment_model import environment_from_folder
 
     nodes = environment_from_folder(env).nodes
     inventory = make_inventory(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import shutil
 import stat
@@ -183,12 +184,16 @@ def test_another_writers_extra_files_and_folder_entries_are_restored_and_shared(
 ) -> None:
     folder = copy_set(demo_set.output, tmp_path / "extra")
     key = load_signing_key(demo_set.key_path)
-    ntp, old_key = b"servers: [10.0.0.5]\n", b"old key material\n"
+    # ntp.yaml names no old address, so it is restored byte for byte; peers.yaml names one of the old
+    # management subnet, which is adapted by value like every document's (issue 15)
+    ntp, old_key = b"servers: [192.0.2.5]\n", b"old key material\n"
+    peers = b"peer: 10.0.0.5:123\n"
     rebuild(
         next(folder.glob("*_system-core_001.iso")),
         key,
         add={
             "data/system/ntp.yaml": (ntp, {"component": "system:core"}),
+            "data/system/peers.yaml": (peers, {"component": "system:core"}),
             "data/keys/old-ca.enc": (old_key, {"component": "system:core"}),
         },
     )
@@ -206,6 +211,9 @@ def test_another_writers_extra_files_and_folder_entries_are_restored_and_shared(
     for root in director_roots:
         assert (root / "system/ntp.yaml").read_bytes() == ntp
         assert (root / "keys/old-ca.enc").read_bytes() == old_key
+        peer = yaml.safe_load((root / "system/peers.yaml").read_text())["peer"]
+        management = next(ipaddress.ip_network(s.new) for s in setup.plan.subnets if s.name == "management")
+        assert ipaddress.ip_address(peer.removesuffix(":123")) in management, peer
 
 
 def test_scripts_in_every_iso_and_an_index_that_maps_the_whole_set(demo_set: DemoSet, tmp_path: Path) -> None:

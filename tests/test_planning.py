@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.planning import generate, open_set, read_set_environment
 from tests.backupset.conftest import DemoSet
 from tests.builders import same_shaped_inventory
-from transforms.environment_model import environment_from_folder
-from transforms.planner import plan_from_yaml
+from tests.checker.tamper import copy_set, iso_file, rebuild
+from transforms.plan import plan_from_yaml
 
 
 def test_environment_read_from_the_set_equals_the_folder(demo_set: DemoSet):
@@ -92,3 +94,24 @@ def test_generate_is_deterministic(demo_set: DemoSet, tmp_path: Path):
     first, _ = generate(str(demo_set.output), inventory, "advanced")
     second, _ = generate(str(demo_set.output), inventory, "advanced")
     assert first.sha256 == second.sha256
+
+
+def test_a_document_the_reader_cannot_use_is_named_with_its_iso_and_path(demo_set: DemoSet, tmp_path: Path):
+    folder = copy_set(demo_set.output, tmp_path / "set")
+    iso = iso_file(folder, "director-state")
+    path = "data/directors/dir-1/state.json"
+    rebuild(iso, load_signing_key(demo_set.key_path), replace={path: b'{"vms": [{"name": "no id"}]}'})
+    inventory = same_shaped_inventory(demo_set.env, tmp_path)
+    args = [
+        "plan-generate",
+        "--path",
+        str(folder),
+        "--inventory",
+        str(inventory),
+        "--output",
+        str(tmp_path / "p.yaml"),
+    ]
+    result = CliRunner().invoke(main, [*args, "--no-store"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{iso.name}: {path}: malformed" in result.output, result.output
+    assert not (tmp_path / "p.yaml").exists()

@@ -36,6 +36,7 @@ from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.envstate.demo import DemoOptions
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.planning import generate, plan_id, record_plan_source, write_plan_files
@@ -49,8 +50,7 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte, scattered_copy
 from tests.demo_fixtures import signed_set, write_demo
-from transforms.environment_model import environment_from_folder
-from transforms.planner import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
+from transforms.plan import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 
 # Files a restore regenerates by design (new CA, new node certificates and keys).

@@ -19,13 +19,13 @@ from dagster import DagsterInstance
 from assets.restore import restored_applications, restored_directors
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.inventory import inventory_to_yaml, load_inventory
 from omni_recovery.settings import load_settings
 from pipelines.definitions import build_definitions
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.test_recovery import Setup, make_setup, validated, workspace  # noqa: F401
-from transforms.environment_model import environment_from_folder
 
 Edit = Callable[[str, Path], str]
 

@@ -26,7 +26,7 @@ document stays in the `configurations` table). Each value is fitted to its colum
   `Z`/`z`), else null.
 - list: each item fitted to the item type; a single value becomes a one-item list. Every `ports`
   column is a list of text, since writers spell ports as numbers or as "8080/tcp", "80:8080".
-- `depends_on` is read as the planner reads it (`environment_model.dependencies`: names, mappings
+- `depends_on` is read as the planner reads it (`transforms.documents.dependencies`: names, mappings
   naming the dependency under `app`, `service` or `name` with an optional `strength`, or
   `{name: strength}`; hard unless soft is said); `depends_on` holds the names and
   `depends_on_strength` the strengths in the same order.
@@ -62,7 +62,7 @@ from omni_recovery.backupset.layout import parse_time
 from omni_recovery.backupset.manifest import join_chunks
 from omni_recovery.errors import BackupSetError
 from omni_recovery.yaml_text import load_yaml
-from transforms.environment_model import dependencies
+from transforms.documents import dependencies, document_items, first_of
 
 __all__ = [
     "CONFIG_SCHEMAS",
@@ -541,78 +541,83 @@ def _volume(t: _Tables, sid: str, app: str, volume: str, path: str, doc: Any) ->
 
 
 def _network(t: _Tables, sid: str, leaf: str, path: str, doc: Any) -> None:
-    d = _mapping(doc, path)
+    """Network documents in any shape the environment reader accepts (`document_items`, `first_of`)."""
     if leaf == "subnets.yaml":
-        for name, s in _mapping(d.get("subnets") or {}, path).items():
-            s = _mapping(s, path)
+        for s in document_items(doc, "subnets"):
+            s = s if isinstance(s, dict) else {"cidr": s}  # a bare CIDR in a list
             t.add(
                 "network_subnets",
                 {
                     "backup_set_id": sid,
-                    "name": name,
-                    "cidr": s.get("cidr"),
+                    "name": s.get("name"),
+                    "cidr": first_of(s, "cidr", "network", "prefix", "value"),
                     "gateway": s.get("gateway"),
                     "vlan": s.get("vlan"),
                     "purpose": s.get("purpose"),
                 },
             )
     elif leaf == "routes.yaml":
-        for r in _list(d.get("routes"), path, "routes"):
-            r = _mapping(r, path)
+        for r in _mappings_of(doc, "routes", path):
             t.add(
                 "network_routes",
                 {
                     "backup_set_id": sid,
-                    "destination": r.get("destination"),
-                    "gateway": r.get("gateway"),
-                    "subnet": r.get("subnet"),
+                    "destination": first_of(r, "destination", "dst", "to"),
+                    "gateway": first_of(r, "gateway", "via"),
+                    "subnet": first_of(r, "subnet", "interface"),
                     "metric": r.get("metric"),
                     "description": r.get("description"),
                 },
             )
     elif leaf == "policies.yaml":
-        for p in _list(d.get("policies"), path, "policies"):
-            p = _mapping(p, path)
+        for p in _mappings_of(doc, "policies", path):
             t.add(
                 "network_policies",
                 {
                     "backup_set_id": sid,
                     "name": p.get("name"),
                     "action": p.get("action"),
-                    "source": _j(p.get("from")),
-                    "destination": _j(p.get("to")),
+                    "source": _j(first_of(p, "from", "source")),
+                    "destination": _j(first_of(p, "to", "target")),
                     "protocol": p.get("protocol"),
                     "ports": p.get("ports"),
                 },
             )
     elif leaf == "dns.yaml":
-        for r in _list(d.get("records"), path, "records"):
-            r = _mapping(r, path)
+        d = _mapping(doc, path)
+        for r in _mappings_of(d.get("records") or [], "records", path):
             t.add(
                 "dns_records",
                 {
                     "backup_set_id": sid,
-                    "zone": d.get("zone"),
+                    "zone": first_of(d, "zone", "domain"),
                     "name": r.get("name"),
                     "type": r.get("type"),
-                    "address": r.get("address"),
+                    "address": first_of(r, "address", "value", "ip", "data"),
                     "component_id": r.get("component"),
                     "ttl": r.get("ttl", d.get("ttl")),
                 },
             )
     elif leaf == "connectivity.yaml":
-        for link in _list(d.get("links"), path, "links"):
-            link = _mapping(link, path)
+        for link in _mappings_of(doc, "links", path):
             t.add(
                 "network_links",
                 {
                     "backup_set_id": sid,
-                    "source": link.get("from"),
-                    "destination": link.get("to"),
+                    "source": first_of(link, "from", "source"),
+                    "destination": first_of(link, "to", "target"),
                     "protocol": link.get("protocol"),
                     "ports": link.get("ports"),
                 },
             )
+
+
+def _mappings_of(doc: Any, key: str, path: str) -> list[dict[str, Any]]:
+    """The objects of a document's `key` list (or of the document as a list, or keyed by name)."""
+    raw = doc.get(key, doc) if isinstance(doc, dict) else doc
+    if isinstance(raw, dict) and not all(isinstance(v, dict) for v in raw.values()):
+        raise BackupSetError(f"{key} must be a list of objects or a mapping of them by name", path=path)
+    return [_mapping(item, path) for item in document_items(doc, key)]
 
 
 _Handler = Callable[[_Tables, str, str, str, str, Any], None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from transforms.planner import PHASES, Plan
+from transforms.plan import PHASES, Plan
 
 COLUMN_WIDTH = 210
 BOX_WIDTH = 180

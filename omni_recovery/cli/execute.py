@@ -250,7 +250,7 @@ def _execute(
 
 def _check_adaptation_mode(plan_path: Path, wanted: str) -> None:
     from omni_recovery.errors import RecoveryError
-    from transforms.planner import plan_from_yaml
+    from transforms.plan import plan_from_yaml
 
     planned = plan_from_yaml(plan_path.read_text(encoding="utf-8")).adaptation_mode
     if planned != wanted:

@@ -34,7 +34,7 @@ from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.targets.driver import TargetRoot
-from transforms.planner import NodeEntry, Plan, plan_from_yaml
+from transforms.plan import NodeEntry, Plan, plan_from_yaml
 from transforms.recommendations import NodeRow, PlacementRow, PoolRow, Recommendation, StepRow, recommend
 from transforms.target_layout import dump_json
 

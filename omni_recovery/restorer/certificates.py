@@ -230,3 +230,15 @@ def pki_problems(ca_cert_pem: bytes, ca_key_pem: bytes, node_cert_pem: bytes) ->
     except (ValueError, TypeError, InvalidSignature):
         problems.append("the node certificate is not signed by keys/ca.crt")
     return problems
+
+
+def old_ca_problem(old_ca_pem: bytes | None) -> str | None:
+    """Why the backed-up CA certificate cannot be used (not PEM, not a certificate), or None. A new CA
+    is issued either way; an unreadable old one is a warning, not a failure."""
+    if old_ca_pem is None:
+        return None
+    try:
+        x509.load_pem_x509_certificate(old_ca_pem)
+    except ValueError as exc:
+        return f"the old CA certificate is not PEM: {exc}"
+    return None

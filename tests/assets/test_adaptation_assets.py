@@ -31,14 +31,14 @@ from assets.adaptation import PlanningResource
 from assets.plan import ADAPTATION_ASSETS, PLAN_FILE
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, generate, plan_id
 from omni_recovery.settings import DATABASE_URL_ENV, Settings
 from pipelines.runner import register_isos
 from tests.builders import same_shaped_inventory
 from tests.catalog_fixtures import DemoSet, scratch_workspace
-from transforms.environment_model import environment_from_folder
-from transforms.planner import PHASES, plan_from_yaml
+from transforms.plan import PHASES, plan_from_yaml
 
 ADAPTATION_NAMES = (
     "source_environment",

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transforms.environment_model import Environment, environment_from_folder
+from omni_recovery.envstate.folder import environment_from_folder
+from transforms.documents import Environment
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,13 @@ from omni_recovery.inventory import make_inventory
 from omni_recovery.urls import is_under, overlapping
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from tests.transforms.test_adaptation_properties import check_plan
-from transforms.environment_model import (
-    AdaptationError,
-    AdaptationPolicy,
-    Environment,
-    environment_from_files,
-)
-from transforms.hardware import map_nodes, place_environment
-from transforms.network import adapt_network
+from transforms.adapt.hardware import map_nodes, place_environment
+from transforms.adapt.network import adapt_network
+from transforms.adapt.storage_paths import redirect_storage, safe_join
+from transforms.adapt.vocabulary import AdaptationError, AdaptationPolicy
+from transforms.documents import Environment, environment_from_files
+from transforms.plan import PHASES, Plan, generate_plan
 from transforms.plan_render import plan_to_dot, plan_to_svg
-from transforms.planner import PHASES, Plan, generate_plan
-from transforms.storage_paths import redirect_storage, safe_join
 
 
 def kinds(plan: Plan, kind: str) -> list[str]:
@@ -224,7 +220,7 @@ def test_the_plan_renders_as_svg_and_dot(demo: Environment) -> None:
 
 
 def test_write_the_demo_plan_files_for_the_docs(demo: Environment, tmp_path: Path) -> None:
-    from transforms.planner import plan_to_yaml
+    from transforms.plan import plan_to_yaml
 
     plan = generate_plan(demo, more_smaller(), "advanced", "demo-set")
     (tmp_path / "plan.yaml").write_text(plan_to_yaml(plan), encoding="utf-8")

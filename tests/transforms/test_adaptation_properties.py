@@ -25,10 +25,9 @@ from omni_recovery.inventory import (
     InventoryNode,
     StoragePool,
 )
-from transforms.environment_model import (
+from transforms.adapt.vocabulary import AdaptationError, AdaptationPolicy
+from transforms.documents import (
     VM,
-    AdaptationError,
-    AdaptationPolicy,
     Application,
     Container,
     Director,
@@ -44,7 +43,7 @@ from transforms.environment_model import (
     Volume,
     app_vm_size,
 )
-from transforms.planner import PHASE_INDEX, Plan, generate_plan, plan_from_yaml, plan_to_yaml
+from transforms.plan import PHASE_INDEX, Plan, generate_plan, plan_from_yaml, plan_to_yaml
 
 PRIORITIES = ("critical", "standard", "low")
 MANAGEMENT = ipaddress.IPv4Network("10.0.0.0/24")

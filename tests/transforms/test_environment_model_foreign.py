@@ -22,8 +22,8 @@ import yaml
 from omni_recovery.backupset.index_db import Component, HardwareNode
 from tests.builders import same_shaped
 from tests.transforms.test_adaptation_properties import check_plan
-from transforms.environment_model import Environment, environment_from_files
-from transforms.planner import Plan, generate_plan, plan_from_yaml, plan_to_yaml
+from transforms.documents import Environment, environment_from_files
+from transforms.plan import Plan, generate_plan, plan_from_yaml, plan_to_yaml
 from transforms.target_layout import target_layout
 
 Texts = dict[str, str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ from omni_recovery.inventory import (
     make_inventory,
     parse_inventory,
 )
+from tests.builders import same_shaped
+from transforms.adapt.vocabulary import AdaptationError
+from transforms.documents import Environment
+from transforms.plan import generate_plan
 
 EXAMPLE = """\
 nodes:
@@ -201,3 +206,29 @@ def test_a_broken_value_is_always_named_with_its_line(which: int, bad: str) -> N
     found = problems_of(text)
     assert all(line > 0 for line, _ in found)
     assert any(line == (4, 10, 13)[which] for line, _ in found), found
+
+
+def test_subnets_are_named_after_the_sets_own_not_a_fixed_list(demo: Environment) -> None:
+    replication = EXAMPLE.replace("storage: 10.20.16.0/24}", "replication: 10.20.16.0/24}")
+    inventory = parse_inventory(replication)
+    assert inventory.network.subnet("replication") == "10.20.16.0/24"
+    assert inventory.network.subnet("storage") is None
+    assert any(
+        "'bad name!' is not a subnet name" in m
+        for _, m in problems_of(EXAMPLE.replace("storage: 10.20", "'bad name!': 10.20"))
+    )
+    assert any("overlaps" in m for _, m in problems_of(EXAMPLE.replace("16.0/24}", "0.0/25}")))
+    site = same_shaped(demo)
+    subnets = dict(site.network.subnets)
+    two = (("management", subnets["management"]), ("services", subnets["services"]))
+    lacking = dataclasses.replace(site, network=dataclasses.replace(site.network, subnets=two))
+    with pytest.raises(AdaptationError, match=r"old subnet storage .* has no counterpart"):
+        generate_plan(demo, lacking, "basic", "set")
+    four = (*site.network.subnets, ("replication", "10.20.32.0/24"))
+    plan = generate_plan(
+        demo,
+        dataclasses.replace(site, network=dataclasses.replace(site.network, subnets=four)),
+        "basic",
+        "set",
+    )
+    assert {s.name for s in plan.subnets} == {s.name for s in demo.network.subnets}  # one unused

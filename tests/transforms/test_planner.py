@@ -10,8 +10,8 @@ import yaml
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory
 from tests.builders import same_shaped
-from transforms.environment_model import Environment
-from transforms.planner import (
+from transforms.documents import Environment
+from transforms.plan import (
     PLAN_FORMAT,
     Plan,
     PlanError,
@@ -244,7 +244,7 @@ def test_priorities_promote_a_hard_dependency_of_a_more_important_application(
 
 
 def test_plan_tables_for_the_database(plan: Plan) -> None:
-    from transforms.planner import plan_tables
+    from transforms.plan import plan_tables
 
     tables = plan_tables(plan)
     steps = tables["plan_steps"]

@@ -18,9 +18,10 @@ from omni_recovery.envstate.model import volume_files_root, walk_environment
 from omni_recovery.inventory import Inventory
 from omni_recovery.urls import is_under
 from tests.builders import fewer_larger, more_smaller, same_shaped
-from transforms.environment_model import Adaptation, Environment
-from transforms.planner import Plan, generate_plan
-from transforms.storage_paths import safe_join
+from transforms.adapt.storage_paths import safe_join
+from transforms.adapt.vocabulary import Adaptation
+from transforms.documents import Environment
+from transforms.plan import Plan, generate_plan
 from transforms.target_layout import (
     EDITED_REASON,
     OLD_CA_CERT,

@@ -26,15 +26,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from omni_recovery.inventory import Inventory, InventoryNode
-from transforms.environment_model import (
-    ADAPTATION_MODES,
-    Adaptation,
-    AdaptationError,
-    AdaptationPolicy,
-    Environment,
-    Node,
-)
-from transforms.scaling import VmDemand, scale_demands, scaling_adaptations, vm_demands
+from transforms.adapt.scaling import VmDemand, scale_demands, scaling_adaptations, vm_demands
+from transforms.adapt.vocabulary import ADAPTATION_MODES, Adaptation, AdaptationError, AdaptationPolicy
+from transforms.documents import Environment, Node
 
 PRESSURE_STEPS = (1.0, 0.97, 0.94, 0.9, 0.86, 0.82, 0.78, 0.74, 0.7)
 SPREAD_ROLES = ("orchestrator",)

@@ -22,15 +22,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from omni_recovery.inventory import Inventory
-from transforms.environment_model import (
-    Adaptation,
-    AdaptationError,
-    DnsRecord,
-    Environment,
-    Policy,
-    Route,
-)
-from transforms.hardware import HardwareMapping
+from transforms.adapt.hardware import HardwareMapping
+from transforms.adapt.vocabulary import Adaptation, AdaptationError
+from transforms.documents import DnsRecord, Environment, Policy, Route
 
 ADDRESS_SCHEMA = {"subnet": pl.String, "owner": pl.String, "old": pl.String, "new": pl.String}
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from transforms.environment_model import Adaptation, AdaptationPolicy, Environment
+from transforms.adapt.vocabulary import Adaptation, AdaptationPolicy
+from transforms.documents import Environment
 
 TIERS_DOWN = ("low", "standard", "critical")
 MEMORY_STEP_MIB = 64

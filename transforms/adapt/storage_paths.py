@@ -21,7 +21,8 @@ import polars as pl
 
 from omni_recovery.inventory import Inventory, StoragePool
 from omni_recovery.urls import is_under
-from transforms.environment_model import Adaptation, AdaptationError, Environment
+from transforms.adapt.vocabulary import Adaptation, AdaptationError
+from transforms.documents import Environment
 
 CLASS_RANK = {"hdd": 0, "ssd": 1, "nvme": 2}
 DIRECTOR_PATH_CLASS = {"state": "ssd", "vm_disks": "ssd", "images": "hdd"}

@@ -1,0 +1,58 @@
+"""The recovery plan: a DAG of steps in phases, every adaptation old → new, as YAML a person can edit.
+
+One module per concern: `model` (the plan and its entries, phases, PlanError), `generate` (the four
+adaptations of an environment onto an inventory, then the entries), `steps` (the DAG of steps),
+`validate` (an edited plan checked against the environment and the inventory, each problem naming
+its YAML line), `yaml_form` (to and from YAML) and `tables` (polars tables for the database).
+See docs/recovery-plan.md for the plan's format and phases.
+"""
+
+from transforms.plan.generate import Adapted, adapt, generate_plan
+from transforms.plan.model import (
+    ON_FAILURE,
+    PHASE_INDEX,
+    PHASES,
+    PLAN_FORMAT,
+    AddressEntry,
+    NodeEntry,
+    PathEntry,
+    PlacementEntry,
+    Plan,
+    PlanError,
+    PoolEntry,
+    Step,
+    SubnetEntry,
+    content_sha256,
+)
+from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps, step_needs
+from transforms.plan.tables import plan_tables
+from transforms.plan.validate import find_cycle, validate_plan
+from transforms.plan.yaml_form import plan_from_yaml, plan_to_yaml
+
+__all__ = [
+    "ESSENTIAL_SERVICES",
+    "ON_FAILURE",
+    "PHASES",
+    "PHASE_INDEX",
+    "PLAN_FORMAT",
+    "Adapted",
+    "AddressEntry",
+    "NodeEntry",
+    "PathEntry",
+    "PlacementEntry",
+    "Plan",
+    "PlanError",
+    "PoolEntry",
+    "Step",
+    "SubnetEntry",
+    "adapt",
+    "build_steps",
+    "content_sha256",
+    "find_cycle",
+    "generate_plan",
+    "plan_from_yaml",
+    "plan_tables",
+    "plan_to_yaml",
+    "step_needs",
+    "validate_plan",
+]
