@@ -489,6 +489,12 @@ def test_post_recovery_backup_registers_and_matches_the_first_set(
 
     registered = register_isos(summary.post_recovery_backup, load_settings(workspace), log_level="WARNING")
     assert registered.components == len(ids(after))
+    assert summary.report
+    shown = json.loads(Path(summary.report).with_suffix(".json").read_text())
+    issued = json.loads((workspace / "runs" / summary.run_id / "certificates.json").read_text())
+    assert shown["ca_fingerprint"] == issued["ca_fingerprint_sha256"], "the report names the new CA"
+    assert shown["post_recovery_backup"] == summary.post_recovery_backup
+    assert shown["resume_command"] == "", "a run that succeeded has nothing to resume"
 
 
 def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
@@ -624,6 +630,10 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     shown = CliRunner().invoke(main, ["status", "--workspace", str(workspace)]).output
     assert f"failed     {step.id} (attempt {1 + step.retries}) {iso.name}" in shown
     assert f"{step.id} failed and its on_failure is skip-dependents" in shown
+    failed_report = workspace / "reports" / run.run_id / "report.html"
+    page = failed_report.read_text()
+    assert page.index("FAILED") < page.index("Resume this run") < page.index("<h2>Checks")
+    assert f"omni-recovery execute-plan --plan {setup.plan_path} --workspace {workspace}" in page
 
     damage_component_file(copied.output, step.component)  # flipped back: the medium replaced
     summary = execute(setup, workspace)
@@ -631,6 +641,8 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     again = {s.step_id: s for s in latest_run(database_url).steps}
     assert all(s.status == "succeeded" for i, s in again.items() if not i.startswith("backup/"))
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    earlier = json.loads(Path(summary.report).with_suffix(".json").read_text())["earlier_attempts"]
+    assert any(line.startswith(f"{step.id}: succeeded at attempt {2 + step.retries}") for line in earlier)
 
 
 def damaged_stop_volume(demo: DemoSet, folder: Path) -> tuple[Setup, Step]:
