@@ -3,18 +3,21 @@ the verification steps as checks, what was recovered by component kind, the comm
 it, the new CA's fingerprint and where the post-recovery backup goes.
 
 `write_run_report(recovery)` writes it into the workspace's reports/RUN folder: the report step
-calls it, and so must the code that stops a run early (a step with on_failure: stop), so that
-every run that started has a report."""
+calls it, and `reported_if_stopped(recovery)` around the running of a run's steps writes it when
+a step stops the run (on_failure: stop), so that every run that started has a report."""
 
 from __future__ import annotations
 
 import json
 import shlex
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from omni_recovery.errors import RecoveryError
 from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 from omni_recovery.tracking import FAILED, SUCCEEDED, recent_runs
 
@@ -31,6 +34,16 @@ def write_run_report(recovery: Recovery) -> Path:
     folder = recovery.settings.workspace / "reports" / recovery.tracker.run_id
     _, html_path = write_report(build_report(recovery), folder)
     return html_path
+
+
+@contextmanager
+def reported_if_stopped(recovery: Recovery) -> Iterator[None]:
+    """Around the running of a run's steps: when they stop the run with a RecoveryError, the report
+    is written as the run stands and the error names it."""
+    try:
+        yield
+    except RecoveryError as exc:
+        raise RecoveryError(f"{exc}. The report: {write_run_report(recovery)}") from exc
 
 
 def build_report(recovery: Recovery) -> RecoveryReport:

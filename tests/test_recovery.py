@@ -678,6 +678,25 @@ def test_failed_stop_step_ends_the_run_before_later_phases(
     assert not [s.step_id for s in run.steps if PHASE_INDEX[s.phase] > PHASE_INDEX[step.phase]]
 
 
+def test_a_run_stopped_by_a_step_has_a_report_that_says_how_to_resume(
+    copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    from omni_recovery.recovery_report import reported_if_stopped
+    from pipelines.recovery_runner import prepared_recovery
+
+    setup, step = damaged_stop_volume(copied, tmp_path)
+    options = ExecuteOptions(setup.plan_path)
+    with prepared_recovery(load_settings(workspace), options, PASSPHRASE, None) as recovery:
+        stopped = pytest.raises(RecoveryError, match=r"its on_failure is stop.*The report: ")
+        with stopped as info, reported_if_stopped(recovery):
+            recovery.run_steps(recovery.selected_steps())
+    page = Path(str(info.value).rsplit("The report: ", 1)[1]).read_text()
+    assert (
+        page.index("FAILED") < page.index(step.id) < page.index("Resume this run") < page.index("<h2>Checks")
+    )
+    assert f"--plan {setup.plan_path}" in page
+
+
 def edit_step(plan_path: Path, step_id: str, **fields: object) -> None:
     """Edit fields of one step in the plan file, as an operator would."""
     lines = plan_path.read_text().splitlines(keepends=True)
