@@ -21,14 +21,20 @@ if TYPE_CHECKING:
     from omni_recovery.recovery import Recovery
 
 
+def post_recovery_output(recovery: Recovery) -> Path:
+    """Where a run's post-recovery backup set is written; its folder name is its set id."""
+    set_id = f"{recovery.plan.backup_set_id[:40]}-post-{recovery.tracker.run_id[-6:]}"
+    return recovery.settings.workspace / "backups" / set_id
+
+
 def post_recovery_backup(recovery: Recovery, signing_key: Path, passphrase: bytes) -> str:
     run_folder = recovery.run_folder
     gathered = run_folder / "restored-environment"
     shutil.rmtree(gathered, ignore_errors=True)
     for target in recovery.roots.values():
         gather(target, gathered)
-    set_id = f"{recovery.plan.backup_set_id[:40]}-post-{recovery.tracker.run_id[-6:]}"
-    output = recovery.settings.workspace / "backups" / set_id
+    output = post_recovery_output(recovery)
+    set_id = output.name
     if output.exists():
         shutil.rmtree(output)
     try:

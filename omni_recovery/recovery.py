@@ -841,12 +841,9 @@ class Recovery:
         return [f for step, files in self.files_by_step.items() if step in selected for f in files]
 
     def _report(self, step: Step) -> StepOutcome:
-        from omni_recovery.recovery_report import build_report
-        from omni_recovery.report import write_report
+        from omni_recovery.recovery_report import write_run_report
 
-        folder = self.settings.workspace / "reports" / self.tracker.run_id
-        _, html_path = write_report(build_report(self), folder)
-        return StepOutcome(SUCCEEDED, 0, {"report": str(html_path)})
+        return StepOutcome(SUCCEEDED, 0, {"report": str(write_run_report(self))})
 
     def _post_recovery_backup(self, step: Step) -> StepOutcome:
         from omni_recovery.post_backup import post_recovery_backup

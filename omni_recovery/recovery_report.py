@@ -1,20 +1,49 @@
 """The recovery report's content, gathered from a run: its steps as recorded, the plan's adaptations,
-the verification steps as checks, and what was recovered by component kind."""
+the verification steps as checks, what was recovered by component kind, the command that resumes
+it, the new CA's fingerprint and where the post-recovery backup goes.
+
+`write_run_report(recovery)` writes it into the workspace's reports/RUN folder: the report step
+calls it, and `reported_if_stopped(recovery)` around the running of a run's steps writes it when
+a step stops the run (on_failure: stop), so that every run that started has a report."""
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming
+from omni_recovery.errors import RecoveryError
+from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 from omni_recovery.tracking import FAILED, SUCCEEDED, recent_runs
 
 # Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
 _SHOWN_WHEN_RUNNING = ("director/", "orchestrator/", "service/", "application/")
+_AFTER_REPORT = ("report", "post-recovery-backup")
 
 if TYPE_CHECKING:
     from omni_recovery.recovery import Recovery
+
+
+def write_run_report(recovery: Recovery) -> Path:
+    """Write the run's report (HTML and JSON) as it stands now; returns the HTML page's path."""
+    folder = recovery.settings.workspace / "reports" / recovery.tracker.run_id
+    _, html_path = write_report(build_report(recovery), folder)
+    return html_path
+
+
+@contextmanager
+def reported_if_stopped(recovery: Recovery) -> Iterator[None]:
+    """Around the running of a run's steps: when they stop the run with a RecoveryError, the report
+    is written as the run stands and the error names it."""
+    try:
+        yield
+    except RecoveryError as exc:
+        raise RecoveryError(f"{exc}. The report: {write_run_report(recovery)}") from exc
 
 
 def build_report(recovery: Recovery) -> RecoveryReport:
@@ -48,6 +77,8 @@ def build_report(recovery: Recovery) -> RecoveryReport:
     ]
     failed = any(s.status == FAILED for s in run.steps)
     succeeded = {s.step_id for s in run.steps if s.status == SUCCEEDED}
+    # The report and the post-recovery backup run after the report is written.
+    complete = all(s.id in succeeded for s in recovery.selected_steps() if s.phase not in _AFTER_REPORT)
     notes = (
         [f"partial restore of applications: {', '.join(recovery.options.applications)}"]
         if recovery.options.applications
@@ -71,7 +102,42 @@ def build_report(recovery: Recovery) -> RecoveryReport:
             if s.id.startswith(_SHOWN_WHEN_RUNNING) and s.id in succeeded
         ],
         not_applied=[f"{s.step_id}: {line}" for s in run.steps for line in s.detail.get("not_applied", [])],
+        resume_command=resume_command(recovery) if failed or not complete else "",
+        ca_fingerprint=_ca_fingerprint(recovery),
+        post_recovery_backup=_post_recovery_backup(recovery, complete=complete),
+        earlier_attempts=[
+            f"{s.step_id}: {s.status} at attempt {s.attempts}; the {s.attempts - 1} before it failed or were "
+            "stopped (their errors are in the run's Dagster event log)"
+            for s in run.steps
+            if s.attempts > 1
+        ],
     )
+
+
+def resume_command(recovery: Recovery) -> str:
+    """The command that continues this run: the same plan, applications and workspace."""
+    words = ["omni-recovery", "execute-plan", "--plan", str(recovery.options.plan_path)]
+    if recovery.options.applications:
+        words += ["--applications", ",".join(recovery.options.applications)]
+    if recovery.options.signing_key:
+        words += ["--signing-key", str(recovery.options.signing_key)]
+    words += ["--workspace", str(recovery.settings.workspace)]
+    return shlex.join(words) + "   # with the same --passphrase-file or OMNI_RECOVERY_PASSPHRASE"
+
+
+def _ca_fingerprint(recovery: Recovery) -> str:
+    """The fingerprint of the CA this run issued, once issued (it is kept in the run's folder)."""
+    stored = recovery.run_folder / "certificates.json"
+    return str(json.loads(stored.read_text())["ca_fingerprint_sha256"]) if stored.exists() else ""
+
+
+def _post_recovery_backup(recovery: Recovery, *, complete: bool) -> str:
+    """Where the post-recovery backup goes (its step runs right after the report), when it will be made."""
+    from omni_recovery.post_backup import post_recovery_output
+
+    if recovery.options.signing_key is None or recovery.options.applications or not complete:
+        return ""
+    return str(post_recovery_output(recovery))
 
 
 def _check_detail(detail: dict[str, object]) -> str:

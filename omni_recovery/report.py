@@ -1,20 +1,28 @@
-"""The recovery report: what was recovered, every adaptation, each step's time, checks, failures.
+"""The recovery report: the verdict, what failed and what to do next, checks, timeline, adaptations.
 
 Rendered twice from one `RecoveryReport`: JSON for machines and a single self-contained HTML
-page for people, with a timeline (one bar per step, grouped by phase, drawn as inline SVG) so
-that it opens anywhere without a server or network. Writes are atomic (temporary name, then
-rename), so a report on disk is always whole.
+page for people (the Jinja2 template templates/report.html.j2, every value escaped). The page
+opens with the verdict, the failures and what to do next (the command that resumes the run),
+then the checks, the timeline (one bar per step over a time axis, inline SVG scaled to the
+page), the new CA's fingerprint and the post-recovery backup; the adaptations come last, folded
+by kind. It needs no server, network or script. Writes are atomic (temporary name, then rename),
+so a report on disk is always whole.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 _STATUS_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#f9a825", "skipped": "#9e9e9e"}
 
@@ -72,6 +80,11 @@ class RecoveryReport:
     after_boot: list[str] = field(default_factory=list)
     # What a target root could not take (an owner, an extended attribute), one line per file.
     not_applied: list[str] = field(default_factory=list)
+    resume_command: str = ""  # the command that resumes this run, when it did not succeed
+    ca_fingerprint: str = ""  # SHA-256 of the CA this run issued
+    post_recovery_backup: str = ""  # where the post-recovery backup is (or will be) written
+    # Steps that took more than one attempt, with what the earlier attempts recorded.
+    earlier_attempts: list[str] = field(default_factory=list)
 
     @property
     def failed_steps(self) -> list[StepTiming]:
@@ -103,95 +116,81 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def render_html(report: RecoveryReport) -> str:
-    e = html.escape
-    total_bytes = sum(s.bytes_written for s in report.steps)
-    recovered = "".join(
-        f"<tr><th>{e(kind)}</th><td>{len(names)}</td><td>{e(', '.join(names))}</td></tr>"
-        for kind, names in report.recovered.items()
+    """The report as one self-contained page: verdict, what failed and what to do next, the checks,
+    the timeline, what the run made; the adaptations last, by kind, folded."""
+    adaptations: dict[str, list[AdaptationLine]] = defaultdict(list)
+    for line in report.adaptations:
+        adaptations[line.kind].append(line)
+    ended = report.finished_at or report.started_at
+    return _TEMPLATES.get_template("report.html.j2").render(
+        r=report,
+        next_steps=next_steps(report),
+        succeeded=sum(1 for s in report.steps if s.status == "succeeded"),
+        total_bytes=sum(s.bytes_written for s in report.steps),
+        duration=_fmt_duration((ended - report.started_at).total_seconds()),
+        timeline=Markup(render_timeline(report.steps)),
+        adaptations=sorted(adaptations.items()),
     )
-    adaptations = "".join(
-        f"<tr><td>{e(a.kind)}</td><td>{e(a.subject)}</td><td><code>{e(_short(a.old))}</code></td>"
-        f"<td><code>{e(_short(a.new))}</code></td><td>{e(a.reason)}</td></tr>"
-        for a in report.adaptations
-    )
-    checks = "".join(
-        f"<tr><td>{'✔' if c.passed else '✘'}</td><td>{e(c.name)}</td><td>{e(c.detail)}</td></tr>"
-        for c in report.checks
-    )
-    steps = "".join(
-        f"<tr class='{e(s.status)}'><td>{e(s.phase)}</td><td>{e(s.step_id)}</td><td>{e(s.status)}</td>"
-        f"<td>{_fmt_seconds(s.seconds)}</td><td>{s.bytes_written}</td><td>{s.attempts}</td>"
-        f"<td>{e(str(s.detail.get('error', '')))}</td></tr>"
-        for s in report.steps
-    )
-    failures = "".join(
-        f"<li>{e(s.step_id)}: {e(str(s.detail.get('error', 'failed')))}</li>" for s in report.failed_steps
-    )
-    notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
-    after_boot = "".join(f"<li>{e(c)}</li>" for c in report.after_boot)
-    not_applied = "".join(f"<li>{e(line)}</li>" for line in report.not_applied)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Recovery report {e(report.run_id)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}}
-tr.failed td{{background:#fdecea}} .status{{font-size:1.4em;font-weight:bold}}
-.succeeded{{color:#2e7d32}} .failed{{color:#c62828}} code{{font-size:.85em}}
-</style></head><body>
-<h1>Recovery report</h1>
-<p class="status {e(report.status)}">{e(report.status.upper())}</p>
-<p>Run <code>{e(report.run_id)}</code> of plan <code>{e(report.plan_id)}</code>, backup set
-<code>{e(report.backup_set_id)}</code>; started {e(report.started_at.isoformat())},
-finished {e(report.finished_at.isoformat() if report.finished_at else "—")};
-{len(report.steps)} steps, {total_bytes} bytes written.</p>
-{f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
-<h2>Timeline</h2>{render_timeline(report.steps)}
-<h2>Recovered</h2><table><tr><th>kind</th><th>count</th><th>names</th></tr>{recovered}</table>
-<h2>Adaptations</h2><table><tr><th>kind</th><th>subject</th><th>old</th><th>new</th><th>reason</th></tr>
-{adaptations}</table>
-<h2>Checks</h2><table><tr><th></th><th>check</th><th>detail</th></tr>{checks}</table>
-{f"<h2>Once the nodes boot, check</h2><ul>{after_boot}</ul>" if after_boot else ""}
-{f"<h2>Not applied on the targets</h2><ul>{not_applied}</ul>" if not_applied else ""}
-<h2>Steps</h2><table><tr><th>phase</th><th>step</th><th>status</th><th>time</th><th>bytes</th>
-<th>attempts</th><th>error</th></tr>{steps}</table>
-{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
-</body></html>
-"""
 
 
-def render_timeline(steps: list[StepTiming], width: int = 900) -> str:
-    """An SVG Gantt chart: one row per step, ordered by start, coloured by status."""
+def next_steps(report: RecoveryReport) -> list[str]:
+    """What the operator does now, in order."""
+    if report.failed_steps or report.status != "succeeded":
+        return [
+            "Fix the cause each failed step names (docs/when-things-go-wrong.md says what each means).",
+            "Run the same command again: it resumes this run and redoes no file it verified.",
+        ]
+    steps = ['Boot the new nodes, then check the list under "Once the nodes boot, check".']
+    if report.ca_fingerprint:
+        steps.append(f"Trust the new CA (SHA-256 {report.ca_fingerprint}) wherever the old one was trusted.")
+    if report.post_recovery_backup:
+        steps.append(f"Keep the post-recovery backup {report.post_recovery_backup} with the other backups.")
+    return steps
+
+
+def render_timeline(steps: list[StepTiming], width: int = 1000) -> str:
+    """An SVG Gantt chart: one row per step, ordered by start, coloured by status, over a time axis
+    with ticks in seconds or minutes from the run's first step. It scales to the page's width."""
     timed = [s for s in steps if s.started_at is not None]
     if not timed:
         return "<p>No step has started.</p>"
     start = min(s.started_at for s in timed if s.started_at)
     end = max((s.finished_at or s.started_at) for s in timed if s.started_at)
     span = max((end - start).total_seconds(), 1e-3)
-    label, row = 260, 16
+    label, row, axis = 300, 16, 24
+    scale = (width - label - 10) / span
     bars = []
     for i, step in enumerate(sorted(timed, key=lambda s: (s.started_at, s.step_id))):
         assert step.started_at is not None
-        x = label + (step.started_at - start).total_seconds() / span * (width - label)
-        w = max(
-            ((step.finished_at or step.started_at) - step.started_at).total_seconds()
-            / span
-            * (width - label),
-            2,
-        )
+        x = label + (step.started_at - start).total_seconds() * scale
+        w = max(((step.finished_at or step.started_at) - step.started_at).total_seconds() * scale, 2)
         colour = _STATUS_COLOURS.get(step.status, "#607d8b")
-        y = i * row
-        name = html.escape(f"{step.phase} · {step.step_id}")
+        y = axis + i * row
+        name = html.escape(_short(f"{step.phase} · {step.step_id}", 48))
         bars.append(
             f'<text x="0" y="{y + 12}" font-size="11">{name}</text>'
             f'<rect x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row - 4}" fill="{colour}">'
             f"<title>{html.escape(step.step_id)}: {_fmt_seconds(step.seconds)}</title></rect>"
         )
-    height = len(timed) * row
+    ticks = [
+        f'<line x1="{label + t * scale:.1f}" y1="{axis - 4}" x2="{label + t * scale:.1f}" '
+        f'y2="{axis + len(timed) * row}" stroke="#ddd"/>'
+        f'<text x="{label + t * scale:.1f}" y="{axis - 8}" font-size="11" text-anchor="middle">'
+        f"{_fmt_duration(t)}</text>"
+        for t in _ticks(span)
+    ]
+    height = axis + len(timed) * row
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="timeline of recovery steps">{"".join(bars)}</svg>'
-        f"<p>0 s to {span:.1f} s</p>"
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="timeline of recovery steps">{"".join(ticks)}{"".join(bars)}</svg>'
     )
+
+
+def _ticks(span: float, most: int = 8) -> list[float]:
+    """Round tick positions (1, 2 or 5 times a power of ten seconds, or whole minutes) over 0..span."""
+    steps = [m * 10**e for e in range(-2, 6) for m in (1, 2, 5)] + [60, 120, 300, 600, 1800, 3600]
+    step = min((s for s in sorted(steps) if span / s <= most), default=span)
+    return [i * step for i in range(int(span / step) + 1)]
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -201,3 +200,34 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _fmt_seconds(seconds: float | None) -> str:
     return "—" if seconds is None else f"{seconds:.2f} s"
+
+
+def _fmt_duration(seconds: float) -> str:
+    """`0 s`, `2.5 s`, `4 min 10 s`, `1 h 02 min`: for people, not for machines."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _fmt_when(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _fmt_size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    exponent = min(int(math.log(count, 1024)), 3)
+    return f"{count / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"
+
+
+_TEMPLATES = Environment(loader=PackageLoader("omni_recovery", "templates"), autoescape=True)
+_TEMPLATES.filters.update(
+    when=_fmt_when,
+    size=_fmt_size,
+    seconds=_fmt_seconds,
+    short=lambda value: _short(value),
+    file_url=lambda path: Path(path).absolute().as_uri(),
+)

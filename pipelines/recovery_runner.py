@@ -40,6 +40,7 @@ from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
+from omni_recovery.recovery_report import reported_if_stopped
 from omni_recovery.settings import Settings
 from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, user_error
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
@@ -98,14 +99,15 @@ def execute_recovery(
                 + (f" (hard dependencies: {', '.join(extra)})" if extra else "")
             )
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}")
-        runs = _materialize_in_order(
-            settings,
-            recovery,
-            chosen,
-            partial=bool(options.applications),
-            echo=echo,
-            run_config=_logging(log_level),
-        )
+        with reported_if_stopped(recovery):
+            runs = _materialize_in_order(
+                settings,
+                recovery,
+                chosen,
+                partial=bool(options.applications),
+                echo=echo,
+                run_config=_logging(log_level),
+            )
         details = {s.step_id: s.detail for s in _steps(recovery)}
         report = details.get("report/recovery", {}).get("report")
         try:
@@ -135,7 +137,8 @@ def deploy_directors(
     with prepared_recovery(settings, options, passphrase, progress) as recovery:
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}: Directors and ring")
         group = [restored_directors, director_ring]
-        run = _materialize(group, recovery, dagster_instance(settings), {}, _logging(log_level))
+        with reported_if_stopped(recovery):
+            run = _materialize(group, recovery, dagster_instance(settings), {}, _logging(log_level))
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
 
 

@@ -494,6 +494,12 @@ def test_post_recovery_backup_registers_and_matches_the_first_set(
 
     registered = register_isos(summary.post_recovery_backup, load_settings(workspace), log_level="WARNING")
     assert registered.components == len(ids(after))
+    assert summary.report
+    shown = json.loads(Path(summary.report).with_suffix(".json").read_text())
+    issued = json.loads((workspace / "runs" / summary.run_id / "certificates.json").read_text())
+    assert shown["ca_fingerprint"] == issued["ca_fingerprint_sha256"], "the report names the new CA"
+    assert shown["post_recovery_backup"] == summary.post_recovery_backup
+    assert shown["resume_command"] == "", "a run that succeeded has nothing to resume"
 
 
 def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
@@ -629,6 +635,10 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     shown = CliRunner().invoke(main, ["status", "--workspace", str(workspace)]).output
     assert f"failed     {step.id} (attempt {1 + step.retries}) {iso.name}" in shown
     assert f"{step.id} failed and its on_failure is skip-dependents" in shown
+    failed_report = workspace / "reports" / run.run_id / "report.html"
+    page = failed_report.read_text()
+    assert page.index("FAILED") < page.index("Resume this run") < page.index("<h2>Checks")
+    assert f"omni-recovery execute-plan --plan {setup.plan_path} --workspace {workspace}" in page
 
     damage_component_file(copied.output, step.component)  # flipped back: the medium replaced
     summary = execute(setup, workspace)
@@ -636,6 +646,8 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     again = {s.step_id: s for s in latest_run(database_url).steps}
     assert all(s.status == "succeeded" for i, s in again.items() if not i.startswith("backup/"))
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    earlier = json.loads(Path(summary.report).with_suffix(".json").read_text())["earlier_attempts"]
+    assert any(line.startswith(f"{step.id}: succeeded at attempt {2 + step.retries}") for line in earlier)
 
 
 def damaged_stop_volume(demo: DemoSet, folder: Path) -> tuple[Setup, Step]:
@@ -656,6 +668,9 @@ def test_the_command_line_says_a_failed_step_in_one_line_without_dagster_s_stack
     assert done.returncode == 1
     said = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(said) == 1 and said[0].startswith(f"error: step {step.id} failed"), done.stderr
+    report = Path(said[0].rsplit("The report: ", 1)[1])  # a stopped run has its report too
+    page = report.read_text()
+    assert "FAILED" in page and step.id in page and "execute-plan" in page
 
 
 def test_failed_stop_step_ends_the_run_before_later_phases(
@@ -669,6 +684,25 @@ def test_failed_stop_step_ends_the_run_before_later_phases(
     run = latest_run(database_url)
     assert (run.status, run.finished_at) == ("failed", None)
     assert not [s.step_id for s in run.steps if PHASE_INDEX[s.phase] > PHASE_INDEX[step.phase]]
+
+
+def test_a_run_stopped_by_a_step_has_a_report_that_says_how_to_resume(
+    copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    from omni_recovery.recovery_report import reported_if_stopped
+    from pipelines.recovery_runner import prepared_recovery
+
+    setup, step = damaged_stop_volume(copied, tmp_path)
+    options = ExecuteOptions(setup.plan_path)
+    with prepared_recovery(load_settings(workspace), options, PASSPHRASE, None) as recovery:
+        stopped = pytest.raises(RecoveryError, match=r"its on_failure is stop.*The report: ")
+        with stopped as info, reported_if_stopped(recovery):
+            recovery.run_steps(recovery.selected_steps())
+    page = Path(str(info.value).rsplit("The report: ", 1)[1]).read_text()
+    assert (
+        page.index("FAILED") < page.index(step.id) < page.index("Resume this run") < page.index("<h2>Checks")
+    )
+    assert f"--plan {setup.plan_path}" in page
 
 
 def edit_step(plan_path: Path, step_id: str, **fields: object) -> None:

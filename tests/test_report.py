@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 
@@ -77,9 +82,108 @@ def test_failures_are_listed_and_escaped(tmp_path: Path):
 
 def test_what_a_target_could_not_take_is_listed_per_file(tmp_path: Path):
     line = "volume/billing/pgdata: node-a: volumes/billing/pgdata/files/PG_VERSION: owner 999:9 not set: <E>"
-    json_path, html_path = write_report(dataclasses.replace(report(), not_applied=[line]), tmp_path)
+    json_path, html_path = write_report(replace(report(), not_applied=[line]), tmp_path)
     assert json.loads(json_path.read_text())["not_applied"] == [line]
     page = html_path.read_text()
     assert "<h2>Not applied on the targets</h2>" in page and "not set: &lt;E&gt;" in page
     _, plain = write_report(report(), tmp_path / "plain")
     assert "Not applied" not in plain.read_text()
+
+
+def big_report(status: str) -> RecoveryReport:
+    """A report as long and as wide as a real one: many steps, long names, many adaptations."""
+    base = report(status)
+    steps = [
+        StepTiming(
+            f"volume/app-{i:03d}/{'very-long-volume-name-' * 3}{i}",
+            "volumes",
+            f"volume:app-{i}/data",
+            "succeeded",
+            T0 + timedelta(seconds=i),
+            T0 + timedelta(seconds=i * 2 + 30),
+            i * 2**20,
+        )
+        for i in range(60)
+    ]
+    adaptations = [
+        AdaptationLine(kind, f"{kind}:{'x' * 90}{i}", {"old": "a" * 200}, "b" * 300, "reason " * 30)
+        for kind in ("address", "cpu", "storage-path", "mac")
+        for i in range(40)
+    ]
+    return replace(
+        base,
+        steps=[*base.steps, *steps],
+        adaptations=adaptations,
+        finished_at=T0 + timedelta(minutes=3, microseconds=123456),
+        ca_fingerprint="ab" * 32,
+        post_recovery_backup="/srv/omni/workspace/backups/demo-1-post-abcdef",
+        resume_command="omni-recovery execute-plan --plan /srv/omni/recovery-plan.yaml --workspace /srv/w",
+        earlier_attempts=["volumes:billing/pgdata: succeeded at attempt 2"],
+    )
+
+
+def test_the_page_opens_with_the_verdict_and_next_steps_and_ends_with_folded_adaptations(tmp_path: Path):
+    _, html_path = write_report(big_report("failed"), tmp_path)
+    page = html_path.read_text()
+    order = [
+        "FAILED",
+        "<h2>Failures</h2>",
+        "What to do next",
+        "omni-recovery execute-plan --plan",
+        "<h2>Checks",
+        "<h2>Timeline",
+        "ab" * 32,
+        "file:///srv/omni/workspace/backups/demo-1-post-abcdef",
+        "Earlier attempts",
+        "<h2>Adaptations (160)",
+    ]
+    positions = [page.index(text) for text in order]
+    assert positions == sorted(positions), dict(zip(order, positions, strict=True))
+    assert page.count("<details><summary>") == 5, "the steps and each of the 4 adaptation kinds folded"
+    assert "<summary>address (40)</summary>" in page
+    assert "123456" not in page and "+00:00" not in page, "no raw timestamps"
+    assert "3 min 00 s" in page
+    timeline = page[page.index("<h2>Timeline") : page.index("What this run made")]
+    assert "1 min 00 s</text>" in timeline and ">0 s</text>" in timeline, "a time axis with ticks"
+
+
+def test_a_succeeded_report_says_what_to_check_and_offers_no_resume(tmp_path: Path):
+    _, html_path = write_report(replace(big_report("succeeded"), resume_command=""), tmp_path)
+    page = html_path.read_text()
+    assert "Resume this run" not in page and "Boot the new nodes" in page
+    assert f"Trust the new CA (SHA-256 {'ab' * 32})" in page
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+@pytest.mark.parametrize("status", ["succeeded", "failed"])
+def test_report_has_no_horizontal_overflow_at_1280_px_in_chromium(tmp_path: Path, status: str):
+    _, html_path = write_report(big_report(status), tmp_path)
+    # A copy with every fold opened and a script that writes the page's widths into its title.
+    probe = tmp_path / "probe.html"
+    measure = (
+        "<script>document.querySelectorAll('details').forEach(d => d.open = true);"
+        "document.title = 'widths ' + document.documentElement.scrollWidth + ' ' + innerWidth;</script>"
+    )
+    probe.write_text(html_path.read_text().replace("</body>", measure + "</body>"))
+    result = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,900",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = re.search(r"<title>widths (\d+) (\d+)</title>", result.stdout)
+    assert found, result.stdout[:2000] + result.stderr[-2000:]
+    scroll_width, window_width = int(found[1]), int(found[2])
+    assert window_width == 1280
+    assert scroll_width <= window_width, f"the page is {scroll_width} px wide in a {window_width} px window"

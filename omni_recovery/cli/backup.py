@@ -95,7 +95,7 @@ def backup_create(
     Example:
       export OMNI_RECOVERY_PASSPHRASE='correct horse battery staple'
       omni-recovery backup create --source ./env --output ./backups/set1 \\
-          --signing-key ./keys/backup-signing.key --max-iso-size 700M
+          --signing-key ./keys/backup-signing.key --max-iso-size 700M --chunk-size 256M
     """
     from omni_recovery.backupset.signing import load_signing_key
     from omni_recovery.backupset.writer import WriterOptions, create_backup_set

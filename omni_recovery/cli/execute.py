@@ -17,6 +17,7 @@ from omni_recovery.cli.options import (
     ssh_options,
     workspace_option,
 )
+from omni_recovery.settings import WORKSPACE_ENV
 
 if TYPE_CHECKING:
     from omni_recovery.recovery import ExecuteOptions
@@ -229,9 +230,12 @@ def _execute(
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None
     _set_io_priority(options.io_priority)
-    if adaptation_mode is not None:
-        _check_adaptation_mode(options.plan_path, adaptation_mode)
+    _check_plan(options.plan_path, adaptation_mode)
     settings = load_settings(workspace)
+    if not settings.workspace.exists():
+        click.echo(
+            f"workspace {settings.workspace}: new, made now (--workspace or {WORKSPACE_ENV} names another)"
+        )
     with progress_bars() as progress:
         if only_directors:
             from pipelines.recovery_runner import deploy_directors as run
@@ -248,15 +252,17 @@ def _execute(
         click.echo(f"post-recovery backup: {summary.post_recovery_backup}")
 
 
-def _check_adaptation_mode(plan_path: Path, wanted: str) -> None:
+def _check_plan(plan_path: Path, adaptation_mode: str | None) -> None:
+    """The plan read on its own before anything else: an edit that broke its YAML or its steps
+    is named by line before the set, the inventory or the database are looked for."""
     from omni_recovery.errors import RecoveryError
     from transforms.plan import plan_from_yaml
 
-    planned = plan_from_yaml(plan_path.read_text(encoding="utf-8")).adaptation_mode
-    if planned != wanted:
+    planned = plan_from_yaml(plan_path.read_text(encoding="utf-8"), source=str(plan_path)).adaptation_mode
+    if adaptation_mode is not None and planned != adaptation_mode:
         raise RecoveryError(
-            f"the plan was generated with --adaptation-mode {planned}; generate it again with {wanted} "
-            "to change how it adapts"
+            f"the plan was generated with --adaptation-mode {planned}; generate it again with "
+            f"{adaptation_mode} to change how it adapts"
         )
 
 
@@ -277,17 +283,29 @@ def _status(workspace: Path | None, runs: int) -> None:
     from omni_recovery.db.connection import connect
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
+    from omni_recovery.errors import RecoveryError
     from omni_recovery.settings import load_settings
     from omni_recovery.tracking import RUNNING, SUCCEEDED, recent_runs, run_holder
 
-    url = database_url(load_settings(workspace))
+    settings = load_settings(workspace)
+    if settings.embedded and not settings.pgdata.exists():
+        raise RecoveryError(
+            f"no recovery database in workspace {settings.workspace} (none made now): give --workspace DIR "
+            f"or set {WORKSPACE_ENV} to the workspace the recovery runs in"
+        )
+    url = database_url(settings)
     init_database(url)
     with connect(url) as conn:
         records = recent_runs(conn, limit=runs)
         holders = {r.run_id: run_holder(conn, r.plan_id) for r in records if r.status == RUNNING}
     stopped = {run_id for run_id, holder in holders.items() if holder is None}
     if not records:
-        click.echo("no recovery run yet")
+        where = (
+            f"workspace {settings.workspace}"
+            if settings.embedded
+            else "the database of OMNI_RECOVERY_DATABASE_URL"
+        )
+        click.echo(f"no recovery run yet in {where}")
     for run in records:
         done = sum(1 for s in run.steps if s.status == SUCCEEDED)
         written = sum(s.bytes_written for s in run.steps)
