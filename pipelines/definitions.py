@@ -77,9 +77,14 @@ restore_job = define_asset_job(
 
 
 def build_resources(
-    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    watch_url: str | None = None,
+    recovery: Any = None,
 ) -> dict[str, Any]:
-    """The resources of one workspace."""
+    """The resources of one workspace; `recovery` replaces the configurable `RecoveryResource` with a
+    prepared `Recovery` (the command line's)."""
     catalog = str(settings.catalog)
     return {
         "parquet_io_manager": ParquetIOManager(base_url=catalog),
@@ -88,7 +93,7 @@ def build_resources(
         ),
         "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
         "progress": Progress(progress),
-        "recovery": RecoveryResource(workspace=str(settings.workspace)),
+        "recovery": recovery or RecoveryResource(workspace=str(settings.workspace)),
         "planning": PlanningResource(
             workspace=str(settings.workspace), database_url=settings.database_url or ""
         ),
@@ -96,7 +101,11 @@ def build_resources(
 
 
 def build_definitions(
-    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    watch_url: str | None = None,
+    recovery: Any = None,
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
@@ -104,7 +113,7 @@ def build_definitions(
         asset_checks=ASSET_CHECKS,
         jobs=[ingest_isos_job, build_catalog_job, validate_set_job, plan_recovery_job, restore_job],
         sensors=[watched_iso_folder],
-        resources=build_resources(settings, progress=progress, watch_url=watch_url),
+        resources=build_resources(settings, progress=progress, watch_url=watch_url, recovery=recovery),
     )
 
 

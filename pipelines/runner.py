@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
 
 from assets.catalog import CATALOG_ASSETS
 from assets.ingest import ISO_PARTITIONS
@@ -61,6 +61,7 @@ __all__ = [
     "RegisterSummary",
     "contiguous_ranges",
     "dagster_instance",
+    "fail_dead_runs",
     "register_isos",
     "run_job",
     "user_error",
@@ -183,6 +184,34 @@ def run_job(
         run_config=run_config,
     )
     return result.run_id
+
+
+# A run in one of these states whose process is gone will never finish on its own.
+UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed every unfinished run that a command line of this host started in a process that is
+    gone (killed, crashed), so the UI stops showing it as running; their run ids."""
+    host = socket.gethostname()
+    dead = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED)):
+        owner = run.tags.get(PROCESS_TAG, "")
+        name, _, pid = owner.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(run, f"the process that ran it ({owner}) is gone: killed or crashed")
+            dead.append(run.run_id)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def register_isos(

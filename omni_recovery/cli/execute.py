@@ -257,6 +257,10 @@ def _status(workspace: Path | None, runs: int) -> None:
     with connect(url) as conn:
         records = recent_runs(conn, limit=runs)
         stopped = {r.run_id for r in records if r.status == RUNNING and not run_is_held(conn, r.run_id)}
+    if stopped:
+        from pipelines.runner import dagster_instance, fail_dead_runs
+
+        fail_dead_runs(dagster_instance(load_settings(workspace)))  # so the UI stops showing them running
     if not records:
         click.echo("no recovery run yet")
     for run in records:

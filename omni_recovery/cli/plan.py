@@ -109,7 +109,7 @@ def _run(
     if backup_set_id is not None and plan.backup_set_id != backup_set_id:
         raise RecoveryError(f"the set registered as {backup_set_id} in {location} holds {plan.backup_set_id}")
     svg = write_plan_files(plan, output)
-    record_plan_source(output, location, inventory)
+    record_plan_source(output, location, inventory, load_settings(workspace).workspace)
     phases = Counter(step.phase for step in plan.steps)
     click.echo(
         f"plan for {plan.backup_set_id} ({mode}): {len(plan.steps)} steps, "
