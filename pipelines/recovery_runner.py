@@ -1,15 +1,15 @@
 """What `execute-plan` calls: the restore assets materialised in plan order through Dagster.
 
 How it works: one `Recovery` is prepared first (the set's deep validation on record, the plan
-re-validated, the passphrase checked, the run opened or resumed in the recovery database), so
-every refusal comes before anything is written. It is then handed to the restore assets as their
-`recovery` resource, and the phase groups are materialised one after another in this process,
-in the workspace's Dagster instance as runs of the `restore` job (so they show in `dagster dev` as
-a UI launch does): the Director to storage
-phases, then the volumes of every chosen application (partitions `applications`, one run per
-contiguous key range), the core services, the applications, and verification, report and the
-post-recovery backup. A partial restore (`applications`) runs only the volumes and applications
-of the chosen applications and of their hard dependencies, then the report.
+re-validated, the passphrase checked, the run opened or resumed in the recovery database), so every
+refusal comes before anything is written. It is then handed to the restore assets as their
+`recovery` resource, and the phase groups are materialised one after another in this process, in the
+workspace's Dagster instance as runs of the `restore` job (so they show in `dagster dev` as a UI
+launch does): the Director to storage phases, then the volumes of every chosen application
+(partitions `applications`, one run per contiguous key range), the core services, the applications,
+and verification, report and the post-recovery backup. A partial restore (`applications`) runs only
+the volumes and applications of the chosen applications and of their hard dependencies, then the
+report.
 
 A Dagster run left unfinished by a process that died (SIGKILL) is marked failed when the recovery is
 resumed (`fail_dead_runs`).
