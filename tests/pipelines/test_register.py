@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from dagster import AssetKey
+from dagster import AssetKey, DagsterEventType
 
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.catalog_sql import run_query
@@ -294,6 +294,10 @@ def test_registration_runs_are_the_named_jobs_the_ui_lists(registered: Registere
     assert all(run is not None for run in runs.values())
     names = [run.job_name for run in runs.values() if run is not None]
     assert names[-1] == "build_catalog" and set(names[:-1]) == {"ingest_isos"}, names
-    catalog_run = registered.summary.run_ids[-1]
-    materialised = instance.fetch_materializations(AssetKey("isos"), limit=1).records
-    assert materialised and materialised[0].event_log_entry.run_id == catalog_run
+    events = instance.get_records_for_run(
+        registered.summary.run_ids[-1], of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    materialised = {
+        e.event_log_entry.dagster_event.asset_key for e in events if e.event_log_entry.dagster_event
+    }
+    assert {AssetKey("isos"), AssetKey("files"), AssetKey("configurations")} <= materialised
