@@ -20,7 +20,7 @@ loads rows); a workspace folder that does not exist yet is created on first mate
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
@@ -81,10 +81,10 @@ def build_resources(
     *,
     progress: Callable[[str, int], None] | None = None,
     watch_url: str | None = None,
-    recovery: Any = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The resources of one workspace; `recovery` replaces the configurable `RecoveryResource` with a
-    prepared `Recovery` (the command line's)."""
+    """The resources of one workspace; `overrides` replace some of them with what the command line
+    prepared (a `Recovery` as `recovery`, its own validation as `planning`)."""
     catalog = str(settings.catalog)
     return {
         "parquet_io_manager": ParquetIOManager(base_url=catalog),
@@ -93,10 +93,11 @@ def build_resources(
         ),
         "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
         "progress": Progress(progress),
-        "recovery": recovery or RecoveryResource(workspace=str(settings.workspace)),
+        "recovery": RecoveryResource(workspace=str(settings.workspace)),
         "planning": PlanningResource(
             workspace=str(settings.workspace), database_url=settings.database_url or ""
         ),
+        **(overrides or {}),
     }
 
 
@@ -105,7 +106,7 @@ def build_definitions(
     *,
     progress: Callable[[str, int], None] | None = None,
     watch_url: str | None = None,
-    recovery: Any = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
@@ -113,7 +114,7 @@ def build_definitions(
         asset_checks=ASSET_CHECKS,
         jobs=[ingest_isos_job, build_catalog_job, validate_set_job, plan_recovery_job, restore_job],
         sensors=[watched_iso_folder],
-        resources=build_resources(settings, progress=progress, watch_url=watch_url, recovery=recovery),
+        resources=build_resources(settings, progress=progress, watch_url=watch_url, overrides=overrides),
     )
 
 

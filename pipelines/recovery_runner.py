@@ -200,7 +200,7 @@ def _materialize(
     run_config: dict[str, Any],
 ) -> str:
     """The assets of `group` as a run of the `restore` job, with `recovery` as its resource."""
-    defs = build_definitions(recovery.settings, recovery=recovery)
+    defs = build_definitions(recovery.settings, overrides={"recovery": recovery})
     selection = [key for asset in group for key in asset.keys]
     try:
         return run_job(defs, "restore", instance, selection=selection, tags=tags, run_config=run_config)

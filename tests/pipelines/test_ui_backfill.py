@@ -20,9 +20,12 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from omni_recovery.checker import store, validate
+from omni_recovery.db.connection import connect
+from omni_recovery.db.schema import init_database
 from omni_recovery.planning import record_plan_source, recorded_plan_source
 from omni_recovery.recovery import applications_with_dependencies
-from omni_recovery.settings import load_settings
+from omni_recovery.settings import DATABASE_URL_ENV, load_settings
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.runner import dagster_instance
 from tests.backupset.conftest import PASSPHRASE, DemoSet
@@ -69,7 +72,28 @@ def wait_for(condition: Any, seconds: float, what: str) -> Any:
 
 
 @pytest.fixture
-def webserver(tmp_path: Path, workspace: Path) -> Iterator[tuple[int, DagsterInstance]]:  # noqa: F811
+def own_database(
+    validated: DemoSet,  # noqa: F811
+    workspace: Path,  # noqa: F811
+    fresh_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """A database of this test's own (the plans it stores stay out of the session's), holding the set's
+    deep validation, for the test and the webserver it starts."""
+    monkeypatch.setenv(DATABASE_URL_ENV, fresh_database_url)
+    report = validate(str(validated.output), validated.trusted, PASSPHRASE, deep=True)
+    init_database(fresh_database_url)
+    with connect(fresh_database_url) as conn:
+        store(conn, report)
+    return fresh_database_url
+
+
+@pytest.fixture
+def webserver(
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    own_database: str,
+) -> Iterator[tuple[int, DagsterInstance]]:
     """`dagster dev` on a free loopback port, in a folder that is not the workspace and without
     OMNI_RECOVERY_WORKSPACE: the workspace can only come from the plan."""
     instance = dagster_instance(load_settings(workspace))
