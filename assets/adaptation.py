@@ -32,7 +32,7 @@ missing or malformed inventory fails with the file and line at fault.
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,14 @@ from dagster import (
     asset,
 )
 
+from assets.checks import trusted_signers
+from omni_recovery.checker import ValidationReport, validate
+from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import RecoveryError
 from omni_recovery.inventory import Inventory, load_inventory
 from omni_recovery.planning import SetEnvironment, open_set, read_set_environment
 from omni_recovery.registered_sets import registered_set_location
-from omni_recovery.settings import Settings, load_settings
+from omni_recovery.settings import Settings, code_location_passphrase, load_settings
 from transforms.adapt.hardware import HardwarePlan, place_environment
 from transforms.adapt.network import NetworkPlan, adapt_network
 from transforms.adapt.storage_paths import StoragePlan, redirect_storage
@@ -126,6 +129,14 @@ class PlanningResource(ConfigurableResource):
 
     def policy(self) -> AdaptationPolicy:
         return AdaptationPolicy()
+
+    def deep_validator(self) -> Callable[[str], tuple[ValidationReport, list[Problem]]]:
+        """Deep validation of a folder with the passphrase and trusted keys of the code location's
+        environment (read now, so that none fails before anything is read), and the problems of
+        unusable trusted key specs."""
+        passphrase = code_location_passphrase()
+        trusted, preset = trusted_signers()
+        return lambda folder: (validate(folder, trusted, passphrase, deep=True), preset)
 
 
 # -- metadata helpers --------------------------------------------------------------------------------

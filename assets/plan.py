@@ -89,7 +89,7 @@ def recovery_plan(
     output = plan_path(settings.workspace, pid)
     svg = write_plan_files(plan, output)
     _, location = planning.registered_set(plan.backup_set_id)
-    record_plan_source(output, location, inventory_file)
+    record_plan_source(output, location, inventory_file, settings.workspace)
     url = database_url(settings)
     init_database(url)
     stored = store_plan(url, plan, created_by=CREATED_BY)

@@ -3,7 +3,9 @@
 Directors → ring → Orchestrators → cluster → storage → volumes → core services → applications
 (critical, standard, low) → verification → report → post-recovery backup. Volumes and
 applications are partitioned by application (dynamic partitions `applications`), so a backfill of
-some applications in the Dagster UI does what `execute-plan --applications a,b` does. The work of
+some applications in the Dagster UI does what `execute-plan --applications a,b` does, and their
+materialisations name the applications added for hard dependencies. `restored_directors` depends on
+the plan and the deep validation, so the lineage runs catalog → validation → plan → restore. The work of
 each phase, its tracking in the recovery database and its resume after a kill all live in
 `Recovery`; an asset only says which phases (and which applications) it runs and records what
 they did as metadata.
@@ -23,6 +25,9 @@ from dagster import (
     asset,
 )
 
+from omni_recovery.recovery import applications_with_dependencies
+from transforms.plan import Plan
+
 # One run per key range is what partial restores need; dagster marks `backfill_policy` beta, and says so
 # on every import otherwise.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
@@ -34,6 +39,9 @@ APPLICATION_PHASES = ("applications-critical", "applications-standard", "applica
 
 class RecoverySession(Protocol):
     """What the restore assets need from their `recovery` resource (omni_recovery.recovery.Recovery)."""
+
+    @property
+    def plan(self) -> Plan: ...
 
     def run_phases(
         self, phases: Iterable[str], applications: Iterable[str] | None = None
@@ -75,9 +83,15 @@ def _application_asset(name: str, phases: tuple[str, ...], deps: list[str], desc
         required_resource_keys={"recovery"},
     )
     def _restore(context: AssetExecutionContext) -> MaterializeResult:
+        recovery: RecoverySession = context.resources.recovery
         applications = list(context.partition_keys)
-        outcomes = context.resources.recovery.run_phases(phases, applications)
-        return _result(outcomes, applications=MetadataValue.json(applications))
+        outcomes = recovery.run_phases(phases, applications)
+        added = sorted(set(applications_with_dependencies(recovery.plan, applications)) - set(applications))
+        return _result(
+            outcomes,
+            applications=MetadataValue.json(applications),
+            hard_dependencies_added=MetadataValue.json(added),
+        )
 
     return _restore
 
@@ -85,7 +99,7 @@ def _application_asset(name: str, phases: tuple[str, ...], deps: list[str], desc
 restored_directors = _phase_asset(
     "restored_directors",
     ("directors",),
-    [],
+    ["recovery_plan", "deep_validation"],
     "Directors installed with their adapted configuration, state and new certificates.",
 )
 director_ring = _phase_asset(

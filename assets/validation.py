@@ -21,12 +21,11 @@ table. No passphrase, or no registered set, fails before anything is read.
 from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
 from assets import catalog
-from assets.checks import problem_metadata, summary, trusted_signers
-from omni_recovery.checker import store, validate
+from assets.checks import problem_metadata, summary
+from omni_recovery.checker import store
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
-from omni_recovery.settings import code_location_passphrase
 
 __all__ = ["VALIDATION_ASSETS", "deep_validation"]
 
@@ -40,11 +39,10 @@ __all__ = ["VALIDATION_ASSETS", "deep_validation"]
 )
 def deep_validation(context: AssetExecutionContext) -> MaterializeResult:
     planning = context.resources.planning
-    passphrase = code_location_passphrase()
+    validate_deeply = planning.deep_validator()  # the command line's planning brings its own keys
     backup_set_id, folder = planning.registered_set()
-    trusted, preset = trusted_signers()
     context.log.info(f"deep validation of backup set {backup_set_id} in {folder}")
-    report = validate(folder, trusted, passphrase, deep=True)
+    report, preset = validate_deeply(folder)
     url = database_url(planning.settings())
     init_database(url)
     with connect(url) as conn:

@@ -232,12 +232,24 @@ def store_plan(
     return pid
 
 
-def record_plan_source(plan_path: Path, location: str, inventory_path: Path) -> Path:
-    """Beside a generated plan, where its set and inventory are, so execute-plan needs only --plan."""
+def record_plan_source(
+    plan_path: Path, location: str, inventory_path: Path, workspace: Path | None = None
+) -> Path:
+    """Beside a generated plan, where its set, inventory and (when known) workspace are, so execute-plan
+    and a restore launched from the Dagster UI need only the plan."""
     record = plan_path.with_name(plan_path.name + PLAN_RECORD_SUFFIX)
-    record.write_text(
-        json.dumps(
-            {"location": absolute_location(location), "inventory": str(inventory_path.resolve())}, indent=2
-        )
-    )
+    source = {"location": absolute_location(location), "inventory": str(inventory_path.resolve())}
+    if workspace is not None:
+        source["workspace"] = str(workspace.resolve())
+    record.write_text(json.dumps(source, indent=2))
     return record
+
+
+def recorded_plan_source(plan_path: Path) -> dict[str, str]:
+    """What `record_plan_source` wrote beside the plan; empty when nothing was (a plan written by hand)."""
+    record = plan_path.with_name(plan_path.name + PLAN_RECORD_SUFFIX)
+    try:
+        found = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}

@@ -14,7 +14,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from omni_recovery.backupset.reader import IsoReader, SetMember
+from omni_recovery.backupset.reader import IsoReader, SetMember, list_backup_set
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
@@ -56,6 +56,16 @@ def registered_set_location(settings: Settings, backup_set_id: str | None = None
             + ", ".join(sorted(folders[backup_set_id]))
         )
     return backup_set_id, next(iter(folders[backup_set_id]))
+
+
+def registered_set_at(settings: Settings, location: str) -> str | None:
+    """The id of the set registered from exactly the ISOs at `location` (each at the same URL), else None."""
+    members = list_backup_set(location)
+    entries = registry_entries(settings.workspace)
+    ids = {m.name.backup_set_id for m in members}
+    if len(ids) == 1 and all(entries.get(m.name.filename, {}).get("url") == m.url for m in members):
+        return ids.pop()
+    return None
 
 
 def _most_recent(settings: Settings, registered: set[str]) -> str:

@@ -20,7 +20,8 @@ loads rows); a workspace folder that does not exist yet is created on first mate
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
@@ -73,7 +74,11 @@ restore_job = define_asset_job(
 
 
 def build_definitions(
-    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    watch_url: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
@@ -89,7 +94,7 @@ def build_definitions(
         ],
         schedules=PRACTICE_SCHEDULES,
         sensors=[watched_iso_folder, notify_recovery_finished, notify_failures],
-        resources=build_resources(settings, progress=progress, watch_url=watch_url),
+        resources=build_resources(settings, progress=progress, watch_url=watch_url, overrides=overrides),
     )
 
 

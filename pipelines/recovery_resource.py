@@ -1,7 +1,10 @@
 """The `recovery` resource for restore runs started from the Dagster UI (the CLI passes its own).
 
-Configure it in the launchpad (`resources: {recovery: {config: {plan_path: …}}}`); the passphrase
-comes from the environment of the code location (OMNI_RECOVERY_PASSPHRASE), never from run config.
+Configure it in the launchpad (`resources: {recovery: {config: {plan_path: …}}}`): the plan is all it
+needs, since the set's location, the inventory and the workspace come from the record written beside
+the plan (`<plan>.source.json`; else the code location's workspace). The passphrase comes from the
+environment of the code location (OMNI_RECOVERY_PASSPHRASE), never from run config. Applications a
+backfill adds for their hard dependencies are tagged on the run (`HARD_DEPENDENCIES_TAG`).
 Each run prepares one `Recovery` (validation on record, plan re-validated, passphrase checked,
 the recovery run opened or resumed) before its first step and closes it after its last. The run in
 the recovery database is closed by the final phase (the post-recovery backup) when every step has
@@ -21,18 +24,21 @@ from assets.restore import APPLICATION_PARTITIONS
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
+from omni_recovery.planning import recorded_plan_source
 from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.settings import code_location_passphrase, load_settings
 from omni_recovery.urls import absolute_location
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+from transforms.plan import Plan
 
 PARTITION_TAG = "dagster/partition"
+HARD_DEPENDENCIES_TAG = "omni-recovery/hard_dependencies_added"
 
 
 class RecoveryResource(ConfigurableResource):
     """A recovery plan to execute: the plan file, and optionally where its set and inventory are."""
 
-    workspace: str
+    workspace: str = ""
     plan_path: str = ""
     location: str = ""
     inventory_path: str = ""
@@ -47,7 +53,7 @@ class RecoveryResource(ConfigurableResource):
                 "configure resources.recovery.config.plan_path with the recovery plan to execute"
             )
         passphrase = code_location_passphrase()
-        settings = load_settings(self.workspace)
+        settings = load_settings(self._workspace())
         url = database_url(settings)
         init_database(url)
         options = ExecuteOptions(
@@ -60,8 +66,21 @@ class RecoveryResource(ConfigurableResource):
         )
         self._recovery = Recovery(settings, options, passphrase, url)
         # The launched partitions are known applications: checked, as every refusal, before the run opens.
-        applications_with_dependencies(self._recovery.plan, _launched_applications(context))
+        launched = _launched_applications(context)
+        added = sorted(set(applications_with_dependencies(self._recovery.plan, launched)) - set(launched))
+        if added and context.instance is not None and context.run is not None:
+            context.instance.add_run_tags(context.run.run_id, {HARD_DEPENDENCIES_TAG: ",".join(added)})
         self._recovery.prepare()
+
+    def _workspace(self) -> str | None:
+        """Configured, else recorded beside the plan, else (None) the code location's workspace."""
+        recorded = recorded_plan_source(Path(self.plan_path)).get("workspace")
+        return self.workspace or recorded or None
+
+    @property
+    def plan(self) -> Plan:
+        assert self._recovery is not None, "setup_for_execution did not run"
+        return self._recovery.plan
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._recovery is not None:

@@ -1,14 +1,18 @@
 """What `execute-plan` calls: the restore assets materialised in plan order through Dagster.
 
 How it works: one `Recovery` is prepared first (the set's deep validation on record, the plan
-re-validated, the passphrase checked, the run opened or resumed in the recovery database), so
-every refusal comes before anything is written. It is then handed to the restore assets as their
-`recovery` resource, and the phase groups are materialised one after another in this process,
-in the workspace's Dagster instance (so the runs show in `dagster dev`): the Director to storage
-phases, then the volumes of every chosen application (partitions `applications`, one run per
-contiguous key range), the core services, the applications, and verification, report and the
-post-recovery backup. A partial restore (`applications`) runs only the volumes and applications
-of the chosen applications and of their hard dependencies, then the report.
+re-validated, the passphrase checked, the run opened or resumed in the recovery database), so every
+refusal comes before anything is written. It is then handed to the restore assets as their
+`recovery` resource, and the phase groups are materialised one after another in this process, in the
+workspace's Dagster instance as runs of the `restore` job (so they show in `dagster dev` as a UI
+launch does): the Director to storage phases, then the volumes of every chosen application
+(partitions `applications`, one run per contiguous key range), the core services, the applications,
+and verification, report and the post-recovery backup. A partial restore (`applications`) runs only
+the volumes and applications of the chosen applications and of their hard dependencies, then the
+report.
+
+A Dagster run left unfinished by a process that died (SIGKILL) is marked failed when the recovery is
+resumed (`fail_dead_runs`).
 
 What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.recovery): `stop`
 fails its asset and the Dagster run; `skip-dependents` and `continue` let the assets succeed (their
@@ -24,11 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import DagsterExecutionInterruptedError, materialize
+from dagster import DagsterExecutionInterruptedError, DagsterInstance
 
 from assets.restore import (
     APPLICATION_PARTITIONS,
-    RESTORE_ASSETS,
     RESTORE_ORDER,
     director_ring,
     recovery_report,
@@ -42,7 +45,16 @@ from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
 from omni_recovery.recovery_report import reported_if_stopped
 from omni_recovery.settings import Settings
-from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, user_error
+from pipelines.definitions import build_definitions
+from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
+from pipelines.runner import (
+    QUIET_CONSOLE,
+    contiguous_ranges,
+    dagster_instance,
+    fail_dead_runs,
+    run_job,
+    user_error,
+)
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
@@ -67,6 +79,7 @@ def prepared_recovery(
     progress: Callable[[str, int], None] | None,
 ) -> Iterator[Recovery]:
     """A Recovery with every refusal behind it (validation, plan, passphrase), closed on exit."""
+    fail_dead_runs(dagster_instance(settings))
     url = database_url(settings)
     init_database(url)
     recovery = Recovery(settings, options, passphrase, url, progress)
@@ -92,8 +105,8 @@ def execute_recovery(
 ) -> ExecuteSummary:
     with prepared_recovery(settings, options, passphrase, progress) as recovery:
         chosen = _applications(recovery, options)
+        extra = sorted(set(chosen) - set(options.applications)) if options.applications else []
         if options.applications:
-            extra = sorted(set(chosen) - set(options.applications))
             echo(
                 f"partial restore of {', '.join(chosen)}"
                 + (f" (hard dependencies: {', '.join(extra)})" if extra else "")
@@ -105,6 +118,7 @@ def execute_recovery(
                 recovery,
                 chosen,
                 partial=bool(options.applications),
+                added=extra,
                 echo=echo,
                 run_config=_logging(log_level),
             )
@@ -154,6 +168,7 @@ def _materialize_in_order(
     applications: list[str],
     *,
     partial: bool,
+    added: list[str],
     echo: Echo,
     run_config: dict[str, Any],
 ) -> list[str]:
@@ -172,6 +187,8 @@ def _materialize_in_order(
         partitioned = any(asset.partitions_def is not None for asset in group)
         for key_range in ranges if partitioned else [None]:
             tags = {RANGE_START_TAG: key_range[0], RANGE_END_TAG: key_range[1]} if key_range else {}
+            if added:
+                tags[HARD_DEPENDENCIES_TAG] = ",".join(added)
             names = ", ".join(a.key.to_user_string() for a in group)
             echo(f"  materialising {names}" + (f" [{key_range[0]} … {key_range[1]}]" if key_range else ""))
             runs.append(_materialize(group, recovery, instance, tags, run_config))
@@ -179,17 +196,17 @@ def _materialize_in_order(
 
 
 def _materialize(
-    group: list[Any], recovery: Recovery, instance: Any, tags: dict[str, str], run_config: dict[str, Any]
+    group: list[Any],
+    recovery: Recovery,
+    instance: DagsterInstance,
+    tags: dict[str, str],
+    run_config: dict[str, Any],
 ) -> str:
+    """The assets of `group` as a run of the `restore` job, with `recovery` as its resource."""
+    defs = build_definitions(recovery.settings, overrides={"recovery": recovery})
+    selection = [key for asset in group for key in asset.keys]
     try:
-        result = materialize(
-            RESTORE_ASSETS,
-            instance=instance,
-            resources={"recovery": recovery},
-            selection=[key for asset in group for key in asset.keys],
-            tags=tags,
-            run_config=run_config,
-        )
+        return run_job(defs, "restore", instance, selection=selection, tags=tags, run_config=run_config)
     except (KeyboardInterrupt, DagsterExecutionInterruptedError) as exc:
         raise Interrupted(
             "interrupted: the steps in flight stopped and left nothing unverified under a final name; "
@@ -197,7 +214,6 @@ def _materialize(
         ) from exc
     except Exception as exc:
         raise user_error(exc) from exc
-    return result.run_id
 
 
 def _steps(recovery: Recovery) -> list[Any]:

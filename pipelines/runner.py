@@ -10,9 +10,11 @@ How it works
    in `settings.dagster_home` (its `dagster.yaml` is written by `pipelines.instance_storage`), so the
    runs show up in `dagster dev` started with DAGSTER_HOME set to that folder;
 3. records each ISO's URL in the registry and adds its file name as a partition of `isos`;
-4. materialises the ingest assets for the set's partitions in ONE run (a partition key range;
-   several runs only if the keys are not contiguous), then the catalog assets in a second run,
-   both in this process with `materialize`;
+4. runs the named job `ingest_isos` (the ingest assets) for
+   the set's partitions in ONE run (a partition key range; several runs only if the keys are not
+   contiguous), then `build_catalog`, both in this process with `run_job`, so the UI shows them
+   under the jobs' names. The blocking checks are left out of these runs: they fail closed without
+   a trusted signer, which register-isos does not take (validate-isos judges trust);
 5. reads the summary (ISOs by kind, components, dependencies, files, bytes) back from the catalog.
 
 Registering the same set again re-ingests it and replaces its rows (nothing is duplicated); a
@@ -31,15 +33,17 @@ they fail.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Sequence
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
 
 from assets.catalog import CATALOG_ASSETS
-from assets.ingest import INGEST_TABLES, ISO_PARTITIONS, ingest_iso
+from assets.ingest import ISO_PARTITIONS
 from io_managers.postgres import resolve_database_url
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import list_backup_set
@@ -47,16 +51,25 @@ from omni_recovery.catalog_sql import run_query
 from omni_recovery.errors import RecoveryError
 from omni_recovery.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
+from pipelines.definitions import build_definitions
 from pipelines.instance_storage import ensure_instance_yaml
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
-from pipelines.workspace_resources import build_resources
 
-__all__ = ["RegisterSummary", "contiguous_ranges", "dagster_instance", "register_isos", "user_error"]
+__all__ = [
+    "PROCESS_TAG",
+    "RegisterSummary",
+    "contiguous_ranges",
+    "dagster_instance",
+    "fail_dead_runs",
+    "register_isos",
+    "run_job",
+    "user_error",
+]
 
 CATALOG_STEPS = len(CATALOG_ASSETS)  # one progress step per catalog asset (op)
-# What registration materialises (other stages' assets, added to the definitions later, stay out).
-REGISTER_ASSETS = [ingest_iso, *CATALOG_ASSETS]
+# The process running a command-line run, so that a run whose process died can be told from a live one.
+PROCESS_TAG = "omni-recovery/process"
 PARTITIONS = ISO_PARTITIONS.name or "isos"
 
 
@@ -143,6 +156,64 @@ def user_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def process_tag() -> str:
+    """This process as `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_job(
+    defs: Definitions,
+    name: str,
+    instance: DagsterInstance,
+    *,
+    selection: Sequence[AssetKey] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    checks: bool = True,
+) -> str:
+    """Run the job `name` of `defs` in this process and in `instance`, as a launch from the UI runs it
+    (the same job name; with `checks`, the checks of the selected assets); its run id. Raises on failure."""
+    job = defs.resolve_job_def(name)
+    if not checks:
+        keys = set(selection) if selection is not None else set(job.asset_layer.executable_asset_keys)
+        job = job.get_subset(asset_selection=keys, asset_check_selection=set())
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=None if not checks else selection,
+        tags={**(tags or {}), PROCESS_TAG: process_tag()},
+        run_config=run_config,
+    )
+    return result.run_id
+
+
+# A run in one of these states whose process is gone will never finish on its own.
+UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed every unfinished run that a command line of this host started in a process that is
+    gone (killed, crashed), so the UI stops showing it as running; their run ids."""
+    host = socket.gethostname()
+    dead = []
+    for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED)):
+        owner = run.tags.get(PROCESS_TAG, "")
+        name, _, pid = owner.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(run, f"the process that ran it ({owner}) is gone: killed or crashed")
+            dead.append(run.run_id)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def register_isos(
     location: str,
     settings: Settings,
@@ -165,21 +236,15 @@ def register_isos(
     registry.register(members)
     if new:
         instance.add_dynamic_partitions(PARTITIONS, new)
-    resources = build_resources(settings, progress=progress)
-    ingest_keys = [AssetKey(name) for name in INGEST_TABLES]
+    defs = build_definitions(settings, progress=progress)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     run_ids: list[str] = []
     try:
         for first, last in contiguous_ranges(instance.get_dynamic_partitions(PARTITIONS), keys):
-            result = materialize(
-                REGISTER_ASSETS,
-                instance=instance,
-                resources=resources,
-                run_config=run_config,
-                selection=ingest_keys,
-                tags={RANGE_START_TAG: first, RANGE_END_TAG: last},
+            tags = {RANGE_START_TAG: first, RANGE_END_TAG: last}
+            run_ids.append(
+                run_job(defs, "ingest_isos", instance, tags=tags, run_config=run_config, checks=False)
             )
-            run_ids.append(result.run_id)
     except Exception as exc:
         for key in new:
             instance.delete_dynamic_partition(PARTITIONS, key)
@@ -188,16 +253,9 @@ def register_isos(
     set_ids = sorted({m.name.backup_set_id for m in members})
     record_registration(database_url, set_ids)
     try:
-        result = materialize(
-            REGISTER_ASSETS,
-            instance=instance,
-            resources=resources,
-            run_config=run_config,
-            selection=[key for asset in CATALOG_ASSETS for key in asset.keys],
-        )
+        run_ids.append(run_job(defs, "build_catalog", instance, run_config=run_config, checks=False))
     except Exception as exc:
         raise user_error(exc) from exc
-    run_ids.append(result.run_id)
     return _summary(settings, set_ids, len(new), run_ids)
 
 

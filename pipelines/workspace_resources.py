@@ -3,7 +3,7 @@ command line's runs (pipelines.runner) and the UI's (pipelines.definitions) alik
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from assets.adaptation import PlanningResource
@@ -15,9 +15,14 @@ from pipelines.resources import BackupSetRegistry, PracticeResource, Progress
 
 
 def build_resources(
-    settings: Settings, *, progress: Callable[[str, int], None] | None = None, watch_url: str | None = None
+    settings: Settings,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    watch_url: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The resources of one workspace."""
+    """The resources of one workspace; `overrides` replace some of them with what the command line
+    prepared (a `Recovery` as `recovery`, its own validation as `planning`)."""
     catalog = str(settings.catalog)
     return {
         "parquet_io_manager": ParquetIOManager(base_url=catalog),
@@ -33,4 +38,5 @@ def build_resources(
         "practice": PracticeResource(
             workspace=str(settings.workspace), database_url=settings.database_url or ""
         ),
+        **(overrides or {}),
     }

@@ -438,6 +438,37 @@ def test_sigkill_during_volume_restore_then_rerun_gives_the_same_result(
     assert dupes == (0,)
 
 
+def dagster_runs(workspace: Path) -> dict[str, tuple[str, str]]:
+    """run id → (job name, status) of every run in the workspace's Dagster instance."""
+    from pipelines.runner import dagster_instance
+
+    return {
+        r.run_id: (r.job_name, r.status.value) for r in dagster_instance(load_settings(workspace)).get_runs()
+    }
+
+
+@pytest.mark.parametrize("after_the_kill", ["status", "execute-plan"])
+def test_a_killed_restore_s_dagster_run_is_marked_failed_by_status_or_by_the_resume(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, after_the_kill: str
+):
+    """The UI stops showing a SIGKILLed run as started once `status` sees no process holds it, or once
+    execute-plan resumes the recovery; every run is one of the `restore` job."""
+    setup = make_setup(validated, tmp_path)
+    proc, _ = execute_plan_until_volume_files(setup, workspace, database_url, parallel=1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = [run for run, (_, status) in dagster_runs(workspace).items() if status == "STARTED"]
+    assert len(killed) == 1, dagster_runs(workspace)
+    if after_the_kill == "status":
+        CliRunner().invoke(main, ["status", "--workspace", str(workspace)])
+    else:
+        execute(setup, workspace)
+    runs = dagster_runs(workspace)
+    assert runs[killed[0]] == ("restore", "FAILURE"), runs
+    assert {job for job, _ in runs.values()} == {"restore"}
+    assert not [run for run, (_, status) in runs.items() if status in ("STARTED", "STARTING")], runs
+
+
 def test_plan_reads_back(validated: DemoSet, tmp_path: Path):
     setup = make_setup(validated, tmp_path)
     assert plan_from_yaml(setup.plan_path.read_text()).sha256 == setup.plan.sha256

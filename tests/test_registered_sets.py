@@ -132,7 +132,12 @@ def test_relative_paths_are_recorded_absolute_and_work_from_another_folder(
     )  # fmt: skip
     assert made.exit_code == 0, made.output
     recorded = json.loads((here / "plan.yaml.source.json").read_text())
-    assert recorded == {"location": str(here / "set"), "inventory": str(here / "inventory.yaml")}
+    assert recorded == {
+        "location": str(here / "set"),
+        "inventory": str(here / "inventory.yaml"),
+        "workspace": recorded["workspace"],
+    }
+    assert Path(recorded["workspace"]).is_absolute()
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

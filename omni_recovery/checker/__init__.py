@@ -39,7 +39,7 @@ without the passphrase, deep mode reports encrypted files as not authenticated.
 from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unlock
 from omni_recovery.checker.iso_checks import check_iso, open_iso
 from omni_recovery.checker.problems import Problem, Progress
-from omni_recovery.checker.report import ValidationReport, store
+from omni_recovery.checker.report import ValidationReport, latest_deep_run, store
 from omni_recovery.checker.runner import (
     check_iso_url,
     check_set_urls,
@@ -61,6 +61,7 @@ __all__ = [
     "deep_check_chunks",
     "deep_check_iso",
     "deep_check_iso_url",
+    "latest_deep_run",
     "list_set_folder",
     "open_iso",
     "passed_and_metadata",

@@ -118,6 +118,16 @@ class ValidationReport:
         return head + "\n\n" + "\n".join(line.rstrip() for line in lines) + "\n"
 
 
+def latest_deep_run(conn: psycopg.Connection[Any], backup_set_id: str) -> str | None:
+    """The id of the most recent deep validation stored for `backup_set_id`, if any."""
+    row = conn.execute(
+        "SELECT run_id FROM omni.validation_runs WHERE backup_set_id = %s AND deep "
+        "ORDER BY started_at DESC LIMIT 1",
+        (backup_set_id,),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def store(conn: psycopg.Connection[Any], report: ValidationReport) -> str:
     """Write the run and its problems in one transaction; returns the run id."""
     if report.backup_set_id is None:

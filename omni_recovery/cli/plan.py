@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,10 @@ from omni_recovery.cli.options import (
     handle_errors,
     workspace_option,
 )
+
+if TYPE_CHECKING:
+    from omni_recovery.settings import Settings
+    from transforms.plan import Plan
 
 
 @click.command("plan-generate")
@@ -92,24 +97,79 @@ def _run(
     allow_system_root: bool,
     workspace: Path | None,
 ) -> None:
+    from omni_recovery.errors import RecoveryError
+    from omni_recovery.registered_sets import registered_set_at, registered_set_location
+    from omni_recovery.settings import load_settings
+
+    settings = load_settings(workspace)
+    if location is None:
+        backup_set_id, location = registered_set_location(settings, backup_set_id)
+        click.echo(f"planning registered backup set {backup_set_id} in {location}")
+    elif backup_set_id is not None:
+        raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
+    else:
+        backup_set_id = registered_set_at(settings, location)
+    if store and backup_set_id is not None:
+        _plan_in_dagster(settings, backup_set_id, location, inventory, output, mode, allow_system_root)
+    else:
+        _plan_here(settings, backup_set_id, location, inventory, output, mode, store, allow_system_root)
+
+
+def _plan_in_dagster(
+    settings: Settings,
+    backup_set_id: str,
+    location: str,
+    inventory: Path,
+    output: Path,
+    mode: str,
+    allow_system_root: bool,
+) -> None:
+    """A registered set: the `plan_recovery` job plans and stores it (the UI shows it); copied to output."""
+    from omni_recovery.planning import record_plan_source
+    from pipelines.plan_runner import plan_registered_set
+    from transforms.plan import plan_from_yaml
+
+    planned = plan_registered_set(
+        settings, backup_set_id, inventory, mode, allow_system_root=allow_system_root
+    )
+    svg = output.with_suffix(".svg")
+    _copy_whole(planned.plan_path, output)
+    _copy_whole(planned.svg_path, svg)
+    record_plan_source(output, location, inventory, settings.workspace)
+    _echo_plan(plan_from_yaml(output.read_text(encoding="utf-8")), mode, output, svg)
+    click.echo(f"recorded in the recovery database as {planned.plan_id}")
+    click.echo(f"dagster run {planned.run_id} (job plan_recovery)")
+
+
+def _plan_here(
+    settings: Settings,
+    backup_set_id: str | None,
+    location: str,
+    inventory: Path,
+    output: Path,
+    mode: str,
+    store: bool,
+    allow_system_root: bool,
+) -> None:
+    """A set not registered (or --no-store): planned in this process."""
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.errors import RecoveryError
     from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
-    from omni_recovery.settings import load_settings
 
-    if location is None:
-        from omni_recovery.registered_sets import registered_set_location
-
-        backup_set_id, location = registered_set_location(load_settings(workspace), backup_set_id)
-        click.echo(f"planning registered backup set {backup_set_id} in {location}")
-    elif backup_set_id is not None:
-        raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
     plan, _ = generate(location, inventory, mode, allow_system_root=allow_system_root)
     if backup_set_id is not None and plan.backup_set_id != backup_set_id:
         raise RecoveryError(f"the set registered as {backup_set_id} in {location} holds {plan.backup_set_id}")
     svg = write_plan_files(plan, output)
-    record_plan_source(output, location, inventory)
+    record_plan_source(output, location, inventory, settings.workspace)
+    _echo_plan(plan, mode, output, svg)
+    if store:
+        url = database_url(settings)
+        init_database(url)
+        click.echo(f"recorded in the recovery database as {store_plan(url, plan)}")
+
+
+def _echo_plan(plan: Plan, mode: str, output: Path, svg: Path) -> None:
     phases = Counter(step.phase for step in plan.steps)
     click.echo(
         f"plan for {plan.backup_set_id} ({mode}): {len(plan.steps)} steps, "
@@ -117,7 +177,11 @@ def _run(
     )
     for phase, count in phases.items():
         click.echo(f"  {phase:<24} {count:>4} step(s)")
-    if store:
-        url = database_url(load_settings(workspace))
-        init_database(url)
-        click.echo(f"recorded in the recovery database as {store_plan(url, plan)}")
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    """`source`'s bytes at `target`, which appears only when whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(source.read_bytes())
+    partial.replace(target)

@@ -96,9 +96,12 @@ def validate_isos(
     """
     try:
         if location is None:
-            location = _registered_location(backup_set_id, workspace)
+            backup_set_id, location = _registered_location(backup_set_id, workspace)
         elif backup_set_id is not None:
             raise RecoveryError("--backup-set-id chooses a registered set: give it without --path")
+        else:
+            backup_set_id = _registered_at(location, workspace)
+        in_dagster = backup_set_id if deep and store else None
         passed = _validate(
             location,
             deep,
@@ -107,6 +110,7 @@ def validate_isos(
             passphrase_file,
             parallel_factor,
             report_path,
+            in_dagster,
             store,
             workspace,
         )
@@ -115,14 +119,21 @@ def validate_isos(
     sys.exit(0 if passed else 1)
 
 
-def _registered_location(backup_set_id: str | None, workspace: Path | None) -> str:
-    """The folder of the registered set (named, else the most recently registered), said aloud."""
+def _registered_location(backup_set_id: str | None, workspace: Path | None) -> tuple[str, str]:
+    """The registered set (named, else the most recently registered) and its folder, said aloud."""
     from omni_recovery.registered_sets import registered_set_location
     from omni_recovery.settings import load_settings
 
     set_id, folder = registered_set_location(load_settings(workspace), backup_set_id)
     click.echo(f"validating registered backup set {set_id} in {folder}")
-    return folder
+    return set_id, folder
+
+
+def _registered_at(location: str, workspace: Path | None) -> str | None:
+    from omni_recovery.registered_sets import registered_set_at
+    from omni_recovery.settings import load_settings
+
+    return registered_set_at(load_settings(workspace), location)
 
 
 def _validate(
@@ -133,32 +144,58 @@ def _validate(
     passphrase_file: Path | None,
     parallel_factor: int,
     report_path: Path | None,
+    in_dagster: str | None,
     store: bool,
     workspace: Path | None,
 ) -> bool:
+    """Validate and print; `in_dagster`: the registered set's id, deep-validated as a `validate_set` run."""
     from omni_recovery.backupset.signing import TrustedSigners
     from omni_recovery.checker import validate
+    from omni_recovery.settings import load_settings
 
     trusted = TrustedSigners.from_specs(trusted_specs(trusted_keys))
     passphrase = read_passphrase(passphrase_file, required=deep) if deep else None
     chosen = _slice(subset, deep, location, workspace) if subset else None
     with progress_bars() as progress:
-        report = validate(
-            location,
-            trusted,
-            passphrase,
-            deep=deep,
-            parallel_factor=parallel_factor,
-            progress=progress,
-            subset=chosen,
-        )
+        if in_dagster is not None and passphrase is not None and chosen is None:
+            from pipelines.validate_runner import validate_registered_set
+
+            settings = load_settings(workspace)
+            report = validate_registered_set(
+                settings, in_dagster, trusted, passphrase, parallel_factor=parallel_factor, progress=progress
+            )
+        else:
+            in_dagster = None  # a slice is validated here and stored below, never as the whole set's run
+            report = validate(
+                location,
+                trusted,
+                passphrase,
+                deep=deep,
+                parallel_factor=parallel_factor,
+                progress=progress,
+                subset=chosen,
+            )
     click.echo(report.to_text(), nl=False)
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(report.to_json_text(), encoding="utf-8")
-    if store:
+    if in_dagster is not None:
+        click.echo(
+            f"stored as validation run {_stored_run(in_dagster, workspace)} (dagster job validate_set)"
+        )
+    elif store:
         _store(report, workspace)
     return report.passed
+
+
+def _stored_run(backup_set_id: str, workspace: Path | None) -> str | None:
+    from omni_recovery.checker import latest_deep_run
+    from omni_recovery.db.connection import connect
+    from omni_recovery.db.server import database_url
+    from omni_recovery.settings import load_settings
+
+    with connect(database_url(load_settings(workspace))) as conn:
+        return latest_deep_run(conn, backup_set_id)
 
 
 def _store(report: Any, workspace: Path | None) -> None:

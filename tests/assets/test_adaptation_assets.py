@@ -20,7 +20,9 @@ import pytest
 from click.testing import CliRunner
 from dagster import (
     AssetKey,
+    DagsterEventType,
     DagsterInstance,
+    DagsterRunStatus,
     Definitions,
     ExecuteInProcessResult,
     FilesystemIOManager,
@@ -35,7 +37,7 @@ from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.planning import PLAN_RECORD_SUFFIX, generate, plan_id
 from omni_recovery.settings import DATABASE_URL_ENV, Settings
-from pipelines.runner import register_isos
+from pipelines.runner import dagster_instance, register_isos
 from tests.builders import same_shaped_inventory
 from tests.catalog_fixtures import DemoSet, scratch_workspace
 from transforms.plan import PHASES, plan_from_yaml
@@ -253,6 +255,34 @@ def test_definitions_with_the_adaptation_assets_resolve(tmp_path: Path) -> None:
     assert {k.to_user_string() for k in upstream} == set(ADAPTATION_NAMES)
     for key in graph.get_all_asset_keys():
         assert defs.get_repository_def().assets_defs_by_key[key].specs_by_key[key].description, key
+
+
+def test_plan_generate_of_a_registered_set_is_a_plan_recovery_run_the_ui_shows(
+    workspace: Workspace, demo_set: DemoSet, tmp_path: Path
+) -> None:
+    """plan-generate of the folder a set was registered from runs the named job `plan_recovery`:
+    every adaptation asset and `recovery_plan` are materialised by it, and the plan written is theirs."""
+    output = tmp_path / "by-path.yaml"
+    args = ["plan-generate", "--path", str(demo_set.output), "--inventory", str(workspace.inventory)]
+    args += ["--workspace", str(workspace.settings.workspace), "--output", str(output)]
+    result = CliRunner().invoke(main, args, env={DATABASE_URL_ENV: workspace.database_url})
+    assert result.exit_code == 0, result.output
+    instance = dagster_instance(workspace.settings)
+    run = instance.get_runs(limit=1)[0]
+    assert (run.job_name, run.status) == ("plan_recovery", DagsterRunStatus.SUCCESS)
+    events = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    materialised = {
+        e.event_log_entry.dagster_event.asset_key for e in events if e.event_log_entry.dagster_event
+    }
+    assert materialised == {AssetKey(name) for name in (*ADAPTATION_NAMES, "recovery_plan")}
+    plan = plan_from_yaml(output.read_text())
+    assert f"recorded in the recovery database as {plan_id(plan)}" in result.output
+    assert (
+        output.read_bytes()
+        == (workspace.settings.workspace / "plans" / plan_id(plan) / PLAN_FILE).read_bytes()
+    )
+    record = json.loads(output.with_name(output.name + PLAN_RECORD_SUFFIX).read_text())
+    assert record["workspace"] == str(workspace.settings.workspace.resolve())
 
 
 def test_plan_generate_without_path_plans_the_registered_set(

@@ -19,6 +19,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetKey,
     AssetSelection,
+    DagsterRunStatus,
     ExecuteInProcessResult,
     materialize,
 )
@@ -298,3 +299,43 @@ def test_validate_isos_without_path_validates_the_registered_set(
         main, ["validate-isos", "--path", str(demo_set.output), "--backup-set-id", "t1", "--no-store"]
     )
     assert both.exit_code == 1 and "without --path" in both.output
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_validate_isos_deep_of_a_registered_set_is_a_validate_set_run_the_ui_shows(
+    registered: Settings, demo_set: DemoSet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trusted: bool
+) -> None:
+    """validate-isos --deep of the folder a set was registered from runs the named job `validate_set`:
+    passed, `deep_validation` is materialised with the stored report; failed (no trusted key), the run
+    fails, the report is stored all the same and the command exits 1."""
+    assert registered.database_url is not None
+    monkeypatch.setenv(DATABASE_URL_ENV, registered.database_url)
+    monkeypatch.delenv(TRUSTED_KEY_ENV, raising=False)
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_bytes(PASSPHRASE + b"\n")
+    args = [
+        "validate-isos",
+        "--path",
+        str(demo_set.output),
+        "--workspace",
+        str(registered.workspace),
+        "--deep",
+    ]
+    args += ["--passphrase-file", str(passphrase), *(["--trusted-key", _pub(demo_set)] if trusted else [])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == (0 if trusted else 1), result.output
+    instance = dagster_instance(registered)
+    run = instance.get_runs(limit=1)[0]
+    status = DagsterRunStatus.SUCCESS if trusted else DagsterRunStatus.FAILURE
+    assert (run.job_name, run.status) == ("validate_set", status)
+    stored = result.output.split("stored as validation run ")[1].split()[0]
+    with connect(registered.database_url) as conn:
+        row = conn.execute(
+            "SELECT deep, passed FROM omni.validation_runs WHERE run_id = %s", (stored,)
+        ).fetchone()
+    assert row == (True, trusted)
+    if trusted:
+        record = instance.fetch_materializations(AssetKey("deep_validation"), limit=1).records[0]
+        assert record.event_log_entry.run_id == run.run_id
+        assert record.asset_materialization is not None
+        assert record.asset_materialization.metadata["validation_run"].value == stored

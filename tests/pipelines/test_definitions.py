@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -90,3 +91,25 @@ def test_sensor_skips_a_folder_with_a_misnamed_iso(tmp_path: Path) -> None:
     result = watched_iso_folder(context)
     assert isinstance(result, SkipReason) and "holiday.iso" in str(result.skip_message)
     assert registry.entries() == {}
+
+
+def ancestors(graph: Any, key: AssetKey) -> set[AssetKey]:
+    """Every asset `key` depends on, directly or not."""
+    found: set[AssetKey] = set()
+    todo = [key]
+    while todo:
+        for parent in graph.get(todo.pop()).parent_keys:
+            if parent not in found:
+                found.add(parent)
+                todo.append(parent)
+    return found
+
+
+def test_every_restore_asset_descends_from_the_catalog_the_validation_and_the_plan() -> None:
+    """The lineage is one graph: catalog → validation → adaptation → plan → each restore asset."""
+    graph = defs.get_repository_def().asset_graph
+    restore = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "restore"]
+    assert len(restore) > 5
+    wanted = {AssetKey("isos"), AssetKey("deep_validation"), AssetKey("network_adaptation")}
+    for key in restore:
+        assert wanted | {AssetKey("recovery_plan")} <= ancestors(graph, key), key

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from dagster import AssetKey, DagsterEventType
 
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.catalog_sql import run_query
@@ -283,3 +284,20 @@ def test_the_catalog_holds_every_section_of_files_whose_sections_lie_out_of_orde
                 digest.update(iso.read(length))
         assert digest.hexdigest() == sha, (iso_name, path, extents)
     assert sorted(path for _, path, extents, _ in rows if len(extents) == 2) == sorted(scattered)
+
+
+def test_registration_runs_are_the_named_jobs_the_ui_lists(registered: Registered) -> None:
+    """Each run register-isos made is a run of `ingest_isos` or `build_catalog` (not an anonymous
+    asset job), with the ingest partitions in its range and the catalog assets materialised by it."""
+    instance = dagster_instance(registered.settings)
+    runs = {run_id: instance.get_run_by_id(run_id) for run_id in registered.summary.run_ids}
+    assert all(run is not None for run in runs.values())
+    names = [run.job_name for run in runs.values() if run is not None]
+    assert names[-1] == "build_catalog" and set(names[:-1]) == {"ingest_isos"}, names
+    events = instance.get_records_for_run(
+        registered.summary.run_ids[-1], of_type=DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    materialised = {
+        e.event_log_entry.dagster_event.asset_key for e in events if e.event_log_entry.dagster_event
+    }
+    assert {AssetKey("isos"), AssetKey("files"), AssetKey("configurations")} <= materialised
