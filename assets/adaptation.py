@@ -49,13 +49,13 @@ from dagster import (
 )
 
 from assets.checks import trusted_signers
-from omni_recovery.checker import ValidationReport, validate
-from omni_recovery.checker.problems import Problem
+from omni_recovery.adapt.inventory import Inventory, load_inventory
 from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import Inventory, load_inventory
-from omni_recovery.planning import SetEnvironment, open_set, read_set_environment
-from omni_recovery.registered_sets import registered_set_location
+from omni_recovery.plan.generate import SetEnvironment, open_set, read_set_environment
+from omni_recovery.register.registered_sets import registered_set_location
 from omni_recovery.settings import Settings, code_location_passphrase, load_settings
+from omni_recovery.validate import ValidationReport, validate
+from omni_recovery.validate.problems import Problem
 from transforms.adapt.hardware import HardwarePlan, place_environment
 from transforms.adapt.network import NetworkPlan, adapt_network
 from transforms.adapt.storage_paths import StoragePlan, redirect_storage

@@ -4,7 +4,7 @@ How it works
 ------------
 Two Dagster asset checks, both blocking (a failure means the set is unsafe to restore from, so
 downstream assets in the same run do not start), each a thin wrapper of one checker call
-(`omni_recovery.checker`), shown in the Dagster UI with the problems as a Markdown table
+(`omni_recovery.validate`), shown in the Dagster UI with the problems as a Markdown table
 (severity, check, ISO, path, expected, found, message) and their counts:
 
 - `iso_validation` on `iso_manifest` (the manifest table of the multi-asset `ingest_iso`), with
@@ -61,10 +61,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from assets import catalog
 from assets.ingest import ISO_PARTITIONS
 from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, TrustedSigners, trusted_specs
-from omni_recovery.checker import check_iso_url, check_set_urls, passed_and_metadata
-from omni_recovery.checker import problems as p
-from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import RecoveryError
+from omni_recovery.validate import check_iso_url, check_set_urls, passed_and_metadata
+from omni_recovery.validate import problems as p
+from omni_recovery.validate.problems import Problem
 
 __all__ = [
     "ASSET_CHECKS",

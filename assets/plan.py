@@ -34,7 +34,7 @@ from assets.adaptation import (
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
-from omni_recovery.planning import (
+from omni_recovery.plan.generate import (
     SetEnvironment,
     plan_id,
     record_plan_source,

@@ -1,4 +1,5 @@
-"""The restore assets: one per phase of the recovery plan, each a thin call into omni_recovery.recovery.
+"""The restore assets: one per phase of the recovery plan, each a thin call into
+omni_recovery.execute.recovery.
 
 Directors → ring → Orchestrators → cluster → storage → volumes → core services → applications
 (critical, standard, low) → verification → report → post-recovery backup. Volumes and
@@ -25,7 +26,7 @@ from dagster import (
     asset,
 )
 
-from omni_recovery.recovery import applications_with_dependencies
+from omni_recovery.execute.recovery import applications_with_dependencies
 from transforms.plan import Plan
 
 # One run per key range is what partial restores need; dagster marks `backfill_policy` beta, and says so
@@ -38,7 +39,7 @@ APPLICATION_PHASES = ("applications-critical", "applications-standard", "applica
 
 
 class RecoverySession(Protocol):
-    """What the restore assets need from their `recovery` resource (omni_recovery.recovery.Recovery)."""
+    """What the restore assets need from their `recovery` resource (execute.recovery.Recovery)."""
 
     @property
     def plan(self) -> Plan: ...

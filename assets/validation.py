@@ -3,7 +3,7 @@
 How it works: `deep_validation` validates the registered set that planning is configured for
 (`resources.planning.backup_set_id`, else the most recently registered set) in the folder it was
 registered from, deeply: every byte hashed, chunked files reassembled, sealed files authenticated
-(`omni_recovery.checker.validate(deep=True)`, what `validate-isos --deep` runs). The report goes
+(`omni_recovery.validate.validate(deep=True)`, what `validate-isos --deep` runs). The report goes
 into the recovery database, where execute-plan and the restore assets require a passed deep
 validation of the very manifests they restore from, and into the materialisation's metadata:
 counts, the problem table, the validation run id. Trusted signers come from
@@ -22,10 +22,10 @@ from dagster import AssetExecutionContext, Failure, MaterializeResult, asset
 
 from assets import catalog
 from assets.checks import problem_metadata, summary
-from omni_recovery.checker import store
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
+from omni_recovery.validate import store
 
 __all__ = ["VALIDATION_ASSETS", "deep_validation"]
 

@@ -45,9 +45,9 @@ def tree_bytes(root: Path) -> tuple[int, int]:
 def make_bench_set(work: Path, size_gib: float, scale: str, chunk_mib: int) -> BenchSet:
     """A demo environment with at least `size_gib` of volume data (the scale's files plus one big
     file) backed up under `work`/set, the environment removed again; prints what it made."""
+    from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.reader import IsoReader, list_backup_set, unlock_data_key
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
     from omni_recovery.restorer.files import restore_items
 

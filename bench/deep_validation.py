@@ -51,8 +51,8 @@ def openssl(paths: list[Path]) -> None:
 
 
 def build_set(work: Path, size_gib: float) -> tuple[Path, Path, bytes]:
+    from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 
     env = work / "env"
@@ -88,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from omni_recovery.backupset.signing import TrustedSigners
-    from omni_recovery.checker import deep_check_iso, open_iso, validate
+    from omni_recovery.validate import deep_check_iso, open_iso, validate
 
     work = None
     if args.path is None:

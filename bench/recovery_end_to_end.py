@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING
 from timing import TMPFS, cpu_seconds, require_bsdtar, settle_memory, timed
 
 if TYPE_CHECKING:
+    from omni_recovery.execute.tracking import StepRecord
     from omni_recovery.settings import Settings
-    from omni_recovery.tracking import StepRecord
 
 GiB = 1024**3
 MiB = 1024**2
@@ -110,16 +110,16 @@ def prepare(
     args: argparse.Namespace, work: Path, out: Path, settings: Settings
 ) -> tuple[Path, list[Path], int, int]:
     """The demo set, backed up, deeply validated and planned onto a same-shaped inventory under `out`."""
+    from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
+    from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
-    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
-    from omni_recovery.checker import store, validate
     from omni_recovery.db.connection import connect
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
     from omni_recovery.envstate.folder import environment_from_folder
-    from omni_recovery.inventory import inventory_to_yaml, make_inventory
-    from omni_recovery.planning import generate, record_plan_source, write_plan_files
+    from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
+    from omni_recovery.validate import store, validate
 
     env = work / "env"
     write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=int(args.size_gib * GiB)))
@@ -165,7 +165,7 @@ def prepare(
 
 def timed_recovery(settings: Settings, plan_path: Path) -> tuple[tuple[float, float], str]:
     """execute-plan's wall and CPU seconds, and its recovery run id (its modules imported by then)."""
-    from omni_recovery.recovery import ExecuteOptions
+    from omni_recovery.execute.recovery import ExecuteOptions
     from pipelines.recovery_runner import execute_recovery
 
     cpu, started = cpu_seconds(), time.perf_counter()
@@ -189,7 +189,7 @@ def step_seconds(settings: Settings, run_id: str) -> dict[str, float]:
     overlap, so their durations do not add up), from the recovery database."""
     from omni_recovery.db.connection import connect
     from omni_recovery.db.server import database_url
-    from omni_recovery.tracking import recent_runs
+    from omni_recovery.execute.tracking import recent_runs
 
     with connect(database_url(settings)) as conn:
         run = next(r for r in recent_runs(conn, limit=20) if r.run_id == run_id)

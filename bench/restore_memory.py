@@ -70,8 +70,8 @@ def measure(
     size_gib: float, workdir: Path | None, outdir: Path | None
 ) -> tuple[float, tuple[float, int], tuple[float, int]]:
     """(size, bsdtar's wall s and peak RSS, the restore's) for a set with a volume of `size_gib`."""
+    from omni_recovery.backup.writer import create_backup_set
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-    from omni_recovery.backupset.writer import create_backup_set
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 
     work = Path(tempfile.mkdtemp(prefix="bench-restore-memory-", dir=workdir))

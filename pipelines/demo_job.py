@@ -17,8 +17,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from omni_recovery.backup.writer import BackupSetSummary, WriterOptions, create_backup_set
 from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
-from omni_recovery.backupset.writer import BackupSetSummary, WriterOptions, create_backup_set
 from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
 
@@ -68,12 +68,12 @@ def _recover(
     folder: Path,
     echo: Echo,
 ) -> None:
-    from omni_recovery.checker import store, validate
     from omni_recovery.db.connection import connect
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
-    from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
-    from omni_recovery.recovery import ExecuteOptions
+    from omni_recovery.execute.recovery import ExecuteOptions
+    from omni_recovery.plan.generate import generate, record_plan_source, store_plan, write_plan_files
+    from omni_recovery.validate import store, validate
     from pipelines.recovery_runner import execute_recovery
     from pipelines.runner import QUIET_CONSOLE, register_isos
 
@@ -129,8 +129,8 @@ def _database_check(env: Path, infra: Path) -> str:
 
 def _demo_inventory(env: Path, folder: Path) -> Path:
     """New hardware for the demo: as many nodes as before, each with a quarter more cores and memory."""
+    from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
     from omni_recovery.envstate.folder import environment_from_folder
-    from omni_recovery.inventory import inventory_to_yaml, make_inventory
 
     nodes = environment_from_folder(env).nodes
     inventory = make_inventory(

@@ -175,7 +175,7 @@ class _Drill:
         self.result.backup_set_id = summary.backup_set_ids[0]
 
     def validate(self) -> None:
-        from omni_recovery.checker import store, validate
+        from omni_recovery.validate import store, validate
 
         report = validate(
             self.options.location,
@@ -193,7 +193,7 @@ class _Drill:
             raise RecoveryError(f"deep validation failed: {where}: {first.message}{more}")
 
     def plan(self) -> Path:
-        from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
+        from omni_recovery.plan.generate import generate, record_plan_source, store_plan, write_plan_files
 
         self.scratch.mkdir(parents=True)
         inventory = self.options.inventory or self.scratch_inventory()
@@ -210,8 +210,8 @@ class _Drill:
 
     def scratch_inventory(self) -> Path:
         """Local folders shaped like the set's own nodes (named drill-<node>)."""
-        from omni_recovery.inventory import inventory_to_yaml, make_inventory
-        from omni_recovery.planning import open_set, read_set_environment
+        from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
+        from omni_recovery.plan.generate import open_set, read_set_environment
 
         with open_set(self.options.location) as readers:
             nodes = read_set_environment(readers).environment.nodes
@@ -222,7 +222,7 @@ class _Drill:
         return path
 
     def execute(self, plan_path: Path) -> None:
-        from omni_recovery.recovery import ExecuteOptions
+        from omni_recovery.execute.recovery import ExecuteOptions
         from pipelines.recovery_runner import execute_recovery
 
         options = ExecuteOptions(plan_path, parallel_factor=self.options.parallel_factor, reverify=True)
@@ -280,7 +280,7 @@ def _remove_tree(root: str) -> None:
 
 
 def _gather_roots(roots: list[str], into: Path) -> None:
-    from omni_recovery.post_backup import gather
+    from omni_recovery.backup.post_recovery import gather
     from omni_recovery.targets.driver import TargetRoot
 
     for url in roots:
@@ -317,7 +317,7 @@ def compare_with_catalog(
     Volume files must be there byte for byte; other files must be there (documents are adapted
     and keys issued anew by design; the recovery's own verification checks their bytes). The old
     nodes' files are replaced by the new nodes', and NOT_RESTORED paths are never written."""
-    from omni_recovery.planning import is_document
+    from omni_recovery.plan.generate import is_document
 
     problems: list[str] = []
     compared = 0

@@ -24,8 +24,13 @@ from assets.restore import APPLICATION_PARTITIONS
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
-from omni_recovery.planning import recorded_plan_source
-from omni_recovery.recovery import FINAL_PHASE, ExecuteOptions, Recovery, applications_with_dependencies
+from omni_recovery.execute.recovery import (
+    FINAL_PHASE,
+    ExecuteOptions,
+    Recovery,
+    applications_with_dependencies,
+)
+from omni_recovery.plan.generate import recorded_plan_source
 from omni_recovery.settings import code_location_passphrase, load_settings
 from omni_recovery.urls import absolute_location
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG

@@ -14,7 +14,7 @@ report.
 A Dagster run left unfinished by a process that died (SIGKILL) is marked failed when the recovery is
 resumed (`fail_dead_runs`).
 
-What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.recovery): `stop`
+What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.execute.recovery): `stop`
 fails its asset and the Dagster run; `skip-dependents` and `continue` let the assets succeed (their
 metadata counts failed and skipped steps) and `finish` then refuses to close the recovery run,
 naming the steps and the report. Either way the recovery run stays open in the database, so running
@@ -42,8 +42,8 @@ from assets.restore import (
 from omni_recovery.db.schema import init_database
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import Interrupted, RecoveryError
-from omni_recovery.recovery import ExecuteOptions, Recovery, applications_with_dependencies
-from omni_recovery.recovery_report import reported_if_stopped
+from omni_recovery.execute.recovery import ExecuteOptions, Recovery, applications_with_dependencies
+from omni_recovery.report.build import reported_if_stopped
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_definitions
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
@@ -217,7 +217,7 @@ def _materialize(
 
 
 def _steps(recovery: Recovery) -> list[Any]:
-    from omni_recovery.tracking import recent_runs
+    from omni_recovery.execute.tracking import recent_runs
 
     return next(
         r.steps for r in recent_runs(recovery.tracker.conn, limit=50) if r.run_id == recovery.tracker.run_id

@@ -33,7 +33,7 @@ from dagster import ConfigurableResource
 
 from omni_recovery.backupset.reader import SetMember
 from omni_recovery.errors import BackupSetError
-from omni_recovery.registered_sets import REGISTRY_FILE, registry_entries
+from omni_recovery.register.registered_sets import REGISTRY_FILE, registry_entries
 from omni_recovery.settings import Settings
 
 __all__ = ["REGISTRY_FILE", "BackupSetRegistry", "Progress"]

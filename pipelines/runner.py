@@ -47,9 +47,9 @@ from assets.ingest import ISO_PARTITIONS
 from io_managers.postgres import resolve_database_url
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import list_backup_set
-from omni_recovery.catalog_sql import run_query
 from omni_recovery.errors import RecoveryError
-from omni_recovery.registered_sets import record_registration, require_whole_sets
+from omni_recovery.register.catalog_sql import run_query
+from omni_recovery.register.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_definitions
 from pipelines.instance_storage import ensure_instance_yaml

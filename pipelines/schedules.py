@@ -75,7 +75,7 @@ def verify_next_slices(context: OpExecutionContext, practice: PracticeResource) 
 
 @op(description="Rehearse the recovery of drill_path (default: the newest registered set), unattended.")
 def drill_newest_set(context: OpExecutionContext, practice: PracticeResource) -> None:
-    from omni_recovery.registered_sets import registered_set_location
+    from omni_recovery.register.registered_sets import registered_set_location
     from pipelines.drill import DrillOptions, run_drill
 
     trusted, passphrase = _secrets()

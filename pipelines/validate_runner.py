@@ -20,9 +20,9 @@ from typing import Any
 
 from assets.adaptation import PlanningResource
 from omni_recovery.backupset.signing import TrustedSigners
-from omni_recovery.checker import ValidationReport, validate
-from omni_recovery.checker.problems import Problem, no_progress
 from omni_recovery.settings import Settings
+from omni_recovery.validate import ValidationReport, validate
+from omni_recovery.validate.problems import Problem, no_progress
 from pipelines.definitions import build_definitions
 from pipelines.runner import QUIET_CONSOLE, dagster_instance, run_job, user_error
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omni_recovery.adapt.inventory import Inventory, inventory_to_yaml, make_inventory
 from omni_recovery.envstate.folder import environment_from_folder
-from omni_recovery.inventory import Inventory, inventory_to_yaml, make_inventory
 from transforms.documents import Environment
 
 NodeSpec = tuple[str, int, int, int]

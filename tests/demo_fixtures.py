@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from omni_recovery.backup.writer import BackupSetSummary, WriterOptions, create_backup_set
 from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
-from omni_recovery.backupset.writer import BackupSetSummary, WriterOptions, create_backup_set
 from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 
 PASSPHRASE = b"correct horse battery staple"

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from io_managers.pg_copy import replace_rows
-from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.validate import store, validate
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 
 

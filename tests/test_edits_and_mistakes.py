@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from omni_recovery.cli import main
-from omni_recovery.planning import generate, write_plan_files
+from omni_recovery.plan.generate import generate, write_plan_files
 from tests.backupset.conftest import DemoSet
 from tests.builders import same_shaped_inventory
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.catalog_sql import run_query
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
+from omni_recovery.register.catalog_sql import run_query
 from pipelines.runner import register_isos
 from tests.backupset.conftest import DemoSet
 from tests.catalog_fixtures import scratch_settings

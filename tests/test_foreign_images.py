@@ -28,11 +28,11 @@ import yaml
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
-from omni_recovery.checker import problems as p
-from omni_recovery.checker import validate
 from omni_recovery.envstate.model import env_path
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.validate import problems as p
+from omni_recovery.validate import validate
 from omni_recovery.yaml_text import load_yaml
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.checker.tamper import copy_set, edit_index, index_bytes, rebuild

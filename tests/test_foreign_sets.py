@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.backupset.writer import WriterOptions
-from omni_recovery.checker import store, validate
+from omni_recovery.backup.writer import WriterOptions
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.settings import load_settings
+from omni_recovery.validate import store, validate
 from pipelines.runner import QUIET_CONSOLE, register_isos
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
-from omni_recovery.inventory import inventory_to_yaml, make_inventory
-from omni_recovery.planning import generate, open_set, read_set_environment
+from omni_recovery.plan.generate import generate, open_set, read_set_environment
 from tests.backupset.conftest import DemoSet
 from tests.builders import same_shaped_inventory
 from tests.checker.tamper import copy_set, iso_file, rebuild

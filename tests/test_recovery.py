@@ -28,10 +28,10 @@ import pytest
 from click.testing import CliRunner
 
 from assets.restore import restored_applications, restored_volumes
+from omni_recovery.backup.post_recovery import gather
+from omni_recovery.backup.writer import WriterOptions
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import TrustedSigners
-from omni_recovery.backupset.writer import WriterOptions
-from omni_recovery.checker import ValidationReport, store, validate
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
@@ -39,12 +39,12 @@ from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
-from omni_recovery.planning import generate, plan_id, record_plan_source, write_plan_files
-from omni_recovery.post_backup import gather
-from omni_recovery.recovery import ExecuteOptions, applications_with_dependencies
+from omni_recovery.execute.recovery import ExecuteOptions, applications_with_dependencies
+from omni_recovery.execute.tracking import RunRecord, recent_runs, run_holder
+from omni_recovery.plan.generate import generate, plan_id, record_plan_source, write_plan_files
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
-from omni_recovery.tracking import RunRecord, recent_runs, run_holder
+from omni_recovery.validate import ValidationReport, store, validate
 from pipelines.recovery_runner import ExecuteSummary, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
@@ -224,8 +224,8 @@ def test_partial_restore_touches_only_the_chosen_applications(
 
 def write_set(env: Path, folder: Path, backup_set_id: str) -> DemoSet:
     """A signed set of `env` under folder/set with the given id (folder/k.key signs it)."""
+    from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
 
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "k.key").exists():
@@ -511,7 +511,7 @@ def test_restore_onto_fewer_larger_nodes_applies_every_adaptation(
 def test_post_recovery_backup_registers_and_matches_the_first_set(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
-    from omni_recovery.planning import open_set, read_set_environment
+    from omni_recovery.plan.generate import open_set, read_set_environment
 
     setup = make_setup(validated, tmp_path)
     summary = execute(setup, workspace, signing_key=validated.key_path)
@@ -720,7 +720,7 @@ def test_failed_stop_step_ends_the_run_before_later_phases(
 def test_a_run_stopped_by_a_step_has_a_report_that_says_how_to_resume(
     copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
-    from omni_recovery.recovery_report import reported_if_stopped
+    from omni_recovery.report.build import reported_if_stopped
     from pipelines.recovery_runner import prepared_recovery
 
     setup, step = damaged_stop_volume(copied, tmp_path)
@@ -900,7 +900,7 @@ def test_a_volume_folder_holding_other_data_is_not_restored_into(
 def test_a_running_volume_step_records_its_bytes_as_it_goes(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery import recovery, tracking
+    from omni_recovery.execute import recovery, tracking
     from omni_recovery.restorer import files
 
     monkeypatch.setattr(recovery, "STEP_PROGRESS_SECONDS", 0.0)

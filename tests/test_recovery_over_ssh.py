@@ -15,9 +15,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omni_recovery.inventory import InventoryNode, SshKeys, StoragePool, inventory_to_yaml, make_inventory
-from omni_recovery.planning import generate, record_plan_source, write_plan_files
-from omni_recovery.recovery import ExecuteOptions
+from omni_recovery.adapt.inventory import (
+    InventoryNode,
+    SshKeys,
+    StoragePool,
+    inventory_to_yaml,
+    make_inventory,
+)
+from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import PARTIAL_SUFFIX
 from pipelines.recovery_runner import execute_recovery

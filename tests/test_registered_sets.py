@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
-from omni_recovery.registered_sets import registry_entries
+from omni_recovery.register.registered_sets import registry_entries
 from omni_recovery.settings import DATABASE_URL_ENV
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_inventory

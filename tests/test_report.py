@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
+from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 

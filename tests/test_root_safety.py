@@ -17,10 +17,10 @@ from click.testing import CliRunner, Result
 from dagster import DagsterInstance
 
 from assets.restore import restored_applications, restored_directors
+from omni_recovery.adapt.inventory import inventory_to_yaml, load_inventory
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
-from omni_recovery.inventory import inventory_to_yaml, load_inventory
 from omni_recovery.settings import load_settings
 from pipelines.definitions import build_definitions
 from tests.backupset.conftest import PASSPHRASE, DemoSet

@@ -24,14 +24,14 @@ from omni_recovery.backupset import layout
 from omni_recovery.backupset.keys import TAG_SIZE
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
-from omni_recovery.catalog_sql import run_query
-from omni_recovery.checker import problems as p
-from omni_recovery.checker import validate
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import IntegrityError
-from omni_recovery.planning import open_set, read_set_environment
+from omni_recovery.plan.generate import open_set, read_set_environment
+from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.validate import problems as p
+from omni_recovery.validate import validate
 from pipelines.runner import register_isos
 from tests.catalog_fixtures import scratch_settings
 from tests.checker.tamper import copy_set, flip_byte, rebuild

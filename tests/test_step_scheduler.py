@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from omni_recovery.errors import RecoveryError
-from omni_recovery.step_scheduler import run_in_order
+from omni_recovery.execute.scheduler import run_in_order
 
 
 @dataclass(frozen=True)

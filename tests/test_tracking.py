@@ -14,8 +14,15 @@ from click.testing import CliRunner
 
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.execute.tracking import (
+    FAILED,
+    SUCCEEDED,
+    RecoveryTracker,
+    RunBusy,
+    recent_runs,
+    run_is_held,
+)
 from omni_recovery.settings import DATABASE_URL_ENV
-from omni_recovery.tracking import FAILED, SUCCEEDED, RecoveryTracker, RunBusy, recent_runs, run_is_held
 
 MiB = 2**20
 
@@ -107,7 +114,7 @@ def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, d
 def test_a_running_step_records_its_progress_and_its_end_the_final_count(
     conn: psycopg.Connection, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery import recovery
+    from omni_recovery.execute import recovery
 
     tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
     tracker.step_started("volume:a/v", "volumes", "volume:a/v")

@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from omni_recovery.adapt.inventory import Inventory, InventoryNode
 from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import component_of, place, volume_files_root
 from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import Inventory, InventoryNode
 from transforms.adapt.changes import DocumentChange, LayoutError
 from transforms.adapt.storage_paths import safe_join
 from transforms.adapt.values import ValueAdapter

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
+from omni_recovery.adapt.root_safety import inventory_root_problems
 from omni_recovery.errors import RecoveryError
-from omni_recovery.root_safety import inventory_root_problems
 from omni_recovery.urls import check_host_key, is_ssh_url, overlapping
 from omni_recovery.yaml_text import SAFE_LOADER
 

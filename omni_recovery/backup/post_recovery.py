@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from omni_recovery.backup.writer import WriterOptions, create_backup_set
 from omni_recovery.backupset.signing import load_signing_key
-from omni_recovery.backupset.writer import WriterOptions, create_backup_set
 from omni_recovery.targets.driver import TargetRoot
 
 if TYPE_CHECKING:
-    from omni_recovery.recovery import Recovery
+    from omni_recovery.execute.recovery import Recovery
 
 
 def post_recovery_output(recovery: Recovery) -> Path:

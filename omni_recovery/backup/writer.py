@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fsspec.implementations.local import LocalFileSystem
 
 from omni_recovery import __version__
+from omni_recovery.backup.isobuild import FileWindow, IsoBuilder
 from omni_recovery.backupset import keys, layout, signing
 from omni_recovery.backupset.attributes import (
     FileAttributes,
@@ -53,7 +54,6 @@ from omni_recovery.backupset.attributes import (
 )
 from omni_recovery.backupset.hashing import sha256_file, sha256_ranges
 from omni_recovery.backupset.index_db import RecoveryIndex, write_index
-from omni_recovery.backupset.isobuild import FileWindow, IsoBuilder
 from omni_recovery.backupset.manifest import (
     BackupInfo,
     Chunk,

@@ -97,8 +97,8 @@ def backup_create(
       omni-recovery backup create --source ./env --output ./backups/set1 \\
           --signing-key ./keys/backup-signing.key --max-iso-size 700M --chunk-size 256M
     """
+    from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import load_signing_key
-    from omni_recovery.backupset.writer import WriterOptions, create_backup_set
 
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None

@@ -20,7 +20,7 @@ from omni_recovery.cli.options import (
 from omni_recovery.settings import WORKSPACE_ENV
 
 if TYPE_CHECKING:
-    from omni_recovery.recovery import ExecuteOptions
+    from omni_recovery.execute.recovery import ExecuteOptions
 
 
 @click.command("execute-plan")
@@ -130,7 +130,7 @@ def execute_plan(
           --signing-key ./keys/backup-signing.key
       omni-recovery execute-plan --plan recovery-plan.yaml --applications billing,orders
     """
-    from omni_recovery.recovery import ExecuteOptions
+    from omni_recovery.execute.recovery import ExecuteOptions
 
     options = ExecuteOptions(
         plan_path=plan_path,
@@ -184,7 +184,7 @@ def deploy_directors(
     Example:
       omni-recovery deploy-directors --parallel 5 --config recovery-plan.yaml
     """
-    from omni_recovery.recovery import ExecuteOptions
+    from omni_recovery.execute.recovery import ExecuteOptions
 
     options = ExecuteOptions(
         plan_path=plan_path,
@@ -284,8 +284,8 @@ def _status(workspace: Path | None, runs: int) -> None:
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.errors import RecoveryError
+    from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, recent_runs, run_holder
     from omni_recovery.settings import load_settings
-    from omni_recovery.tracking import RUNNING, SUCCEEDED, recent_runs, run_holder
 
     settings = load_settings(workspace)
     if settings.embedded and not settings.pgdata.exists():

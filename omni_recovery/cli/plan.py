@@ -1,4 +1,4 @@
-"""`omni-recovery plan-generate`: options parsed here, the work done by omni_recovery.planning."""
+"""`omni-recovery plan-generate`: options parsed here, the work done by omni_recovery.plan.generate."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _run(
     workspace: Path | None,
 ) -> None:
     from omni_recovery.errors import RecoveryError
-    from omni_recovery.registered_sets import registered_set_at, registered_set_location
+    from omni_recovery.register.registered_sets import registered_set_at, registered_set_location
     from omni_recovery.settings import load_settings
 
     settings = load_settings(workspace)
@@ -125,7 +125,7 @@ def _plan_in_dagster(
     allow_system_root: bool,
 ) -> None:
     """A registered set: the `plan_recovery` job plans and stores it (the UI shows it); copied to output."""
-    from omni_recovery.planning import record_plan_source
+    from omni_recovery.plan.generate import record_plan_source
     from pipelines.plan_runner import plan_registered_set
     from transforms.plan import plan_from_yaml
 
@@ -155,7 +155,7 @@ def _plan_here(
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.errors import RecoveryError
-    from omni_recovery.planning import generate, record_plan_source, store_plan, write_plan_files
+    from omni_recovery.plan.generate import generate, record_plan_source, store_plan, write_plan_files
 
     plan, _ = generate(location, inventory, mode, allow_system_root=allow_system_root)
     if backup_set_id is not None and plan.backup_set_id != backup_set_id:

@@ -1,7 +1,7 @@
 """Commands of the catalog stage: `register-isos` (run the ingest and catalog assets) and `sql`.
 
 Both only parse options and call the library: `pipelines.runner.register_isos` and
-`omni_recovery.catalog_sql`. Dagster is imported only when `register-isos` runs, so other
+`omni_recovery.register.catalog_sql`. Dagster is imported only when `register-isos` runs, so other
 commands stay quick to start.
 
 What can go wrong: every RecoveryError (a foreign file in the set folder, a corrupt ISO, an
@@ -96,7 +96,7 @@ def sql(query: str, workspace: Path | None, fmt: str) -> None:
       omni-recovery sql "SELECT iso_name, extent_offset, size FROM files WHERE path LIKE '%app.yaml'"
       omni-recovery sql "SELECT * FROM dependencies WHERE component_id = 'application:billing'" --format json
     """
-    from omni_recovery.catalog_sql import format_result, run_query
+    from omni_recovery.register.catalog_sql import format_result, run_query
     from omni_recovery.settings import load_settings
 
     settings = load_settings(workspace)

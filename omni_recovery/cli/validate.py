@@ -121,7 +121,7 @@ def validate_isos(
 
 def _registered_location(backup_set_id: str | None, workspace: Path | None) -> tuple[str, str]:
     """The registered set (named, else the most recently registered) and its folder, said aloud."""
-    from omni_recovery.registered_sets import registered_set_location
+    from omni_recovery.register.registered_sets import registered_set_location
     from omni_recovery.settings import load_settings
 
     set_id, folder = registered_set_location(load_settings(workspace), backup_set_id)
@@ -130,7 +130,7 @@ def _registered_location(backup_set_id: str | None, workspace: Path | None) -> t
 
 
 def _registered_at(location: str, workspace: Path | None) -> str | None:
-    from omni_recovery.registered_sets import registered_set_at
+    from omni_recovery.register.registered_sets import registered_set_at
     from omni_recovery.settings import load_settings
 
     return registered_set_at(load_settings(workspace), location)
@@ -150,8 +150,8 @@ def _validate(
 ) -> bool:
     """Validate and print; `in_dagster`: the registered set's id, deep-validated as a `validate_set` run."""
     from omni_recovery.backupset.signing import TrustedSigners
-    from omni_recovery.checker import validate
     from omni_recovery.settings import load_settings
+    from omni_recovery.validate import validate
 
     trusted = TrustedSigners.from_specs(trusted_specs(trusted_keys))
     passphrase = read_passphrase(passphrase_file, required=deep) if deep else None
@@ -189,21 +189,21 @@ def _validate(
 
 
 def _stored_run(backup_set_id: str, workspace: Path | None) -> str | None:
-    from omni_recovery.checker import latest_deep_run
     from omni_recovery.db.connection import connect
     from omni_recovery.db.server import database_url
     from omni_recovery.settings import load_settings
+    from omni_recovery.validate import latest_deep_run
 
     with connect(database_url(load_settings(workspace))) as conn:
         return latest_deep_run(conn, backup_set_id)
 
 
 def _store(report: Any, workspace: Path | None) -> None:
-    from omni_recovery.checker import store
     from omni_recovery.db.connection import connect
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.settings import load_settings
+    from omni_recovery.validate import store
 
     url = database_url(load_settings(workspace))
     init_database(url)
@@ -218,9 +218,9 @@ def _store(report: Any, workspace: Path | None) -> None:
 
 def _slice(subset: str, deep: bool, location: str, workspace: Path | None) -> Any:
     """The slice --subset names; for auto/N, the one the set's rotation verified longest ago."""
-    from omni_recovery.checker.deep import Slice
     from omni_recovery.practice.rotation import next_slice_of, parse_subset
     from omni_recovery.settings import load_settings
+    from omni_recovery.validate.deep import Slice
 
     if not deep:
         raise RecoveryError("--subset chooses a slice of the deep check: give it with --deep")

@@ -50,6 +50,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from omni_recovery.adapt.inventory import Inventory, load_inventory
+from omni_recovery.adapt.root_safety import plan_root_problems
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import (
     DataKey,
@@ -62,9 +64,17 @@ from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError, some_of
-from omni_recovery.inventory import Inventory, load_inventory
-from omni_recovery.planning import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
-from omni_recovery.planning import plan_id as plan_id_of
+from omni_recovery.execute.scheduler import run_in_order
+from omni_recovery.execute.tracking import (
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    Connection,
+    RecoveryTracker,
+    take_run_lock,
+)
+from omni_recovery.plan.generate import PLAN_RECORD_SUFFIX, SetEnvironment, read_set_environment, store_plan
+from omni_recovery.plan.generate import plan_id as plan_id_of
 from omni_recovery.restorer.certificates import (
     CertificateBundle,
     NodeIdentity,
@@ -74,13 +84,10 @@ from omni_recovery.restorer.certificates import (
 )
 from omni_recovery.restorer.files import RestoredFile, RestoreItem, restore_files
 from omni_recovery.restorer.membership import form_cluster, form_ring, render_cluster_file, render_ring_file
-from omni_recovery.root_safety import plan_root_problems
 from omni_recovery.settings import Settings
-from omni_recovery.step_scheduler import run_in_order
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.targets.ssh import SshAccess
-from omni_recovery.tracking import FAILED, SKIPPED, SUCCEEDED, Connection, RecoveryTracker, take_run_lock
 from transforms.plan import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
@@ -802,7 +809,7 @@ class Recovery:
         return {"bytes_to_write": needed, "free_bytes": space.free, "roots_on_filesystem": sharing}
 
     def _verify(self, step: Step) -> StepOutcome:
-        from omni_recovery.restore_checks import verify_data, verify_layout
+        from omni_recovery.execute.verification import verify_data, verify_layout
 
         if step.id.endswith("components"):
             problems = verify_layout(self.layout, self.roots, self._selected_files())
@@ -841,12 +848,12 @@ class Recovery:
         return [f for step, files in self.files_by_step.items() if step in selected for f in files]
 
     def _report(self, step: Step) -> StepOutcome:
-        from omni_recovery.recovery_report import write_run_report
+        from omni_recovery.report.build import write_run_report
 
         return StepOutcome(SUCCEEDED, 0, {"report": str(write_run_report(self))})
 
     def _post_recovery_backup(self, step: Step) -> StepOutcome:
-        from omni_recovery.post_backup import post_recovery_backup
+        from omni_recovery.backup.post_recovery import post_recovery_backup
 
         if self.options.signing_key is None:
             return StepOutcome(SKIPPED, 0, {"reason": "no --signing-key given for the post-recovery backup"})

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
+from omni_recovery.adapt.inventory import load_inventory
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.manifest import ManifestEntry, join_chunks
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
@@ -32,7 +33,6 @@ from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
-from omni_recovery.inventory import load_inventory
 from omni_recovery.restorer.certificates import old_ca_problem
 from omni_recovery.urls import absolute_location
 from transforms.adapt.vocabulary import Adaptation

@@ -23,11 +23,11 @@ from typing import Any
 import psycopg
 
 from omni_recovery.backupset.signing import TrustedSigners
-from omni_recovery.checker.deep import Slice
-from omni_recovery.checker.report import ValidationReport
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
+from omni_recovery.validate.deep import Slice
+from omni_recovery.validate.report import ValidationReport
 
 _SUBSET = re.compile(r"^(auto|\d+)/(\d+)$")
 
@@ -56,10 +56,10 @@ def next_slice(conn: psycopg.Connection[Any], backup_set_id: str, count: int) ->
 
 def next_slice_of(location: str, count: int, settings: Settings) -> int:
     """`next_slice` for the set in the folder `location`, from the recovery database of `settings`."""
-    from omni_recovery.checker import list_set_folder
-    from omni_recovery.checker.set_checks import set_identity
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
+    from omni_recovery.validate import list_set_folder
+    from omni_recovery.validate.set_checks import set_identity
 
     backup_set_id = set_identity(list(list_set_folder(location)[0]))
     if backup_set_id is None:
@@ -74,10 +74,10 @@ def verify_registered_sets(
     settings: Settings, trusted: TrustedSigners, passphrase: bytes, count: int
 ) -> list[ValidationReport]:
     """The next slice of `count` of every registered set, hashed, stored and recorded."""
-    from omni_recovery.checker import store, validate
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
-    from omni_recovery.registered_sets import registered_set_location, registry_entries
+    from omni_recovery.register.registered_sets import registered_set_location, registry_entries
+    from omni_recovery.validate import store, validate
 
     url = database_url(settings)
     init_database(url)

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni_recovery.errors import RecoveryError
-from omni_recovery.report import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
-from omni_recovery.tracking import FAILED, SUCCEEDED, recent_runs
+from omni_recovery.execute.tracking import FAILED, SUCCEEDED, recent_runs
+from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 
 # Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
 _SHOWN_WHEN_RUNNING = ("director/", "orchestrator/", "service/", "application/")
 _AFTER_REPORT = ("report", "post-recovery-backup")
 
 if TYPE_CHECKING:
-    from omni_recovery.recovery import Recovery
+    from omni_recovery.execute.recovery import Recovery
 
 
 def write_run_report(recovery: Recovery) -> Path:
@@ -133,7 +133,7 @@ def _ca_fingerprint(recovery: Recovery) -> str:
 
 def _post_recovery_backup(recovery: Recovery, *, complete: bool) -> str:
     """Where the post-recovery backup goes (its step runs right after the report), when it will be made."""
-    from omni_recovery.post_backup import post_recovery_output
+    from omni_recovery.backup.post_recovery import post_recovery_output
 
     if recovery.options.signing_key is None or recovery.options.applications or not complete:
         return ""

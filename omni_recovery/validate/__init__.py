@@ -36,11 +36,11 @@ the reported problem. Without trusted keys every ISO fails the signature check (
 without the passphrase, deep mode reports encrypted files as not authenticated.
 """
 
-from omni_recovery.checker.deep import deep_check_chunks, deep_check_iso, unlock
-from omni_recovery.checker.iso_checks import check_iso, open_iso
-from omni_recovery.checker.problems import Problem, Progress
-from omni_recovery.checker.report import ValidationReport, latest_deep_run, store
-from omni_recovery.checker.runner import (
+from omni_recovery.validate.deep import deep_check_chunks, deep_check_iso, unlock
+from omni_recovery.validate.iso_checks import check_iso, open_iso
+from omni_recovery.validate.problems import Problem, Progress
+from omni_recovery.validate.report import ValidationReport, latest_deep_run, store
+from omni_recovery.validate.runner import (
     check_iso_url,
     check_set_urls,
     deep_check_iso_url,
@@ -48,7 +48,7 @@ from omni_recovery.checker.runner import (
     passed_and_metadata,
     validate,
 )
-from omni_recovery.checker.set_checks import check_set
+from omni_recovery.validate.set_checks import check_set
 
 __all__ = [
     "Problem",

@@ -30,11 +30,11 @@ from omni_recovery.backupset.hashing import aligned_buffer
 from omni_recovery.backupset.manifest import Encryption, ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, unlock_data_key
 from omni_recovery.backupset.sparse import LogicalDigest
-from omni_recovery.checker import problems as p
-from omni_recovery.checker.iso_checks import manifest_of, stored_as_listed
-from omni_recovery.checker.problems import Problem, Progress, no_progress
-from omni_recovery.checker.set_checks import chunk_parts
 from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
+from omni_recovery.validate import problems as p
+from omni_recovery.validate.iso_checks import manifest_of, stored_as_listed
+from omni_recovery.validate.problems import Problem, Progress, no_progress
+from omni_recovery.validate.set_checks import chunk_parts
 
 BLOCK = 1 << 20
 _REPORT_EVERY = 16 << 20

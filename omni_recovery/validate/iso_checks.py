@@ -22,9 +22,9 @@ from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.isofs import IsoEntry
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import IsoReader
-from omni_recovery.checker import problems as p
-from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import BackupSetError
+from omni_recovery.validate import problems as p
+from omni_recovery.validate.problems import Problem
 
 REQUIRED_PATHS: tuple[str, ...] = (
     layout.MANIFEST_PATH,

@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from omni_recovery.checker.deep import Slice
-from omni_recovery.checker.problems import Problem
 from omni_recovery.db.audit import audit
 from omni_recovery.errors import RecoveryError
 from omni_recovery.safe_text import safe_text
+from omni_recovery.validate.deep import Slice
+from omni_recovery.validate.problems import Problem
 
 _COLUMNS = ("severity", "check", "iso", "path", "expected", "found", "message")
 

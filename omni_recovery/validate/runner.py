@@ -25,8 +25,10 @@ import fsspec
 from omni_recovery.backupset import layout, signing
 from omni_recovery.backupset.manifest import ManifestEntry
 from omni_recovery.backupset.reader import DataKey, IsoReader, is_iso_file, manifests_fingerprint
-from omni_recovery.checker import problems as p
-from omni_recovery.checker.deep import (
+from omni_recovery.errors import BackupSetError
+from omni_recovery.safe_text import safe_text
+from omni_recovery.validate import problems as p
+from omni_recovery.validate.deep import (
     Slice,
     deep_check_chunks,
     deep_check_iso,
@@ -34,12 +36,10 @@ from omni_recovery.checker.deep import (
     unauthenticated_note,
     unlock,
 )
-from omni_recovery.checker.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
-from omni_recovery.checker.problems import Problem, Progress, no_progress
-from omni_recovery.checker.report import ValidationReport
-from omni_recovery.checker.set_checks import check_set, chunk_parts, set_identity
-from omni_recovery.errors import BackupSetError
-from omni_recovery.safe_text import safe_text
+from omni_recovery.validate.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
+from omni_recovery.validate.problems import Problem, Progress, no_progress
+from omni_recovery.validate.report import ValidationReport
+from omni_recovery.validate.set_checks import check_set, chunk_parts, set_identity
 
 _UNIT_BYTES = 256 << 20
 

@@ -27,10 +27,10 @@ from omni_recovery.backupset import layout
 from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.manifest import BackupInfo, ManifestEntry
 from omni_recovery.backupset.reader import IsoReader
-from omni_recovery.checker import problems as p
-from omni_recovery.checker.iso_checks import encryption_disagrees, index_of, manifest_of
-from omni_recovery.checker.problems import Problem
 from omni_recovery.errors import BackupSetError
+from omni_recovery.validate import problems as p
+from omni_recovery.validate.iso_checks import encryption_disagrees, index_of, manifest_of
+from omni_recovery.validate.problems import Problem
 from omni_recovery.yaml_text import load_yaml
 
 

@@ -31,11 +31,11 @@ from dagster import (
 
 from assets.adaptation import PlanningResource
 from assets.plan import ADAPTATION_ASSETS, PLAN_FILE
+from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
-from omni_recovery.inventory import inventory_to_yaml, make_inventory
-from omni_recovery.planning import PLAN_RECORD_SUFFIX, generate, plan_id
+from omni_recovery.plan.generate import PLAN_RECORD_SUFFIX, generate, plan_id
 from omni_recovery.settings import DATABASE_URL_ENV, Settings
 from pipelines.runner import dagster_instance, register_isos
 from tests.builders import same_shaped_inventory

@@ -20,7 +20,7 @@ from assets.checks import TRUSTED_KEY_ENV
 from assets.validation import deep_validation
 from omni_recovery.backupset.reader import IsoReader, manifests_fingerprint
 from omni_recovery.db.connection import connect
-from omni_recovery.planning import open_set
+from omni_recovery.plan.generate import open_set
 from omni_recovery.settings import PASSPHRASE_ENV, Settings
 from pipelines.runner import register_isos
 from tests.catalog_fixtures import PASSPHRASE, DemoSet, scratch_workspace

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from omni_recovery.backup.writer import create_backup_set
 from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-from omni_recovery.backupset.writer import create_backup_set
 from omni_recovery.errors import EnvironmentStateError
 from tests.demo_fixtures import PASSPHRASE, SMALL_SET
 

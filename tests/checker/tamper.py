@@ -21,8 +21,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from omni_recovery.backup.isobuild import IsoBuilder
 from omni_recovery.backupset import layout, signing
-from omni_recovery.backupset.isobuild import IsoBuilder
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omni_recovery.backupset.reader import IsoReader, unlock_data_key
-from omni_recovery.checker import (
+from omni_recovery.validate import (
     check_iso_url,
     check_set_urls,
     deep_check_chunks,
@@ -14,7 +14,7 @@ from omni_recovery.checker import (
     open_iso,
     passed_and_metadata,
 )
-from omni_recovery.checker import problems as p
+from omni_recovery.validate import problems as p
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.checker.tamper import copy_set, flip_byte, iso_file
 
@@ -58,7 +58,7 @@ def test_per_iso_deep_call_names_the_damaged_file(demo_set: DemoSet, tmp_path: P
 def test_a_set_on_another_fsspec_filesystem_validates_deeply(demo_set: DemoSet):
     import fsspec
 
-    from omni_recovery.checker import validate
+    from omni_recovery.validate import validate
 
     memory = fsspec.filesystem("memory")
     for iso in sorted(demo_set.output.iterdir()):

@@ -15,8 +15,8 @@ import pytest
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-from omni_recovery.checker import Problem, ValidationReport, validate
-from omni_recovery.checker import problems as p
+from omni_recovery.validate import Problem, ValidationReport, validate
+from omni_recovery.validate import problems as p
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.checker.tamper import (
     copy_set,

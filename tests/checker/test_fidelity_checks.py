@@ -13,8 +13,8 @@ import pytest
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.manifest import parse_manifest
 from omni_recovery.backupset.signing import load_signing_key
-from omni_recovery.checker import problems as p
 from omni_recovery.errors import BackupSetError
+from omni_recovery.validate import problems as p
 from tests.backupset.conftest import DemoSet
 from tests.checker.tamper import copy_set, iso_file, rebuild
 from tests.checker.test_corruption_matrix import data_file, only, run

@@ -23,11 +23,11 @@ from click.testing import CliRunner
 from dagster import AssetKey, DagsterEventType
 
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
-from omni_recovery.catalog_sql import run_query
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.errors import BackupSetError
+from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.settings import DATABASE_URL_ENV, WORKSPACE_ENV, Settings
 from pipelines.runner import RegisterSummary, dagster_instance, register_isos
 from tests.catalog_fixtures import DemoSet, scratch_settings

@@ -59,7 +59,7 @@ def test_sql_on_an_empty_workspace_says_to_register_first(tmp_path: Path) -> Non
 
 
 def test_format_result_table_csv_json() -> None:
-    from omni_recovery.catalog_sql import format_result
+    from omni_recovery.register.catalog_sql import format_result
 
     rows = [("a", 1, None), ("bb", 22, [1, 2])]
     table = format_result(["name", "n", "x"], rows, "table").splitlines()

@@ -112,7 +112,7 @@ def test_the_nightly_verification_rotates_and_a_damaged_slice_fails_the_run_nami
 def test_freshness_fails_when_backups_have_stopped_and_passes_while_they_arrive(
     demo_set: DemoSet, secrets: None, tmp_path: Path, database_url: str, fresh_database_url: str
 ):
-    from omni_recovery.checker import store, validate
+    from omni_recovery.validate import store, validate
 
     init_database(fresh_database_url)
     empty = backup_freshness.execute_in_process(

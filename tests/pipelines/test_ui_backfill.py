@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from omni_recovery.checker import store, validate
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
-from omni_recovery.planning import record_plan_source, recorded_plan_source
-from omni_recovery.recovery import applications_with_dependencies
+from omni_recovery.execute.recovery import applications_with_dependencies
+from omni_recovery.plan.generate import record_plan_source, recorded_plan_source
 from omni_recovery.settings import DATABASE_URL_ENV, load_settings
+from omni_recovery.validate import store, validate
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.runner import dagster_instance
 from tests.backupset.conftest import PASSPHRASE, DemoSet

@@ -105,8 +105,8 @@ def test_keep_leaves_the_scratch_targets_and_says_where(drilled: DemoSet, worksp
 
 def site_inventory(demo_set: DemoSet, folder: Path) -> Path:
     """An inventory of a test site under `folder`/site shaped like the demo's nodes."""
+    from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
     from omni_recovery.envstate.folder import environment_from_folder
-    from omni_recovery.inventory import inventory_to_yaml, make_inventory
 
     nodes = [
         (f"t-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib)

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from omni_recovery.checker import store, validate
+from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.cli.practice import omni
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
-from omni_recovery.inventory import inventory_to_yaml, make_inventory
-from omni_recovery.planning import generate, record_plan_source, write_plan_files
-from omni_recovery.recovery import ExecuteOptions
+from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.settings import Settings
+from omni_recovery.validate import store, validate
 from pipelines.recovery_runner import execute_recovery
 from tests.demo_fixtures import PASSPHRASE, DemoSet, extra_set
 from transforms.plan import PlacementEntry

@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from omni_recovery.backupset.reader import IsoReader
-from omni_recovery.checker import validate
-from omni_recovery.checker.deep import Slice, in_slice
-from omni_recovery.checker.iso_checks import manifest_of
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.validate import validate
+from omni_recovery.validate.deep import Slice, in_slice
+from omni_recovery.validate.iso_checks import manifest_of
 from tests.checker.tamper import flip_byte
 from tests.demo_fixtures import PASSPHRASE, DemoSet, extra_set
 

@@ -25,11 +25,11 @@ from omni_recovery.backupset.attributes import FileAttributes, data_ranges
 from omni_recovery.backupset.hashing import sha256_file
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
-from omni_recovery.checker import validate
 from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 from omni_recovery.restorer.attributes import owner_ids
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.validate import validate
 from omni_recovery.yaml_text import load_yaml
 from tests.checker.tamper import copy_set, rebuild
 from tests.demo_fixtures import PASSPHRASE, SMALL_SET, DemoSet, signed_set

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from omni_recovery.backup.writer import create_backup_set
 from omni_recovery.backupset.reader import DataKey, IsoReader, list_backup_set
 from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
-from omni_recovery.backupset.writer import create_backup_set
-from omni_recovery.checker import validate
 from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, UnreadableError
 from omni_recovery.restorer.files import CHUNK_CHECKS, ChunkCheck, RestoredFile, RestoreItem, restore_files
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
+from omni_recovery.validate import validate
 from tests.backupset.conftest import DemoSet
 from tests.checker.tamper import scattered_copy
 from tests.restorer.conftest import PASSPHRASE, assert_same_tree, set_items, snapshot

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from omni_recovery.inventory import (
+from omni_recovery.adapt.inventory import (
     InventoryError,
     SshKeys,
     inventory_to_yaml,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from omni_recovery.adapt.inventory import make_inventory
 from omni_recovery.errors import EnvironmentStateError
-from omni_recovery.inventory import make_inventory
 from omni_recovery.urls import is_under, overlapping
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from tests.transforms.test_adaptation_properties import check_plan

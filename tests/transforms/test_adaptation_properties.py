@@ -16,8 +16,7 @@ import posixpath
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omni_recovery.backupset.index_db import Component, Dependency
-from omni_recovery.inventory import (
+from omni_recovery.adapt.inventory import (
     Inventory,
     InventoryDisk,
     InventoryNetwork,
@@ -25,6 +24,7 @@ from omni_recovery.inventory import (
     InventoryNode,
     StoragePool,
 )
+from omni_recovery.backupset.index_db import Component, Dependency
 from transforms.adapt.vocabulary import AdaptationError, AdaptationPolicy
 from transforms.documents import (
     VM,

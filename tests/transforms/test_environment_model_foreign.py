@@ -4,7 +4,7 @@ The spec names fewer fields than this project's writer writes: an Orchestrator's
 (cluster id, peers, placement) and no `vm_id`; app.yaml and service.yaml name no `vm`; depends_on may
 list plain names; original hardware is in `directors/{id}/hardware.yaml` and the index's hardware
 table, not in `nodes/*.yaml`, and no config.yaml names its Director's node. The texts are built as
-`omni_recovery.planning.read_set_environment` hands them over (environment paths → text, components
+`omni_recovery.plan.generate.read_set_environment` hands them over (environment paths → text, components
 and dependencies from the index), from the demo's files with this project's extra fields removed.
 """
 

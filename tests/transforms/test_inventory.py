@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import (
+from omni_recovery.adapt.inventory import (
     InventoryError,
     inventory_to_yaml,
     load_inventory,
     make_inventory,
     parse_inventory,
 )
+from omni_recovery.errors import RecoveryError
 from tests.builders import same_shaped
 from transforms.adapt.vocabulary import AdaptationError
 from transforms.documents import Environment

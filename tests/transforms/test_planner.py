@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import yaml
 
+from omni_recovery.adapt.inventory import Inventory
 from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import Inventory
 from tests.builders import same_shaped
 from transforms.documents import Environment
 from transforms.plan import (

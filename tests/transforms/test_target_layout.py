@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from omni_recovery.adapt.inventory import Inventory
 from omni_recovery.backupset.layout import check_relative_path
 from omni_recovery.envstate.model import volume_files_root, walk_environment
-from omni_recovery.inventory import Inventory
 from omni_recovery.urls import is_under
 from tests.builders import fewer_larger, more_smaller, same_shaped
 from transforms.adapt.storage_paths import safe_join

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from omni_recovery.inventory import Inventory, InventoryNode
+from omni_recovery.adapt.inventory import Inventory, InventoryNode
 from transforms.adapt.scaling import VmDemand, scale_demands, scaling_adaptations, vm_demands
 from transforms.adapt.vocabulary import ADAPTATION_MODES, Adaptation, AdaptationError, AdaptationPolicy
 from transforms.documents import Environment, Node

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from omni_recovery.inventory import Inventory, StoragePool
+from omni_recovery.adapt.inventory import Inventory, StoragePool
 from omni_recovery.urls import is_under
 from transforms.adapt.vocabulary import Adaptation, AdaptationError
 from transforms.documents import Environment

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from omni_recovery.adapt.inventory import Inventory
 from omni_recovery.errors import RecoveryError
-from omni_recovery.inventory import Inventory
 from omni_recovery.urls import is_under, split_url
 from transforms.adapt.changes import LayoutError
 from transforms.adapt.storage_paths import safe_join

@@ -12,7 +12,7 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
 
-from omni_recovery.inventory import Inventory
+from omni_recovery.adapt.inventory import Inventory
 from transforms.adapt.values import MovedSubnet, Rewrite, ValueMap, rewrites
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment

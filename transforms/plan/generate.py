@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from omni_recovery.inventory import Inventory
+from omni_recovery.adapt.inventory import Inventory
 from transforms.adapt.hardware import HardwarePlan, place_environment
 from transforms.adapt.network import NetworkPlan, adapt_network
 from transforms.adapt.storage_paths import StoragePlan, redirect_storage

@@ -11,8 +11,8 @@ import ipaddress
 from collections.abc import Collection
 from graphlib import CycleError, TopologicalSorter
 
+from omni_recovery.adapt.inventory import Inventory
 from omni_recovery.backupset.index_db import COMPONENT_KINDS
-from omni_recovery.inventory import Inventory
 from omni_recovery.urls import is_under, overlapping
 from transforms.adapt.vocabulary import ADAPTATION_MODES
 from transforms.documents import Environment
