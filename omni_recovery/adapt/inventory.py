@@ -6,10 +6,8 @@ of the YAML at fault and what is wrong: a bad CIDR or address, a gateway outside
 subnet, duplicate node names, MACs or storage names, an unknown storage class, a non-positive
 capacity, a missing or unknown field, an ssh:// root without a valid host_key.
 
-`load_yaml_with_lines` is the line-aware loader used here and by the plan reader: mappings come
-back as `LineMap` (a dict that remembers the line of itself and of each key, and the raw text of
-scalar values, so an unquoted MAC such as 52:54:00:12:34:56 — which YAML 1.1 reads as a
-sexagesimal number — keeps its text).
+It is read with yaml_text's line-aware loader, so each problem names its line and an unquoted
+MAC keeps its text.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import yaml
 from omni_recovery.adapt.root_safety import inventory_root_problems
 from omni_recovery.errors import RecoveryError
 from omni_recovery.urls import check_host_key, is_ssh_url, overlapping
-from omni_recovery.yaml_text import SAFE_LOADER
+from omni_recovery.yaml_text import LineList, LineMap, load_yaml_with_lines, yaml_error_line
 
 STORAGE_CLASSES = ("hdd", "nvme", "ssd")
 SUBNET_ROLES = ("management", "services", "storage")  # the demo's subnets; a set may have others
@@ -43,73 +41,6 @@ class InventoryError(RecoveryError):
         self.problems = sorted(problems)
         lines = [f"{source}:{line}: {msg}" if line else f"{source}: {msg}" for line, msg in self.problems]
         super().__init__("the target inventory is not valid:\n  " + "\n  ".join(lines))
-
-
-# -- line-aware YAML -------------------------------------------------------------------------------
-
-
-class LineMap(dict[str, Any]):
-    """A mapping read from YAML that knows its own line, each key's line and each scalar's raw text."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-    raw: dict[str, str]
-
-    def line_of(self, key: str) -> int:
-        return self.key_lines.get(key, self.line)
-
-
-class LineList(list[Any]):
-    """A sequence read from YAML that knows its line and each item's line."""
-
-    line: int = 0
-    item_lines: list[int]
-
-    def line_of(self, index: int) -> int:
-        return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
-
-
-# libyaml's parser when present (plans run to thousands of lines); the constructors stay Python.
-class _LineLoader(SAFE_LOADER):  # type: ignore[misc,valid-type]
-    pass
-
-
-def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
-    result = LineMap()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    result.raw = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        key = str(key)
-        if key in result:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-        if isinstance(value_node, yaml.ScalarNode):
-            result.raw[key] = str(value_node.value)
-    return result
-
-
-def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(item, deep=True) for item in node.value)
-    result.line = node.start_mark.line + 1
-    result.item_lines = [item.start_mark.line + 1 for item in node.value]
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
-
-
-def load_yaml_with_lines(text: str) -> Any:
-    """Parse YAML safely; mappings become LineMap and sequences LineList. Raises yaml.YAMLError."""
-    return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
-
-
-def yaml_error_line(exc: yaml.YAMLError) -> int:
-    mark = getattr(exc, "problem_mark", None)
-    return int(mark.line) + 1 if mark is not None else 0
 
 
 # -- the model -------------------------------------------------------------------------------------

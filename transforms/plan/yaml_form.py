@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from omni_recovery.adapt.inventory import Inventory, LineList, LineMap, load_yaml_with_lines, yaml_error_line
+from omni_recovery.adapt.inventory import Inventory
+from omni_recovery.yaml_text import LineList, LineMap, load_yaml_with_lines, yaml_error_line
 from transforms.adapt.vocabulary import Adaptation, AdaptationPolicy
 from transforms.documents import Environment
 from transforms.plan.model import (
