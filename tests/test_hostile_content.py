@@ -183,3 +183,8 @@ def test_legal_but_hostile_file_names_are_backed_up_and_shown_escaped_by_every_c
     query = "SELECT path FROM files WHERE path LIKE '%/files/%'"
     listed = invoke(["sql", query, "--workspace", workspace], url)
     assert all(f"/files/{safe_text(name)}" in listed for name in names), listed
+    execute = ["execute-plan", "--plan", str(tmp_path / "p.yaml"), "--passphrase-file", str(passphrase)]
+    assert "finished" in invoke([*execute, "--workspace", workspace], url)
+    invoke(["status", "--workspace", workspace], url)
+    restored = {p.name for p in (tmp_path / "storage").rglob("*") if p.name in names}
+    assert restored == set(names), restored
