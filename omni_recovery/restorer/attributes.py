@@ -1,17 +1,18 @@
 """Applying what format 1.1 records of an entry to its restored copy: owner, mode, xattrs, mtime.
 
-For one restored file, folder or symlink on a local root, in this order (each step undoes nothing
-of the ones before it): the owner, by name first (the user and group names looked up on this
+For one restored file, folder or symlink on a local or SSH root, in this order (each step undoes
+nothing of the ones before it): the owner, by name first (the user and group names looked up on this
 machine, as tar does) and by number where a name is unknown here or the operator asks for numeric
 ids; the mode (again after the owner, since changing the owner clears setuid and setgid); the
-extended attributes, POSIX ACLs among them (`system.posix_acl_access`/`_default`); last the mtime
-to the nanosecond. The restorer calls this once a file's content is in place and, for folders,
-after everything inside them, so nothing written later moves a folder's mtime again.
+extended attributes, POSIX ACLs among them (`system.posix_acl_access`/`_default`); last the mtime to
+the nanosecond. The restorer calls this once a file's content is in place and, for folders, after
+everything inside them, so nothing written later moves a folder's mtime again. An SSH root gets what
+SFTP can set: the owner (names looked up on the target host), mode and mtime.
 
 What can go wrong: a target that cannot take an owner (not running as root) or an attribute (a
-filesystem without xattrs or ACLs) does not stop the restore. Each such refusal comes back as one
-line naming the path, what was not applied and why; the restorer reports them all. A mode or
-mtime that cannot be set is a TargetError, as for any other write.
+filesystem without xattrs or ACLs, any xattr over SFTP) does not stop the restore. Each such refusal
+comes back as one line naming the path, what was not applied and why; the restorer reports them all.
+A mode or mtime that cannot be set is a TargetError, as for any other write.
 """
 
 from __future__ import annotations

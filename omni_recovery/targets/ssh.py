@@ -7,7 +7,8 @@ and renamed into place (`posix-rename@openssh.com`) only once whole and verified
 the server's own SHA-256 (openssl or sha256sum) of the temporary file where the account may run
 a command, else the file read back, must equal the digest of the bytes sent. Free space comes from
 `statvfs@openssh.com`. Unlike a local root, a temporary file is not locked (SFTP has no locks):
-the run lock keeps two recoveries from one target.
+the run lock keeps two recoveries from one target. Owners are set by SFTP setstat (lsetstat for a
+symlink), by the host's own names where `getent` may run there; hard links by `hardlink@openssh.com`.
 
 Trust: the host must prove the inventory's pinned `host_key` before anything is sent (no trust on
 first use); authentication is by key only (the SSH agent, the inventory's `identity_file` or
