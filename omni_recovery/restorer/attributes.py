@@ -1,17 +1,18 @@
 """Applying what format 1.1 records of an entry to its restored copy: owner, mode, xattrs, mtime.
 
-For one restored file, folder or symlink on a local root, in this order (each step undoes nothing
-of the ones before it): the owner, by name first (the user and group names looked up on this
+For one restored file, folder or symlink on a local or SSH root, in this order (each step undoes
+nothing of the ones before it): the owner, by name first (the user and group names looked up on this
 machine, as tar does) and by number where a name is unknown here or the operator asks for numeric
 ids; the mode (again after the owner, since changing the owner clears setuid and setgid); the
-extended attributes, POSIX ACLs among them (`system.posix_acl_access`/`_default`); last the mtime
-to the nanosecond. The restorer calls this once a file's content is in place and, for folders,
-after everything inside them, so nothing written later moves a folder's mtime again.
+extended attributes, POSIX ACLs among them (`system.posix_acl_access`/`_default`); last the mtime to
+the nanosecond. The restorer calls this once a file's content is in place and, for folders, after
+everything inside them, so nothing written later moves a folder's mtime again. An SSH root gets what
+SFTP can set: the owner (names looked up on the target host), mode and mtime.
 
 What can go wrong: a target that cannot take an owner (not running as root) or an attribute (a
-filesystem without xattrs or ACLs) does not stop the restore. Each such refusal comes back as one
-line naming the path, what was not applied and why; the restorer reports them all. A mode or
-mtime that cannot be set is a TargetError, as for any other write.
+filesystem without xattrs or ACLs, any xattr over SFTP) does not stop the restore. Each such refusal
+comes back as one line naming the path, what was not applied and why; the restorer reports them all.
+A mode or mtime that cannot be set is a TargetError, as for any other write.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from typing import Any
 
 from omni_recovery.backupset.attributes import FileAttributes, mtime_ns
 from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.targets.ssh import SshRoot
+
+NameLookup = Callable[[str], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +44,10 @@ class EntryMetadata:
 
 
 def apply_metadata(target: TargetRoot, entry: EntryMetadata, *, numeric_owner: bool = False) -> list[str]:
-    """Apply `entry`'s metadata to its restored copy on the local `target`; the lines of what could
-    not be applied (empty when everything was)."""
+    """Apply `entry`'s metadata to its restored copy on the local or SSH `target`; the lines of what
+    could not be applied (empty when everything was)."""
+    if isinstance(target, SshRoot):
+        return _apply_over_sftp(target, entry, numeric_owner)
     full = target.resolve(entry.path)
     attributes = entry.attributes or FileAttributes()
     refused = _apply_owner(full, entry.path, attributes, numeric_owner)
@@ -57,24 +63,57 @@ def apply_metadata(target: TargetRoot, entry: EntryMetadata, *, numeric_owner: b
     return refused
 
 
-def owner_ids(attributes: FileAttributes, numeric_owner: bool) -> tuple[int, int]:
-    """The uid and gid to give: by name where this machine knows the name (unless `numeric_owner`),
-    else the recorded number; -1 (leave as it is) where neither is recorded."""
+def _apply_over_sftp(target: SshRoot, entry: EntryMetadata, numeric_owner: bool) -> list[str]:
+    """Apply what SFTP can of `entry`'s metadata on the SSH `target`: the owner (by the target's own
+    names first), mode and mtime; SFTP cannot set extended attributes, so each is listed as not set."""
+    attributes = entry.attributes or FileAttributes()
+    refused = []
+    if attributes.uid is not None or attributes.gid is not None:
+        accounts = target.accounts()
+        uid, gid = owner_ids(attributes, numeric_owner, accounts.users.get, accounts.groups.get)
+        if (reason := target.lchown(entry.path, uid, gid)) is not None:
+            refused.append(f"{entry.path}: owner {uid}:{gid} not set: {reason}")
+    if entry.type != "symlink":
+        target.chmod(entry.path, stat.S_IMODE(entry.mode))
+    if entry.mtime is not None:
+        target.set_mtime(entry.path, mtime_ns(entry.mtime) / 1e9)
+    refused += [
+        f"{entry.path}: extended attribute {name} not set: SFTP cannot set extended attributes"
+        for name, _ in attributes.xattrs
+    ]
+    return refused
+
+
+def owner_ids(
+    attributes: FileAttributes,
+    numeric_owner: bool,
+    user_id: NameLookup | None = None,
+    group_id: NameLookup | None = None,
+) -> tuple[int, int]:
+    """The uid and gid to give: by name where the target knows the name (unless `numeric_owner`;
+    looked up on this machine unless `user_id`/`group_id` are given), else the recorded number; -1
+    (leave as it is) where neither is recorded."""
     uid = attributes.uid if attributes.uid is not None else -1
     gid = attributes.gid if attributes.gid is not None else -1
     if not numeric_owner:
-        uid = _by_name(pwd.getpwnam, attributes.user, uid)
-        gid = _by_name(grp.getgrnam, attributes.group, gid)
+        uid = _by_name(user_id or _local_id(pwd.getpwnam), attributes.user, uid)
+        gid = _by_name(group_id or _local_id(grp.getgrnam), attributes.group, gid)
     return uid, gid
 
 
-def _by_name(lookup: Callable[[str], Any], name: str | None, number: int) -> int:
-    if name is None:
-        return number
-    try:
-        return int(lookup(name)[2])
-    except KeyError:
-        return number
+def _local_id(lookup: Callable[[str], Any]) -> NameLookup:
+    def found(name: str) -> int | None:
+        try:
+            return int(lookup(name)[2])
+        except KeyError:
+            return None
+
+    return found
+
+
+def _by_name(lookup: NameLookup, name: str | None, number: int) -> int:
+    found = None if name is None else lookup(name)
+    return number if found is None else found
 
 
 def _apply_owner(full: str, path: str, attributes: FileAttributes, numeric_owner: bool) -> list[str]:

@@ -105,6 +105,7 @@ from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityErro
 from omni_recovery.restorer.attributes import EntryMetadata, apply_metadata
 from omni_recovery.restorer.sparse import SparseFile
 from omni_recovery.targets.driver import PartialFile, TargetRoot, partial_relpath
+from omni_recovery.targets.ssh import SshRoot
 
 __all__ = [
     "CHUNK_CHECKS",
@@ -1000,21 +1001,19 @@ def _make_links(
 
 
 def _apply_metadata(target: TargetRoot, entries: list[EntryMetadata], numeric_owner: bool) -> list[str]:
-    """Owners, modes, xattrs and mtimes of restored entries on a local root; on another, the modes and
-    mtimes the root itself can set (SFTP, fsspec) and one line saying owners and xattrs were not."""
-    if not target.is_local:
-        for entry in entries:
-            if entry.type != "symlink":
-                target.chmod(entry.path, stat.S_IMODE(entry.mode))
-            if entry.mtime is not None:
-                target.set_mtime(entry.path, mtime_ns(entry.mtime) / 1e9)
-        if any(e.attributes is not None for e in entries):
-            return [f"{target.url}: owners and extended attributes not applied: not a local root"]
-        return []
-    refused: list[str] = []
+    """Owners, modes, xattrs and mtimes of restored entries on a local root; on an SSH root what SFTP
+    can set; on another, the modes and mtimes the root itself can set (fsspec) and one line saying
+    owners and xattrs were not."""
+    if target.is_local or isinstance(target, SshRoot):
+        return [line for e in entries for line in apply_metadata(target, e, numeric_owner=numeric_owner)]
     for entry in entries:
-        refused += apply_metadata(target, entry, numeric_owner=numeric_owner)
-    return refused
+        if entry.type != "symlink":
+            target.chmod(entry.path, stat.S_IMODE(entry.mode))
+        if entry.mtime is not None:
+            target.set_mtime(entry.path, mtime_ns(entry.mtime) / 1e9)
+    if any(e.attributes is not None for e in entries):
+        return [f"{target.url}: owners and extended attributes not applied: not a local root"]
+    return []
 
 
 def auto_parallel() -> int:

@@ -7,7 +7,8 @@ and renamed into place (`posix-rename@openssh.com`) only once whole and verified
 the server's own SHA-256 (openssl or sha256sum) of the temporary file where the account may run
 a command, else the file read back, must equal the digest of the bytes sent. Free space comes from
 `statvfs@openssh.com`. Unlike a local root, a temporary file is not locked (SFTP has no locks):
-the run lock keeps two recoveries from one target.
+the run lock keeps two recoveries from one target. Owners are set by SFTP setstat (lsetstat for a
+symlink), by the host's own names where `getent` may run there; hard links by `hardlink@openssh.com`.
 
 Trust: the host must prove the inventory's pinned `host_key` before anything is sent (no trust on
 first use); authentication is by key only (the SSH agent, the inventory's `identity_file` or
@@ -172,6 +173,7 @@ class _Session:
         self.hash_commands = list(HASH_COMMANDS)  # those not found wanting yet
         self.can_hash = False  # whether the target has hashed a file itself
         self.pace: _Pace | None = None
+        self.accounts: Accounts | None = None  # the target's user and group names, once looked up
 
     def channel(self) -> asyncssh.SFTPClient:
         self.turn = (self.turn + 1) % len(self.channels)
@@ -198,6 +200,31 @@ class _Session:
                 return found.group(1)
             self.hash_commands.pop(0)
         return None
+
+    async def lookup_accounts(self) -> Accounts:
+        """The target's user and group names with their ids, by one `getent passwd` and one `getent
+        group`; empty where the account may not run them (the owners then go by number)."""
+        if self.accounts is None:
+            self.accounts = Accounts(await self._names("passwd"), await self._names("group"))
+        return self.accounts
+
+    async def _names(self, database: str) -> dict[str, int]:
+        try:
+            result = await self.conn.run(f"getent {database}", check=False)
+        except (asyncssh.ChannelOpenError, asyncssh.ProcessError):
+            return {}
+        if result.exit_status != 0:
+            return {}
+        fields = (line.split(":") for line in str(result.stdout or "").splitlines())
+        return {f[0]: int(f[2]) for f in fields if len(f) > 2 and f[2].isdigit()}
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """User and group names of a target host and their ids."""
+
+    users: dict[str, int]
+    groups: dict[str, int]
 
 
 _Key = tuple[str, int, str | None, str, str | None]
@@ -469,6 +496,43 @@ class SshRoot(TargetRoot):
             await sftp.remove(temp)
         await sftp.symlink(target, temp)
         await sftp.posix_rename(temp, full)
+
+    def hardlink(self, relpath: str, existing: str) -> None:
+        """Make `relpath` another name of `existing` (`hardlink@openssh.com`), replacing what is there."""
+        full, source = self.resolve(relpath), self.resolve(existing)
+        temp = self.resolve(partial_relpath(relpath))
+        self._call(self._hardlink(full, temp, source), f"cannot make it a hard link to {existing}", relpath)
+
+    async def _hardlink(self, full: str, temp: str, source: str) -> None:
+        sftp = self.session.sftp
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            await sftp.remove(temp)
+        await sftp.link(source, temp)
+        await sftp.posix_rename(temp, full)
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):  # left where `full` was already that file
+            await sftp.remove(temp)
+
+    def accounts(self) -> Accounts:
+        """The target host's user and group names (looked up once per connection)."""
+        return self._call(self.session.lookup_accounts(), "cannot look up the target's accounts")
+
+    def lchown(self, relpath: str, uid: int, gid: int) -> str | None:
+        """Give `relpath` (a symlink itself, not what it points to) the owner uid:gid, -1 keeping one
+        as it is; the server's reason where it refuses (not root, no lsetstat@openssh.com), else None."""
+        full = self.resolve(relpath)
+        return self._call(self._lchown(full, uid, gid), "cannot change owner", relpath)
+
+    async def _lchown(self, full: str, uid: int, gid: int) -> str | None:
+        sftp = self.session.sftp
+        if -1 in (uid, gid):  # SFTP sets both or neither
+            attrs = await sftp.lstat(full)
+            uid = attrs.uid if uid == -1 and attrs.uid is not None else uid
+            gid = attrs.gid if gid == -1 and attrs.gid is not None else gid
+        try:
+            await sftp.chown(full, uid=uid, gid=gid, follow_symlinks=False)
+        except (asyncssh.SFTPPermissionDenied, asyncssh.SFTPOpUnsupported, asyncssh.SFTPFailure) as exc:
+            return _reason(exc)
+        return None
 
     def chmod(self, relpath: str, mode: int) -> None:
         full = self.resolve(relpath)

@@ -218,3 +218,23 @@ def test_the_bandwidth_limit_paces_the_writes(sftp_server: SftpServer):
     # 2 MiB at 4 MiB/s cannot take less than half a second (the first block goes at once).
     assert time.monotonic() - started >= 0.5 - 0.0625
     assert (sftp_server.folder / "node/paced.bin").stat().st_size == 2 << 20
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to other owners needs root")
+@pytest.mark.parametrize("server", ["openssh", "sftp_server"])
+def test_an_owner_is_given_to_a_symlink_itself(server: str, request: pytest.FixtureRequest):
+    """lchown semantics (lsetstat@openssh.com): the link gets the owner, not what it points to."""
+    ssh: OpenSshServer | SftpServer = request.getfixturevalue(server)
+    (ssh.folder / "onto").mkdir()
+    root = SshRoot(ssh.url(ssh.sftp_path("onto")), ssh.access())
+    files = "volumes/app/data/files"
+    root.write_bytes_atomic(f"{files}/target.txt", b"pointed at", mode=0o644)
+    root.symlink(f"{files}/link", "target.txt")
+    assert root.lchown(f"{files}/link", 1234, 4321) is None
+    assert root.lchown(f"{files}/target.txt", 2345, -1) is None  # -1: the group stays as it is
+    link, pointed = (
+        os.lstat(ssh.folder / "onto" / files / "link"),
+        os.lstat(ssh.folder / "onto" / files / "target.txt"),
+    )
+    assert (link.st_uid, link.st_gid) == (1234, 4321)
+    assert (pointed.st_uid, pointed.st_gid) == (2345, 0)
