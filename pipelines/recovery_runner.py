@@ -78,13 +78,14 @@ def prepared_recovery(
     passphrase: bytes,
     progress: Callable[[str, int], None] | None,
 ) -> Iterator[Recovery]:
-    """A Recovery with every refusal behind it (validation, plan, passphrase), closed on exit."""
-    fail_dead_runs(dagster_instance(settings))
+    """A Recovery with every refusal behind it (validation, plan, passphrase), closed on exit; the
+    Dagster runs of an earlier process that died are marked failed once this one holds the run."""
     url = database_url(settings)
     init_database(url)
     recovery = Recovery(settings, options, passphrase, url, progress)
     try:
         recovery.prepare()
+        fail_dead_runs(dagster_instance(settings))
         yield recovery
     finally:
         recovery.close()

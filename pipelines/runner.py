@@ -33,6 +33,7 @@ they fail.
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -115,9 +116,15 @@ def _size(n: int) -> str:
 
 
 def dagster_instance(settings: Settings) -> DagsterInstance:
-    """The persistent Dagster instance of the workspace (SQLite under settings.dagster_home)."""
+    """The persistent Dagster instance of the workspace (SQLite under settings.dagster_home).
+
+    Opened under an exclusive lock of the folder: the first opening creates and stamps its SQLite
+    databases, and two processes doing that at once left two alembic heads (a second command of the
+    same workspace started at the same moment, whatever it runs)."""
     ensure_instance_yaml(settings.dagster_home)
-    return DagsterInstance.from_config(str(settings.dagster_home))
+    with open(settings.dagster_home / ".instance.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return DagsterInstance.from_config(str(settings.dagster_home))
 
 
 def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omni_recovery.errors import RecoveryError
+from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
 from omni_recovery.execute.tracking import FAILED, SUCCEEDED, recent_runs
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 
@@ -39,11 +39,14 @@ def write_run_report(recovery: Recovery) -> Path:
 @contextmanager
 def reported_if_stopped(recovery: Recovery) -> Iterator[None]:
     """Around the running of a run's steps: when they stop the run with a RecoveryError, the report
-    is written as the run stands and the error names it."""
+    is written as the run stands and the error names it (not when the database itself went away)."""
     try:
         yield
+    except DatabaseError:
+        raise  # the report is read from the database that stopped answering
     except RecoveryError as exc:
-        raise RecoveryError(f"{exc}. The report: {write_run_report(recovery)}") from exc
+        stopped = Interrupted if isinstance(exc, Interrupted) else RecoveryError
+        raise stopped(f"{exc}. The report: {write_run_report(recovery)}") from exc
 
 
 def build_report(recovery: Recovery) -> RecoveryReport:
