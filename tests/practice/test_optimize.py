@@ -102,6 +102,10 @@ def test_optimize_rebalances_the_squeezed_application_changing_exactly_the_docum
     plan_path, vm = small_node_plan(demo, tmp_path / "site-plan")
     settings = Settings(tmp_path / "ws", database_url)
     summary = execute_recovery(settings, ExecuteOptions(plan_path), PASSPHRASE)
+    assert summary.report is not None
+    reported = json.loads(Path(summary.report).with_suffix(".json").read_text())["recommendations"]
+    assert [r["subject"] for r in reported if r["kind"] == "rebalance"] == [vm.name], "the report lists it"
+    assert f"Recommendations ({len(reported)})" in Path(summary.report).read_text()
     site = tmp_path / "site-plan" / "site"
     before = files_under(site)
 
