@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from omni_recovery.cli import main
+from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.plan.overlay import (
     overlay_from,
@@ -17,8 +19,10 @@ from omni_recovery.plan.overlay import (
     recommended_parallel_factor,
     write_overlay,
 )
+from omni_recovery.validate import store, validate
 from tests.backupset.conftest import DemoSet
 from tests.builders import same_shaped_inventory
+from tests.demo_fixtures import PASSPHRASE, extra_set
 from transforms.plan import plan_from_yaml
 from transforms.recommendations import StepRow, parallelism
 
@@ -77,3 +81,33 @@ def test_a_malformed_overlay_is_refused_in_one_line_naming_the_file(
         read_overlay(tmp_path)
     assert str(refused.value).startswith(f"{overlay_path(tmp_path)}: ") and complaint in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+def test_execute_plan_without_a_parallel_factor_takes_the_plans_recommendation(
+    demo_set: DemoSet,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    monkeypatch.setenv("OMNI_RECOVERY_DATABASE_URL", database_url)
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    location = extra_set(demo_set, tmp_path_factory, "overlaid", "ovl1")  # its own plans and runs
+    with connect(database_url) as conn:
+        store(conn, validate(str(location), demo_set.trusted, PASSPHRASE, deep=True))
+    workspace = tmp_path / "ws"
+    write_overlay(workspace, {"parallel_factor": 3})
+    plan_path = plan_generate(dataclasses.replace(demo_set, output=location), workspace, tmp_path / "plan")
+
+    result = CliRunner().invoke(
+        main, ["execute-plan", "--plan", str(plan_path), "--workspace", str(workspace)]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "--parallel-factor 3: the plan's recommendation" in result.output
+    with connect(database_url) as conn:
+        (options,) = conn.execute(
+            "SELECT r.options FROM omni.recovery_runs r JOIN omni.recovery_plans p USING (plan_id) "
+            "WHERE p.backup_set_id = 'ovl1'"
+        ).fetchone() or (None,)
+    assert options["parallel_factor"] == 3
