@@ -159,7 +159,7 @@ def generate(
     with open_set(location) as readers:
         source = read_set_environment(readers)
     problem = old_ca_problem(source.documents.get("keys/ca.crt"))
-    warnings = (old_ca_warning(problem),) if problem else ()
+    warnings: tuple[Adaptation, ...] = (old_ca_warning(problem),) if problem else ()
     warnings += overlay_adaptations(workspace) if workspace is not None else ()
     plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return plan, source
