@@ -2,7 +2,8 @@
 
 `omni performance optimize --apply-recommendations` writes `<workspace>/plan-overlay.yaml` (atomically)
 with the values the measured run suggests; `plan-generate` reads it and records each value in the
-new plan as an adaptation of kind `recommendation`, so the next plan carries it. The format
+new plan as an adaptation of kind `recommendation`, so the next plan carries it, and execute-plan
+without --parallel-factor runs at the plan's recommended factor. The format
 (docs/practise-the-recovery.md) is one mapping:
 
     parallel_factor: 4      # execute-plan --parallel-factor for the next recovery
