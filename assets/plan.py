@@ -41,6 +41,7 @@ from omni_recovery.plan.generate import (
     store_plan,
     write_plan_files,
 )
+from omni_recovery.plan.overlay import overlay_adaptations
 from transforms.adapt.hardware import HardwarePlan
 from transforms.adapt.network import NetworkPlan
 from transforms.adapt.storage_paths import StoragePlan
@@ -70,21 +71,24 @@ def recovery_plan(
     """The recovery plan (phases, steps, dependencies, waits, fallbacks, every adaptation) as YAML with
     an SVG of its graph under <workspace>/plans/<plan id>/, recorded in the recovery database."""
     inventory_file = planning.inventory_file()
+    settings = planning.settings()
+    recommended = overlay_adaptations(settings.workspace)
     plan = generate_plan(
         source_environment.environment,
         planning.inventory(),
         planning.mode(),
         source_environment.backup_set_id,
         planning.policy(),
+        warnings=recommended,
     )
     upstream = hardware_mapping.adaptations + network_adaptation.adaptations + storage_redirection.adaptations
+    upstream += recommended
     if plan.adaptations != upstream:
         raise RecoveryError(
             f"the plan has {len(plan.adaptations)} adaptations, the adaptation assets {len(upstream)}: "
             "the inventory or the adaptation mode changed since they were materialised; "
             "materialise the adaptation group again"
         )
-    settings = planning.settings()
     pid = plan_id(plan)
     output = plan_path(settings.workspace, pid)
     svg = write_plan_files(plan, output)

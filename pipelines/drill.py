@@ -224,9 +224,11 @@ class _Drill:
     def execute(self, plan_path: Path) -> None:
         from omni_recovery.execute.recovery import ExecuteOptions
         from pipelines.recovery_runner import execute_recovery
+        from pipelines.sensors import DRILL_TAG
 
         options = ExecuteOptions(plan_path, parallel_factor=self.options.parallel_factor, reverify=True)
-        summary = execute_recovery(self.settings, options, self.options.passphrase)
+        tags = {DRILL_TAG: self.result.drill_id}
+        summary = execute_recovery(self.settings, options, self.options.passphrase, tags=tags)
         self.run_folder = self.settings.workspace / "runs" / summary.run_id
         self.result.report = summary.report
 

@@ -23,7 +23,7 @@ the same command again resumes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +103,9 @@ def execute_recovery(
     progress: Callable[[str, int], None] | None = None,
     echo: Echo = lambda line: None,
     log_level: str = QUIET_CONSOLE,
+    tags: Mapping[str, str] | None = None,
 ) -> ExecuteSummary:
+    """Run the recovery the options describe; `tags` go on each of its Dagster runs."""
     with prepared_recovery(settings, options, passphrase, progress) as recovery:
         chosen = _applications(recovery, options)
         extra = sorted(set(chosen) - set(options.applications)) if options.applications else []
@@ -122,6 +124,7 @@ def execute_recovery(
                 added=extra,
                 echo=echo,
                 run_config=_logging(log_level),
+                run_tags=tags or {},
             )
         details = {s.step_id: s.detail for s in _steps(recovery)}
         report = details.get("report/recovery", {}).get("report")
@@ -172,6 +175,7 @@ def _materialize_in_order(
     added: list[str],
     echo: Echo,
     run_config: dict[str, Any],
+    run_tags: Mapping[str, str],
 ) -> list[str]:
     instance = dagster_instance(settings)
     known = set(instance.get_dynamic_partitions(PARTITIONS))
@@ -187,7 +191,9 @@ def _materialize_in_order(
     for group in groups:
         partitioned = any(asset.partitions_def is not None for asset in group)
         for key_range in ranges if partitioned else [None]:
-            tags = {RANGE_START_TAG: key_range[0], RANGE_END_TAG: key_range[1]} if key_range else {}
+            tags = dict(run_tags)
+            if key_range:
+                tags |= {RANGE_START_TAG: key_range[0], RANGE_END_TAG: key_range[1]}
             if added:
                 tags[HARD_DEPENDENCIES_TAG] = ",".join(added)
             names = ", ".join(a.key.to_user_string() for a in group)

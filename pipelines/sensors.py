@@ -16,7 +16,8 @@ and nothing is registered until the folder is clean. A test calling the sensor w
 `notify_recovery_finished` and `notify_failures` (run status sensors, on by default) send a notice
 through the channels of the workspace's notifications.yaml (omni_recovery.practice.notifications)
 for a finished or failed recovery and a failed drill, verification or freshness run; with no
-channel configured they skip. A channel that cannot be reached fails the tick, visibly in the UI.
+channel configured they skip. The recovery a drill runs (its runs tagged DRILL_TAG) is never
+announced as a recovery. A channel that cannot be reached fails the tick, visibly in the UI.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from omni_recovery.practice.notifications import Notice, load_channels, send
 from pipelines.resources import BackupSetRegistry, PracticeResource
 
 __all__ = [
+    "DRILL_TAG",
     "RANGE_END_TAG",
     "RANGE_START_TAG",
     "notify_failures",
@@ -58,6 +60,8 @@ __all__ = [
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# On the runs of the recovery a drill runs (value: the drill id): a rehearsal, not to be announced.
+DRILL_TAG = "omni-recovery/drill"
 
 
 @sensor(
@@ -106,7 +110,10 @@ PRACTICE_KINDS = {
 
 
 def _kind(run: DagsterRun) -> str | None:
-    """What the run was, for a notice: recovery, drill, verification, freshness check; else None."""
+    """What the run was, for a notice: recovery, drill, verification, freshness check; else None (a
+    drill's inner recovery among them: the drill announces its own verdict)."""
+    if DRILL_TAG in run.tags:
+        return None
     if run.job_name in PRACTICE_KINDS:
         return PRACTICE_KINDS[run.job_name]
     return "recovery" if set(_steps(run)) & {a.key.to_user_string() for a in RESTORE_ASSETS} else None

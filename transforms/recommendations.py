@@ -19,8 +19,11 @@ with no step time yields no parallel-factor advice.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+from transforms.plan import Plan
 
 UNDER_USED = 0.25
 NEARLY_FULL = 0.85
@@ -86,6 +89,59 @@ def recommend(
         *rebalance(nodes, placements),
         *nearly_full_pools(pools),
     ]
+
+
+def recommend_for_plan(
+    plan: Plan,
+    steps: list[StepRow],
+    *,
+    parallel_factor: int,
+    wall_seconds: float,
+    moved: dict[str, dict[str, Any]] | None = None,
+) -> list[Recommendation]:
+    """Every recommendation for a run of `plan` (with the rebalances `moved` already applied)."""
+    return recommend(
+        steps,
+        node_rows(plan),
+        placement_rows(plan, moved),
+        pool_rows(plan),
+        parallel_factor=parallel_factor,
+        wall_seconds=wall_seconds,
+    )
+
+
+def node_rows(plan: Plan) -> list[NodeRow]:
+    """Director nodes and what they hold: (cores − reserved) × overcommit vCPUs, memory − reserved."""
+    return [
+        NodeRow(
+            n.name,
+            (n.cpu_cores - n.reserved_cpu) * plan.policy.cpu_overcommit,
+            n.memory_mib - n.reserved_memory_mib,
+        )
+        for n in plan.nodes
+        if n.role == "director"
+    ]
+
+
+def placement_rows(plan: Plan, moved: dict[str, dict[str, Any]] | None = None) -> list[PlacementRow]:
+    """The plan's placements, with the rebalances already applied (`moved`: VM name → its new place)."""
+    rows = []
+    for p in plan.placements:
+        now = (moved or {}).get(p.name, {})
+        node, cpu, memory = (
+            now.get("node", p.node),
+            now.get("cpu", p.cpu),
+            now.get("memory_mib", p.memory_mib),
+        )
+        rows.append(PlacementRow(p.name, node, cpu, memory, p.old_cpu, p.old_memory_mib))
+    return rows
+
+
+def pool_rows(plan: Plan) -> list[PoolRow]:
+    used: dict[str, float] = defaultdict(float)
+    for path in plan.paths:
+        used[path.pool] += path.size_gib
+    return [PoolRow(p.name, p.capacity_gib, used[p.name]) for p in plan.pools]
 
 
 def _mib_per_s(step: StepRow) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,9 @@ from omni_recovery.settings import WORKSPACE_ENV
 
 if TYPE_CHECKING:
     from omni_recovery.execute.recovery import ExecuteOptions
+    from transforms.plan import Plan
+
+DEFAULT_PARALLEL_FACTOR = 2
 
 
 @click.command("execute-plan")
@@ -40,10 +44,10 @@ if TYPE_CHECKING:
 @passphrase_option
 @click.option(
     "--parallel-factor",
-    default=2,
-    show_default=True,
+    default=None,
     type=click.IntRange(1, 64),
-    help="Steps run at once (those whose dependencies are done), and files restored at once within a step.",
+    help="Steps run at once (those whose dependencies are done), and files restored at once within a step "
+    "[default: the plan's recommendation (plan-overlay.yaml), else 2].",
 )
 @click.option(
     "--io-priority",
@@ -103,7 +107,7 @@ def execute_plan(
     plan_path: Path,
     applications: str,
     passphrase_file: Path | None,
-    parallel_factor: int,
+    parallel_factor: int | None,
     io_priority: str,
     mode: str,
     adaptation_mode: str | None,
@@ -137,7 +141,7 @@ def execute_plan(
         location=location,
         inventory_path=inventory,
         applications=tuple(a.strip() for a in applications.split(",") if a.strip()),
-        parallel_factor=parallel_factor,
+        parallel_factor=parallel_factor or DEFAULT_PARALLEL_FACTOR,
         io_priority=io_priority,
         mode=mode,
         signing_key=signing_key,
@@ -147,7 +151,14 @@ def execute_plan(
         ssh_identity=ssh_identity,
         bandwidth_limit=bandwidth_limit,
     )
-    handle_errors(_execute)(options, passphrase_file, workspace, adaptation_mode, only_directors=False)
+    handle_errors(_execute)(
+        options,
+        passphrase_file,
+        workspace,
+        adaptation_mode,
+        only_directors=False,
+        follow_recommendation=parallel_factor is None,
+    )
 
 
 @click.command("deploy-directors")
@@ -224,13 +235,21 @@ def _execute(
     adaptation_mode: str | None,
     *,
     only_directors: bool,
+    follow_recommendation: bool = False,
 ) -> None:
+    from omni_recovery.plan.overlay import recommended_parallel_factor
     from omni_recovery.settings import load_settings
 
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None
     _set_io_priority(options.io_priority)
-    _check_plan(options.plan_path, adaptation_mode)
+    plan = _check_plan(options.plan_path, adaptation_mode)
+    recommended = recommended_parallel_factor(plan.adaptations) if follow_recommendation else None
+    if recommended is not None:
+        click.echo(
+            f"--parallel-factor {recommended}: the plan's recommendation (give --parallel-factor to override)"
+        )
+        options = replace(options, parallel_factor=recommended)
     settings = load_settings(workspace)
     if not settings.workspace.exists():
         click.echo(
@@ -252,18 +271,20 @@ def _execute(
         click.echo(f"post-recovery backup: {summary.post_recovery_backup}")
 
 
-def _check_plan(plan_path: Path, adaptation_mode: str | None) -> None:
+def _check_plan(plan_path: Path, adaptation_mode: str | None) -> Plan:
     """The plan read on its own before anything else: an edit that broke its YAML or its steps
     is named by line before the set, the inventory or the database are looked for."""
     from omni_recovery.errors import RecoveryError
     from transforms.plan import plan_from_yaml
 
-    planned = plan_from_yaml(plan_path.read_text(encoding="utf-8"), source=str(plan_path)).adaptation_mode
+    plan = plan_from_yaml(plan_path.read_text(encoding="utf-8"), source=str(plan_path))
+    planned = plan.adaptation_mode
     if adaptation_mode is not None and planned != adaptation_mode:
         raise RecoveryError(
             f"the plan was generated with --adaptation-mode {planned}; generate it again with "
             f"{adaptation_mode} to change how it adapts"
         )
+    return plan
 
 
 def _set_io_priority(priority: str) -> None:

@@ -157,7 +157,9 @@ def _plan_here(
     from omni_recovery.errors import RecoveryError
     from omni_recovery.plan.generate import generate, record_plan_source, store_plan, write_plan_files
 
-    plan, _ = generate(location, inventory, mode, allow_system_root=allow_system_root)
+    plan, _ = generate(
+        location, inventory, mode, allow_system_root=allow_system_root, workspace=settings.workspace
+    )
     if backup_set_id is not None and plan.backup_set_id != backup_set_id:
         raise RecoveryError(f"the set registered as {backup_set_id} in {location} holds {plan.backup_set_id}")
     svg = write_plan_files(plan, output)

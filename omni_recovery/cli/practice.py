@@ -137,7 +137,9 @@ def optimize(run_id: str | None, apply: bool, workspace: Path | None) -> None:
     fastest of their phase, the --parallel-factor the run's concurrency suggests, Director nodes
     over or far under their capacity, scaled-down applications that another node has room for,
     pools close to full. With --apply-recommendations, each rebalance moves the VM between the
-    restored Directors' state.json documents (written atomically) and is recorded as an adaptation.
+    restored Directors' state.json documents (written atomically) and is recorded as an adaptation,
+    and the recommendations for the next recovery (the parallel factor) go into the workspace's
+    plan-overlay.yaml, which plan-generate records in the next plan.
 
     \b
     Example:
@@ -148,10 +150,12 @@ def optimize(run_id: str | None, apply: bool, workspace: Path | None) -> None:
 
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
+    from omni_recovery.plan.overlay import overlay_from, write_overlay
     from omni_recovery.practice.optimize import apply_rebalances, recommendations_for
     from omni_recovery.settings import load_settings
 
-    url = database_url(load_settings(workspace))
+    settings = load_settings(workspace)
+    url = database_url(settings)
     init_database(url)
     found = recommendations_for(url, run_id)
     count = len(found.recommendations)
@@ -163,3 +167,9 @@ def optimize(run_id: str | None, apply: bool, workspace: Path | None) -> None:
         for item in apply_rebalances(url, found):
             documents = ", ".join(item.evidence["documents"])
             click.echo(f"applied [{item.kind}] {item.subject}: wrote {documents}; recorded as an adaptation")
+        overlay = overlay_from(found.recommendations)
+        if overlay:
+            path = write_overlay(settings.workspace, overlay)
+            click.echo(
+                f"for the next recovery: wrote {path} ({', '.join(sorted(overlay))}); plan-generate reads it"
+            )

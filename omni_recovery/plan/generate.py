@@ -33,6 +33,7 @@ from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import BackupSetError, EnvironmentStateError, IntegrityError
+from omni_recovery.plan.overlay import overlay_adaptations
 from omni_recovery.restorer.certificates import old_ca_problem
 from omni_recovery.urls import absolute_location
 from transforms.adapt.vocabulary import Adaptation
@@ -146,13 +147,20 @@ def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
 
 
 def generate(
-    location: str, inventory_path: Path, mode: str, *, allow_system_root: bool = False
+    location: str,
+    inventory_path: Path,
+    mode: str,
+    *,
+    allow_system_root: bool = False,
+    workspace: Path | None = None,
 ) -> tuple[Plan, SetEnvironment]:
+    """The plan of the set at `location` onto the inventory; with `workspace`, carrying its plan overlay."""
     inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)
     problem = old_ca_problem(source.documents.get("keys/ca.crt"))
-    warnings = (old_ca_warning(problem),) if problem else ()
+    warnings: tuple[Adaptation, ...] = (old_ca_warning(problem),) if problem else ()
+    warnings += overlay_adaptations(workspace) if workspace is not None else ()
     plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return plan, source
 

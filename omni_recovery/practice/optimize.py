@@ -22,7 +22,6 @@ written target first: a crash between them leaves the VM listed twice, never los
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +34,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.targets.driver import TargetRoot
 from transforms.plan import NodeEntry, Plan, plan_from_yaml
-from transforms.recommendations import NodeRow, PlacementRow, PoolRow, Recommendation, StepRow, recommend
+from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 from transforms.target_layout import dump_json
 
 
@@ -72,49 +71,14 @@ def recommendations_for(url: str, run_id: str | None = None) -> RunRecommendatio
     plan = plan_from_yaml(run[2])
     options: dict[str, Any] = run[3] or {}
     wall = ((run[5] or datetime.now(UTC)) - run[4]).total_seconds()
-    found = recommend(
+    found = recommend_for_plan(
+        plan,
         [StepRow(s, ph, float(sec), int(b)) for s, ph, sec, b in steps],
-        node_rows(plan),
-        placement_rows(plan, moved),
-        pool_rows(plan),
         parallel_factor=int(options.get("parallel_factor", 2)),
         wall_seconds=wall,
+        moved=moved,
     )
     return RunRecommendations(run[0], run[1], run[6], plan, [_with_documents(r, plan) for r in found])
-
-
-def node_rows(plan: Plan) -> list[NodeRow]:
-    """Director nodes and what they hold: (cores − reserved) × overcommit vCPUs, memory − reserved."""
-    return [
-        NodeRow(
-            n.name,
-            (n.cpu_cores - n.reserved_cpu) * plan.policy.cpu_overcommit,
-            n.memory_mib - n.reserved_memory_mib,
-        )
-        for n in plan.nodes
-        if n.role == "director"
-    ]
-
-
-def placement_rows(plan: Plan, moved: dict[str, dict[str, Any]] | None = None) -> list[PlacementRow]:
-    """The plan's placements, with the rebalances already applied (`moved`: VM name → its new place)."""
-    rows = []
-    for p in plan.placements:
-        now = (moved or {}).get(p.name, {})
-        node, cpu, memory = (
-            now.get("node", p.node),
-            now.get("cpu", p.cpu),
-            now.get("memory_mib", p.memory_mib),
-        )
-        rows.append(PlacementRow(p.name, node, cpu, memory, p.old_cpu, p.old_memory_mib))
-    return rows
-
-
-def pool_rows(plan: Plan) -> list[PoolRow]:
-    used: dict[str, float] = defaultdict(float)
-    for path in plan.paths:
-        used[path.pool] += path.size_gib
-    return [PoolRow(p.name, p.capacity_gib, used[p.name]) for p in plan.pools]
 
 
 def applied_moves(conn: psycopg.Connection[Any], plan_id: str) -> dict[str, dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
 from omni_recovery.execute.tracking import FAILED, SUCCEEDED, recent_runs
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
+from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 
 # Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
 _SHOWN_WHEN_RUNNING = ("director/", "orchestrator/", "service/", "application/")
@@ -114,6 +115,22 @@ def build_report(recovery: Recovery) -> RecoveryReport:
             for s in run.steps
             if s.attempts > 1
         ],
+        recommendations=_recommendations(recovery, steps, run.started_at),
+    )
+
+
+def _recommendations(
+    recovery: Recovery, steps: list[StepTiming], started_at: datetime
+) -> list[Recommendation]:
+    """The analysis of the run so far: its finished steps' times and the plan's placements."""
+    finished = [
+        StepRow(s.step_id, s.phase, s.seconds, s.bytes_written) for s in steps if s.seconds is not None
+    ]
+    return recommend_for_plan(
+        recovery.plan,
+        finished,
+        parallel_factor=recovery.options.parallel_factor,
+        wall_seconds=(datetime.now(UTC) - started_at).total_seconds(),
     )
 
 

@@ -24,6 +24,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
+from transforms.recommendations import Recommendation
+
 _STATUS_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#f9a825", "skipped": "#9e9e9e"}
 
 
@@ -85,6 +87,8 @@ class RecoveryReport:
     post_recovery_backup: str = ""  # where the post-recovery backup is (or will be) written
     # Steps that took more than one attempt, with what the earlier attempts recorded.
     earlier_attempts: list[str] = field(default_factory=list)
+    # What the run's measurements and placements suggest (the analysis `omni performance optimize` lists).
+    recommendations: list[Recommendation] = field(default_factory=list)
 
     @property
     def failed_steps(self) -> list[StepTiming]:
@@ -228,6 +232,6 @@ _TEMPLATES.filters.update(
     when=_fmt_when,
     size=_fmt_size,
     seconds=_fmt_seconds,
-    short=lambda value: _short(value),
+    short=_short,
     file_url=lambda path: Path(path).absolute().as_uri(),
 )

@@ -18,20 +18,28 @@ from aiosmtpd.controller import Controller
 from dagster import (
     DagsterEventType,
     DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     RunsFilter,
     SkipReason,
     build_run_status_sensor_context,
 )
 
+from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
+from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.errors import RecoveryError
+from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.practice.notifications import load_channels
 from omni_recovery.settings import Settings
+from omni_recovery.validate import store, validate
+from pipelines.recovery_runner import execute_recovery
 from pipelines.resources import PracticeResource
 from pipelines.runner import dagster_instance
 from pipelines.schedules import backup_freshness
-from pipelines.sensors import notify_failures, notify_recovery_finished
+from pipelines.sensors import DRILL_TAG, notify_failures, notify_recovery_finished
 from tests.demo_fixtures import PASSPHRASE, DemoSet, extra_set
 
 
@@ -129,7 +137,33 @@ def test_a_failed_freshness_run_is_notified_by_webhook_and_email(
     )
 
 
-def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
+def finished_recoveries(instance: DagsterInstance) -> list[DagsterRun]:
+    return [
+        r
+        for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+        if "recovery_report" in (r.step_keys_to_execute or ())
+    ]
+
+
+def recover(location: Path, settings: Settings, url: str, demo: DemoSet, folder: Path) -> None:
+    """A real recovery of the set at `location` (validated, planned) onto local folders under `folder`."""
+    with connect(url) as conn:
+        store(conn, validate(str(location), demo.trusted, PASSPHRASE, deep=True))
+    shapes = [
+        (f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib)
+        for n in environment_from_folder(demo.env).nodes
+    ]
+    folder.mkdir(parents=True)
+    inventory = folder / "inventory.yaml"
+    inventory.write_text(inventory_to_yaml(make_inventory(shapes, root=(folder / "site").as_uri())))
+    plan, _ = generate(str(location), inventory, "basic")
+    plan_path = folder / "recovery-plan.yaml"
+    write_plan_files(plan, plan_path)
+    record_plan_source(plan_path, str(location), inventory)
+    execute_recovery(settings, ExecuteOptions(plan_path), PASSPHRASE)
+
+
+def test_a_drills_recovery_is_not_announced_as_a_recovery(
     receiver: tuple[Receiver, str, str],
     demo_set: DemoSet,
     tmp_path: Path,
@@ -141,14 +175,39 @@ def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
     got, webhook, smtp = receiver
     workspace = tmp_path / "ws"
     settings = Settings(workspace, database_url)
-    location = extra_set(demo_set, tmp_path_factory, "notified", "ntf1")  # not t1: other tests own its plans
-    run_drill(settings, DrillOptions(str(location), demo_set.trusted, PASSPHRASE))
+    configure(workspace, webhook, smtp)
+    location = extra_set(demo_set, tmp_path_factory, "drilled-quietly", "ntf2")
+    drill = run_drill(settings, DrillOptions(str(location), demo_set.trusted, PASSPHRASE))
+    assert drill.passed, drill.verdict()
     instance = dagster_instance(settings)
-    (restore,) = [
-        r
-        for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-        if "recovery_report" in (r.step_keys_to_execute or ())
-    ]
+    (restore,) = finished_recoveries(instance)
+    assert restore.tags[DRILL_TAG] == drill.drill_id
+    practice = PracticeResource(workspace=str(workspace), database_url=database_url)
+    context = context_for(
+        instance, restore.run_id, DagsterEventType.RUN_SUCCESS, "notify_recovery_finished", practice=practice
+    )
+
+    skipped = notify_recovery_finished(context)
+
+    assert isinstance(skipped, SkipReason) and skipped.skip_message == "nothing to notify"
+    assert got.posts == [] and got.mails == []
+
+
+def test_a_finished_recovery_is_notified_with_its_set_duration_and_report(
+    receiver: tuple[Receiver, str, str],
+    demo_set: DemoSet,
+    tmp_path: Path,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    got, webhook, smtp = receiver
+    workspace = tmp_path / "ws"
+    settings = Settings(workspace, database_url)
+    location = extra_set(demo_set, tmp_path_factory, "notified", "ntf1")  # not t1: other tests own its plans
+    recover(location, settings, database_url, demo_set, tmp_path / "site-plan")
+    instance = dagster_instance(settings)
+    (restore,) = finished_recoveries(instance)
+    assert DRILL_TAG not in restore.tags
     practice = PracticeResource(workspace=str(workspace), database_url=database_url)
     context = context_for(
         instance, restore.run_id, DagsterEventType.RUN_SUCCESS, "notify_recovery_finished", practice=practice

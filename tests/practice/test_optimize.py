@@ -17,6 +17,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.execute.recovery import ExecuteOptions
 from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
+from omni_recovery.plan.overlay import overlay_path, read_overlay
 from omni_recovery.settings import Settings
 from omni_recovery.validate import store, validate
 from pipelines.recovery_runner import execute_recovery
@@ -100,8 +101,13 @@ def test_optimize_rebalances_the_squeezed_application_changing_exactly_the_docum
         store(conn, validate(str(location), demo_set.trusted, PASSPHRASE, deep=True))
     demo = DemoSet(demo_set.env, location, demo_set.summary, demo_set.key_path, demo_set.trusted)
     plan_path, vm = small_node_plan(demo, tmp_path / "site-plan")
-    settings = Settings(tmp_path / "ws", database_url)
+    ws = tmp_path / "ws"
+    settings = Settings(ws, database_url)
     summary = execute_recovery(settings, ExecuteOptions(plan_path), PASSPHRASE)
+    assert summary.report is not None
+    reported = json.loads(Path(summary.report).with_suffix(".json").read_text())["recommendations"]
+    assert [r["subject"] for r in reported if r["kind"] == "rebalance"] == [vm.name], "the report lists it"
+    assert f"Recommendations ({len(reported)})" in Path(summary.report).read_text()
     site = tmp_path / "site-plan" / "site"
     before = files_under(site)
 
@@ -138,6 +144,18 @@ def test_optimize_rebalances_the_squeezed_application_changing_exactly_the_docum
         ).fetchone()
     assert [(s, v["cpu"], v["memory_mib"]) for s, v in recorded] == [(vm.name, vm.cpu, vm.memory_mib)]
     assert audited is not None and audited[0] >= 1
+
+    # The recommendation for the next recovery, when the run's concurrency gave one, goes into the overlay.
+    listed = optimize(
+        database_url, "--run", summary.run_id, "--workspace", str(ws), "--apply-recommendations"
+    )
+    suggested = [
+        json.loads(listed[i + 1].split("evidence: ", 1)[1])["suggested"]
+        for i, line in enumerate(listed)
+        if line.startswith("- [parallel-factor] ")
+    ]
+    assert read_overlay(ws).get("parallel_factor") == (suggested[0] if suggested else None)
+    assert overlay_path(ws).is_file() == bool(suggested)
 
     again = optimize(database_url, "--run", summary.run_id, "--apply-recommendations")
     assert not [line for line in again if "[rebalance]" in line], "an applied move is not recommended again"
