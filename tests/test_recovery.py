@@ -767,7 +767,7 @@ def test_a_skipped_step_whose_own_on_failure_is_stop_stops_the_run(
 def test_a_step_past_its_timeout_fails_as_its_on_failure_says_then_the_next_run_finishes(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery.restorer import files
+    from omni_recovery.restorer import items, sources
 
     setup = make_setup(validated, tmp_path)
 
@@ -780,14 +780,14 @@ def test_a_step_past_its_timeout_fails_as_its_on_failure_says_then_the_next_run_
     step = max(volumes, key=lambda s: sum(1 for _ in (validated.env / folder(s.id)).rglob("*")))
     app = step.id.split("/")[1]
     edit_step(setup.plan_path, step.id, timeout_s=1, retries=1)
-    blocks = files._Sources.blocks
+    blocks = sources.Sources.blocks
 
-    def slowly(self: files._Sources, item: files.RestoreItem, *rest: Any) -> Iterator[memoryview]:
+    def slowly(self: sources.Sources, item: items.RestoreItem, *rest: Any) -> Iterator[memoryview]:
         if item.path.startswith(folder(step.id) + "/"):
             time.sleep(0.3)  # a slow medium: the volume takes longer than its timeout_s
         yield from blocks(self, item, *rest)
 
-    monkeypatch.setattr(files._Sources, "blocks", slowly)
+    monkeypatch.setattr(sources.Sources, "blocks", slowly)
     with pytest.raises(RecoveryError, match=rf"not complete: .*{step.id}"):
         execute(setup, workspace)
     steps = {s.step_id: s for s in latest_run(database_url).steps}
@@ -796,7 +796,7 @@ def test_a_step_past_its_timeout_fails_as_its_on_failure_says_then_the_next_run_
     assert steps[f"application/{app}"].status == "skipped"
     assert all(s.status == "succeeded" for i, s in steps.items() if i.startswith("service/"))
 
-    monkeypatch.setattr(files._Sources, "blocks", blocks)  # the medium is fast again
+    monkeypatch.setattr(sources.Sources, "blocks", blocks)  # the medium is fast again
     summary = execute(setup, workspace)
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
 
@@ -901,10 +901,10 @@ def test_a_running_volume_step_records_its_bytes_as_it_goes(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ):
     from omni_recovery.execute import recovery, tracking
-    from omni_recovery.restorer import files
+    from omni_recovery.restorer import sources
 
     monkeypatch.setattr(recovery, "STEP_PROGRESS_SECONDS", 0.0)
-    monkeypatch.setattr(files, "PROGRESS_BYTES", 4096)
+    monkeypatch.setattr(sources, "PROGRESS_BYTES", 4096)
     recorded: dict[str, list[int]] = {}
     step_progress = tracking.RecoveryTracker.step_progress
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from omni_recovery.urls import is_under, overlapping, split_url
 
 if TYPE_CHECKING:  # the inventory's loader calls this module, and plans build on inventories
-    from omni_recovery.adapt.inventory import Inventory
+    from omni_recovery.adapt.inventory_model import Inventory
     from transforms.plan import Plan
 
 # Folders whose whole tree belongs to the operating system: no root may be there or inside.

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from omni_recovery.envstate import pki
 from omni_recovery.errors import RecoveryError
 
 __all__ = [
@@ -97,12 +98,6 @@ def _public_der(key: CertificatePublicKeyTypes) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def issue_certificates(
     environment: str,
     nodes: Sequence[NodeIdentity],
@@ -136,39 +131,21 @@ def issue_certificates(
             x509.NameAttribute(NameOID.COMMON_NAME, f"{environment} recovered CA"),
         ]
     )
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
+    ca_cert = pki.ca_certificate(
+        ca_key,
+        ca_name,
+        serial=x509.random_serial_number(),
+        not_before=start,
+        validity=CA_VALIDITY,
+        path_length=0,
     )
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     issued = {}
     for node in nodes:
         issued[node.name] = _issue(node, ca_key, ca_cert, ca_ski, start)
     return CertificateBundle(
         ca_cert_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        ca_key_pem=_key_pem(ca_key),
+        ca_key_pem=pki.private_pem(ca_key),
         ca_fingerprint_sha256=_fingerprint(ca_cert),
         old_ca_fingerprint_sha256=old_fingerprint,
         nodes=issued,
@@ -209,7 +186,7 @@ def _issue(
         .sign(ca_key, hashes.SHA256())
     )
     return IssuedCertificate(
-        node.name, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key), _fingerprint(cert)
+        node.name, cert.public_bytes(serialization.Encoding.PEM), pki.private_pem(key), _fingerprint(cert)
     )
 
 

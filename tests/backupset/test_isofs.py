@@ -13,7 +13,8 @@ import pycdlib
 import pytest
 from pycdlib.dr import DirectoryRecord
 
-from omni_recovery.backupset.isofs import IsoEntry, IsoImage, _tf_modify
+from omni_recovery.backupset.isofs import IsoEntry, IsoImage
+from omni_recovery.backupset.rockridge import tf_modify
 from omni_recovery.errors import BackupSetError, IntegrityError, UnsafePathError
 
 Buffer = bytes | bytearray
@@ -400,11 +401,11 @@ def test_tf_long_form_and_short_form() -> None:
     short = (
         b"TF" + bytes([5 + 14, 1, 0x03]) + bytes([100, 1, 2, 3, 4, 5, 0]) + bytes([126, 11, 20, 2, 0, 0, 4])
     )
-    assert _tf_modify(short, 0, len(short)) == datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+    assert tf_modify(short, 0, len(short)) == datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
     long_form = b"TF" + bytes([5 + 17, 1, 0x82]) + b"2026112002000000" + bytes([4])
-    assert _tf_modify(long_form, 0, len(long_form)) == datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+    assert tf_modify(long_form, 0, len(long_form)) == datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
     unset = b"TF" + bytes([5 + 17, 1, 0x82]) + b"0000000000000000" + bytes([0])
-    assert _tf_modify(unset, 0, len(unset)) is None
+    assert tf_modify(unset, 0, len(unset)) is None
 
 
 # -- multi-extent files -------------------------------------------------------------------

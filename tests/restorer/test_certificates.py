@@ -81,3 +81,19 @@ def test_pki_problems_finds_a_ca_key_or_a_signer_that_does_not_belong():
     assert pki_problems(b"not PEM", first.ca_key_pem, own)[0].startswith(
         "a certificate or key cannot be read"
     )
+
+
+def test_the_demo_ca_and_a_recovered_ca_are_built_alike(demo_set: DemoSet):
+    """One builder (envstate.pki) makes both: the same critical CA constraints and key usage, and a
+    subject key identifier that is the key's, whether the key is the demo's Ed25519 or a new EC one."""
+    demo = x509.load_pem_x509_certificate((demo_set.env / "keys/ca.crt").read_bytes())
+    recovered = x509.load_pem_x509_certificate(issue_certificates("demo", [NodeIdentity("n")]).ca_cert_pem)
+    for ca in (demo, recovered):
+        assert ca.issuer == ca.subject
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage)
+        assert constraints.critical and constraints.value.ca
+        assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        assert ski == x509.SubjectKeyIdentifier.from_public_key(ca.public_key())
+        ca.verify_directly_issued_by(ca)

@@ -82,9 +82,9 @@ def test_restores_every_file_identically(
 def test_a_big_file_is_reported_as_it_is_copied_and_every_byte_once(
     demo_set: DemoSet, tmp_path: Path, parallel: int, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery.restorer import files
+    from omni_recovery.restorer import sources
 
-    monkeypatch.setattr(files, "PROGRESS_BYTES", 64 * 1024)
+    monkeypatch.setattr(sources, "PROGRESS_BYTES", 64 * 1024)
     items, key = set_items(demo_set.output)
     big = big_item_path(items)
     heard: list[tuple[str, int | str]] = []
@@ -252,13 +252,13 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from omni_recovery.restorer import files
+    from omni_recovery.restorer import copying
     from omni_recovery.restorer.files import restore_files
     from omni_recovery.targets import driver
     from tests.restorer.conftest import set_items
 
     set_path, node, journal = sys.argv[1:4]
-    files.PIPE_BLOCK = 16384
+    copying.PIPE_BLOCK = 16384
     write = driver.PartialFile.write
 
     def slow_write(self, data):  # slow after a file's first block, so the kill lands inside the big one
@@ -318,11 +318,11 @@ def test_sigkill_mid_file_then_rerun_gives_the_same_tree(demo_set: DemoSet, tmp_
 def test_large_unchunked_files_copied_and_hashed_by_two_threads(
     demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery.restorer import files
+    from omni_recovery.restorer import copying, scheduling
 
-    monkeypatch.setattr(files, "PIPED_MIN_SIZE", 8192)  # every PostgreSQL page file is piped
-    monkeypatch.setattr(files, "PIPE_BLOCK", 4096)
-    monkeypatch.setattr(files, "PIPE_DEPTH", 2)  # the copy waits for the hash
+    monkeypatch.setattr(scheduling, "PIPED_MIN_SIZE", 8192)  # every PostgreSQL page file is piped
+    monkeypatch.setattr(copying, "PIPE_BLOCK", 4096)
+    monkeypatch.setattr(copying, "PIPE_DEPTH", 2)  # the copy waits for the hash
     items, key = set_items(demo_set.output)
     restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2, block_size=4096)
     assert_same_tree(demo_set.env, tmp_path / "node")
@@ -511,10 +511,10 @@ def test_names_the_format_allows_round_trip_up_to_the_length_limit(demo_env: Pat
 def test_multi_extent_files_with_sections_out_of_order_are_validated_and_restored_identically(
     demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: int
 ):
-    from omni_recovery.restorer import files
+    from omni_recovery.restorer import copying, scheduling
 
-    monkeypatch.setattr(files, "PIPED_MIN_SIZE", 8192)  # large files piped, read a block at a time
-    monkeypatch.setattr(files, "PIPE_BLOCK", 3000)  # blocks that straddle the sections' boundary
+    monkeypatch.setattr(scheduling, "PIPED_MIN_SIZE", 8192)  # large files piped, read a block at a time
+    monkeypatch.setattr(copying, "PIPE_BLOCK", 3000)  # blocks that straddle the sections' boundary
     scattered = scattered_copy(demo_set.output, tmp_path / "set")
     items, key = set_items(tmp_path / "set")
     kinds = {(i.encryption is not None, i.chunk_of is not None) for i in items if i.stored_path in scattered}

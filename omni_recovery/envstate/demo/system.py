@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from omni_recovery.envstate import pki
 from omni_recovery.envstate.demo.options import OMNICLOUD_VERSION
 from omni_recovery.envstate.demo.plan import _DemoPlan, _vm_ip
 from omni_recovery.envstate.demo.writer import _derive, _iso, _rng
@@ -69,36 +70,19 @@ class _SystemWriter(_DemoPlan):
             ]
         )
         serial = int.from_bytes(_derive(self.seed, "ca-serial", 19), "big") | 1
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(serial)
-            .not_valid_before(not_before)
-            .not_valid_after(not_before + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, None)
+        cert = pki.ca_certificate(
+            key,
+            subject,
+            serial=serial,
+            not_before=not_before,
+            validity=timedelta(days=3650),
+            path_length=1,
+            digital_signature=True,
         )
         self.w.write("keys/ca.crt", cert.public_bytes(serialization.Encoding.PEM))
-        self.w.write("keys/ca.key", _private_pem(key), 0o600)
+        self.w.write("keys/ca.key", pki.private_pem(key), 0o600)
         accounts = Ed25519PrivateKey.from_private_bytes(_derive(self.seed, "service-accounts-key"))
-        self.w.write("keys/service-accounts.key", _private_pem(accounts), 0o600)
+        self.w.write("keys/service-accounts.key", pki.private_pem(accounts), 0o600)
         os.chmod(self.w.root / "keys", 0o700)
 
     # -- nodes and directors ---------------------------------------------------------------
@@ -162,9 +146,3 @@ class _SystemWriter(_DemoPlan):
             events.append((at, event, detail))
         events.sort()
         return [{"at": _iso(at), "event": event, "detail": detail} for at, event, detail in events]
-
-
-def _private_pem(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
