@@ -34,14 +34,12 @@ from __future__ import annotations
 
 import collections
 import fcntl
-import os
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
+from dagster import AssetKey, DagsterInstance, Definitions
 
 from assets.catalog import CATALOG_ASSETS
 from assets.ingest import ISO_PARTITIONS
@@ -52,6 +50,7 @@ from omni_recovery.errors import RecoveryError
 from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.register.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
+from pipelines.dead_runs import PROCESS_TAG, fail_dead_runs, process_tag
 from pipelines.definitions import build_definitions
 from pipelines.instance_storage import ensure_instance_yaml
 from pipelines.resources import BackupSetRegistry
@@ -69,8 +68,6 @@ __all__ = [
 ]
 
 CATALOG_STEPS = len(CATALOG_ASSETS)  # one progress step per catalog asset (op)
-# The process running a command-line run, so that a run whose process died can be told from a live one.
-PROCESS_TAG = "omni-recovery/process"
 PARTITIONS = ISO_PARTITIONS.name or "isos"
 
 
@@ -163,11 +160,6 @@ def user_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def process_tag() -> str:
-    """This process as `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def run_job(
     defs: Definitions,
     name: str,
@@ -191,34 +183,6 @@ def run_job(
         run_config=run_config,
     )
     return result.run_id
-
-
-# A run in one of these states whose process is gone will never finish on its own.
-UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
-def fail_dead_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed every unfinished run that a command line of this host started in a process that is
-    gone (killed, crashed), so the UI stops showing it as running; their run ids."""
-    host = socket.gethostname()
-    dead = []
-    for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED)):
-        owner = run.tags.get(PROCESS_TAG, "")
-        name, _, pid = owner.rpartition(":")
-        if name == host and pid.isdigit() and not _alive(int(pid)):
-            instance.report_run_failed(run, f"the process that ran it ({owner}) is gone: killed or crashed")
-            dead.append(run.run_id)
-    return dead
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def register_isos(
