@@ -1,33 +1,24 @@
 """What the command line calls: register a backup set by running the ingest and catalog assets.
 
-How it works
-------------
 `register_isos(location, settings)`:
-
 1. lists the set folder (`list_backup_set`): a file that is not an ISO of a backup set is refused
    by name here, before anything is registered or loaded;
-2. prepares the workspace: folders, the recovery database (migrated), and the Dagster instance
-   in `settings.dagster_home` (its `dagster.yaml` is written by `pipelines.instance_storage`), so the
-   runs show up in `dagster dev` started with DAGSTER_HOME set to that folder;
+2. prepares the workspace: folders, the recovery database (migrated), and the Dagster instance in
+   `settings.dagster_home` (`dagster.yaml` from `pipelines.instance_storage`), so the runs show up
+   in `dagster dev` started with DAGSTER_HOME set to that folder;
 3. records each ISO's URL in the registry and adds its file name as a partition of `isos`;
-4. runs the named job `ingest_isos` (the ingest assets) for
-   the set's partitions in ONE run (a partition key range; several runs only if the keys are not
-   contiguous), then `build_catalog`, both in this process with `run_job`, so the UI shows them
-   under the jobs' names. The blocking checks are left out of these runs: they fail closed without
-   a trusted signer, which register-isos does not take (validate-isos judges trust);
+4. runs `ingest_isos` for the set's partitions in ONE run (a key range; several only if the keys
+   are not contiguous), then `build_catalog`, in this process with `run_job`, so the UI shows them
+   under the jobs' names. The blocking checks are left out: they fail closed without a trusted
+   signer, which register-isos does not take (validate-isos judges trust);
 5. reads the summary (ISOs by kind, components, dependencies, files, bytes) back from the catalog.
+Registering the same set again replaces its rows; a second set lands beside the first.
 
-Registering the same set again re-ingests it and replaces its rows (nothing is duplicated); a
-second set lands beside the first, keyed by backup_set_id.
-
-What can go wrong
------------------
-A corrupt ISO fails the ingest run: the error (naming the ISO and path) is raised as
-`BackupSetError`, the partitions this call added are removed again, and the catalog (Parquet and
-PostgreSQL) is left as it was, because the catalog run never starts. A failing catalog asset
-rolls back its own PostgreSQL transaction; assets loaded before it in the same run keep their
-new rows (each is complete for its set). Dagster runs are recorded in the instance even when
-they fail.
+What can go wrong: a corrupt ISO fails the ingest run: the error (naming the ISO and path) is
+raised as `BackupSetError`, the partitions this call added are removed again, and the catalog
+(Parquet and PostgreSQL) is left as it was, because the catalog run never starts. A failing
+catalog asset rolls back its own PostgreSQL transaction; assets loaded before it in the same run
+keep their new rows (each is complete for its set). Dagster runs are recorded even when they fail.
 """
 
 from __future__ import annotations
