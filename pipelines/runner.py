@@ -41,18 +41,16 @@ from omni_recovery.errors import RecoveryError
 from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.register.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
-from pipelines.dead_runs import PROCESS_TAG, fail_dead_runs, process_tag
+from pipelines.dead_runs import PROCESS_TAG, process_tag
 from pipelines.definitions import build_definitions
 from pipelines.instance_storage import ensure_instance_yaml
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 __all__ = [
-    "PROCESS_TAG",
     "RegisterSummary",
     "contiguous_ranges",
     "dagster_instance",
-    "fail_dead_runs",
     "register_isos",
     "run_job",
     "user_error",

@@ -321,7 +321,8 @@ def _status(workspace: Path | None, runs: int) -> None:
         holders = {r.run_id: run_holder(conn, r.plan_id) for r in records if r.status == RUNNING}
     stopped = {run_id for run_id, holder in holders.items() if holder is None}
     if stopped:
-        from pipelines.runner import dagster_instance, fail_dead_runs
+        from pipelines.dead_runs import fail_dead_runs
+        from pipelines.runner import dagster_instance
 
         fail_dead_runs(dagster_instance(settings))  # so the UI stops showing them running
     if not records:
