@@ -1,5 +1,5 @@
 """The restore assets: one per phase of the recovery plan, each a thin call into
-omni_recovery.execute.recovery.
+omni_recovery.execute (through their `recovery` resource, pipelines/recovery_run.py).
 
 Directors → ring → Orchestrators → cluster → storage → volumes → core services → applications
 (critical, standard, low) → verification → report → post-recovery backup. Volumes and
@@ -8,7 +8,7 @@ some applications in the Dagster UI does what `execute-plan --applications a,b` 
 materialisations name the applications added for hard dependencies. `restored_directors` depends on
 the plan and the deep validation, so the lineage runs catalog → validation → plan → restore. The work of
 each phase, its tracking in the recovery database and its resume after a kill all live in
-`Recovery`; an asset only says which phases (and which applications) it runs and records what
+omni_recovery/execute/; an asset only says which phases (and which applications) it runs and records what
 they did as metadata.
 """
 
@@ -26,7 +26,7 @@ from dagster import (
     asset,
 )
 
-from omni_recovery.execute.recovery import applications_with_dependencies
+from omni_recovery.execute.selection import applications_with_dependencies
 from transforms.plan import Plan
 
 # One run per key range is what partial restores need; dagster marks `backfill_policy` beta, and says so
@@ -39,7 +39,7 @@ APPLICATION_PHASES = ("applications-critical", "applications-standard", "applica
 
 
 class RecoverySession(Protocol):
-    """What the restore assets need from their `recovery` resource (execute.recovery.Recovery)."""
+    """What the restore assets need from their `recovery` resource (pipelines.recovery_run.RestoreSession)."""
 
     @property
     def plan(self) -> Plan: ...

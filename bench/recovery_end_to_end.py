@@ -165,7 +165,7 @@ def prepare(
 
 def timed_recovery(settings: Settings, plan_path: Path) -> tuple[tuple[float, float], str]:
     """execute-plan's wall and CPU seconds, and its recovery run id (its modules imported by then)."""
-    from omni_recovery.execute.recovery import ExecuteOptions
+    from omni_recovery.execute.options import ExecuteOptions
     from pipelines.recovery_runner import execute_recovery
 
     cpu, started = cpu_seconds(), time.perf_counter()

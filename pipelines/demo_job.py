@@ -71,7 +71,7 @@ def _recover(
     from omni_recovery.db.connection import connect
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
-    from omni_recovery.execute.recovery import ExecuteOptions
+    from omni_recovery.execute.options import ExecuteOptions
     from omni_recovery.plan.generate import generate, record_plan_source, store_plan, write_plan_files
     from omni_recovery.validate import store, validate
     from pipelines.recovery_runner import execute_recovery

@@ -222,7 +222,7 @@ class _Drill:
         return path
 
     def execute(self, plan_path: Path) -> None:
-        from omni_recovery.execute.recovery import ExecuteOptions
+        from omni_recovery.execute.options import ExecuteOptions
         from pipelines.recovery_runner import execute_recovery
         from pipelines.sensors import DRILL_TAG
 

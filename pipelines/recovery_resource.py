@@ -3,17 +3,20 @@
 Configure it in the launchpad (`resources: {recovery: {config: {plan_path: …}}}`): the plan is all it
 needs, since the set's location, the inventory and the workspace come from the record written beside
 the plan (`<plan>.source.json`; else the code location's workspace). The passphrase comes from the
-environment of the code location (OMNI_RECOVERY_PASSPHRASE), never from run config. Applications a
-backfill adds for their hard dependencies are tagged on the run (`HARD_DEPENDENCIES_TAG`).
-Each run prepares one `Recovery` (validation on record, plan re-validated, passphrase checked,
-the recovery run opened or resumed) before its first step and closes it after its last. The run in
-the recovery database is closed by the final phase (the post-recovery backup) when every step has
-succeeded; otherwise that asset fails naming the steps that have not, and the next run resumes.
+environment of the code location (OMNI_RECOVERY_PASSPHRASE), never from run config. Each run builds
+its recovery as the command line does (pipelines/recovery_run.py): refused, naming why, before its
+first step when it cannot work (no plan, no record of its set, a set not validated, the run's lock
+held by another process, a wrong passphrase, an unknown application partition); Dagster runs a dead
+process left unfinished are marked failed. Applications a backfill adds for their hard dependencies
+are tagged on the run (`HARD_DEPENDENCIES_TAG`). The recovery run is closed by the final phase when
+every step has succeeded; otherwise that asset fails naming the steps that have not, and the next
+run resumes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +24,13 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from assets.restore import APPLICATION_PARTITIONS
-from omni_recovery.db.schema import init_database
-from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
-from omni_recovery.execute.recovery import (
-    FINAL_PHASE,
-    ExecuteOptions,
-    Recovery,
-    applications_with_dependencies,
-)
+from omni_recovery.execute.options import ExecuteOptions
+from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.plan.generate import recorded_plan_source
 from omni_recovery.settings import code_location_passphrase, load_settings
 from omni_recovery.urls import absolute_location
+from pipelines.recovery_run import RestoreSession, opened_recovery
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 from transforms.plan import Plan
 
@@ -50,32 +48,41 @@ class RecoveryResource(ConfigurableResource):
     parallel_factor: int = 2
     signing_key: str = ""
     allow_system_root: bool = False
-    _recovery: Recovery | None = PrivateAttr(default=None)
+    _session: RestoreSession | None = PrivateAttr(default=None)
 
-    def setup_for_execution(self, context: InitResourceContext) -> None:
+    @contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator[RecoveryResource]:
         if not self.plan_path:
             raise RecoveryError(
                 "configure resources.recovery.config.plan_path with the recovery plan to execute"
             )
         passphrase = code_location_passphrase()
+        launched = _launched_applications(context)
+        options = self._options(launched)
+        instance = context.instance
+        if instance is None:
+            raise RecoveryError("a restore runs in a Dagster instance; this run has none")
         settings = load_settings(self._workspace())
-        url = database_url(settings)
-        init_database(url)
-        options = ExecuteOptions(
+        with opened_recovery(settings, options, passphrase, lambda: instance) as run:
+            added = sorted(set(applications_with_dependencies(run.plan, launched)) - set(launched))
+            if added and context.run is not None:
+                instance.add_run_tags(context.run.run_id, {HARD_DEPENDENCIES_TAG: ",".join(added)})
+            self._session = RestoreSession(run, whole_run=True)
+            try:
+                yield self
+            finally:
+                self._session = None
+
+    def _options(self, launched: list[str]) -> ExecuteOptions:
+        return ExecuteOptions(
             plan_path=Path(self.plan_path).absolute(),
             location=absolute_location(self.location) if self.location else None,
             inventory_path=Path(self.inventory_path).absolute() if self.inventory_path else None,
             parallel_factor=self.parallel_factor,
             signing_key=Path(self.signing_key) if self.signing_key else None,
             allow_system_root=self.allow_system_root,
+            launched_applications=tuple(launched),
         )
-        self._recovery = Recovery(settings, options, passphrase, url)
-        # The launched partitions are known applications: checked, as every refusal, before the run opens.
-        launched = _launched_applications(context)
-        added = sorted(set(applications_with_dependencies(self._recovery.plan, launched)) - set(launched))
-        if added and context.instance is not None and context.run is not None:
-            context.instance.add_run_tags(context.run.run_id, {HARD_DEPENDENCIES_TAG: ",".join(added)})
-        self._recovery.prepare()
 
     def _workspace(self) -> str | None:
         """Configured, else recorded beside the plan, else (None) the code location's workspace."""
@@ -84,22 +91,14 @@ class RecoveryResource(ConfigurableResource):
 
     @property
     def plan(self) -> Plan:
-        assert self._recovery is not None, "setup_for_execution did not run"
-        return self._recovery.plan
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._recovery is not None:
-            self._recovery.close()
+        assert self._session is not None, "yield_for_execution did not run"
+        return self._session.plan
 
     def run_phases(
         self, phases: Iterable[str], applications: Iterable[str] | None = None
     ) -> Mapping[str, Any]:
-        assert self._recovery is not None, "setup_for_execution did not run"
-        phases = list(phases)
-        outcomes = self._recovery.run_phases(phases, applications)
-        if FINAL_PHASE in phases:
-            self._recovery.finish()  # closes the run, or fails naming the steps that have not succeeded
-        return outcomes
+        assert self._session is not None, "yield_for_execution did not run"
+        return self._session.run_phases(phases, applications)
 
 
 def _launched_applications(context: InitResourceContext) -> list[str]:

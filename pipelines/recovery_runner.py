@@ -1,31 +1,29 @@
 """What `execute-plan` calls: the restore assets materialised in plan order through Dagster.
 
-How it works: one `Recovery` is prepared first (the set's deep validation on record, the plan
-re-validated, the passphrase checked, the run opened or resumed in the recovery database), so every
-refusal comes before anything is written. It is then handed to the restore assets as their
-`recovery` resource, and the phase groups are materialised one after another in this process, in the
-workspace's Dagster instance as runs of the `restore` job (so they show in `dagster dev` as a UI
-launch does): the Director to storage phases, then the volumes of every chosen application
-(partitions `applications`, one run per contiguous key range), the core services, the applications,
-and verification, report and the post-recovery backup. A partial restore (`applications`) runs only
+How it works: the run's context is built and passes the gate first (pipelines/recovery_run.py: the
+set's deep validation on record, the plan re-validated, the passphrase checked, the run opened or
+resumed in the recovery database, Dagster runs of a dead process marked failed), so every refusal
+comes before anything is written. It is handed to the restore assets as their `recovery` resource,
+and the phase groups are materialised one after another in this process, in the workspace's
+Dagster instance as runs of the `restore` job (so they show in `dagster dev` as a UI launch does):
+the Director to storage phases, then the volumes of every chosen application (partitions
+`applications`, one run per contiguous key range), the core services, the applications, and
+verification, report and the post-recovery backup. A partial restore (`applications`) runs only
 the volumes and applications of the chosen applications and of their hard dependencies, then the
 report.
 
-A Dagster run left unfinished by a process that died (SIGKILL) is marked failed when the recovery is
-resumed (`fail_dead_runs`).
-
-What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.execute.recovery): `stop`
-fails its asset and the Dagster run; `skip-dependents` and `continue` let the assets succeed (their
-metadata counts failed and skipped steps) and `finish` then refuses to close the recovery run,
-naming the steps and the report. Either way the recovery run stays open in the database, so running
-the same command again resumes it.
+What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.execute.runner):
+`stop` fails its asset and the Dagster run; `skip-dependents` and `continue` let the assets succeed
+(their metadata counts failed and skipped steps) and `finish` then refuses to close the recovery
+run, naming the steps and the report. Either way the recovery run stays open in the database, so
+running the same command again resumes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from dagster import DagsterExecutionInterruptedError, DagsterInstance
@@ -39,22 +37,17 @@ from assets.restore import (
     restored_directors,
     restored_volumes,
 )
-from omni_recovery.db.schema import init_database
-from omni_recovery.db.server import database_url
 from omni_recovery.errors import Interrupted, RecoveryError
-from omni_recovery.execute.recovery import ExecuteOptions, Recovery, applications_with_dependencies
+from omni_recovery.execute.context import RunContext
+from omni_recovery.execute.end import finish
+from omni_recovery.execute.options import ExecuteOptions
+from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.report.build import reported_if_stopped
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_definitions
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
-from pipelines.runner import (
-    QUIET_CONSOLE,
-    contiguous_ranges,
-    dagster_instance,
-    fail_dead_runs,
-    run_job,
-    user_error,
-)
+from pipelines.recovery_run import RestoreSession, opened_recovery
+from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, run_job, user_error
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
@@ -69,26 +62,6 @@ class ExecuteSummary:
     dagster_runs: list[str]
     report: str | None
     post_recovery_backup: str | None
-
-
-@contextmanager
-def prepared_recovery(
-    settings: Settings,
-    options: ExecuteOptions,
-    passphrase: bytes,
-    progress: Callable[[str, int], None] | None,
-) -> Iterator[Recovery]:
-    """A Recovery with every refusal behind it (validation, plan, passphrase), closed on exit; the
-    Dagster runs of an earlier process that died are marked failed once this one holds the run."""
-    url = database_url(settings)
-    init_database(url)
-    recovery = Recovery(settings, options, passphrase, url, progress)
-    try:
-        recovery.prepare()
-        fail_dead_runs(dagster_instance(settings))
-        yield recovery
-    finally:
-        recovery.close()
 
 
 def _logging(log_level: str) -> dict[str, Any]:
@@ -106,7 +79,8 @@ def execute_recovery(
     tags: Mapping[str, str] | None = None,
 ) -> ExecuteSummary:
     """Run the recovery the options describe; `tags` go on each of its Dagster runs."""
-    with prepared_recovery(settings, options, passphrase, progress) as recovery:
+    instance = partial(dagster_instance, settings)
+    with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         chosen = _applications(recovery, options)
         extra = sorted(set(chosen) - set(options.applications)) if options.applications else []
         if options.applications:
@@ -129,7 +103,7 @@ def execute_recovery(
         details = {s.step_id: s.detail for s in _steps(recovery)}
         report = details.get("report/recovery", {}).get("report")
         try:
-            recovery.finish()
+            finish(recovery)
         except RecoveryError as exc:
             raise RecoveryError(f"{exc}. The report: {report}" if report else str(exc)) from exc
         return ExecuteSummary(
@@ -152,7 +126,8 @@ def deploy_directors(
     log_level: str = QUIET_CONSOLE,
 ) -> ExecuteSummary:
     """Only the Director phase and the ring; the run stays open, so execute-plan continues from there."""
-    with prepared_recovery(settings, options, passphrase, progress) as recovery:
+    instance = partial(dagster_instance, settings)
+    with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}: Directors and ring")
         group = [restored_directors, director_ring]
         with reported_if_stopped(recovery):
@@ -160,7 +135,7 @@ def deploy_directors(
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
 
 
-def _applications(recovery: Recovery, options: ExecuteOptions) -> list[str]:
+def _applications(recovery: RunContext, options: ExecuteOptions) -> list[str]:
     if options.applications:
         return applications_with_dependencies(recovery.plan, options.applications)
     return sorted(s.id.split("/", 1)[1] for s in recovery.plan.steps if s.id.startswith("application/"))
@@ -168,7 +143,7 @@ def _applications(recovery: Recovery, options: ExecuteOptions) -> list[str]:
 
 def _materialize_in_order(
     settings: Settings,
-    recovery: Recovery,
+    recovery: RunContext,
     applications: list[str],
     *,
     partial: bool,
@@ -204,13 +179,13 @@ def _materialize_in_order(
 
 def _materialize(
     group: list[Any],
-    recovery: Recovery,
+    recovery: RunContext,
     instance: DagsterInstance,
     tags: dict[str, str],
     run_config: dict[str, Any],
 ) -> str:
     """The assets of `group` as a run of the `restore` job, with `recovery` as its resource."""
-    defs = build_definitions(recovery.settings, overrides={"recovery": recovery})
+    defs = build_definitions(recovery.settings, overrides={"recovery": RestoreSession(recovery)})
     selection = [key for asset in group for key in asset.keys]
     try:
         return run_job(defs, "restore", instance, selection=selection, tags=tags, run_config=run_config)
@@ -223,7 +198,7 @@ def _materialize(
         raise user_error(exc) from exc
 
 
-def _steps(recovery: Recovery) -> list[Any]:
+def _steps(recovery: RunContext) -> list[Any]:
     from omni_recovery.execute.tracking import recent_runs
 
     return next(

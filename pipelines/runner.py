@@ -1,47 +1,36 @@
 """What the command line calls: register a backup set by running the ingest and catalog assets.
 
-How it works
-------------
 `register_isos(location, settings)`:
-
 1. lists the set folder (`list_backup_set`): a file that is not an ISO of a backup set is refused
    by name here, before anything is registered or loaded;
-2. prepares the workspace: folders, the recovery database (migrated), and the Dagster instance
-   in `settings.dagster_home` (its `dagster.yaml` is written by `pipelines.instance_storage`), so the
-   runs show up in `dagster dev` started with DAGSTER_HOME set to that folder;
+2. prepares the workspace: folders, the recovery database (migrated), and the Dagster instance in
+   `settings.dagster_home` (`dagster.yaml` from `pipelines.instance_storage`), so the runs show up
+   in `dagster dev` started with DAGSTER_HOME set to that folder;
 3. records each ISO's URL in the registry and adds its file name as a partition of `isos`;
-4. runs the named job `ingest_isos` (the ingest assets) for
-   the set's partitions in ONE run (a partition key range; several runs only if the keys are not
-   contiguous), then `build_catalog`, both in this process with `run_job`, so the UI shows them
-   under the jobs' names. The blocking checks are left out of these runs: they fail closed without
-   a trusted signer, which register-isos does not take (validate-isos judges trust);
+4. runs `ingest_isos` for the set's partitions in ONE run (a key range; several only if the keys
+   are not contiguous), then `build_catalog`, in this process with `run_job`, so the UI shows them
+   under the jobs' names. The blocking checks are left out: they fail closed without a trusted
+   signer, which register-isos does not take (validate-isos judges trust);
 5. reads the summary (ISOs by kind, components, dependencies, files, bytes) back from the catalog.
+Registering the same set again replaces its rows; a second set lands beside the first.
 
-Registering the same set again re-ingests it and replaces its rows (nothing is duplicated); a
-second set lands beside the first, keyed by backup_set_id.
-
-What can go wrong
------------------
-A corrupt ISO fails the ingest run: the error (naming the ISO and path) is raised as
-`BackupSetError`, the partitions this call added are removed again, and the catalog (Parquet and
-PostgreSQL) is left as it was, because the catalog run never starts. A failing catalog asset
-rolls back its own PostgreSQL transaction; assets loaded before it in the same run keep their
-new rows (each is complete for its set). Dagster runs are recorded in the instance even when
-they fail.
+What can go wrong: a corrupt ISO fails the ingest run: the error (naming the ISO and path) is
+raised as `BackupSetError`, the partitions this call added are removed again, and the catalog
+(Parquet and PostgreSQL) is left as it was, because the catalog run never starts. A failing
+catalog asset rolls back its own PostgreSQL transaction; assets loaded before it in the same run
+keep their new rows (each is complete for its set). Dagster runs are recorded even when they fail.
 """
 
 from __future__ import annotations
 
 import collections
 import fcntl
-import os
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions, RunsFilter
+from dagster import AssetKey, DagsterInstance, Definitions
 
 from assets.catalog import CATALOG_ASSETS
 from assets.ingest import ISO_PARTITIONS
@@ -52,25 +41,22 @@ from omni_recovery.errors import RecoveryError
 from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.register.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
+from pipelines.dead_runs import PROCESS_TAG, process_tag
 from pipelines.definitions import build_definitions
 from pipelines.instance_storage import ensure_instance_yaml
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 __all__ = [
-    "PROCESS_TAG",
     "RegisterSummary",
     "contiguous_ranges",
     "dagster_instance",
-    "fail_dead_runs",
     "register_isos",
     "run_job",
     "user_error",
 ]
 
 CATALOG_STEPS = len(CATALOG_ASSETS)  # one progress step per catalog asset (op)
-# The process running a command-line run, so that a run whose process died can be told from a live one.
-PROCESS_TAG = "omni-recovery/process"
 PARTITIONS = ISO_PARTITIONS.name or "isos"
 
 
@@ -163,11 +149,6 @@ def user_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def process_tag() -> str:
-    """This process as `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def run_job(
     defs: Definitions,
     name: str,
@@ -191,34 +172,6 @@ def run_job(
         run_config=run_config,
     )
     return result.run_id
-
-
-# A run in one of these states whose process is gone will never finish on its own.
-UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
-
-
-def fail_dead_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed every unfinished run that a command line of this host started in a process that is
-    gone (killed, crashed), so the UI stops showing it as running; their run ids."""
-    host = socket.gethostname()
-    dead = []
-    for run in instance.get_runs(filters=RunsFilter(statuses=UNFINISHED)):
-        owner = run.tags.get(PROCESS_TAG, "")
-        name, _, pid = owner.rpartition(":")
-        if name == host and pid.isdigit() and not _alive(int(pid)):
-            instance.report_run_failed(run, f"the process that ran it ({owner}) is gone: killed or crashed")
-            dead.append(run.run_id)
-    return dead
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def register_isos(

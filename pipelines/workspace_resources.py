@@ -22,7 +22,7 @@ def build_resources(
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The resources of one workspace; `overrides` replace some of them with what the command line
-    prepared (a `Recovery` as `recovery`, its own validation as `planning`)."""
+    prepared (the run's `RestoreSession` as `recovery`, its own validation as `planning`)."""
     catalog = str(settings.catalog)
     return {
         "parquet_io_manager": ParquetIOManager(base_url=catalog),

@@ -39,7 +39,8 @@ from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
-from omni_recovery.execute.recovery import ExecuteOptions, applications_with_dependencies
+from omni_recovery.execute.options import ExecuteOptions
+from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.execute.tracking import RunRecord, recent_runs, run_holder
 from omni_recovery.plan.generate import generate, plan_id, record_plan_source, write_plan_files
 from omni_recovery.settings import load_settings
@@ -447,12 +448,18 @@ def dagster_runs(workspace: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("after_the_kill", ["status", "execute-plan"])
+@pytest.mark.parametrize("after_the_kill", ["status", "execute-plan", "a UI launch"])
 def test_a_killed_restore_s_dagster_run_is_marked_failed_by_status_or_by_the_resume(
-    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, after_the_kill: str
+    validated: DemoSet,
+    tmp_path: Path,
+    workspace: Path,
+    database_url: str,
+    after_the_kill: str,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """The UI stops showing a SIGKILLed run as started once `status` sees no process holds it, or once
-    execute-plan resumes the recovery; every run is one of the `restore` job."""
+    execute-plan, or a restore launched from the UI, resumes the recovery; every run is one of the
+    `restore` job."""
     setup = make_setup(validated, tmp_path)
     proc, _ = execute_plan_until_volume_files(setup, workspace, database_url, parallel=1)
     proc.send_signal(signal.SIGKILL)
@@ -461,12 +468,40 @@ def test_a_killed_restore_s_dagster_run_is_marked_failed_by_status_or_by_the_res
     assert len(killed) == 1, dagster_runs(workspace)
     if after_the_kill == "status":
         CliRunner().invoke(main, ["status", "--workspace", str(workspace)])
-    else:
+    elif after_the_kill == "execute-plan":
         execute(setup, workspace)
+    else:
+        launch_restore_from_the_ui(setup, workspace, monkeypatch)
     runs = dagster_runs(workspace)
     assert runs[killed[0]] == ("restore", "FAILURE"), runs
     assert {job for job, _ in runs.values()} == {"restore"}
     assert not [run for run, (_, status) in runs.items() if status in ("STARTED", "STARTING")], runs
+
+
+def launch_restore_from_the_ui(setup: Setup, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole `restore` job run in the workspace's Dagster instance as the UI launches it: the
+    `recovery` resource configured with the plan, the passphrase from the environment."""
+    from pipelines.definitions import build_definitions
+    from pipelines.runner import dagster_instance
+    from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    settings = load_settings(workspace)
+    instance = dagster_instance(settings)
+    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
+    known = set(instance.get_dynamic_partitions("applications"))
+    instance.add_dynamic_partitions("applications", [a for a in apps if a not in known])
+    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
+    result = (
+        build_definitions(settings)
+        .resolve_job_def("restore")
+        .execute_in_process(
+            instance=instance,
+            run_config={"resources": {"recovery": {"config": config}}},
+            tags={RANGE_START_TAG: apps[0], RANGE_END_TAG: apps[-1]},
+        )
+    )
+    assert result.success
 
 
 def test_plan_reads_back(validated: DemoSet, tmp_path: Path):
@@ -720,15 +755,18 @@ def test_failed_stop_step_ends_the_run_before_later_phases(
 def test_a_run_stopped_by_a_step_has_a_report_that_says_how_to_resume(
     copied: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
+    from omni_recovery.execute.runner import run_steps
     from omni_recovery.report.build import reported_if_stopped
-    from pipelines.recovery_runner import prepared_recovery
+    from pipelines.recovery_run import opened_recovery
+    from pipelines.runner import dagster_instance
 
     setup, step = damaged_stop_volume(copied, tmp_path)
     options = ExecuteOptions(setup.plan_path)
-    with prepared_recovery(load_settings(workspace), options, PASSPHRASE, None) as recovery:
+    settings = load_settings(workspace)
+    with opened_recovery(settings, options, PASSPHRASE, lambda: dagster_instance(settings)) as recovery:
         stopped = pytest.raises(RecoveryError, match=r"its on_failure is stop.*The report: ")
         with stopped as info, reported_if_stopped(recovery):
-            recovery.run_steps(recovery.selected_steps())
+            run_steps(recovery, recovery.selected_steps())
     page = Path(str(info.value).rsplit("The report: ", 1)[1]).read_text()
     assert (
         page.index("FAILED") < page.index(step.id) < page.index("Resume this run") < page.index("<h2>Checks")
@@ -900,10 +938,11 @@ def test_a_volume_folder_holding_other_data_is_not_restored_into(
 def test_a_running_volume_step_records_its_bytes_as_it_goes(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery.execute import recovery, tracking
+    from omni_recovery.execute import tracking
+    from omni_recovery.execute.steps import restore
     from omni_recovery.restorer import sources
 
-    monkeypatch.setattr(recovery, "STEP_PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(restore, "STEP_PROGRESS_SECONDS", 0.0)
     monkeypatch.setattr(sources, "PROGRESS_BYTES", 4096)
     recorded: dict[str, list[int]] = {}
     step_progress = tracking.RecoveryTracker.step_progress

@@ -22,7 +22,7 @@ from omni_recovery.adapt.inventory import (
     inventory_to_yaml,
     make_inventory,
 )
-from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import PARTIAL_SUFFIX

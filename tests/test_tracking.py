@@ -114,13 +114,13 @@ def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, d
 def test_a_running_step_records_its_progress_and_its_end_the_final_count(
     conn: psycopg.Connection, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from omni_recovery.execute import recovery
+    from omni_recovery.execute.steps import restore
 
     tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
     tracker.step_started("volume:a/v", "volumes", "volume:a/v")
     heard: list[tuple[str, int]] = []
-    monkeypatch.setattr(recovery, "STEP_PROGRESS_SECONDS", 0.0)
-    progress = recovery.StepProgress(tracker, "volume:a/v", lambda *heard_now: heard.append(heard_now))
+    monkeypatch.setattr(restore, "STEP_PROGRESS_SECONDS", 0.0)
+    progress = restore.StepProgress(tracker, "volume:a/v", lambda *heard_now: heard.append(heard_now))
     for phase, amount in [("restore", 2 * MiB), ("skip", 7), ("restore", MiB)]:
         progress(phase, amount)
 

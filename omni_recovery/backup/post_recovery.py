@@ -18,16 +18,16 @@ from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.targets.driver import TargetRoot
 
 if TYPE_CHECKING:
-    from omni_recovery.execute.recovery import Recovery
+    from omni_recovery.execute.context import RunContext
 
 
-def post_recovery_output(recovery: Recovery) -> Path:
+def post_recovery_output(recovery: RunContext) -> Path:
     """Where a run's post-recovery backup set is written; its folder name is its set id."""
     set_id = f"{recovery.plan.backup_set_id[:40]}-post-{recovery.tracker.run_id[-6:]}"
     return recovery.settings.workspace / "backups" / set_id
 
 
-def post_recovery_backup(recovery: Recovery, signing_key: Path, passphrase: bytes) -> str:
+def post_recovery_backup(recovery: RunContext, signing_key: Path, passphrase: bytes) -> str:
     run_folder = recovery.run_folder
     gathered = run_folder / "restored-environment"
     shutil.rmtree(gathered, ignore_errors=True)

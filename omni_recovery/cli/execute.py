@@ -21,7 +21,7 @@ from omni_recovery.cli.options import (
 from omni_recovery.settings import WORKSPACE_ENV
 
 if TYPE_CHECKING:
-    from omni_recovery.execute.recovery import ExecuteOptions
+    from omni_recovery.execute.options import ExecuteOptions
     from transforms.plan import Plan
 
 DEFAULT_PARALLEL_FACTOR = 2
@@ -134,7 +134,7 @@ def execute_plan(
           --signing-key ./keys/backup-signing.key
       omni-recovery execute-plan --plan recovery-plan.yaml --applications billing,orders
     """
-    from omni_recovery.execute.recovery import ExecuteOptions
+    from omni_recovery.execute.options import ExecuteOptions
 
     options = ExecuteOptions(
         plan_path=plan_path,
@@ -195,7 +195,7 @@ def deploy_directors(
     Example:
       omni-recovery deploy-directors --parallel 5 --config recovery-plan.yaml
     """
-    from omni_recovery.execute.recovery import ExecuteOptions
+    from omni_recovery.execute.options import ExecuteOptions
 
     options = ExecuteOptions(
         plan_path=plan_path,
@@ -321,7 +321,8 @@ def _status(workspace: Path | None, runs: int) -> None:
         holders = {r.run_id: run_holder(conn, r.plan_id) for r in records if r.status == RUNNING}
     stopped = {run_id for run_id, holder in holders.items() if holder is None}
     if stopped:
-        from pipelines.runner import dagster_instance, fail_dead_runs
+        from pipelines.dead_runs import fail_dead_runs
+        from pipelines.runner import dagster_instance
 
         fail_dead_runs(dagster_instance(settings))  # so the UI stops showing them running
     if not records:

@@ -2,9 +2,10 @@
 the verification steps as checks, what was recovered by component kind, the command that resumes
 it, the new CA's fingerprint and where the post-recovery backup goes.
 
-`write_run_report(recovery)` writes it into the workspace's reports/RUN folder: the report step
-calls it, and `reported_if_stopped(recovery)` around the running of a run's steps writes it when
-a step stops the run (on_failure: stop), so that every run that started has a report."""
+`write_run_report(recovery)` writes it into the workspace's reports/RUN folder: the run's builder
+(pipelines/recovery_run.py) gives it to the run's context for the report step to call, and
+`reported_if_stopped(recovery)` around the running of a run's steps writes it when a step stops
+the run (on_failure: stop), so that every run that started has a report."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ _SHOWN_WHEN_RUNNING = ("director/", "orchestrator/", "service/", "application/")
 _AFTER_REPORT = ("report", "post-recovery-backup")
 
 if TYPE_CHECKING:
-    from omni_recovery.execute.recovery import Recovery
+    from omni_recovery.execute.context import RunContext
 
 
-def write_run_report(recovery: Recovery) -> Path:
+def write_run_report(recovery: RunContext) -> Path:
     """Write the run's report (HTML and JSON) as it stands now; returns the HTML page's path."""
     folder = recovery.settings.workspace / "reports" / recovery.tracker.run_id
     _, html_path = write_report(build_report(recovery), folder)
@@ -38,7 +39,7 @@ def write_run_report(recovery: Recovery) -> Path:
 
 
 @contextmanager
-def reported_if_stopped(recovery: Recovery) -> Iterator[None]:
+def reported_if_stopped(recovery: RunContext) -> Iterator[None]:
     """Around the running of a run's steps: when they stop the run with a RecoveryError, the report
     is written as the run stands and the error names it (not when the database itself went away)."""
     try:
@@ -50,7 +51,7 @@ def reported_if_stopped(recovery: Recovery) -> Iterator[None]:
         raise stopped(f"{exc}. The report: {write_run_report(recovery)}") from exc
 
 
-def build_report(recovery: Recovery) -> RecoveryReport:
+def build_report(recovery: RunContext) -> RecoveryReport:
     run = next(r for r in recent_runs(recovery.tracker.conn, limit=50) if r.run_id == recovery.tracker.run_id)
     steps = [
         StepTiming(
@@ -120,7 +121,7 @@ def build_report(recovery: Recovery) -> RecoveryReport:
 
 
 def _recommendations(
-    recovery: Recovery, steps: list[StepTiming], started_at: datetime
+    recovery: RunContext, steps: list[StepTiming], started_at: datetime
 ) -> list[Recommendation]:
     """The analysis of the run so far: its finished steps' times and the plan's placements."""
     finished = [
@@ -134,7 +135,7 @@ def _recommendations(
     )
 
 
-def resume_command(recovery: Recovery) -> str:
+def resume_command(recovery: RunContext) -> str:
     """The command that continues this run: the same plan, applications and workspace."""
     words = ["omni-recovery", "execute-plan", "--plan", str(recovery.options.plan_path)]
     if recovery.options.applications:
@@ -145,13 +146,13 @@ def resume_command(recovery: Recovery) -> str:
     return shlex.join(words) + "   # with the same --passphrase-file or OMNI_RECOVERY_PASSPHRASE"
 
 
-def _ca_fingerprint(recovery: Recovery) -> str:
+def _ca_fingerprint(recovery: RunContext) -> str:
     """The fingerprint of the CA this run issued, once issued (it is kept in the run's folder)."""
     stored = recovery.run_folder / "certificates.json"
     return str(json.loads(stored.read_text())["ca_fingerprint_sha256"]) if stored.exists() else ""
 
 
-def _post_recovery_backup(recovery: Recovery, *, complete: bool) -> str:
+def _post_recovery_backup(recovery: RunContext, *, complete: bool) -> str:
     """Where the post-recovery backup goes (its step runs right after the report), when it will be made."""
     from omni_recovery.backup.post_recovery import post_recovery_output
 

@@ -30,7 +30,7 @@ from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.errors import RecoveryError
-from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.practice.notifications import load_channels
 from omni_recovery.settings import Settings

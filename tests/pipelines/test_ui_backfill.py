@@ -22,7 +22,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
-from omni_recovery.execute.recovery import applications_with_dependencies
+from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.plan.generate import record_plan_source, recorded_plan_source
 from omni_recovery.settings import DATABASE_URL_ENV, load_settings
 from omni_recovery.validate import store, validate

@@ -15,7 +15,7 @@ from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
 from omni_recovery.cli.practice import omni
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
-from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.plan.overlay import overlay_path, read_overlay
 from omni_recovery.settings import Settings
