@@ -49,6 +49,7 @@ from io_managers.postgres import resolve_database_url
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import list_backup_set
 from omni_recovery.errors import RecoveryError
+from omni_recovery.execute.tracking import this_process as process_tag
 from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.register.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
@@ -161,11 +162,6 @@ def user_error(exc: BaseException) -> BaseException:
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return exc
-
-
-def process_tag() -> str:
-    """This process as `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_job(

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
-from omni_recovery.execute.tracking import FAILED, SUCCEEDED, recent_runs
+from omni_recovery.execute.tracking import (
+    FAILED,
+    SUCCEEDED,
+    AttemptRecord,
+    StepRecord,
+    recent_runs,
+    step_attempts,
+)
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 
@@ -109,14 +116,33 @@ def build_report(recovery: Recovery) -> RecoveryReport:
         resume_command=resume_command(recovery) if failed or not complete else "",
         ca_fingerprint=_ca_fingerprint(recovery),
         post_recovery_backup=_post_recovery_backup(recovery, complete=complete),
-        earlier_attempts=[
-            f"{s.step_id}: {s.status} at attempt {s.attempts}; the {s.attempts - 1} before it failed or were "
-            "stopped (their errors are in the run's Dagster event log)"
-            for s in run.steps
-            if s.attempts > 1
-        ],
+        earlier_attempts=earlier_attempts(run.steps, step_attempts(recovery.tracker.conn, run.run_id)),
         recommendations=_recommendations(recovery, steps, run.started_at),
     )
+
+
+def earlier_attempts(steps: list[StepRecord], attempts: list[AttemptRecord]) -> list[str]:
+    """One line per step run more than once: how it ended, then each earlier attempt with its error."""
+    by_step: dict[str, list[AttemptRecord]] = defaultdict(list)
+    for attempt in attempts:
+        by_step[attempt.step_id].append(attempt)
+    lines = []
+    for step in steps:
+        if step.attempts <= 1:
+            continue
+        before = sorted(
+            (a for a in by_step[step.step_id] if a.attempt < step.attempts), key=lambda a: a.attempt
+        )
+        told = "; ".join(_attempt_line(a) for a in before) or "not recorded (run before attempts were kept)"
+        lines.append(f"{step.step_id}: {step.status} at attempt {step.attempts}. Earlier: {told}")
+    return lines
+
+
+def _attempt_line(attempt: AttemptRecord) -> str:
+    ended = attempt.outcome or "stopped (its process ended)"
+    where = f" by {attempt.worker}" if attempt.worker else ""
+    error = f": {attempt.error}" if attempt.error else ""
+    return f"attempt {attempt.attempt} {ended} at {attempt.started_at:%Y-%m-%d %H:%M:%S}{where}{error}"
 
 
 def _recommendations(
