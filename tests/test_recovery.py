@@ -201,6 +201,9 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
 
     assert summary.report and Path(summary.report).exists()
     assert "SUCCEEDED" in Path(summary.report).read_text()
+    links = materialised_metadata(workspace, "recovery_report")
+    assert links["report"].value == summary.report
+    assert links["report_url"].value == Path(summary.report).as_uri()
     after_boot = json.loads(Path(summary.report).with_suffix(".json").read_text())["after_boot"]
     running = [s for s in setup.plan.steps if s.id.split("/")[0] in ("director", "service", "application")]
     assert running and {f"{s.id}: {s.wait}" for s in running} <= set(after_boot)
@@ -208,6 +211,17 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
     assert summary.post_recovery_backup
     post = validate(summary.post_recovery_backup, validated.trusted, PASSPHRASE, deep=True)
     assert post.passed, post.to_text()
+
+
+def materialised_metadata(workspace: Path, asset: str) -> dict[str, Any]:
+    """The metadata of `asset`'s latest materialisation in the workspace's Dagster instance (the UI's)."""
+    from dagster import AssetKey
+
+    from pipelines.runner import dagster_instance
+
+    event = dagster_instance(load_settings(workspace)).get_latest_materialization_event(AssetKey(asset))
+    assert event is not None and event.asset_materialization is not None, f"{asset} never materialised"
+    return dict(event.asset_materialization.metadata)
 
 
 def test_partial_restore_touches_only_the_chosen_applications(
@@ -678,7 +692,13 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     assert all(s.status == "succeeded" for i, s in again.items() if not i.startswith("backup/"))
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
     earlier = json.loads(Path(summary.report).with_suffix(".json").read_text())["earlier_attempts"]
-    assert any(line.startswith(f"{step.id}: succeeded at attempt {2 + step.retries}") for line in earlier)
+    [line] = [
+        line for line in earlier if line.startswith(f"{step.id}: succeeded at attempt {2 + step.retries}")
+    ]
+    for attempt in range(1, 2 + step.retries):
+        assert f"attempt {attempt} failed at " in line, line
+    assert line.count(iso.name) == 1 + step.retries and path in line, "each earlier attempt's own error"
+    assert "Earlier attempts" in Path(summary.report).read_text()
 
 
 def damaged_stop_volume(demo: DemoSet, folder: Path) -> tuple[Setup, Step]:
