@@ -1209,3 +1209,84 @@ def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_fi
     restored = restored_tree(setup.plan, tmp_path / "gathered")
     assert {p: d for p, d in restored.items() if p in source or "/files" in p} == source, "volume data"
     assert not [p for pool in pools for p in pool.rglob(f"*{PARTIAL_SUFFIX}")]
+
+
+PROGRESS_LINE = re.compile(
+    r"^progress (?P<run>run-\S+): (?P<status>\w+), phase (?P<phase>\S+), running .*; "
+    r"steps (?P<steps>\d+)/(?P<planned>\d+), files (?P<files>\d+)/(?P<total_files>\d+), "
+    r"(?P<mib>[\d.]+) of (?P<total>[\d.]+) MiB, [\d.]+ MiB/s, ETA \S+$"
+)
+
+
+def progress_readings(output: str) -> list[re.Match[str]]:
+    """The progress lines of a command's output; each must be whole and the planned totals never change."""
+    lines = [line for line in output.splitlines() if line.startswith("progress ")]
+    readings = [PROGRESS_LINE.match(line) for line in lines]
+    assert all(readings), [line for line, m in zip(lines, readings, strict=True) if not m]
+    found = [m for m in readings if m]
+    assert len({(m["planned"], m["total_files"], m["total"]) for m in found}) == 1, lines
+    return found
+
+
+def assert_growing_to_the_end(readings: list[re.Match[str]]) -> None:
+    done = [float(m["mib"]) for m in readings]
+    assert len(readings) >= 2 and done == sorted(done) and done[-1] > done[0], done
+    last = readings[-1]
+    assert last["status"] == "succeeded" and float(last["total"]) > 0 and int(last["total_files"]) > 0
+    # the documents an adaptation rewrites are written whole, not copied and verified: not counted as done
+    assert int(last["files"]) >= 0.9 * int(last["total_files"]) and float(last["mib"]) >= 0.9 * float(
+        last["total"]
+    )
+
+
+def registered(demo: DemoSet, workspace: Path) -> None:
+    """The set in the workspace's catalog, as register-isos leaves it (the planned totals come from it)."""
+    from pipelines.runner import register_isos
+
+    register_isos(str(demo.output), load_settings(workspace), log_level="CRITICAL")
+
+
+def test_execute_plan_off_a_terminal_prints_progress_lines_with_growing_bytes_of_the_planned_total(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    registered(validated, workspace)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    done = subprocess.run(
+        [*command, "--progress-every", "0.05"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    readings = progress_readings(done.stdout)
+    assert_growing_to_the_end(readings)
+    assert {m["run"] for m in readings} == {latest_run(database_url).run_id}
+    assert int(readings[-1]["steps"]) == int(readings[-1]["planned"]) - 1, "all but the unsigned backup"
+
+
+def test_status_watch_follows_a_run_another_process_executes_until_it_ends(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    registered(validated, workspace)
+    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=1)
+    holder = frozen_holder(database_url, setup.plan, [proc], pools)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    watched = tmp_path / "watch.out"
+    with watched.open("w") as out:
+        watch = subprocess.Popen(
+            [*command[:3], "status", "--watch", "--progress-every", "0.05", "--workspace", str(workspace)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
+    try:
+        wait_until(lambda: "running, phase volumes" in watched.read_text(), "status --watch to show the run")
+        assert watch.poll() is None, "it follows the run while the run goes on"
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    holder.communicate(timeout=300)
+    _, err = watch.communicate(timeout=300)
+    assert holder.returncode == 0 and watch.returncode == 0, err.decode()
+    readings = progress_readings(watched.read_text())
+    assert readings[0]["status"] == "running"
+    assert_growing_to_the_end(readings)
+    assert f"{readings[-1]['run']}  plan {plan_id(setup.plan)}  succeeded" in watched.read_text()
