@@ -37,6 +37,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWa
 APPLICATION_PARTITIONS = DynamicPartitionsDefinition(name="applications")
 GROUP = "restore"
 APPLICATION_PHASES = ("applications-critical", "applications-standard", "applications-low")
+ASSET_PHASES: dict[str, tuple[str, ...]] = {}  # asset name → the plan phases it runs
 
 
 class RecoverySession(Protocol):
@@ -79,6 +80,8 @@ def _written(outcomes: Mapping[str, Any]) -> dict[str, MetadataValue]:
 
 
 def _phase_asset(name: str, phases: tuple[str, ...], deps: list[str], description: str) -> Any:
+    ASSET_PHASES[name] = phases
+
     @asset(
         name=name, group_name=GROUP, deps=deps, description=description, required_resource_keys={"recovery"}
     )
@@ -89,6 +92,8 @@ def _phase_asset(name: str, phases: tuple[str, ...], deps: list[str], descriptio
 
 
 def _application_asset(name: str, phases: tuple[str, ...], deps: list[str], description: str) -> Any:
+    ASSET_PHASES[name] = phases
+
     @asset(
         name=name,
         group_name=GROUP,

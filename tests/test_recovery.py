@@ -50,7 +50,7 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte, scattered_copy
 from tests.demo_fixtures import signed_set, write_demo
-from transforms.plan import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
+from transforms.plan import PHASE_INDEX, Plan, Step, partial_restore, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 
 # Files a restore regenerates by design (new CA, new node certificates and keys).
@@ -224,16 +224,45 @@ def materialised_metadata(workspace: Path, asset: str) -> dict[str, Any]:
     return dict(event.asset_materialization.metadata)
 
 
-def test_partial_restore_touches_only_the_chosen_applications(
-    validated: DemoSet, tmp_path: Path, workspace: Path
+def test_partial_restore_adds_the_hard_dependencies_the_plan_names_unless_restored_before(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
+    """Onto an empty target, the chosen applications come with every step the plan names as their hard
+    dependencies (Orchestrators and Directors included), each said with why; a later partial restore of
+    the same plan does not redo those a closed run restored and verified."""
     setup = make_setup(validated, tmp_path)
-    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))[:2]
-    summary = execute(setup, workspace, applications=tuple(apps))
+    needs = step_needs(setup.plan, environment_from_folder(validated.env))
+    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
+    chosen = next(a for a in apps if any(d.startswith("orchestrator/") for d in needs[f"application/{a}"]))
+    expected = partial_restore(setup.plan, [chosen], needs)
+    infrastructure = {s for s in expected.added if not s.startswith(("application/", "volume/"))}
+    assert infrastructure, "an Orchestrator at least"
+
+    said: list[str] = []
+    options = ExecuteOptions(setup.plan_path, applications=(chosen,))
+    summary = execute_recovery(load_settings(workspace), options, PASSPHRASE, echo=said.append)
+    run = latest_run(database_url)
+    assert {s.step_id for s in run.steps} == expected.steps | {"report/recovery"}
+    assert all(s.status == "succeeded" for s in run.steps) and run.status == "succeeded"
+    for step, needer in expected.added.items():
+        line = f"added for hard dependencies: {step} (needed by {needer})"
+        assert line in said, said
+        assert summary.report and line in Path(summary.report).read_text()
     restored = restored_tree(setup.plan, tmp_path / "gathered")
     touched_apps = {p.split("/")[1] for p in restored if p.startswith(("applications/", "volumes/"))}
-    assert set(apps) <= touched_apps <= set(summary.applications)
-    assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
+    assert {chosen} <= touched_apps <= set(summary.applications)
+    assert {p.split("/")[0] for p in restored} - {"applications", "volumes"}, "the infrastructure is written"
+
+    said.clear()
+    again = execute_recovery(load_settings(workspace), options, PASSPHRASE, echo=said.append)
+    assert again.run_id != run.run_id
+    rerun = {s.step_id for s in latest_run(database_url).steps}
+    assert not rerun & infrastructure and f"application/{chosen}" in rerun, rerun
+    prefix = "not added, restored and verified before: "
+    listed = {line.removeprefix(prefix) for line in said if line.startswith(prefix)}
+    orchestrators = {d for d in needs[f"application/{chosen}"] if d.startswith("orchestrator/")}
+    assert orchestrators <= listed <= set(expected.added), said
+    assert not [line for line in said if line.startswith("added for hard dependencies: orchestrator/")]
 
 
 def write_set(env: Path, folder: Path, backup_set_id: str) -> DemoSet:

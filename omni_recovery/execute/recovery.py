@@ -88,7 +88,16 @@ from omni_recovery.settings import Settings
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot
 from omni_recovery.targets.ssh import SshAccess
-from transforms.plan import PHASE_INDEX, PHASES, Plan, PlanError, Step, plan_from_yaml, step_needs
+from transforms.plan import (
+    PHASE_INDEX,
+    PHASES,
+    Plan,
+    PlanError,
+    Step,
+    partial_restore,
+    plan_from_yaml,
+    step_needs,
+)
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 Progress = Callable[[str, int], None]
@@ -150,6 +159,7 @@ class ExecuteOptions:
     numeric_owner: bool = False
     ssh_identity: Path | None = None  # the key for every SSH root, over the inventory's identity_file
     bandwidth_limit: int | None = None  # bytes per second written to each SSH host
+    restored_before: tuple[str, ...] = ()  # steps a partial restore need not add (transforms.plan.partial)
 
     @property
     def parallel(self) -> int:
@@ -404,7 +414,10 @@ class Recovery:
         """All steps, or for --applications the chosen applications, their hard dependencies and volumes."""
         if not self.options.applications:
             return list(self.plan.steps)
-        wanted = _application_closure(self.plan, self.options.applications)
+        _application_closure(self.plan, self.options.applications)  # unknown applications refused
+        wanted = partial_restore(
+            self.plan, self.options.applications, self.needs, set(self.options.restored_before)
+        ).steps
         steps = [s for s in self.plan.steps if s.id in wanted or s.id == "report/recovery"]
         return steps
 

@@ -300,6 +300,18 @@ class RecoveryTracker:
         self.conn.commit()
 
 
+def restored_steps(conn: Connection, plan_id: str) -> set[str]:
+    """The steps that succeeded, each file verified as written, in a run of the plan that closed as
+    succeeded (what a later partial restore of the plan need not do again)."""
+    rows = conn.execute(
+        "SELECT DISTINCT s.step_id FROM omni.recovery_steps s JOIN omni.recovery_runs r USING (run_id) "
+        "WHERE r.plan_id = %s AND r.status = %s AND r.finished_at IS NOT NULL AND s.status = %s",
+        (plan_id, SUCCEEDED, SUCCEEDED),
+    ).fetchall()
+    conn.commit()
+    return {str(row[0]) for row in rows}
+
+
 def this_process() -> str:
     """This process as `host:pid`."""
     return f"{socket.gethostname()}:{os.getpid()}"

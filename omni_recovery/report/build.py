@@ -90,11 +90,7 @@ def build_report(recovery: Recovery) -> RecoveryReport:
     succeeded = {s.step_id for s in run.steps if s.status == SUCCEEDED}
     # The report and the post-recovery backup run after the report is written.
     complete = all(s.id in succeeded for s in recovery.selected_steps() if s.phase not in _AFTER_REPORT)
-    notes = (
-        [f"partial restore of applications: {', '.join(recovery.options.applications)}"]
-        if recovery.options.applications
-        else []
-    )
+    notes = partial_notes(recovery) if recovery.options.applications else []
     return RecoveryReport(
         run_id=run.run_id,
         plan_id=run.plan_id,
@@ -143,6 +139,18 @@ def _attempt_line(attempt: AttemptRecord) -> str:
     where = f" by {attempt.worker}" if attempt.worker else ""
     error = f": {attempt.error}" if attempt.error else ""
     return f"attempt {attempt.attempt} {ended} at {attempt.started_at:%Y-%m-%d %H:%M:%S}{where}{error}"
+
+
+def partial_notes(recovery: Recovery) -> list[str]:
+    """The chosen applications, the hard dependencies added for them and why, and those not added."""
+    from transforms.plan import partial_restore
+
+    chosen = recovery.options.applications
+    partial = partial_restore(recovery.plan, chosen, recovery.needs, set(recovery.options.restored_before))
+    notes = [f"partial restore of applications: {', '.join(chosen)}"]
+    notes += [f"added for hard dependencies: {line}" for line in partial.added_lines()]
+    notes += [f"not added, restored and verified before: {step}" for step in partial.already_restored]
+    return notes
 
 
 def _recommendations(

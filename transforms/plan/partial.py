@@ -5,7 +5,7 @@ applications they depend on hard, and the Orchestrators, Directors, rings, clust
 plan names as their hard dependencies. What a step needs is its `depends_on` less the gate of the
 previous phase (a step waits for that gate in a whole restore but does not need it), unless the caller
 gives the needs from the environment's index (`step_needs`), which also keeps a gate that is a hard
-dependency. A step restored and verified before (`restored`: succeeded in a finished run of the same
+dependency. A dependency restored and verified before (`restored`: succeeded in a finished run of the same
 plan) is not added again; it is listed as already restored, and what it needs is not followed.
 """
 
@@ -58,11 +58,12 @@ def partial_restore(
         step_id, needer = todo.pop()
         if step_id in steps:
             continue
-        if needer and step_id in restored:
+        added_for = needer and not _own(step_id, own)
+        if added_for and step_id in restored:
             skipped.add(step_id)
             continue
         steps.add(step_id)
-        if needer and not _own(step_id, own):
+        if added_for:
             added.setdefault(step_id, needer)
         todo.extend((d, step_id) for d in sorted(needs.get(step_id, frozenset())))
     return PartialRestore(frozenset(steps), added, tuple(sorted(skipped - steps)))
