@@ -10,6 +10,7 @@ from assets.adaptation import PlanningResource
 from io_managers.parquet import ParquetIOManager
 from io_managers.postgres import PostgresCatalogIOManager
 from omni_recovery.settings import Settings
+from pipelines.backup_resource import BackupWriterResource
 from pipelines.recovery_resource import RecoveryResource
 from pipelines.resources import BackupSetRegistry, PracticeResource, Progress
 
@@ -32,6 +33,7 @@ def build_resources(
         "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
         "progress": Progress(progress),
         "recovery": RecoveryResource(workspace=str(settings.workspace)),
+        "backup_writer": BackupWriterResource(),
         "planning": PlanningResource(
             workspace=str(settings.workspace), database_url=settings.database_url or ""
         ),
