@@ -358,6 +358,7 @@ def _check_evaluations(settings: Settings) -> dict[str, list[bool]]:
     found: dict[str, list[bool]] = {}
     for record in records:
         evaluation = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        assert isinstance(evaluation, AssetCheckEvaluation)
         found.setdefault(evaluation.check_name, []).append(evaluation.passed)
     return found
 
