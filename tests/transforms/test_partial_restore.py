@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.builders import same_shaped
+from tests.builders import reachable, same_shaped
 from transforms.documents import Environment
 from transforms.plan import Plan, PlanError, generate_plan, partial_restore, plan_needs, step_needs
 
@@ -21,13 +21,7 @@ def applications(plan: Plan) -> list[str]:
 
 
 def closure(needs: dict[str, frozenset[str]], start: str) -> set[str]:
-    found, todo = set(), [start]
-    while todo:
-        step = todo.pop()
-        if step not in found:
-            found.add(step)
-            todo.extend(needs[step])
-    return found
+    return reachable(needs, [start])
 
 
 @pytest.mark.parametrize("from_index", [True, False], ids=["needs from the index", "needs from the plan"])
