@@ -11,9 +11,11 @@ downstream assets in the same run do not start), each a thin wrapper of one chec
   the same partitions (`ISO_PARTITIONS`, one per ISO file): `check_iso_url` on the partition's
   ISO, found through the `iso_registry` resource. Image structure readable, both signatures
   verified against the operator's trusted keys, manifest equal to the image's listing, sizes,
-  metadata hashes, recovery index, chunk entries. The trusted signers come from
-  `OMNI_RECOVERY_TRUSTED_KEY` (comma-separated 64-hex key ids or public key files), read when the
-  check runs; without one every ISO fails its signature check (fail closed). In a one-partition
+  metadata hashes, recovery index, chunk entries. The trusted signers are those the `trusted_keys`
+  resource names (register-isos --trusted-key), then `OMNI_RECOVERY_TRUSTED_KEY` (comma-separated
+  64-hex key ids or public key files), read when the check runs; without one every ISO fails its
+  signature check (fail closed), but for register-isos, whose check then says in a warning that the
+  signer was not judged (`TrustedKeys`). In a one-partition
   run the check returns an `AssetCheckResult`; in a run over a key range (`register-isos`, a
   single-run backfill) it reports one evaluation per ISO (`AssetCheckEvaluation` with its
   partition), so each partition shows its own result in the UI.
@@ -38,6 +40,7 @@ import posixpath
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -64,6 +67,7 @@ from omni_recovery.backupset.signing import TRUSTED_KEY_ENV, TrustedSigners, tru
 from omni_recovery.errors import RecoveryError
 from omni_recovery.validate import check_iso_url, check_set_urls, passed_and_metadata
 from omni_recovery.validate import problems as p
+from omni_recovery.validate.iso_checks import NO_TRUSTED_KEY
 from omni_recovery.validate.problems import Problem
 
 __all__ = [
@@ -71,6 +75,7 @@ __all__ = [
     "ISO_CHECK_ASSET",
     "TABLE_ROWS",
     "TRUSTED_KEY_ENV",
+    "TrustedKeys",
     "iso_validation",
     "problem_metadata",
     "set_validation",
@@ -88,12 +93,24 @@ CheckEvent = AssetCheckResult | AssetCheckEvaluation | Output[None]
 warnings.filterwarnings("ignore", message=".*partitions_def on an AssetCheckSpec.*", category=PreviewWarning)
 
 
-def trusted_signers() -> tuple[TrustedSigners, list[Problem]]:
-    """The signers named by OMNI_RECOVERY_TRUSTED_KEY, read now; a problem when a spec is unusable.
+@dataclass(frozen=True)
+class TrustedKeys:
+    """The `trusted_keys` resource: signers given by the command line (`given`, before those of
+    OMNI_RECOVERY_TRUSTED_KEY, read when a check runs). With `unchecked_signer_allowed` and no trusted
+    key at all, an ISO's signer is not judged: each ISO's check says so in a warning (register-isos
+    without --trusted-key; validate-isos judges trust). Otherwise no key fails every ISO (fail closed)."""
+
+    given: tuple[str, ...] = ()
+    unchecked_signer_allowed: bool = False
+
+
+def trusted_signers(given: tuple[str, ...] = ()) -> tuple[TrustedSigners, list[Problem]]:
+    """The signers `given`, then those named by OMNI_RECOVERY_TRUSTED_KEY, read now; a problem when a
+    spec is unusable.
 
     None given is no error here: every ISO then fails its signature check, which says so."""
     try:
-        return TrustedSigners.from_specs(trusted_specs(())), []
+        return TrustedSigners.from_specs(trusted_specs(given)), []
     except RecoveryError as exc:
         return TrustedSigners(frozenset()), [
             p.error(p.SIGNATURES, f"{TRUSTED_KEY_ENV}: {exc}", expected="a trusted key", found=None)
@@ -107,8 +124,14 @@ def problem_metadata(problems: list[Problem], extra: dict[str, Any]) -> tuple[bo
     table = str(shown["problems_markdown"])
     if len(problems) > TABLE_ROWS:
         table += f"\n\n… and {len(problems) - TABLE_ROWS} more problem(s) not shown"
+    # The first blocking problem and the first warning, each in one line (reversed: the first is kept).
+    firsts = {
+        f"first_{kind}": f"{pr.iso}: {pr.path}: {pr.message}"
+        for kind, pr in reversed([("blocking" if pr.blocking else "warning", pr) for pr in problems])
+    }
     return passed, {
         **extra,
+        **firsts,
         "errors": counts["errors"],
         "warnings": counts["warnings"],
         "blocking": counts["blocking"],
@@ -140,6 +163,21 @@ def _check_one(key: str, registry: Any, trusted: TrustedSigners, preset: list[Pr
     return found
 
 
+def _signer_not_judged(problem: Problem) -> Problem:
+    """The problem "no trusted key given" as a warning that says the signer was not judged."""
+    if problem.check != p.SIGNATURES or problem.expected != NO_TRUSTED_KEY:
+        return problem
+    return p.warning(
+        p.SIGNATURES,
+        f"signer {problem.found} not checked against a trusted key: none given (--trusted-key or "
+        f"{TRUSTED_KEY_ENV}); the signatures verify, and validate-isos judges the signer",
+        iso=problem.iso,
+        path=problem.path,
+        expected=problem.expected,
+        found=problem.found,
+    )
+
+
 def _materialization(context: AssetCheckExecutionContext, key: str) -> Any:
     """Where the checked partition was last materialised (links the evaluation to it in the UI)."""
     records = context.instance.fetch_materializations(
@@ -160,19 +198,22 @@ def _materialization(context: AssetCheckExecutionContext, key: str) -> Any:
     name="iso_validation",
     blocking=True,
     partitions_def=ISO_PARTITIONS,
-    required_resource_keys={"iso_registry"},
+    required_resource_keys={"iso_registry", "trusted_keys"},
     description="Per ISO: image readable, signatures verified against the trusted keys "
     f"(${TRUSTED_KEY_ENV}), manifest equal to the image's listing, sizes, metadata hashes, index, chunks.",
 )
 def iso_validation(context: AssetCheckExecutionContext) -> Iterator[CheckEvent]:
     """Shallow validation of each ISO of the run's partitions (`check_iso_url`)."""
     registry = context.resources.iso_registry
-    trusted, preset = trusted_signers()
+    trust: TrustedKeys = context.resources.trusted_keys
+    trusted, preset = trusted_signers(trust.given)
     keys = list(context.partition_keys)
     trusted_ids = ", ".join(sorted(trusted.key_ids)) or "none"
+    unjudged = trust.unchecked_signer_allowed and not trusted.key_ids and not preset
 
     def run(key: str) -> list[Problem]:
-        return _check_one(key, registry, trusted, preset)
+        found = _check_one(key, registry, trusted, preset)
+        return [_signer_not_judged(pr) for pr in found] if unjudged else found
 
     with ThreadPoolExecutor(
         max_workers=max(1, min(_THREADS, len(keys))), thread_name_prefix="omni-iso-check"

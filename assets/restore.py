@@ -14,6 +14,7 @@ they did as metadata.
 
 import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from dagster import (
@@ -36,6 +37,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWa
 APPLICATION_PARTITIONS = DynamicPartitionsDefinition(name="applications")
 GROUP = "restore"
 APPLICATION_PHASES = ("applications-critical", "applications-standard", "applications-low")
+ASSET_PHASES: dict[str, tuple[str, ...]] = {}  # asset name → the plan phases it runs
 
 
 class RecoverySession(Protocol):
@@ -58,12 +60,28 @@ def _result(outcomes: Mapping[str, Any], **extra: Any) -> MaterializeResult:
         "failed": statuses.count("failed"),  # only steps whose on_failure lets the run go on
         "bytes_written": sum(o.bytes_written for o in outcomes.values()),
         "step_ids": MetadataValue.json(sorted(outcomes)),
+        **_written(outcomes),
         **extra,
     }
     return MaterializeResult(metadata=metadata)
 
 
+def _written(outcomes: Mapping[str, Any]) -> dict[str, MetadataValue]:
+    """What a phase wrote for the operator (the report, the post-recovery backup) as a path and a
+    file URL, which the UI shows as links on the materialisation."""
+    links: dict[str, MetadataValue] = {}
+    for what in ("report", "backup"):
+        found = [str(o.detail[what]) for o in outcomes.values() if o.detail.get(what)]
+        if found:
+            links[what] = MetadataValue.path(found[-1])
+            if "://" not in found[-1]:
+                links[f"{what}_url"] = MetadataValue.url(Path(found[-1]).as_uri())
+    return links
+
+
 def _phase_asset(name: str, phases: tuple[str, ...], deps: list[str], description: str) -> Any:
+    ASSET_PHASES[name] = phases
+
     @asset(
         name=name, group_name=GROUP, deps=deps, description=description, required_resource_keys={"recovery"}
     )
@@ -74,6 +92,8 @@ def _phase_asset(name: str, phases: tuple[str, ...], deps: list[str], descriptio
 
 
 def _application_asset(name: str, phases: tuple[str, ...], deps: list[str], description: str) -> Any:
+    ASSET_PHASES[name] = phases
+
     @asset(
         name=name,
         group_name=GROUP,

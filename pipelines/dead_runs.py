@@ -16,11 +16,6 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 PROCESS_TAG = "omni-recovery/process"
 
 
-def process_tag() -> str:
-    """This process as `host:pid`."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 # A run in one of these states whose process is gone will never finish on its own.
 UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 

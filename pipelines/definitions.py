@@ -9,9 +9,10 @@ so that the UI and the CLI run the very same assets.
 
 Groups follow the flow: ingest → catalog → validation → adaptation → plan → restore (the restore
 assets, one per phase of a recovery plan; volumes and applications partitioned by application).
-Jobs: `ingest_isos` (partitioned by ISO), `build_catalog`, `validate_set`, `plan_recovery` and
-`restore`. The structural validation checks are asset checks on the ingest and catalog assets; the
-deep validation (every byte) is the `deep_validation` asset, run when asked.
+Jobs: `ingest_isos` (partitioned by ISO), `build_catalog`, `validate_set`, `plan_recovery`,
+`restore` and `create_backup` (`backup create`). The structural validation checks are asset checks
+on the ingest and catalog assets; the deep validation (every byte) is the `deep_validation` asset,
+run when asked.
 
 What can go wrong: loading this module touches nothing (no database is started until an asset
 loads rows); a workspace folder that does not exist yet is created on first materialisation.
@@ -25,6 +26,7 @@ from typing import Any
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
+from assets.backup import BACKUP_ASSETS
 from assets.catalog import CATALOG_ASSETS
 from assets.checks import ASSET_CHECKS
 from assets.ingest import INGEST_TABLES, ingest_iso
@@ -65,6 +67,12 @@ validate_set_job = define_asset_job(
     description="Deep validation of the registered set (resources.planning.backup_set_id, else the most "
     "recent), stored in the recovery database: what a restore requires on record.",
 )
+create_backup_job = define_asset_job(
+    "create_backup",
+    selection=AssetSelection.groups("backup"),
+    description="Write a signed, encrypted backup set (resources.backup_writer: source, output, signing_key; "
+    "the passphrase from OMNI_RECOVERY_PASSPHRASE).",
+)
 restore_job = define_asset_job(
     "restore",
     selection=AssetSelection.groups("restore"),
@@ -82,7 +90,7 @@ def build_definitions(
 ) -> Definitions:
     """Every asset, job and sensor bound to the resources of `settings`."""
     return Definitions(
-        assets=[*ALL_ASSETS, *VALIDATION_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS],
+        assets=[*ALL_ASSETS, *VALIDATION_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS, *BACKUP_ASSETS],
         asset_checks=ASSET_CHECKS,
         jobs=[
             ingest_isos_job,
@@ -90,6 +98,7 @@ def build_definitions(
             validate_set_job,
             plan_recovery_job,
             restore_job,
+            create_backup_job,
             *PRACTICE_JOBS,
         ],
         schedules=PRACTICE_SCHEDULES,

@@ -9,8 +9,8 @@ Dagster instance as runs of the `restore` job (so they show in `dagster dev` as 
 the Director to storage phases, then the volumes of every chosen application (partitions
 `applications`, one run per contiguous key range), the core services, the applications, and
 verification, report and the post-recovery backup. A partial restore (`applications`) runs only
-the volumes and applications of the chosen applications and of their hard dependencies, then the
-report.
+the steps of the chosen applications and every hard dependency the plan names for them, but those
+a closed run of the plan restored and verified before (transforms.plan.partial), then the report.
 
 What can go wrong: a step that fails follows the plan's `on_failure` (omni_recovery.execute.runner):
 `stop` fails its asset and the Dagster run; `skip-dependents` and `continue` let the assets succeed
@@ -22,7 +22,7 @@ running the same command again resumes it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -30,25 +30,30 @@ from dagster import DagsterExecutionInterruptedError, DagsterInstance
 
 from assets.restore import (
     APPLICATION_PARTITIONS,
+    ASSET_PHASES,
     RESTORE_ORDER,
     director_ring,
     recovery_report,
-    restored_applications,
     restored_directors,
-    restored_volumes,
 )
+from omni_recovery.db.connection import connect
+from omni_recovery.db.schema import init_database
+from omni_recovery.db.server import database_url
 from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.execute.context import RunContext
 from omni_recovery.execute.end import finish
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.selection import applications_with_dependencies
-from omni_recovery.report.build import reported_if_stopped
+from omni_recovery.execute.tracking import restored_steps
+from omni_recovery.plan.generate import plan_id
+from omni_recovery.report.build import partial_notes, reported_if_stopped
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_definitions
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.recovery_run import RestoreSession, opened_recovery
 from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, run_job, user_error
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+from transforms.plan import plan_from_yaml
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
 Echo = Callable[[str], None]
@@ -79,15 +84,15 @@ def execute_recovery(
     tags: Mapping[str, str] | None = None,
 ) -> ExecuteSummary:
     """Run the recovery the options describe; `tags` go on each of its Dagster runs."""
+    if options.applications:
+        options = replace(options, restored_before=tuple(sorted(_restored_before(settings, options))))
     instance = partial(dagster_instance, settings)
     with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         chosen = _applications(recovery, options)
         extra = sorted(set(chosen) - set(options.applications)) if options.applications else []
         if options.applications:
-            echo(
-                f"partial restore of {', '.join(chosen)}"
-                + (f" (hard dependencies: {', '.join(extra)})" if extra else "")
-            )
+            for line in partial_notes(recovery):
+                echo(line)
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}")
         with reported_if_stopped(recovery):
             runs = _materialize_in_order(
@@ -135,6 +140,15 @@ def deploy_directors(
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
 
 
+def _restored_before(settings: Settings, options: ExecuteOptions) -> set[str]:
+    """The steps of the plan that a closed, succeeded run restored and verified before."""
+    plan = plan_from_yaml(options.plan_path.read_text(encoding="utf-8"), source=str(options.plan_path))
+    url = database_url(settings)
+    init_database(url)
+    with connect(url) as conn:
+        return restored_steps(conn, plan_id(plan))
+
+
 def _applications(recovery: RunContext, options: ExecuteOptions) -> list[str]:
     if options.applications:
         return applications_with_dependencies(recovery.plan, options.applications)
@@ -156,7 +170,7 @@ def _materialize_in_order(
     known = set(instance.get_dynamic_partitions(PARTITIONS))
     instance.add_dynamic_partitions(PARTITIONS, [a for a in applications if a not in known])
     ordered = instance.get_dynamic_partitions(PARTITIONS)
-    groups = [[restored_volumes], [restored_applications], [recovery_report]] if partial else RESTORE_ORDER
+    groups = _partial_groups(recovery) if partial else RESTORE_ORDER
     ranges = contiguous_ranges(ordered, applications)
     if len(ranges) == 1:
         # One run for every phase: Dagster runs the unpartitioned phases once and the partitioned ones
@@ -175,6 +189,16 @@ def _materialize_in_order(
             echo(f"  materialising {names}" + (f" [{key_range[0]} … {key_range[1]}]" if key_range else ""))
             runs.append(_materialize(group, recovery, instance, tags, run_config))
     return runs
+
+
+def _partial_groups(recovery: RunContext) -> list[list[Any]]:
+    """The restore assets whose phases have a step the partial restore runs, then the report."""
+    phases = {s.phase for s in recovery.selected_steps()}
+    groups = [
+        [a for a in group if phases & set(ASSET_PHASES[a.key.to_user_string()])]
+        for group in RESTORE_ORDER[:-1]
+    ]
+    return [group for group in groups if group] + [[recovery_report]]
 
 
 def _materialize(

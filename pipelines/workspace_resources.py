@@ -7,9 +7,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from assets.adaptation import PlanningResource
+from assets.checks import TrustedKeys
 from io_managers.parquet import ParquetIOManager
 from io_managers.postgres import PostgresCatalogIOManager
 from omni_recovery.settings import Settings
+from pipelines.backup_resource import BackupWriterResource
 from pipelines.recovery_resource import RecoveryResource
 from pipelines.resources import BackupSetRegistry, PracticeResource, Progress
 
@@ -30,8 +32,10 @@ def build_resources(
             base_url=catalog, workspace=str(settings.workspace), database_url=settings.database_url
         ),
         "iso_registry": BackupSetRegistry(workspace=str(settings.workspace), watch_url=watch_url),
+        "trusted_keys": TrustedKeys(),
         "progress": Progress(progress),
         "recovery": RecoveryResource(workspace=str(settings.workspace)),
+        "backup_writer": BackupWriterResource(),
         "planning": PlanningResource(
             workspace=str(settings.workspace), database_url=settings.database_url or ""
         ),

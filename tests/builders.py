@@ -1,7 +1,9 @@
-"""Inventories for a demo environment, shared by the planning, layout and recovery tests."""
+"""Inventories for a demo environment, shared by the planning, layout and recovery tests, and a walk
+over a plan's step graph."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from omni_recovery.adapt.inventory import Inventory, inventory_to_yaml, make_inventory
@@ -38,3 +40,15 @@ def write_inventory(folder: Path, nodes: list[NodeSpec], root: str) -> Path:
 def same_shaped_inventory(env: Path, folder: Path) -> Path:
     """A same-shaped inventory of the environment folder `env`, written to `folder`/inventory.yaml."""
     return write_inventory(folder, same_shaped_nodes(environment_from_folder(env)), f"file://{folder}")
+
+
+def reachable(edges: Mapping[str, Iterable[str]], starts: Iterable[str]) -> set[str]:
+    """`starts` and every step reachable from them along `edges` (step → the steps it depends on)."""
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(edges[current])
+    return seen

@@ -13,6 +13,8 @@ from omni_recovery import __version__
 from omni_recovery.cli import main
 from omni_recovery.cli.options import parse_size
 from omni_recovery.envstate.model import walk_environment
+from omni_recovery.settings import load_settings
+from pipelines.runner import dagster_instance
 
 
 def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
@@ -85,6 +87,8 @@ def test_keygen_demo_env_and_backup_create(tmp_path: Path, monkeypatch: pytest.M
         "2M",
         "--chunk-size",
         "512K",
+        "--workspace",
+        str(tmp_path / "ws"),
     ]
     monkeypatch.delenv("OMNI_RECOVERY_PASSPHRASE", raising=False)
     refused = runner.invoke(main, base)
@@ -97,9 +101,27 @@ def test_keygen_demo_env_and_backup_create(tmp_path: Path, monkeypatch: pytest.M
     isos = sorted(p.name for p in (tmp_path / "set").iterdir())
     assert isos and all(name.endswith(".iso") for name in isos)
     assert "ISOs" in result.output
+    set_id = result.output.split()[2].rstrip(":")
+    assert_a_backup_set_run(tmp_path / "ws", set_id, tmp_path / "set", isos)
 
     clash = runner.invoke(main, base)
     assert clash.exit_code == 1 and "refusing to overwrite a backup" in clash.output
+    runs = [r.status.value for r in dagster_instance(load_settings(tmp_path / "ws")).get_runs()]
+    assert sorted(runs) == ["FAILURE", "SUCCESS"], "the refused one is a failed run of the job, as in the UI"
+
+
+def assert_a_backup_set_run(workspace: Path, set_id: str, output: Path, isos: list[str]) -> None:
+    """The workspace's Dagster instance (the UI's) holds a run of `create_backup` that materialised
+    `backup_set` with what was written."""
+    from dagster import AssetKey
+
+    instance = dagster_instance(load_settings(workspace))
+    assert {(r.job_name, r.status.value) for r in instance.get_runs()} >= {("create_backup", "SUCCESS")}
+    event = instance.get_latest_materialization_event(AssetKey("backup_set"))
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    assert metadata["backup_set_id"].value == set_id and metadata["output"].value == str(output)
+    assert sorted(metadata["isos"].value) == isos  # type: ignore[arg-type]
 
 
 def test_passphrase_file_is_used_and_no_plain_argument_exists(tmp_path: Path):

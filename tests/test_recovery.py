@@ -51,7 +51,7 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.builders import same_shaped_nodes, write_inventory
 from tests.checker.tamper import flip_byte, scattered_copy
 from tests.demo_fixtures import signed_set, write_demo
-from transforms.plan import PHASE_INDEX, Plan, Step, plan_from_yaml, step_needs
+from transforms.plan import PHASE_INDEX, Plan, Step, partial_restore, plan_from_yaml, step_needs
 from transforms.target_layout import NOT_RESTORED
 
 # Files a restore regenerates by design (new CA, new node certificates and keys).
@@ -202,6 +202,9 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
 
     assert summary.report and Path(summary.report).exists()
     assert "SUCCEEDED" in Path(summary.report).read_text()
+    links = materialised_metadata(workspace, "recovery_report")
+    assert links["report"].value == summary.report
+    assert links["report_url"].value == Path(summary.report).as_uri()
     after_boot = json.loads(Path(summary.report).with_suffix(".json").read_text())["after_boot"]
     running = [s for s in setup.plan.steps if s.id.split("/")[0] in ("director", "service", "application")]
     assert running and {f"{s.id}: {s.wait}" for s in running} <= set(after_boot)
@@ -211,16 +214,56 @@ def test_full_restore_equals_the_source_except_the_listed_adaptations(
     assert post.passed, post.to_text()
 
 
-def test_partial_restore_touches_only_the_chosen_applications(
-    validated: DemoSet, tmp_path: Path, workspace: Path
+def materialised_metadata(workspace: Path, asset: str) -> dict[str, Any]:
+    """The metadata of `asset`'s latest materialisation in the workspace's Dagster instance (the UI's)."""
+    from dagster import AssetKey
+
+    from pipelines.runner import dagster_instance
+
+    event = dagster_instance(load_settings(workspace)).get_latest_materialization_event(AssetKey(asset))
+    assert event is not None and event.asset_materialization is not None, f"{asset} never materialised"
+    return dict(event.asset_materialization.metadata)
+
+
+def test_partial_restore_adds_the_hard_dependencies_the_plan_names_unless_restored_before(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
+    """Onto an empty target, the chosen applications come with every step the plan names as their hard
+    dependencies (Orchestrators and Directors included), each said with why; a later partial restore of
+    the same plan does not redo those a closed run restored and verified."""
     setup = make_setup(validated, tmp_path)
-    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))[:2]
-    summary = execute(setup, workspace, applications=tuple(apps))
+    needs = step_needs(setup.plan, environment_from_folder(validated.env))
+    apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
+    chosen = next(a for a in apps if any(d.startswith("orchestrator/") for d in needs[f"application/{a}"]))
+    expected = partial_restore(setup.plan, [chosen], needs)
+    infrastructure = {s for s in expected.added if not s.startswith(("application/", "volume/"))}
+    assert infrastructure, "an Orchestrator at least"
+
+    said: list[str] = []
+    options = ExecuteOptions(setup.plan_path, applications=(chosen,))
+    summary = execute_recovery(load_settings(workspace), options, PASSPHRASE, echo=said.append)
+    run = latest_run(database_url)
+    assert {s.step_id for s in run.steps} == expected.steps | {"report/recovery"}
+    assert all(s.status == "succeeded" for s in run.steps) and run.status == "succeeded"
+    for step, needer in expected.added.items():
+        line = f"added for hard dependencies: {step} (needed by {needer})"
+        assert line in said, said
+        assert summary.report and line in Path(summary.report).read_text()
     restored = restored_tree(setup.plan, tmp_path / "gathered")
     touched_apps = {p.split("/")[1] for p in restored if p.startswith(("applications/", "volumes/"))}
-    assert set(apps) <= touched_apps <= set(summary.applications)
-    assert not [p for p in restored if not p.startswith(("applications/", "volumes/"))]
+    assert {chosen} <= touched_apps <= set(summary.applications)
+    assert {p.split("/")[0] for p in restored} - {"applications", "volumes"}, "the infrastructure is written"
+
+    said.clear()
+    again = execute_recovery(load_settings(workspace), options, PASSPHRASE, echo=said.append)
+    assert again.run_id != run.run_id
+    rerun = {s.step_id for s in latest_run(database_url).steps}
+    assert not rerun & infrastructure and f"application/{chosen}" in rerun, rerun
+    prefix = "not added, restored and verified before: "
+    listed = {line.removeprefix(prefix) for line in said if line.startswith(prefix)}
+    orchestrators = {d for d in needs[f"application/{chosen}"] if d.startswith("orchestrator/")}
+    assert orchestrators <= listed <= set(expected.added), said
+    assert not [line for line in said if line.startswith("added for hard dependencies: orchestrator/")]
 
 
 def write_set(env: Path, folder: Path, backup_set_id: str) -> DemoSet:
@@ -713,7 +756,13 @@ def test_failed_step_skips_its_dependents_then_the_next_run_finishes(
     assert all(s.status == "succeeded" for i, s in again.items() if not i.startswith("backup/"))
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
     earlier = json.loads(Path(summary.report).with_suffix(".json").read_text())["earlier_attempts"]
-    assert any(line.startswith(f"{step.id}: succeeded at attempt {2 + step.retries}") for line in earlier)
+    [line] = [
+        line for line in earlier if line.startswith(f"{step.id}: succeeded at attempt {2 + step.retries}")
+    ]
+    for attempt in range(1, 2 + step.retries):
+        assert f"attempt {attempt} failed at " in line, line
+    assert line.count(iso.name) == 1 + step.retries and path in line, "each earlier attempt's own error"
+    assert "Earlier attempts" in Path(summary.report).read_text()
 
 
 def damaged_stop_volume(demo: DemoSet, folder: Path) -> tuple[Setup, Step]:
@@ -1228,3 +1277,84 @@ def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_fi
     restored = restored_tree(setup.plan, tmp_path / "gathered")
     assert {p: d for p, d in restored.items() if p in source or "/files" in p} == source, "volume data"
     assert not [p for pool in pools for p in pool.rglob(f"*{PARTIAL_SUFFIX}")]
+
+
+PROGRESS_LINE = re.compile(
+    r"^progress (?P<run>run-\S+): (?P<status>\w+), phase (?P<phase>\S+), running .*; "
+    r"steps (?P<steps>\d+)/(?P<planned>\d+), files (?P<files>\d+)/(?P<total_files>\d+), "
+    r"(?P<mib>[\d.]+) of (?P<total>[\d.]+) MiB, [\d.]+ MiB/s, ETA \S+$"
+)
+
+
+def progress_readings(output: str) -> list[re.Match[str]]:
+    """The progress lines of a command's output; each must be whole and the planned totals never change."""
+    lines = [line for line in output.splitlines() if line.startswith("progress ")]
+    readings = [PROGRESS_LINE.match(line) for line in lines]
+    assert all(readings), [line for line, m in zip(lines, readings, strict=True) if not m]
+    found = [m for m in readings if m]
+    assert len({(m["planned"], m["total_files"], m["total"]) for m in found}) == 1, lines
+    return found
+
+
+def assert_growing_to_the_end(readings: list[re.Match[str]]) -> None:
+    done = [float(m["mib"]) for m in readings]
+    assert len(readings) >= 2 and done == sorted(done) and done[-1] > done[0], done
+    last = readings[-1]
+    assert last["status"] == "succeeded" and float(last["total"]) > 0 and int(last["total_files"]) > 0
+    # the documents an adaptation rewrites are written whole, not copied and verified: not counted as done
+    assert int(last["files"]) >= 0.9 * int(last["total_files"]) and float(last["mib"]) >= 0.9 * float(
+        last["total"]
+    )
+
+
+def registered(demo: DemoSet, workspace: Path) -> None:
+    """The set in the workspace's catalog, as register-isos leaves it (the planned totals come from it)."""
+    from pipelines.runner import register_isos
+
+    register_isos(str(demo.output), load_settings(workspace), log_level="CRITICAL")
+
+
+def test_execute_plan_off_a_terminal_prints_progress_lines_with_growing_bytes_of_the_planned_total(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    registered(validated, workspace)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    done = subprocess.run(
+        [*command, "--progress-every", "0.05"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    readings = progress_readings(done.stdout)
+    assert_growing_to_the_end(readings)
+    assert {m["run"] for m in readings} == {latest_run(database_url).run_id}
+    assert int(readings[-1]["steps"]) == int(readings[-1]["planned"]) - 1, "all but the unsigned backup"
+
+
+def test_status_watch_follows_a_run_another_process_executes_until_it_ends(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    registered(validated, workspace)
+    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=1)
+    holder = frozen_holder(database_url, setup.plan, [proc], pools)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    watched = tmp_path / "watch.out"
+    with watched.open("w") as out:
+        watch = subprocess.Popen(
+            [*command[:3], "status", "--watch", "--progress-every", "0.05", "--workspace", str(workspace)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
+    try:
+        wait_until(lambda: "running, phase volumes" in watched.read_text(), "status --watch to show the run")
+        assert watch.poll() is None, "it follows the run while the run goes on"
+    finally:
+        holder.send_signal(signal.SIGCONT)
+    holder.communicate(timeout=300)
+    _, err = watch.communicate(timeout=300)
+    assert holder.returncode == 0 and watch.returncode == 0, err.decode()
+    readings = progress_readings(watched.read_text())
+    assert readings[0]["status"] == "running"
+    assert_growing_to_the_end(readings)
+    assert f"{readings[-1]['run']}  plan {plan_id(setup.plan)}  succeeded" in watched.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from omni_recovery.execute.tracking import (
     RunBusy,
     recent_runs,
     run_is_held,
+    step_attempts,
 )
 from omni_recovery.settings import DATABASE_URL_ENV
 
@@ -81,6 +83,38 @@ def test_a_killed_run_is_resumed_not_restarted(conn: psycopg.Connection):
     assert fresh.run_id != first.run_id, "a finished run is never reopened"
 
 
+def test_every_attempt_of_a_step_is_kept_with_its_outcome_error_and_worker(conn: psycopg.Connection):
+    """A retried step, a step in flight when its process died, and the resumed run that finished it:
+    the step row keeps the latest attempt, step_attempts keeps every one."""
+    first = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    first.step_started("volume/a", "volumes", "volume:a")
+    first.step_finished("volume/a", FAILED, 0, {"error": "disk full on pool-1"})
+    first.step_started("volume/a", "volumes", "volume:a", worker="worker-7")
+    first.step_started("volume/b", "volumes", "volume:b")
+    # the process dies with both steps in flight; the resumed run runs them again
+    again = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    for step_id in ("volume/a", "volume/b"):
+        again.step_started(step_id, "volumes", step_id.replace("/", ":"))
+        again.step_finished(step_id, SUCCEEDED, 10, {"files": 1})
+
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    found = [(a.step_id, a.attempt, a.outcome, a.error, a.worker) for a in step_attempts(conn, first.run_id)]
+    assert sorted(found) == [
+        ("volume/a", 1, FAILED, "disk full on pool-1", me),
+        ("volume/a", 2, None, None, "worker-7"),
+        ("volume/a", 3, SUCCEEDED, None, me),
+        ("volume/b", 1, None, None, me),
+        ("volume/b", 2, SUCCEEDED, None, me),
+    ]
+    finished = {(a.step_id, a.attempt): a.finished_at for a in step_attempts(conn, first.run_id)}
+    assert finished[("volume/a", 2)] is None and finished[("volume/a", 3)] is not None
+    [run] = [r for r in recent_runs(conn) if r.run_id == first.run_id]
+    assert {s.step_id: (s.status, s.attempts) for s in run.steps} == {
+        "volume/a": (SUCCEEDED, 3),
+        "volume/b": (SUCCEEDED, 2),
+    }
+
+
 def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, database_url: str):
     tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
     other = connect(database_url)
@@ -108,7 +142,11 @@ def test_a_second_process_on_the_same_run_is_refused(conn: psycopg.Connection, d
         assert RecoveryTracker.start_or_resume(other, "plan-a", {}).run_id == tracker.run_id
     finally:
         other.close()
-    assert not run_is_held(conn, "plan-a"), "a closed connection holds nothing"
+    # the server ends a closed connection's backend, and so its locks, just after the close returns
+    deadline = time.monotonic() + 30
+    while run_is_held(conn, "plan-a"):
+        assert time.monotonic() < deadline, "a closed connection holds nothing"
+        time.sleep(0.01)
 
 
 def test_a_running_step_records_its_progress_and_its_end_the_final_count(

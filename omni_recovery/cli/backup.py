@@ -12,6 +12,7 @@ from omni_recovery.cli.options import (
     passphrase_option,
     progress_bars,
     read_passphrase,
+    workspace_option,
 )
 
 
@@ -79,6 +80,7 @@ def backup() -> None:
     help="Files above this are stored as parts (at most 4 GiB - 1).",
 )
 @click.option("--backup-set-id", default=None, help="Set id (default: ENVNAME-YYYYMMDDtHHMMSSz).")
+@workspace_option
 @handle_errors
 def backup_create(
     source: Path,
@@ -88,8 +90,10 @@ def backup_create(
     max_iso_size: int,
     chunk_size: int,
     backup_set_id: str | None,
+    workspace: Path | None,
 ) -> None:
-    """Back up an environment state folder into a signed, encrypted set of ISOs.
+    """Back up an environment state folder into a signed, encrypted set of ISOs (a run of the Dagster
+    job `create_backup` in the workspace, so the UI shows it).
 
     \b
     Example:
@@ -97,21 +101,19 @@ def backup_create(
       omni-recovery backup create --source ./env --output ./backups/set1 \\
           --signing-key ./keys/backup-signing.key --max-iso-size 700M --chunk-size 256M
     """
-    from omni_recovery.backup.writer import WriterOptions, create_backup_set
-    from omni_recovery.backupset.signing import load_signing_key
+    from omni_recovery.backup.writer import WriterOptions
+    from omni_recovery.settings import load_settings
+    from pipelines.backup_resource import CommandLineBackup
+    from pipelines.backup_runner import create_backup
 
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None
     options = WriterOptions(backup_set_id=backup_set_id, max_iso_size=max_iso_size, chunk_size=chunk_size)
     with progress_bars() as progress:
-        summary = create_backup_set(
-            source,
-            output,
-            signing_key=load_signing_key(signing_key),
-            passphrase=passphrase,
-            options=options,
-            progress=progress,
-        )
+        given = CommandLineBackup(source, output, signing_key, passphrase, options, progress)
+        create_backup(load_settings(workspace), given)
+    summary = given.written
+    assert summary is not None, "the backup_set asset did not write"
     click.echo(
         f"backup set {summary.backup_set_id}: {len(summary.isos)} ISOs, {summary.files} entries, "
         f"{summary.data_bytes} data bytes in {summary.output}; signed by {summary.signer_key_id}"

@@ -13,7 +13,7 @@ from omni_recovery.cli.options import (
     allow_system_root_option,
     handle_errors,
     passphrase_option,
-    progress_bars,
+    progress_every_option,
     read_passphrase,
     ssh_options,
     workspace_option,
@@ -102,6 +102,7 @@ DEFAULT_PARALLEL_FACTOR = 2
     "names on this machine (as tar --numeric-owner).",
 )
 @ssh_options
+@progress_every_option
 @workspace_option
 def execute_plan(
     plan_path: Path,
@@ -119,6 +120,7 @@ def execute_plan(
     numeric_owner: bool,
     ssh_identity: Path | None,
     bandwidth_limit: int | None,
+    progress_every: float,
     workspace: Path | None,
 ) -> None:
     """Execute a recovery plan: Directors and ring, Orchestrators and cluster, storage and volumes,
@@ -158,6 +160,7 @@ def execute_plan(
         adaptation_mode,
         only_directors=False,
         follow_recommendation=parallel_factor is None,
+        progress_every=progress_every,
     )
 
 
@@ -179,6 +182,7 @@ def execute_plan(
 @passphrase_option
 @allow_system_root_option
 @ssh_options
+@progress_every_option
 @workspace_option
 def deploy_directors(
     plan_path: Path,
@@ -187,6 +191,7 @@ def deploy_directors(
     allow_system_root: bool,
     ssh_identity: Path | None,
     bandwidth_limit: int | None,
+    progress_every: float,
     workspace: Path | None,
 ) -> None:
     """Run only the Director phase of a plan: Directors restored with new certificates, then the ring.
@@ -204,7 +209,9 @@ def deploy_directors(
         ssh_identity=ssh_identity,
         bandwidth_limit=bandwidth_limit,
     )
-    handle_errors(_execute)(options, passphrase_file, workspace, None, only_directors=True)
+    handle_errors(_execute)(
+        options, passphrase_file, workspace, None, only_directors=True, progress_every=progress_every
+    )
 
 
 @click.command()
@@ -215,17 +222,28 @@ def deploy_directors(
     is_flag=True,
     help="Instead: per set, the share of bytes the rotating deep verification verified, and how long ago.",
 )
-def status(workspace: Path | None, runs: int, verification: bool) -> None:
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Follow the latest run while it runs (started here or elsewhere): phase, step, files and bytes "
+    "of the planned total, rate and ETA, until it stops; then the summary.",
+)
+@progress_every_option
+def status(workspace: Path | None, runs: int, verification: bool, watch: bool, progress_every: float) -> None:
     """Show recovery progress from the recovery database (works while a run goes on).
 
     \b
     Example:
       omni-recovery status --runs 3
+      omni-recovery status --watch
       omni-recovery status --verification
     """
     from omni_recovery.cli.practice import verification_status
 
-    handle_errors(verification_status if verification else _status)(workspace, runs)
+    if verification:
+        handle_errors(verification_status)(workspace, runs)
+    else:
+        handle_errors(_status)(workspace, runs, progress_every if watch else None)
 
 
 def _execute(
@@ -236,7 +254,11 @@ def _execute(
     *,
     only_directors: bool,
     follow_recommendation: bool = False,
+    progress_every: float,
 ) -> None:
+    from omni_recovery.cli.watch import watching
+    from omni_recovery.db.server import database_url
+    from omni_recovery.plan.generate import plan_id
     from omni_recovery.plan.overlay import recommended_parallel_factor
     from omni_recovery.settings import load_settings
 
@@ -255,15 +277,15 @@ def _execute(
         click.echo(
             f"workspace {settings.workspace}: new, made now (--workspace or {WORKSPACE_ENV} names another)"
         )
-    with progress_bars() as progress:
+    with watching(database_url(settings), plan_id(plan), progress_every) as display:
         if only_directors:
             from pipelines.recovery_runner import deploy_directors as run
 
-            summary = run(settings, options, passphrase, progress=progress, echo=click.echo)
+            summary = run(settings, options, passphrase, echo=display.echo)
         else:
             from pipelines.recovery_runner import execute_recovery
 
-            summary = execute_recovery(settings, options, passphrase, progress=progress, echo=click.echo)
+            summary = execute_recovery(settings, options, passphrase, echo=display.echo)
     click.echo(f"recovery run {summary.run_id} finished")
     if summary.report:
         click.echo(f"report: {summary.report}")
@@ -300,7 +322,7 @@ def _set_io_priority(priority: str) -> None:
         process.ionice(psutil.IOPRIO_CLASS_BE, value=0)
 
 
-def _status(workspace: Path | None, runs: int) -> None:
+def _status(workspace: Path | None, runs: int, watch_every: float | None = None) -> None:
     from omni_recovery.db.connection import connect
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
@@ -317,6 +339,10 @@ def _status(workspace: Path | None, runs: int) -> None:
     url = database_url(settings)
     init_database(url)
     with connect(url) as conn:
+        if watch_every is not None and (latest := recent_runs(conn, limit=1)):
+            from omni_recovery.cli.watch import watch_run
+
+            watch_run(conn, latest[0].run_id, latest[0].plan_id, watch_every)
         records = recent_runs(conn, limit=runs)
         holders = {r.run_id: run_holder(conn, r.plan_id) for r in records if r.status == RUNNING}
     stopped = {run_id for run_id, holder in holders.items() if holder is None}

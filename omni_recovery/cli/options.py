@@ -51,6 +51,16 @@ def workspace_option(func: F) -> F:
     )(func)
 
 
+def progress_every_option(func: F) -> F:
+    return click.option(
+        "--progress-every",
+        type=click.FloatRange(0.05, 3600),
+        default=10.0,
+        show_default=True,
+        help="Seconds between progress lines when the output is not a terminal (a terminal shows a bar).",
+    )(func)
+
+
 def absolute_location_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Click callback of --path: the location made absolute (it is recorded, and used from elsewhere)."""
     from omni_recovery.urls import absolute_location

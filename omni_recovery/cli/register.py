@@ -18,7 +18,12 @@ from typing import Any
 
 import click
 
-from omni_recovery.cli.options import absolute_location_callback, handle_errors, workspace_option
+from omni_recovery.cli.options import (
+    absolute_location_callback,
+    handle_errors,
+    trusted_key_option,
+    workspace_option,
+)
 
 __all__ = ["register_isos", "sql"]
 
@@ -31,19 +36,22 @@ __all__ = ["register_isos", "sql"]
     callback=absolute_location_callback,
     help="Backup set folder or fsspec URL (file://, s3://, ...).",
 )
+@trusted_key_option
 @workspace_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def register_isos(location: str, workspace: Path | None, quiet: bool) -> None:
+def register_isos(location: str, trusted_keys: tuple[str, ...], workspace: Path | None, quiet: bool) -> None:
     """Register a backup set: ingest every ISO and load the catalog (Parquet + PostgreSQL).
 
-    Runs the same Dagster assets as the UI (one partition per ISO), records the runs in the
-    workspace's Dagster instance, and prints a summary. Registering a set again replaces its
-    rows; other sets stay beside it.
+    Runs the same Dagster assets as the UI (one partition per ISO) with their blocking checks,
+    records the runs in the workspace's Dagster instance, and prints a summary with the checks'
+    results. A failing check registers nothing. The signer is judged against the trusted keys
+    given; without any, each ISO's check says in a warning that it was not (validate-isos judges
+    it). Registering a set again replaces its rows; other sets stay beside it.
 
     \b
     Example:
-      omni-recovery register-isos --path ./backups/set1
+      omni-recovery register-isos --path ./backups/set1 --trusted-key ./keys/backup-signing.key.pub
       omni-recovery sql "SELECT kind, count(*) FROM isos GROUP BY kind"
     """
     from tqdm import tqdm
@@ -65,7 +73,9 @@ def register_isos(location: str, workspace: Path | None, quiet: bool) -> None:
         bar.update(amount)
 
     try:
-        summary = run_register(location, settings, progress=progress, log_level=QUIET_CONSOLE)
+        summary = run_register(
+            location, settings, progress=progress, log_level=QUIET_CONSOLE, trusted_keys=trusted_keys
+        )
     finally:
         bar.close()
     for line in summary.lines():

@@ -63,6 +63,7 @@ TABLES = (
     "adaptations",
     "recovery_runs",
     "recovery_steps",
+    "step_attempts",
     "restored_files",
     "audit_log",
     "set_registrations",

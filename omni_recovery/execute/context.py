@@ -139,7 +139,7 @@ class RunContext:
 
     def selected_steps(self) -> list[Step]:
         """All steps, or for --applications the chosen applications, their hard dependencies and volumes."""
-        return select_steps(self.plan, self.options.applications)
+        return select_steps(self.plan, self.options.applications, self.needs, self.options.restored_before)
 
     @cached_property
     def data_key(self) -> DataKey:

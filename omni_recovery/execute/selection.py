@@ -8,20 +8,27 @@ plan has.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from omni_recovery.execute.options import RecoveryRefused
-from transforms.plan import Plan, Step
+from transforms.plan import Plan, Step, partial_restore
 
 # The kinds of component a plan step of the same name restores (`volume:a` by `volume/a`).
 _KINDS_WITH_STEPS = ("director", "orchestrator", "service", "volume", "application")
 
 
-def select_steps(plan: Plan, applications: tuple[str, ...]) -> list[Step]:
-    """All steps, or for `applications` the chosen applications, their hard dependencies and volumes."""
+def select_steps(
+    plan: Plan,
+    applications: tuple[str, ...],
+    needs: Mapping[str, frozenset[str]],
+    restored_before: Iterable[str],
+) -> list[Step]:
+    """All steps, or for `applications` the chosen applications and every hard dependency the plan
+    names for them (transforms.plan.partial) but those restored and verified before, and the report."""
     if not applications:
         return list(plan.steps)
-    wanted = _application_closure(plan, applications)
+    _application_closure(plan, applications)  # unknown applications refused
+    wanted = partial_restore(plan, applications, needs, set(restored_before)).steps
     return [s for s in plan.steps if s.id in wanted or s.id == "report/recovery"]
 
 

@@ -70,6 +70,19 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a step; `outcome` None: its process ended before the attempt did."""
+
+    step_id: str
+    attempt: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    error: str | None
+    worker: str | None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run_id: str
     plan_id: str
@@ -141,14 +154,27 @@ class RecoveryTracker:
         self.conn.commit()
 
     @_serialized
-    def step_started(self, step_id: str, phase: str, component_id: str | None) -> None:
-        self.conn.execute(
+    def step_started(
+        self, step_id: str, phase: str, component_id: str | None, worker: str | None = None
+    ) -> None:
+        """A new attempt of the step: the step's row counts it, and it gets its own step_attempts row
+        (`worker`: who runs it, this process as host:pid unless named)."""
+        attempt = _scalar(
+            self.conn,
             "INSERT INTO omni.recovery_steps "
             "(run_id, step_id, phase, component_id, status, attempts, started_at) "
             "VALUES (%s, %s, %s, %s, %s, 1, now()) ON CONFLICT (run_id, step_id) DO UPDATE SET "
             "status = EXCLUDED.status, attempts = omni.recovery_steps.attempts + 1, started_at = now(), "
-            "finished_at = NULL",
-            (self.run_id, step_id, phase, component_id, RUNNING),
+            "finished_at = NULL RETURNING attempts",
+            self.run_id,
+            step_id,
+            phase,
+            component_id,
+            RUNNING,
+        )
+        self.conn.execute(
+            "INSERT INTO omni.step_attempts (run_id, step_id, attempt, worker) VALUES (%s, %s, %s, %s)",
+            (self.run_id, step_id, attempt, worker or this_process()),
         )
         audit(self.conn, "step.start", step_id, {"run_id": self.run_id, "phase": phase})
         self.conn.commit()
@@ -161,6 +187,12 @@ class RecoveryTracker:
             "UPDATE omni.recovery_steps SET status = %s, finished_at = now(), bytes_written = %s, "
             "detail = %s WHERE run_id = %s AND step_id = %s",
             (status, bytes_written, Jsonb(detail or {}), self.run_id, step_id),
+        )
+        self.conn.execute(
+            "UPDATE omni.step_attempts a SET finished_at = now(), outcome = %s, error = %s "
+            "FROM omni.recovery_steps s WHERE s.run_id = a.run_id AND s.step_id = a.step_id "
+            "AND a.attempt = s.attempts AND a.run_id = %s AND a.step_id = %s",
+            (status, (detail or {}).get("error"), self.run_id, step_id),
         )
         audit(
             self.conn,
@@ -266,6 +298,34 @@ class RecoveryTracker:
         )
         audit(self.conn, f"recovery.{status}", self.run_id)
         self.conn.commit()
+
+
+def restored_steps(conn: Connection, plan_id: str) -> set[str]:
+    """The steps that succeeded, each file verified as written, in a run of the plan that closed as
+    succeeded (what a later partial restore of the plan need not do again)."""
+    rows = conn.execute(
+        "SELECT DISTINCT s.step_id FROM omni.recovery_steps s JOIN omni.recovery_runs r USING (run_id) "
+        "WHERE r.plan_id = %s AND r.status = %s AND r.finished_at IS NOT NULL AND s.status = %s",
+        (plan_id, SUCCEEDED, SUCCEEDED),
+    ).fetchall()
+    conn.commit()
+    return {str(row[0]) for row in rows}
+
+
+def this_process() -> str:
+    """This process as `host:pid`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def step_attempts(conn: Connection, run_id: str) -> list[AttemptRecord]:
+    """Every attempt of the run's steps, in the order they started."""
+    rows = conn.execute(
+        "SELECT step_id, attempt, started_at, finished_at, outcome, error, worker FROM omni.step_attempts "
+        "WHERE run_id = %s ORDER BY started_at, step_id, attempt",
+        (run_id,),
+    ).fetchall()
+    conn.commit()
+    return [AttemptRecord(*row) for row in rows]
 
 
 def _lock_key(plan_id: str) -> int:

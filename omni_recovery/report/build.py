@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
-from omni_recovery.execute.tracking import FAILED, SUCCEEDED, recent_runs
+from omni_recovery.execute.tracking import (
+    FAILED,
+    SUCCEEDED,
+    AttemptRecord,
+    StepRecord,
+    recent_runs,
+    step_attempts,
+)
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
+from transforms.plan import partial_restore
 from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 
 # Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
@@ -84,11 +92,7 @@ def build_report(recovery: RunContext) -> RecoveryReport:
     succeeded = {s.step_id for s in run.steps if s.status == SUCCEEDED}
     # The report and the post-recovery backup run after the report is written.
     complete = all(s.id in succeeded for s in recovery.selected_steps() if s.phase not in _AFTER_REPORT)
-    notes = (
-        [f"partial restore of applications: {', '.join(recovery.options.applications)}"]
-        if recovery.options.applications
-        else []
-    )
+    notes = partial_notes(recovery) if recovery.options.applications else []
     return RecoveryReport(
         run_id=run.run_id,
         plan_id=run.plan_id,
@@ -110,14 +114,43 @@ def build_report(recovery: RunContext) -> RecoveryReport:
         resume_command=resume_command(recovery) if failed or not complete else "",
         ca_fingerprint=_ca_fingerprint(recovery),
         post_recovery_backup=_post_recovery_backup(recovery, complete=complete),
-        earlier_attempts=[
-            f"{s.step_id}: {s.status} at attempt {s.attempts}; the {s.attempts - 1} before it failed or were "
-            "stopped (their errors are in the run's Dagster event log)"
-            for s in run.steps
-            if s.attempts > 1
-        ],
+        earlier_attempts=earlier_attempts(run.steps, step_attempts(recovery.tracker.conn, run.run_id)),
         recommendations=_recommendations(recovery, steps, run.started_at),
     )
+
+
+def earlier_attempts(steps: list[StepRecord], attempts: list[AttemptRecord]) -> list[str]:
+    """One line per step run more than once: how it ended, then each earlier attempt with its error."""
+    by_step: dict[str, list[AttemptRecord]] = defaultdict(list)
+    for attempt in attempts:
+        by_step[attempt.step_id].append(attempt)
+    lines = []
+    for step in steps:
+        if step.attempts <= 1:
+            continue
+        before = sorted(
+            (a for a in by_step[step.step_id] if a.attempt < step.attempts), key=lambda a: a.attempt
+        )
+        told = "; ".join(_attempt_line(a) for a in before) or "not recorded (run before attempts were kept)"
+        lines.append(f"{step.step_id}: {step.status} at attempt {step.attempts}. Earlier: {told}")
+    return lines
+
+
+def _attempt_line(attempt: AttemptRecord) -> str:
+    ended = attempt.outcome or "stopped (its process ended)"
+    where = f" by {attempt.worker}" if attempt.worker else ""
+    error = f": {attempt.error}" if attempt.error else ""
+    return f"attempt {attempt.attempt} {ended} at {attempt.started_at:%Y-%m-%d %H:%M:%S}{where}{error}"
+
+
+def partial_notes(recovery: RunContext) -> list[str]:
+    """The chosen applications, the hard dependencies added for them and why, and those not added."""
+    chosen = recovery.options.applications
+    partial = partial_restore(recovery.plan, chosen, recovery.needs, set(recovery.options.restored_before))
+    notes = [f"partial restore of applications: {', '.join(chosen)}"]
+    notes += [f"added for hard dependencies: {line}" for line in partial.added_lines()]
+    notes += [f"not added, restored and verified before: {step}" for step in partial.already_restored]
+    return notes
 
 
 def _recommendations(

@@ -35,6 +35,8 @@ REQUIRED_PATHS: tuple[str, ...] = (
     layout.SIGNER_PUB_PATH,
     layout.RECOVERY_LOG_PATH,
 )
+# What the trust problem expects when no trusted key was given at all (the checks may say so apart).
+NO_TRUSTED_KEY = "a trusted key (--trusted-key)"
 _SIGNATURE_LIMIT = 1024
 _PUBLIC_KEY_LIMIT = 64 * 1024
 
@@ -187,7 +189,7 @@ def _check_signatures(reader: IsoReader, trusted: signing.TrustedSigners, found:
                 exc.reason,
                 iso=name,
                 path=layout.SIGNER_PUB_PATH,
-                expected=", ".join(sorted(trusted.key_ids)) or "a trusted key (--trusted-key)",
+                expected=", ".join(sorted(trusted.key_ids)) or NO_TRUSTED_KEY,
                 found=key_id,
             )
         )

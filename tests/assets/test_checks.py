@@ -9,6 +9,7 @@ run; a flipped byte in a signature file and a missing ISO fail the checks naming
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -339,3 +340,63 @@ def test_validate_isos_deep_of_a_registered_set_is_a_validate_set_run_the_ui_sho
         assert record.event_log_entry.run_id == run.run_id
         assert record.asset_materialization is not None
         assert record.asset_materialization.metadata["validation_run"].value == stored
+
+
+def _register(settings: Settings, demo_set: DemoSet, *keys: str) -> Any:
+    """`omni-recovery register-isos` of the demo set into `settings`' workspace, with these --trusted-key."""
+    options = [option for key in keys for option in ("--trusted-key", key)]
+    command = ["register-isos", "--path", str(demo_set.output), "--workspace", str(settings.workspace)]
+    return CliRunner().invoke(main, [*command, "--quiet", *options])
+
+
+def _check_evaluations(settings: Settings) -> dict[str, list[bool]]:
+    """check name → passed, of every evaluation the workspace's Dagster instance (the UI's) holds."""
+    from dagster import DagsterEventType, EventRecordsFilter
+
+    instance = dagster_instance(settings)
+    records = instance.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION))
+    found: dict[str, list[bool]] = {}
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data  # type: ignore[union-attr]
+        assert isinstance(evaluation, AssetCheckEvaluation)
+        found.setdefault(evaluation.check_name, []).append(evaluation.passed)
+    return found
+
+
+def test_register_isos_runs_the_blocking_checks_judging_the_signer_by_the_trusted_keys_given(
+    demo_set: DemoSet,
+    fresh_database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the right key both checks run and pass; without a key they pass saying the signer was not
+    judged; with another key the ISO check fails, in one line naming the ISO and path, and the set is not
+    registered."""
+    monkeypatch.delenv(TRUSTED_KEY_ENV, raising=False)
+    isos = len(demo_set.summary.isos)
+    with scratch_settings(tmp_path_factory, "checks-register", fresh_database_url) as settings:
+        trusted = _register(settings, demo_set, _pub(demo_set))
+        assert trusted.exit_code == 0, trusted.output
+        assert f"check:         iso_validation passed {isos} of {isos}\n" in trusted.output
+        assert "check:         set_validation passed 1 of 1\n" in trusted.output
+        assert _check_evaluations(settings) == {"iso_validation": [True] * isos, "set_validation": [True]}
+
+    with scratch_settings(tmp_path_factory, "checks-register-nokey", fresh_database_url) as settings:
+        unjudged = _register(settings, demo_set)
+        assert unjudged.exit_code == 0, unjudged.output
+        said = f"iso_validation passed {isos} of {isos}; {isos} with warnings, e.g. "
+        assert said in unjudged.output and "not checked against a trusted key: none given" in unjudged.output
+        assert _signer(demo_set) in unjudged.output
+
+    other = tmp_path_factory.mktemp("other-key") / "other.key"
+    generate_signing_key(other)
+    with scratch_settings(tmp_path_factory, "checks-register-other", fresh_database_url) as settings:
+        refused = _register(settings, demo_set, f"{other}.pub")
+        assert refused.exit_code == 1
+        [line] = refused.output.strip().splitlines()
+        assert f"{demo_set.output}: a blocking check failed (" in line and "Traceback" not in line
+        assert re.search(
+            rf"t1_\S+\.iso: {layout.SIGNER_PUB_PATH}: signer {_signer(demo_set)} is not among", line
+        )
+        assert "this registration is undone" in line
+        assert _keys(settings) == [] and _check_evaluations(settings)["iso_validation"] == [False] * isos

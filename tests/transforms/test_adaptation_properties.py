@@ -25,6 +25,7 @@ from omni_recovery.adapt.inventory import (
     StoragePool,
 )
 from omni_recovery.backupset.index_db import Component, Dependency
+from tests.builders import reachable
 from transforms.adapt.vocabulary import AdaptationError, AdaptationPolicy
 from transforms.documents import (
     VM,
@@ -240,14 +241,7 @@ def pairs(draw: st.DrawFn) -> tuple[Environment, Inventory, str]:
 
 def _ancestors(plan: Plan, step_id: str) -> set[str]:
     deps = {s.id: s.depends_on for s in plan.steps}
-    seen: set[str] = set()
-    stack = list(deps[step_id])
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(deps[current])
-    return seen
+    return reachable(deps, deps[step_id])
 
 
 def check_plan(env: Environment, inventory: Inventory, plan: Plan) -> None:

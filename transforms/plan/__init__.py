@@ -2,9 +2,10 @@
 
 One module per concern: `model` (the plan and its entries, phases, PlanError), `generate` (the four
 adaptations of an environment onto an inventory, then the entries), `steps` (the DAG of steps),
-`validate` (an edited plan checked against the environment and the inventory, each problem naming
-its YAML line), `yaml_form` (to and from YAML) and `tables` (polars tables for the database).
-See docs/recovery-plan.md for the plan's format and phases.
+`partial` (the steps a partial restore takes), `validate` (an edited plan checked against the
+environment and the inventory, each problem naming its YAML line), `yaml_form` (to and from YAML)
+and `tables` (polars tables for the database). See docs/recovery-plan.md for the plan's format and
+phases.
 """
 
 from transforms.plan.generate import Adapted, adapt, generate_plan
@@ -24,6 +25,7 @@ from transforms.plan.model import (
     SubnetEntry,
     content_sha256,
 )
+from transforms.plan.partial import PartialRestore, partial_restore, plan_needs
 from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps, step_needs
 from transforms.plan.tables import plan_tables
 from transforms.plan.validate import find_cycle, validate_plan
@@ -38,6 +40,7 @@ __all__ = [
     "Adapted",
     "AddressEntry",
     "NodeEntry",
+    "PartialRestore",
     "PathEntry",
     "PlacementEntry",
     "Plan",
@@ -50,7 +53,9 @@ __all__ = [
     "content_sha256",
     "find_cycle",
     "generate_plan",
+    "partial_restore",
     "plan_from_yaml",
+    "plan_needs",
     "plan_tables",
     "plan_to_yaml",
     "step_needs",

@@ -346,7 +346,7 @@ def _sinks(phase_steps: list[Step]) -> set[str]:
     return {s.id for s in phase_steps if s.id not in needed}
 
 
-def _phase_gates(steps: Iterable[Step]) -> dict[str, set[str]]:
+def phase_gates(steps: Iterable[Step]) -> dict[str, set[str]]:
     """phase → the sinks of the previous non-empty phase (what every step of the phase waits for)."""
     by_phase = _by_phase(steps)
     gates: dict[str, set[str]] = {}
@@ -363,7 +363,7 @@ def step_needs(plan: Plan, env: Environment) -> dict[str, frozenset[str]]:
     gate, unless a gate step is also a hard dependency. A step whose need failed cannot do its work
     (on_failure skip-dependents skips it); one whose gate step failed can."""
     hard = _hard_dependencies(env, {s.id for s in plan.steps})
-    gates = _phase_gates(plan.steps)
+    gates = phase_gates(plan.steps)
     return {
         s.id: frozenset(d for d in s.depends_on if d not in gates[s.phase] or d in hard.get(s.id, set()))
         for s in plan.steps

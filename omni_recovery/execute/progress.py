@@ -1,0 +1,121 @@
+"""A recovery run's progress as the recovery database records it: what `status` and the live display show.
+
+How it works: the planned totals come from the run's plan (stored with the run) and the catalog of
+its backup set: the files and bytes of each step's component (`omni.files`, a chunked file counted
+once at its whole size, a sealed file at its plaintext size), over the steps the run executes (all,
+or for a partial restore those `transforms.plan.partial_restore` names). The counters done are the
+ones the run commits as it goes: the bytes of its steps (`bytes_written`, which a running step
+updates every few seconds) and the files it verified (`restored_files`). `read_progress` reads one
+snapshot; nothing here writes, so any process may watch a run another one executes.
+
+What can go wrong: a set not registered in the catalog has no file counts, so the totals are
+unknown (None) and the display shows what is done without a total; a run's bytes may pass the
+planned total (documents rewritten by adaptations are written whole), and are shown as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, Connection
+from transforms.plan import partial_restore, plan_from_yaml
+
+
+@dataclass(frozen=True)
+class PlannedTotals:
+    steps: int
+    files: int | None  # None: the set is not in the catalog
+    bytes: int | None
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """One reading of a run's counters."""
+
+    run_id: str
+    status: str
+    finished: bool
+    phase: str  # the phase of the step started last
+    running: tuple[str, ...]  # the steps running now
+    steps_done: int
+    files_done: int
+    bytes_done: int
+    totals: PlannedTotals
+    at: datetime
+
+
+# Per component: its files (a chunked file once) and their restored size.
+_CATALOG_TOTALS = """
+SELECT component_id,
+       count(*) FILTER (WHERE chunk_of IS NULL OR chunk_index = 0),
+       coalesce(sum(CASE WHEN chunk_of IS NULL
+                         THEN coalesce((encryption->>'plaintext_size')::bigint, logical_size, size)
+                         WHEN chunk_index = 0 THEN logical_size ELSE 0 END), 0)
+FROM omni.files WHERE backup_set_id = %s AND type = 'file' AND path LIKE 'data/%%'
+GROUP BY component_id
+"""
+
+
+def planned_totals(conn: Connection, run_id: str) -> PlannedTotals:
+    """The steps, files and bytes the run `run_id` executes, from its plan and its set's catalog."""
+    row = conn.execute(
+        "SELECT p.plan_yaml, p.backup_set_id, r.options FROM omni.recovery_runs r "
+        "JOIN omni.recovery_plans p USING (plan_id) WHERE r.run_id = %s",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        return PlannedTotals(0, None, None)
+    plan = plan_from_yaml(str(row[0]))
+    applications = list((row[2] or {}).get("applications") or [])
+    steps = (
+        plan.steps
+        if not applications
+        else [s for s in plan.steps if s.id in partial_restore(plan, applications).steps]
+    )
+    by_component = {
+        str(c): (int(n), int(b)) for c, n, b in conn.execute(_CATALOG_TOTALS, (row[1],)).fetchall()
+    }
+    conn.commit()
+    if not by_component:
+        return PlannedTotals(len(steps), None, None)
+    counted = [by_component.get(s.component or "", (0, 0)) for s in steps]
+    return PlannedTotals(len(steps), sum(n for n, _ in counted), sum(b for _, b in counted))
+
+
+def read_progress(conn: Connection, run_id: str, totals: PlannedTotals) -> RunProgress:
+    """The run's counters now (reads only)."""
+    status, finished = conn.execute(
+        "SELECT status, finished_at IS NOT NULL FROM omni.recovery_runs WHERE run_id = %s", (run_id,)
+    ).fetchone() or ("unknown", True)
+    steps = conn.execute(
+        "SELECT step_id, phase, status, bytes_written FROM omni.recovery_steps WHERE run_id = %s "
+        "ORDER BY started_at DESC NULLS LAST, step_id",
+        (run_id,),
+    ).fetchall()
+    files = conn.execute("SELECT count(*) FROM omni.restored_files WHERE run_id = %s", (run_id,)).fetchone()
+    now = conn.execute("SELECT now()").fetchone()
+    conn.commit()
+    return RunProgress(
+        run_id=run_id,
+        status=str(status),
+        finished=bool(finished),
+        phase=str(steps[0][1]) if steps else "starting",
+        running=tuple(sorted(str(s[0]) for s in steps if s[2] == RUNNING)),
+        steps_done=sum(1 for s in steps if s[2] == SUCCEEDED),
+        files_done=int(files[0]) if files else 0,
+        bytes_done=sum(int(s[3]) for s in steps),
+        totals=totals,
+        at=now[0] if now else datetime.now(),
+    )
+
+
+def open_run_of_plan(conn: Connection, plan_id: str, since: datetime) -> str | None:
+    """The plan's unfinished run, else its run finished since `since`, else None."""
+    row = conn.execute(
+        "SELECT run_id FROM omni.recovery_runs WHERE plan_id = %s "
+        "AND (finished_at IS NULL OR finished_at >= %s) ORDER BY started_at DESC LIMIT 1",
+        (plan_id, since),
+    ).fetchone()
+    conn.commit()
+    return None if row is None else str(row[0])
