@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,11 +158,17 @@ def generate(
     inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)
-    problem = old_ca_problem(source.documents.get("keys/ca.crt"))
-    warnings: tuple[Adaptation, ...] = (old_ca_warning(problem),) if problem else ()
-    warnings += overlay_adaptations(workspace) if workspace is not None else ()
+    warnings = plan_warnings(source.documents, workspace)
     plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return plan, source
+
+
+def plan_warnings(documents: Mapping[str, bytes], workspace: Path | None) -> tuple[Adaptation, ...]:
+    """What the plan must say beyond its adaptations, for plan-generate and the plan asset alike: an old
+    CA certificate that cannot be read, then the workspace's plan overlay."""
+    problem = old_ca_problem(documents.get("keys/ca.crt"))
+    warnings: tuple[Adaptation, ...] = (old_ca_warning(problem),) if problem else ()
+    return warnings + (overlay_adaptations(workspace) if workspace is not None else ())
 
 
 def old_ca_warning(problem: str) -> Adaptation:
