@@ -158,3 +158,37 @@ def test_the_catalogs_network_tables_read_every_shape_alike(
     canonical = network_rows(spec_texts)
     reshaped = reshape(spec_texts, fixed({family: pick, "extra-fields": 1, "optional-dropped": 0}))
     assert network_rows(reshaped) == canonical, family
+
+
+CONFIGURATION_TABLES = (
+    "directors",
+    "director_vms",
+    "director_hardware",
+    "applications",
+    "application_containers",
+    "application_volumes",
+    "services",
+    "volumes",
+)
+
+
+@pytest.mark.parametrize("family", ["list-or-mapping", "bare-or-object", "wrapper-or-none", "synonyms"])
+@pytest.mark.parametrize("pick", [0, 1, 2, 3])
+def test_the_catalogs_configuration_tables_read_every_shape_alike(
+    family: str, pick: int, spec_texts: Texts
+) -> None:
+    """Directors (addresses, storage paths, VMs and their networks), applications, services and
+    volumes give the same rows whichever shape the generator wrote them in."""
+
+    def rows(texts: Texts) -> dict[str, list[tuple[str, ...]]]:
+        documents = [("s", f"data/{rel}", t.encode()) for rel, t in texts.items()]
+        tables = config_tables(documents)
+        return {
+            n: sorted(tuple(str(v) for v in row.values()) for row in tables[n].to_pylist())
+            for n in CONFIGURATION_TABLES
+        }
+
+    canonical = rows(spec_texts)
+    assert all(canonical[n] for n in ("directors", "director_vms", "applications", "volumes"))
+    reshaped = reshape(spec_texts, fixed({family: pick, "extra-fields": 1, "optional-dropped": 0}))
+    assert rows(reshaped) == canonical, family

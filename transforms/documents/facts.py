@@ -22,6 +22,7 @@ CPU_KEYS = ("cpu", "vcpus", "cpus", "cpu_cores")
 MEMORY_KEYS = ("memory_mib", "memory_mb", "ram_mib")
 DISK_KEYS = ("disk_gib", "disk_size_gib")
 ADDRESS_KEYS = ("ip", "address", "ipv4")
+RING_PEER_KEYS = ("ring_peers", "peers")
 MOUNT_KEYS = ("mount_path", "mount", "mountpoint", "path")
 
 
@@ -91,7 +92,7 @@ def reservations(cfg: Mapping[str, Any]) -> tuple[float | None, float | None]:
 
 
 def ring_peers(cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(str(p) for p in _listed(first_of(cfg, "ring_peers", "peers")))
+    return tuple(str(p) for p in _listed(first_of(cfg, *RING_PEER_KEYS)))
 
 
 def vm_items(state: Mapping[str, Any]) -> list[dict[str, Any]]:
