@@ -38,6 +38,7 @@ from omni_recovery.restorer.certificates import old_ca_problem
 from omni_recovery.urls import absolute_location
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment, environment_from_files
+from transforms.documents.held import SetDocuments
 from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
 
@@ -49,7 +50,7 @@ PLAN_RECORD_SUFFIX = ".source.json"
 class SetEnvironment:
     backup_set_id: str
     environment: Environment
-    documents: dict[str, bytes]
+    documents: SetDocuments  # environment path → bytes, knowing the ISO and path of each
     entries: list[tuple[str, str, int]]  # (environment path, type, mode) of every entry in the set
 
 
@@ -101,6 +102,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
     for relpath, parts in chunked.items():
         documents[relpath] = reassembled_document(parts)
     documents.update({link: documents[first] for link, first in links.items() if first in documents})
+    held = SetDocuments(documents, held_by)
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)
@@ -109,17 +111,9 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
             texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
         )
     except EnvironmentStateError as exc:
-        raise _naming_its_iso(exc, held_by) from exc
-    return SetEnvironment(set_id, environment, documents, sorted(entries))
-
-
-def _naming_its_iso(exc: EnvironmentStateError, held_by: dict[str, tuple[str, str]]) -> BackupSetError:
-    """The reader's error about a document (`{environment path}: what`) as one naming ISO and path."""
-    rel, _, what = str(exc).partition(": ")
-    if rel not in held_by:
-        return BackupSetError(str(exc))
-    iso, path = held_by[rel]
-    return BackupSetError(what, iso=iso, path=path)
+        iso, path, what = held.located(str(exc))
+        raise BackupSetError(what, iso=iso, path=path) from exc
+    return SetEnvironment(set_id, environment, held, sorted(entries))
 
 
 def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:

@@ -11,6 +11,7 @@ the family, so a failure says which shape broke. OMNI_RECOVERY_NIGHTLY=1 runs te
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
@@ -24,7 +25,8 @@ from tests.builders import same_shaped
 from tests.foreign_shapes import EMBEDDED, FAMILIES, STRAY_ADDRESS, Choose, Texts, fixed, reshape
 from tests.transforms.test_environment_model_foreign import foreign, hardware_rows
 from transforms.configs import config_tables
-from transforms.documents import Environment
+from transforms.documents import VM_ID_KEYS, Environment, text_of, vm_items
+from transforms.layout.files import TargetFile
 from transforms.plan import Plan, generate_plan
 from transforms.target_layout import TargetLayout, target_layout
 
@@ -68,6 +70,7 @@ def check_layout(texts: Texts, plan: Plan, layout: TargetLayout) -> None:
             continue
         structural = f.origin.startswith(("directors/", "applications/", "volumes/", "nodes/"))
         assert structural or f.source == f.origin, f"{f.relpath} has no change yet was rewritten"
+    assert _vm_ids(texts, {f.origin: f for f in layout.files if f.origin}) == _vm_ids(texts), "VMs lost"
     by_pointer = {(c.document, c.pointer): c for c in layout.changes}
     for rel, (pointer, _) in EMBEDDED.items():
         change = by_pointer.get((rel, pointer))
@@ -77,6 +80,19 @@ def check_layout(texts: Texts, plan: Plan, layout: TargetLayout) -> None:
         assert change.new == change.old.replace(old, moved[old]), change
     stray = [c for c in layout.changes if c.old == STRAY_ADDRESS]
     assert all(c.new not in moved.values() for c in stray), "a stray address takes no planned address"
+
+
+def _vm_ids(texts: Texts, restored: dict[str, TargetFile] | None = None) -> set[str]:
+    """The ids of the VMs of every Director's state.json, as written or as laid out."""
+    found = set()
+    for rel, text in texts.items():
+        if not (rel.startswith("directors/") and rel.endswith("/state.json")):
+            continue
+        if restored is not None:
+            f = restored[rel]
+            text = f.content.decode() if f.content is not None else text
+        found |= {text_of(vm, *VM_ID_KEYS) or "" for vm in vm_items(json.loads(text))}
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ docs/backup-format.md lists the facts read per document and the shapes accepted.
 """
 
 from transforms.documents.facts import (
+    ADDRESS_KEYS,
     CPU_KEYS,
     DISK_KEYS,
     MEMORY_KEYS,
@@ -17,12 +18,14 @@ from transforms.documents.facts import (
     addresses,
     containers,
     disks,
+    field_of,
     named_items,
     number,
     reservations,
     ring_peers,
     storage_paths,
     vm_items,
+    vm_list_key,
     vm_network_list,
     vm_networks,
     volume_fields,
@@ -57,6 +60,7 @@ from transforms.documents.sources import _text as text_of
 from transforms.documents.workloads import dependencies
 
 __all__ = [
+    "ADDRESS_KEYS",
     "APP_VM_OVERHEAD_MIB",
     "CPU_KEYS",
     "DEFAULT_GROUP",
@@ -89,6 +93,7 @@ __all__ = [
     "disks",
     "document_items",
     "environment_from_files",
+    "field_of",
     "first_of",
     "named_items",
     "number",
@@ -99,6 +104,7 @@ __all__ = [
     "subnets_in",
     "text_of",
     "vm_items",
+    "vm_list_key",
     "vm_network_list",
     "vm_networks",
     "volume_fields",

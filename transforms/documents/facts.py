@@ -17,7 +17,7 @@ from transforms.documents.model import Subnet, VmNetwork
 from transforms.documents.network import subnet_of
 from transforms.documents.sources import _ip_text, _listed, _text, first_of
 
-VM_ID_KEYS = ("vm_id", "id", "name")
+VM_ID_KEYS = ("vm_id", "id")
 CPU_KEYS = ("cpu", "vcpus", "cpus", "cpu_cores")
 MEMORY_KEYS = ("memory_mib", "memory_mb", "ram_mib")
 DISK_KEYS = ("disk_gib", "disk_size_gib")
@@ -95,9 +95,22 @@ def ring_peers(cfg: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(p) for p in _listed(first_of(cfg, *RING_PEER_KEYS)))
 
 
+VM_LIST_KEYS = ("vms", "instances", "machines")
+
+
+def vm_list_key(state: Mapping[str, Any]) -> str:
+    """The field of a Director's state.json that holds its VMs (`vms` when none does)."""
+    return next((key for key in VM_LIST_KEYS if key in state), VM_LIST_KEYS[0])
+
+
 def vm_items(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The VMs of a Director's state.json: `vms` (or `instances`, `machines`) as a list or keyed by id."""
-    return named_items(first_of(state, "vms", "instances", "machines"), "vm_id")
+    return named_items(state.get(vm_list_key(state)), "vm_id")
+
+
+def field_of(doc: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """The first of `keys` that `doc` has (the first key when none): where a fact is to be written."""
+    return next((key for key in keys if key in doc), keys[0])
 
 
 def vm_networks(raw: Any, subnets: tuple[Subnet, ...]) -> tuple[VmNetwork, ...]:

@@ -29,6 +29,7 @@ from transforms.documents.facts import (
     ring_peers,
     storage_paths,
     vm_items,
+    vm_list_key,
     vm_network_list,
     vm_networks,
 )
@@ -156,11 +157,14 @@ def _director_node(
 
 def _read_vms(src: _Files, did: str, subnets: tuple[Subnet, ...]) -> list[VM]:
     rel = f"directors/{did}/state.json"
+    state = _json(src, rel)
     vms = []
-    for i, vm in enumerate(vm_items(_json(src, rel))):
+    for i, vm in enumerate(vm_items(state)):
         vm_id = _text(vm, *VM_ID_KEYS)
         if vm_id is None:
-            raise EnvironmentStateError(f"{rel}: VM {i + 1} of its list names no vm_id")
+            raise EnvironmentStateError(
+                f"{rel}: malformed: the VM at /{vm_list_key(state)}/{i} names no vm_id"
+            )
         vms.append(
             VM(
                 vm_id=vm_id,
