@@ -21,7 +21,8 @@ required ones and the generic `orchestrator_db_rows` (every row as JSON).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -69,32 +70,46 @@ def _dispatch(t: Tables, sid: str, path: str, doc: Any) -> None:
         network_rows(t, sid, parts[2], path, doc)
 
 
-def _parsed(documents: Iterable[tuple[str, str, bytes]], t: Tables) -> list[tuple[str, str, Any]]:
-    """Every configuration document parsed, each set's subnets noted in `t`."""
+@contextmanager
+def _naming(iso: str | None, path: str) -> Iterator[None]:
+    """A BackupSetError about one document names its ISO and path."""
+    try:
+        yield
+    except BackupSetError as exc:
+        if exc.iso is not None and exc.path is not None:
+            raise
+        raise BackupSetError(exc.reason, iso=exc.iso or iso, path=exc.path or path) from exc
+
+
+def _parsed(
+    documents: Iterable[tuple[str, str, bytes]], t: Tables, held_by: Mapping[tuple[str, str], str]
+) -> list[tuple[str, str, str | None, Any]]:
+    """Every configuration document parsed, with the ISO holding it; each set's subnets noted in `t`."""
     parsed = []
     for sid, path, data in documents:
         if not is_config_path(path):
             continue
-        doc = parse_document(path, data)
-        if path == _SUBNETS:
-            try:
-                t.subnets[sid] = subnets_in(doc)
-            except ValueError as exc:
-                raise BackupSetError(f"a subnet is malformed: {exc}", path=path) from exc
-        parsed.append((sid, path, doc))
+        iso = held_by.get((sid, path))
+        with _naming(iso, path):
+            doc = parse_document(path, data)
+            if path == _SUBNETS:
+                try:
+                    t.subnets[sid] = subnets_in(doc)
+                except ValueError as exc:
+                    raise BackupSetError(f"a subnet is malformed: {exc}") from exc
+        parsed.append((sid, path, iso, doc))
     return parsed
 
 
-def config_tables(documents: Iterable[tuple[str, str, bytes]]) -> dict[str, pa.Table]:
-    """Parse `(backup_set_id, path, bytes)` configuration files into typed tables by name."""
+def config_tables(
+    documents: Iterable[tuple[str, str, bytes]], held_by: Mapping[tuple[str, str], str] | None = None
+) -> dict[str, pa.Table]:
+    """Parse `(backup_set_id, path, bytes)` configuration files into typed tables by name; `held_by`
+    ((backup_set_id, path) → ISO file name) lets an error name the ISO."""
     t = Tables()
-    for sid, path, doc in _parsed(documents, t):
-        try:
+    for sid, path, iso, doc in _parsed(documents, t, held_by or {}):
+        with _naming(iso, path):
             _dispatch(t, sid, path, doc)
-        except BackupSetError as exc:
-            if exc.path is None:
-                raise BackupSetError(exc.reason, path=path) from exc
-            raise
     out = {name: typed_table(name, t.rows.get(name, []), schema) for name, schema in CONFIG_SCHEMAS.items()}
     out.update(_database_tables(t))
     return out

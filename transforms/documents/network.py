@@ -53,7 +53,10 @@ def _subnet(name: str, value: Any) -> Subnet | None:
         cidr, gateway = (str(value) if isinstance(value, str) else None), None
     if not name or cidr is None or "/" not in cidr:
         return None
-    ipaddress.ip_network(cidr, strict=False)  # a malformed CIDR is refused here, naming the file
+    try:  # a malformed CIDR is refused here, naming the file and the subnet
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"subnet {name}: {exc}") from exc
     return Subnet(name, cidr, gateway)
 
 
