@@ -32,7 +32,6 @@ from dagster import (
 from assets.adaptation import PlanningResource
 from assets.plan import ADAPTATION_ASSETS, PLAN_FILE
 from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
-from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
@@ -41,7 +40,7 @@ from omni_recovery.settings import DATABASE_URL_ENV, Settings
 from pipelines.runner import dagster_instance, register_isos
 from tests.builders import same_shaped_inventory
 from tests.catalog_fixtures import DemoSet, scratch_workspace
-from tests.checker.tamper import copy_set, iso_file, rebuild
+from tests.test_unreadable_old_ca import with_unreadable_old_ca
 from transforms.plan import PHASES, plan_from_yaml
 
 ADAPTATION_NAMES = (
@@ -329,13 +328,7 @@ def test_the_plan_asset_warns_of_an_unreadable_old_ca_as_plan_generate_does(
     demo_set: DemoSet, fresh_database_url: str, tmp_path: Path
 ) -> None:
     """The same warning (one function makes it) in the asset's plan, its metadata and plan-generate's."""
-    folder = copy_set(demo_set.output, tmp_path / "set")
-    garbage = b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"
-    rebuild(
-        iso_file(folder, "system-core"),
-        load_signing_key(demo_set.key_path),
-        replace={"data/keys/ca.crt": garbage},
-    )
+    folder = with_unreadable_old_ca(demo_set, tmp_path / "set")
     settings = Settings(workspace=tmp_path / "ws", database_url=fresh_database_url)
     register_isos(str(folder), settings)
     ws = Workspace(settings, fresh_database_url, same_shaped_inventory(demo_set.env, tmp_path))

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from omni_recovery.backupset.index_db import HardwareNode
 from tests.builders import same_shaped
 from tests.foreign_shapes import EMBEDDED, FAMILIES, STRAY_ADDRESS, Choose, Texts, fixed, reshape
+from tests.transforms.catalog.test_config_shapes import TABLES
 from tests.transforms.test_environment_model_foreign import foreign, hardware_rows
 from transforms.configs import config_tables
 from transforms.documents import VM_ID_KEYS, Environment, text_of, vm_items
@@ -176,18 +177,6 @@ def test_the_catalogs_network_tables_read_every_shape_alike(
     assert network_rows(reshaped) == canonical, family
 
 
-CONFIGURATION_TABLES = (
-    "directors",
-    "director_vms",
-    "director_hardware",
-    "applications",
-    "application_containers",
-    "application_volumes",
-    "services",
-    "volumes",
-)
-
-
 @pytest.mark.parametrize("family", ["list-or-mapping", "bare-or-object", "wrapper-or-none", "synonyms"])
 @pytest.mark.parametrize("pick", [0, 1, 2, 3])
 def test_the_catalogs_configuration_tables_read_every_shape_alike(
@@ -200,8 +189,7 @@ def test_the_catalogs_configuration_tables_read_every_shape_alike(
         documents = [("s", f"data/{rel}", t.encode()) for rel, t in texts.items()]
         tables = config_tables(documents)
         return {
-            n: sorted(tuple(str(v) for v in row.values()) for row in tables[n].to_pylist())
-            for n in CONFIGURATION_TABLES
+            n: sorted(tuple(str(v) for v in row.values()) for row in tables[n].to_pylist()) for n in TABLES
         }
 
     canonical = rows(spec_texts)
