@@ -21,25 +21,37 @@ from tests.checker.tamper import copy_set, rebuild
 from tests.conftest import PostgresForTests
 from tests.test_hostile_content import invoke
 
-CASES = {
+CASES = {  # name: (the document's path ends so, its new content, what the refusal says, if any)
     "a malformed subnet": (
         "data/network/subnets.yaml",
         b"subnets:\n  management: {cidr: 10.0.0.0/33}\n  services: 10.0.8.0/22\n  storage: 10.0.16.0/24\n",
+        "subnet management: '10.0.0.0/33'",
     ),
-    "a state that is a list": ("data/directors/dir-1/state.json", b"[1, 2, 3]"),
+    "a state that is a list": ("data/directors/dir-1/state.json", b"[1, 2, 3]", "must be a mapping"),
     "a Director config of odd types": (
         "data/directors/dir-1/config.yaml",
         b"addresses: 7\nstorage_paths: 5\nring_peers: {a: 1}\nreservations: [1]\n",
+        "ring peer(s) 1 have no node in the plan",
     ),
     "an application of odd types": (
         "app.yaml",
         b"containers: 5\nvolumes: {x: 1}\ndepends_on: 3\npriority: [1]\n",
+        None,
     ),
-    "DNS records of scalars": ("data/network/dns.yaml", b"zone: x\nrecords: {a: 1}\n"),
-    "a document not in UTF-8": ("data/network/routes.yaml", b"routes: [{destination: \xff\xfe}]\n"),
+    "DNS records of scalars": (
+        "data/network/dns.yaml",
+        b"zone: x\nrecords: {a: 1}\n",
+        "records must be a list",
+    ),
+    "a document not in UTF-8": (
+        "data/network/routes.yaml",
+        b"routes: [{destination: \xff\xfe}]\n",
+        "cannot be parsed",
+    ),
     "a VM of odd types": (
         "data/directors/dir-1/state.json",
         b'{"vms": [{"vm_id": "v", "cpu": "two", "networks": 5}]}',
+        "cpu is 'two', not a number",
     ),
 }
 
@@ -58,7 +70,7 @@ def _holder(folder: Path, suffix: str) -> tuple[Path, str]:
 def test_a_hostile_document_never_crashes_a_command(
     case: str, demo_set: DemoSet, tmp_path: Path, postgres_server: PostgresForTests
 ) -> None:
-    suffix, content = CASES[case]
+    suffix, content, refusal = CASES[case]
     folder = copy_set(demo_set.output, tmp_path / "set")
     iso, path = _holder(folder, suffix)
     rebuild(iso, load_signing_key(demo_set.key_path), replace={path: content})
@@ -91,4 +103,5 @@ def test_a_hostile_document_never_crashes_a_command(
         postgres_server.drop_database(url)
     errors = [line for line in "\n".join(said).splitlines() if line.startswith("error:")]
     assert all(f"{iso.name}: {path}: " in line for line in errors), (case, errors)
+    assert refusal is None or any(refusal in line for line in errors), (case, errors)
     assert "cannot be made:\n" not in "".join(said), "one problem is one line"

@@ -72,13 +72,15 @@ def _dispatch(t: Tables, sid: str, path: str, doc: Any) -> None:
 
 @contextmanager
 def _naming(iso: str | None, path: str) -> Iterator[None]:
-    """A BackupSetError about one document names its ISO and path."""
+    """An error about one document is a BackupSetError naming its ISO and path."""
     try:
         yield
     except BackupSetError as exc:
         if exc.iso is not None and exc.path is not None:
             raise
         raise BackupSetError(exc.reason, iso=exc.iso or iso, path=exc.path or path) from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a shape no reader foresaw
+        raise BackupSetError(f"malformed ({type(exc).__name__}: {exc})", iso=iso, path=path) from exc
 
 
 def _parsed(

@@ -21,6 +21,8 @@ from transforms.documents import (
     CPU_KEYS,
     DISK_KEYS,
     MEMORY_KEYS,
+    RESERVED_CPU_KEYS,
+    RESERVED_MEMORY_KEYS,
     RING_PEER_KEYS,
     VM_ID_KEYS,
     Subnet,
@@ -30,8 +32,7 @@ from transforms.documents import (
     disks,
     first_of,
     named_items,
-    number,
-    reservations,
+    reserved_of,
     storage_paths,
     text_of,
     vm_items,
@@ -92,8 +93,8 @@ def director_rows(t: Tables, sid: str, ident: str, leaf: str, path: str, doc: An
                 "director_id": ident,
                 "hostname": text_of(d, "hostname", "name"),
                 "role": text_of(d, "role"),
-                "cpu_cores": number(d, "cpu_cores", "cpus", "cpu"),
-                "memory_mib": number(d, *MEMORY_KEYS),
+                "cpu_cores": first_of(d, "cpu_cores", "cpus", "cpu"),
+                "memory_mib": first_of(d, *MEMORY_KEYS),
                 "disks": json_text(disks(d)),
                 "nics": json_text(named_items(first_of(d, "nics", "interfaces"))),
                 "source_path": path,
@@ -103,7 +104,7 @@ def director_rows(t: Tables, sid: str, ident: str, leaf: str, path: str, doc: An
 
 def _director(t: Tables, sid: str, ident: str, path: str, d: dict[str, Any]) -> None:
     by_subnet = dict(addresses(d, t.subnets.get(sid, ())))
-    cpu, memory = reservations(d)
+    reserved = reserved_of(d)
     t.add(
         "directors",
         {
@@ -115,8 +116,8 @@ def _director(t: Tables, sid: str, ident: str, path: str, d: dict[str, Any]) -> 
             "storage_address": by_subnet.get("storage"),
             "ring_peers": first_of(d, *RING_PEER_KEYS),  # items fitted to text as they are
             "storage_paths": json_text(dict(storage_paths(d)) or None),
-            "reserved_cpu_cores": cpu,
-            "reserved_memory_mib": memory,
+            "reserved_cpu_cores": first_of(reserved, *RESERVED_CPU_KEYS),
+            "reserved_memory_mib": first_of(reserved, *RESERVED_MEMORY_KEYS),
             "source_path": path,
         },
     )
@@ -134,9 +135,9 @@ def _director_state(t: Tables, sid: str, ident: str, path: str, d: dict[str, Any
                 "vm_id": text_of(vm, *VM_ID_KEYS),
                 "name": text_of(vm, "name"),
                 "role": text_of(vm, "role"),
-                "cpu": number(vm, *CPU_KEYS),
-                "memory_mib": number(vm, *MEMORY_KEYS),
-                "disk_gib": number(vm, *DISK_KEYS),
+                "cpu": first_of(vm, *CPU_KEYS),
+                "memory_mib": first_of(vm, *MEMORY_KEYS),
+                "disk_gib": first_of(vm, *DISK_KEYS),
                 "image": text_of(vm, "image"),
                 "networks": json_text([{"subnet": n.subnet, "ip": n.ip} for n in networks]),
                 "source_path": path,
@@ -186,9 +187,9 @@ def application_rows(t: Tables, sid: str, ident: str, leaf: str, path: str, doc:
                 "application": name,
                 "name": text_of(c, "name"),
                 "image": text_of(c, "image"),
-                "cpu": number(c, *CPU_KEYS),
-                "memory_mib": number(c, *MEMORY_KEYS),
-                "replicas": number(c, "replicas", "count", "instances"),
+                "cpu": first_of(c, *CPU_KEYS),
+                "memory_mib": first_of(c, *MEMORY_KEYS),
+                "replicas": first_of(c, "replicas", "count", "instances"),
                 "ports": c.get("ports"),
                 "env": json_text(first_of(c, "env", "environment")),
                 "secret_refs": first_of(c, "secret_refs", "secrets"),

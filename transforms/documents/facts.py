@@ -22,6 +22,8 @@ CPU_KEYS = ("cpu", "vcpus", "cpus", "cpu_cores")
 MEMORY_KEYS = ("memory_mib", "memory_mb", "ram_mib")
 DISK_KEYS = ("disk_gib", "disk_size_gib")
 ADDRESS_KEYS = ("ip", "address", "ipv4")
+RESERVED_CPU_KEYS = ("cpu_cores", "cpu", "cpus")
+RESERVED_MEMORY_KEYS = ("memory_mib", "memory_mb")
 RING_PEER_KEYS = ("ring_peers", "peers")
 MOUNT_KEYS = ("mount_path", "mount", "mountpoint", "path")
 
@@ -38,14 +40,19 @@ def named_items(value: Any, key: str = "name") -> list[dict[str, Any]]:
 
 
 def number(doc: Mapping[str, Any], *keys: str) -> float | None:
-    """The first of `keys` that `doc` sets to a number (or numeric text); None when none does."""
-    value = first_of(doc, *keys)
-    if isinstance(value, bool) or value is None:
+    """The first of `keys` that `doc` has, as a number (numeric text too); None when none is set.
+    A value that is no number raises ValueError naming the field: a size the plan needs is never
+    guessed."""
+    key = next((k for k in keys if doc.get(k) is not None), None)
+    if key is None:
         return None
+    value = doc[key]
     try:
+        if isinstance(value, bool):
+            raise ValueError(value)
         return float(value)
     except (TypeError, ValueError):
-        return None
+        raise ValueError(f"{key} is {value!r}, not a number") from None
 
 
 def addresses(cfg: Mapping[str, Any], subnets: tuple[Subnet, ...]) -> tuple[tuple[str, str], ...]:
@@ -84,11 +91,16 @@ def storage_paths(cfg: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs))
 
 
-def reservations(cfg: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """(CPU cores, memory MiB) a Director keeps for itself: `reservations` (ours) or `reserved`."""
+def reserved_of(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a Director keeps for itself: its `reservations` (ours) or `reserved` mapping, else {}."""
     res = first_of(cfg, "reservations", "reserved")
-    res = res if isinstance(res, Mapping) else {}
-    return number(res, "cpu_cores", "cpu", "cpus"), number(res, "memory_mib", "memory_mb")
+    return res if isinstance(res, Mapping) else {}
+
+
+def reservations(cfg: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """(CPU cores, memory MiB) a Director keeps for itself."""
+    res = reserved_of(cfg)
+    return number(res, *RESERVED_CPU_KEYS), number(res, *RESERVED_MEMORY_KEYS)
 
 
 def ring_peers(cfg: Mapping[str, Any]) -> tuple[str, ...]:
@@ -171,7 +183,7 @@ def volume_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "app": _text(doc, "app", "application"),
         "name": _text(doc, "name"),
-        "size_gib": number(doc, "size_gib", "capacity_gib"),
+        "size_gib": first_of(doc, "size_gib", "capacity_gib"),
         "storage_class": _text(doc, "storage_class", "class"),
         "mount_path": _text(doc, "mount_path", "mount", "mountpoint"),
         "source_path": _text(doc, "source_path", "source"),

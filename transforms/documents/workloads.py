@@ -145,7 +145,7 @@ def _read_volumes(src: _Files) -> tuple[Volume, ...]:
                 Volume(
                     app=app,
                     name=vol,
-                    size_gib=facts["size_gib"] or 0,
+                    size_gib=number(facts, "size_gib") or 0,
                     storage_class=facts["storage_class"] or "",
                     mount_path=facts["mount_path"] or "",
                     source_path=facts["source_path"] or "",
