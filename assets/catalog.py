@@ -238,8 +238,9 @@ def configuration_tables(context: AssetExecutionContext, iso_config_files: PerIs
     parts = [iso_config_files[k] for k in sorted(iso_config_files)]
     rows = pa.concat_tables(parts, promote_options="default").to_pylist() if parts else []
     files = whole_config_files(rows)
+    held_by = {(f["backup_set_id"], f["path"]): f["iso_name"] for f in files}
+    tables = config_tables(((f["backup_set_id"], f["path"], f["content"]) for f in files), held_by)
     documents = {(f["backup_set_id"], f["path"]): parse_document(f["path"], f["content"]) for f in files}
-    tables = config_tables((f["backup_set_id"], f["path"], f["content"]) for f in files)
     for name in CONFIG_OUTPUTS:
         yield Output(tables[name], output_name=name)
     yield Output(_configurations(files, documents), output_name="configurations")

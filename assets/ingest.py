@@ -30,6 +30,7 @@ image, manifest or index, a configuration file whose bytes differ from the manif
 then fails as a whole and no partition of it is written, so nothing downstream sees half a set.
 """
 
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Iterator
@@ -120,7 +121,7 @@ def read_iso_tables(key: str, url: str, size: int) -> dict[str, pa.Table]:
                 iso=key,
                 path=layout.BACKUP_INFO_PATH,
             )
-        records = directory_records_table(reader.listing.values(), iso=key)
+        records = directory_records_table(map(dataclasses.asdict, reader.listing.values()), iso=key)
         wanted = _wanted_files(manifest)
         index = index_tables(_read_index(reader, wanted, key), backup_set_id=name.backup_set_id)
         configs = _config_files(reader, wanted, name.backup_set_id, key)

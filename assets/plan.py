@@ -37,11 +37,11 @@ from omni_recovery.errors import RecoveryError
 from omni_recovery.plan.generate import (
     SetEnvironment,
     plan_id,
+    plan_warnings,
     record_plan_source,
     store_plan,
     write_plan_files,
 )
-from omni_recovery.plan.overlay import overlay_adaptations
 from transforms.adapt.hardware import HardwarePlan
 from transforms.adapt.network import NetworkPlan
 from transforms.adapt.storage_paths import StoragePlan
@@ -72,17 +72,19 @@ def recovery_plan(
     an SVG of its graph under <workspace>/plans/<plan id>/, recorded in the recovery database."""
     inventory_file = planning.inventory_file()
     settings = planning.settings()
-    recommended = overlay_adaptations(settings.workspace)
+    warnings = plan_warnings(source_environment.documents, settings.workspace)
+    for warning in warnings:
+        context.log.warning(f"{warning.subject}: {warning.reason}")
     plan = generate_plan(
         source_environment.environment,
         planning.inventory(),
         planning.mode(),
         source_environment.backup_set_id,
         planning.policy(),
-        warnings=recommended,
+        warnings=warnings,
     )
     upstream = hardware_mapping.adaptations + network_adaptation.adaptations + storage_redirection.adaptations
-    upstream += recommended
+    upstream += warnings
     if plan.adaptations != upstream:
         raise RecoveryError(
             f"the plan has {len(plan.adaptations)} adaptations, the adaptation assets {len(upstream)}: "
@@ -112,6 +114,7 @@ def recovery_plan(
         "dagster/row_count": len(plan.steps),
         "steps_by_phase": MetadataValue.json({p: phases[p] for p in PHASES if phases[p]}),
         "steps": table_preview(steps, limit=len(plan.steps)),
+        "warnings": MetadataValue.json([f"{w.subject}: {w.reason}" for w in warnings]),
     }
     return MaterializeResult(metadata=metadata)
 

@@ -47,12 +47,6 @@ def fixed(picks: dict[str, int]) -> Choose:
     return lambda family, options: options[min(picks.get(family, 0), len(options) - 1)]
 
 
-def seeded(seed: int) -> Choose:
-    """A `choose` picking at random from `seed` (the whole-flow tests, one set per seed)."""
-    rng = random.Random(seed)
-    return lambda family, options: rng.choice(list(options))
-
-
 def reshape(texts: Texts, choose: Choose) -> Texts:
     """`texts` with each document written again in shapes `choose` picks."""
     out: Texts = {}
@@ -151,7 +145,7 @@ def _director_config(doc: dict[str, Any], choose: Choose) -> dict[str, Any]:
         doc["storage_paths"] = [{"name": k, "path": v} for k, v in paths.items()]
     if choose("optional-dropped", [False, True]):
         doc.pop("reservations", None)
-    return doc
+    return _renamed(doc, {"ring_peers": choose("synonyms", ["ring_peers", "peers"])})
 
 
 def _state(doc: dict[str, Any], choose: Choose) -> dict[str, Any]:
@@ -166,9 +160,19 @@ def _state(doc: dict[str, Any], choose: Choose) -> dict[str, Any]:
             nets = [n["ip"] for n in nets]
         elif shape == "mapping":
             nets = {n["subnet"]: n["ip"] for n in nets}
-        vms.append({**vm, "networks": nets})
-    doc["vms"] = vms
+        vms.append(_vm_fields({**vm, "networks": nets}, choose))
+    key = choose("synonyms", ["vms", "instances", "machines"])
+    doc.pop("vms")
+    if choose("list-or-mapping", ["list", "mapping"]) == "mapping":
+        doc[key] = {vm.pop("vm_id"): vm for vm in vms}
+    else:
+        doc[key] = vms
     return doc
+
+
+def _vm_fields(vm: dict[str, Any], choose: Choose) -> dict[str, Any]:
+    cpu, memory = choose("synonyms", [("cpu", "memory_mib"), ("vcpus", "memory_mb"), ("cpus", "ram_mib")])
+    return _renamed(vm, {"cpu": cpu, "memory_mib": memory})
 
 
 def _app(doc: dict[str, Any], choose: Choose) -> dict[str, Any]:

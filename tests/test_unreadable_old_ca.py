@@ -19,16 +19,22 @@ def workspace(tmp_path: Path, fresh_database_url: str, monkeypatch: pytest.Monke
     return tmp_path / "ws"
 
 
-def test_an_unreadable_old_ca_is_a_warning_and_a_new_ca_is_issued(
-    demo_set: DemoSet, tmp_path: Path, workspace: Path, fresh_database_url: str
-) -> None:
-    folder = copy_set(demo_set.output, tmp_path / "set")
+def with_unreadable_old_ca(demo: DemoSet, folder: Path) -> Path:
+    """A copy of `demo`'s set (validly signed) whose keys/ca.crt is PEM armour around no certificate."""
+    copy_set(demo.output, folder)
     garbage = b"-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"
     rebuild(
         iso_file(folder, "system-core"),
-        load_signing_key(demo_set.key_path),
+        load_signing_key(demo.key_path),
         replace={"data/keys/ca.crt": garbage},
     )
+    return folder
+
+
+def test_an_unreadable_old_ca_is_a_warning_and_a_new_ca_is_issued(
+    demo_set: DemoSet, tmp_path: Path, workspace: Path, fresh_database_url: str
+) -> None:
+    folder = with_unreadable_old_ca(demo_set, tmp_path / "set")
     setup, _ = recovered(
         dataclasses.replace(demo_set, output=folder), tmp_path / "restore", workspace, fresh_database_url
     )

@@ -37,7 +37,20 @@ from transforms.adapt.changes import DocumentChange, LayoutError
 from transforms.adapt.storage_paths import safe_join
 from transforms.adapt.values import ValueAdapter
 from transforms.adapt.vocabulary import Adaptation
-from transforms.documents import Environment
+from transforms.documents import (
+    ADDRESS_KEYS,
+    CPU_KEYS,
+    MEMORY_KEYS,
+    RING_PEER_KEYS,
+    VM_ID_KEYS,
+    Environment,
+    field_of,
+    first_of,
+    named_items,
+    text_of,
+    vm_list_key,
+)
+from transforms.documents.held import SetDocuments
 from transforms.layout.checks import reference_problems, volume_roots
 from transforms.layout.files import (
     COMPONENT_TOP,
@@ -106,9 +119,15 @@ def target_layout(
     file|dir|symlink, mode) of every entry of the old environment. restored_at: the time written in
     the Directors' `director.restored` history entry (RFC 3339); default the backup's recovery point
     (recovery/recovery_metadata.yaml), else the last history entry's time, so the same inputs always
-    give the same bytes. Raises LayoutError listing every problem.
+    give the same bytes. Raises LayoutError listing every problem, each naming the ISO and the path in
+    it when `documents` know them (`SetDocuments`).
     """
-    return _Builder(environment, documents, plan, inventory, restored_at).build(list(env_files))
+    try:
+        return _Builder(environment, documents, plan, inventory, restored_at).build(list(env_files))
+    except LayoutError as exc:
+        if not isinstance(documents, SetDocuments):
+            raise
+        raise LayoutError(map(documents.naming_iso, exc.problems)) from exc
 
 
 @dataclass
@@ -411,8 +430,7 @@ class _Builder:
             prefix=f"node {old_name}",
         )
         adapted, old = _mapping(adapted, rel), _mapping(old, rel)
-        old_nics = [n for n in _listed(old.get("nics")) if isinstance(n, dict)]
-        new_nics = [n for n in _listed(adapted.get("nics")) if isinstance(n, dict)]
+        old_nics, new_nics = (named_items(first_of(doc, "nics", "interfaces")) for doc in (old, adapted))
         nics: list[dict[str, Any]] = []
         for i, (was, nic) in enumerate(zip(old_nics, new_nics, strict=True)):
             new_nic = node.nics[min(i, len(node.nics) - 1)] if node.nics else None
@@ -420,8 +438,8 @@ class _Builder:
                 {
                     "name": new_nic.name if new_nic else nic.get("name"),
                     "mac": new_nic.mac if new_nic else None,
-                    "ip": nic.get("ip"),
-                    "prefix": self._prefix(was.get("ip"), nic.get("prefix")),
+                    "ip": first_of(nic, *ADDRESS_KEYS),
+                    "prefix": self._prefix(first_of(was, *ADDRESS_KEYS), nic.get("prefix")),
                     "gateway": nic.get("gateway"),
                     "vlan": nic.get("vlan"),
                 }
@@ -449,7 +467,7 @@ class _Builder:
     # -- Directors -----------------------------------------------------------------------------------
 
     def _director_config(self, doc: dict[str, Any], rel: str) -> Any:
-        peers = _listed(doc.get("ring_peers"))
+        peers = _listed(first_of(doc, *RING_PEER_KEYS))
         missing = [p for p in peers if p not in self.director_node]
         if missing:
             raise LayoutError(
@@ -461,15 +479,17 @@ class _Builder:
         return doc
 
     def _director_state(self, doc: dict[str, Any], rel: str) -> Any:
+        """The Director's VMs after placement, in the shape its state.json holds them (a list, or keyed
+        by id, under the field it uses), each scaled in the fields it uses."""
         director = rel.split("/")[1]
         raw_vms: dict[str, tuple[str, dict[str, Any]]] = {}
         for d in sorted(self.director_node):
             state_rel = f"directors/{d}/state.json"
             state = _mapping(self.adapted(state_rel), state_rel)
-            for vm in _listed(state.get("vms")):
-                if isinstance(vm, dict):
-                    raw_vms[str(vm.get("vm_id"))] = (d, vm)
-        vms = []
+            for key, vm in _keyed(state.get(vm_list_key(state))):
+                vm_id = text_of({"vm_id": key, **vm} if key is not None else vm, *VM_ID_KEYS)
+                raw_vms[str(vm_id)] = (d, vm)
+        vms: dict[str, dict[str, Any]] = {}
         for model in self.env.vms:
             p = self.placements[model.vm_id]
             if p.director != director or model.vm_id not in raw_vms:
@@ -477,12 +497,16 @@ class _Builder:
             old_director, vm = raw_vms[model.vm_id]
             self.placement_change(p, old_director)
             if p.cpu != model.cpu:
-                vm["cpu"] = p.cpu
+                vm[field_of(vm, CPU_KEYS)] = p.cpu
             if p.memory_mib != model.memory_mib:
-                vm["memory_mib"] = p.memory_mib
+                vm[field_of(vm, MEMORY_KEYS)] = p.memory_mib
             self.scaling_change(p, model.cpu, model.memory_mib)
-            vms.append(vm)
-        doc["vms"] = vms
+            vms[model.vm_id] = vm
+        list_key = vm_list_key(doc)
+        if isinstance(doc.get(list_key), Mapping):
+            doc[list_key] = vms
+        else:  # a VM keyed by id elsewhere says its id here
+            doc[list_key] = [vm if text_of(vm, *VM_ID_KEYS) else {"vm_id": i, **vm} for i, vm in vms.items()]
         history = list(_listed(doc.get("history")))
         history.append(
             {
@@ -570,3 +594,9 @@ class _Builder:
         doc["storage_class"] = entry.storage_class
         self.storage_path(entry, str(old_class))
         return doc
+
+
+def _keyed(raw: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """(key, item) of each object of a mapping keyed by name, or (None, item) of each in a list."""
+    pairs = raw.items() if isinstance(raw, Mapping) else ((None, item) for item in _listed(raw))
+    return [(key, item) for key, item in pairs if isinstance(item, dict)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from omni_recovery.restorer.certificates import old_ca_problem
 from omni_recovery.urls import absolute_location
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment, environment_from_files
+from transforms.documents.held import SetDocuments
 from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
 
@@ -49,7 +50,7 @@ PLAN_RECORD_SUFFIX = ".source.json"
 class SetEnvironment:
     backup_set_id: str
     environment: Environment
-    documents: dict[str, bytes]
+    documents: SetDocuments  # environment path → bytes, knowing the ISO and path of each
     entries: list[tuple[str, str, int]]  # (environment path, type, mode) of every entry in the set
 
 
@@ -101,6 +102,7 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
     for relpath, parts in chunked.items():
         documents[relpath] = reassembled_document(parts)
     documents.update({link: documents[first] for link, first in links.items() if first in documents})
+    held = SetDocuments(documents, held_by)
     texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
     set_id = core[0].manifest.backup_set_id
     name = str(core[0].backup_info.source_environment.get("name") or set_id)
@@ -109,17 +111,9 @@ def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
             texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
         )
     except EnvironmentStateError as exc:
-        raise _naming_its_iso(exc, held_by) from exc
-    return SetEnvironment(set_id, environment, documents, sorted(entries))
-
-
-def _naming_its_iso(exc: EnvironmentStateError, held_by: dict[str, tuple[str, str]]) -> BackupSetError:
-    """The reader's error about a document (`{environment path}: what`) as one naming ISO and path."""
-    rel, _, what = str(exc).partition(": ")
-    if rel not in held_by:
-        return BackupSetError(str(exc))
-    iso, path = held_by[rel]
-    return BackupSetError(what, iso=iso, path=path)
+        iso, path, what = held.located(str(exc))
+        raise BackupSetError(what, iso=iso, path=path) from exc
+    return SetEnvironment(set_id, environment, held, sorted(entries))
 
 
 def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
@@ -158,11 +152,17 @@ def generate(
     inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)
-    problem = old_ca_problem(source.documents.get("keys/ca.crt"))
-    warnings: tuple[Adaptation, ...] = (old_ca_warning(problem),) if problem else ()
-    warnings += overlay_adaptations(workspace) if workspace is not None else ()
+    warnings = plan_warnings(source.documents, workspace)
     plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return plan, source
+
+
+def plan_warnings(documents: Mapping[str, bytes], workspace: Path | None) -> tuple[Adaptation, ...]:
+    """What the plan must say beyond its adaptations, for plan-generate and the plan asset alike: an old
+    CA certificate that cannot be read, then the workspace's plan overlay."""
+    problem = old_ca_problem(documents.get("keys/ca.crt"))
+    warnings: tuple[Adaptation, ...] = (old_ca_warning(problem),) if problem else ()
+    return warnings + (overlay_adaptations(workspace) if workspace is not None else ())
 
 
 def old_ca_warning(problem: str) -> Adaptation:

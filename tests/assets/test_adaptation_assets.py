@@ -32,6 +32,7 @@ from dagster import (
 from assets.adaptation import PlanningResource
 from assets.plan import ADAPTATION_ASSETS, PLAN_FILE
 from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
+from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
@@ -40,6 +41,8 @@ from omni_recovery.settings import DATABASE_URL_ENV, Settings
 from pipelines.runner import dagster_instance, register_isos
 from tests.builders import same_shaped_inventory
 from tests.catalog_fixtures import DemoSet, scratch_workspace
+from tests.checker.tamper import copy_set, iso_file, rebuild
+from tests.test_unreadable_old_ca import with_unreadable_old_ca
 from transforms.plan import PHASES, plan_from_yaml
 
 ADAPTATION_NAMES = (
@@ -321,3 +324,40 @@ def test_plan_generate_without_path_plans_the_registered_set(
         main, [*args, "--path", str(second_set), "--backup-set-id", "c2", "--no-store"], env=env
     )
     assert both.exit_code == 1 and "without --path" in both.output
+
+
+def test_the_plan_asset_warns_of_an_unreadable_old_ca_as_plan_generate_does(
+    demo_set: DemoSet, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """The same warning (one function makes it) in the asset's plan, its metadata and plan-generate's."""
+    folder = with_unreadable_old_ca(demo_set, tmp_path / "set")
+    settings = Settings(workspace=tmp_path / "ws", database_url=fresh_database_url)
+    register_isos(str(folder), settings)
+    ws = Workspace(settings, fresh_database_url, same_shaped_inventory(demo_set.env, tmp_path))
+    result = _materialize(ws, tmp_path / "io", _planning(ws))
+    assert result.success
+    expected, _ = generate(str(folder), ws.inventory, "basic")
+    (warning,) = [a for a in expected.adaptations if a.kind == "certificate"]
+    assert warning.reason.startswith("warning: the old CA certificate is not PEM")
+    meta = _metadata(result)["recovery_plan"]
+    assert meta["warnings"] == [f"{warning.subject}: {warning.reason}"]
+    planned = plan_from_yaml(Path(meta["path"]).read_text())
+    assert warning in planned.adaptations and planned.sha256 == expected.sha256
+
+
+def test_a_document_the_reader_cannot_use_fails_the_asset_naming_the_iso_and_path(
+    demo_set: DemoSet, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """A registered set whose Director state gives a VM's CPU as a word: the UI's planning fails with
+    the same one-line error plan-generate gives, naming the ISO and the path."""
+    folder = copy_set(demo_set.output, tmp_path / "set")
+    iso, path = iso_file(folder, "director-state"), "data/directors/dir-1/state.json"
+    state = b'{"vms": [{"vm_id": "v", "cpu": "two"}]}'
+    rebuild(iso, load_signing_key(demo_set.key_path), replace={path: state})
+    settings = Settings(workspace=tmp_path / "ws", database_url=fresh_database_url)
+    register_isos(str(folder), settings)
+    ws = Workspace(settings, fresh_database_url, same_shaped_inventory(demo_set.env, tmp_path))
+    result = _materialize(ws, tmp_path / "io", _planning(ws))
+    assert not result.success
+    said = _failure(result)
+    assert f"{iso.name}: {path}: malformed (ValueError: cpu is 'two', not a number)" in said, said

@@ -11,6 +11,7 @@ the family, so a failure says which shape broke. OMNI_RECOVERY_NIGHTLY=1 runs te
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
@@ -22,9 +23,11 @@ from hypothesis import strategies as st
 from omni_recovery.backupset.index_db import HardwareNode
 from tests.builders import same_shaped
 from tests.foreign_shapes import EMBEDDED, FAMILIES, STRAY_ADDRESS, Choose, Texts, fixed, reshape
+from tests.transforms.catalog.test_config_shapes import TABLES
 from tests.transforms.test_environment_model_foreign import foreign, hardware_rows
 from transforms.configs import config_tables
-from transforms.documents import Environment
+from transforms.documents import VM_ID_KEYS, Environment, text_of, vm_items
+from transforms.layout.files import TargetFile
 from transforms.plan import Plan, generate_plan
 from transforms.target_layout import TargetLayout, target_layout
 
@@ -68,6 +71,7 @@ def check_layout(texts: Texts, plan: Plan, layout: TargetLayout) -> None:
             continue
         structural = f.origin.startswith(("directors/", "applications/", "volumes/", "nodes/"))
         assert structural or f.source == f.origin, f"{f.relpath} has no change yet was rewritten"
+    assert _vm_ids(texts, {f.origin: f for f in layout.files if f.origin}) == _vm_ids(texts), "VMs lost"
     by_pointer = {(c.document, c.pointer): c for c in layout.changes}
     for rel, (pointer, _) in EMBEDDED.items():
         change = by_pointer.get((rel, pointer))
@@ -77,6 +81,19 @@ def check_layout(texts: Texts, plan: Plan, layout: TargetLayout) -> None:
         assert change.new == change.old.replace(old, moved[old]), change
     stray = [c for c in layout.changes if c.old == STRAY_ADDRESS]
     assert all(c.new not in moved.values() for c in stray), "a stray address takes no planned address"
+
+
+def _vm_ids(texts: Texts, restored: dict[str, TargetFile] | None = None) -> set[str]:
+    """The ids of the VMs of every Director's state.json, as written or as laid out."""
+    found = set()
+    for rel, text in texts.items():
+        if not (rel.startswith("directors/") and rel.endswith("/state.json")):
+            continue
+        if restored is not None:
+            f = restored[rel]
+            text = f.content.decode() if f.content is not None else text
+        found |= {text_of(vm, *VM_ID_KEYS) or "" for vm in vm_items(json.loads(text))}
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +175,24 @@ def test_the_catalogs_network_tables_read_every_shape_alike(
     canonical = network_rows(spec_texts)
     reshaped = reshape(spec_texts, fixed({family: pick, "extra-fields": 1, "optional-dropped": 0}))
     assert network_rows(reshaped) == canonical, family
+
+
+@pytest.mark.parametrize("family", ["list-or-mapping", "bare-or-object", "wrapper-or-none", "synonyms"])
+@pytest.mark.parametrize("pick", [0, 1, 2, 3])
+def test_the_catalogs_configuration_tables_read_every_shape_alike(
+    family: str, pick: int, spec_texts: Texts
+) -> None:
+    """Directors (addresses, storage paths, VMs and their networks), applications, services and
+    volumes give the same rows whichever shape the generator wrote them in."""
+
+    def rows(texts: Texts) -> dict[str, list[tuple[str, ...]]]:
+        documents = [("s", f"data/{rel}", t.encode()) for rel, t in texts.items()]
+        tables = config_tables(documents)
+        return {
+            n: sorted(tuple(str(v) for v in row.values()) for row in tables[n].to_pylist()) for n in TABLES
+        }
+
+    canonical = rows(spec_texts)
+    assert all(canonical[n] for n in ("directors", "director_vms", "applications", "volumes"))
+    reshaped = reshape(spec_texts, fixed({family: pick, "extra-fields": 1, "optional-dropped": 0}))
+    assert rows(reshaped) == canonical, family

@@ -20,7 +20,10 @@ class LayoutError(RecoveryError):
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = sorted(set(problems))
-        super().__init__("the target layout cannot be made:\n  " + "\n  ".join(self.problems))
+        if len(self.problems) == 1:  # one problem, one line
+            super().__init__(f"the target layout cannot be made: {self.problems[0]}")
+        else:
+            super().__init__("the target layout cannot be made:\n  " + "\n  ".join(self.problems))
 
 
 @dataclass(frozen=True)

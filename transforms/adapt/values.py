@@ -4,7 +4,8 @@
 new path, old MAC → new MAC, old node name → new node. `ValueAdapter.document(rel, data)` walks a
 parsed YAML/JSON document and rewrites each string wherever a mapped value appears, under any key and
 inside larger strings (`10.0.0.11:7400`, a URL, a connection string): an IPv4 address (with or without
-a /prefix) inside an old subnet, an old storage path or a path below it, an old MAC; a whole string
+a /prefix) inside an old subnet, an old storage path or a path below it, an old MAC (either case,
+`:` or `-`, written back in the spelling found); a whole string
 equal to an old node name. Every change is a `DocumentChange` (document, JSON pointer, old and new
 text, the adaptation that explains it); everything else is kept.
 
@@ -107,12 +108,21 @@ class ValueAdapter:
             return rewrite.new
 
         value = IPV4.sub(lambda m: self._address(m, rel, pointer, used), value)
-        value = MAC.sub(lambda m: apply(self.values.macs.get(m.group(1).lower()), m.group(1)), value)
+        value = MAC.sub(lambda m: self._mac(m.group(1), used), value)
         scoped = self._paths_for(rel)
         if scoped is not None:
             pattern, rewrites = scoped
             value = pattern.sub(lambda m: apply(rewrites[m.group(1)], m.group(1)), value)
         return value, used
+
+    def _mac(self, found: str, used: list[Adaptation]) -> str:
+        """The new MAC of an old one however it is spelled (either case, `:` or `-`), spelled alike."""
+        rewrite = self.values.macs.get(found.lower().replace("-", ":"))
+        if rewrite is None:
+            return found
+        used.append(rewrite.adaptation)
+        new = rewrite.new.replace(":", "-") if "-" in found else rewrite.new.replace("-", ":")
+        return new.upper() if found.isupper() else new.lower()
 
     def _address(self, match: re.Match[str], rel: str, pointer: str, used: list[Adaptation]) -> str:
         text, prefix = match.group(1), match.group(2)

@@ -21,7 +21,7 @@ from transforms.documents.sources import (
 
 
 def _read_network(src: _Files) -> Network:
-    subnets = _subnets(_document(src, "network/subnets.yaml"))
+    subnets = subnets_in(_document(src, "network/subnets.yaml"))
     dns = _optional(src, "network/dns.yaml")
     return Network(
         subnets=subnets,
@@ -34,7 +34,7 @@ def _read_network(src: _Files) -> Network:
     )
 
 
-def _subnets(doc: Any) -> tuple[Subnet, ...]:
+def subnets_in(doc: Any) -> tuple[Subnet, ...]:
     """{subnets: {name: {cidr, gateway}}} (ours), the same without `subnets:`, a list of {name, cidr,
     gateway}, or {name: cidr}; entries without a CIDR are not subnets."""
     raw = doc.get("subnets", doc) if isinstance(doc, Mapping) else doc
@@ -53,7 +53,10 @@ def _subnet(name: str, value: Any) -> Subnet | None:
         cidr, gateway = (str(value) if isinstance(value, str) else None), None
     if not name or cidr is None or "/" not in cidr:
         return None
-    ipaddress.ip_network(cidr, strict=False)  # a malformed CIDR is refused here, naming the file
+    try:  # a malformed CIDR is refused here, naming the file and the subnet
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"subnet {name}: {exc}") from exc
     return Subnet(name, cidr, gateway)
 
 

@@ -12,13 +12,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import PurePosixPath
 from typing import Any
 
 from omni_recovery.backupset.index_db import Component, Dependency, HardwareNode
 from omni_recovery.errors import EnvironmentStateError
 from transforms.documents.claims import _claims, _owned
-from transforms.documents.model import VM, Director, Environment, Nic, Node, Subnet, VmNetwork
+from transforms.documents.facts import (
+    CPU_KEYS,
+    DISK_KEYS,
+    MEMORY_KEYS,
+    VM_ID_KEYS,
+    disks,
+    nics,
+    number,
+    reservations,
+    ring_peers,
+    storage_paths,
+    vm_items,
+    vm_list_key,
+    vm_network_list,
+    vm_networks,
+)
+from transforms.documents.facts import addresses as director_addresses
+from transforms.documents.model import VM, Director, Environment, Nic, Node, Subnet
 from transforms.documents.network import _read_network, subnet_of
 from transforms.documents.sources import (
     DEFAULT_GROUP,
@@ -26,10 +42,7 @@ from transforms.documents.sources import (
     _Index,
     _ip_text,
     _json,
-    _listed,
-    _map,
     _mappings,
-    _num,
     _optional,
     _text,
     _Workloads,
@@ -107,9 +120,8 @@ def _read_directors(
 def _read_director(
     did: str, cfg: dict[str, Any], host: dict[str, Any], index: _Index, subnets: tuple[Subnet, ...]
 ) -> Director:
-    addresses = _addresses(cfg.get("addresses"), subnets)
-    res = cfg.get("reservations") or {}
-    res = res if isinstance(res, Mapping) else {}
+    addresses = director_addresses(cfg, subnets)
+    reserved_cpu, reserved_memory = reservations(cfg)
     return Director(
         director_id=did,
         ring_id=_text(cfg, "ring_id", "ring")
@@ -117,10 +129,10 @@ def _read_director(
         or DEFAULT_GROUP,
         node=_director_node(did, cfg, host, index, addresses),
         addresses=addresses,
-        storage_paths=_storage_paths(cfg.get("storage_paths")),
-        reserved_cpu=int(_num(res, "cpu_cores")),
-        reserved_memory_mib=int(_num(res, "memory_mib")),
-        ring_peers=tuple(str(p) for p in _listed(cfg.get("ring_peers", cfg.get("peers")))),
+        storage_paths=storage_paths(cfg),
+        reserved_cpu=int(reserved_cpu or 0),
+        reserved_memory_mib=int(reserved_memory or 0),
+        ring_peers=ring_peers(cfg),
     )
 
 
@@ -143,77 +155,30 @@ def _director_node(
     return did if host else ""
 
 
-def _addresses(raw: Any, subnets: tuple[Subnet, ...]) -> tuple[tuple[str, str], ...]:
-    """(subnet name, address) pairs from {subnet: address} (ours) or a list of addresses or
-    {subnet|name, ip|address} items, named after the subnet holding them."""
-    if isinstance(raw, Mapping):
-        pairs = [(str(k), _address_of(v)) for k, v in raw.items()]
-    else:
-        pairs = []
-        for i, item in enumerate(_listed(raw)):
-            address = _address_of(item)
-            label = _text(item, "subnet", "name", "network") if isinstance(item, Mapping) else None
-            pairs.append((label or subnet_of(_ip_text(address), subnets) or f"address-{i + 1}", address))
-    return tuple(sorted((k, v) for k, v in pairs if v))
-
-
-def _address_of(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return _text(value, "ip", "address") or ""
-    return "" if value is None else str(value)
-
-
-def _storage_paths(raw: Any) -> tuple[tuple[str, str], ...]:
-    """(name, path) pairs from {name: path} (ours) or a list of paths or {name, path} items."""
-    if isinstance(raw, Mapping):
-        return tuple(sorted((str(k), str(v)) for k, v in raw.items()))
-    pairs = []
-    for item in _listed(raw):
-        path = _text(item, "path") if isinstance(item, Mapping) else str(item)
-        label = _text(item, "name") if isinstance(item, Mapping) else None
-        if path:
-            pairs.append((label or PurePosixPath(path).name or path, path))
-    return tuple(sorted(pairs))
-
-
 def _read_vms(src: _Files, did: str, subnets: tuple[Subnet, ...]) -> list[VM]:
     rel = f"directors/{did}/state.json"
+    state = _json(src, rel)
     vms = []
-    for raw in _json(src, rel).get("vms") or []:
-        vm = _map(raw, rel, "a VM")
-        vm_id = str(vm["vm_id"])
+    for i, vm in enumerate(vm_items(state)):
+        vm_id = _text(vm, *VM_ID_KEYS)
+        if vm_id is None:
+            raise EnvironmentStateError(
+                f"{rel}: malformed: the VM at /{vm_list_key(state)}/{i} names no vm_id"
+            )
         vms.append(
             VM(
                 vm_id=vm_id,
-                name=str(vm.get("name", vm_id)),
-                role=str(vm.get("role") or ""),  # settled by `_owned`
-                cpu=math.ceil(_num(vm, "cpu")),
-                memory_mib=int(_num(vm, "memory_mib")),
-                disk_gib=math.ceil(_num(vm, "disk_gib")),
+                name=_text(vm, "name") or vm_id,
+                role=_text(vm, "role") or "",  # settled by `_owned`
+                cpu=math.ceil(number(vm, *CPU_KEYS) or 0),
+                memory_mib=int(number(vm, *MEMORY_KEYS) or 0),
+                disk_gib=math.ceil(number(vm, *DISK_KEYS) or 0),
                 director=did,
                 owner="",
-                networks=_vm_networks(vm.get("networks"), subnets),
+                networks=vm_networks(vm_network_list(vm), subnets),
             )
         )
     return vms
-
-
-def _vm_networks(raw: Any, subnets: tuple[Subnet, ...]) -> tuple[VmNetwork, ...]:
-    """A VM's addresses from [{subnet, ip}] (ours), {network|name, address} items, plain addresses
-    ("10.0.8.5", "10.0.8.5/22") or {subnet: address}; a network without an address has none to keep."""
-    if isinstance(raw, Mapping):
-        raw = [
-            {"subnet": k, **v} if isinstance(v, Mapping) else {"subnet": k, "ip": v} for k, v in raw.items()
-        ]
-    known = {s.name for s in subnets}
-    result = []
-    for item in _listed(raw):
-        label = _text(item, "subnet", "network", "name") if isinstance(item, Mapping) else None
-        ip = _ip_text(_text(item, "ip", "address", "ipv4") if isinstance(item, Mapping) else item)
-        if ip is not None:
-            subnet = label if label in known else subnet_of(ip, subnets) or label or ""
-            result.append(VmNetwork(subnet, ip))
-    return tuple(result)
 
 
 def _read_nodes(
@@ -250,16 +215,11 @@ def _read_node(src: _Files, name: str, subnets: tuple[Subnet, ...]) -> Node:
 
 def _node(doc: Mapping[str, Any], name: str, role: str, subnets: tuple[Subnet, ...]) -> Node:
     """A node from a nodes/*.yaml or hardware.yaml document (or an index hardware row as one)."""
-    nics = tuple(
-        Nic(str(n.get("name", "")), str(n.get("mac", "")), ip, subnet_of(ip, subnets))
-        for n in _mappings(doc.get("nics"))
-        for ip in [_ip_text(n.get("ip"))]
-    )
     return Node(
         name=name,
         role=role,
-        cpu_cores=int(_num(doc, "cpu_cores")),
-        memory_mib=int(_num(doc, "memory_mib")),
-        disk_gib=sum(math.ceil(_num(d, "size_gib")) for d in _mappings(doc.get("disks"))),
-        nics=nics,
+        cpu_cores=int(number(doc, "cpu_cores", "cpus", "cpu") or 0),
+        memory_mib=int(number(doc, *MEMORY_KEYS) or 0),
+        disk_gib=sum(math.ceil(number(d, "size_gib") or 0) for d in disks(doc)),
+        nics=tuple(Nic(nic, mac, ip, subnet_of(ip, subnets)) for nic, mac, ip in nics(doc)),
     )

@@ -6,6 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from omni_recovery.backupset.index_db import COMPONENT_KINDS, PRIORITIES
+from transforms.documents.facts import (
+    CPU_KEYS,
+    MEMORY_KEYS,
+    number,
+    volume_fields,
+    volume_mounts,
+)
+from transforms.documents.facts import containers as container_items
 from transforms.documents.model import VM, Application, Container, Orchestrator, Service, Volume
 from transforms.documents.sources import (
     _TARGET_KEYS,
@@ -14,8 +22,6 @@ from transforms.documents.sources import (
     _Index,
     _ip_text,
     _listed,
-    _mappings,
-    _num,
     _text,
     _yaml,
 )
@@ -66,12 +72,12 @@ def _read_app(
     cid = f"application:{name}"
     containers = tuple(
         Container(
-            name=str(c.get("name", "")),
-            cpu=_num(c, "cpu"),
-            memory_mib=int(_num(c, "memory_mib")),
-            replicas=int(_num(c, "replicas", 1)),
+            name=_text(c, "name") or "",
+            cpu=number(c, *CPU_KEYS) or 0,
+            memory_mib=int(number(c, *MEMORY_KEYS) or 0),
+            replicas=int(_replicas(c)),
         )
-        for c in _mappings(doc.get("containers"))
+        for c in container_items(doc)
     )
     return Application(
         name=name,
@@ -79,14 +85,14 @@ def _read_app(
         orchestrator=_text(doc, "orchestrator") or index.parent_name(cid, "orchestrator") or "",
         vm_id=claims.get(cid),
         containers=containers,
-        volumes=tuple(v for v in map(_volume_name, _listed(doc.get("volumes"))) if v),
+        volumes=tuple(name for name, _ in volume_mounts(doc)),
         depends_on=_app_dependencies(name, doc.get("depends_on"), index),
     )
 
 
-def _volume_name(item: Any) -> str | None:
-    """{name, mount_path} (the spec's) or a plain name."""
-    return _text(item, "name") if isinstance(item, Mapping) else _text({"name": item}, "name")
+def _replicas(container: Mapping[str, Any]) -> float:
+    replicas = number(container, "replicas", "count", "instances")
+    return 1 if replicas is None else replicas
 
 
 def _priority(*candidates: str | None) -> str:
@@ -134,15 +140,15 @@ def _read_volumes(src: _Files) -> tuple[Volume, ...]:
     volumes = []
     for app in src.names("volumes"):
         for vol in src.names(f"volumes/{app}"):
-            doc = _yaml(src, f"volumes/{app}/{vol}/volume.yaml")
+            facts = volume_fields(_yaml(src, f"volumes/{app}/{vol}/volume.yaml"))
             volumes.append(
                 Volume(
                     app=app,
                     name=vol,
-                    size_gib=_num(doc, "size_gib"),
-                    storage_class=str(doc.get("storage_class", "")),
-                    mount_path=str(doc.get("mount_path", "")),
-                    source_path=str(doc.get("source_path", "")),
+                    size_gib=number(facts, "size_gib") or 0,
+                    storage_class=facts["storage_class"] or "",
+                    mount_path=facts["mount_path"] or "",
+                    source_path=facts["source_path"] or "",
                 )
             )
     return tuple(volumes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -151,7 +152,9 @@ def test_files_catalog_joins_extents_and_refuses_a_missing_file(demo_set: DemoSe
     member = list_backup_set(str(demo_set.output))[0]
     with IsoReader(member.url) as reader:
         manifest = ct.manifest_table(reader.manifest_bytes, iso=reader.name)
-        records = ct.directory_records_table(reader.listing.values(), iso=reader.name)
+        records = ct.directory_records_table(
+            map(dataclasses.asdict, reader.listing.values()), iso=reader.name
+        )
         listing = reader.listing
     files = ct.files_catalog({reader.name: manifest}, {reader.name: records})
     assert files.num_rows == manifest.num_rows
