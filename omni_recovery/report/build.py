@@ -116,6 +116,7 @@ def build_report(recovery: Recovery) -> RecoveryReport:
             if s.attempts > 1
         ],
         recommendations=_recommendations(recovery, steps, run.started_at),
+        operators=run.operators,
     )
 
 

@@ -23,10 +23,12 @@ a denied permission, a missing root folder: each a TargetError naming the root a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
 import math
+import os
 import posixpath
 import re
 import shlex
@@ -44,7 +46,9 @@ from urllib.parse import unquote, urlsplit
 with warnings.catch_warnings():  # asyncssh still imports cryptography's DSA, which warns on import
     warnings.simplefilter("ignore")
     import asyncssh
+    from asyncssh.public_key import load_default_keypairs
 
+from omni_recovery.operator_identity import note_ssh_key
 from omni_recovery.targets.driver import (
     PARTIAL_SUFFIX,
     FreeSpace,
@@ -140,13 +144,45 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 class _PinnedHost(asyncssh.SSHClient):
-    """Remembers the host key a server offered that is not the pinned one (for the message)."""
+    """Remembers the host key a server offered that is not the pinned one (for the message), and
+    offers the client keys one at a time: once logged in, the last one offered is the one accepted."""
 
-    offered: asyncssh.SSHKey | None = None
+    def __init__(self, keys: list[asyncssh.SSHKeyPair]) -> None:
+        self.keys = keys
+        self.offered: asyncssh.SSHKey | None = None
+        self.tried: asyncssh.SSHKeyPair | None = None
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.offered = key
         return False
+
+    def public_key_auth_requested(self) -> list[asyncssh.SSHKeyPair] | None:
+        self.tried = self.keys.pop(0) if self.keys else None
+        return None if self.tried is None else [self.tried]
+
+
+async def _client_keys(access: SshAccess) -> tuple[list[asyncssh.SSHKeyPair], asyncssh.SSHAgentClient | None]:
+    """The keys to log in with, in the order ssh tries them: the SSH agent's, then the identity file
+    (else ~/.ssh's default keys); and the agent's connection, to close once logged in."""
+    keys: list[asyncssh.SSHKeyPair] = []
+    agent = None
+    if os.environ.get("SSH_AUTH_SOCK"):
+        try:
+            agent = await asyncssh.connect_agent()
+            keys += await agent.get_keys()
+        except (OSError, ValueError, asyncssh.Error):
+            agent = None  # a stale socket: go on with the files
+    if access.identity_file:
+        keys += asyncssh.load_keypairs([access.identity_file])
+    else:
+        keys += load_default_keypairs()
+    return keys, agent
+
+
+def key_fingerprint(key: asyncssh.SSHKeyPair) -> str:
+    """OpenSSH's SHA256 fingerprint of a key pair's public key (as `ssh-keygen -l` prints it)."""
+    digest = hashlib.sha256(key.key_public_data).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 class _Pace:
@@ -237,15 +273,18 @@ async def _open_session(url: SshUrl, access: SshAccess, root: str) -> _Session:
         pinned = asyncssh.import_public_key(access.host_key)
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise TargetError(f"the inventory's host_key is not a public key: {exc}", root=root) from exc
-    client = _PinnedHost()
+    agent = None
     try:
+        keys, agent = await _client_keys(access)
+        client = _PinnedHost(keys)
         conn, _ = await asyncssh.create_connection(
             lambda: client,
             url.host,
             url.port,
             username=url.user,
             known_hosts=([pinned], [], []),
-            client_keys=[access.identity_file] if access.identity_file else (),
+            client_keys=None,  # offered by _PinnedHost, which so knows the one accepted
+            agent_path=None,
             password=None,
             passphrase=None,
             preferred_auth="publickey",
@@ -275,6 +314,11 @@ async def _open_session(url: SshUrl, access: SshAccess, root: str) -> _Session:
         ) from exc
     except (OSError, asyncssh.Error) as exc:
         raise TargetError(f"cannot connect to {url.address}: {_reason(exc)}", root=root) from exc
+    finally:
+        if agent is not None:
+            agent.close()
+    if client.tried is not None:
+        note_ssh_key(url.address, key_fingerprint(client.tried))
     try:
         channels = [await conn.start_sftp_client() for _ in range(CHANNELS)]
     except (OSError, asyncssh.Error) as exc:
