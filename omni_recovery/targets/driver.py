@@ -344,6 +344,17 @@ class TargetRoot:
         except OSError as exc:
             raise self.error(f"cannot read: {exc}", relpath) from exc
 
+    def download(self, relpath: str, destination: Path) -> None:
+        """Copy the file `relpath` to the local path `destination`, streamed, with its mode and mtime."""
+        full = self.resolve(relpath)
+        try:
+            if self.is_local:
+                shutil.copy2(full, destination)
+            else:
+                self.fs.get_file(full, str(destination))
+        except OSError as exc:
+            raise self.error(f"cannot copy to {destination}: {exc}", relpath) from exc
+
     def listing(self, under: str = "") -> dict[str, TargetEntry]:
         """Every file, folder and symlink under the root (or its folder `under`), by path relative to
         the root (symlinks not followed); nothing when there is no such folder."""

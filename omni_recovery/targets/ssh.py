@@ -21,6 +21,7 @@ import posixpath
 import stat
 import zlib
 from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omni_recovery.targets.base import (
@@ -53,6 +54,10 @@ from omni_recovery.urls import SSH_SCHEMES, is_ssh_url
 
 __all__ = ["REMOTE_HASH_MIN", "SSH_SCHEMES", "SshAccess", "SshRoot", "SshUrl", "close_sessions", "is_ssh_url"]
 T = TypeVar("T")
+# A download keeps DOWNLOAD_REQUESTS reads of DOWNLOAD_BLOCK bytes in flight: 4 MiB, whatever the
+# server's read limit (asyncssh's own default grows with it, to 64 MiB against its own server).
+DOWNLOAD_BLOCK = 256 << 10
+DOWNLOAD_REQUESTS = 16
 
 
 class SshRoot(TargetRoot):
@@ -283,6 +288,14 @@ class SshRoot(TargetRoot):
     async def _read_all(self, full: str) -> bytes:
         async with self.session.sftp.open(full, "rb") as fh:
             return as_bytes(await fh.read())
+
+    def download(self, relpath: str, destination: Path) -> None:
+        """Copy the file `relpath` to the local `destination` with its mode and mtimes, by pipelined
+        block reads (a few MiB in flight, never the whole file in memory); holes stay holes."""
+        full = self.resolve(relpath)
+        self._call(
+            self.session.sftp.get(full, destination, preserve=True), f"cannot copy to {destination}", relpath
+        )
 
     def sha256(self, relpath: str) -> tuple[str, int]:
         full = self.resolve(relpath)

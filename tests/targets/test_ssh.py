@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import stat
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from omni_recovery.backup.post_recovery import gather
 from omni_recovery.errors import UnsafePathError
 from omni_recovery.restorer.files import RestoredFile, restore_files
 from omni_recovery.targets import open_root
@@ -238,3 +240,34 @@ def test_an_owner_is_given_to_a_symlink_itself(server: str, request: pytest.Fixt
     )
     assert (link.st_uid, link.st_gid) == (1234, 4321)
     assert (pointed.st_uid, pointed.st_gid) == (2345, 0)
+
+
+@pytest.mark.parametrize("server", ["sftp_server", "openssh"])
+def test_the_post_recovery_gather_streams_an_ssh_file_with_its_mode_and_mtime(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+):
+    """A file 48 MiB long is copied out with never more than a few MiB of it in memory (it used to be
+    read whole), and keeps its mode and mtime."""
+    ssh: SftpServer | OpenSshServer = request.getfixturevalue(server)
+    onto = ssh.folder / "srv/node"
+    big = onto / "volumes/app/data/files/big.bin"
+    big.parent.mkdir(parents=True)
+    content = os.urandom(1 << 20)
+    with open(big, "wb") as fh:
+        fh.write(content)
+        fh.seek(47 << 20)
+        fh.write(content)
+    big.chmod(0o640)
+    os.utime(big, (1_600_000_000, 1_600_000_000))
+    root = SshRoot(ssh.url(ssh.sftp_path("srv/node")), ssh.access(), create=False)
+    into = tmp_path / "gathered"
+    tracemalloc.start()
+    try:
+        gather(root, into)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    copied = into / "volumes/app/data/files/big.bin"
+    assert copied.read_bytes() == big.read_bytes()
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o640 and copied.stat().st_mtime == 1_600_000_000
+    assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB held at once while copying a 48 MiB file"
