@@ -273,8 +273,9 @@ async def _open_session(url: SshUrl, access: SshAccess, root: str) -> Session:
     except asyncssh.HostKeyNotVerifiable as exc:
         offered = client.offered.get_fingerprint() if client.offered else "a key of another type"
         raise TargetError(
-            f"the host {url.address} did not prove the inventory's host_key: expected "
-            f"{pinned.get_fingerprint()}, the host offered {offered}; nothing was sent",
+            f"the host {url.address} did not prove the pinned host key (the inventory's host_key, or "
+            f"--ssh-host-key): expected {pinned.get_fingerprint()}, the host offered {offered}; "
+            "nothing was sent",
             root=root,
         ) from exc
     except asyncssh.PermissionDenied as exc:
