@@ -16,6 +16,7 @@ from omni_recovery.cli.execute import deploy_directors, execute_plan, status
 from omni_recovery.cli.plan import plan_generate
 from omni_recovery.cli.practice import drill
 from omni_recovery.cli.register import register_isos, sql
+from omni_recovery.cli.scan import inventory_scan
 from omni_recovery.cli.validate import validate_isos
 
 
@@ -54,6 +55,7 @@ for command in (
     validate_isos,
     register_isos,
     sql,
+    inventory_scan,
     plan_generate,
     execute_plan,
     deploy_directors,

@@ -286,6 +286,14 @@ class TargetRoot:
         except OSError as exc:
             raise self.error(f"cannot tell the free space: {exc}") from exc
 
+    def root_exists(self) -> bool:
+        """Whether the root folder itself is there (execute-plan makes it when its parent is)."""
+        return os.path.isdir(self.root) if self.is_local else bool(self.fs.isdir(self.root))
+
+    def offers_fsync(self) -> bool:
+        """Whether a file written here can be made durable before its rename (fsync)."""
+        return self.is_local
+
     def exists(self, relpath: str) -> bool:
         full = self.resolve(relpath)
         if self.is_local:

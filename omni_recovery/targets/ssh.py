@@ -264,6 +264,26 @@ class SshRoot(TargetRoot):
         device = -1 - zlib.crc32(f"{self.target.host}:{self.target.port}:{vfs.fsid}".encode())
         return FreeSpace(device, vfs.bavail * vfs.frsize)
 
+    def root_exists(self) -> bool:
+        return self._call(self.session.sftp.isdir(self.root), "cannot inspect the root")
+
+    def offers_fsync(self) -> bool:
+        """Whether the server fsyncs a file on request (`fsync@openssh.com`), tried on a probe file in
+        the root (removed after)."""
+        return self._call(
+            self._offers_fsync(self.full(partial_relpath(".omni-fsync-probe"))), "cannot probe fsync"
+        )
+
+    async def _offers_fsync(self, probe: str) -> bool:
+        try:
+            async with self.session.sftp.open(probe, "w") as handle:
+                await handle.fsync()
+        except asyncssh.SFTPOpUnsupported:
+            return False
+        finally:
+            await self._discard(probe)
+        return True
+
     def exists(self, relpath: str) -> bool:
         return self.kind(relpath) is not None
 
