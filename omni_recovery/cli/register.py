@@ -18,7 +18,12 @@ from typing import Any
 
 import click
 
-from omni_recovery.cli.options import absolute_location_callback, handle_errors, workspace_option
+from omni_recovery.cli.options import (
+    absolute_location_callback,
+    handle_errors,
+    ssh_identity_option,
+    workspace_option,
+)
 
 __all__ = ["register_isos", "sql"]
 
@@ -37,11 +42,8 @@ __all__ = ["register_isos", "sql"]
     help="For an ssh:// --path: the host's public key as in known_hosts (ssh-ed25519 AAAA...); a host "
     "that cannot prove it is refused before anything is read.",
 )
-@click.option(
-    "--ssh-identity",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="For an ssh:// --path: the private key to log in with (else the SSH agent and ~/.ssh's keys).",
+@ssh_identity_option(
+    "For an ssh:// --path: the private key to log in with (else the SSH agent and ~/.ssh's keys)."
 )
 @workspace_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")

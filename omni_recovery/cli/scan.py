@@ -6,23 +6,20 @@ from pathlib import Path
 
 import click
 
-from omni_recovery.cli.options import allow_system_root_option, handle_errors
+from omni_recovery.cli.options import (
+    allow_system_root_option,
+    handle_errors,
+    inventory_option,
+    ssh_identity_option,
+)
 
 __all__ = ["inventory_scan"]
 
 
 @click.command("inventory-scan")
-@click.option(
-    "--inventory",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
-    help="The new infrastructure (inventory.yaml) whose node and pool roots to probe.",
-)
-@click.option(
-    "--ssh-identity",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="The private key to log in to SSH roots with (else each node's identity_file, else the agent).",
+@inventory_option("The new infrastructure (inventory.yaml) whose node and pool roots to probe.")
+@ssh_identity_option(
+    "The private key to log in to SSH roots with (else each root's identity_file, else the agent)."
 )
 @allow_system_root_option
 @handle_errors

@@ -4,7 +4,6 @@ parts of each ISO the catalog needs cross the network), from a host that proves 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,23 +12,11 @@ from click.testing import CliRunner, Result
 from omni_recovery.backup.writer import WriterOptions
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
-from omni_recovery.db.schema import init_database
 from omni_recovery.envstate.demo import DemoOptions
-from omni_recovery.settings import DATABASE_URL_ENV
 from tests.backupset.conftest import DemoSet
-from tests.catalog_fixtures import scratch_workspace
 from tests.demo_fixtures import signed_set, write_demo
 from tests.targets.sftp_servers import SftpServer, new_key, public_line
-
-
-@pytest.fixture
-def workspace(
-    tmp_path_factory: pytest.TempPathFactory, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    init_database(fresh_database_url)
-    monkeypatch.setenv(DATABASE_URL_ENV, fresh_database_url)
-    with scratch_workspace(tmp_path_factory, "over-ssh") as folder:
-        yield folder
+from tests.test_registered_sets import workspace  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +38,17 @@ def served_set(big_set: DemoSet, sftp_server: SftpServer) -> str:
     return sftp_server.url("/isos/set1")
 
 
-def register(location: str, workspace: Path, *ssh: str) -> Result:
-    args = ["register-isos", "--path", location, "--workspace", str(workspace), "--quiet", *ssh]
+def register(location: str, into: Path, *ssh: str) -> Result:
+    args = ["register-isos", "--path", location, "--workspace", str(into), "--quiet", *ssh]
     return CliRunner().invoke(main, args)
 
 
 def test_a_set_over_ssh_is_registered_reading_only_part_of_each_iso(
-    served_set: str, sftp_server: SftpServer, big_set: DemoSet, workspace: Path, fresh_database_url: str
+    served_set: str,
+    sftp_server: SftpServer,
+    big_set: DemoSet,
+    workspace: Path,  # noqa: F811
+    fresh_database_url: str,
 ) -> None:
     ssh = ["--ssh-host-key", sftp_server.host_key_line, "--ssh-identity", str(sftp_server.client_key_file)]
     result = register(served_set, workspace, *ssh)
@@ -72,7 +63,9 @@ def test_a_set_over_ssh_is_registered_reading_only_part_of_each_iso(
 
 
 def test_a_host_that_cannot_prove_the_given_key_is_refused_before_anything_is_read(
-    served_set: str, sftp_server: SftpServer, workspace: Path
+    served_set: str,
+    sftp_server: SftpServer,
+    workspace: Path,  # noqa: F811
 ) -> None:
     other = public_line(new_key())
     result = register(
@@ -85,7 +78,8 @@ def test_a_host_that_cannot_prove_the_given_key_is_refused_before_anything_is_re
 
 
 def test_an_ssh_path_without_a_host_key_is_refused_naming_the_option(
-    served_set: str, workspace: Path
+    served_set: str,
+    workspace: Path,  # noqa: F811
 ) -> None:
     result = register(served_set, workspace)
     assert result.exit_code == 1 and "--ssh-host-key" in result.output
