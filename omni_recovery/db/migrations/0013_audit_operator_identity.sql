@@ -11,3 +11,7 @@ ALTER TABLE omni.audit_log
     ADD COLUMN ssh_keys jsonb NOT NULL DEFAULT '{}'::jsonb;
 
 ALTER TABLE omni.audit_log ALTER COLUMN db_role SET DEFAULT current_user;
+
+-- `status` and the report find a run's rows by subject (the run) and by detail's run_id (its steps).
+CREATE INDEX audit_log_subject_idx ON omni.audit_log (subject);
+CREATE INDEX audit_log_run_id_idx ON omni.audit_log ((detail->>'run_id'));
