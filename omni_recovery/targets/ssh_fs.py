@@ -53,6 +53,12 @@ def allow_ssh_location(location: str, access: SshAccess) -> None:
         fsspec.register_implementation(protocol, PinnedSftpFileSystem, clobber=True)
 
 
+def forget_ssh_locations() -> None:
+    """Unpin every host `allow_ssh_location` pinned (fsspec's cached filesystems of them too)."""
+    _pinned.clear()
+    PinnedSftpFileSystem.clear_instance_cache()
+
+
 class PinnedSftpFileSystem(AbstractFileSystem):
     """A pinned host's files, read over SFTP by range (see the module documentation)."""
 
@@ -66,8 +72,9 @@ class PinnedSftpFileSystem(AbstractFileSystem):
         access = _pinned.get((host, port, username))
         if access is None:
             raise TargetError(
-                "no host key is pinned for this host: give its public key as in known_hosts "
-                "(--ssh-host-key); an unknown host is never trusted",
+                "no host key is pinned for this host, and an unknown host is never trusted: register-isos "
+                "takes its public key as --ssh-host-key; the other commands do not read a set over SSH yet "
+                "(give them a local copy)",
                 root=self.location,
             )
         self.access = access

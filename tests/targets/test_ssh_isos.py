@@ -84,3 +84,13 @@ def test_an_ssh_path_without_a_host_key_is_refused_naming_the_option(
     result = register(served_set, workspace)
     assert result.exit_code == 1 and "--ssh-host-key" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_another_command_given_an_ssh_path_refuses_the_unpinned_host_in_one_line(
+    served_set: str, sftp_server: SftpServer
+) -> None:
+    """fsspec's own SSH filesystems would accept any host key: an ssh:// set is read by ours, which
+    refuses a host no key was pinned for, before connecting."""
+    result = CliRunner().invoke(main, ["validate-isos", "--path", served_set])
+    assert result.exit_code == 1 and "no host key is pinned for this host" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not sftp_server.connections
