@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.targets.ssh import close_sessions
+from omni_recovery.targets.ssh_fs import forget_ssh_locations
 from tests.targets.sftp_servers import NO_SSHD, SSHD, OpenSshServer, SftpServer, new_key
 
 
@@ -17,6 +18,7 @@ from tests.targets.sftp_servers import NO_SSHD, SSHD, OpenSshServer, SftpServer,
 def fresh_ssh_connections() -> Iterator[None]:
     yield
     close_sessions()  # each test connects anew: a server of one test never serves the next
+    forget_ssh_locations()  # nor is a host pinned by one test trusted in the next
 
 
 @pytest.fixture

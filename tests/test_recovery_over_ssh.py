@@ -8,12 +8,17 @@ the trees compared file for file, mode for mode.
 from __future__ import annotations
 
 import dataclasses
+import html
+import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+import asyncssh
+from click.testing import CliRunner
 
 from omni_recovery.adapt.inventory import (
     InventoryNode,
@@ -22,7 +27,9 @@ from omni_recovery.adapt.inventory import (
     inventory_to_yaml,
     make_inventory,
 )
+from omni_recovery.cli import main
 from omni_recovery.execute.options import ExecuteOptions
+from omni_recovery.operator_identity import Operator
 from omni_recovery.plan.generate import generate, record_plan_source, write_plan_files
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import PARTIAL_SUFFIX
@@ -58,9 +65,11 @@ def plan_onto(
     return Setup(demo, folder, plan_path, plan), roots
 
 
-def recover(setup: Setup, ws: Path, **options: Any) -> None:
+def recover(setup: Setup, ws: Path, **options: Any) -> Path:
+    """Run the recovery of `setup`; the path of its report, which says it succeeded."""
     summary = execute_recovery(load_settings(ws), ExecuteOptions(setup.plan_path, **options), PASSPHRASE)
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
+    return Path(summary.report)
 
 
 def _over_ssh(item: Item, server: Server | None, identity_file: bool) -> Item:
@@ -98,7 +107,8 @@ def test_a_recovery_onto_three_ssh_nodes_and_an_ssh_pool_equals_one_onto_local_f
 ):
     servers = {name: sftp_servers(name) for name in [n[0] for n in NODES] + [POOL[0]]}
     over_ssh, ssh_roots = plan_onto(validated, tmp_path / "over-ssh", servers)
-    recover(over_ssh, workspace)
+    report = recover(over_ssh, workspace)
+    assert_who_ran_it_is_shown(report, workspace, servers.values())
     local, local_roots = plan_onto(validated, tmp_path / "local", {})
     recover(local, workspace)
     for name in [n[0] for n in NODES]:
@@ -108,6 +118,26 @@ def test_a_recovery_onto_three_ssh_nodes_and_an_ssh_pool_equals_one_onto_local_f
     pool = comparable(tmp_path / f"local/storage/{POOL[0]}", local_roots)
     assert any(rel.startswith("volumes/") for rel in pool)
     assert comparable(servers[POOL[0]].folder / f"srv/omni/{POOL[0]}", ssh_roots) == pool
+
+
+def assert_who_ran_it_is_shown(report: Path, ws: Path, servers: Iterable[Server]) -> None:
+    """The report and `status` name the OS user, uid, host and database role that ran the run, and the
+    key each SSH host accepted (its fingerprint as OpenSSH computes it)."""
+    who = Operator.current()
+    ran_by = f"run by {who.os_user} (uid {who.uid}) on {who.host}, database role "
+    keys = [(f"{s.user}@127.0.0.1:{s.port}", public_fingerprint(s.client_key_file)) for s in servers]
+    operators = json.loads(report.with_suffix(".json").read_text())["operators"]
+    status = CliRunner().invoke(main, ["status", "--workspace", str(ws)]).output
+    for shown in ("\n".join(operators), html.unescape(report.read_text()), status):
+        assert ran_by in shown
+        assert all(f"{address} {fingerprint}" in shown for address, fingerprint in keys), shown
+
+
+def public_fingerprint(private_key: Path) -> str:
+    found = subprocess.run(["ssh-keygen", "-l", "-f", f"{private_key}.pub"], capture_output=True, text=True)
+    if found.returncode != 0:  # no OpenSSH client here: asyncssh's own reading of the public key
+        return asyncssh.read_public_key(f"{private_key}.pub").get_fingerprint()
+    return found.stdout.split()[1]
 
 
 def test_sshd_killed_mid_volume_fails_in_one_line_and_the_rerun_redoes_only_what_was_not_in_place(

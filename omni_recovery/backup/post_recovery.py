@@ -2,8 +2,9 @@
 
 The restored environment is spread over node roots and storage pool roots; this gathers it into
 one environment state folder in the run's workspace (hard links where the roots are local on
-the same filesystem, copies otherwise; documents shared by every Director node taken once), then
-writes a new signed, encrypted set with the normal writer. The gathered folder is removed after.
+the same filesystem, copies otherwise, streamed from SSH roots with their modes and mtimes;
+documents shared by every Director node taken once), then writes a new signed, encrypted set with
+the normal writer. The gathered folder is removed after.
 """
 
 from __future__ import annotations
@@ -63,14 +64,10 @@ def gather(target: TargetRoot, into: Path) -> None:
         elif entry.type == "symlink":
             assert entry.target is not None
             os.symlink(entry.target, destination)
-        elif target.is_local:
-            _link_or_copy(Path(target.resolve(rel)), destination)
+        elif not target.is_local:
+            target.download(rel, destination)  # streamed, with its mode and mtime
         else:
-            destination.write_bytes(target.read_bytes(rel))
-
-
-def _link_or_copy(source: Path, destination: Path) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
+            try:
+                os.link(target.resolve(rel), destination)
+            except OSError:  # another filesystem
+                target.download(rel, destination)

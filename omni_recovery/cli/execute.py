@@ -373,6 +373,8 @@ def _status(workspace: Path | None, runs: int, watch_every: float | None = None)
             f"{run.run_id}  plan {run.plan_id}  {status}  started {run.started_at:%Y-%m-%d %H:%M:%S}"
             f"  steps {done}/{len(run.steps)} succeeded  {written / 2**20:.1f} MiB written"
         )
+        for operator in run.operators:
+            click.echo(f"  {operator}")
         for step in run.steps:
             if step.status == SUCCEEDED:
                 continue

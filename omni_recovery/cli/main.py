@@ -7,6 +7,7 @@ with status 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import click
+import fsspec
 
 from omni_recovery import __version__
 from omni_recovery.cli.backup import backup, keygen
@@ -16,7 +17,9 @@ from omni_recovery.cli.execute import deploy_directors, execute_plan, status
 from omni_recovery.cli.plan import plan_generate
 from omni_recovery.cli.practice import drill
 from omni_recovery.cli.register import register_isos, sql
+from omni_recovery.cli.scan import inventory_scan
 from omni_recovery.cli.validate import validate_isos
+from omni_recovery.urls import SSH_SCHEMES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -44,6 +47,13 @@ def version() -> None:
     click.echo(f"omni-recovery {__version__}")
 
 
+# A set at ssh:// or sftp:// is read only from a host whose key is pinned (register-isos --ssh-host-key);
+# fsspec's own SSH filesystems would trust any host key. Named, not imported: asyncssh loads on use.
+for protocol in SSH_SCHEMES:
+    fsspec.register_implementation(
+        protocol, "omni_recovery.targets.ssh_fs.PinnedSftpFileSystem", clobber=True
+    )
+
 for command in (
     demo_env,
     keygen,
@@ -54,6 +64,7 @@ for command in (
     validate_isos,
     register_isos,
     sql,
+    inventory_scan,
     plan_generate,
     execute_plan,
     deploy_directors,

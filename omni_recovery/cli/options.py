@@ -109,13 +109,30 @@ def ssh_options(func: F) -> F:
         help="Most bytes per second written to each SSH node or pool (e.g. 50M), so a recovery leaves "
         "room for production traffic. Default: no limit.",
     )(func)
+    return ssh_identity_option(
+        "Private key for every ssh:// root (else each root's identity_file in the inventory, else "
+        "the SSH agent). Keys only: an encrypted key goes in the agent."
+    )(func)
+
+
+def ssh_identity_option(help_text: str) -> Callable[[F], F]:
+    """--ssh-identity FILE: the private key to log in to SSH hosts with."""
     return click.option(
         "--ssh-identity",
         type=click.Path(dir_okay=False, exists=True, path_type=Path),
         default=None,
-        help="Private key for every ssh:// root (else each root's identity_file in the inventory, else "
-        "the SSH agent). Keys only: an encrypted key goes in the agent.",
-    )(func)
+        help=help_text,
+    )
+
+
+def inventory_option(help_text: str) -> Callable[[F], F]:
+    """--inventory FILE (required): the new infrastructure's inventory.yaml."""
+    return click.option(
+        "--inventory",
+        required=True,
+        type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
+        help=help_text,
+    )
 
 
 def read_passphrase(passphrase_file: Path | None, *, required: bool = True) -> bytes | None:

@@ -12,6 +12,7 @@ from omni_recovery.cli.options import (
     absolute_location_callback,
     allow_system_root_option,
     handle_errors,
+    inventory_option,
     workspace_option,
 )
 
@@ -21,12 +22,7 @@ if TYPE_CHECKING:
 
 
 @click.command("plan-generate")
-@click.option(
-    "--inventory",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, resolve_path=True, path_type=Path),
-    help="The new infrastructure (inventory.yaml: nodes, network, storage).",
-)
+@inventory_option("The new infrastructure (inventory.yaml: nodes, network, storage).")
 @click.option(
     "--output",
     "-o",

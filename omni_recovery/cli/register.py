@@ -21,6 +21,7 @@ import click
 from omni_recovery.cli.options import (
     absolute_location_callback,
     handle_errors,
+    ssh_identity_option,
     trusted_key_option,
     workspace_option,
 )
@@ -34,13 +35,29 @@ __all__ = ["register_isos", "sql"]
     "location",
     required=True,
     callback=absolute_location_callback,
-    help="Backup set folder or fsspec URL (file://, s3://, ...).",
+    help="Backup set folder or URL (file://, s3://, ssh://user@host[:port]/path ...).",
+)
+@click.option(
+    "--ssh-host-key",
+    default=None,
+    help="For an ssh:// --path: the host's public key as in known_hosts (ssh-ed25519 AAAA...); a host "
+    "that cannot prove it is refused before anything is read.",
+)
+@ssh_identity_option(
+    "For an ssh:// --path: the private key to log in with (else the SSH agent and ~/.ssh's keys)."
 )
 @trusted_key_option
 @workspace_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def register_isos(location: str, trusted_keys: tuple[str, ...], workspace: Path | None, quiet: bool) -> None:
+def register_isos(
+    location: str,
+    ssh_host_key: str | None,
+    ssh_identity: Path | None,
+    trusted_keys: tuple[str, ...],
+    workspace: Path | None,
+    quiet: bool,
+) -> None:
     """Register a backup set: ingest every ISO and load the catalog (Parquet + PostgreSQL).
 
     Runs the same Dagster assets as the UI (one partition per ISO) with their blocking checks,
@@ -49,9 +66,14 @@ def register_isos(location: str, trusted_keys: tuple[str, ...], workspace: Path 
     given; without any, each ISO's check says in a warning that it was not (validate-isos judges
     it). Registering a set again replaces its rows; other sets stay beside it.
 
+    A set on another machine is read over SFTP (ssh://user@host[:port]/path) by range: only the
+    parts of each ISO the catalog needs cross the network.
+
     \b
     Example:
       omni-recovery register-isos --path ./backups/set1 --trusted-key ./keys/backup-signing.key.pub
+      omni-recovery register-isos --path ssh://omni@store.example/srv/isos/set1 \\
+          --ssh-host-key "$(cat store_host_ed25519_key.pub)" --trusted-key ./keys/backup-signing.key.pub
       omni-recovery sql "SELECT kind, count(*) FROM isos GROUP BY kind"
     """
     from tqdm import tqdm
@@ -59,6 +81,7 @@ def register_isos(location: str, trusted_keys: tuple[str, ...], workspace: Path 
     from omni_recovery.backupset.reader import list_backup_set
     from omni_recovery.settings import load_settings
 
+    _pin_ssh_host(location, ssh_host_key, ssh_identity)
     settings = load_settings(workspace)
     total = len(list_backup_set(location))
     warnings.filterwarnings("ignore", module="dagster")
@@ -81,6 +104,26 @@ def register_isos(location: str, trusted_keys: tuple[str, ...], workspace: Path 
     for line in summary.lines():
         click.echo(line)
     click.echo(f"catalog:       {settings.catalog} (Parquet) and PostgreSQL schema omni")
+
+
+def _pin_ssh_host(location: str, host_key: str | None, identity: Path | None) -> None:
+    """Let an ssh:// location be read, from the host that proves `host_key` only."""
+    from omni_recovery.errors import RecoveryError
+    from omni_recovery.urls import is_ssh_url
+
+    if not is_ssh_url(location):
+        if host_key or identity:
+            raise RecoveryError("--ssh-host-key and --ssh-identity are for an ssh:// --path")
+        return
+    if not host_key:
+        raise RecoveryError(
+            f"{location}: give the host's public key with --ssh-host-key (as in its known_hosts line, "
+            "e.g. from `ssh-keyscan -t ed25519 HOST`, checked with the host's admin)"
+        )
+    from omni_recovery.targets.ssh_fs import allow_ssh_location
+    from omni_recovery.targets.ssh_session import SshAccess
+
+    allow_ssh_location(location, SshAccess(host_key, str(identity) if identity else None))
 
 
 @click.command()

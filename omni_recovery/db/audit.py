@@ -2,9 +2,12 @@
 
 How it works: `audit(conn, operation, subject, detail)` inserts a row (time from the database
 clock, actor defaulting to the OS user running the command, detail as jsonb) on the caller's
-connection and returns its id. It does not commit: the row belongs to the caller's transaction,
-so an operation and its audit row are kept or lost together. To record a failure whose
-transaction is rolled back, audit it after the rollback (or on another connection) and commit.
+connection and returns its id. Each row names who did it (migration 0013): the OS user, uid and host
+of the process, the database role (the server's current_user) and the SSH key each host accepted in
+this process so far (`operator_identity.ssh_keys_used`). It does not commit: the row belongs to
+the caller's transaction, so an operation and its audit row are kept or lost together. To record a
+failure whose transaction is rolled back, audit it after the rollback (or on another connection)
+and commit.
 
 The table is append-only (UPDATE, DELETE and TRUNCATE are refused by triggers, see migration 0006).
 
@@ -15,9 +18,7 @@ InFailedSqlTransaction; never put secrets (passphrases, keys, passwords) in `det
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -27,16 +28,9 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from omni_recovery.db.connection import SCHEMA
+from omni_recovery.operator_identity import Operator, ssh_keys_used
 
 _dumps = partial(json.dumps, default=str, sort_keys=True)
-
-
-def current_actor() -> str:
-    """The OS user running this process (falls back to `uid:N` when it has no name)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def audit(
@@ -47,10 +41,20 @@ def audit(
     actor: str | None = None,
 ) -> int:
     """Insert an audit row in the caller's transaction and return its id (the caller commits)."""
+    who = Operator.current()
     row = conn.execute(
-        f"INSERT INTO {SCHEMA}.audit_log (actor, operation, subject, detail) VALUES (%s, %s, %s, %s) "
-        "RETURNING id",
-        (actor or current_actor(), operation, subject, Jsonb(dict(detail or {}), dumps=_dumps)),
+        f"INSERT INTO {SCHEMA}.audit_log (actor, operation, subject, detail, os_user, os_uid, host, "
+        "ssh_keys) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            actor or who.os_user,
+            operation,
+            subject,
+            Jsonb(dict(detail or {}), dumps=_dumps),
+            who.os_user,
+            who.uid,
+            who.host,
+            Jsonb(ssh_keys_used()),
+        ),
     ).fetchone()
     assert row is not None
     return int(row[0])

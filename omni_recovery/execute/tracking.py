@@ -30,7 +30,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -91,6 +91,7 @@ class RunRecord:
     finished_at: datetime | None
     options: dict[str, Any]
     steps: list[StepRecord]
+    operators: list[str] = field(default_factory=list)  # who started or resumed it (`run_operators`)
 
 
 def _serialized(method: Callable[P, R]) -> Callable[P, R]:
@@ -443,6 +444,38 @@ def recent_runs(conn: Connection, limit: int = 5) -> list[RunRecord]:
                 (run_id,),
             ).fetchall()
         ]
-        records.append(RunRecord(run_id, plan_id, status, started, finished, options, steps))
+        operators = run_operators(conn, run_id)
+        records.append(RunRecord(run_id, plan_id, status, started, finished, options, steps, operators))
     conn.commit()
     return records
+
+
+def run_operators(conn: Connection, run_id: str) -> list[str]:
+    """Who started and who resumed the run, from its audit rows, in order: OS user and uid, host and
+    database role, then the SSH keys the target hosts accepted during the run (fingerprint by host)."""
+    people = conn.execute(
+        "SELECT coalesce(os_user, actor), os_uid, host, db_role FROM omni.audit_log "
+        "WHERE subject = %s AND operation IN ('recovery.start', 'recovery.resume') "
+        "GROUP BY 1, 2, 3, 4 ORDER BY min(at)",
+        (run_id,),
+    ).fetchall()
+    keys = conn.execute(
+        "SELECT DISTINCT key.address, key.fingerprint FROM omni.audit_log, "
+        "jsonb_each_text(ssh_keys) AS key(address, fingerprint) "
+        "WHERE subject = %s OR detail->>'run_id' = %s ORDER BY 1, 2",
+        (run_id, run_id),
+    ).fetchall()
+    lines = [_operator_line(*person) for person in people]
+    if keys:
+        lines.append(
+            "SSH keys the targets accepted: "
+            + ", ".join(f"{address} {fingerprint}" for address, fingerprint in keys)
+        )
+    return lines
+
+
+def _operator_line(user: str, uid: int | None, host: str | None, role: str | None) -> str:
+    uid_part = f" (uid {uid})" if uid is not None else ""
+    host_part = f" on {host}" if host else ""
+    role_part = f", database role {role}" if role else ""
+    return f"run by {user}{uid_part}{host_part}{role_part}"

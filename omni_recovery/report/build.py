@@ -116,6 +116,7 @@ def build_report(recovery: RunContext) -> RecoveryReport:
         post_recovery_backup=_post_recovery_backup(recovery, complete=complete),
         earlier_attempts=earlier_attempts(run.steps, step_attempts(recovery.tracker.conn, run.run_id)),
         recommendations=_recommendations(recovery, steps, run.started_at),
+        operators=run.operators,
     )
 
 

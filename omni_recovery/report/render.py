@@ -89,6 +89,8 @@ class RecoveryReport:
     earlier_attempts: list[str] = field(default_factory=list)
     # What the run's measurements and placements suggest (the analysis `omni performance optimize` lists).
     recommendations: list[Recommendation] = field(default_factory=list)
+    # Who started (and resumed) the run: OS user, uid, host, database role; the SSH keys used.
+    operators: list[str] = field(default_factory=list)
 
     @property
     def failed_steps(self) -> list[StepTiming]:

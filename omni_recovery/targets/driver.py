@@ -1,64 +1,50 @@
 """The target driver: one node's filesystem root, reached through fsspec, written atomically.
 
-How it works
-------------
 A `TargetRoot` wraps one inventory node's `root` URL (a local folder by default; `memory://`,
 `s3://` … through fsspec). Every path handed to it is relative to that root and goes through
 `resolve()`, which refuses absolute paths, `..`, `.`, empty segments, NUL and backslashes (the
-backup format's own path rule, `layout.check_relative_path`) and checks that the normalised
-result stays inside the root. On a local root it also refuses to write through a symbolic link
-that lies on the way to a path (a restored symlink can never redirect a later write).
+backup format's own path rule) and checks that the normalised result stays inside the root; where
+the filesystem has symlinks it also refuses to write through one on the way to a path. Files are
+written by `partial.PartialFile` under a temporary name and renamed into place only when whole
+(`open_atomic`, `begin`…`commit`); symlinks follow `base.check_symlink_target`. Modes, mtimes and
+symlinks are applied on a local root; on other fsspec protocols where the filesystem implements
+them. An `ssh://` root is `targets.ssh.SshRoot` (`targets.open_root` picks the kind by the URL).
 
-Files are written under a hidden temporary name in their own folder, `.{name}.omni-partial`,
-and renamed onto their final name only when the writer says the content is whole
-(`PartialFile.commit`, or a clean exit from `open_atomic`). On an error the temporary file is
-removed. On a local root the temporary file is held under an exclusive `flock` from its
-creation to its rename: a leftover of a killed writer is taken over and emptied, while a path
-that another live writer is writing is refused (TargetError), so two restores of one path
-never mix their bytes. A local root uses plain os calls (`os.open`, `os.write`,
-`os.replace`); with `fsync=True` (the default) each file is fsynced before its rename and its
-folder after it, so a name that survives a power loss always holds the whole content.
-Benchmarks may turn it off.
-
-Symbolic links may only be created inside a volume's `volumes/{app}/{vol}/files/` tree and
-must resolve, from their own folder, to a place inside that same tree (the manifest's rule).
-Modes, mtimes and symlinks are applied on a local root; on other protocols modes and mtimes
-are applied only where the filesystem implements them, and symlinks are refused with a
-TargetError unless the filesystem has them. An `ssh://` root is `targets.ssh.SshRoot`, which keeps
-all of a local root's guarantees over SFTP (`targets.open_root` picks the kind by the URL).
-
-What can go wrong
------------------
-A path that would leave the root raises UnsafePathError; an OS or fsspec failure (disk full,
-permission denied, a folder where a file should go) raises TargetError naming the path. A
-process killed while writing leaves at most the `.{name}.omni-partial` files it had open,
-never a partial file under a final name; `remove_partials()` sweeps them, and writing the same
-path again takes its temporary file over. Folders checked for symlinks on the way are cached
-per TargetRoot: a folder swapped for a symlink behind its back by another process is not
-noticed (use a fresh TargetRoot per run).
+What can go wrong: a path that would leave the root raises UnsafePathError; an OS or fsspec failure
+(disk full, permission denied, a folder where a file should go) raises TargetError naming the path.
+A killed writer leaves at most `.{name}.omni-partial` files, never a partial file under a final
+name; `remove_partials()` sweeps them. Folders checked for symlinks are cached per TargetRoot: a
+folder swapped for a symlink behind its back by another process is not noticed (use a fresh
+TargetRoot per run).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import posixpath
 import shutil
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from omni_recovery.backupset.hashing import aligned_buffer, sha256_file
 from omni_recovery.backupset.layout import check_relative_path, is_within
-from omni_recovery.backupset.names import utf8_prefix
-from omni_recovery.errors import RecoveryError, UnsafePathError
+from omni_recovery.errors import UnsafePathError
+from omni_recovery.targets.base import (
+    PARTIAL_SUFFIX,
+    FreeSpace,
+    TargetEntry,
+    TargetError,
+    check_symlink_target,
+    partial_relpath,
+)
+from omni_recovery.targets.partial import PartialFile
 
 __all__ = [
     "PARTIAL_SUFFIX",
@@ -71,259 +57,7 @@ __all__ = [
     "partial_relpath",
 ]
 
-PARTIAL_SUFFIX = ".omni-partial"
-NAME_MAX = 255  # bytes in one file name (ext4, xfs, tmpfs, btrfs …): a temporary name must fit too
-_WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-
-
-class TargetError(RecoveryError):
-    """Writing to a target root failed; names the root and the path."""
-
-    def __init__(self, message: str, *, root: str | None = None, path: str | None = None) -> None:
-        self.root = root
-        self.path = path
-        self.reason = message
-        where = ": ".join(part for part in (root, path) if part)
-        super().__init__(f"{where}: {message}" if where else message)
-
-
-@dataclass(frozen=True)
-class TargetEntry:
-    """One entry under a target root, as `TargetRoot.listing()` reports it."""
-
-    path: str
-    type: str  # "file", "dir" or "symlink"
-    size: int
-    mode: int | None
-    target: str | None = None
-
-
-@dataclass(frozen=True)
-class FreeSpace:
-    """The free space of the filesystem a local root lies on."""
-
-    device: int  # st_dev: roots on one filesystem share its free space
-    free: int  # bytes a writer without root's reserve may still use
-
-
-def partial_relpath(relpath: str) -> str:
-    """The temporary name a file is written under before it is renamed onto `relpath`:
-    `.{name}.omni-partial`; for a name too long for that to fit in NAME_MAX bytes, the name cut
-    short (whole characters) with a digest of all of it, so that it is still one name per file."""
-    folder, name = posixpath.split(relpath)
-    hidden = f".{name}{PARTIAL_SUFFIX}"
-    if len(hidden.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        head = utf8_prefix(name, NAME_MAX - len(f".~{digest}{PARTIAL_SUFFIX}"))
-        hidden = f".{head}~{digest}{PARTIAL_SUFFIX}"
-    return posixpath.join(folder, hidden) if folder else hidden
-
-
-def _volume_files_root(relpath: str) -> str | None:
-    parts = relpath.split("/")
-    if len(parts) >= 5 and parts[0] == "volumes" and parts[3] == "files":
-        return "/".join(parts[:4])
-    return None
-
-
-def check_symlink_target(relpath: str, target: str) -> str:
-    """Refuse a symlink at `relpath` unless its target stays inside the same volume's files/ tree.
-
-    The rule is the manifest's (see backupset.manifest): the link must lie inside
-    `volumes/{app}/{vol}/files/`, its target must be a relative POSIX path, and the target,
-    resolved from the link's own folder, must stay inside that same files/ tree.
-    """
-    check_relative_path(relpath)
-    files_root = _volume_files_root(relpath)
-    if files_root is None:
-        raise UnsafePathError("a symlink must lie inside a volume's files/ tree", path=relpath)
-    if not target or target.startswith("/") or "\x00" in target or "\\" in target:
-        raise UnsafePathError(f"symlink target {target!r} must be a relative POSIX path", path=relpath)
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(relpath), target))
-    if resolved == files_root or not is_within(files_root, resolved):
-        raise UnsafePathError(f"symlink target {target!r} leaves {files_root}/", path=relpath)
-    return target
-
-
-class PartialFile:
-    """A file being written under its temporary name; `commit()` renames it onto its final name.
-
-    `write` appends.
-    """
-
-    def __init__(self, root: TargetRoot, relpath: str) -> None:
-        self.root = root
-        self.relpath = relpath
-        self.partial = partial_relpath(relpath)
-        self.size = 0
-        self._done = False
-        self._fd: int | None = None
-        self._fh: IO[bytes] | None = None
-        self._full = root.resolve(relpath)
-        folder = posixpath.dirname(relpath)
-        if folder:
-            root.makedirs(folder)
-        # the temporary name lies in the same, already checked folder
-        self._partial_full = posixpath.join(posixpath.dirname(self._full), posixpath.basename(self.partial))
-        self._open()
-
-    def _open(self) -> None:
-        """Create the temporary file, empty (a root of another kind opens it its own way)."""
-        try:
-            if self.root.is_local:
-                self._fd = self._open_locked()
-            else:
-                self._fh = self.root.fs.open(self._partial_full, "wb")
-        except (OSError, ValueError) as exc:
-            raise self.root.error(f"cannot create the temporary file: {exc}", self.partial) from exc
-
-    def _open_locked(self) -> int:
-        """Open the temporary file under an exclusive lock, emptied; refuse one another writer holds.
-
-        A leftover of a killed writer is taken over (its lock died with it); a file that a live
-        writer holds raises TargetError, so two restores of one path never mix their bytes. The
-        inode is checked again after locking, in case the name was renamed into place meanwhile.
-        """
-        for _ in range(8):
-            fd = os.open(self._partial_full, _WRITE_FLAGS, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                opened = os.fstat(fd)
-                current = os.lstat(self._partial_full)
-            except BlockingIOError as exc:
-                os.close(fd)
-                raise self.root.error("another writer is writing this file right now", self.partial) from exc
-            except FileNotFoundError:
-                os.close(fd)
-                continue
-            except BaseException:
-                os.close(fd)
-                raise
-            if (opened.st_dev, opened.st_ino) != (current.st_dev, current.st_ino):
-                os.close(fd)
-                continue
-            try:
-                os.ftruncate(fd, 0)
-            except BaseException:
-                os.close(fd)
-                raise
-            return fd
-        raise self.root.error("the temporary file keeps changing under this writer", self.partial)
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Append all of `data`; returns its length."""
-        length = len(data)
-        try:
-            if self._fd is not None:
-                with memoryview(data) as view:  # released even when a failed write's traceback lives on
-                    written = 0
-                    while written < length:
-                        written += os.write(self._fd, view[written:])
-            else:
-                assert self._fh is not None
-                self._fh.write(data)
-        except OSError as exc:
-            raise self.root.error(f"write failed: {exc}", self.partial) from exc
-        self.size += length
-        return length
-
-    def skip_to(self, offset: int) -> None:
-        """Leave a hole from the end written so far up to `offset`, where the next write goes (zeros
-        on a root that is not local)."""
-        if offset < self.size:
-            raise self.root.error(f"cannot skip back from {self.size} to {offset}", self.partial)
-        if self._fd is None:
-            self._zeros(offset - self.size)
-            return
-        try:
-            os.lseek(self._fd, offset, os.SEEK_SET)
-        except OSError as exc:
-            raise self.root.error(f"seek failed: {exc}", self.partial) from exc
-        self.size = offset
-
-    def end_at(self, size: int) -> None:
-        """Make the file `size` bytes long, a hole after the last write (zeros on other roots)."""
-        if self._fd is None:
-            self._zeros(size - self.size)
-            return
-        try:
-            os.ftruncate(self._fd, size)
-        except OSError as exc:
-            raise self.root.error(f"cannot set the size: {exc}", self.partial) from exc
-        self.size = size
-
-    def _zeros(self, count: int) -> None:
-        block = bytes(min(count, 1 << 20))
-        while count > 0:
-            count -= self.write(memoryview(block)[: min(count, len(block))])
-
-    def commit(
-        self, *, mode: int | None = None, mtime: float | None = None, sync_folder: bool = True
-    ) -> None:
-        """Apply mode and mtime, fsync (if the root asks for it), and rename onto the final name.
-
-        With fsync on, the folder is fsynced after the rename unless `sync_folder` is False: then
-        the caller fsyncs it (once for many files) before it treats the file as durable.
-        """
-        root = self.root
-        try:
-            if self._fd is not None:
-                fd = self._fd
-                if mode is not None:
-                    os.fchmod(fd, stat.S_IMODE(mode))
-                if mtime is not None:
-                    os.utime(fd, (mtime, mtime))
-                if root.fsync:
-                    os.fsync(fd)
-                os.replace(self._partial_full, self._full)  # still locked: nobody took the name over
-                self._fd = None
-                os.close(fd)
-                if root.fsync and sync_folder:
-                    root.fsync_folder(posixpath.dirname(self.relpath))
-            else:
-                assert self._fh is not None
-                fh, self._fh = self._fh, None
-                fh.close()
-                root.fs.mv(self._partial_full, self._full)
-                if mode is not None:
-                    root.chmod(self.relpath, mode)
-        except OSError as exc:
-            self.abort()
-            raise root.error(f"cannot put the file in place: {exc}", self.relpath) from exc
-        self._done = True
-
-    def abort(self) -> None:
-        """Remove the temporary file (never the final one), then release it."""
-        if self._done:
-            return
-        self._done = True
-        try:
-            if self._fd is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._partial_full)  # while still holding its lock
-            else:
-                if self._fh is not None:
-                    with contextlib.suppress(OSError, ValueError):
-                        self._fh.close()
-                    self._fh = None
-                self.root.discard(self.partial)
-        except OSError as exc:
-            raise self.root.error(f"cannot remove the temporary file: {exc}", self.partial) from exc
-        finally:
-            if self._fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._fd)
-                self._fd = None
-
-    def __enter__(self) -> PartialFile:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._done:
-            self.commit()
 
 
 class TargetRoot:
@@ -552,6 +286,14 @@ class TargetRoot:
         except OSError as exc:
             raise self.error(f"cannot tell the free space: {exc}") from exc
 
+    def root_exists(self) -> bool:
+        """Whether the root folder itself is there (execute-plan makes it when its parent is)."""
+        return os.path.isdir(self.root) if self.is_local else bool(self.fs.isdir(self.root))
+
+    def offers_fsync(self) -> bool:
+        """Whether a file written here can be made durable before its rename (fsync)."""
+        return self.is_local
+
     def exists(self, relpath: str) -> bool:
         full = self.resolve(relpath)
         if self.is_local:
@@ -609,6 +351,17 @@ class TargetRoot:
             return bytes(self.fs.cat_file(full))
         except OSError as exc:
             raise self.error(f"cannot read: {exc}", relpath) from exc
+
+    def download(self, relpath: str, destination: Path) -> None:
+        """Copy the file `relpath` to the local path `destination`, streamed, with its mode and mtime."""
+        full = self.resolve(relpath)
+        try:
+            if self.is_local:
+                shutil.copy2(full, destination)
+            else:
+                self.fs.get_file(full, str(destination))
+        except OSError as exc:
+            raise self.error(f"cannot copy to {destination}: {exc}", relpath) from exc
 
     def listing(self, under: str = "") -> dict[str, TargetEntry]:
         """Every file, folder and symlink under the root (or its folder `under`), by path relative to

@@ -63,6 +63,7 @@ class Behaviour:
     drop_after: int | None = None  # bytes written, after which every connection is dropped
     sha256sum: bool = False  # the account may run `sha256sum -- PATH` (no other command)
     written: int = 0
+    read: int = 0  # bytes the clients read
 
 
 class _Files(asyncssh.SFTPServer):
@@ -83,6 +84,12 @@ class _Files(asyncssh.SFTPServer):
         """The link's target as stored, as OpenSSH's sftp-server says it (asyncssh's chroot would
         resolve a relative one)."""
         return os.fsencode(os.readlink(self.map_path(path)))
+
+    def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        data = super().read(file_obj, offset, size)
+        assert isinstance(data, bytes)  # the local file's read, not a coroutine
+        self.server.behaviour.read += len(data)
+        return data
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         behaviour = self.server.behaviour

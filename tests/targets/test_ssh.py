@@ -4,14 +4,19 @@ per node, each on its own port and folder) and OpenSSH's sshd where it is instal
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 import time
-from collections.abc import Callable
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from omni_recovery.backup.post_recovery import gather
 from omni_recovery.errors import UnsafePathError
+from omni_recovery.operator_identity import ssh_keys_used
 from omni_recovery.restorer.files import RestoredFile, restore_files
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetError
@@ -238,3 +243,64 @@ def test_an_owner_is_given_to_a_symlink_itself(server: str, request: pytest.Fixt
     )
     assert (link.st_uid, link.st_gid) == (1234, 4321)
     assert (pointed.st_uid, pointed.st_gid) == (2345, 0)
+
+
+@pytest.mark.parametrize("server", ["sftp_server", "openssh"])
+def test_the_post_recovery_gather_streams_an_ssh_file_with_its_mode_and_mtime(
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
+):
+    """A file 48 MiB long is copied out with never more than a few MiB of it in memory (it used to be
+    read whole), and keeps its mode and mtime."""
+    ssh: SftpServer | OpenSshServer = request.getfixturevalue(server)
+    onto = ssh.folder / "srv/node"
+    big = onto / "volumes/app/data/files/big.bin"
+    big.parent.mkdir(parents=True)
+    content = os.urandom(1 << 20)
+    with open(big, "wb") as fh:
+        fh.write(content)
+        fh.seek(47 << 20)
+        fh.write(content)
+    big.chmod(0o640)
+    os.utime(big, (1_600_000_000, 1_600_000_000))
+    root = SshRoot(ssh.url(ssh.sftp_path("srv/node")), ssh.access(), create=False)
+    into = tmp_path / "gathered"
+    tracemalloc.start()
+    try:
+        gather(root, into)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    copied = into / "volumes/app/data/files/big.bin"
+    assert copied.read_bytes() == big.read_bytes()
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o640 and copied.stat().st_mtime == 1_600_000_000
+    assert peak < 16 << 20, f"{peak / 2**20:.0f} MiB held at once while copying a 48 MiB file"
+
+
+@pytest.fixture
+def ssh_agent(tmp_path: Path, client_key: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """OpenSSH's ssh-agent holding the client key, as SSH_AUTH_SOCK; no key in ~/.ssh to fall back on."""
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("no ssh-agent here (Debian's openssh-client)")
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        subprocess.run(["ssh-add", "-q", str(client_key)], check=True, capture_output=True)
+        yield sock
+    finally:
+        agent.kill()
+        agent.wait()
+
+
+def test_a_key_from_the_ssh_agent_logs_in_and_its_fingerprint_is_noted(
+    sftp_server: SftpServer, ssh_agent: Path, client_key: Path
+):
+    root = SshRoot(sftp_server.url("/node"), sftp_server.access(identity_file=None))
+    root.write_bytes_atomic("a.txt", b"through the agent's key\n")
+    assert (sftp_server.folder / "node/a.txt").read_bytes() == b"through the agent's key\n"
+    shown = subprocess.run(["ssh-keygen", "-l", "-f", f"{client_key}.pub"], capture_output=True, text=True)
+    assert ssh_keys_used()[sftp_server.url("").removeprefix("ssh://")] == shown.stdout.split()[1]

@@ -1,0 +1,60 @@
+"""`omni-recovery inventory-scan`: options parsed here, the probing done by omni_recovery.adapt.scan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from omni_recovery.cli.options import (
+    allow_system_root_option,
+    handle_errors,
+    inventory_option,
+    ssh_identity_option,
+)
+
+__all__ = ["inventory_scan"]
+
+
+@click.command("inventory-scan")
+@inventory_option("The new infrastructure (inventory.yaml) whose node and pool roots to probe.")
+@ssh_identity_option(
+    "The private key to log in to SSH roots with (else each root's identity_file, else the agent)."
+)
+@allow_system_root_option
+@handle_errors
+def inventory_scan(inventory: Path, ssh_identity: Path | None, allow_system_root: bool) -> None:
+    """Probe every node and storage pool root of the inventory before a recovery.
+
+    For each root: does it answer (an SSH host must prove its host_key), its free space, whether a
+    file can be written and renamed into place (a probe file, removed after), and whether the
+    filesystem fsyncs. Exit status 1 when a root is not ready.
+
+    \b
+    Example:
+      omni-recovery inventory-scan --inventory inventory.yaml
+    """
+    from omni_recovery.adapt.inventory import load_inventory
+    from omni_recovery.adapt.scan import scan_inventory
+    from omni_recovery.errors import RecoveryError
+
+    found = load_inventory(inventory, allow_system_root=allow_system_root)
+    scans = scan_inventory(found, str(ssh_identity) if ssh_identity else None)
+    click.echo(f"{'root':<24} {'reachable':<10} {'free':>10}  {'write+rename':<13} {'fsync':<6} url")
+    for scan in scans:
+        free = "-" if scan.free_bytes is None else f"{scan.free_bytes / 2**30:.1f} GiB"
+        click.echo(
+            f"{scan.kind + ' ' + scan.name:<24} {_yes(scan.reachable):<10} {free:>10}  "
+            f"{_yes(scan.writable):<13} {_yes(scan.fsync):<6} {scan.root}"
+        )
+    problems = [f"{scan.kind} {scan.name}: {scan.problem}" for scan in scans if scan.problem]
+    for line in problems:
+        click.echo(f"  {line}")
+    not_ready = [scan for scan in scans if not scan.ready]
+    if not_ready:
+        raise RecoveryError(f"{len(not_ready)} of {len(scans)} roots are not ready (above)")
+    click.echo(f"all {len(scans)} roots are ready")
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
