@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -364,21 +365,14 @@ def execute_plan_command(
 def execute_plan_until_volume_files(
     setup: Setup, workspace: Path, database_url: str, parallel: int
 ) -> tuple[subprocess.Popen[bytes], list[Path]]:
-    """`omni-recovery execute-plan` in a child process, once its first volume file is in place; the
-    volume folders of the plan's pools."""
+    """`omni-recovery execute-plan` in a child process, stopped (SIGSTOP) as soon as its first volume
+    file is in place, so its volume phase is not over when the caller signals it; the volume folders
+    of the plan's pools."""
     command, env = execute_plan_command(setup, workspace, database_url)
     command += ["--parallel-factor", str(parallel)]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(
-            p.exists() and any(f.is_file() and "omni-partial" not in f.name for f in p.rglob("*"))
-            for p in pools
-        ):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the restore finished before it could be interrupted"
+    stop_when(proc, lambda: count_final_files(pools) > 0, "a volume file in place")
     return proc, pools
 
 
@@ -387,7 +381,8 @@ def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
 ):
     setup = make_setup(validated, tmp_path)
     proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # delivered when it runs on
+    proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0
     message = stderr.decode()
@@ -951,11 +946,38 @@ def test_a_set_whose_files_lie_in_sections_out_of_order_is_recovered_identically
     assert {env_path(p) for p in scattered} & set(data), "some scattered file is compared"
 
 
-def wait_until(condition: Callable[[], object], what: str, seconds: float = 120) -> None:
+def wait_until(
+    condition: Callable[[], object],
+    what: str,
+    seconds: float = 120,
+    pause: Callable[[], float] = lambda: 0.01,
+) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"waited {seconds:.0f} s for {what}"
-        time.sleep(0.01)
+        time.sleep(pause())
+
+
+def stop_when(
+    proc: subprocess.Popen[bytes],
+    condition: Callable[[], object],
+    what: str,
+    pause: Callable[[], float] = lambda: 0.005,
+) -> None:
+    """Stop `proc` (SIGSTOP) as soon as `condition` holds: it goes no further than a look's time past
+    that point, however fast the machine, and stands still until SIGCONT or SIGKILL."""
+
+    def running_until(condition: Callable[[], object]) -> Callable[[], object]:
+        def check() -> object:
+            assert proc.poll() is None, f"the process ended before {what}"
+            return condition()
+
+        return check
+
+    wait_until(running_until(condition), what, pause=pause)
+    proc.send_signal(signal.SIGSTOP)
+    stopped = running_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
+    wait_until(stopped, "the process to stop")
 
 
 def frozen_holder(
@@ -1149,21 +1171,23 @@ def count_final_files(pools: list[Path]) -> int:
 
 
 def kill_during_volumes(
-    command: list[str], env: dict[str, str], pools: list[Path], files: int, delay: float
-) -> None:
-    """Run `command` (execute-plan) and SIGKILL it `delay` seconds after it has put `files` more
-    volume files in place: an instant inside the volume phase, whatever the machine's speed."""
+    command: list[str], env: dict[str, str], pools: list[Path], files: int, chance: random.Random
+) -> int:
+    """Run `command` (execute-plan), stop it as soon as it has put `files` more volume files in place
+    (looking again after a random 0-2 ms each time, so it stops at a random instant of its work), then
+    SIGKILL it; how many volume files were in place when it stopped."""
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wanted = count_final_files(pools) + files
-
-    def restored_enough() -> bool:
-        assert proc.poll() is None, "the run ended before its volume phase was over"
-        return count_final_files(pools) >= wanted
-
-    wait_until(restored_enough, f"{files} more volume files")
-    time.sleep(delay)
+    stop_when(
+        proc,
+        lambda: count_final_files(pools) >= wanted,
+        f"{files} more volume files",
+        pause=lambda: chance.uniform(0, 0.002),
+    )
+    in_place = count_final_files(pools)
     proc.kill()
     proc.wait()
+    return in_place
 
 
 def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_file_it_had_put_in_place(
@@ -1173,16 +1197,20 @@ def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_fi
     command, env = execute_plan_command(setup, workspace, database_url)
     command = [*command, "--parallel-factor", "1"]  # one file at a time: 20 kills fit in the volumes
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
+    source_files = sum(1 for p in (killable.env / "volumes").rglob("*") if p.is_file())
+    assert source_files > 20 * 8 * 4, "room for 20 kills of up to 8 files each and what each overshoots"
     chance = random.Random(20)
     first_seen: dict[Path, tuple[int, int]] = {}
+    in_place_at_kills: list[int] = []
     for kill in range(20):
-        kill_during_volumes(command, env, pools, chance.randint(1, 8), chance.uniform(0, 0.05))
+        in_place_at_kills.append(kill_during_volumes(command, env, pools, chance.randint(1, 8), chance))
         for path, identity in final_files(pools).items():
             assert first_seen.setdefault(path, identity) == identity, f"kill {kill}: {path} was rewritten"
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert latest_run(database_url).status == "succeeded"
     after = final_files(pools)
+    assert max(in_place_at_kills) < len(after), f"a kill came after the volume phase: {in_place_at_kills}"
     rewritten = [p for p, identity in first_seen.items() if after.get(p) != identity]
     assert first_seen and not rewritten, f"{len(rewritten)} file(s) rewritten, e.g. {rewritten[:3]}"
     source = {p: d for p, d in digests(killable.env).items() if p.startswith("volumes/") and "/files" in p}
