@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -362,18 +363,57 @@ def execute_plan_command(
     return [*command, "--workspace", str(workspace)], env
 
 
+# execute-plan as the console script runs it, but it stops itself (SIGSTOP) a random 0-5 ms after
+# it has put argv[1] more files in place under the folders listed in argv[3]: where it stops depends
+# on its own progress, not on how soon a watcher looks (a watcher short of CPU could see a fast
+# restore only once it had ended).
+SELF_STOPPING_EXECUTE_PLAN = textwrap.dedent(
+    """
+    import itertools, json, os, random, signal, sys, threading
+    from omni_recovery.cli.main import main
+    from omni_recovery.targets.driver import PartialFile
+
+    files, seed, folders = int(sys.argv[1]), int(sys.argv[2]), tuple(json.loads(sys.argv[3]))
+    commit, placed = PartialFile.commit, itertools.count(1)
+
+    def counted(self, **options):
+        commit(self, **options)
+        if self._full.startswith(folders) and next(placed) == files:
+            delay = random.Random(seed).uniform(0, 0.005)
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGSTOP)).start()
+
+    PartialFile.commit = counted
+    main(sys.argv[4:], prog_name="omni-recovery")
+    """
+)
+
+
+def stopped_after_volume_files(
+    command: list[str],
+    env: dict[str, str],
+    pools: list[Path],
+    files: int,
+    seed: int = 0,
+    stderr: int = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """execute-plan (`command`, from `execute_plan_command`) in a child process, once it has stopped
+    itself, `files` more files put in place in the volume folders `pools`."""
+    folders = json.dumps([f"{pool}/" for pool in pools])
+    script = [sys.executable, "-c", SELF_STOPPING_EXECUTE_PLAN, str(files), str(seed), folders, *command[3:]]
+    proc = subprocess.Popen(script, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    wait_stopped(proc, f"{files} volume files in place")
+    return proc
+
+
 def execute_plan_until_volume_files(
     setup: Setup, workspace: Path, database_url: str, parallel: int
 ) -> tuple[subprocess.Popen[bytes], list[Path]]:
-    """`omni-recovery execute-plan` in a child process, stopped (SIGSTOP) as soon as its first volume
-    file is in place, so its volume phase is not over when the caller signals it; the volume folders
-    of the plan's pools."""
+    """`omni-recovery execute-plan` in a child process, stopped once its first volume file is in
+    place (its volume phase is not over when the caller signals it); the plan's pools' volume folders."""
     command, env = execute_plan_command(setup, workspace, database_url)
-    command += ["--parallel-factor", str(parallel)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
-    stop_when(proc, lambda: count_final_files(pools) > 0, "a volume file in place")
-    return proc, pools
+    command += ["--parallel-factor", str(parallel)]
+    return stopped_after_volume_files(command, env, pools, 1, stderr=subprocess.PIPE), pools
 
 
 def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
@@ -946,38 +986,37 @@ def test_a_set_whose_files_lie_in_sections_out_of_order_is_recovered_identically
     assert {env_path(p) for p in scattered} & set(data), "some scattered file is compared"
 
 
-def wait_until(
-    condition: Callable[[], object],
-    what: str,
-    seconds: float = 120,
-    pause: Callable[[], float] = lambda: 0.01,
-) -> None:
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"waited {seconds:.0f} s for {what}"
-        time.sleep(pause())
+        time.sleep(0.01)
 
 
-def stop_when(
-    proc: subprocess.Popen[bytes],
-    condition: Callable[[], object],
-    what: str,
-    pause: Callable[[], float] = lambda: 0.005,
-) -> None:
-    """Stop `proc` (SIGSTOP) as soon as `condition` holds: it goes no further than a look's time past
-    that point, however fast the machine, and stands still until SIGCONT or SIGKILL."""
+def while_running(
+    proc: subprocess.Popen[bytes], condition: Callable[[], object], what: str
+) -> Callable[[], object]:
+    """`condition`, failing once `proc` has ended (it will never hold then)."""
 
-    def running_until(condition: Callable[[], object]) -> Callable[[], object]:
-        def check() -> object:
-            assert proc.poll() is None, f"the process ended before {what}"
-            return condition()
+    def check() -> object:
+        assert proc.poll() is None, f"the process ended before {what}"
+        return condition()
 
-        return check
+    return check
 
-    wait_until(running_until(condition), what, pause=pause)
+
+def wait_stopped(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Wait until `proc` stands still (SIGSTOP), failing if it ends first."""
+    stopped = while_running(proc, lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED, what)
+    wait_until(stopped, what)
+
+
+def stop_when(proc: subprocess.Popen[bytes], condition: Callable[[], object], what: str) -> None:
+    """Stop `proc` (SIGSTOP) as soon as a look finds `condition` holds, so it goes no further until
+    SIGCONT or SIGKILL."""
+    wait_until(while_running(proc, condition, what), what)
     proc.send_signal(signal.SIGSTOP)
-    stopped = running_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
-    wait_until(stopped, "the process to stop")
+    wait_stopped(proc, what)
 
 
 def frozen_holder(
@@ -1171,19 +1210,11 @@ def count_final_files(pools: list[Path]) -> int:
 
 
 def kill_during_volumes(
-    command: list[str], env: dict[str, str], pools: list[Path], files: int, chance: random.Random
+    command: list[str], env: dict[str, str], pools: list[Path], files: int, seed: int
 ) -> int:
-    """Run `command` (execute-plan), stop it as soon as it has put `files` more volume files in place
-    (looking again after a random 0-2 ms each time, so it stops at a random instant of its work), then
-    SIGKILL it; how many volume files were in place when it stopped."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wanted = count_final_files(pools) + files
-    stop_when(
-        proc,
-        lambda: count_final_files(pools) >= wanted,
-        f"{files} more volume files",
-        pause=lambda: chance.uniform(0, 0.002),
-    )
+    """Run `command` (execute-plan) until it stops itself a random instant after putting `files`
+    more volume files in place, then SIGKILL it; how many volume files were in place then."""
+    proc = stopped_after_volume_files(command, env, pools, files, seed)
     in_place = count_final_files(pools)
     proc.kill()
     proc.wait()
@@ -1198,12 +1229,12 @@ def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_fi
     command = [*command, "--parallel-factor", "1"]  # one file at a time: 20 kills fit in the volumes
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
     source_files = sum(1 for p in (killable.env / "volumes").rglob("*") if p.is_file())
-    assert source_files > 20 * 8 * 4, "room for 20 kills of up to 8 files each and what each overshoots"
+    assert source_files > 20 * 8 * 4, "room for 20 kills of up to 8 files each and a few more"
     chance = random.Random(20)
     first_seen: dict[Path, tuple[int, int]] = {}
     in_place_at_kills: list[int] = []
     for kill in range(20):
-        in_place_at_kills.append(kill_during_volumes(command, env, pools, chance.randint(1, 8), chance))
+        in_place_at_kills.append(kill_during_volumes(command, env, pools, chance.randint(1, 8), kill))
         for path, identity in final_files(pools).items():
             assert first_seen.setdefault(path, identity) == identity, f"kill {kill}: {path} was rewritten"
     done = subprocess.run(command, env=env, capture_output=True, text=True)
