@@ -62,9 +62,10 @@ def main() -> None:
 def parallel_tests() -> list[str]:
     """pytest-xdist's options: one worker process per CPU, at most 4 (each starts its own PostgreSQL
     server and builds the shared sets once), and every module's tests in one worker, so a module's
-    fixtures (its sets, its Dagster workspace) are built once. `-n 0` after `test` turns it off."""
+    fixtures (its sets, its Dagster workspace) are built once; modules handed out in collection
+    order (tests/conftest.py puts the longest first). `-n 0` after `test` turns it off."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return ["-n", str(min(4, cpus)), "--dist", "loadscope"]
+    return ["-n", str(min(4, cpus)), "--dist", "loadscope", "--no-loadscope-reorder"]
 
 
 if __name__ == "__main__":
