@@ -4,6 +4,7 @@ layer contracts, tests).
 
 Needs only Python 3.11+: it makes ./.venv, installs the project into it from pyproject.toml,
 and runs the command there. Extra arguments go to the command (`python3 tasks.py test -k isofs`).
+The tests run in parallel processes (`parallel_tests`); `python3 tasks.py test -n 0` runs them in one.
 """
 
 from __future__ import annotations
@@ -55,7 +56,16 @@ def main() -> None:
         run("ruff", "format", "--check", ".")
         run("mypy")
         run("lint-imports")  # the layer contracts in pyproject.toml
-        run("python", "-m", "pytest", "-q", *extra)
+        run("python", "-m", "pytest", "-q", *parallel_tests(), *extra)
+
+
+def parallel_tests() -> list[str]:
+    """pytest-xdist's options: one worker process per CPU, at most 4 (each starts its own PostgreSQL
+    server and builds the shared sets once), and every module's tests in one worker, so a module's
+    fixtures (its sets, its Dagster workspace) are built once; modules handed out in collection
+    order (tests/conftest.py puts the longest first). `-n 0` after `test` turns it off."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ["-n", str(min(4, cpus)), "--dist", "loadscope", "--no-loadscope-reorder"]
 
 
 if __name__ == "__main__":

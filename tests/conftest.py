@@ -39,6 +39,23 @@ from tests.demo_fixtures import demo_env, demo_set, tiny_demo_root  # noqa: F401
 from tests.ssh_fixtures import client_key, fresh_ssh_connections, openssh, sftp_server, sftp_servers  # noqa: F401
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
+# The modules whose tests take longest, longest first, run before all others: `python3 tasks.py test`
+# hands whole modules to its processes in collection order, and one of these handed out last would
+# keep its process busy alone long after the others had finished.
+LONGEST_FIRST = (
+    "tests/test_recovery.py",
+    "tests/test_foreign_sets.py",
+    "tests/transforms/test_foreign_shapes.py",
+    "tests/test_readme.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each group stays as collected
 
 
 def _isolate(patch: pytest.MonkeyPatch, folder: Path) -> None:

@@ -17,12 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -405,25 +407,57 @@ def execute_plan_command(
     return [*command, "--workspace", str(workspace)], env
 
 
+# execute-plan as the console script runs it, but it stops itself (SIGSTOP) a random 0-5 ms after
+# it has put argv[1] more files in place under the folders listed in argv[3]: where it stops depends
+# on its own progress, not on how soon a watcher looks (a watcher short of CPU could see a fast
+# restore only once it had ended).
+SELF_STOPPING_EXECUTE_PLAN = textwrap.dedent(
+    """
+    import itertools, json, os, random, signal, sys, threading
+    from omni_recovery.cli.main import main
+    from omni_recovery.targets.driver import PartialFile
+
+    files, seed, folders = int(sys.argv[1]), int(sys.argv[2]), tuple(json.loads(sys.argv[3]))
+    commit, placed = PartialFile.commit, itertools.count(1)
+
+    def counted(self, **options):
+        commit(self, **options)
+        if self._full.startswith(folders) and next(placed) == files:
+            delay = random.Random(seed).uniform(0, 0.005)
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGSTOP)).start()
+
+    PartialFile.commit = counted
+    main(sys.argv[4:], prog_name="omni-recovery")
+    """
+)
+
+
+def stopped_after_volume_files(
+    command: list[str],
+    env: dict[str, str],
+    pools: list[Path],
+    files: int,
+    seed: int = 0,
+    stderr: int = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """execute-plan (`command`, from `execute_plan_command`) in a child process, once it has stopped
+    itself, `files` more files put in place in the volume folders `pools`."""
+    folders = json.dumps([f"{pool}/" for pool in pools])
+    script = [sys.executable, "-c", SELF_STOPPING_EXECUTE_PLAN, str(files), str(seed), folders, *command[3:]]
+    proc = subprocess.Popen(script, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    wait_stopped(proc, f"{files} volume files in place")
+    return proc
+
+
 def execute_plan_until_volume_files(
     setup: Setup, workspace: Path, database_url: str, parallel: int
 ) -> tuple[subprocess.Popen[bytes], list[Path]]:
-    """`omni-recovery execute-plan` in a child process, once its first volume file is in place; the
-    volume folders of the plan's pools."""
+    """`omni-recovery execute-plan` in a child process, stopped once its first volume file is in
+    place (its volume phase is not over when the caller signals it); the plan's pools' volume folders."""
     command, env = execute_plan_command(setup, workspace, database_url)
-    command += ["--parallel-factor", str(parallel)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any(
-            p.exists() and any(f.is_file() and "omni-partial" not in f.name for f in p.rglob("*"))
-            for p in pools
-        ):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the restore finished before it could be interrupted"
-    return proc, pools
+    command += ["--parallel-factor", str(parallel)]
+    return stopped_after_volume_files(command, env, pools, 1, stderr=subprocess.PIPE), pools
 
 
 def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
@@ -431,7 +465,8 @@ def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
 ):
     setup = make_setup(validated, tmp_path)
     proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # delivered when it runs on
+    proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode != 0
     message = stderr.decode()
@@ -1046,6 +1081,32 @@ def wait_until(condition: Callable[[], object], what: str, seconds: float = 120)
         time.sleep(0.01)
 
 
+def while_running(
+    proc: subprocess.Popen[bytes], condition: Callable[[], object], what: str
+) -> Callable[[], object]:
+    """`condition`, failing once `proc` has ended (it will never hold then)."""
+
+    def check() -> object:
+        assert proc.poll() is None, f"the process ended before {what}"
+        return condition()
+
+    return check
+
+
+def wait_stopped(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Wait until `proc` stands still (SIGSTOP), failing if it ends first."""
+    stopped = while_running(proc, lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED, what)
+    wait_until(stopped, what)
+
+
+def stop_when(proc: subprocess.Popen[bytes], condition: Callable[[], object], what: str) -> None:
+    """Stop `proc` (SIGSTOP) as soon as a look finds `condition` holds, so it goes no further until
+    SIGCONT or SIGKILL."""
+    wait_until(while_running(proc, condition, what), what)
+    proc.send_signal(signal.SIGSTOP)
+    wait_stopped(proc, what)
+
+
 def frozen_holder(
     database_url: str, plan: Plan, procs: list[subprocess.Popen[bytes]], pools: list[Path] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -1237,21 +1298,15 @@ def count_final_files(pools: list[Path]) -> int:
 
 
 def kill_during_volumes(
-    command: list[str], env: dict[str, str], pools: list[Path], files: int, delay: float
-) -> None:
-    """Run `command` (execute-plan) and SIGKILL it `delay` seconds after it has put `files` more
-    volume files in place: an instant inside the volume phase, whatever the machine's speed."""
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wanted = count_final_files(pools) + files
-
-    def restored_enough() -> bool:
-        assert proc.poll() is None, "the run ended before its volume phase was over"
-        return count_final_files(pools) >= wanted
-
-    wait_until(restored_enough, f"{files} more volume files")
-    time.sleep(delay)
+    command: list[str], env: dict[str, str], pools: list[Path], files: int, seed: int
+) -> int:
+    """Run `command` (execute-plan) until it stops itself a random instant after putting `files`
+    more volume files in place, then SIGKILL it; how many volume files were in place then."""
+    proc = stopped_after_volume_files(command, env, pools, files, seed)
+    in_place = count_final_files(pools)
     proc.kill()
     proc.wait()
+    return in_place
 
 
 def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_file_it_had_put_in_place(
@@ -1261,16 +1316,20 @@ def test_execute_plan_killed_at_20_random_instants_of_its_volumes_rewrites_no_fi
     command, env = execute_plan_command(setup, workspace, database_url)
     command = [*command, "--parallel-factor", "1"]  # one file at a time: 20 kills fit in the volumes
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
+    source_files = sum(1 for p in (killable.env / "volumes").rglob("*") if p.is_file())
+    assert source_files > 20 * 8 * 4, "room for 20 kills of up to 8 files each and a few more"
     chance = random.Random(20)
     first_seen: dict[Path, tuple[int, int]] = {}
+    in_place_at_kills: list[int] = []
     for kill in range(20):
-        kill_during_volumes(command, env, pools, chance.randint(1, 8), chance.uniform(0, 0.05))
+        in_place_at_kills.append(kill_during_volumes(command, env, pools, chance.randint(1, 8), kill))
         for path, identity in final_files(pools).items():
             assert first_seen.setdefault(path, identity) == identity, f"kill {kill}: {path} was rewritten"
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert latest_run(database_url).status == "succeeded"
     after = final_files(pools)
+    assert max(in_place_at_kills) < len(after), f"a kill came after the volume phase: {in_place_at_kills}"
     rewritten = [p for p, identity in first_seen.items() if after.get(p) != identity]
     assert first_seen and not rewritten, f"{len(rewritten)} file(s) rewritten, e.g. {rewritten[:3]}"
     source = {p: d for p, d in digests(killable.env).items() if p.startswith("volumes/") and "/files" in p}

@@ -11,8 +11,8 @@ import dataclasses
 import html
 import json
 import re
+import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,7 +37,14 @@ from pipelines.recovery_runner import execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.restorer.conftest import snapshot
 from tests.targets.sftp_servers import OpenSshServer, SftpServer
-from tests.test_recovery import REGENERATED, Setup, execute_plan_command, validated, workspace  # noqa: F401
+from tests.test_recovery import (  # noqa: F401
+    REGENERATED,
+    Setup,
+    execute_plan_command,
+    stop_when,
+    validated,
+    workspace,
+)
 
 Item = TypeVar("Item", InventoryNode, StoragePool)
 Server = SftpServer | OpenSshServer
@@ -154,11 +161,9 @@ def test_sshd_killed_mid_volume_fails_in_one_line_and_the_rerun_redoes_only_what
     command += ["--ssh-identity", str(client_key), "--parallel-factor", "1"]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     volumes = openssh.folder / f"srv/omni/{POOL[0]}/volumes"
-    deadline = time.monotonic() + 120
-    while not in_place(volumes) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert proc.poll() is None, "the restore finished before sshd could be killed"
+    stop_when(proc, lambda: in_place(volumes), "a volume file in place")
     openssh.stop()
+    proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=120)
     message = stderr.decode()
     assert proc.returncode != 0 and "Traceback" not in message, message

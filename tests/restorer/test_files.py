@@ -257,16 +257,16 @@ KILL_SCRIPT = textwrap.dedent(
     from omni_recovery.targets import driver
     from tests.restorer.conftest import set_items
 
-    set_path, node, journal = sys.argv[1:4]
+    set_path, node, journal, big = sys.argv[1:5]
     copying.PIPE_BLOCK = 16384
     write = driver.PartialFile.write
 
-    def slow_write(self, data):  # slow after a file's first block, so the kill lands inside the big one
-        if self.size:
-            time.sleep(0.02)
+    def stalling_write(self, data):  # the big file stops past 64 KiB, so the kill lands inside it
+        while self.relpath == big and self.size > 64 * 1024:
+            time.sleep(1)
         return write(self, data)
 
-    driver.PartialFile.write = slow_write
+    driver.PartialFile.write = stalling_write
     items, key = set_items(Path(set_path))
     with open(journal, "a") as out:
         def record(done):
@@ -284,17 +284,17 @@ def test_sigkill_mid_file_then_rerun_gives_the_same_tree(demo_set: DemoSet, tmp_
     big = big_item_path(items)
     partial = node / os.path.dirname(big) / f".{os.path.basename(big)}{PARTIAL_SUFFIX}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(demo_set.output), str(node), str(journal)],
+        [sys.executable, "-c", KILL_SCRIPT, str(demo_set.output), str(node), str(journal), big],
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not (partial.exists() and partial.stat().st_size > 64 * 1024):
             assert proc.poll() is None, "the restore ended before it could be killed"
             assert time.monotonic() < deadline, "the big file's partial never appeared"
             time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
     finally:
+        proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert partial.exists() and not (node / big).exists()
