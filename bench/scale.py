@@ -37,6 +37,10 @@ MiB = 1024**2
 # Growth of a stage's time beyond this multiple of the growth of the work is marked (noise on two
 # shared CPUs is well under it).
 SUPERLINEAR = 1.5
+GIB_PER_APPLICATION = 20  # each storage pool's capacity
+# The new inventory's management, services and storage subnets: a /19 for services holds the VMs
+# of 2,000 applications.
+SUBNETS = ("10.20.0.0/24", "10.20.32.0/19", "10.20.16.0/24")
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,9 @@ def prepare(nodes: int, apps_per_node: int, work: Path, out: Path) -> tuple[int,
     )
     environment = environment_from_folder(work / "env")
     shapes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in environment.nodes]
-    inventory = make_inventory(shapes, root=(out / "infra").as_uri())
+    capacity = max(4000, GIB_PER_APPLICATION * applications)  # the demo's volumes claim about 8 GiB each
+    pools = [("fast", "ssd", capacity), ("bulk", "hdd", capacity)]
+    inventory = make_inventory(shapes, root=(out / "infra").as_uri(), storage=pools, subnets=SUBNETS)
     (work / "inventory.yaml").write_text(inventory_to_yaml(inventory))
     return directors, applications, len(environment.components), summary.files
 
