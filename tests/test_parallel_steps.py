@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,24 @@ from typing import Any
 import pytest
 
 from omni_recovery.db.connection import connect
+from omni_recovery.db.schema import init_database
 from omni_recovery.execute.recovery import ExecuteOptions
 from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, Connection, StepRecord, recent_runs
 from omni_recovery.settings import load_settings
 from pipelines.recovery_runner import deploy_directors, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
+from tests.conftest import PostgresForTests
 from tests.test_recovery import REGENERATED, make_setup, restored_tree, validated, workspace  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_server: PostgresForTests) -> Iterator[str]:
+    """This module's own recovery database: its runs store plans of the shared demo set, which
+    other modules count in the session's database."""
+    url = postgres_server.create_database("omni_parallel")
+    init_database(url)
+    yield url
+    postgres_server.drop_database(url)
 
 
 class HeldUntilTogether:
