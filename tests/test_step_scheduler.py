@@ -137,3 +137,33 @@ def test_an_interrupt_cancels_the_running_steps_and_is_raised_once_they_stopped(
     with pytest.raises(KeyboardInterrupt):
         run_in_order([Job("long"), Job("short"), Job("never")], 2, run, ended=interrupt, cancel=cancelled.set)
     assert cancelled.is_set()
+
+
+class CountedJob:
+    """A job that counts how often the scheduler asks for its dependencies."""
+
+    asked = 0
+
+    def __init__(self, id: str, depends_on: tuple[str, ...] = ()) -> None:
+        self.id, self._depends_on = id, depends_on
+
+    @property
+    def depends_on(self) -> tuple[str, ...]:
+        CountedJob.asked += 1
+        return self._depends_on
+
+
+@pytest.mark.parametrize("volumes", [10, 3000])
+def test_the_scheduler_looks_at_each_step_s_dependencies_once_however_many_steps(volumes: int) -> None:
+    """A plan's shape (infrastructure, many independent volumes, steps after them all), as large as
+    200 nodes' volumes: the scheduling work grows with the steps, not with their square."""
+    names = [f"volume-{i}" for i in range(volumes)]
+    jobs = [
+        CountedJob("storage"),
+        *(CountedJob(n, ("storage",)) for n in names),
+        CountedJob("verify", tuple(names)),
+    ]
+    CountedJob.asked = 0
+    outcomes = run_in_order(jobs, 2, lambda job: job.id)
+    assert outcomes == {j.id: j.id for j in jobs}
+    assert CountedJob.asked == len(jobs)

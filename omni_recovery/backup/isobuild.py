@@ -93,6 +93,7 @@ class IsoBuilder:
         self._dirs: dict[str, tuple[str, str, DirectoryNames]] = {"": ("", "", DirectoryNames())}
         self._open: list[BinaryIO | io.RawIOBase] = []
         self._iso_paths: dict[str, str] = {}  # real path of a file or symlink -> its ISO 9660 path
+        self._owners: list[tuple[str, int, int, int | None]] = []  # set_owner's, applied by write
 
     def add_directory(self, path: str, mode: int = DIR_MODE) -> None:
         if path not in self._dirs:
@@ -129,7 +130,13 @@ class IsoBuilder:
 
     def set_owner(self, path: str, uid: int, gid: int, links: int | None = None) -> None:
         """Put a file's or folder's owner (and a file's link count) in its Rock Ridge PX entry, so
-        that any ISO reader shows them; `path` must have been added already."""
+        that any ISO reader shows them; `path` must have been added already. Applied by `write`,
+        once every entry is in: pycdlib lays out every extent again before a lookup that follows an
+        addition, so a lookup after each addition would cost time growing with the square of the
+        entries (minutes for a set of 20,000 files)."""
+        self._owners.append((path, uid, gid, links))
+
+    def _apply_owner(self, path: str, uid: int, gid: int, links: int | None) -> None:
         iso_path = self._dirs[path][0] if path in self._dirs else self._iso_paths[path]
         record = cast(DirectoryRecord, self._iso.get_record(iso_path=iso_path))
         records = [record, *(record.children[:1] if record.is_dir() else [])]  # a folder's own "." too
@@ -144,6 +151,9 @@ class IsoBuilder:
                     px.posix_file_links = links
 
     def write(self, out: BinaryIO, progress: Callable[[int], None] | None = None) -> None:
+        for owner in self._owners:
+            self._apply_owner(*owner)
+        self._owners.clear()
         done = 0
 
         def report(completed: int, total: int, opaque: object) -> None:

@@ -49,6 +49,7 @@ class _Reader:
         self.root = root
         self.components: list[Component] = []
         self.dependencies: list[Dependency] = []
+        self._known_dependencies: set[Dependency] = set()  # the same, to look up (not a list scan)
         self.ids: set[str] = set()
 
     # -- loading -------------------------------------------------------------------------
@@ -115,7 +116,8 @@ class _Reader:
 
     def depend(self, cid: str, on: str, strength: str = "hard") -> None:
         dep = Dependency(cid, on, strength)
-        if dep not in self.dependencies:
+        if dep not in self._known_dependencies:
+            self._known_dependencies.add(dep)
             self.dependencies.append(dep)
 
     def read(self) -> RecoveryIndex:

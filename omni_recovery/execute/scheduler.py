@@ -12,9 +12,11 @@ and the interrupt is raised once they have.
 
 from __future__ import annotations
 
+import heapq
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from omni_recovery.errors import RecoveryError
 
@@ -42,47 +44,41 @@ def run_in_order(
     """Every step's outcome by id; see the module documentation."""
     if parallel < 1:
         raise ValueError("parallel must be at least 1")
-    ids = {s.id for s in steps}
+    graph = _Graph(steps)
     outcomes: dict[str, T] = {}
-    waiting = list(steps)
     running: dict[Future[T], S] = {}
     failure: Exception | None = None
+
+    def record(step: S, outcome: T) -> None:
+        outcomes[step.id] = outcome
+        ended(step, outcome)
+        graph.ended(step.id)
+
     pool = ThreadPoolExecutor(parallel, thread_name_prefix="omni-step")
     try:
-        while waiting or running:
-            progressed = False
-            for step in [s for s in waiting if all(d in outcomes or d not in ids for d in s.depends_on)]:
-                if len(running) >= parallel:
-                    break  # settled steps take no slot: only running ones count
-                waiting.remove(step)
-                progressed = True
+        while failure is None or running:
+            while failure is None and graph.ready and len(running) < parallel:
+                step = graph.next_ready()
                 try:
                     outcome = settled(step)
                 except Exception as exc:
-                    failure = failure or exc
-                    waiting.clear()
+                    failure = exc
                     break
                 if outcome is None:
                     running[pool.submit(run, step)] = step
                 else:
-                    outcomes[step.id] = outcome
-                    ended(step, outcome)
-            if progressed and len(running) < parallel:
-                continue  # settling a step may have made others ready
+                    record(step, outcome)  # settled steps take no slot: only running ones count
             if not running:
-                if waiting:
-                    raise RecoveryError(f"steps wait on each other: {', '.join(s.id for s in waiting[:5])}")
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 step = running.pop(future)
                 try:
-                    outcomes[step.id] = outcome = future.result()
+                    outcome = future.result()
                 except Exception as exc:
                     failure = failure or exc
-                    waiting.clear()
                     continue
-                ended(step, outcome)
+                record(step, outcome)
     except BaseException:
         cancel()  # Ctrl-C, or the scheduler's own failure: the running steps stop at their next read
         pool.shutdown(wait=True, cancel_futures=True)
@@ -90,4 +86,37 @@ def run_in_order(
     pool.shutdown(wait=True)
     if failure is not None:
         raise failure
+    waiting = [s.id for s in steps if s.id not in outcomes]
+    if waiting:
+        raise RecoveryError(f"steps wait on each other: {', '.join(waiting[:5])}")
     return outcomes
+
+
+class _Graph(Generic[S]):
+    """The steps' dependencies among themselves, counted once: each step's own are looked at when
+    the graph is built, so the scheduler's work grows with the steps and their dependencies."""
+
+    def __init__(self, steps: Sequence[S]) -> None:
+        ids = {s.id for s in steps}
+        self._missing: dict[str, int] = {}  # step id → its dependencies (among `steps`) not yet ended
+        self._dependents: dict[str, list[tuple[int, S]]] = defaultdict(list)
+        self.ready: list[tuple[int, S]] = []  # a heap by plan order
+        for index, step in enumerate(steps):
+            depends_on = {d for d in step.depends_on if d in ids}
+            self._missing[step.id] = len(depends_on)
+            for dependency in depends_on:
+                self._dependents[dependency].append((index, step))
+            if not depends_on:
+                self.ready.append((index, step))
+        heapq.heapify(self.ready)
+
+    def next_ready(self) -> S:
+        """The first ready step in plan order."""
+        return heapq.heappop(self.ready)[1]
+
+    def ended(self, step_id: str) -> None:
+        """`step_id` has ended: the steps waiting only on it become ready."""
+        for index, dependent in self._dependents.pop(step_id, []):
+            self._missing[dependent.id] -= 1
+            if self._missing[dependent.id] == 0:
+                heapq.heappush(self.ready, (index, dependent))

@@ -19,10 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from omni_recovery.envstate.demo import (
     CORE_SERVICES,
+    MAX_APPLICATIONS,
+    MAX_NODES,
+    SERVICES,
     DemoOptions,
     DemoOptionsError,
     write_demo_environment,
 )
+from omni_recovery.envstate.demo.options import FIRST_SERVICE_HOST, services_network
 from omni_recovery.errors import EnvironmentStateError, RecoveryError
 
 MiB = 1024 * 1024
@@ -377,6 +381,20 @@ def test_more_applications_than_the_catalog(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "env/applications").iterdir())
     assert len(names) == len(set(names)) == 30 == summary.applications
     assert not (tmp_path / "env/nodes").joinpath("demo-node-03.yaml").exists()
+
+
+def test_a_demo_of_ten_applications_a_node_at_the_most_nodes_has_room_for_every_vm() -> None:
+    """Up to the VMs SERVICES holds a demo keeps it (and so its addresses); one VM more, and the
+    services subnet is one that holds the VMs of MAX_APPLICATIONS, 10 a node at MAX_NODES."""
+    assert MAX_APPLICATIONS >= 10 * MAX_NODES
+    fitting = SERVICES.num_addresses - 2 - FIRST_SERVICE_HOST - 3 - len(CORE_SERVICES)
+    assert services_network(DemoOptions(applications=fitting)) == SERVICES
+    wider = services_network(DemoOptions(applications=fitting + 1))
+    assert wider != SERVICES and not wider.overlaps(SERVICES)
+    most = DemoOptions(nodes=MAX_NODES, directors=32, orchestrators=32, applications=MAX_APPLICATIONS)
+    most.validate()
+    vms = most.orchestrators + len(CORE_SERVICES) + most.applications
+    assert services_network(most) == wider and FIRST_SERVICE_HOST + vms < wider.num_addresses - 1
 
 
 # -- options and folder handling --------------------------------------------------------

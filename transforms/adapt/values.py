@@ -76,6 +76,7 @@ class ValueAdapter:
     def __post_init__(self) -> None:
         self.taken = {ipaddress.IPv4Address(r.new) for r in self.values.addresses.values() if _is_ip(r.new)}
         self._path_patterns: dict[str, tuple[re.Pattern[str], dict[str, Rewrite]] | None] = {}
+        self._scope_order = {scope: i for i, scope in enumerate(self.values.paths) if scope}
 
     def document(self, rel: str, data: Any) -> tuple[Any, list[DocumentChange]]:
         """`data` with every mapped value rewritten, and one change per rewritten string."""
@@ -175,11 +176,18 @@ class ValueAdapter:
 
     def _paths_for(self, rel: str) -> tuple[re.Pattern[str], dict[str, Rewrite]] | None:
         """The path rewrites that apply to document `rel`, as one pattern (longest old path first)."""
-        scope = next((s for s in self.values.paths if s and rel.startswith(s)), "")
+        scope = _first_scope(rel, self._scope_order)
         if scope not in self._path_patterns:
             rewrites = {**self.values.paths.get("", {}), **self.values.paths.get(scope, {})}
             self._path_patterns[scope] = _path_pattern(rewrites)
         return self._path_patterns[scope]
+
+
+def _first_scope(rel: str, scope_order: Mapping[str, int]) -> str:
+    """The first scope (in `scope_order`) that `rel` lies in, else "": its folders looked up, not
+    every scope tried (one pass over the scopes for each value grew with values times volumes)."""
+    heads = (rel[: i + 1] for i, char in enumerate(rel) if char == "/")
+    return min((head for head in heads if head in scope_order), key=scope_order.__getitem__, default="")
 
 
 def _path_pattern(rewrites: dict[str, Rewrite]) -> tuple[re.Pattern[str], dict[str, Rewrite]] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,14 @@ class _Index:
         self.dependencies = dependencies
         self.hardware = hardware
         self._by_id = {c.component_id: c for c in components}
+        self._dependencies_of: dict[str, list[Dependency]] = defaultdict(list)
+        for dependency in dependencies:
+            self._dependencies_of[dependency.component_id].append(dependency)
+
+    def dependencies_of(self, component_id: str) -> list[Dependency]:
+        """What the index says `component_id` depends on (looked up: one pass over the index per
+        component would grow with the square of the components)."""
+        return self._dependencies_of.get(component_id, [])
 
     def attribute(self, component_id: str, *keys: str) -> str | None:
         component = self._by_id.get(component_id)

@@ -130,8 +130,8 @@ def _app_dependencies(name: str, raw: Any, index: _Index) -> tuple[tuple[str, st
     lists them (it is authoritative) and what only the index lists added."""
     deps = dict(dependencies(raw))
     cid = f"application:{name}"
-    for dep in index.dependencies:
-        if dep.component_id == cid and dep.depends_on_id.startswith("application:"):
+    for dep in index.dependencies_of(cid):
+        if dep.depends_on_id.startswith("application:"):
             deps[dep.depends_on_id.partition(":")[2]] = dep.strength
     return tuple(deps.items())
 

@@ -7,7 +7,7 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from omni_recovery.envstate.demo.catalog import _SERVICE_DEPENDS, _SERVICE_PORTS
-from omni_recovery.envstate.demo.options import MANAGEMENT, OMNICLOUD_VERSION, SERVICES, STORAGE
+from omni_recovery.envstate.demo.options import MANAGEMENT, OMNICLOUD_VERSION, STORAGE
 from omni_recovery.envstate.demo.orchestrators import _OrchestratorWriter
 from omni_recovery.envstate.demo.plan import _vm_ip
 from omni_recovery.envstate.demo.writer import _rng
@@ -60,13 +60,14 @@ class _NetworkWriter(_OrchestratorWriter):
 
     def write_network(self) -> None:
         gateway = {n: str(net.network_address + 1) for n, net in self.subnets().items()}
+        services = str(self.services_subnet)
         self.w.yaml(
             "network/subnets.yaml",
             {
                 "subnets": {
                     "management": {"cidr": str(MANAGEMENT), "gateway": gateway["management"], "vlan": 10,
                                    "purpose": "node and director management"},
-                    "services": {"cidr": str(SERVICES), "gateway": gateway["services"], "vlan": 20,
+                    "services": {"cidr": services, "gateway": gateway["services"], "vlan": 20,
                                  "purpose": "VMs: orchestrators, core services, applications"},
                     "storage": {"cidr": str(STORAGE), "gateway": None, "vlan": 30,
                                 "purpose": "storage replication and volume traffic"},
@@ -79,7 +80,7 @@ class _NetworkWriter(_OrchestratorWriter):
                 "routes": [
                     _route("0.0.0.0/0", gateway["management"], "management", 100),
                     _route("0.0.0.0/0", gateway["services"], "services", 100),
-                    _route(str(SERVICES), gateway["management"], "management", 10),
+                    _route(services, gateway["management"], "management", 10),
                     _route(str(MANAGEMENT), gateway["services"], "services", 10),
                     _route("172.16.0.0/12", str(MANAGEMENT.network_address + 254), "management", 50)
                     | {"description": "operations VPN"},
@@ -121,9 +122,8 @@ class _NetworkWriter(_OrchestratorWriter):
         )
         self.w.yaml("network/connectivity.yaml", {"links": self.links()})
 
-    @staticmethod
-    def subnets() -> dict[str, IPv4Network]:
-        return {"management": MANAGEMENT, "services": SERVICES, "storage": STORAGE}
+    def subnets(self) -> dict[str, IPv4Network]:
+        return {"management": MANAGEMENT, "services": self.services_subnet, "storage": STORAGE}
 
     def record(self, label: str, address: str, component: str) -> dict[str, Any]:
         return {"name": f"{label}.{self.domain}", "type": "A", "address": address, "component": component}

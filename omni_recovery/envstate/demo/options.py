@@ -30,12 +30,16 @@ BLOCK_SIZE = MiB
 MAX_NODES = 200
 MAX_DIRECTORS = 32
 MAX_ORCHESTRATORS = 32
-MAX_APPLICATIONS = 300
+MAX_APPLICATIONS = 2000  # 10 a node at MAX_NODES
 MAX_BIG_FILE = 64 * GiB
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 MANAGEMENT = IPv4Network("10.0.0.0/24")
 SERVICES = IPv4Network("10.0.8.0/22")
+# The services subnet of a demo whose VMs do not fit in SERVICES (about 1,000 applications or more);
+# smaller demos keep SERVICES, and so their addresses.
+WIDE_SERVICES = IPv4Network("10.0.32.0/19")
+FIRST_SERVICE_HOST = 10  # the VMs' addresses start at this host number of the services subnet
 STORAGE = IPv4Network("10.0.16.0/24")
 
 
@@ -151,3 +155,9 @@ def scale_estimate(options: DemoOptions) -> int:
     big = options.big_file_bytes if options.big_file_bytes is not None else scale.big_file
     per_app = scale.volume_bytes / 12
     return int(per_app * options.applications) + (big or 0) + 2 * MiB
+
+
+def services_network(options: DemoOptions) -> IPv4Network:
+    """SERVICES, or WIDE_SERVICES when the demo has more VMs than SERVICES has addresses for them."""
+    vms = options.orchestrators + len(CORE_SERVICES) + options.applications
+    return SERVICES if FIRST_SERVICE_HOST + vms < SERVICES.num_addresses - 1 else WIDE_SERVICES

@@ -12,12 +12,13 @@ from omni_recovery.envstate import database_volume
 from omni_recovery.envstate.demo.catalog import _APP_CATALOG, _EXTRA_APP_SHAPES, _RANK
 from omni_recovery.envstate.demo.options import (
     CORE_SERVICES,
+    FIRST_SERVICE_HOST,
     MANAGEMENT,
     OMNICLOUD_VERSION,
-    SERVICES,
     STORAGE,
     DemoOptions,
     _Scale,
+    services_network,
 )
 from omni_recovery.envstate.demo.writer import _derive, _rng, _Writer
 
@@ -40,7 +41,8 @@ class _DemoPlan:
         self.volume_count = 0
         self.vm_count = 0
         self._vm_ids: set[str] = set()
-        self._next_service_ip = int(SERVICES.network_address) + 10
+        self.services_subnet = services_network(options)
+        self._next_service_ip = int(self.services_subnet.network_address) + FIRST_SERVICE_HOST
         self._next_storage_ip = int(STORAGE.network_address) + 230
 
     # -- plan ------------------------------------------------------------------------------
@@ -48,7 +50,7 @@ class _DemoPlan:
     def service_ip(self) -> str:
         address = IPv4Address(self._next_service_ip)
         self._next_service_ip += 1
-        assert address in SERVICES and address != SERVICES.broadcast_address
+        assert address in self.services_subnet and address != self.services_subnet.broadcast_address
         return str(address)
 
     def vm_id(self, rng: random.Random) -> str:
