@@ -21,7 +21,7 @@ import pytest
 
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
-from omni_recovery.execute.recovery import ExecuteOptions
+from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, Connection, StepRecord, recent_runs
 from omni_recovery.settings import load_settings
 from pipelines.recovery_runner import deploy_directors, execute_recovery
