@@ -1,34 +1,25 @@
 """Adaptation: the backup set's environment read from its ISOs and adapted to the target inventory.
 
-How it works
-------------
-Group `adaptation`, unpartitioned, each asset a thin call into the pure transforms:
-
+How it works: group `adaptation`, unpartitioned, each asset a thin call into the pure transforms:
 - `source_environment`: the environment the set holds (`planning.open_set` + `read_set_environment`:
-  every ISO opened once, the small documents read through the verifying reader, components and
-  dependencies from the system-core index). Which set: the `planning` resource's `backup_set_id`,
-  else the most recently registered set (`register-isos`), from the folder it was registered from.
+  every ISO opened once, the small documents read through the verifying reader). Which set: the
+  `planning` resource's `backup_set_id`, else the most recently registered set (`register-isos`).
 - `hardware_mapping`: old nodes onto the inventory's nodes and every VM placed on a Director
   (`transforms.adapt.hardware.place_environment`, which scales requests as it places them).
-- `resource_scaling`: the CPU and memory each VM asks for before and after that placement, and the
-  scaling adaptations, as their own table (scaling is decided inside the placement, so this asset
-  reads the hardware plan rather than computing anything again).
+- `resource_scaling`: the CPU and memory of each VM before and after that placement, as their own
+  table (read from the hardware plan, not computed again).
 - `network_adaptation`: subnets, addresses, routes, policies, DNS, links and MACs
   (`transforms.adapt.network.adapt_network`, onto the node mapping above).
 - `storage_redirection`: every volume and Director path moved under a storage root of the inventory
   (`transforms.adapt.storage_paths.redirect_storage`).
+The values passed on are the transforms' small objects (dataclasses holding polars tables), stored by
+the default IO manager; each asset records its row count, adaptations by kind, the set id and a
+preview as metadata for the Dagster UI. `assets/plan.py` turns them into the recovery plan.
 
-The values passed between these assets are the transforms' own small Python objects (dataclasses
-holding polars tables), stored by the default IO manager; each asset also records its table's row
-count, its adaptations by kind, the backup set id and a preview of the table as metadata, so the
-Dagster UI shows what each adaptation did. `assets/plan.py` turns them into the recovery plan.
-
-What can go wrong
------------------
-No registered set (or the named one not registered) fails `source_environment` saying to run
-`register-isos`; a damaged ISO fails it naming ISO and path. An inventory too small fails the
-adaptation that does not fit with `AdaptationError` saying what does not fit and by how much. A
-missing or malformed inventory fails with the file and line at fault.
+What can go wrong: no registered set (or the named one not registered) fails `source_environment`
+saying to run `register-isos`; a damaged ISO fails it naming ISO and path. An inventory too small
+fails the adaptation that does not fit with `AdaptationError` saying what does not fit and by how
+much. A missing or malformed inventory fails with the file and line at fault.
 """
 
 from collections import Counter

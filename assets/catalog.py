@@ -1,30 +1,23 @@
 """Catalog: every ingested ISO combined into set-wide tables, in Parquet and in PostgreSQL.
 
-How it works
-------------
-Each asset here is unpartitioned and reads every partition of the ingest tables it needs (a dict
-ISO file name → Arrow table; `files`, the big one, reads one ISO's Parquet files at a time and
+How it works: each asset is unpartitioned and reads every partition of the ingest tables it needs (a
+dict ISO file name → Arrow table; `files`, the big one, reads one ISO's Parquet files at a time and
 only the columns it needs), then calls `transforms.catalog_tables` / `transforms.configs`:
-
 - `backup_sets`, `isos`, `files`, `components`, `dependencies`, `hardware`: stored as Parquet and
   loaded into `omni.<name>` by the `catalog_io_manager` (delete the sets' rows + binary COPY, one
-  transaction per asset). `files` has one row per manifest entry with the file's extent
-  (`iso_name`, `extents`, `size`), so later stages read a file straight from its ISO.
-  The others depend on `backup_sets`, whose row their deferred foreign keys need.
-- `configuration_tables`: the parsed configurations as typed Parquet tables (directors, their VMs,
-  history and hardware; orchestrators, their database columns, rows and the five required
-  database tables typed from schema.json; applications, containers, volumes; services; volumes;
-  network subnets, routes, policies, DNS records, links), plus `configurations`, one row per
-  configuration file (path → parsed document as jsonb) loaded into `omni.configurations`.
+  transaction per asset). `files` has one row per manifest entry with its extent (`iso_name`,
+  `extents`, `size`), so later stages read a file straight from its ISO. The others depend on
+  `backup_sets`, whose row their deferred foreign keys need.
+- `configuration_tables`: the parsed configurations as typed Parquet tables (Directors, VMs,
+  history, hardware; orchestrators and their database tables typed from schema.json; applications,
+  containers, volumes; services; network), plus `configurations`, one row per configuration file
+  (path → parsed document as jsonb) loaded into `omni.configurations`.
+Every catalog table carries `backup_set_id`: a catalog holds every registered set side by side, and
+reloading one set replaces only its rows.
 
-Every catalog table carries `backup_set_id`; a catalog holds every registered set side by side,
-and reloading one set replaces only its rows.
-
-What can go wrong
------------------
-An ingest partition that was registered but never materialised fails the load with the path of
-the missing Parquet file. A manifest entry the image lacks, or a configuration file that does not
-parse or type-check, raises `BackupSetError` naming the ISO or file; the asset then loads nothing.
+What can go wrong: an ingest partition registered but never materialised fails the load with the
+path of the missing Parquet file. A manifest entry the image lacks, or a configuration file that does
+not parse or type-check, raises `BackupSetError` naming the ISO or file; the asset then loads nothing.
 """
 
 import json

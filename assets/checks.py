@@ -1,38 +1,25 @@
 """Asset checks: is each ingested ISO, and each catalogued backup set, whole, authentic and safe?
 
-How it works
-------------
-Two Dagster asset checks, both blocking (a failure means the set is unsafe to restore from, so
-downstream assets in the same run do not start), each a thin wrapper of one checker call
-(`omni_recovery.validate`), shown in the Dagster UI with the problems as a Markdown table
-(severity, check, ISO, path, expected, found, message) and their counts:
-
-- `iso_validation` on `iso_manifest` (the manifest table of the multi-asset `ingest_iso`), with
-  the same partitions (`ISO_PARTITIONS`, one per ISO file): `check_iso_url` on the partition's
-  ISO, found through the `iso_registry` resource. Image structure readable, both signatures
-  verified against the operator's trusted keys, manifest equal to the image's listing, sizes,
-  metadata hashes, recovery index, chunk entries. The trusted signers are those the `trusted_keys`
-  resource names (register-isos --trusted-key), then `OMNI_RECOVERY_TRUSTED_KEY` (comma-separated
-  64-hex key ids or public key files), read when the check runs; without one every ISO fails its
-  signature check (fail closed), but for register-isos, whose check then says in a warning that the
-  signer was not judged (`TrustedKeys`). In a one-partition
-  run the check returns an `AssetCheckResult`; in a run over a key range (`register-isos`, a
-  single-run backfill) it reports one evaluation per ISO (`AssetCheckEvaluation` with its
-  partition), so each partition shows its own result in the UI.
-- `set_validation` on the catalog's `isos` table: `check_set_urls` over every ISO of each set in
-  the catalog (the registry's URL, else the catalog's): completeness against `iso_set`, kind
-  counts, sequence gaps, backup_info identical everywhere, every component, dependency and file
-  reference resolved across the set, chunks complete and in order.
-
+Two blocking Dagster asset checks (a failure means the set is unsafe to restore from, so downstream
+assets of the run do not start), each a thin wrapper of one `omni_recovery.validate` call, shown in
+the UI as a Markdown table of problems (severity, check, ISO, path, expected, found, message):
+- `iso_validation` on `iso_manifest`, with its partitions (`ISO_PARTITIONS`, one per ISO file):
+  `check_iso_url` on the partition's ISO, found through the `iso_registry` resource: structure,
+  both signatures against the operator's trusted keys, manifest against the image's listing, sizes,
+  hashes, recovery index, chunks. The trusted signers are those of the `trusted_keys` resource
+  (register-isos --trusted-key), then `OMNI_RECOVERY_TRUSTED_KEY` (comma-separated key ids or public
+  key files); without one every signature check fails (fail closed), except for register-isos, whose
+  check warns that the signer was not judged (`TrustedKeys`). A one-partition run returns an
+  `AssetCheckResult`; a run over a key range reports one `AssetCheckEvaluation` per ISO partition.
+- `set_validation` on the catalog's `isos` table: `check_set_urls` over every ISO of each set
+  (the registry's URL, else the catalog's): completeness against `iso_set`, kind counts, sequence
+  gaps, backup_info identical everywhere, every reference resolved across the set, chunks in order.
 `ASSET_CHECKS` lists both, for the code location's definitions and for `materialize`.
 
-What can go wrong
------------------
-A fault of the set never raises here: it becomes a problem and the check fails. A partition key
-missing from the registry, an unreadable trusted key file or a storage error while reading
-becomes a problem as well, so the check reports instead of crashing. The Markdown table is cut
-at `TABLE_ROWS` rows (the counts stay exact). Dagster marks partitioned checks as a preview
-feature and warns about it.
+What can go wrong: a fault of the set never raises here: it becomes a problem and the check fails.
+A partition key missing from the registry, an unreadable trusted key file or a storage error is a
+problem as well, so the check reports instead of crashing. The table is cut at `TABLE_ROWS` rows (the
+counts stay exact). Dagster marks partitioned checks as a preview feature and warns about it.
 """
 
 import dataclasses

@@ -1,32 +1,23 @@
 """Ingest: each ISO of a backup set becomes Arrow tables, one Dagster partition per ISO file.
 
-How it works
-------------
-The partitions are dynamic (`ISO_PARTITIONS`, name `isos`): one key per ISO file name, added by
-`register-isos` or the watched-folder sensor, which also record the ISO's URL in the
+How it works: the partitions are dynamic (`ISO_PARTITIONS`, name `isos`): one key per ISO file name,
+added by `register-isos` or the watched-folder sensor, which also record the ISO's URL in the
 `iso_registry` resource. The multi-asset `ingest_iso` opens each ISO of its partitions once
 (`IsoReader`: one walk of the directory records) and emits, per ISO:
-
-- `iso_manifest`: metadata/manifest.json, one row per entry (checked column-wise);
-- `iso_directory_records`: the image's own directory records (path, type, size, mode, extent,
-  Rock Ridge name);
+- `iso_manifest` (metadata/manifest.json, checked column-wise) and `iso_directory_records` (the
+  image's own records: path, type, size, mode, extent, Rock Ridge name);
 - `iso_backup_info`: backup_info.yaml, with the ISO's kind, sequence, size and URL;
 - `iso_index_components`, `iso_index_dependencies`, `iso_index_files`, `iso_index_hardware`:
   every table of metadata/recovery_index.db (its bytes checked against the manifest first);
-- `iso_config_files`: the bytes of the ISO's configuration files (checked against the manifest),
-  parsed by the catalog's configuration tables.
+- `iso_config_files`: the bytes of the configuration files (checked against the manifest).
+With `BackfillPolicy.single_run()` a run over many partitions is one step, each output a dict
+partition key → table. To hold one ISO's tables in memory at a time (a set of a million files), each
+table is written as Parquet beside its final place as soon as it is read (`stage_table`), and the
+Parquet IO manager only moves the files into place. Signatures and completeness are validation's.
 
-With `BackfillPolicy.single_run()` a run covering many partitions (a key range) is one step: each
-output is then a dict partition key → table. To keep one ISO's tables in memory at a time (a set
-of a million files), each table is written as Parquet beside its final place as soon as it is
-read (`stage_table`), and the Parquet IO manager only moves the files into place. Signatures
-and completeness are not judged here: that is validation's work.
-
-What can go wrong
------------------
-Anything malformed raises `BackupSetError` naming the ISO (and the path): an ISO whose manifest
-names another set, kind or sequence than its file name (a foreign or renamed file), a damaged
-image, manifest or index, a configuration file whose bytes differ from the manifest. The step
+What can go wrong: anything malformed raises `BackupSetError` naming the ISO (and the path): an ISO
+whose manifest names another set, kind or sequence than its file name (a foreign or renamed file), a
+damaged image, manifest or index, a configuration file whose bytes differ from the manifest. The step
 then fails as a whole and no partition of it is written, so nothing downstream sees half a set.
 """
 

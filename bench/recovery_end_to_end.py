@@ -3,30 +3,24 @@
 Run: python bench/recovery_end_to_end.py [--size-gib 2] [--chunk-mib 1024] [--max-iso-gib 4]
                                          [--rounds 3] [--workdir DIR] [--outdir DIR]
 
-Makes a demo environment (the tiny scale's many small files plus one big streamed file, chunked by
-the writer's defaults unless told otherwise), backs it up, validates it deeply and plans its
-recovery (none of which is timed), then with the ISOs in the page cache, each round, times:
+Makes a demo environment (many small files plus one big streamed file, chunked by the writer's
+defaults unless told otherwise), backs it up, validates and plans it (untimed), then with the ISOs in
+the page cache, each round, times:
   baseline  `bsdtar -xf` of every ISO of the set into an empty folder (verifies nothing)
-  hash      `openssl dgst -sha256` of every ISO of the set, one process: what verifying each byte
-            costs on one CPU, with nothing read from extents or written (not a contender: it
-            shows how much of the goal the hash alone takes on this machine)
-  recovery  `execute-plan` through the restore assets (Dagster, in process, the workspace's
-            persistent instance): every step of the plan, every byte read from the ISO extents
-            and verified while written (a large file copied by one thread while another hashes
-            it, a chunked file against its logical_sha256), sealed files decrypted, adapted
-            documents written, ring and cluster formed, verification against the digests taken
-            while writing, report; the post-recovery backup is left out
+  hash      `openssl dgst -sha256` of every ISO, one process: what hashing each byte costs on one
+            CPU (not a contender: it shows how much of the goal the hash alone takes here)
+  recovery  `execute-plan` through the restore assets (Dagster, in process): every step of the plan,
+            every byte read from the ISO extents and verified while written, sealed files
+            decrypted, documents adapted, ring and cluster formed, verified, reported; the
+            post-recovery backup is left out
 and prints the medians (and minima), their GB/s over the volume bytes, the ratio (goal from the
-issue: under 1.5, counted as met only when the ratio of the medians and that of the minima both
-are), and where execute-plan's time went (from the step timings in the recovery
-database).
+issue: under 1.5, met only when the ratios of the medians and of the minima both are), and where
+execute-plan's time went (the step timings in the recovery database).
 
-Both contenders start once the memory freed before them has been given back to the hypervisor
-(timing.settle_memory): on these VMs pages freed a moment ago fault in again several times
-faster than pages given back, and execute-plan, which writes the volumes a second or so after it
-starts, never meets the former. bsdtar is also timed right after the previous output was deleted
-("on just-freed memory"), and that ratio printed too.
-Outputs go to tmpfs (/dev/shm) by default, see performance-facts.md about /tmp.
+Both contenders start once freed memory has been given back to the hypervisor (timing.settle_memory):
+pages freed a moment ago fault in again several times faster, and execute-plan never meets them.
+bsdtar is also timed right after the previous output was deleted ("on just-freed memory"), and that
+ratio printed too. Outputs go to tmpfs (/dev/shm) by default, see performance-facts.md about /tmp.
 """
 
 from __future__ import annotations

@@ -1,29 +1,23 @@
 """Arrow tables as Parquet files on any fsspec URL, one file per asset (and per partition).
 
-How it works
-------------
-`ParquetIOManager(base_url=...)` stores an unpartitioned asset `a/b` at `<base>/a/b.parquet` and
-partition `k` of a partitioned asset at `<base>/a/b/<k>.parquet`. `handle_output` takes a
-`pyarrow.Table`, or, for a run covering several partitions (a single-run backfill), a dict
-partition key → Table; instead of a Table an asset may hand over a `StagedParquet` it already
-wrote with `stage_table` (so a step over many partitions holds one in memory at a time), which
-is then only moved into place. Each file is written to `<name>.tmp-<random>` and then moved
-over the old one, so a reader sees the old or the new file, never half of one. Output metadata: `row_count`,
-`bytes` (Parquet bytes written), `path`, `partitions` and `backup_set_id` (the ids in the
-table's `backup_set_id` column, when it has one). `load_input` returns a Table, or a dict
-partition key → Table when the input spans several partitions (an unpartitioned catalog asset
-reading every ISO's ingest table).
+How it works: `ParquetIOManager(base_url=...)` stores an unpartitioned asset `a/b` at
+`<base>/a/b.parquet` and partition `k` of a partitioned asset at `<base>/a/b/<k>.parquet`.
+`handle_output` takes a `pyarrow.Table`, or, for a run covering several partitions (a single-run
+backfill), a dict partition key → Table; an asset may hand over a `StagedParquet` it already wrote
+with `stage_table` instead (so a step over many partitions holds one in memory at a time), which is
+then only moved into place. Each file is written to `<name>.tmp-<random>` and moved over the old one,
+so a reader sees the old or the new file, never half of one. Output metadata: `row_count`, `bytes`,
+`path`, `partitions` and `backup_set_id` (the ids of the table's `backup_set_id` column, if any).
+`load_input` returns a Table, or a dict partition key → Table when the input spans several
+partitions (an unpartitioned catalog asset reading every ISO's ingest table). The file helpers
+(`write_table`, `read_table`, `asset_path`) are plain functions, also used by the PostgreSQL IO
+manager and by the `files` catalog asset, which reads one ISO at a time.
 
-The file helpers (`write_table`, `read_table`, `asset_path`) are plain functions, also used by
-the PostgreSQL IO manager and by the `files` catalog asset, which reads one ISO at a time.
-
-What can go wrong
------------------
-A partition that was registered but never materialised has no file: loading it raises a
-`FileNotFoundError` that names the path. A partition key with `/` in it is refused (keys are
-ISO file names). The move over the old file is atomic on local filesystems; on object stores
-it is a copy then delete. A process killed between staging and the move leaves a
-`*.parquet.tmp-*` file behind, which no reader (nor the `*.parquet` globs of the SQL views) sees.
+What can go wrong: a partition registered but never materialised has no file: loading it raises a
+`FileNotFoundError` that names the path. A partition key with `/` in it is refused (keys are ISO
+file names). The move over the old file is atomic on local filesystems; on object stores it is a copy
+then delete. A process killed between staging and the move leaves a `*.parquet.tmp-*` file behind,
+which no reader (nor the `*.parquet` globs of the SQL views) sees.
 """
 
 from __future__ import annotations

