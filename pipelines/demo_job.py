@@ -4,7 +4,8 @@ Each run makes a new backup set of the demo environment in the workspace (made o
 deterministic but for billing-db's real PostgreSQL data folder, see envstate.database_volume),
 registers it in the catalog (Dagster assets, PostgreSQL), validates it deeply (stored in the
 recovery database), plans its recovery onto a new inventory of nodes under the workspace (as many
-nodes as before, each a little larger), executes the plan through the restore assets, and ends
+nodes as before, each a little larger), executes the plan through the restore assets, each stage
+as the named Dagster job its command runs (the UI shows them as it would a recovery by hand), and ends
 with the report and the first post-recovery backup; then PostgreSQL is started on billing-db's
 restored volume and its rows are read back.
 """
@@ -17,10 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from omni_recovery.backup.writer import BackupSetSummary, WriterOptions, create_backup_set
-from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
+from omni_recovery.backup.writer import BackupSetSummary, WriterOptions
+from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key
 from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
+from pipelines.backup_resource import CommandLineBackup
+from pipelines.backup_runner import create_backup
+from transforms.plan import plan_from_yaml
 
 # Small enough that the demo's volume data spans several ISOs and its largest files are chunked.
 DEMO_MAX_ISO = 256 * 1024**2
@@ -46,14 +50,17 @@ def run_demo(settings: Settings, *, volume_scale: str, progress: Progress, echo:
         generate_signing_key(key_path)
     passphrase = _demo_passphrase(demo_root / "keys" / "passphrase")
     set_id = f"demo-{datetime.now(UTC):%Y%m%dt%H%M%Sz}"
-    backup = create_backup_set(
+    given = CommandLineBackup(
         env,
         str(demo_root / "backups" / set_id),
-        signing_key=load_signing_key(key_path),
-        passphrase=passphrase,
-        options=WriterOptions(backup_set_id=set_id, max_iso_size=DEMO_MAX_ISO, chunk_size=DEMO_CHUNK),
-        progress=progress,
+        key_path,
+        passphrase,
+        WriterOptions(backup_set_id=set_id, max_iso_size=DEMO_MAX_ISO, chunk_size=DEMO_CHUNK),
+        progress,
     )
+    create_backup(settings, given)
+    backup = given.written
+    assert backup is not None, "the backup_set asset did not write"
     echo(f"2. backup set {backup.backup_set_id}: {len(backup.isos)} ISOs in {backup.output}")
     _recover(settings, backup, env, key_path, passphrase, demo_root / "recovery" / set_id, echo)
     return backup
@@ -68,35 +75,33 @@ def _recover(
     folder: Path,
     echo: Echo,
 ) -> None:
-    from omni_recovery.db.connection import connect
+    """Each stage as the named Dagster job its command runs, so the UI shows the demo as it would a
+    recovery driven by hand: ingest_isos, build_catalog, validate_set, plan_recovery, restore."""
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.execute.options import ExecuteOptions
-    from omni_recovery.plan.generate import generate, record_plan_source, store_plan, write_plan_files
-    from omni_recovery.validate import store, validate
+    from pipelines.plan_runner import plan_registered_set
     from pipelines.recovery_runner import execute_recovery
     from pipelines.runner import QUIET_CONSOLE, register_isos
+    from pipelines.validate_runner import validate_registered_set
 
-    url = database_url(settings)
-    init_database(url)
-    registered = register_isos(backup.output, settings, log_level=QUIET_CONSOLE)
+    init_database(database_url(settings))
+    trusted = f"{key_path}.pub"
+    registered = register_isos(backup.output, settings, log_level=QUIET_CONSOLE, trusted_keys=(trusted,))
     echo(f"   registered: {registered.components} components, {registered.files} files in the catalog")
-    report = validate(backup.output, TrustedSigners.from_specs([f"{key_path}.pub"]), passphrase, deep=True)
-    with connect(url) as conn:
-        store(conn, report)
+    signers = TrustedSigners.from_specs([trusted])
+    report = validate_registered_set(settings, backup.backup_set_id, signers, passphrase)
     if not report.passed:
         raise RecoveryError("the demo backup failed validation:\n" + report.to_text())
     echo(f"3. deep validation: {report.to_text().splitlines()[0]}")
-    inventory = _demo_inventory(env, folder)
-    plan, _ = generate(backup.output, inventory, "basic")
-    plan_path = folder / "recovery-plan.yaml"
-    write_plan_files(plan, plan_path)
-    record_plan_source(plan_path, backup.output, inventory)
-    store_plan(url, plan)
-    echo(f"4. recovery plan: {len(plan.steps)} steps, {len(plan.adaptations)} adaptations: {plan_path}")
+    planned = plan_registered_set(settings, backup.backup_set_id, _demo_inventory(env, folder), "basic")
+    plan = plan_from_yaml(planned.plan_path.read_text(encoding="utf-8"), source=str(planned.plan_path))
+    echo(
+        f"4. recovery plan: {len(plan.steps)} steps, {len(plan.adaptations)} adaptations: {planned.plan_path}"
+    )
     summary = execute_recovery(
         settings,
-        ExecuteOptions(plan_path, signing_key=key_path),
+        ExecuteOptions(planned.plan_path, signing_key=key_path),
         passphrase,
         echo=lambda line: echo(f"   {line}"),
     )

@@ -26,3 +26,22 @@ def test_demo_runs_end_to_end(tmp_path: Path, database_url: str, monkeypatch: py
         list(Path(backup[1]).iterdir())
     )
     assert (tmp_path / "ws" / "demo" / "keys" / "passphrase").stat().st_mode & 0o777 == 0o600
+    assert succeeded_jobs(tmp_path / "ws") >= {
+        "create_backup",
+        "ingest_isos",
+        "build_catalog",
+        "validate_set",
+        "plan_recovery",
+        "restore",
+    }, "the UI shows every stage of the main job as the named job its command runs"
+
+
+def succeeded_jobs(workspace: Path) -> set[str]:
+    """The jobs with a succeeded run in the workspace's Dagster instance (what the UI lists)."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from omni_recovery.settings import load_settings
+    from pipelines.runner import dagster_instance
+
+    instance = dagster_instance(load_settings(workspace))
+    return {r.job_name for r in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))}
