@@ -55,15 +55,17 @@ def test_plan_generate_writes_yaml_and_svg_and_stores_the_plan(
     with connect(database_url) as conn:
         stored = conn.execute(
             "SELECT plan_sha256, (SELECT count(*) FROM omni.adaptations a WHERE a.plan_id = p.plan_id) "
-            "FROM omni.recovery_plans p WHERE backup_set_id = %s",
-            (plan.backup_set_id,),
+            "FROM omni.recovery_plans p WHERE backup_set_id = %s AND plan_sha256 = %s",
+            (plan.backup_set_id, plan.sha256),
         ).fetchall()
+    # other tests may plan the same shared set onto other inventories: this plan's row is what counts
     assert stored == [(plan.sha256, len(plan.adaptations))]
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
     with connect(database_url) as conn:
         count = conn.execute(
-            "SELECT count(*) FROM omni.recovery_plans WHERE backup_set_id = %s", (plan.backup_set_id,)
+            "SELECT count(*) FROM omni.recovery_plans WHERE backup_set_id = %s AND plan_sha256 = %s",
+            (plan.backup_set_id, plan.sha256),
         ).fetchone()
     assert count == (1,), "the same plan is stored once"
 
