@@ -7,8 +7,8 @@ is registered, validated deeply and stored, planned onto a same-shaped inventory
 database, one Dagster workspace for all); then the restore is compared with its source: volume data
 byte for byte, nothing missing but the old nodes' documents, every difference a rewritten document
 or regenerated key material, and no restored document holding an address of an old subnet.
-The examples are derandomized (the same sets every run, so it cannot flake) and few enough for about
-a minute; OMNI_RECOVERY_NIGHTLY=1 runs ten times as many, drawn afresh.
+The 30 examples are derandomized (the same sets every run, so it cannot flake); OMNI_RECOVERY_NIGHTLY=1
+runs ten times as many, drawn afresh.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from tests.transforms.test_foreign_shapes import SCALE, drawn
 pytestmark = pytest.mark.skipif(XORRISO is None, reason="needs xorriso (apt-get install xorriso)")
 
 IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\.?\d)")
-SETS = 3 * SCALE  # about 20 s a set: the tier stays near a minute
+SETS = 30 * SCALE  # about 6 s a set on an idle machine: three minutes in one test worker
 SMALL = DemoOptions(nodes=3, directors=2, orchestrators=1, applications=2, volume_scale="tiny", seed=11)
 
 
