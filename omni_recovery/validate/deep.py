@@ -34,7 +34,7 @@ from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
 from omni_recovery.validate import problems as p
 from omni_recovery.validate.iso_checks import manifest_of, stored_as_listed
 from omni_recovery.validate.problems import Problem, Progress, no_progress
-from omni_recovery.validate.set_checks import chunk_parts
+from omni_recovery.validate.set_files import chunk_parts
 
 BLOCK = 1 << 20
 _REPORT_EVERY = 16 << 20
