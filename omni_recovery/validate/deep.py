@@ -15,6 +15,8 @@ check reports it); a short read (the image ends early) becomes a problem naming 
 wrong passphrase is one `passphrase` problem, and each ISO holding encrypted files then says
 they could not be authenticated. Remote (non-`file://`) images are read through fsspec with
 the same buffer, more slowly.
+Kept whole: the per-ISO hashing and the chunked files' reassembly share one streaming and
+decryption path (`_stream`, `_opener`, `_Decryption`).
 """
 
 from __future__ import annotations
