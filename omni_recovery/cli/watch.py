@@ -22,7 +22,8 @@ import psycopg
 
 from omni_recovery.db.connection import connect
 from omni_recovery.execute.progress import RunProgress, open_run_of_plan, planned_totals, read_progress
-from omni_recovery.execute.tracking import RUNNING, Connection, run_holder
+from omni_recovery.execute.run_lock import run_holder
+from omni_recovery.execute.tracking import RUNNING, Connection
 
 TERMINAL_SECONDS = 0.5
 MiB = 2**20

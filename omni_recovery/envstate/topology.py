@@ -5,6 +5,7 @@ needs; every cross-reference (an orchestrator's VM, an application's orchestrato
 must resolve, and the dependencies must form a DAG. Anything missing or malformed becomes an
 EnvironmentStateError naming the file. The index's `files` list is left empty: the backup
 writer fills it.
+Kept whole: one reader class walks the folder; the small field readers below it serve only it.
 """
 
 from __future__ import annotations

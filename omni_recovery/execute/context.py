@@ -28,8 +28,9 @@ from omni_recovery.envstate.model import env_path
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.options import ExecuteOptions, Progress, RecoveryRefused
 from omni_recovery.execute.run_certificates import run_certificates
+from omni_recovery.execute.run_lock import take_run_lock
 from omni_recovery.execute.selection import select_steps, step_of_component
-from omni_recovery.execute.tracking import Connection, RecoveryTracker, take_run_lock
+from omni_recovery.execute.tracking import Connection, RecoveryTracker
 from omni_recovery.plan.generate import (
     PLAN_RECORD_SUFFIX,
     SetEnvironment,

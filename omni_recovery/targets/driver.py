@@ -16,6 +16,7 @@ A killed writer leaves at most `.{name}.omni-partial` files, never a partial fil
 name; `remove_partials()` sweeps them. Folders checked for symlinks are cached per TargetRoot: a
 folder swapped for a symlink behind its back by another process is not noticed (use a fresh
 TargetRoot per run).
+Kept whole: it is one class, `TargetRoot`, whose methods share its root, filesystem and `resolve()`.
 """
 
 from __future__ import annotations

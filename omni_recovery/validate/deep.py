@@ -15,6 +15,8 @@ check reports it); a short read (the image ends early) becomes a problem naming 
 wrong passphrase is one `passphrase` problem, and each ISO holding encrypted files then says
 they could not be authenticated. Remote (non-`file://`) images are read through fsspec with
 the same buffer, more slowly.
+Kept whole: the per-ISO hashing and the chunked files' reassembly share one streaming and
+decryption path (`_stream`, `_opener`, `_Decryption`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from omni_recovery.errors import BackupSetError, IntegrityError, PassphraseError
 from omni_recovery.validate import problems as p
 from omni_recovery.validate.iso_checks import manifest_of, stored_as_listed
 from omni_recovery.validate.problems import Problem, Progress, no_progress
-from omni_recovery.validate.set_checks import chunk_parts
+from omni_recovery.validate.set_files import chunk_parts
 
 BLOCK = 1 << 20
 _REPORT_EVERY = 16 << 20

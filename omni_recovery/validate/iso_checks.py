@@ -8,6 +8,7 @@ equals the image listing (nothing missing, nothing extra, symlink targets and ty
 sizes agree, the small metadata files hash as listed, the recovery index is readable, and the
 parts of chunked files agree with one another. Checks that need the manifest are skipped when
 it does not parse; that failure is itself reported.
+Kept whole: one short function per check of the same opened ISO, run in order by `check_iso`.
 """
 
 from __future__ import annotations

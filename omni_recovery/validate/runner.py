@@ -5,9 +5,8 @@ open each ISO and run `check_iso` on it, in a thread pool; run `check_set` over 
 with `deep`, unlock the data key and hash everything. The deep work is cut into units, biggest
 first: runs of files of one ISO of about `_UNIT_BYTES` (parts of chunked files included, each
 checked against its own sha256), and one unit per chunked file that reads its parts again in
-order for its logical_sha256. The units are spread over `parallel_factor` threads; hashlib and
-preadv release the GIL, so the two digests of a chunked file's bytes are computed at the same
-time on two cores (measure it: see bench/deep_validation.py).
+order for its logical_sha256. The units are spread over `parallel_factor` threads; hashlib and preadv
+release the GIL, so a chunked file's two digests are computed at once on two cores (bench/deep_validation.py).
 """
 
 from __future__ import annotations
@@ -39,7 +38,8 @@ from omni_recovery.validate.deep import (
 from omni_recovery.validate.iso_checks import check_iso, manifest_of, open_iso, stored_as_listed
 from omni_recovery.validate.problems import Problem, Progress, no_progress
 from omni_recovery.validate.report import ValidationReport
-from omni_recovery.validate.set_checks import check_set, chunk_parts, set_identity
+from omni_recovery.validate.set_checks import check_set, set_identity
+from omni_recovery.validate.set_files import chunk_parts
 
 _UNIT_BYTES = 256 << 20
 

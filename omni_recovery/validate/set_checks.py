@@ -9,9 +9,8 @@ format, and every ISO carries the identical backup_info. ISOs that are not membe
 iso_set, or of another set) are reported once as such and left out of what follows. Then
 references: every dependency, parent and manifest `component` names a component of the set,
 each index's `files` rows name files of its own manifest, each component is carried by an ISO of
-its kind (unless an ISO of that kind is unreadable, which is reported already), no data file is
-in two ISOs, and the parts of each chunked file are all there, once each, in order across ISOs of
-one kind, adding up to its logical size.
+its kind (unless an ISO of that kind is unreadable, which is reported already) and no data file is
+in two ISOs. The chunked files' parts and the hard links are checked in `set_files.py`.
 """
 
 from __future__ import annotations
@@ -29,14 +28,15 @@ from omni_recovery.backupset.manifest import BackupInfo, ManifestEntry
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.errors import BackupSetError
 from omni_recovery.validate import problems as p
-from omni_recovery.validate.iso_checks import encryption_disagrees, index_of, manifest_of
+from omni_recovery.validate.iso_checks import index_of, manifest_of
 from omni_recovery.validate.problems import Problem
+from omni_recovery.validate.set_files import check_chunks, check_hardlinks, iso_name
 from omni_recovery.yaml_text import load_yaml
 
 
 def set_identity(names: list[str]) -> str | None:
     """The backup_set_id a folder of ISO names is about: system-core's, else the most common one."""
-    parsed = [_parse(n) for n in names]
+    parsed = [iso_name(n) for n in names]
     cores = [n.backup_set_id for n in parsed if n is not None and n.kind == layout.SYSTEM_CORE]
     if len(set(cores)) == 1:
         return cores[0]
@@ -50,9 +50,9 @@ def check_set(readers: Mapping[str, IsoReader | None]) -> list[Problem]:
     set_id = set_identity(list(readers))
     if set_id is None:
         return [p.error(p.SET_COMPLETENESS, "the folder holds no ISO of a backup set")]
-    mine = {name: r for name, r in readers.items() if (n := _parse(name)) and n.backup_set_id == set_id}
+    mine = {name: r for name, r in readers.items() if (n := iso_name(name)) and n.backup_set_id == set_id}
     for name in readers:
-        parsed = _parse(name)
+        parsed = iso_name(name)
         if parsed is not None and parsed.backup_set_id != set_id:
             found.append(
                 p.error(
@@ -80,16 +80,9 @@ def check_set(readers: Mapping[str, IsoReader | None]) -> list[Problem]:
     named = {m.name for m in info.iso_set} if info is not None else set(mine)
     members = {name: r for name, r in mine.items() if name in named}
     found.extend(_check_references(members))
-    found.extend(_check_chunks(members))
-    found.extend(_check_hardlinks(members))
+    found.extend(check_chunks(members))
+    found.extend(check_hardlinks(members))
     return found
-
-
-def _parse(name: str) -> layout.IsoName | None:
-    try:
-        return layout.parse_iso_filename(name)
-    except BackupSetError:
-        return None
 
 
 def _info(reader: IsoReader | None) -> BackupInfo | None:
@@ -102,7 +95,9 @@ def _info(reader: IsoReader | None) -> BackupInfo | None:
 
 
 def _reference_info(mine: Mapping[str, IsoReader | None]) -> tuple[BackupInfo | None, str | None]:
-    ordered = sorted(mine, key=lambda n: (_parse(n) or layout.IsoName("", "", 0)).kind != layout.SYSTEM_CORE)
+    ordered = sorted(
+        mine, key=lambda n: (iso_name(n) or layout.IsoName("", "", 0)).kind != layout.SYSTEM_CORE
+    )
     for name in ordered:
         info = _info(mine[name])
         if info is not None:
@@ -210,7 +205,7 @@ def _check_kinds(mine: Mapping[str, IsoReader | None], info: BackupInfo | None) 
     """Counts per kind and sequences without gaps, in iso_set and in the folder."""
     found: list[Problem] = []
     sources: list[tuple[str, list[tuple[str, int]]]] = [
-        ("in the set folder", [(n.kind, n.sequence) for name in mine if (n := _parse(name))])
+        ("in the set folder", [(n.kind, n.sequence) for name in mine if (n := iso_name(name))])
     ]
     if info is not None:
         sources.append(("in iso_set", [(m.kind, m.sequence) for m in info.iso_set]))
@@ -254,7 +249,7 @@ def _check_references(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
     kinds: dict[str, str] = {}
     unreadable: set[str] = set()  # kinds with an ISO present whose index cannot be read
     for name, reader in mine.items():
-        parsed = _parse(name)
+        parsed = iso_name(name)
         if parsed is None:
             continue
         kinds[name] = parsed.kind
@@ -376,118 +371,3 @@ def _dangling(iso: str, what: str, component_id: str) -> Problem:
         expected="a component of the set",
         found=component_id,
     )
-
-
-def chunk_parts(
-    readers: Mapping[str, IsoReader | None],
-) -> dict[str, list[tuple[str, ManifestEntry]]]:
-    """Each chunked file's parts as (ISO name, entry), ordered by chunk_index."""
-    parts: dict[str, list[tuple[str, ManifestEntry]]] = defaultdict(list)
-    for name, reader in readers.items():
-        files = manifest_of(reader) if reader is not None else None
-        for entry in files or []:
-            if entry.chunk is not None:
-                parts[entry.chunk.chunk_of].append((name, entry))
-    for pieces in parts.values():
-        pieces.sort(key=lambda piece: piece[1].chunk.chunk_index if piece[1].chunk else 0)
-    return dict(parts)
-
-
-def _check_chunks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
-    found: list[Problem] = []
-    for logical, pieces in chunk_parts(mine).items():
-        chunks = [(iso, e, e.chunk) for iso, e in pieces if e.chunk is not None]
-        count = chunks[0][2].chunk_count
-        indexes = [c.chunk_index for _, _, c in chunks]
-        for index in range(count):
-            if index not in indexes:
-                found.append(
-                    p.error(
-                        p.CHUNKS,
-                        f"part {index} of {count} is in no ISO of the set",
-                        path=layout.chunk_part_path(logical, index),
-                        expected="present",
-                        found="missing",
-                    )
-                )
-        for index, n in Counter(indexes).items():
-            if n > 1:
-                found.append(
-                    p.error(
-                        p.CHUNKS,
-                        f"part {index} of {logical} is stored {n} times",
-                        iso=", ".join(sorted(iso for iso, _, c in chunks if c.chunk_index == index)),
-                        path=layout.chunk_part_path(logical, index),
-                        expected="1",
-                        found=n,
-                    )
-                )
-        if len({e.encryption for _, e, _ in chunks}) > 1:
-            isos = ", ".join(sorted({iso for iso, _, _ in chunks}))
-            found.append(encryption_disagrees(p.CHUNKS, logical, iso=isos, path=logical))
-        meta = {(c.chunk_count, c.logical_size, c.logical_sha256) for _, _, c in chunks}
-        if len(meta) > 1:
-            found.append(
-                p.error(
-                    p.CHUNKS,
-                    "the parts disagree on chunk_count, logical_size or logical_sha256",
-                    path=logical,
-                    found="; ".join("/".join(map(str, m)) for m in sorted(meta)),
-                )
-            )
-            continue
-        if sorted(indexes) == list(range(count)):
-            total = sum(e.size for _, e, _ in chunks)
-            if total != chunks[0][2].logical_size:
-                found.append(
-                    p.error(
-                        p.CHUNKS,
-                        "the parts' sizes do not add up to the file's logical_size",
-                        path=logical,
-                        expected=chunks[0][2].logical_size,
-                        found=total,
-                    )
-                )
-        kinds = {named.kind for iso, _, _ in chunks if (named := _parse(iso)) is not None}
-        if len(kinds) > 1:
-            found.append(
-                p.error(
-                    p.CHUNKS,
-                    "the parts of one file lie in ISOs of different kinds",
-                    path=logical,
-                    found=", ".join(sorted(kinds)),
-                )
-            )
-    return found
-
-
-def _check_hardlinks(mine: Mapping[str, IsoReader | None]) -> list[Problem]:
-    """Each hard link names a file of the set (its first name, stored whole or in parts) that is no
-    hard link itself, in an ISO of the same kind."""
-    stored: dict[str, str] = {}  # a file's path (a chunked one's logical path) -> its ISO's kind
-    links: list[tuple[str, ManifestEntry]] = []
-    for name, reader in mine.items():
-        parsed = _parse(name)
-        for entry in (manifest_of(reader) if reader is not None and parsed else None) or []:
-            if entry.hardlink is not None:
-                links.append((name, entry))
-            elif entry.type == "file" and parsed is not None:
-                stored[entry.chunk.chunk_of if entry.chunk else entry.path] = parsed.kind
-    found = []
-    for name, entry in links:
-        parsed = _parse(name)
-        kind = stored.get(entry.hardlink or "")
-        if parsed is None or kind == parsed.kind:
-            continue
-        found.append(
-            p.error(
-                p.HARDLINKS,
-                f"hard link to {entry.hardlink}, which is "
-                + (f"in an ISO of kind {kind}" if kind else "no file stored in the set"),
-                iso=name,
-                path=entry.path,
-                expected=f"a stored file in an ISO of kind {parsed.kind}",
-                found=kind or "nothing",
-            )
-        )
-    return found

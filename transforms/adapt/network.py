@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from omni_recovery.adapt.inventory import Inventory
-from transforms.adapt.hardware import HardwareMapping
+from transforms.adapt.nodes import HardwareMapping
 from transforms.adapt.vocabulary import Adaptation, AdaptationError
 from transforms.documents import DnsRecord, Environment, Policy, Route
 

@@ -26,9 +26,10 @@ from transforms.plan.model import (
     content_sha256,
 )
 from transforms.plan.partial import PartialRestore, partial_restore, plan_needs
-from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps, step_needs
+from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps
 from transforms.plan.tables import plan_tables
 from transforms.plan.validate import find_cycle, validate_plan
+from transforms.plan.wiring import step_needs
 from transforms.plan.yaml_form import plan_from_yaml, plan_to_yaml
 
 __all__ = [

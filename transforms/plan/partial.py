@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 from transforms.plan.model import Plan, PlanError
-from transforms.plan.steps import phase_gates
+from transforms.plan.wiring import phase_gates
 
 
 @dataclass(frozen=True)
