@@ -105,3 +105,17 @@ def test_the_written_inventory_holds_the_figures_and_loads_back(
     assert loaded.node("mute") == load_inventory(given).node("mute"), "kept as recorded"
     assert loaded.network == inventory.network and loaded.storage == inventory.storage
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_nodes_found_to_be_one_machine_are_named_in_the_written_inventory(tmp_path: Path) -> None:
+    """Two local folders are one machine: its MACs twice, which the scan says must be fixed."""
+    inventory = make_inventory([("a", 1, 1024, 1), ("b", 1, 1024, 1)], root=f"file://{tmp_path}/r")
+    given, written = tmp_path / "inventory.yaml", tmp_path / "scanned.yaml"
+    given.write_text(inventory_to_yaml(inventory))
+
+    result = CliRunner().invoke(
+        main, ["inventory-scan", "--inventory", str(given), "--write-inventory", str(written)]
+    )
+
+    assert "to fix in it before plan-generate" in result.output and "duplicate MAC" in result.output
+    assert written.is_file() and "Traceback" not in result.output

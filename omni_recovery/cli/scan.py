@@ -73,6 +73,7 @@ def inventory_scan(
 def _report_hardware(found: Inventory, ssh_identity: str | None, write_to: Path | None) -> None:
     """Each node's machine, one line each; and the inventory with those figures, if asked for."""
     from omni_recovery.adapt.hardware_scan import describe, scan_hardware, with_hardware, write_inventory
+    from omni_recovery.adapt.inventory import InventoryError, load_inventory
 
     machines = scan_hardware(found, ssh_identity)
     for name, machine in machines.items():
@@ -83,6 +84,10 @@ def _report_hardware(found: Inventory, ssh_identity: str | None, write_to: Path 
         click.echo(
             f"wrote {write_to} ({len(read)} of {len(machines)} nodes as found); complete it or accept it"
         )
+        try:
+            load_inventory(write_to)
+        except InventoryError as exc:
+            click.echo(f"  to fix in it before plan-generate: {exc}")
 
 
 def _yes(value: bool) -> str:
