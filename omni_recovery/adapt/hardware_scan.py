@@ -25,7 +25,7 @@ from pathlib import Path
 from omni_recovery.adapt.inventory_model import Inventory, InventoryDisk, InventoryNic, inventory_to_yaml
 from omni_recovery.adapt.scan import access_of
 from omni_recovery.errors import RecoveryError
-from omni_recovery.targets.ssh_session import SshAccess, SshUrl, run_on_loop, session_for
+from omni_recovery.targets.ssh_session import SshAccess, SshUrl, asyncssh, run_on_loop, session_for
 from omni_recovery.urls import is_ssh_url
 
 FILES = (
@@ -101,11 +101,13 @@ def read_local_files() -> dict[str, str]:
 def _read_remote_files(url: str, access: SshAccess) -> dict[str, str]:
     parsed = SshUrl.parse(url)
     session = session_for(parsed, access, parsed.path)
-    result = run_on_loop(session.conn.run(COMMAND, check=False))
+    try:
+        result = run_on_loop(session.conn.run(COMMAND, check=False))
+    except (asyncssh.Error, OSError) as exc:  # no session for a command, or the connection dropped
+        raise HardwareError(f"{url}: the host would not run `cat` of /proc and /sys: {exc}") from exc
     if result.exit_status not in (0, 1):  # 1: the last pattern matched no readable file
-        raise HardwareError(
-            f"{url}: the host would not run `cat` of /proc and /sys: {result.stderr!s}".strip()
-        )
+        said = str(result.stderr or "").strip().splitlines()[:1]
+        raise HardwareError(f"{url}: the host would not run `cat` of /proc and /sys: {' '.join(said)}")
     found = {}
     for record in str(result.stdout or "").split(SEPARATOR)[1:]:
         path, _, text = record.partition("\n")
