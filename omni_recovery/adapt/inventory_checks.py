@@ -216,7 +216,8 @@ class InventoryChecker:
             device = self.text(item, "device", what)
             size = self.positive(item, "size_gib", what)
             if device is not None and size is not None:
-                result.append(InventoryDisk(device, size))
+                model, serial = (str(item.get(key) or "") for key in ("model", "serial"))
+                result.append(InventoryDisk(device, size, model, serial))
         return tuple(result)
 
     def nics(

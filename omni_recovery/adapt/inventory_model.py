@@ -39,6 +39,8 @@ class InventoryNic:
 class InventoryDisk:
     device: str
     size_gib: int
+    model: str = ""  # as /sys tells it, where it does
+    serial: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,12 @@ def _ssh_fields(keys: SshKeys | None) -> dict[str, str]:
     return fields
 
 
+def _disk_fields(disk: InventoryDisk) -> dict[str, str | int]:
+    fields: dict[str, str | int] = {"device": disk.device, "size_gib": disk.size_gib}
+    fields.update({key: value for key, value in (("model", disk.model), ("serial", disk.serial)) if value})
+    return fields
+
+
 def inventory_to_yaml(inventory: Inventory) -> str:
     """The inventory as YAML (the shape `parse_inventory` reads); handy for tests and examples."""
     doc = {
@@ -118,7 +126,7 @@ def inventory_to_yaml(inventory: Inventory) -> str:
                 "root": n.root,
                 "cpu_cores": n.cpu_cores,
                 "memory_mib": n.memory_mib,
-                "disks": [{"device": d.device, "size_gib": d.size_gib} for d in n.disks],
+                "disks": [_disk_fields(d) for d in n.disks],
                 "nics": [{"name": c.name, "mac": c.mac} for c in n.nics],
                 **_ssh_fields(n.ssh),
             }

@@ -3,7 +3,8 @@ node, each with its own port, host key and folder, as the sshfs project tests it
 installed, OpenSSH's sshd run on a high port with its own host key and authorized_keys.
 
 An `SftpServer` serves its folder as "/" (chroot) to the one client key it authorizes, and records
-what it saw (`events`). Its account may run no command, or only `sha256sum` (`sha256sum`). It can
+what it saw (`events`). Its account may run no command, or only `sha256sum` (`sha256sum`), or hardware_scan's
+read of this machine's /proc and /sys (`hardware`). It can
 misbehave on purpose, as a broken or hostile target would: flip one byte of every write (`flip`),
 say the disk is full (`disk_full`), refuse files under a folder (`deny`), or drop every connection
 once some bytes were written (`drop_after`).
@@ -30,6 +31,7 @@ from typing import Any
 
 import asyncssh
 
+from omni_recovery.adapt import hardware_scan
 from omni_recovery.targets.ssh import SshAccess
 
 USER = "omni"
@@ -62,6 +64,7 @@ class Behaviour:
     deny: str | None = None  # a folder (relative to the served one) whose files cannot be opened
     drop_after: int | None = None  # bytes written, after which every connection is dropped
     sha256sum: bool = False  # the account may run `sha256sum -- PATH` (no other command)
+    hardware: bool = False  # the account may run hardware_scan's read of /proc and /sys (on this machine)
     written: int = 0
     read: int = 0  # bytes the clients read
 
@@ -174,6 +177,13 @@ class SftpServer(_Server):
     async def _command(self, process: asyncssh.SSHServerProcess[str]) -> None:
         """`sha256sum -- PATH` of a path under the served folder, by the real sha256sum, when the
         behaviour allows it; any other command, or any command when it does not, is refused."""
+        if self.behaviour.hardware and process.command == hardware_scan.COMMAND:
+            self.events.append("exec hardware")
+            child = await asyncio.create_subprocess_exec("sh", "-c", process.command, stdout=subprocess.PIPE)
+            out, _ = await child.communicate()
+            process.stdout.write(out.decode())
+            process.exit(child.returncode or 0)
+            return
         words = shlex.split(process.command or "")
         self.events.append(f"exec {' '.join(words)}")
         if not self.behaviour.sha256sum or len(words) != 3 or words[:2] != ["sha256sum", "--"]:
