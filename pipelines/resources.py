@@ -23,8 +23,6 @@ next registration restores it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from omni_recovery.backupset.reader import SetMember
 from omni_recovery.errors import BackupSetError
 from omni_recovery.register.registered_sets import REGISTRY_FILE, registry_entries
 from omni_recovery.settings import Settings
+from omni_recovery.whole_file import write_text_whole
 
 __all__ = ["REGISTRY_FILE", "BackupSetRegistry", "Progress"]
 
@@ -92,11 +91,7 @@ class BackupSetRegistry(ConfigurableResource):
         return entry
 
     def _write(self, entries: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".iso_registry-", dir=self.path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"isos": entries}, out, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
+        write_text_whole(self.path, json.dumps({"isos": entries}, indent=1, sort_keys=True))
 
 
 class Progress:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from omni_recovery.adapt.scan import access_of
 from omni_recovery.errors import RecoveryError
 from omni_recovery.targets.ssh_session import SshAccess, SshUrl, asyncssh, run_on_loop, session_for
 from omni_recovery.urls import is_ssh_url
+from omni_recovery.whole_file import write_text_whole
 
 FILES = (
     "/proc/cpuinfo",
@@ -190,9 +190,7 @@ def scan_hardware(inventory: Inventory, ssh_identity: str | None = None) -> dict
 
 def write_inventory(path: Path, inventory: Inventory) -> None:
     """`inventory` as YAML at `path`, written whole (a temporary name, then renamed into place)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(inventory_to_yaml(inventory), encoding="utf-8")
-    os.replace(partial, path)
+    write_text_whole(path, inventory_to_yaml(inventory))
 
 
 def describe(hardware: Hardware) -> str:

@@ -16,7 +16,6 @@ that has not passed validation.
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from omni_recovery.errors import BackupSetError, EnvironmentStateError, Integrit
 from omni_recovery.plan.overlay import overlay_adaptations
 from omni_recovery.restorer.certificates import old_ca_problem
 from omni_recovery.urls import absolute_location
+from omni_recovery.whole_file import write_text_whole
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment, environment_from_files
 from transforms.documents.held import SetDocuments
@@ -180,10 +180,7 @@ def write_plan_files(plan: Plan, output: Path) -> Path:
     """The plan's YAML at `output` and its graph at `output` with `.svg`; each appears only when whole."""
     svg = output.with_suffix(".svg")
     for path, text in ((output, plan_to_yaml(plan)), (svg, plan_to_svg(plan))):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        write_text_whole(path, text)
     return svg
 
 

@@ -15,13 +15,13 @@ in one line naming the file and the key; no file means no overlay.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from omni_recovery.errors import RecoveryError
+from omni_recovery.whole_file import write_text_whole
 from omni_recovery.yaml_text import load_yaml, safe_dump
 from transforms.adapt.vocabulary import Adaptation
 from transforms.recommendations import Recommendation
@@ -47,10 +47,7 @@ def overlay_from(found: list[Recommendation]) -> dict[str, Any]:
 def write_overlay(workspace: Path, overlay: dict[str, Any]) -> Path:
     """`overlay` written whole (temporary name, then rename) as the workspace's plan overlay."""
     path = overlay_path(workspace)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(safe_dump(overlay, sort_keys=True), encoding="utf-8")
-    os.replace(partial, path)
+    write_text_whole(path, safe_dump(overlay, sort_keys=True))
     return path
 
 

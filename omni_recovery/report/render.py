@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
+from omni_recovery.whole_file import write_text_whole
 from transforms.recommendations import Recommendation
 
 _STATUS_COLOURS = {"succeeded": "#2e7d32", "failed": "#c62828", "running": "#f9a825", "skipped": "#9e9e9e"}
@@ -110,15 +110,9 @@ def write_report(report: RecoveryReport, folder: Path) -> tuple[Path, Path]:
     """Write `report.json` and `report.html` into `folder`; returns both paths."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path, html_path = folder / "report.json", folder / "report.html"
-    _write_atomic(json_path, report.to_json())
-    _write_atomic(html_path, render_html(report))
+    write_text_whole(json_path, report.to_json())
+    write_text_whole(html_path, render_html(report))
     return json_path, html_path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def render_html(report: RecoveryReport) -> str:
