@@ -2,7 +2,8 @@
 
 How it works: the planned totals come from the run's plan (stored with the run) and the catalog of
 its backup set: the files and bytes of each step's component (`omni.files`, a chunked file counted
-once at its whole size, a sealed file at its plaintext size), over the steps the command executes
+once at its whole size, a sealed file at its plaintext size; a Director step also restores a copy of
+each component no step restores, the shared documents), over the steps the command executes
 (all, those `transforms.plan.partial_restore` names for a partial restore, or those of the phases
 given: deploy-directors). Done is counted in the same terms: a step that succeeded put all of its
 component in place (rewritten documents included), so it counts its planned files and bytes; a
