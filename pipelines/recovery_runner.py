@@ -56,6 +56,8 @@ from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 from transforms.plan import plan_from_yaml
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
+DIRECTOR_ASSETS = (restored_directors, director_ring)  # what deploy-directors materialises
+DIRECTOR_PHASES = tuple(phase for a in DIRECTOR_ASSETS for phase in ASSET_PHASES[a.key.path[-1]])
 Echo = Callable[[str], None]
 
 
@@ -134,7 +136,7 @@ def deploy_directors(
     instance = partial(dagster_instance, settings)
     with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}: Directors and ring")
-        group = [restored_directors, director_ring]
+        group = list(DIRECTOR_ASSETS)
         with reported_if_stopped(recovery):
             run = _materialize(group, recovery, dagster_instance(settings), {}, _logging(log_level))
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)

@@ -42,6 +42,7 @@ from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.execute.options import ExecuteOptions
+from omni_recovery.execute.progress import planned_totals
 from omni_recovery.execute.run_lock import run_holder
 from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.execute.tracking import RunRecord, recent_runs
@@ -1361,10 +1362,12 @@ def assert_growing_to_the_end(readings: list[re.Match[str]]) -> None:
     assert len(readings) >= 2 and done == sorted(done) and done[-1] > done[0], done
     last = readings[-1]
     assert last["status"] == "succeeded" and float(last["total"]) > 0 and int(last["total_files"]) > 0
-    # the documents an adaptation rewrites are written whole, not copied and verified: not counted as done
-    assert int(last["files"]) >= 0.9 * int(last["total_files"]) and float(last["mib"]) >= 0.9 * float(
-        last["total"]
-    )
+    assert_all_done(last)
+
+
+def assert_all_done(last: re.Match[str]) -> None:
+    """Files and bytes done are the planned totals: rewritten documents count as done as well."""
+    assert (last["files"], last["mib"]) == (last["total_files"], last["total"]), last.group(0)
 
 
 def registered(demo: DemoSet, workspace: Path) -> None:
@@ -1388,6 +1391,32 @@ def test_execute_plan_off_a_terminal_prints_progress_lines_with_growing_bytes_of
     assert_growing_to_the_end(readings)
     assert {m["run"] for m in readings} == {latest_run(database_url).run_id}
     assert int(readings[-1]["steps"]) == int(readings[-1]["planned"]) - 1, "all but the unsigned backup"
+
+
+def test_deploy_directors_shows_the_progress_of_the_director_steps_only_up_to_their_total(
+    validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
+):
+    setup = make_setup(validated, tmp_path)
+    registered(validated, workspace)
+    command, env = execute_plan_command(setup, workspace, database_url)
+    deploy = [*command[:3], "deploy-directors", "--config", *command[5:], "--progress-every", "0.05"]
+    done = subprocess.run(deploy, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    last = progress_readings(done.stdout)[-1]
+    directors = [s.id for s in setup.plan.steps if s.phase in ("directors", "ring")]
+    with connect(database_url) as conn:
+        whole = planned_totals(conn, latest_run(database_url).run_id)
+    assert whole.files is not None and whole.bytes is not None
+    files = sum(whole.work[step][0] for step in directors)
+    size = sum(whole.work[step][1] for step in directors)
+    assert 0 < files < whole.files and 0 < size < whole.bytes, "the Directors are part of the plan"
+    assert (int(last["planned"]), int(last["total_files"]), last["total"]) == (
+        len(directors),
+        files,
+        f"{size / 2**20:.1f}",
+    )
+    assert int(last["steps"]) == len(directors) and last["status"] == "running", "the run stays open"
+    assert_all_done(last)
 
 
 def test_status_watch_follows_a_run_another_process_executes_until_it_ends(

@@ -277,7 +277,10 @@ def _execute(
         click.echo(
             f"workspace {settings.workspace}: new, made now (--workspace or {WORKSPACE_ENV} names another)"
         )
-    with watching(database_url(settings), plan_id(plan), progress_every) as display:
+    from pipelines.recovery_runner import DIRECTOR_PHASES
+
+    phases = DIRECTOR_PHASES if only_directors else None
+    with watching(database_url(settings), plan_id(plan), progress_every, phases=phases) as display:
         if only_directors:
             from pipelines.recovery_runner import deploy_directors as run
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -94,14 +94,19 @@ def _clock(seconds: float) -> str:
 
 
 @contextmanager
-def watching(url: str, plan_id: str, every: float, out: TextIO = sys.stdout) -> Iterator[ProgressDisplay]:
-    """Show the progress of `plan_id`'s run in a thread while the body runs, then one last reading."""
+def watching(
+    url: str, plan_id: str, every: float, out: TextIO = sys.stdout, phases: Collection[str] | None = None
+) -> Iterator[ProgressDisplay]:
+    """Show the progress of `plan_id`'s run in a thread while the body runs, then one last reading;
+    of the steps of `phases` only when given (the command runs only those)."""
     display = ProgressDisplay(out)
     stop = threading.Event()
     since = datetime.now(UTC)
     seen: list[str] = []
     thread = threading.Thread(
-        target=_poll, args=(url, plan_id, since, seen, display, stop, _interval(display, every)), daemon=True
+        target=_poll,
+        args=(url, plan_id, since, seen, display, stop, _interval(display, every), phases),
+        daemon=True,
     )
     thread.start()
     try:
@@ -124,6 +129,7 @@ def _poll(
     display: ProgressDisplay,
     stop: threading.Event,
     every: float,
+    phases: Collection[str] | None,
 ) -> None:
     """Read and show until `stop`, then once more (the run's last counts)."""
     conn: Connection | None = None
@@ -136,7 +142,7 @@ def _poll(
                 run_id = seen[0] if seen else open_run_of_plan(conn, plan_id, since)
                 if run_id is not None:
                     seen[:1] = [run_id]
-                    totals = totals or planned_totals(conn, run_id)
+                    totals = totals or planned_totals(conn, run_id, phases)
                     display.show(read_progress(conn, run_id, totals))
             except (psycopg.Error, OSError):
                 conn = None  # not up yet, or gone: the run itself says what went wrong

@@ -2,24 +2,30 @@
 
 How it works: the planned totals come from the run's plan (stored with the run) and the catalog of
 its backup set: the files and bytes of each step's component (`omni.files`, a chunked file counted
-once at its whole size, a sealed file at its plaintext size), over the steps the run executes (all,
-or for a partial restore those `transforms.plan.partial_restore` names). The counters done are the
-ones the run commits as it goes: the bytes of its steps (`bytes_written`, which a running step
-updates every few seconds) and the files it verified (`restored_files`). `read_progress` reads one
-snapshot; nothing here writes, so any process may watch a run another one executes.
+once at its whole size, a sealed file at its plaintext size; a Director step also restores a copy of
+each component no step restores, the shared documents), over the steps the command executes
+(all, those `transforms.plan.partial_restore` names for a partial restore, or those of the phases
+given: deploy-directors). Done is counted in the same terms: a step that succeeded put all of its
+component in place (rewritten documents included), so it counts its planned files and bytes; a
+running step counts the bytes it has restored so far (`bytes_written`, updated every few seconds),
+and the files verified so far (`restored_files`) show when they are more. A finished run thus
+shows done == total. `read_progress` reads one snapshot; nothing here writes, so any process may
+watch a run another one executes.
 
 What can go wrong: a set not registered in the catalog has no file counts, so the totals are
-unknown (None) and the display shows what is done without a total; a run's bytes may pass the
-planned total (documents rewritten by adaptations are written whole), and are shown as they are.
+unknown (None) and the display shows the run's raw counters (bytes written, files verified).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from omni_recovery.execute.selection import step_of_component
 from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, Connection
-from transforms.plan import partial_restore, plan_from_yaml
+from transforms.plan import Step, partial_restore, plan_from_yaml
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class PlannedTotals:
     steps: int
     files: int | None  # None: the set is not in the catalog
     bytes: int | None
+    work: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # step id → its files and bytes
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,9 @@ GROUP BY component_id
 """
 
 
-def planned_totals(conn: Connection, run_id: str) -> PlannedTotals:
-    """The steps, files and bytes the run `run_id` executes, from its plan and its set's catalog."""
+def planned_totals(conn: Connection, run_id: str, phases: Collection[str] | None = None) -> PlannedTotals:
+    """The steps, files and bytes the run `run_id` executes, from its plan and its set's catalog;
+    only the steps of `phases` when given (a command that runs only those)."""
     row = conn.execute(
         "SELECT p.plan_yaml, p.backup_set_id, r.options FROM omni.recovery_runs r "
         "JOIN omni.recovery_plans p USING (plan_id) WHERE r.run_id = %s",
@@ -73,14 +81,25 @@ def planned_totals(conn: Connection, run_id: str) -> PlannedTotals:
         if not applications
         else [s for s in plan.steps if s.id in partial_restore(plan, applications).steps]
     )
+    steps = [s for s in steps if phases is None or s.phase in phases]
     by_component = {
         str(c): (int(n), int(b)) for c, n, b in conn.execute(_CATALOG_TOTALS, (row[1],)).fetchall()
     }
     conn.commit()
+    work = {s.id: _work_of(s, by_component) for s in steps}
     if not by_component:
-        return PlannedTotals(len(steps), None, None)
-    counted = [by_component.get(s.component or "", (0, 0)) for s in steps]
-    return PlannedTotals(len(steps), sum(n for n, _ in counted), sum(b for _, b in counted))
+        return PlannedTotals(len(steps), None, None, work)
+    counted = work.values()
+    return PlannedTotals(len(steps), sum(n for n, _ in counted), sum(b for _, b in counted), work)
+
+
+def _work_of(step: Step, by_component: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    """The files and bytes `step` restores: its component's, and for a Director step also a copy of
+    every component no step restores (the shared documents each Director node gets)."""
+    parts = [by_component.get(step.component or "", (0, 0))]
+    if step.id.startswith("director/"):
+        parts += [work for c, work in by_component.items() if step_of_component(c) is None]
+    return sum(n for n, _ in parts), sum(b for _, b in parts)
 
 
 def read_progress(conn: Connection, run_id: str, totals: PlannedTotals) -> RunProgress:
@@ -93,9 +112,11 @@ def read_progress(conn: Connection, run_id: str, totals: PlannedTotals) -> RunPr
         "ORDER BY started_at DESC NULLS LAST, step_id",
         (run_id,),
     ).fetchall()
+    steps = [s for s in steps if not totals.work or s[0] in totals.work]
     files = conn.execute("SELECT count(*) FROM omni.restored_files WHERE run_id = %s", (run_id,)).fetchone()
     now = conn.execute("SELECT now()").fetchone()
     conn.commit()
+    files_done, bytes_done = _done(steps, int(files[0]) if files else 0, totals)
     return RunProgress(
         run_id=run_id,
         status=str(status),
@@ -103,11 +124,20 @@ def read_progress(conn: Connection, run_id: str, totals: PlannedTotals) -> RunPr
         phase=str(steps[0][1]) if steps else "starting",
         running=tuple(sorted(str(s[0]) for s in steps if s[2] == RUNNING)),
         steps_done=sum(1 for s in steps if s[2] == SUCCEEDED),
-        files_done=int(files[0]) if files else 0,
-        bytes_done=sum(int(s[3]) for s in steps),
+        files_done=files_done,
+        bytes_done=bytes_done,
         totals=totals,
         at=now[0] if now else datetime.now(),
     )
+
+
+def _done(steps: list[tuple[Any, ...]], verified: int, totals: PlannedTotals) -> tuple[int, int]:
+    """Files and bytes done of `steps` (id, phase, status, bytes_written), in the terms of `totals`."""
+    if totals.files is None:  # nothing planned to compare with: the raw counters
+        return verified, sum(int(s[3]) for s in steps)
+    finished = [totals.work.get(str(s[0]), (0, 0)) for s in steps if s[2] == SUCCEEDED]
+    running = sum(int(s[3]) for s in steps if s[2] == RUNNING)
+    return max(verified, sum(n for n, _ in finished)), sum(b for _, b in finished) + running
 
 
 def open_run_of_plan(conn: Connection, plan_id: str, since: datetime) -> str | None:
