@@ -91,5 +91,5 @@ def test_a_refusal_names_the_document_and_the_place_in_it(
     with pytest.raises(EnvironmentStateError) as refused:
         foreign(demo, texts)
     message = str(refused.value)
-    assert message.startswith(f"{rel}: malformed at {pointer}: "), message
+    assert message.startswith(f"{rel}: malformed (") and message.endswith(f") at {pointer}"), message
     assert "\n" not in message

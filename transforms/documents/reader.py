@@ -73,7 +73,9 @@ def _environment(src: _Files, index: _Index, name: str) -> Environment:
     try:
         return _read_environment(src, index, name)
     except MisreadFact as exc:
-        raise EnvironmentStateError(f"{src.current}: malformed at {exc.pointer or '/'}: {exc}") from exc
+        raise EnvironmentStateError(
+            f"{src.current}: malformed (ValueError: {exc}) at {exc.pointer or '/'}"
+        ) from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EnvironmentStateError(f"{src.current}: malformed ({type(exc).__name__}: {exc})") from exc
 
