@@ -40,6 +40,7 @@ from omni_recovery.plan.generate import (
     plan_warnings,
     record_plan_source,
     store_plan,
+    with_document_warnings,
     write_plan_files,
 )
 from transforms.adapt.hardware import HardwarePlan
@@ -91,6 +92,7 @@ def recovery_plan(
             "the inventory or the adaptation mode changed since they were materialised; "
             "materialise the adaptation group again"
         )
+    plan = with_document_warnings(plan, source_environment.documents)
     pid = plan_id(plan)
     output = plan_path(settings.workspace, pid)
     svg = write_plan_files(plan, output)

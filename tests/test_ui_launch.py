@@ -10,16 +10,22 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance
 
+from omni_recovery.backupset.signing import load_signing_key
+from omni_recovery.db.connection import connect
 from omni_recovery.settings import load_settings
+from omni_recovery.validate import store, validate
 from pipelines.definitions import build_definitions
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 from tests.backupset.conftest import PASSPHRASE, DemoSet
+from tests.checker.tamper import copy_set, rebuild
+from tests.test_hostile_documents import CASES, _holder
 from tests.test_recovery import (  # noqa: F401
     Setup,
     copied,
@@ -147,3 +153,29 @@ def test_a_ui_run_a_step_stops_has_its_report_that_says_how_to_resume(
     page = Path(report[1]).read_text()
     assert page.index("FAILED") < page.index(step.id) < page.index("Resume this run")
     assert f"--plan {setup.plan_path}" in page
+
+
+def test_a_ui_launch_on_a_hostile_document_fails_in_one_line_naming_the_iso_and_path(
+    demo_set: DemoSet,
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    suffix, content, refusal = CASES["a Director config of odd types"]  # refused by the restore layout
+    folder = copy_set(demo_set.output, tmp_path / "set")
+    iso, path = _holder(folder, suffix)
+    rebuild(iso, load_signing_key(demo_set.key_path), replace={path: content})
+    hostile = replace(demo_set, output=folder)
+    report = validate(str(folder), demo_set.trusted, PASSPHRASE, deep=True)
+    assert report.passed, "the set is whole and authentic: only its content is odd"
+    with connect(database_url) as conn:
+        store(conn, report)
+    setup = make_setup(hostile, tmp_path / "s")
+    monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
+    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
+    succeeded, failures = launch(setup, workspace, config, applications(setup))
+    assert not succeeded
+    assert refusal is not None and refusal in failures, failures
+    assert f"{iso.name}: {path}: " in failures, failures
+    assert "Traceback" not in failures, failures

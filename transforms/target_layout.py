@@ -155,11 +155,13 @@ class _Builder(DirectorDocuments):
         )
 
     def _applied_in_order(self) -> tuple[Adaptation, ...]:
-        """The plan's adaptations in plan order, then the synthesised ones, sorted."""
-        listed = [a for a in dict.fromkeys(self.plan.adaptations) if a in self.applied]
+        """The plan's adaptations in plan order, then the synthesised ones (and the warnings for ambiguous
+        old storage paths left unchanged), sorted."""
+        applied = {**self.applied, **dict.fromkeys(self.adapter.left.values())}
+        listed = [a for a in dict.fromkeys(self.plan.adaptations) if a in applied]
         known = set(self.plan.adaptations)
         extra = sorted(
-            (a for a in self.applied if a not in known), key=lambda a: (a.kind, a.subject, a.old, a.new)
+            (a for a in applied if a not in known), key=lambda a: (a.kind, a.subject, a.old, a.new)
         )
         return (*listed, *extra)
 

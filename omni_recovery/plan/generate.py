@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from psycopg.types.json import Jsonb
@@ -39,6 +39,7 @@ from omni_recovery.whole_file import write_text_whole
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment, environment_from_files
 from transforms.documents.held import SetDocuments
+from transforms.layout.mappings import ambiguous_path_warnings
 from transforms.plan import Plan, generate_plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
 
@@ -154,7 +155,13 @@ def generate(
         source = read_set_environment(readers)
     warnings = plan_warnings(source.documents, workspace)
     plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
-    return plan, source
+    return with_document_warnings(plan, source.documents), source
+
+
+def with_document_warnings(plan: Plan, documents: Mapping[str, bytes]) -> Plan:
+    """`plan` with a warning, after its adaptations, for each place of the set's documents where an
+    old storage path several entries of the plan use is left unchanged."""
+    return replace(plan, adaptations=plan.adaptations + ambiguous_path_warnings(plan, documents))
 
 
 def plan_warnings(documents: Mapping[str, bytes], workspace: Path | None) -> tuple[Adaptation, ...]:

@@ -20,6 +20,7 @@ from tests.transforms.test_environment_model_foreign import demo_texts, hardware
 from tests.transforms.test_foreign_shapes import laid_out
 from transforms.adapt.changes import DocumentChange
 from transforms.documents import Environment
+from transforms.layout.mappings import ambiguous_path_warnings, ambiguous_paths
 from transforms.plan import Plan
 
 DOC = "environment.yaml"
@@ -107,3 +108,35 @@ def test_a_longer_name_that_starts_like_an_old_path_is_kept(
     old = next(p.old_path for p in plan.paths if p.old_path and p.old_path != p.new_path)
     plan, layout = laid_out(_with_field(texts, f"{old}-archive/x"), demo, hardware)
     assert not [c for c in layout.changes if c.pointer == "/x-operator-note/deep/0"]
+
+
+@pytest.mark.parametrize("template", ["tar -C {path}/sub -cf - .", "{path}"], ids=["below", "whole"])
+def test_an_ambiguous_old_storage_path_left_in_a_shared_document_is_a_warning(
+    template: str, texts: Texts, demo: Environment, hardware: tuple[HardwareNode, ...]
+) -> None:
+    plan, _ = laid_out(texts, demo, hardware)
+    old, news = next((o, n) for o, n in sorted(ambiguous_paths(plan).items()))
+    value = template.format(path=old)
+    shared = _with_field(texts, value)
+    plan, layout = laid_out(shared, demo, hardware)
+    assert not [c for c in layout.changes if c.pointer == "/x-operator-note/deep/0"]
+    place = f"{DOC} /x-operator-note/deep/0"
+    reason = f"old storage path {old} is ambiguous: {len(news)} new paths ({', '.join(news)})"
+    (left,) = [a for a in layout.adaptations_applied if a.subject == place]
+    assert (left.kind, left.old, left.new) == ("storage-path", value, value)
+    assert reason in left.reason and left.reason.startswith("warning: left unchanged")
+    documents = {rel: text.encode() for rel, text in shared.items()}
+    assert left in ambiguous_path_warnings(plan, documents)  # the plan and the report say it too
+
+
+def test_an_ambiguous_path_is_rewritten_without_warning_in_its_owners_documents(
+    texts: Texts, demo: Environment, hardware: tuple[HardwareNode, ...]
+) -> None:
+    plan, layout = laid_out(texts, demo, hardware)
+    assert ambiguous_paths(plan), "the demo shares no old storage path between Directors"
+    documents = {rel: text.encode() for rel, text in texts.items()}
+    warnings = ambiguous_path_warnings(plan, documents)
+    warned = {a.subject.split()[0] for a in warnings}
+    assert not any(rel.startswith(("directors/", "volumes/")) for rel in warned), warned
+    left = {a for a in layout.adaptations_applied if a.reason.startswith("warning: left")}
+    assert left <= set(warnings)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from omni_recovery.errors import RecoveryError
 from transforms.adapt.vocabulary import Adaptation
+from transforms.documents.sources import pointer_token
+
+__all__ = ["DocumentChange", "LayoutError", "pointer_token"]
 
 
 class LayoutError(RecoveryError):
@@ -39,8 +42,3 @@ class DocumentChange:
     @property
     def reason(self) -> str:
         return "; ".join(f"{a.kind} {a.subject}: {a.reason}" for a in self.adaptations)
-
-
-def pointer_token(key: object) -> str:
-    """A mapping key as one JSON pointer token (`~` → `~0`, `/` → `~1`)."""
-    return str(key).replace("~", "~0").replace("/", "~1")

@@ -12,7 +12,8 @@ text, the adaptation that explains it); everything else is kept.
 One old address always maps to one new address: the plan's, else (a DNS record, a peer, an address the
 environment model does not name) the same host part in the new subnet, or the lowest free one when that
 collides with an address already given out or lies outside the new subnet. Storage paths are scoped:
-a Director's documents use that Director's paths (several Directors may use the same old path).
+a Director's documents use that Director's paths (several Directors may use the same old path);
+elsewhere such an ambiguous old path is left and each place holding it is a warning in `left`.
 
 What can go wrong: a new subnet with no free address left for a stray old one raises LayoutError naming
 the document and the place in it.
@@ -34,6 +35,7 @@ MAC = re.compile(
     r"(?<![0-9A-Fa-f:-])([0-9A-Fa-f]{2}(?:([:-])[0-9A-Fa-f]{2})(?:\2[0-9A-Fa-f]{2}){4})(?![0-9A-Fa-f:-])"
 )
 STRAY_REASON = "an address of old subnet {name} the environment does not name; moved with its subnet"
+AMBIGUOUS_REASON = "warning: left unchanged: old storage path {old} is ambiguous: {count} new paths ({news})"
 
 
 @dataclass(frozen=True)
@@ -63,20 +65,24 @@ class ValueMap:
     paths: Mapping[str, Mapping[str, Rewrite]]
     macs: Mapping[str, Rewrite]
     hostnames: Mapping[str, Rewrite]
+    ambiguous_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # old → its new paths
 
 
 @dataclass
 class ValueAdapter:
     """Applies a ValueMap to documents; remembers the stray addresses it has moved so that one old
-    address gets one new address in every document."""
+    address gets one new address in every document, and in `left` each place where an ambiguous old
+    storage path stays as it was (a warning adaptation, by document and pointer)."""
 
     values: ValueMap
     strays: dict[str, Rewrite] = field(default_factory=dict)
+    left: dict[tuple[str, str], Adaptation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.taken = {ipaddress.IPv4Address(r.new) for r in self.values.addresses.values() if _is_ip(r.new)}
         self._path_patterns: dict[str, tuple[re.Pattern[str], dict[str, Rewrite]] | None] = {}
         self._scope_order = {scope: i for i, scope in enumerate(self.values.paths) if scope}
+        self._ambiguous = _paths_regex(self.values.ambiguous_paths) if self.values.ambiguous_paths else None
 
     def document(self, rel: str, data: Any) -> tuple[Any, list[DocumentChange]]:
         """`data` with every mapped value rewritten, and one change per rewritten string."""
@@ -114,7 +120,19 @@ class ValueAdapter:
         if scoped is not None:
             pattern, rewrites = scoped
             value = pattern.sub(lambda m: apply(rewrites[m.group(1)], m.group(1)), value)
+        self._note_left(value, rel, pointer)
         return value, used
+
+    def _note_left(self, value: str, rel: str, pointer: str) -> None:
+        """A warning for each ambiguous old storage path that `value` still holds."""
+        if self._ambiguous is None:
+            return
+        for match in self._ambiguous.finditer(value):
+            old = match.group(1)
+            news = self.values.ambiguous_paths.get(old) or self.values.ambiguous_paths[old + "/"]
+            reason = AMBIGUOUS_REASON.format(old=old, count=len(news), news=", ".join(news))
+            place = f"{rel} {pointer or '/'}"
+            self.left.setdefault((rel, pointer), Adaptation("storage-path", place, value, value, reason))
 
     def _mac(self, found: str, used: list[Adaptation]) -> str:
         """The new MAC of an old one however it is spelled (either case, `:` or `-`), spelled alike."""
@@ -194,10 +212,13 @@ def _path_pattern(rewrites: dict[str, Rewrite]) -> tuple[re.Pattern[str], dict[s
     """A pattern finding any old path whole or as the head of a longer path, also after `scheme://`."""
     if not rewrites:
         return None
-    olds = sorted(rewrites, key=len, reverse=True)
-    alternatives = "|".join(re.escape(p.rstrip("/")) for p in olds)
-    pattern = re.compile(rf"(?:(?<=://)|(?<![\w./-]))({alternatives})(?=/|$|[^\w.-])")
-    return pattern, {p.rstrip("/"): rewrites[p] for p in olds}
+    return _paths_regex(rewrites), {p.rstrip("/"): rewrite for p, rewrite in rewrites.items()}
+
+
+def _paths_regex(olds: Iterable[str]) -> re.Pattern[str]:
+    """Any of `olds` whole or as the head of a longer path (longest first), also after `scheme://`."""
+    alternatives = "|".join(re.escape(p.rstrip("/")) for p in sorted(olds, key=len, reverse=True))
+    return re.compile(rf"(?:(?<=://)|(?<![\w./-]))({alternatives})(?=/|$|[^\w.-])")
 
 
 def _is_ip(text: str) -> bool:

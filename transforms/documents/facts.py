@@ -15,7 +15,7 @@ from typing import Any
 
 from transforms.documents.model import Subnet, VmNetwork
 from transforms.documents.network import subnet_of
-from transforms.documents.sources import _ip_text, _listed, _text, first_of
+from transforms.documents.sources import MisreadFact, _ip_text, _listed, _text, first_of, json_pointer
 
 VM_ID_KEYS = ("vm_id", "id")
 CPU_KEYS = ("cpu", "vcpus", "cpus", "cpu_cores")
@@ -25,6 +25,7 @@ ADDRESS_KEYS = ("ip", "address", "ipv4")
 RESERVED_CPU_KEYS = ("cpu_cores", "cpu", "cpus")
 RESERVED_MEMORY_KEYS = ("memory_mib", "memory_mb")
 RING_PEER_KEYS = ("ring_peers", "peers")
+VOLUME_SIZE_KEYS = ("size_gib", "capacity_gib")
 MOUNT_KEYS = ("mount_path", "mount", "mountpoint", "path")
 
 
@@ -41,7 +42,7 @@ def named_items(value: Any, key: str = "name") -> list[dict[str, Any]]:
 
 def number(doc: Mapping[str, Any], *keys: str) -> float | None:
     """The first of `keys` that `doc` has, as a number (numeric text too); None when none is set.
-    A value that is no number raises ValueError naming the field: a size the plan needs is never
+    A value that is no number raises MisreadFact at the field: a size the plan needs is never
     guessed."""
     key = next((k for k in keys if doc.get(k) is not None), None)
     if key is None:
@@ -52,7 +53,7 @@ def number(doc: Mapping[str, Any], *keys: str) -> float | None:
             raise ValueError(value)
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{key} is {value!r}, not a number") from None
+        raise MisreadFact(json_pointer(key), f"{key} is {value!r}, not a number") from None
 
 
 def addresses(cfg: Mapping[str, Any], subnets: tuple[Subnet, ...]) -> tuple[tuple[str, str], ...]:
@@ -91,16 +92,22 @@ def storage_paths(cfg: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs))
 
 
+RESERVATION_KEYS = ("reservations", "reserved")
+
+
 def reserved_of(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
     """What a Director keeps for itself: its `reservations` (ours) or `reserved` mapping, else {}."""
-    res = first_of(cfg, "reservations", "reserved")
+    res = first_of(cfg, *RESERVATION_KEYS)
     return res if isinstance(res, Mapping) else {}
 
 
 def reservations(cfg: Mapping[str, Any]) -> tuple[float | None, float | None]:
     """(CPU cores, memory MiB) a Director keeps for itself."""
     res = reserved_of(cfg)
-    return number(res, *RESERVED_CPU_KEYS), number(res, *RESERVED_MEMORY_KEYS)
+    try:
+        return number(res, *RESERVED_CPU_KEYS), number(res, *RESERVED_MEMORY_KEYS)
+    except MisreadFact as exc:
+        raise exc.under(field_of(cfg, RESERVATION_KEYS)) from None
 
 
 def ring_peers(cfg: Mapping[str, Any]) -> tuple[str, ...]:
@@ -183,7 +190,7 @@ def volume_fields(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "app": _text(doc, "app", "application"),
         "name": _text(doc, "name"),
-        "size_gib": first_of(doc, "size_gib", "capacity_gib"),
+        "size_gib": first_of(doc, *VOLUME_SIZE_KEYS),
         "storage_class": _text(doc, "storage_class", "class"),
         "mount_path": _text(doc, "mount_path", "mount", "mountpoint"),
         "source_path": _text(doc, "source_path", "source"),

@@ -9,6 +9,7 @@ from typing import Any
 
 from transforms.documents.model import DnsRecord, Link, Network, Policy, Route, Subnet
 from transforms.documents.sources import (
+    MisreadFact,
     _document,
     _Files,
     _listed,
@@ -17,6 +18,8 @@ from transforms.documents.sources import (
     _num,
     _optional,
     _text,
+    item_places,
+    json_pointer,
 )
 
 
@@ -37,26 +40,36 @@ def _read_network(src: _Files) -> Network:
 def subnets_in(doc: Any) -> tuple[Subnet, ...]:
     """{subnets: {name: {cidr, gateway}}} (ours), the same without `subnets:`, a list of {name, cidr,
     gateway}, or {name: cidr}; entries without a CIDR are not subnets."""
-    raw = doc.get("subnets", doc) if isinstance(doc, Mapping) else doc
+    wrapped = isinstance(doc, Mapping) and "subnets" in doc
+    raw = doc["subnets"] if wrapped else doc
     if isinstance(raw, Mapping):
         items = [(str(k), v) for k, v in raw.items()]
     else:
-        items = [(_text(s, "name") or "", s) for s in _mappings(raw)]
-    found = (_subnet(name, value) for name, value in items)
+        items = [(_text(s, "name") or "", s) if isinstance(s, Mapping) else ("", None) for s in _listed(raw)]
+    found = []
+    for (name, value), place in zip(items, item_places(raw), strict=True):
+        try:
+            found.append(_subnet(name, value))
+        except MisreadFact as exc:
+            raise exc.under(*(("subnets",) if wrapped else ()), *place) from None
     return tuple(sorted((s for s in found if s), key=lambda s: s.name))
+
+
+CIDR_KEYS = ("cidr", "network", "prefix")
 
 
 def _subnet(name: str, value: Any) -> Subnet | None:
     if isinstance(value, Mapping):
-        cidr, gateway = _text(value, "cidr", "network", "prefix"), _text(value, "gateway")
+        cidr, gateway = _text(value, *CIDR_KEYS), _text(value, "gateway")
+        field = (next(k for k in CIDR_KEYS if _text(value, k)),) if cidr else ()
     else:
-        cidr, gateway = (str(value) if isinstance(value, str) else None), None
+        cidr, gateway, field = (str(value) if isinstance(value, str) else None), None, ()
     if not name or cidr is None or "/" not in cidr:
         return None
-    try:  # a malformed CIDR is refused here, naming the file and the subnet
+    try:  # a malformed CIDR is refused here, naming the file, the subnet and the place
         ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
-        raise ValueError(f"subnet {name}: {exc}") from exc
+        raise MisreadFact(json_pointer(*field), f"subnet {name}: {exc}") from exc
     return Subnet(name, cidr, gateway)
 
 

@@ -38,6 +38,7 @@ from transforms.documents.model import VM, Director, Environment, Nic, Node, Sub
 from transforms.documents.network import _read_network, subnet_of
 from transforms.documents.sources import (
     DEFAULT_GROUP,
+    MisreadFact,
     _Files,
     _Index,
     _ip_text,
@@ -47,6 +48,8 @@ from transforms.documents.sources import (
     _text,
     _Workloads,
     _yaml,
+    item_places,
+    json_pointer,
 )
 from transforms.documents.workloads import _read_app, _read_orchestrator, _read_service, _read_volumes
 
@@ -69,6 +72,10 @@ def environment_from_files(
 def _environment(src: _Files, index: _Index, name: str) -> Environment:
     try:
         return _read_environment(src, index, name)
+    except MisreadFact as exc:
+        raise EnvironmentStateError(
+            f"{src.current}: malformed (ValueError: {exc}) at {exc.pointer or '/'}"
+        ) from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EnvironmentStateError(f"{src.current}: malformed ({type(exc).__name__}: {exc})") from exc
 
@@ -156,29 +163,32 @@ def _director_node(
 
 
 def _read_vms(src: _Files, did: str, subnets: tuple[Subnet, ...]) -> list[VM]:
-    rel = f"directors/{did}/state.json"
-    state = _json(src, rel)
+    state = _json(src, f"directors/{did}/state.json")
+    key = vm_list_key(state)
     vms = []
-    for i, vm in enumerate(vm_items(state)):
-        vm_id = _text(vm, *VM_ID_KEYS)
-        if vm_id is None:
-            raise EnvironmentStateError(
-                f"{rel}: malformed: the VM at /{vm_list_key(state)}/{i} names no vm_id"
-            )
-        vms.append(
-            VM(
-                vm_id=vm_id,
-                name=_text(vm, "name") or vm_id,
-                role=_text(vm, "role") or "",  # settled by `_owned`
-                cpu=math.ceil(number(vm, *CPU_KEYS) or 0),
-                memory_mib=int(number(vm, *MEMORY_KEYS) or 0),
-                disk_gib=math.ceil(number(vm, *DISK_KEYS) or 0),
-                director=did,
-                owner="",
-                networks=vm_networks(vm_network_list(vm), subnets),
-            )
-        )
+    for vm, place in zip(vm_items(state), item_places(state.get(key)), strict=True):
+        try:
+            vms.append(_read_vm(vm, did, subnets))
+        except MisreadFact as exc:
+            raise exc.under(key, *place) from None
     return vms
+
+
+def _read_vm(vm: Mapping[str, Any], did: str, subnets: tuple[Subnet, ...]) -> VM:
+    vm_id = _text(vm, *VM_ID_KEYS)
+    if vm_id is None:
+        raise MisreadFact(json_pointer(VM_ID_KEYS[0]), "the VM names no vm_id")
+    return VM(
+        vm_id=vm_id,
+        name=_text(vm, "name") or vm_id,
+        role=_text(vm, "role") or "",  # settled by `_owned`
+        cpu=math.ceil(number(vm, *CPU_KEYS) or 0),
+        memory_mib=int(number(vm, *MEMORY_KEYS) or 0),
+        disk_gib=math.ceil(number(vm, *DISK_KEYS) or 0),
+        director=did,
+        owner="",
+        networks=vm_networks(vm_network_list(vm), subnets),
+    )
 
 
 def _read_nodes(
@@ -220,6 +230,17 @@ def _node(doc: Mapping[str, Any], name: str, role: str, subnets: tuple[Subnet, .
         role=role,
         cpu_cores=int(number(doc, "cpu_cores", "cpus", "cpu") or 0),
         memory_mib=int(number(doc, *MEMORY_KEYS) or 0),
-        disk_gib=sum(math.ceil(number(d, "size_gib") or 0) for d in disks(doc)),
+        disk_gib=_disk_gib(doc),
         nics=tuple(Nic(nic, mac, ip, subnet_of(ip, subnets)) for nic, mac, ip in nics(doc)),
     )
+
+
+def _disk_gib(doc: Mapping[str, Any]) -> int:
+    """The sum of the sizes of a node's disks, a list or keyed by device."""
+    total = 0
+    for disk, place in zip(disks(doc), item_places(doc.get("disks")), strict=True):
+        try:
+            total += math.ceil(number(disk, "size_gib") or 0)
+        except MisreadFact as exc:
+            raise exc.under("disks", *place) from None
+    return total

@@ -189,6 +189,38 @@ def _map(value: Any, rel: str, what: str = "the document") -> dict[str, Any]:
     return dict(value)
 
 
+class MisreadFact(ValueError):
+    """A fact a document gives in a form the reader cannot use, at `pointer` (RFC 6901) inside it."""
+
+    def __init__(self, pointer: str, reason: str) -> None:
+        super().__init__(reason)
+        self.pointer = pointer
+
+    def under(self, *segments: object) -> MisreadFact:
+        """The same fault seen from the document holding this part of it at `segments`."""
+        return MisreadFact(json_pointer(*segments) + self.pointer, str(self))
+
+
+def json_pointer(*segments: object) -> str:
+    """The RFC 6901 pointer of `segments` ("" is the whole document)."""
+    return "".join("/" + pointer_token(s) for s in segments)
+
+
+def pointer_token(key: object) -> str:
+    """A mapping key as one JSON pointer token (`~` → `~0`, `/` → `~1`)."""
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def item_places(value: Any) -> list[tuple[object, ...]]:
+    """Where each item `_listed` (or `named_items`) gives of `value` sits in it: its key in a mapping,
+    its index in a list, nothing for a single value."""
+    if isinstance(value, Mapping):
+        return [(key,) for key in value]
+    if isinstance(value, list | tuple):
+        return [(i,) for i in range(len(value))]
+    return [()] if value is not None else []
+
+
 def _listed(value: Any) -> list[Any]:
     """A list as a list, nothing as [], anything else as a list of one."""
     if value is None:

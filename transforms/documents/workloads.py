@@ -9,6 +9,7 @@ from omni_recovery.backupset.index_db import COMPONENT_KINDS, PRIORITIES
 from transforms.documents.facts import (
     CPU_KEYS,
     MEMORY_KEYS,
+    VOLUME_SIZE_KEYS,
     number,
     volume_fields,
     volume_mounts,
@@ -18,12 +19,14 @@ from transforms.documents.model import VM, Application, Container, Orchestrator,
 from transforms.documents.sources import (
     _TARGET_KEYS,
     DEFAULT_GROUP,
+    MisreadFact,
     _Files,
     _Index,
     _ip_text,
     _listed,
     _text,
     _yaml,
+    item_places,
 )
 
 
@@ -70,23 +73,33 @@ def _read_app(
 ) -> Application:
     src.current = rel
     cid = f"application:{name}"
-    containers = tuple(
-        Container(
-            name=_text(c, "name") or "",
-            cpu=number(c, *CPU_KEYS) or 0,
-            memory_mib=int(number(c, *MEMORY_KEYS) or 0),
-            replicas=int(_replicas(c)),
-        )
-        for c in container_items(doc)
-    )
     return Application(
         name=name,
         priority=_priority(_text(doc, "priority"), index.priority(cid)),
         orchestrator=_text(doc, "orchestrator") or index.parent_name(cid, "orchestrator") or "",
         vm_id=claims.get(cid),
-        containers=containers,
+        containers=_containers(doc),
         volumes=tuple(name for name, _ in volume_mounts(doc)),
         depends_on=_app_dependencies(name, doc.get("depends_on"), index),
+    )
+
+
+def _containers(app: Mapping[str, Any]) -> tuple[Container, ...]:
+    found = []
+    for c, place in zip(container_items(app), item_places(app.get("containers")), strict=True):
+        try:
+            found.append(_container(c))
+        except MisreadFact as exc:
+            raise exc.under("containers", *place) from None
+    return tuple(found)
+
+
+def _container(c: Mapping[str, Any]) -> Container:
+    return Container(
+        name=_text(c, "name") or "",
+        cpu=number(c, *CPU_KEYS) or 0,
+        memory_mib=int(number(c, *MEMORY_KEYS) or 0),
+        replicas=int(_replicas(c)),
     )
 
 
@@ -140,12 +153,13 @@ def _read_volumes(src: _Files) -> tuple[Volume, ...]:
     volumes = []
     for app in src.names("volumes"):
         for vol in src.names(f"volumes/{app}"):
-            facts = volume_fields(_yaml(src, f"volumes/{app}/{vol}/volume.yaml"))
+            doc = _yaml(src, f"volumes/{app}/{vol}/volume.yaml")
+            facts = volume_fields(doc)
             volumes.append(
                 Volume(
                     app=app,
                     name=vol,
-                    size_gib=number(facts, "size_gib") or 0,
+                    size_gib=number(doc, *VOLUME_SIZE_KEYS) or 0,
                     storage_class=facts["storage_class"] or "",
                     mount_path=facts["mount_path"] or "",
                     source_path=facts["source_path"] or "",

@@ -4,18 +4,22 @@
 paths and node mapping (with the old nodes' NICs onto the inventory's, in order) into a `ValueMap`;
 each rewrite carries the plan's adaptation that explains it, found by `PlanAdaptations.find`, or a
 synthesised one (reason EDITED_REASON) when the plan was edited by hand and lists none.
+`ambiguous_path_warnings(plan, documents)` lists where an old path that several entries of the plan
+use stays unchanged (for the plan and the report).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from omni_recovery.adapt.inventory import Inventory
-from transforms.adapt.values import MovedSubnet, Rewrite, ValueMap, rewrites
+from transforms.adapt.values import MovedSubnet, Rewrite, ValueAdapter, ValueMap, rewrites
 from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment
+from transforms.layout.files import parse_document
 from transforms.plan import Plan
 
 EDITED_REASON = "set in the (edited) plan; the plan lists no adaptation for it"
@@ -72,6 +76,7 @@ def value_map(plan: Plan, env: Environment, inventory: Inventory, known: PlanAda
             for a in plan.addresses
         ),
         paths=_paths(plan, known),
+        ambiguous_paths=ambiguous_paths(plan),
         macs=_macs(plan, env, inventory, known),
         hostnames=rewrites(
             (
@@ -108,9 +113,7 @@ def _paths(plan: Plan, known: PlanAdaptations) -> dict[str, dict[str, Rewrite]]:
     """Rewrites by scope: a Director's or volume's own documents, and every document ("") for an old
     path that only one entry of the plan uses."""
     scoped: dict[str, dict[str, Rewrite]] = defaultdict(dict)
-    users: dict[str, set[str]] = defaultdict(set)
-    for p in plan.paths:
-        users[p.old_path].add(p.new_path)
+    ambiguous = ambiguous_paths(plan)
     for p in plan.paths:
         if not p.old_path or p.old_path == p.new_path:
             continue
@@ -119,9 +122,31 @@ def _paths(plan: Plan, known: PlanAdaptations) -> dict[str, dict[str, Rewrite]]:
         kind, _, name = p.subject.partition(":")
         scope = f"directors/{name.split('/')[0]}/" if kind == "director" else f"volumes/{name}/"
         scoped[scope][p.old_path] = rewrite
-        if len(users[p.old_path]) == 1:
+        if p.old_path not in ambiguous:
             scoped[""][p.old_path] = rewrite
     return dict(scoped)
+
+
+def ambiguous_paths(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Each old storage path that several entries of the plan move to different new paths → those
+    paths: left as it is outside the documents of the Directors and volumes that own it."""
+    users: dict[str, set[str]] = defaultdict(set)
+    for p in plan.paths:
+        if p.old_path:
+            users[p.old_path].add(p.new_path)
+    return {old: tuple(sorted(news)) for old, news in sorted(users.items()) if len(news) > 1}
+
+
+def ambiguous_path_warnings(plan: Plan, documents: Mapping[str, bytes]) -> tuple[Adaptation, ...]:
+    """A warning for each place of a document (outside the Directors' and volumes' own) that holds an
+    old storage path several entries of the plan move to different new paths: it is left unchanged."""
+    adapter = ValueAdapter(ValueMap((), {}, _paths(plan, PlanAdaptations(())), {}, {}, ambiguous_paths(plan)))
+    for rel, raw in sorted(documents.items()):
+        try:
+            adapter.document(rel, parse_document(rel, raw))
+        except ValueError:  # not YAML or JSON: its text is adapted as a whole
+            adapter.text(raw.decode("utf-8", errors="replace"), rel)
+    return tuple(adapter.left[key] for key in sorted(adapter.left))
 
 
 def _macs(plan: Plan, env: Environment, inventory: Inventory, known: PlanAdaptations) -> dict[str, Rewrite]:
