@@ -429,6 +429,21 @@ SELF_STOPPING_EXECUTE_PLAN = textwrap.dedent(
             threading.Timer(delay, os.kill, (os.getpid(), signal.SIGSTOP)).start()
 
     PartialFile.commit = counted
+    if os.environ.get("OMNI_TEST_STOP_MID_FILE"):
+        # Stop inside the first volume file written instead, and once continued, write on only when
+        # the run has been cancelled (Ctrl-C): its step is certainly in flight when the stop lands.
+        import gc
+        write, stopped = PartialFile.write, threading.Event()
+
+        def stalled(self, data):
+            if not stopped.is_set() and self._full.startswith(folders):
+                stopped.set()
+                os.kill(os.getpid(), signal.SIGSTOP)
+                for run in [o for o in gc.get_objects() if type(o).__name__ == "RunContext"]:
+                    run.cancel.wait(60)
+            return write(self, data)
+
+        PartialFile.commit, PartialFile.write = commit, stalled
     main(sys.argv[4:], prog_name="omni-recovery")
     """
 )
@@ -452,13 +467,15 @@ def stopped_after_volume_files(
 
 
 def execute_plan_until_volume_files(
-    setup: Setup, workspace: Path, database_url: str, parallel: int
+    setup: Setup, workspace: Path, database_url: str, parallel: int, mid_file: bool = False
 ) -> tuple[subprocess.Popen[bytes], list[Path]]:
     """`omni-recovery execute-plan` in a child process, stopped once its first volume file is in
     place (its volume phase is not over when the caller signals it); the plan's pools' volume folders."""
     command, env = execute_plan_command(setup, workspace, database_url)
     pools = [Path(TargetRoot(p.root, create=False).root) / "volumes" for p in setup.plan.pools]
     command += ["--parallel-factor", str(parallel)]
+    if mid_file:
+        env = {**env, "OMNI_TEST_STOP_MID_FILE": "1"}
     return stopped_after_volume_files(command, env, pools, 1, stderr=subprocess.PIPE), pools
 
 
@@ -466,7 +483,7 @@ def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
     validated: DemoSet, tmp_path: Path, workspace: Path, database_url: str
 ):
     setup = make_setup(validated, tmp_path)
-    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2)
+    proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2, mid_file=True)
     proc.send_signal(signal.SIGINT)  # delivered when it runs on
     proc.send_signal(signal.SIGCONT)
     _, stderr = proc.communicate(timeout=60)

@@ -90,6 +90,8 @@ def test_an_output_that_takes_no_more_bytes_fails_naming_the_iso(demo_env: Path,
     generate_signing_key(tmp_path / "k.key")
     output = tmp_path / "set"
     command = ["backup", "create", "--source", str(demo_env), "--output", str(output)]
+    # a workspace of its own: the clone's default one may hold a Dagster instance past the size limit
+    command += ["--workspace", str(tmp_path / "ws")]
     proc = subprocess.run(
         [sys.executable, "-m", "omni_recovery.cli", *command, "--signing-key", str(tmp_path / "k.key")],
         env={**os.environ, "OMNI_RECOVERY_PASSPHRASE": PASSPHRASE.decode()},
