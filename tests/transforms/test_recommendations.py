@@ -138,11 +138,14 @@ def test_optimize_lists_the_recommendations_of_a_real_recovery_with_their_eviden
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(f"recovery run {run_id} of set opt1: ")
-    shown = {
-        line.split("]")[0].removeprefix("- ["): json.loads(following.split("evidence: ", 1)[1])
+    listed = [
+        (line.split("]")[0].removeprefix("- ["), json.loads(following.split("evidence: ", 1)[1]))
         for line, following in zip(lines[1::2], lines[2::2], strict=True)
-    }
-    assert len(shown) == int(lines[0].split(": ")[1].split()[0])
+    ]
+    assert len(listed) == int(lines[0].split(": ")[1].split()[0])
+    kinds = [kind for kind, _ in listed]
+    assert kinds.count("parallel-factor") <= 1  # several slow steps may each be named; one run, one factor
+    shown = dict(listed)
     reached = float(busy) / float(wall)
     if reached < 1 or reached >= 1.6:  # the run's concurrency against its --parallel-factor of 2
         assert shown["parallel-factor"]["reached"] == pytest.approx(reached, abs=0.01)
