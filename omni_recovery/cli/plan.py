@@ -95,9 +95,11 @@ def _run(
 ) -> None:
     from omni_recovery.errors import RecoveryError
     from omni_recovery.register.registered_sets import registered_set_at, registered_set_location
+    from omni_recovery.register.ssh_hosts import pin_registered_hosts
     from omni_recovery.settings import load_settings
 
     settings = load_settings(workspace)
+    pin_registered_hosts(settings.workspace)
     if location is None:
         backup_set_id, location = registered_set_location(settings, backup_set_id)
         click.echo(f"planning registered backup set {backup_set_id} in {location}")
