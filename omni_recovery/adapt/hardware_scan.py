@@ -103,7 +103,12 @@ def _read_remote_files(url: str, access: SshAccess) -> dict[str, str]:
     session = session_for(parsed, access, parsed.path)
     try:
         result = run_on_loop(session.conn.run(COMMAND, check=False))
-    except (asyncssh.Error, OSError) as exc:  # no session for a command, or the connection dropped
+    except asyncssh.ChannelOpenError as exc:  # a host that serves SFTP only
+        raise HardwareError(
+            f"{url}: the host would not run `cat` of /proc and /sys: it refuses commands to this account "
+            f"(SFTP only: {exc.reason}); fill in the node's figures by hand"
+        ) from exc
+    except (asyncssh.Error, OSError) as exc:  # the connection dropped
         raise HardwareError(f"{url}: the host would not run `cat` of /proc and /sys: {exc}") from exc
     if result.exit_status not in (0, 1):  # 1: the last pattern matched no readable file
         said = str(result.stderr or "").strip().splitlines()[:1]
