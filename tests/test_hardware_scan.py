@@ -97,6 +97,7 @@ def test_the_written_inventory_holds_the_figures_and_loads_back(
     assert f"node there: {here.cores} cores, {here.memory_mib} MiB memory" in result.output
     assert f"node mute: {mute.url('/').rstrip('/')}: the host would not run" in result.output
     loaded = load_inventory(written)
+    assert loaded.scanned_at and load_inventory(given).scanned_at is None  # plan-generate compares it
     there = loaded.node("there")
     assert (there.cpu_cores, there.memory_mib) == (here.cores, here.memory_mib)
     assert [(d.device, d.size_gib, d.model, d.serial) for d in there.disks] == [

@@ -19,6 +19,7 @@ import dataclasses
 import glob
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omni_recovery.adapt.inventory_model import Inventory, InventoryDisk, InventoryNic, inventory_to_yaml
@@ -194,8 +195,10 @@ def scan_hardware(inventory: Inventory, ssh_identity: str | None = None) -> dict
 
 
 def write_inventory(path: Path, inventory: Inventory) -> None:
-    """`inventory` as YAML at `path`, written whole (a temporary name, then renamed into place)."""
-    write_text_whole(path, inventory_to_yaml(inventory))
+    """`inventory` as YAML at `path`, written whole (a temporary name, then renamed into place), marked
+    with the time of the scan (`scanned_at`): plan-generate compares its nodes with their machines."""
+    scanned = dataclasses.replace(inventory, scanned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    write_text_whole(path, inventory_to_yaml(scanned))
 
 
 def describe(hardware: Hardware) -> str:
