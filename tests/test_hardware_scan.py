@@ -153,3 +153,14 @@ def test_a_host_that_refuses_commands_but_serves_sftp_is_one_line_and_fails_the_
     assert root.split()[2] == "yes" and "roots are not ready" not in result.output, root  # SFTP works
     assert "the machine of 1 of 1 nodes could not be read" in result.output
     assert not [event for event in server.events if event.startswith("exec")]
+
+
+def test_an_openssh_host_that_forces_sftp_is_one_line_naming_the_root(openssh: OpenSshServer) -> None:
+    """sshd with ForceCommand internal-sftp: SFTP works, a command gets an SFTP server instead."""
+    openssh.stop()
+    openssh.extra_config = "ForceCommand internal-sftp\n"
+    openssh.start()
+    url = openssh.url(str(openssh.folder))
+    with pytest.raises(HardwareError, match=re.escape(url) + ".*serves SFTP only") as refused:
+        read_hardware(url, openssh.access())
+    assert "\n" not in str(refused.value)

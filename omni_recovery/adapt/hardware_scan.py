@@ -118,6 +118,11 @@ def _read_remote_files(url: str, access: SshAccess) -> dict[str, str]:
     for record in str(result.stdout or "").split(SEPARATOR)[1:]:
         path, _, text = record.partition("\n")
         found[path] = text
+    if not found:  # sshd's ForceCommand internal-sftp runs an SFTP server instead, which says nothing
+        raise HardwareError(
+            f"{url}: the host would not run `cat` of /proc and /sys: it answered nothing (a host that "
+            "serves SFTP only, as sshd's ForceCommand internal-sftp does); fill in the node's figures by hand"
+        )
     return found
 
 

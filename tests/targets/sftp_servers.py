@@ -240,6 +240,7 @@ class OpenSshServer(_Server):
     folder: Path
     client_key_file: Path
     port: int = 0
+    extra_config: str = ""  # more sshd_config lines, e.g. "ForceCommand internal-sftp\n" (read at start)
 
     def start(self) -> OpenSshServer:
         """Start sshd; started again after `stop()`, it has the same port and host key."""
@@ -254,7 +255,7 @@ class OpenSshServer(_Server):
             f"AuthorizedKeysFile {self.folder}/authorized_keys\nPidFile {self.folder}/sshd.pid\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
             "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-            "Subsystem sftp internal-sftp\n"
+            "Subsystem sftp internal-sftp\n" + self.extra_config
         )
         Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
         self.process = subprocess.Popen(
