@@ -4,7 +4,9 @@
 the server's `current_user`, filled in by the audit table itself (so a client cannot name another).
 SSH targets add the fingerprint of the key each host accepted: `note_ssh_key(address, fingerprint)`
 is called by the SSH target driver once a host has accepted a key, and `ssh_keys_used()` returns
-every such key of this process so far, by host address (`user@host:port`), for the audit rows.
+every such key of this process so far, by host address (`user@host:port`), for the audit rows; a
+long-lived process (the UI, the daemon) runs several recoveries, so a run's rows name only the hosts
+that run reached (`ssh_keys_used(addresses)`).
 
 What can go wrong: a uid with no name in the user database (a container's numeric user) is named
 `uid:N`; nothing here fails.
@@ -16,6 +18,7 @@ import getpass
 import os
 import socket
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _ssh_keys: dict[str, str] = {}
@@ -46,7 +49,10 @@ def note_ssh_key(address: str, fingerprint: str) -> None:
         _ssh_keys[address] = fingerprint
 
 
-def ssh_keys_used() -> dict[str, str]:
-    """Every SSH key a host accepted in this process so far: fingerprint by host address."""
+def ssh_keys_used(addresses: Iterable[str] | None = None) -> dict[str, str]:
+    """The SSH keys hosts accepted in this process so far (those of `addresses` only, when given):
+    fingerprint by host address."""
     with _ssh_keys_lock:
-        return dict(_ssh_keys)
+        if addresses is None:
+            return dict(_ssh_keys)
+        return {address: _ssh_keys[address] for address in addresses if address in _ssh_keys}

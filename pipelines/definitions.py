@@ -33,6 +33,7 @@ from assets.ingest import INGEST_TABLES, ingest_iso
 from assets.plan import ADAPTATION_ASSETS
 from assets.restore import RESTORE_ASSETS
 from assets.validation import VALIDATION_ASSETS
+from omni_recovery.register.ssh_hosts import pin_registered_hosts
 from omni_recovery.settings import Settings, load_settings
 from pipelines.schedules import PRACTICE_JOBS, PRACTICE_SCHEDULES
 from pipelines.sensors import notify_failures, notify_recovery_finished, watched_iso_folder
@@ -88,7 +89,9 @@ def build_definitions(
     watch_url: str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Definitions:
-    """Every asset, job and sensor bound to the resources of `settings`."""
+    """Every asset, job and sensor bound to the resources of `settings` (and the SSH hosts its sets
+    were registered from pinned, so that a run reads an ssh:// set from the host that proves the same key)."""
+    pin_registered_hosts(settings.workspace)
     return Definitions(
         assets=[*ALL_ASSETS, *VALIDATION_ASSETS, *ADAPTATION_ASSETS, *RESTORE_ASSETS, *BACKUP_ASSETS],
         asset_checks=ASSET_CHECKS,

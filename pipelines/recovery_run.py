@@ -26,6 +26,7 @@ from omni_recovery.execute.end import finish
 from omni_recovery.execute.gate import prepare
 from omni_recovery.execute.options import ExecuteOptions, Progress, StepOutcome
 from omni_recovery.execute.runner import FINAL_PHASE, run_phases
+from omni_recovery.register.ssh_hosts import pin_registered_hosts
 from omni_recovery.report.build import reported_if_stopped, write_run_report
 from omni_recovery.settings import Settings
 from pipelines.dead_runs import fail_dead_runs
@@ -44,6 +45,7 @@ def opened_recovery(
     `instance` is opened only once the gate is passed: a refused run leaves the workspace untouched."""
     url = database_url(settings)
     init_database(url)
+    pin_registered_hosts(settings.workspace)  # a set registered over SSH is read from the same host key
     context = RunContext(settings, options, passphrase, url, write_run_report, progress)
     try:
         prepare(context)

@@ -92,10 +92,12 @@ def test_the_written_inventory_holds_the_figures_and_loads_back(
     )
 
     assert "Traceback" not in result.output and "wrote " in result.output, result.output
+    assert result.exit_code == 1 and "the machine of 1 of 2 nodes could not be read" in result.output
     here = read_hardware(f"file://{tmp_path}", None)
     assert f"node there: {here.cores} cores, {here.memory_mib} MiB memory" in result.output
     assert f"node mute: {mute.url('/').rstrip('/')}: the host would not run" in result.output
     loaded = load_inventory(written)
+    assert loaded.scanned_at and load_inventory(given).scanned_at is None  # plan-generate compares it
     there = loaded.node("there")
     assert (there.cpu_cores, there.memory_mib) == (here.cores, here.memory_mib)
     assert [(d.device, d.size_gib, d.model, d.serial) for d in there.disks] == [
@@ -119,3 +121,46 @@ def test_nodes_found_to_be_one_machine_are_named_in_the_written_inventory(tmp_pa
 
     assert "to fix in it before plan-generate" in result.output and "duplicate MAC" in result.output
     assert written.is_file() and "Traceback" not in result.output
+
+
+def test_a_host_that_refuses_commands_but_serves_sftp_is_one_line_and_fails_the_scan(
+    tmp_path: Path, sftp_servers: Callable[[str], SftpServer]
+) -> None:
+    """The server refuses the command channel itself (as a host with only SFTP allowed would): the
+    root is ready, the node's machine unread, in one line naming the root; the exit status is 1."""
+    server = sftp_servers("sftp-only")
+    server.stop()
+    server.behaviour.no_exec = True
+    server.start()
+    inventory = make_inventory(
+        [("sftp-only", 1, 1024, 1)], root=f"file://{tmp_path}/r", storage=[("p", "ssd", 1)]
+    )
+    Path(inventory.storage[0].root.removeprefix("file://")).mkdir(parents=True)
+    node = dataclasses.replace(
+        inventory.nodes[0],
+        root=server.url("/"),
+        ssh=SshKeys(server.host_key_line, str(server.client_key_file)),
+    )
+    path = tmp_path / "inventory.yaml"
+    path.write_text(inventory_to_yaml(dataclasses.replace(inventory, nodes=(node,))))
+
+    result = CliRunner().invoke(main, ["inventory-scan", "--inventory", str(path)])
+
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("node sftp-only:")]
+    assert server.url("/").rstrip("/") in line and "refuses commands to this account (SFTP only" in line, line
+    [root] = [line for line in result.output.splitlines() if line.startswith("node sftp-only ")]
+    assert root.split()[2] == "yes" and "roots are not ready" not in result.output, root  # SFTP works
+    assert "the machine of 1 of 1 nodes could not be read" in result.output
+    assert not [event for event in server.events if event.startswith("exec")]
+
+
+def test_an_openssh_host_that_forces_sftp_is_one_line_naming_the_root(openssh: OpenSshServer) -> None:
+    """sshd with ForceCommand internal-sftp: SFTP works, a command gets an SFTP server instead."""
+    openssh.stop()
+    openssh.extra_config = "ForceCommand internal-sftp\n"
+    openssh.start()
+    url = openssh.url(str(openssh.folder))
+    with pytest.raises(HardwareError, match=re.escape(url) + ".*serves SFTP only") as refused:
+        read_hardware(url, openssh.access())
+    assert "\n" not in str(refused.value)

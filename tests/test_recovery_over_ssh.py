@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
+import psycopg
 from click.testing import CliRunner
 
 from omni_recovery.adapt.inventory import (
@@ -182,3 +183,29 @@ def in_place(folder: Path) -> list[Path]:
     if not folder.exists():
         return []
     return [p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(PARTIAL_SUFFIX)]
+
+
+def test_two_runs_in_one_process_each_audit_only_the_ssh_host_they_reached(
+    validated: DemoSet,  # noqa: F811
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    database_url: str,
+    sftp_servers: Callable[[str], SftpServer],
+):
+    """As the UI or the daemon would: the second run's audit rows do not name the first run's host,
+    whose key this process still holds."""
+    first, second = sftp_servers("pool-a"), sftp_servers("pool-b")
+    runs = {}
+    for server, name in ((first, "a"), (second, "b")):
+        setup, _ = plan_onto(validated, tmp_path / name, {POOL[0]: server})
+        summary = execute_recovery(load_settings(workspace), ExecuteOptions(setup.plan_path), PASSPHRASE)
+        runs[summary.run_id] = f"{server.user}@127.0.0.1:{server.port}"
+    with psycopg.connect(database_url) as conn:
+        for run_id, own_host in runs.items():
+            rows = conn.execute(
+                "SELECT operation, ssh_keys FROM omni.audit_log WHERE subject = %s OR detail->>'run_id' = %s",
+                (run_id, run_id),
+            ).fetchall()
+            hosts = {address for _, keys in rows for address in keys}
+            assert hosts == {own_host}, (run_id, rows)
+            assert any(operation == "step.succeeded" and keys for operation, keys in rows)

@@ -19,6 +19,7 @@ import dataclasses
 import glob
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omni_recovery.adapt.inventory_model import Inventory, InventoryDisk, InventoryNic, inventory_to_yaml
@@ -103,7 +104,12 @@ def _read_remote_files(url: str, access: SshAccess) -> dict[str, str]:
     session = session_for(parsed, access, parsed.path)
     try:
         result = run_on_loop(session.conn.run(COMMAND, check=False))
-    except (asyncssh.Error, OSError) as exc:  # no session for a command, or the connection dropped
+    except asyncssh.ChannelOpenError as exc:  # a host that serves SFTP only
+        raise HardwareError(
+            f"{url}: the host would not run `cat` of /proc and /sys: it refuses commands to this account "
+            f"(SFTP only: {exc.reason}); fill in the node's figures by hand"
+        ) from exc
+    except (asyncssh.Error, OSError) as exc:  # the connection dropped
         raise HardwareError(f"{url}: the host would not run `cat` of /proc and /sys: {exc}") from exc
     if result.exit_status not in (0, 1):  # 1: the last pattern matched no readable file
         said = str(result.stderr or "").strip().splitlines()[:1]
@@ -112,6 +118,11 @@ def _read_remote_files(url: str, access: SshAccess) -> dict[str, str]:
     for record in str(result.stdout or "").split(SEPARATOR)[1:]:
         path, _, text = record.partition("\n")
         found[path] = text
+    if not found:  # sshd's ForceCommand internal-sftp runs an SFTP server instead, which says nothing
+        raise HardwareError(
+            f"{url}: the host would not run `cat` of /proc and /sys: it answered nothing (a host that "
+            "serves SFTP only, as sshd's ForceCommand internal-sftp does); fill in the node's figures by hand"
+        )
     return found
 
 
@@ -189,8 +200,10 @@ def scan_hardware(inventory: Inventory, ssh_identity: str | None = None) -> dict
 
 
 def write_inventory(path: Path, inventory: Inventory) -> None:
-    """`inventory` as YAML at `path`, written whole (a temporary name, then renamed into place)."""
-    write_text_whole(path, inventory_to_yaml(inventory))
+    """`inventory` as YAML at `path`, written whole (a temporary name, then renamed into place), marked
+    with the time of the scan (`scanned_at`): plan-generate compares its nodes with their machines."""
+    scanned = dataclasses.replace(inventory, scanned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    write_text_whole(path, inventory_to_yaml(scanned))
 
 
 def describe(hardware: Hardware) -> str:

@@ -146,9 +146,8 @@ class InventoryChecker:
     # -- sections -----------------------------------------------------------------------------
 
     def document(self, doc: Any) -> Inventory | None:
-        if not self.mapping(
-            doc, 1, "the inventory", ("nodes", "network", "storage"), ("nodes", "network", "storage")
-        ):
+        sections = ("nodes", "network", "storage")
+        if not self.mapping(doc, 1, "the inventory", (*sections, "scanned_at"), sections):
             return None
         assert isinstance(doc, LineMap)
         nodes = self.nodes(doc.get("nodes"), doc.line_of("nodes"))
@@ -157,7 +156,9 @@ class InventoryChecker:
         self.separate_roots(nodes, storage)
         if network is None:
             return None
-        return Inventory(nodes=tuple(nodes), network=network, storage=tuple(storage))
+        scanned = doc.get("scanned_at")  # a time, as written, or as YAML read an unquoted one
+        scanned_at = None if scanned is None else str(scanned)
+        return Inventory(tuple(nodes), network, tuple(storage), scanned_at)
 
     def separate_roots(self, nodes: list[InventoryNode], storage: list[StoragePool]) -> None:
         """Each node and storage pool gets a root of its own: none is another's or inside another's."""

@@ -94,6 +94,7 @@ class Inventory:
     nodes: tuple[InventoryNode, ...]
     network: InventoryNetwork
     storage: tuple[StoragePool, ...]
+    scanned_at: str | None = None  # when inventory-scan wrote it: its nodes' figures are their machines'
 
     def node(self, name: str) -> InventoryNode:
         for node in self.nodes:
@@ -119,7 +120,9 @@ def _disk_fields(disk: InventoryDisk) -> dict[str, str | int]:
 
 def inventory_to_yaml(inventory: Inventory) -> str:
     """The inventory as YAML (the shape `parse_inventory` reads); handy for tests and examples."""
+    scanned = {"scanned_at": inventory.scanned_at} if inventory.scanned_at else {}
     doc = {
+        **scanned,
         "nodes": [
             {
                 "name": n.name,

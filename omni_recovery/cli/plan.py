@@ -53,6 +53,13 @@ if TYPE_CHECKING:
 @click.option(
     "--store/--no-store", default=True, show_default=True, help="Record the plan in the recovery database."
 )
+@click.option(
+    "--accept-changed-hardware",
+    is_flag=True,
+    help="Plan even where a node's machine (an ssh:// node, or any node of an inventory written by "
+    "inventory-scan) no longer shows the cores, memory, disks or NIC MACs the inventory records "
+    "(the differences are printed).",
+)
 @allow_system_root_option
 @workspace_option
 def plan_generate(
@@ -62,6 +69,7 @@ def plan_generate(
     backup_set_id: str | None,
     adaptation_mode: str,
     store: bool,
+    accept_changed_hardware: bool,
     allow_system_root: bool,
     workspace: Path | None,
 ) -> None:
@@ -72,15 +80,41 @@ def plan_generate(
     Without --path, the set planned is the one registered (register-isos) as --backup-set-id, else
     the most recently registered set, in the folder it was registered from.
 
+    The machine of each ssh:// node, and of every node of an inventory inventory-scan wrote, is read
+    again: an inventory whose cores, memory, disks or NIC MACs no longer match a node it reaches is
+    refused, naming the node, the fact, and the recorded and found values (--accept-changed-hardware
+    plans anyway). The file:// nodes of a hand-written inventory are not compared.
+
     \b
     Example:
       omni-recovery plan-generate --path ./backups/set1 --inventory inventory.yaml \\
           --output recovery-plan.yaml --adaptation-mode advanced
       omni-recovery plan-generate --inventory inventory.yaml --output recovery-plan.yaml
     """
+    handle_errors(_check_hardware)(inventory, accept_changed_hardware, allow_system_root)
     handle_errors(_run)(
         inventory, output, location, backup_set_id, adaptation_mode, store, allow_system_root, workspace
     )
+
+
+def _check_hardware(inventory: Path, accept: bool, allow_system_root: bool) -> None:
+    """Refuse an inventory whose compared nodes' machines show other figures, unless accepted."""
+    from omni_recovery.adapt.hardware_changes import changed_hardware
+    from omni_recovery.adapt.inventory import load_inventory
+    from omni_recovery.errors import RecoveryError
+
+    compared = changed_hardware(load_inventory(inventory, allow_system_root=allow_system_root))
+    for node, why in compared.unread.items():
+        click.echo(f"node {node}: not compared with its machine: {why}")
+    if not compared.changes:
+        return
+    changes = "; ".join(str(change) for change in compared.changes)
+    if not accept:
+        raise RecoveryError(
+            f"{inventory}: the machines no longer match the inventory: {changes}. Scan them again "
+            "(inventory-scan --write-inventory) or plan anyway with --accept-changed-hardware"
+        )
+    click.echo(f"planning on changed hardware, as accepted: {changes}")
 
 
 def _run(
@@ -95,9 +129,11 @@ def _run(
 ) -> None:
     from omni_recovery.errors import RecoveryError
     from omni_recovery.register.registered_sets import registered_set_at, registered_set_location
+    from omni_recovery.register.ssh_hosts import pin_registered_hosts
     from omni_recovery.settings import load_settings
 
     settings = load_settings(workspace)
+    pin_registered_hosts(settings.workspace)
     if location is None:
         backup_set_id, location = registered_set_location(settings, backup_set_id)
         click.echo(f"planning registered backup set {backup_set_id} in {location}")

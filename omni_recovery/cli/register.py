@@ -14,7 +14,7 @@ import logging
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,9 @@ from omni_recovery.cli.options import (
     trusted_key_option,
     workspace_option,
 )
+
+if TYPE_CHECKING:
+    from omni_recovery.targets.ssh_session import SshAccess
 
 __all__ = ["register_isos", "sql"]
 
@@ -67,7 +70,9 @@ def register_isos(
     it). Registering a set again replaces its rows; other sets stay beside it.
 
     A set on another machine is read over SFTP (ssh://user@host[:port]/path) by range: only the
-    parts of each ISO the catalog needs cross the network.
+    parts of each ISO the catalog needs cross the network. The host's key (and the path of the
+    --ssh-identity file) is kept in the workspace: the other commands read the set from the host
+    that proves the same key, without asking again.
 
     \b
     Example:
@@ -81,7 +86,7 @@ def register_isos(
     from omni_recovery.backupset.reader import list_backup_set
     from omni_recovery.settings import load_settings
 
-    _pin_ssh_host(location, ssh_host_key, ssh_identity)
+    access = _pin_ssh_host(location, ssh_host_key, ssh_identity)
     settings = load_settings(workspace)
     total = len(list_backup_set(location))
     warnings.filterwarnings("ignore", module="dagster")
@@ -101,20 +106,24 @@ def register_isos(
         )
     finally:
         bar.close()
+    if access is not None:
+        from omni_recovery.register.ssh_hosts import record_ssh_host
+
+        record_ssh_host(settings.workspace, location, access)
     for line in summary.lines():
         click.echo(line)
     click.echo(f"catalog:       {settings.catalog} (Parquet) and PostgreSQL schema omni")
 
 
-def _pin_ssh_host(location: str, host_key: str | None, identity: Path | None) -> None:
-    """Let an ssh:// location be read, from the host that proves `host_key` only."""
+def _pin_ssh_host(location: str, host_key: str | None, identity: Path | None) -> SshAccess | None:
+    """Let an ssh:// location be read, from the host that proves `host_key` only; its access."""
     from omni_recovery.errors import RecoveryError
     from omni_recovery.urls import is_ssh_url
 
     if not is_ssh_url(location):
         if host_key or identity:
             raise RecoveryError("--ssh-host-key and --ssh-identity are for an ssh:// --path")
-        return
+        return None
     if not host_key:
         raise RecoveryError(
             f"{location}: give the host's public key with --ssh-host-key (as in its known_hosts line, "
@@ -123,7 +132,9 @@ def _pin_ssh_host(location: str, host_key: str | None, identity: Path | None) ->
     from omni_recovery.targets.ssh_fs import allow_ssh_location
     from omni_recovery.targets.ssh_session import SshAccess
 
-    allow_ssh_location(location, SshAccess(host_key, str(identity) if identity else None))
+    access = SshAccess(host_key, str(identity.absolute()) if identity else None)
+    allow_ssh_location(location, access)
+    return access
 
 
 @click.command()

@@ -41,7 +41,8 @@ def inventory_scan(
     For each root: does it answer (an SSH host must prove its host_key), its free space, whether a
     file can be written and renamed into place (a probe file, removed after), and whether the
     filesystem fsyncs. For each node: its machine's cores, memory, disks and NICs, read from its
-    /proc and /sys (over SSH for an SSH root). Exit status 1 when a root is not ready.
+    /proc and /sys (over SSH for an SSH root). Exit status 1 when a root is not ready or a node's
+    machine could not be read (one line per node says why).
 
     \b
     Example:
@@ -63,15 +64,19 @@ def inventory_scan(
     problems = [f"{scan.kind} {scan.name}: {scan.problem}" for scan in scans if scan.problem]
     for line in problems:
         click.echo(f"  {line}")
-    _report_hardware(found, str(ssh_identity) if ssh_identity else None, write_inventory)
+    unread = _report_hardware(found, str(ssh_identity) if ssh_identity else None, write_inventory)
     not_ready = [scan for scan in scans if not scan.ready]
-    if not_ready:
-        raise RecoveryError(f"{len(not_ready)} of {len(scans)} roots are not ready (above)")
+    failures = [f"{len(not_ready)} of {len(scans)} roots are not ready"] if not_ready else []
+    if unread:
+        failures.append(f"the machine of {len(unread)} of {len(found.nodes)} nodes could not be read")
+    if failures:
+        raise RecoveryError("; ".join(failures) + " (above)")
     click.echo(f"all {len(scans)} roots are ready")
 
 
-def _report_hardware(found: Inventory, ssh_identity: str | None, write_to: Path | None) -> None:
-    """Each node's machine, one line each; and the inventory with those figures, if asked for."""
+def _report_hardware(found: Inventory, ssh_identity: str | None, write_to: Path | None) -> list[str]:
+    """Each node's machine, one line each; and the inventory with those figures, if asked for. The
+    nodes whose machine could not be read."""
     from omni_recovery.adapt.hardware_scan import describe, scan_hardware, with_hardware, write_inventory
     from omni_recovery.adapt.inventory import InventoryError, load_inventory
 
@@ -88,6 +93,7 @@ def _report_hardware(found: Inventory, ssh_identity: str | None, write_to: Path 
             load_inventory(write_to)
         except InventoryError as exc:
             click.echo(f"  to fix in it before plan-generate: {exc}")
+    return [name for name, machine in machines.items() if isinstance(machine, str)]
 
 
 def _yes(value: bool) -> str:

@@ -95,6 +95,7 @@ def validate_isos(
           --trusted-key ./keys/backup-signing.key.pub --report ./validation.json
     """
     try:
+        _pin_registered_hosts(workspace)
         if location is None:
             backup_set_id, location = _registered_location(backup_set_id, workspace)
         elif backup_set_id is not None:
@@ -117,6 +118,13 @@ def validate_isos(
     except RecoveryError as exc:
         fail(exc)
     sys.exit(0 if passed else 1)
+
+
+def _pin_registered_hosts(workspace: Path | None) -> None:
+    from omni_recovery.register.ssh_hosts import pin_registered_hosts
+    from omni_recovery.settings import load_settings
+
+    pin_registered_hosts(load_settings(workspace).workspace)
 
 
 def _registered_location(backup_set_id: str | None, workspace: Path | None) -> tuple[str, str]:

@@ -3,8 +3,9 @@
 How it works: `audit(conn, operation, subject, detail)` inserts a row (time from the database
 clock, actor defaulting to the OS user running the command, detail as jsonb) on the caller's
 connection and returns its id. Each row names who did it (migration 0013): the OS user, uid and host
-of the process, the database role (the server's current_user) and the SSH key each host accepted in
-this process so far (`operator_identity.ssh_keys_used`). It does not commit: the row belongs to
+of the process, the database role (the server's current_user) and the SSH key each host accepted
+(`ssh_keys`: a recovery run gives those of the hosts it reached; else every one this process has used
+so far, `operator_identity.ssh_keys_used`). It does not commit: the row belongs to
 the caller's transaction, so an operation and its audit row are kept or lost together. To record a
 failure whose transaction is rolled back, audit it after the rollback (or on another connection)
 and commit.
@@ -39,6 +40,7 @@ def audit(
     subject: str | None = None,
     detail: Mapping[str, Any] | None = None,
     actor: str | None = None,
+    ssh_keys: Mapping[str, str] | None = None,
 ) -> int:
     """Insert an audit row in the caller's transaction and return its id (the caller commits)."""
     who = Operator.current()
@@ -53,7 +55,7 @@ def audit(
             who.os_user,
             who.uid,
             who.host,
-            Jsonb(ssh_keys_used()),
+            Jsonb(dict(ssh_keys_used() if ssh_keys is None else ssh_keys)),
         ),
     ).fetchone()
     assert row is not None

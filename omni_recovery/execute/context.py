@@ -31,6 +31,7 @@ from omni_recovery.execute.run_certificates import run_certificates
 from omni_recovery.execute.run_lock import take_run_lock
 from omni_recovery.execute.selection import select_steps, step_of_component
 from omni_recovery.execute.tracking import Connection, RecoveryTracker
+from omni_recovery.operator_identity import ssh_keys_used
 from omni_recovery.plan.generate import (
     PLAN_RECORD_SUFFIX,
     SetEnvironment,
@@ -43,7 +44,7 @@ from omni_recovery.restorer.certificates import CertificateBundle
 from omni_recovery.settings import Settings
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import TargetRoot
-from omni_recovery.targets.ssh import SshAccess
+from omni_recovery.targets.ssh import SshAccess, SshUrl, is_ssh_url
 from transforms.plan import Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
@@ -264,7 +265,19 @@ class RunContext:
     @cached_property
     def tracker(self) -> RecoveryTracker:
         """The run, opened (or resumed) on the connection that holds its lock."""
-        return RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, self.options.as_json())
+        return RecoveryTracker.start_or_resume(
+            self.run_lock, self.plan_id, self.options.as_json(), self.ssh_keys
+        )
+
+    def ssh_keys(self) -> dict[str, str]:
+        """The SSH keys accepted by the hosts this run reached (the roots it opened, the set's host when
+        read over SSH), by host address: a long-lived process's earlier runs' hosts are not this run's."""
+        with self._lock:
+            urls = [root.url for root in self._created.values()]
+        urls += [root.url for root in self.__dict__.get("roots", {}).values()]
+        if "readers" in self.__dict__:
+            urls.append(self.source_record["location"])
+        return ssh_keys_used({SshUrl.parse(url).address for url in urls if is_ssh_url(url)})
 
     @property
     def run_folder(self) -> Path:

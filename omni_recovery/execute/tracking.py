@@ -22,7 +22,7 @@ import secrets
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -33,8 +33,10 @@ from psycopg.types.json import Jsonb
 from omni_recovery.db.audit import audit
 from omni_recovery.errors import DatabaseError
 from omni_recovery.execute.run_lock import Connection, release_run_lock, scalar, take_run_lock
+from omni_recovery.operator_identity import ssh_keys_used
 
 RUNNING, SUCCEEDED, FAILED, SKIPPED = "running", "succeeded", "failed", "skipped"
+SshKeys = Callable[[], Mapping[str, str]]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -100,16 +102,20 @@ def _serialized(method: Callable[P, R]) -> Callable[P, R]:
 class RecoveryTracker:
     """Records one recovery run; every method commits its own small transaction, one call at a time."""
 
-    def __init__(self, conn: Connection, run_id: str) -> None:
+    def __init__(self, conn: Connection, run_id: str, ssh_keys: SshKeys = ssh_keys_used) -> None:
         self.conn, self.run_id = conn, run_id
+        self.ssh_keys = ssh_keys  # the keys the hosts this run reached accepted, for its audit rows
         self.lock = threading.RLock()
         # target → path → (sha256, size): read once, then kept up to date by files_verified (the run
         # lock keeps every other process from recording files for this run).
         self._verified: dict[str, dict[str, tuple[str | None, int]]] | None = None
 
     @classmethod
-    def start_or_resume(cls, conn: Connection, plan_id: str, options: dict[str, Any]) -> RecoveryTracker:
-        """The plan's open run (resumed) or a new one, its lock held by `conn` from before either."""
+    def start_or_resume(
+        cls, conn: Connection, plan_id: str, options: dict[str, Any], ssh_keys: SshKeys = ssh_keys_used
+    ) -> RecoveryTracker:
+        """The plan's open run (resumed) or a new one, its lock held by `conn` from before either;
+        `ssh_keys` says which SSH keys the run's hosts accepted so far (for its audit rows)."""
         take_run_lock(conn, plan_id)
         row = conn.execute(
             "SELECT run_id FROM omni.recovery_runs WHERE plan_id = %s AND finished_at IS NULL "
@@ -119,16 +125,18 @@ class RecoveryTracker:
         if row is not None:
             run_id = str(row[0])
             conn.execute("UPDATE omni.recovery_runs SET status = %s WHERE run_id = %s", (RUNNING, run_id))
-            audit(conn, "recovery.resume", run_id, {"plan_id": plan_id, "options": options})
+            detail = {"plan_id": plan_id, "options": options}
+            audit(conn, "recovery.resume", run_id, detail, ssh_keys=ssh_keys())
         else:
             run_id = f"run-{datetime.now().strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
             conn.execute(
                 "INSERT INTO omni.recovery_runs (run_id, plan_id, status, options) VALUES (%s, %s, %s, %s)",
                 (run_id, plan_id, RUNNING, Jsonb(options)),
             )
-            audit(conn, "recovery.start", run_id, {"plan_id": plan_id, "options": options})
+            detail = {"plan_id": plan_id, "options": options}
+            audit(conn, "recovery.start", run_id, detail, ssh_keys=ssh_keys())
         conn.commit()
-        return cls(conn, run_id)
+        return cls(conn, run_id, ssh_keys)
 
     def release_run_lock(self, plan_id: str) -> None:
         """Let another process take the run (closing the connection does it too)."""
@@ -157,7 +165,7 @@ class RecoveryTracker:
             "INSERT INTO omni.step_attempts (run_id, step_id, attempt, worker) VALUES (%s, %s, %s, %s)",
             (self.run_id, step_id, attempt, worker or this_process()),
         )
-        audit(self.conn, "step.start", step_id, {"run_id": self.run_id, "phase": phase})
+        self._audit("step.start", step_id, {"run_id": self.run_id, "phase": phase})
         self.conn.commit()
 
     @_serialized
@@ -175,8 +183,7 @@ class RecoveryTracker:
             "AND a.attempt = s.attempts AND a.run_id = %s AND a.step_id = %s",
             (status, (detail or {}).get("error"), self.run_id, step_id),
         )
-        audit(
-            self.conn,
+        self._audit(
             f"step.{status}",
             step_id,
             {"run_id": self.run_id, "bytes": bytes_written, **(detail or {})},
@@ -206,7 +213,7 @@ class RecoveryTracker:
             "status = EXCLUDED.status, started_at = now(), finished_at = now(), detail = EXCLUDED.detail",
             (self.run_id, step_id, phase, component_id, SKIPPED, Jsonb(detail)),
         )
-        audit(self.conn, "step.skipped", step_id, {"run_id": self.run_id, **detail})
+        self._audit("step.skipped", step_id, {"run_id": self.run_id, **detail})
         self.conn.commit()
 
     @_serialized
@@ -268,7 +275,7 @@ class RecoveryTracker:
         self.conn.execute(
             "UPDATE omni.recovery_runs SET status = %s WHERE run_id = %s", (FAILED, self.run_id)
         )
-        audit(self.conn, "recovery.interrupted", self.run_id, {"error": error})
+        self._audit("recovery.interrupted", self.run_id, {"error": error})
         self.conn.commit()
 
     @_serialized
@@ -277,8 +284,11 @@ class RecoveryTracker:
             "UPDATE omni.recovery_runs SET status = %s, finished_at = now() WHERE run_id = %s",
             (status, self.run_id),
         )
-        audit(self.conn, f"recovery.{status}", self.run_id)
+        self._audit(f"recovery.{status}", self.run_id)
         self.conn.commit()
+
+    def _audit(self, operation: str, subject: str, detail: dict[str, Any] | None = None) -> None:
+        audit(self.conn, operation, subject, detail, ssh_keys=self.ssh_keys())
 
 
 def restored_steps(conn: Connection, plan_id: str) -> set[str]:

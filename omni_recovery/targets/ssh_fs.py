@@ -6,7 +6,9 @@ the host through the target driver's connection (`ssh_session`): the same rules 
 (the host proves the pinned key before anything is sent; key login only). A host not pinned is
 refused, never trusted on first use. Files are read by range: each read asks the server for the
 blocks that hold the bytes wanted, so an ISO's directory records and manifests are read where they
-lie and the image is never downloaded whole; memory stays at CACHED_BLOCKS blocks per open file.
+lie and the image is never downloaded whole. The blocks read are kept for every later open of the
+same file (same host, path, size and mtime) in this process, SHARED_BLOCKS at most: registering reads
+each ISO's records in three passes (ingest, blocking check, catalog), which so ask the host once.
 
 What can go wrong: a host not pinned, a wrong host key or a refused login (TargetError naming the
 host); a missing file (FileNotFoundError); any other SFTP failure (OSError naming the URL and why).
@@ -18,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -42,6 +46,7 @@ T = TypeVar("T")
 # file (least recently used dropped): a reader that goes back to a directory sector does not ask again.
 RANGE_BLOCK = 64 << 10
 CACHED_BLOCKS = 64
+SHARED_BLOCKS = 1024  # 64 MiB of blocks kept across opens, least recently used dropped
 _pinned: dict[tuple[str, int, str | None], SshAccess] = {}
 
 
@@ -53,10 +58,47 @@ def allow_ssh_location(location: str, access: SshAccess) -> None:
         fsspec.register_implementation(protocol, PinnedSftpFileSystem, clobber=True)
 
 
+def is_pinned(location: str) -> bool:
+    """Whether the host of the `ssh://` URL `location` is pinned in this process."""
+    url = SshUrl.parse(location)
+    return (url.host, url.port, url.user) in _pinned
+
+
 def forget_ssh_locations() -> None:
-    """Unpin every host `allow_ssh_location` pinned (fsspec's cached filesystems of them too)."""
+    """Unpin every host `allow_ssh_location` pinned (fsspec's cached filesystems of them too, and the
+    blocks read from them)."""
     _pinned.clear()
     PinnedSftpFileSystem.clear_instance_cache()
+    _shared.clear()
+
+
+class _SharedBlocks:
+    """Blocks read from remote files, by (file, start, end), kept across opens of the same file."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.blocks: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self.lock:
+            found = self.blocks.get(key)
+            if found is not None:
+                self.blocks.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], data: bytes) -> None:
+        with self.lock:
+            self.blocks[key] = data
+            while len(self.blocks) > self.capacity:
+                self.blocks.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.blocks.clear()
+
+
+_shared = _SharedBlocks(SHARED_BLOCKS)
 
 
 class PinnedSftpFileSystem(AbstractFileSystem):
@@ -72,9 +114,9 @@ class PinnedSftpFileSystem(AbstractFileSystem):
         access = _pinned.get((host, port, username))
         if access is None:
             raise TargetError(
-                "no host key is pinned for this host, and an unknown host is never trusted: register-isos "
-                "takes its public key as --ssh-host-key; the other commands do not read a set over SSH yet "
-                "(give them a local copy)",
+                "no host key is pinned for this host, and an unknown host is never trusted: register the "
+                "set with `register-isos --path URL --ssh-host-key KEY` (the other commands then read it "
+                "from the host that proves that key)",
                 root=self.location,
             )
         self.access = access
@@ -146,12 +188,21 @@ class SftpRangeFile(AbstractBufferedFile):
             return await sftp.open(path, "rb")
 
         self.handle = fs.call(opened, path)
+        # A file replaced in place has another size or mtime: its blocks are never taken for the old ones.
+        self.identity = (fs.location, path, self.details["size"], self.details.get("mtime"))
 
     def _fetch_range(self, start: int, end: int) -> bytes:
+        key = (*self.identity, start, end)
+        kept = _shared.get(key)
+        if kept is not None:
+            return kept
+
         async def read(_: asyncssh.SFTPClient) -> bytes:
             return as_bytes(await self.handle.read(end - start, start))
 
-        return self.fs.call(read, self.path)
+        data = self.fs.call(read, self.path)
+        _shared.put(key, data)
+        return data
 
     def close(self) -> None:
         handle = getattr(self, "handle", None)  # none when opening failed
@@ -164,4 +215,4 @@ class SftpRangeFile(AbstractBufferedFile):
 def _info(path: str, attrs: asyncssh.SFTPAttrs) -> dict[str, Any]:
     mode = mode_of(attrs)
     kind = "directory" if stat.S_ISDIR(mode) else "file"
-    return {"name": path, "size": int(attrs.size or 0), "type": kind, "mode": mode}
+    return {"name": path, "size": int(attrs.size or 0), "type": kind, "mode": mode, "mtime": attrs.mtime}

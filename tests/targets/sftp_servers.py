@@ -3,11 +3,11 @@ node, each with its own port, host key and folder, as the sshfs project tests it
 installed, OpenSSH's sshd run on a high port with its own host key and authorized_keys.
 
 An `SftpServer` serves its folder as "/" (chroot) to the one client key it authorizes, and records
-what it saw (`events`). Its account may run no command, or only `sha256sum` (`sha256sum`), or hardware_scan's
-read of this machine's /proc and /sys (`hardware`). It can
-misbehave on purpose, as a broken or hostile target would: flip one byte of every write (`flip`),
-say the disk is full (`disk_full`), refuse files under a folder (`deny`), or drop every connection
-once some bytes were written (`drop_after`).
+what it saw (`events`). Its account may run no command, or only `sha256sum` (`sha256sum`), or
+hardware_scan's read of this machine's /proc and /sys (`hardware`); or the server refuses any
+command channel (`no_exec`). It can misbehave on purpose, as a broken or hostile target would: flip
+one byte of every write (`flip`), say the disk is full (`disk_full`), refuse files under a folder
+(`deny`), or drop every connection once some bytes were written (`drop_after`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Behaviour:
     drop_after: int | None = None  # bytes written, after which every connection is dropped
     sha256sum: bool = False  # the account may run `sha256sum -- PATH` (no other command)
     hardware: bool = False  # the account may run hardware_scan's read of /proc and /sys (on this machine)
+    no_exec: bool = False  # the server refuses every command channel (SFTP only); read when it starts
     written: int = 0
     read: int = 0  # bytes the clients read
 
@@ -170,7 +171,7 @@ class SftpServer(_Server):
             server_host_keys=[self.host_key],
             authorized_client_keys=authorized,
             sftp_factory=lambda chan: _Files(chan, self),
-            process_factory=self._command,
+            process_factory=None if self.behaviour.no_exec else self._command,
             allow_scp=False,
         )
 
@@ -239,6 +240,7 @@ class OpenSshServer(_Server):
     folder: Path
     client_key_file: Path
     port: int = 0
+    extra_config: str = ""  # more sshd_config lines, e.g. "ForceCommand internal-sftp\n" (read at start)
 
     def start(self) -> OpenSshServer:
         """Start sshd; started again after `stop()`, it has the same port and host key."""
@@ -253,7 +255,7 @@ class OpenSshServer(_Server):
             f"AuthorizedKeysFile {self.folder}/authorized_keys\nPidFile {self.folder}/sshd.pid\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
             "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-            "Subsystem sftp internal-sftp\n"
+            "Subsystem sftp internal-sftp\n" + self.extra_config
         )
         Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
         self.process = subprocess.Popen(
