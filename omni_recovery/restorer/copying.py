@@ -128,7 +128,7 @@ def _copy_sealed(
 
 
 def _begin(target: TargetRoot, job: FileJob) -> PartialFile:
-    return SparseFile(target, job.path, job.sparse) if job.sparse else target.begin(job.path)
+    return SparseFile(target, job.path, job.sparse) if job.sparse else target.begin(job.path, job.size)
 
 
 def restore_one(

@@ -122,7 +122,10 @@ class _Gate(asyncssh.SSHServer):
 
 
 class _Server:
-    """What the tests ask of either server: its address, host key and the client's access."""
+    """What the tests ask of either server: its address, host key and the client's access (the file
+    bytes by OpenSSH's ssh where the server lets the account run commands: sshd)."""
+
+    data_channel = "auto"
 
     folder: Path
     client_key_file: Path
@@ -138,7 +141,8 @@ class _Server:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
 
     def access(self, **changes: Any) -> SshAccess:
-        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
+        access = SshAccess(self.host_key_line, str(self.client_key_file), data_channel=self.data_channel)
+        return dataclasses.replace(access, **changes)
 
 
 @dataclass
@@ -239,6 +243,7 @@ class OpenSshServer(_Server):
     folder: Path
     client_key_file: Path
     port: int = 0
+    data_channel = "openssh"  # every file by ssh: the tests of sshd test that channel
 
     def start(self) -> OpenSshServer:
         """Start sshd; started again after `stop()`, it has the same port and host key."""
