@@ -160,8 +160,7 @@ def restore_files(
                 if failure is not None:
                     raise failure
         else:
-            threads = parallel * target.threads_per_parallel
-            run_parallel(todo, threads, finished, target, sources, buffers, data_key)
+            run_parallel(todo, parallel, finished, target, sources, buffers, data_key)
     finally:
         sources.close()
 
