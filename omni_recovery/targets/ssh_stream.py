@@ -17,6 +17,7 @@ TargetError naming the root (nothing sent).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import shlex
@@ -154,9 +155,12 @@ def channel_for(url: SshUrl, access: SshAccess, root: str) -> OpenSshChannel | N
 
 
 def close_channels() -> None:
-    """End every OpenSSH channel of this process."""
+    """End every OpenSSH channel of this process (also when it exits: their folders go with them)."""
     with _lock:
         channels = [c for c in _channels.values() if c is not None]
         _channels.clear()
     for channel in channels:
         channel.close()
+
+
+atexit.register(close_channels)
