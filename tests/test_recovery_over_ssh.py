@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from omni_recovery.adapt.inventory import (
@@ -148,6 +149,7 @@ def public_fingerprint(private_key: Path) -> str:
     return found.stdout.split()[1]
 
 
+@pytest.mark.parametrize("data_channel", ["openssh", "sftp"])
 def test_sshd_killed_mid_volume_fails_in_one_line_and_the_rerun_redoes_only_what_was_not_in_place(
     validated: DemoSet,  # noqa: F811
     tmp_path: Path,
@@ -155,11 +157,20 @@ def test_sshd_killed_mid_volume_fails_in_one_line_and_the_rerun_redoes_only_what
     database_url: str,
     openssh: OpenSshServer,
     client_key: Path,
+    data_channel: str,
 ):
-    """The pool on OpenSSH's sshd, logged into with --ssh-identity (the inventory names no key)."""
+    """The pool on OpenSSH's sshd, logged into with --ssh-identity (the inventory names no key); each
+    file's bytes sent by OpenSSH's ssh, or over asyncssh's SFTP."""
     setup, roots = plan_onto(validated, tmp_path / "s", {POOL[0]: openssh}, identity_file=False)
     command, env = execute_plan_command(setup, workspace, database_url)
-    command += ["--ssh-identity", str(client_key), "--parallel-factor", "1"]
+    command += [
+        "--ssh-identity",
+        str(client_key),
+        "--parallel-factor",
+        "1",
+        "--ssh-data-channel",
+        data_channel,
+    ]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     volumes = openssh.folder / f"srv/omni/{POOL[0]}/volumes"
     stop_when(proc, lambda: in_place(volumes), "a volume file in place")
@@ -172,7 +183,7 @@ def test_sshd_killed_mid_volume_fails_in_one_line_and_the_rerun_redoes_only_what
     before = {p: p.stat().st_mtime_ns for p in in_place(volumes)}
 
     openssh.start()  # the host is back, with the same key
-    recover(setup, workspace, ssh_identity=client_key)
+    recover(setup, workspace, ssh_identity=client_key, ssh_data_channel=data_channel)
     for path, mtime in before.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was written again"
     assert not list(volumes.rglob(f"*{PARTIAL_SUFFIX}"))

@@ -120,6 +120,7 @@ def execute_plan(
     numeric_owner: bool,
     ssh_identity: Path | None,
     bandwidth_limit: int | None,
+    ssh_data_channel: str,
     progress_every: float,
     workspace: Path | None,
 ) -> None:
@@ -152,6 +153,7 @@ def execute_plan(
         numeric_owner=numeric_owner,
         ssh_identity=ssh_identity,
         bandwidth_limit=bandwidth_limit,
+        ssh_data_channel=ssh_data_channel,
     )
     handle_errors(_execute)(
         options,
@@ -191,6 +193,7 @@ def deploy_directors(
     allow_system_root: bool,
     ssh_identity: Path | None,
     bandwidth_limit: int | None,
+    ssh_data_channel: str,
     progress_every: float,
     workspace: Path | None,
 ) -> None:
@@ -208,6 +211,7 @@ def deploy_directors(
         allow_system_root=allow_system_root,
         ssh_identity=ssh_identity,
         bandwidth_limit=bandwidth_limit,
+        ssh_data_channel=ssh_data_channel,
     )
     handle_errors(_execute)(
         options, passphrase_file, workspace, None, only_directors=True, progress_every=progress_every

@@ -101,7 +101,17 @@ def trusted_key_option(func: F) -> F:
 
 
 def ssh_options(func: F) -> F:
-    """--ssh-identity and --bandwidth-limit, for the commands that write to targets."""
+    """--ssh-identity, --bandwidth-limit and --ssh-data-channel, for the commands that write to targets."""
+    func = click.option(
+        "--ssh-data-channel",
+        type=click.Choice(["auto", "sftp", "openssh"]),
+        default="auto",
+        show_default=True,
+        help="How file bytes go to SSH roots: auto sends files of 4 MiB or more by OpenSSH's ssh (where "
+        "it is installed, the root has an identity file, no --bandwidth-limit, and the account may run "
+        "commands) and the rest over SFTP; sftp sends all over SFTP; openssh sends every file by ssh "
+        "where it can. Each file is verified on the target either way.",
+    )(func)
     func = click.option(
         "--bandwidth-limit",
         type=SizeType(),

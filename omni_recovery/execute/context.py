@@ -219,12 +219,17 @@ class RunContext:
     @cached_property
     def root_access(self) -> dict[str, SshAccess]:
         """How to reach each root on another machine: the inventory's host key and identity file (or
-        --ssh-identity), and --bandwidth-limit."""
+        --ssh-identity), --bandwidth-limit and --ssh-data-channel."""
         keyed = [(node_root(n.name), n.ssh) for n in self.inventory.nodes]
         keyed += [(pool_root(p.name), p.ssh) for p in self.inventory.storage]
         identity = str(self.options.ssh_identity) if self.options.ssh_identity else None
         return {
-            name: SshAccess(keys.host_key, identity or keys.identity_file, self.options.bandwidth_limit)
+            name: SshAccess(
+                keys.host_key,
+                identity or keys.identity_file,
+                self.options.bandwidth_limit,
+                self.options.ssh_data_channel,
+            )
             for name, keys in keyed
             if keys is not None
         }

@@ -28,6 +28,7 @@ from typing import Any
 from omni_recovery.backupset.attributes import FileAttributes, mtime_ns
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.targets.ssh import SshRoot
+from omni_recovery.targets.ssh_attributes import AttributeChange, set_attributes
 
 NameLookup = Callable[[str], int | None]
 
@@ -47,7 +48,7 @@ def apply_metadata(target: TargetRoot, entry: EntryMetadata, *, numeric_owner: b
     """Apply `entry`'s metadata to its restored copy on the local or SSH `target`; the lines of what
     could not be applied (empty when everything was)."""
     if isinstance(target, SshRoot):
-        return _apply_over_sftp(target, entry, numeric_owner)
+        return apply_over_sftp(target, [entry], numeric_owner)
     full = target.resolve(entry.path)
     attributes = entry.attributes or FileAttributes()
     refused = _apply_owner(full, entry.path, attributes, numeric_owner)
@@ -63,25 +64,40 @@ def apply_metadata(target: TargetRoot, entry: EntryMetadata, *, numeric_owner: b
     return refused
 
 
-def _apply_over_sftp(target: SshRoot, entry: EntryMetadata, numeric_owner: bool) -> list[str]:
-    """Apply what SFTP can of `entry`'s metadata on the SSH `target`: the owner (by the target's own
-    names first), mode and mtime; SFTP cannot set extended attributes, so each is listed as not set."""
-    attributes = entry.attributes or FileAttributes()
-    refused = []
-    if attributes.uid is not None or attributes.gid is not None:
-        accounts = target.accounts()
-        uid, gid = owner_ids(attributes, numeric_owner, accounts.users.get, accounts.groups.get)
-        if (reason := target.lchown(entry.path, uid, gid)) is not None:
-            refused.append(f"{entry.path}: owner {uid}:{gid} not set: {reason}")
-    if entry.type != "symlink":
-        target.chmod(entry.path, stat.S_IMODE(entry.mode))
-    if entry.mtime is not None:
-        target.set_mtime(entry.path, mtime_ns(entry.mtime) / 1e9)
-    refused += [
-        f"{entry.path}: extended attribute {name} not set: SFTP cannot set extended attributes"
-        for name, _ in attributes.xattrs
-    ]
-    return refused
+def apply_over_sftp(
+    target: SshRoot, entries: list[EntryMetadata], numeric_owner: bool, *, files_dated: bool = False
+) -> list[str]:
+    """Apply what SFTP can of the `entries`' metadata on the SSH `target`, all in one go and in their
+    order (targets.ssh_attributes): the owner (by the target's own names first), mode and mtime; SFTP
+    cannot set extended attributes, so each is listed as not set. With `files_dated` the files got
+    their mode and mtime when put in place, so only what a new owner clears is set again."""
+    accounts = None
+    changes, lines = [], []
+    for entry in entries:
+        attributes = entry.attributes or FileAttributes()
+        owner = None
+        if attributes.uid is not None or attributes.gid is not None:
+            accounts = accounts or target.accounts()
+            owner = owner_ids(attributes, numeric_owner, accounts.users.get, accounts.groups.get)
+        changes.append(_sftp_change(entry, owner, files_dated))
+        lines += [
+            f"{entry.path}: extended attribute {name} not set: SFTP cannot set extended attributes"
+            for name, _ in attributes.xattrs
+        ]
+    refused = set_attributes(target, changes)
+    owners = {change.relpath: change.owner for change in changes if change.owner is not None}
+    return [
+        f"{path}: owner {owners[path][0]}:{owners[path][1]} not set: {why}" for path, why in refused.items()
+    ] + lines
+
+
+def _sftp_change(entry: EntryMetadata, owner: tuple[int, int] | None, files_dated: bool) -> AttributeChange:
+    mode = stat.S_IMODE(entry.mode)
+    if files_dated and entry.type == "file":
+        # A new owner clears only the setuid and setgid bits, and moves no mtime.
+        return AttributeChange(entry.path, False, owner, mode if owner and mode & 0o6000 else None)
+    mtime = None if entry.mtime is None else mtime_ns(entry.mtime) / 1e9
+    return AttributeChange(entry.path, entry.type == "symlink", owner, mode, mtime)
 
 
 def owner_ids(

@@ -80,7 +80,7 @@ def _part_mismatch(job: FileJob, piece: RestoreItem, digest: str) -> IntegrityEr
     )
 
 
-def _copy_plain(job: FileJob, out: PartialFile, sources: Sources, buffer: memoryview) -> None:
+def _copy_plain(job: FileJob, out: PartialFile | SparseFile, sources: Sources, buffer: memoryview) -> None:
     """Copy a file (all its parts, in order), hashing the whole and/or each part as it goes."""
     whole = hashlib.sha256() if job.check_whole else None
     for piece in job.parts:
@@ -98,7 +98,7 @@ def _copy_plain(job: FileJob, out: PartialFile, sources: Sources, buffer: memory
 
 
 def _copy_sealed(
-    job: FileJob, out: PartialFile, sources: Sources, buffer: memoryview, data_key: DataKey
+    job: FileJob, out: PartialFile | SparseFile, sources: Sources, buffer: memoryview, data_key: DataKey
 ) -> None:
     """Decrypt a sealed file (a chunked one: its parts in order, which hold the ciphertext and tag of
     the whole, sealed under the logical path), checking each part's stored sha256 on the way."""
@@ -127,8 +127,8 @@ def _copy_sealed(
         )
 
 
-def _begin(target: TargetRoot, job: FileJob) -> PartialFile:
-    return SparseFile(target, job.path, job.sparse) if job.sparse else target.begin(job.path)
+def _begin(target: TargetRoot, job: FileJob) -> PartialFile | SparseFile:
+    return SparseFile(target, job.path, job.sparse) if job.sparse else target.begin(job.path, job.size)
 
 
 def restore_one(

@@ -83,7 +83,8 @@ def run_parallel(
     buffers: Buffers,
     data_key: DataKey | None,
 ) -> None:
-    """Restore `todo` on a thread pool, a few tasks queued ahead; results reported from this thread.
+    """Restore `todo` on a thread pool (`parallel` times the target's threads_per_parallel threads), a
+    few tasks queued ahead; results reported from this thread.
 
     Small files go in batches (of BATCH_FILES files or BATCH_BYTES bytes) to keep the cost of a
     task per file low. Chunked files and files of PIPED_MIN_SIZE or more are copied by a task of
@@ -94,9 +95,11 @@ def run_parallel(
     """
     pending: set[Future[_Outcome]] = set()
     pipes: list[PipedCopy] = []
-    window = parallel * 4
-    pool = ThreadPoolExecutor(parallel, thread_name_prefix="omni-restore")
-    hashers = ThreadPoolExecutor(parallel, thread_name_prefix="omni-hash")
+    piped: set[Future[_Outcome]] = set()  # each holds a ring of buffers: at most `parallel` * 4 at once
+    threads = parallel * target.threads_per_parallel
+    window = threads * 4
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="omni-restore")
+    hashers = ThreadPoolExecutor(threads, thread_name_prefix="omni-hash")
     batch: list[FileJob] = []
     batch_bytes = 0
     try:
@@ -105,7 +108,9 @@ def run_parallel(
             if job.parts[0].encryption is None and (job.chunked or job.size >= PIPED_MIN_SIZE):
                 pipe = PipedCopy(job, target, sources)
                 pipes.append(pipe)
-                pending.add(hashers.submit(_verify_pipe, pipe, pool.submit(pipe.copy)))
+                verified = hashers.submit(_verify_pipe, pipe, pool.submit(pipe.copy))
+                pending.add(verified)
+                piped.add(verified)
             else:
                 batch.append(job)
                 batch_bytes += job.size
@@ -113,7 +118,7 @@ def run_parallel(
                     continue
                 pending.add(pool.submit(restore_batch, batch, target, sources, buffers, data_key))
                 batch, batch_bytes = [], 0
-            if len(pending) >= window:
+            while len(pending) >= window or len(piped & pending) >= parallel * 4:
                 pending = _drain(pending, finished)
         if batch:
             pending.add(pool.submit(restore_batch, batch, target, sources, buffers, data_key))

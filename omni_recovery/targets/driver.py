@@ -64,6 +64,9 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 class TargetRoot:
     """One node's root, through fsspec; every path is relative to it and checked."""
 
+    # Restore threads per unit of `parallel`: more where a file waits on round trips, not on a CPU.
+    threads_per_parallel = 1
+
     def __init__(self, url: str, *, fsync: bool = True, create: bool = True) -> None:
         self.url = url
         self.fsync = fsync
@@ -139,8 +142,9 @@ class TargetRoot:
 
     # -- writing -------------------------------------------------------------------------
 
-    def begin(self, relpath: str) -> PartialFile:
-        """Start writing `relpath` under its temporary name; commit() or abort() the result."""
+    def begin(self, relpath: str, size: int | None = None) -> PartialFile:
+        """Start writing `relpath` under its temporary name; commit() or abort() the result. `size`,
+        when known, lets a root pick how to send the bytes (an SSH root sends big files by ssh)."""
         return PartialFile(self, relpath)
 
     @contextlib.contextmanager

@@ -8,7 +8,7 @@ whole and verified *on the target*. Free space comes from `statvfs@openssh.com`.
 root, a temporary file is not locked (SFTP has no locks): the run lock keeps two recoveries from one
 target. Owners are set by SFTP setstat (lsetstat for a symlink), by the host's own names where
 `getent` may run there; hard links by `hardlink@openssh.com`. The connection, its trust rules and
-its channels are `ssh_session`'s.
+its channels are `ssh_session`'s; big files' bytes go by OpenSSH's `ssh` where it can (`ssh_stream`).
 
 What can go wrong: a wrong host key, a refused key, a refused or dropped connection, a full disk,
 a denied permission, a missing root folder: each a TargetError naming the root and the path.
@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from omni_recovery.targets import ssh_session
 from omni_recovery.targets.base import (
     PARTIAL_SUFFIX,
     FreeSpace,
@@ -34,7 +35,7 @@ from omni_recovery.targets.base import (
 )
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.targets.partial import PartialFile
-from omni_recovery.targets.ssh_partial import SshPartialFile
+from omni_recovery.targets.ssh_partial import SshPartialFile, StreamedPartialFile
 from omni_recovery.targets.ssh_session import (  # asyncssh imported there, without its warning
     REMOTE_HASH_MIN,
     Accounts,
@@ -43,25 +44,36 @@ from omni_recovery.targets.ssh_session import (  # asyncssh imported there, with
     SshUrl,
     as_bytes,
     asyncssh,
-    close_sessions,
     digest_on_target,
     mode_of,
     reason,
     run_on_loop,
     session_for,
 )
+from omni_recovery.targets.ssh_stream import channel_for, close_channels
 from omni_recovery.urls import SSH_SCHEMES, is_ssh_url
 
 __all__ = ["REMOTE_HASH_MIN", "SSH_SCHEMES", "SshAccess", "SshRoot", "SshUrl", "close_sessions", "is_ssh_url"]
 T = TypeVar("T")
+# From this size on a file's bytes go by OpenSSH's ssh where it can: starting an ssh session costs more
+# than sending a smaller file over SFTP.
+STREAM_MIN = 4 << 20
 # A download keeps DOWNLOAD_REQUESTS reads of DOWNLOAD_BLOCK bytes in flight: 4 MiB, whatever the
 # server's read limit (asyncssh's own default grows with it, to 64 MiB against its own server).
 DOWNLOAD_BLOCK = 256 << 10
 DOWNLOAD_REQUESTS = 16
 
 
+def close_sessions() -> None:
+    """Close every SSH connection of this process, asyncssh's and OpenSSH's."""
+    close_channels()
+    ssh_session.close_sessions()
+
+
 class SshRoot(TargetRoot):
     """A node's or storage pool's root on another machine; see the module documentation."""
+
+    threads_per_parallel = 8  # a small file waits on three round trips
 
     def __init__(self, url: str, access: SshAccess, *, fsync: bool = True, create: bool = True) -> None:
         self.url = url
@@ -130,7 +142,14 @@ class SshRoot(TargetRoot):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def begin(self, relpath: str) -> PartialFile:
+    def begin(self, relpath: str, size: int | None = None) -> PartialFile:
+        """A file of STREAM_MIN bytes or more (any size, with the access's data_channel "openssh") goes
+        by OpenSSH's ssh where the host allows (ssh_stream); others over SFTP."""
+        least = 0 if self.access.data_channel == "openssh" else STREAM_MIN
+        if size is not None and size >= least:
+            channel = channel_for(self.target, self.access, self.url)
+            if channel is not None:
+                return StreamedPartialFile(self, relpath, channel)
         return SshPartialFile(self, relpath)
 
     def makedirs(self, relpath: str, mode: int | None = None) -> None:
@@ -147,12 +166,18 @@ class SshRoot(TargetRoot):
     async def _mkdirs(self, full: str) -> bool:
         """Make the folder `full` and any parents missing (one request when its parent is there, as a
         restore's folders in order are); True when `full` itself was made, False when it was there."""
-        sftp = self.session.sftp
         try:
-            await sftp.mkdir(full)
+            return await self._mkdir(full)
         except asyncssh.SFTPNoSuchFile:
             await self._mkdirs(posixpath.dirname(full))
-            await sftp.mkdir(full)
+            return await self._mkdir(full)
+
+    async def _mkdir(self, full: str) -> bool:
+        """Make the folder `full`: True, or False when it is there (another file's thread made it)."""
+        try:
+            await self.session.sftp.mkdir(full)
+        except asyncssh.SFTPNoSuchFile:
+            raise
         except asyncssh.SFTPError:
             if await self._lstat(full) is None:
                 raise

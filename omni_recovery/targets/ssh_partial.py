@@ -1,5 +1,5 @@
-"""A file written to an SSH root: under its temporary name over SFTP, verified on the target, then
-renamed into place.
+"""A file written to an SSH root: under its temporary name over SFTP (or, for a big file, by OpenSSH's
+ssh: `StreamedPartialFile`), verified on the target, then renamed into place.
 
 Writes are pipelined: up to IN_FLIGHT of one file are outstanding at once (asyncssh splits each
 into parallel requests), on the SFTP channel the file took in turn. `commit` sets mode and mtime,
@@ -18,7 +18,9 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import os
 import stat
+import subprocess
 from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
@@ -35,6 +37,7 @@ from omni_recovery.targets.ssh_session import (  # asyncssh imported there, with
 
 if TYPE_CHECKING:
     from omni_recovery.targets.ssh import SshRoot
+    from omni_recovery.targets.ssh_stream import OpenSshChannel
 
 IN_FLIGHT = 8  # writes of one file outstanding at once
 
@@ -140,3 +143,71 @@ class SshPartialFile(PartialFile):
             if handle is not None:
                 run_on_loop(handle.close())
             run_on_loop(self.root._discard(self._partial_full))
+
+
+class StreamedPartialFile(SshPartialFile):
+    """A big file whose bytes OpenSSH's ssh sends (`cat > TEMP` over the host's master connection,
+    ssh_stream), hashed as they go; then opened over SFTP for SshPartialFile's commit: mode, mtime,
+    fsync, the target's digest checked against the one of the bytes sent, the rename."""
+
+    def __init__(self, root: SshRoot, relpath: str, channel: OpenSshChannel) -> None:
+        self.channel = channel
+        super().__init__(root, relpath)
+
+    def _open(self) -> None:
+        self.sftp = self.root.session.channel()
+        self.digest = hashlib.sha256()
+        self.in_flight = deque()
+        self.handle = None
+        self.sending: subprocess.Popen[bytes] | None = self.channel.stream_to(self._partial_full)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Hash `data` and hand it to ssh (blocks while the pipe to it is full)."""
+        assert self.sending is not None and self.sending.stdin is not None
+        self.digest.update(data)
+        pipe, length, written = self.sending.stdin.fileno(), len(data), 0
+        with memoryview(data) as view:
+            try:
+                while written < length:
+                    written += os.write(pipe, view[written:])
+            except OSError as exc:  # ssh ended: the connection dropped, or the command failed
+                raise self.root.error(f"write failed: {self._ended()}", self.partial) from exc
+        self.size += length
+        return length
+
+    def _ended(self) -> str:
+        """Close ssh's input and wait for it to end; what went wrong, or "" when all landed."""
+        sending, self.sending = self.sending, None
+        if sending is None:
+            return ""
+        _, errors = sending.communicate()
+        if sending.returncode == 0:
+            return ""
+        told = [line for line in errors.decode(errors="replace").splitlines() if line.strip()]
+        if sending.returncode == 255:  # ssh's own failure, not the command's
+            self.channel.broken = True  # the next file starts a new master connection
+            return "the connection dropped" + (f" ({told[-1]})" if told else "")
+        return told[-1] if told else f"the target's cat ended with status {sending.returncode}"
+
+    def commit(
+        self, *, mode: int | None = None, mtime: float | None = None, sync_folder: bool = True
+    ) -> None:
+        """Wait for ssh to deliver every byte, open the file over SFTP, and commit as over SFTP."""
+        try:
+            if failure := self._ended():
+                raise self.root.error(f"write failed: {failure}", self.partial)
+            self.handle = self.root._call(self._reopen(), "cannot open the file sent", self.partial)
+        except BaseException:
+            self.abort()
+            raise
+        super().commit(mode=mode, mtime=mtime, sync_folder=sync_folder)
+
+    async def _reopen(self) -> asyncssh.SFTPClientFile:
+        return await self.sftp.open(self._partial_full, "rb")
+
+    def abort(self) -> None:
+        """Let ssh end (its input closed: the target's cat ends too), then remove the temporary file."""
+        if not self._done:
+            with contextlib.suppress(OSError):
+                self._ended()
+        super().abort()

@@ -63,6 +63,7 @@ class SshAccess:
     host_key: str  # a known_hosts public key: "ssh-ed25519 AAAA…"
     identity_file: str | None = None  # else the SSH agent (and ~/.ssh's default keys)
     bandwidth_limit: int | None = None  # bytes per second written to this host, None for no limit
+    data_channel: str = "auto"  # big files by OpenSSH's ssh where it can (ssh_stream); "sftp"; "openssh"
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class Session:
         """The target's user and group names with their ids, by one `getent passwd` and one `getent
         group`; empty where the account may not run them (the owners then go by number)."""
         if self.accounts is None:
-            self.accounts = Accounts(await self._names("passwd"), await self._names("group"))
+            self.accounts = Accounts(*await asyncio.gather(self._names("passwd"), self._names("group")))
         return self.accounts
 
     async def _names(self, database: str) -> dict[str, int]:

@@ -123,7 +123,10 @@ class _Gate(asyncssh.SSHServer):
 
 
 class _Server:
-    """What the tests ask of either server: its address, host key and the client's access."""
+    """What the tests ask of either server: its address, host key and the client's access (the file
+    bytes by OpenSSH's ssh where the server lets the account run commands: sshd)."""
+
+    data_channel = "auto"
 
     folder: Path
     client_key_file: Path
@@ -139,7 +142,8 @@ class _Server:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
 
     def access(self, **changes: Any) -> SshAccess:
-        return dataclasses.replace(SshAccess(self.host_key_line, str(self.client_key_file)), **changes)
+        access = SshAccess(self.host_key_line, str(self.client_key_file), data_channel=self.data_channel)
+        return dataclasses.replace(access, **changes)
 
 
 @dataclass
@@ -241,6 +245,7 @@ class OpenSshServer(_Server):
     client_key_file: Path
     port: int = 0
     extra_config: str = ""  # more sshd_config lines, e.g. "ForceCommand internal-sftp\n" (read at start)
+    data_channel = "openssh"  # every file by ssh: the tests of sshd test that channel
 
     def start(self) -> OpenSshServer:
         """Start sshd; started again after `stop()`, it has the same port and host key."""

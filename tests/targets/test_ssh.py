@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.backup.post_recovery import gather
+from omni_recovery.backupset.attributes import Sparse
 from omni_recovery.errors import UnsafePathError
 from omni_recovery.operator_identity import ssh_keys_used
 from omni_recovery.restorer.files import RestoredFile, restore_files
+from omni_recovery.restorer.sparse import SparseFile
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetError
 from omni_recovery.targets.ssh import REMOTE_HASH_MIN, SshAccess, SshRoot
@@ -304,3 +306,20 @@ def test_a_key_from_the_ssh_agent_logs_in_and_its_fingerprint_is_noted(
     assert (sftp_server.folder / "node/a.txt").read_bytes() == b"through the agent's key\n"
     shown = subprocess.run(["ssh-keygen", "-l", "-f", f"{client_key}.pub"], capture_output=True, text=True)
     assert ssh_keys_used()[sftp_server.url("").removeprefix("ssh://")] == shown.stdout.split()[1]
+
+
+@pytest.mark.parametrize("server", ["sftp_server", "openssh"])
+def test_a_sparse_file_is_written_over_ssh_with_zeros_for_its_holes(
+    server: str, request: pytest.FixtureRequest
+):
+    """Over SFTP (asyncssh's server) and by ssh (sshd): the data ranges where they belong, the holes
+    and the tail after the last range as zeros, the file renamed into place whole."""
+    ssh: OpenSshServer | SftpServer = request.getfixturevalue(server)
+    root = SshRoot(ssh.url(ssh.sftp_path("onto")), ssh.access())
+    first, second = os.urandom(5000), os.urandom(3000)
+    out = SparseFile(root, "disk.img", Sparse(((4096, 5000), (1 << 20, 3000)), 2 << 20, ""))
+    out.write(first + second)
+    out.commit(mode=0o600)
+    expected = bytes(4096) + first + bytes((1 << 20) - 9096) + second + bytes((1 << 20) - 3000)
+    assert (ssh.folder / "onto/disk.img").read_bytes() == expected
+    assert regular_files(ssh.folder / "onto") == ["disk.img"]
