@@ -26,13 +26,11 @@ from pydantic import PrivateAttr
 from assets.restore import APPLICATION_PARTITIONS
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.options import ExecuteOptions
-from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.plan.generate import recorded_plan_source
 from omni_recovery.settings import code_location_passphrase, load_settings
 from omni_recovery.urls import absolute_location
 from pipelines.recovery_run import RestoreSession, opened_recovery
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
-from transforms.plan import Plan
 
 PARTITION_TAG = "dagster/partition"
 HARD_DEPENDENCIES_TAG = "omni-recovery/hard_dependencies_added"
@@ -64,7 +62,7 @@ class RecoveryResource(ConfigurableResource):
             raise RecoveryError("a restore runs in a Dagster instance; this run has none")
         settings = load_settings(self._workspace())
         with opened_recovery(settings, options, passphrase, lambda: instance) as run:
-            added = sorted(set(applications_with_dependencies(run.plan, launched)) - set(launched))
+            added = run.added_applications
             if added and context.run is not None:
                 instance.add_run_tags(context.run.run_id, {HARD_DEPENDENCIES_TAG: ",".join(added)})
             self._session = RestoreSession(run, whole_run=True)
@@ -90,9 +88,9 @@ class RecoveryResource(ConfigurableResource):
         return self.workspace or recorded or None
 
     @property
-    def plan(self) -> Plan:
+    def added_applications(self) -> list[str]:
         assert self._session is not None, "yield_for_execution did not run"
-        return self._session.plan
+        return self._session.added_applications
 
     def run_phases(
         self, phases: Iterable[str], applications: Iterable[str] | None = None

@@ -678,10 +678,11 @@ def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
 
     setup = make_setup(validated, tmp_path)
     apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
-    with_deps = [a for a in apps if applications_with_dependencies(setup.plan, [a]) != [a]]
+    needs = step_needs(setup.plan, environment_from_folder(validated.env))
+    with_deps = [a for a in apps if applications_with_dependencies(setup.plan, [a], needs) != [a]]
     assert with_deps, "the demo has applications with hard dependencies on others"
     chosen = with_deps[0]
-    expected = set(applications_with_dependencies(setup.plan, [chosen]))
+    expected = set(applications_with_dependencies(setup.plan, [chosen], needs))
     monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("applications", [chosen])

@@ -38,7 +38,6 @@ class ExecuteOptions:
     numeric_owner: bool = False
     ssh_identity: Path | None = None  # the key for every SSH root, over the inventory's identity_file
     bandwidth_limit: int | None = None  # bytes per second written to each SSH host
-    restored_before: tuple[str, ...] = ()  # steps a partial restore need not add (transforms.plan.partial)
     # The application partitions a UI run was launched for: checked by the gate like --applications,
     # without narrowing the run's steps (each partitioned asset narrows its own).
     launched_applications: tuple[str, ...] = ()

@@ -22,6 +22,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.plan.generate import record_plan_source, recorded_plan_source
 from omni_recovery.settings import DATABASE_URL_ENV, load_settings
@@ -30,6 +31,7 @@ from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.runner import dagster_instance
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.test_recovery import make_setup, restored_tree, validated, workspace  # noqa: F401
+from transforms.plan import step_needs
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = """
@@ -154,12 +156,15 @@ def test_a_backfill_of_two_applications_from_the_ui_needs_only_the_plan_and_name
     source = recorded_plan_source(setup.plan_path)
     record_plan_source(setup.plan_path, source["location"], Path(source["inventory"]), workspace)
     apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
-    with_deps = next(a for a in apps if len(applications_with_dependencies(setup.plan, [a])) > 1)
+    needs = step_needs(setup.plan, environment_from_folder(validated.env))
+    with_deps = next(a for a in apps if len(applications_with_dependencies(setup.plan, [a], needs)) > 1)
     other = next(
-        a for a in apps if a != with_deps and a not in applications_with_dependencies(setup.plan, [with_deps])
+        a
+        for a in apps
+        if a != with_deps and a not in applications_with_dependencies(setup.plan, [with_deps], needs)
     )
     chosen = sorted([with_deps, other])
-    expected = set(applications_with_dependencies(setup.plan, chosen))
+    expected = set(applications_with_dependencies(setup.plan, chosen, needs))
     assert expected > set(chosen)
     instance.add_dynamic_partitions("applications", chosen)
 
