@@ -204,7 +204,7 @@ def _materialize(
             "execute-plan again resumes the run"
         ) from exc
     except Exception as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, recovery.settings.dagster_home) from exc
 
 
 def _steps(recovery: RunContext) -> list[Any]:
