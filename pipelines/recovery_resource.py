@@ -15,12 +15,13 @@ run resumes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, DagsterError, InitResourceContext
 from pydantic import PrivateAttr
 
 from assets.restore import APPLICATION_PARTITIONS
@@ -34,6 +35,26 @@ from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 PARTITION_TAG = "dagster/partition"
 HARD_DEPENDENCIES_TAG = "omni-recovery/hard_dependencies_added"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LaunchRefused(DagsterError):
+    """A UI launch refused before its first step. A Dagster error, so that Dagster lets it out of the
+    resource unwrapped: the run fails with this one line, not inside DagsterResourceFunctionError."""
+
+
+def _refused_in_one_line(opening: Callable[P, Iterator[T]]) -> Callable[P, Iterator[T]]:
+    """The resource's opening, its refusal (a RecoveryError) raised as LaunchRefused."""
+
+    @functools.wraps(opening)
+    def opened(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        try:
+            yield from opening(*args, **kwargs)
+        except RecoveryError as exc:
+            raise LaunchRefused(str(exc)) from None
+
+    return opened
 
 
 class RecoveryResource(ConfigurableResource):
@@ -49,6 +70,7 @@ class RecoveryResource(ConfigurableResource):
     _session: RestoreSession | None = PrivateAttr(default=None)
 
     @contextmanager
+    @_refused_in_one_line
     def yield_for_execution(self, context: InitResourceContext) -> Iterator[RecoveryResource]:
         if not self.plan_path:
             raise RecoveryError(
