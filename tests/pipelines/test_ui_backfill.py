@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from omni_recovery.validate import store, validate
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.runner import dagster_instance
 from tests.backupset.conftest import PASSPHRASE, DemoSet
+from tests.ports import listens, unused_port
 from tests.test_recovery import make_setup, restored_tree, validated, workspace  # noqa: F401
 from transforms.plan import step_needs
 
@@ -43,12 +43,6 @@ mutation Launch($params: LaunchBackfillParams!) {
   }
 }"""
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -99,7 +93,7 @@ def webserver(
     """`dagster dev` on a free loopback port, in a folder that is not the workspace and without
     OMNI_RECOVERY_WORKSPACE: the workspace can only come from the plan."""
     instance = dagster_instance(load_settings(workspace))
-    port = free_port()
+    port = unused_port()
     env = {k: v for k, v in os.environ.items() if k != "OMNI_RECOVERY_WORKSPACE"}
     env.update(
         DAGSTER_HOME=str(load_settings(workspace).dagster_home),
@@ -126,7 +120,13 @@ def webserver(
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _answers(port), 120, "dagster dev answered GraphQL")
+        # its own webserver (not another process that took the port) answers; it failing stops the wait
+        wait_for(
+            lambda: proc.poll() is not None or (listens(proc.pid, port) and _answers(port)),
+            180,
+            "dagster dev",
+        )
+        assert proc.poll() is None, (tmp_path / "dagster-dev.log").read_text(errors="replace")[-4000:]
         yield port, instance
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
