@@ -440,7 +440,7 @@ SELF_STOPPING_EXECUTE_PLAN = textwrap.dedent(
                 stopped.set()
                 os.kill(os.getpid(), signal.SIGSTOP)
                 for run in [o for o in gc.get_objects() if type(o).__name__ == "RunContext"]:
-                    run.cancel.wait(60)
+                    run.cancel.wait(300)  # set by the Ctrl-C, however slowly a loaded machine gets there
             return write(self, data)
 
         PartialFile.commit, PartialFile.write = commit, stalled
@@ -486,7 +486,7 @@ def test_ctrl_c_during_volume_restore_stops_soon_and_the_rerun_finishes(
     proc, pools = execute_plan_until_volume_files(setup, workspace, database_url, parallel=2, mid_file=True)
     proc.send_signal(signal.SIGINT)  # delivered when it runs on
     proc.send_signal(signal.SIGCONT)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=300)  # bounds a hang; a loaded machine may take a while
     assert proc.returncode != 0
     message = stderr.decode()
     assert "interrupted: the steps in flight stopped" in message and "Traceback" not in message, message
@@ -1094,7 +1094,7 @@ def test_a_set_whose_files_lie_in_sections_out_of_order_is_recovered_identically
     assert {env_path(p) for p in scattered} & set(data), "some scattered file is compared"
 
 
-def wait_until(condition: Callable[[], object], what: str, seconds: float = 120) -> None:
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"waited {seconds:.0f} s for {what}"

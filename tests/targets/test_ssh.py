@@ -284,8 +284,9 @@ def ssh_agent(tmp_path: Path, client_key: Path, monkeypatch: pytest.MonkeyPatch)
     sock = tmp_path / "agent.sock"
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # a loaded machine starts the agent slowly
+        while not sock.exists():
+            assert agent.poll() is None and time.monotonic() < deadline, "ssh-agent made no socket"
             time.sleep(0.02)
         monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
         monkeypatch.setenv("HOME", str(tmp_path / "home"))
