@@ -1,6 +1,7 @@
 """One rule for a partial restore: the command line and a UI launch of one application partition restore
 the same applications (transforms.plan.partial_restore, with the run's needs), and every place that names
-them agrees: the steps run, the partitions materialised, the runs' tags and the assets' metadata.
+them agrees: the steps run, the partitions materialised, the runs' tags, the assets' metadata and the
+steps the progress display counts.
 
 The application is one where the rule that used to sit beside it (every application and volume reached
 through `depends_on`) named more applications: the plan's ordering between application tiers is not a
@@ -14,8 +15,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from assets.restore import restored_applications, restored_volumes
+from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.execute.options import ExecuteOptions
+from omni_recovery.execute.progress import planned_totals, read_progress
 from omni_recovery.settings import load_settings
 from pipelines.definitions import build_definitions
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
@@ -72,7 +75,12 @@ def test_the_command_line_and_a_ui_launch_restore_the_same_applications_for_a_pa
     options = ExecuteOptions(cli.plan_path, applications=(chosen,))
     summary = execute_recovery(load_settings(workspace), options, PASSPHRASE)
     assert set(summary.applications) == expected, "the partitions materialised"
-    assert {s.step_id for s in latest_run(database_url).steps} == partial.steps | {"report/recovery"}
+    run = latest_run(database_url)
+    assert {s.step_id for s in run.steps} == partial.steps | {"report/recovery"}
+    with connect(database_url) as conn:  # the progress display counts what the run selected
+        totals = planned_totals(conn, run.run_id)
+        assert set(totals.work) == partial.steps | {"report/recovery"}
+        assert read_progress(conn, run.run_id, totals).steps_done == totals.steps
     instance = dagster_instance(load_settings(workspace))
     tags = {instance.get_run_by_id(r).tags.get(HARD_DEPENDENCIES_TAG) for r in summary.dagster_runs}  # type: ignore[union-attr]
     assert tags == {",".join(added)}
