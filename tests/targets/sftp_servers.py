@@ -258,7 +258,7 @@ class OpenSshServer(_Server):
         self.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(config)], stderr=(self.folder / "sshd.log").open("ab")
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts sshd slowly
         while not listens(self.process.pid, self.port):  # sshd itself, not whoever else took the port
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sshd did not start: {(self.folder / 'sshd.log').read_text()}")
