@@ -119,7 +119,10 @@ def dagster_instance(settings: Settings) -> DagsterInstance:
         try:
             return DagsterInstance.from_config(str(settings.dagster_home))
         except Exception as exc:  # its SQLite databases are created or migrated on opening
-            raise user_error(exc, settings.dagster_home) from exc
+            failure = user_error(exc, settings.dagster_home)
+            if failure is exc:
+                raise
+            raise failure from exc
 
 
 def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
