@@ -665,17 +665,33 @@ def test_post_recovery_backup_registers_and_matches_the_first_set(
     assert shown["resume_command"] == "", "a run that succeeded has nothing to resume"
 
 
-def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
-    validated: DemoSet, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
-):
-    """What the Dagster UI does: the `restore` job's application assets over one partition, with the
-    `recovery` resource configured from the launchpad and the passphrase from the environment; the
-    application's hard dependencies are restored with it, as on the command line."""
+def ui_launch_of_one_application(workspace: Path, plan_path: Path, application: str) -> tuple[Any, Any]:
+    """What the Dagster UI does for one application partition: the `restore` job's volume and
+    application assets, with the `recovery` resource configured from the launchpad (the passphrase
+    from the environment); the run's instance (ephemeral) and result."""
     from dagster import DagsterInstance
 
     from pipelines.definitions import build_definitions
     from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("applications", [application])
+    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
+    config = {"workspace": str(workspace), "plan_path": str(plan_path)}
+    result = job.execute_in_process(
+        instance=instance,
+        run_config={"resources": {"recovery": {"config": config}}},
+        asset_selection=[restored_volumes.key, restored_applications.key],
+        tags={RANGE_START_TAG: application, RANGE_END_TAG: application},
+    )
+    return instance, result
+
+
+def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
+    validated: DemoSet, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """What the Dagster UI does (`ui_launch_of_one_application`); the application's hard dependencies
+    are restored with it, as on the command line."""
     setup = make_setup(validated, tmp_path)
     apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
     needs = step_needs(setup.plan, environment_from_folder(validated.env))
@@ -684,16 +700,7 @@ def test_the_ui_path_backfills_an_application_with_its_hard_dependencies(
     chosen = with_deps[0]
     expected = set(applications_with_dependencies(setup.plan, [chosen], needs))
     monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
-    instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("applications", [chosen])
-    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
-    config = {"workspace": str(workspace), "plan_path": str(setup.plan_path)}
-    result = job.execute_in_process(
-        instance=instance,
-        run_config={"resources": {"recovery": {"config": config}}},
-        asset_selection=[restored_volumes.key, restored_applications.key],
-        tags={RANGE_START_TAG: chosen, RANGE_END_TAG: chosen},
-    )
+    _, result = ui_launch_of_one_application(workspace, setup.plan_path, chosen)
     assert result.success
     restored = restored_tree(setup.plan, tmp_path / "gathered")
     assert {p.split("/")[1] for p in restored if p.startswith("applications/")} == expected

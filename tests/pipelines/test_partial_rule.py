@@ -12,21 +12,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey
 
-from assets.restore import restored_applications, restored_volumes
 from omni_recovery.db.connection import connect
 from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.progress import planned_totals, read_progress
 from omni_recovery.settings import load_settings
-from pipelines.definitions import build_definitions
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.recovery_runner import execute_recovery
 from pipelines.runner import dagster_instance
-from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 from tests.backupset.conftest import PASSPHRASE, DemoSet
-from tests.test_recovery import Setup, latest_run, make_setup, restored_tree, validated, workspace  # noqa: F401
+from tests.test_recovery import (  # noqa: F401
+    Setup,
+    latest_run,
+    make_setup,
+    restored_tree,
+    ui_launch_of_one_application,
+    validated,
+    workspace,
+)
 from transforms.plan import PartialRestore, Plan, partial_restore, step_needs
 
 
@@ -89,18 +94,9 @@ def test_the_command_line_and_a_ui_launch_restore_the_same_applications_for_a_pa
 
     ui = make_setup(validated, tmp_path / "ui")
     monkeypatch.setenv("OMNI_RECOVERY_PASSPHRASE", PASSPHRASE.decode())
-    ephemeral = DagsterInstance.ephemeral()
-    ephemeral.add_dynamic_partitions("applications", [chosen])
-    job = build_definitions(load_settings(workspace)).resolve_job_def("restore")
-    config = {"workspace": str(workspace), "plan_path": str(ui.plan_path)}
-    result = job.execute_in_process(
-        instance=ephemeral,
-        run_config={"resources": {"recovery": {"config": config}}},
-        asset_selection=[restored_volumes.key, restored_applications.key],
-        tags={RANGE_START_TAG: chosen, RANGE_END_TAG: chosen},
-    )
+    ephemeral, result = ui_launch_of_one_application(workspace, ui.plan_path, chosen)
     assert result.success
-    assert ephemeral.get_run_by_id(result.run_id).tags[HARD_DEPENDENCIES_TAG] == ",".join(added)  # type: ignore[union-attr]
+    assert ephemeral.get_run_by_id(result.run_id).tags[HARD_DEPENDENCIES_TAG] == ",".join(added)
     for asset in ("restored_volumes", "restored_applications"):
         event = ephemeral.get_latest_materialization_event(AssetKey(asset))
         assert event is not None and event.asset_materialization is not None
