@@ -43,7 +43,9 @@ CASES = {  # name: (document, its new content, the pointer the refusal names)
     ),
     "a bad CIDR in a list without wrapper, another field name": (
         "network/subnets.yaml",
-        yaml.safe_dump(["not a subnet", {"name": "management", "network": "10.0.0.300/24"}]),
+        yaml.safe_dump(
+            [{"name": "services", "cidr": "10.0.8.0/22"}, {"name": "management", "network": "10.0.0.300/24"}]
+        ),
         "/1/network",
     ),
     "a bad bare CIDR keyed by name": (
@@ -115,9 +117,10 @@ def test_a_refusal_names_the_document_and_the_place_in_it(
     ("subnets", "reason"),
     [
         ([{"cidr": "10.0.8.0/22"}], "the subnet 10.0.8.0/22 has no name (give it `name:`)"),
+        (["10.0.8.0/22"], "the subnet 10.0.8.0/22 has no name (give it `name:`)"),
         ({"management": "10.0.0.0"}, "subnet management: '10.0.0.0' is not a CIDR: it has no /prefix length"),
     ],
-    ids=["no name", "no prefix length"],
+    ids=["no name", "a bare string in a list", "no prefix length"],
 )
 def test_a_subnet_is_refused_rather_than_skipped_saying_what_is_wrong(
     subnets: object, reason: str, demo: Environment, spec_texts: Texts

@@ -39,14 +39,15 @@ def _read_network(src: _Files) -> Network:
 
 def subnets_in(doc: Any) -> tuple[Subnet, ...]:
     """{subnets: {name: {cidr, gateway}}} (ours), the same without `subnets:`, a list of {name, cidr,
-    gateway}, or {name: cidr}; entries without a CIDR are not subnets. An entry with a CIDR but no name,
-    or a CIDR without its /prefix length, is refused (MisreadFact at its place), never skipped."""
+    gateway}, or {name: cidr}; entries without a CIDR are not subnets. An entry with a CIDR but no name
+    (a bare string in a list has none), or a CIDR without its /prefix length, is refused (MisreadFact
+    at its place), never skipped."""
     wrapped = isinstance(doc, Mapping) and "subnets" in doc
     raw = doc["subnets"] if wrapped else doc
     if isinstance(raw, Mapping):
         items = [(str(k), v) for k, v in raw.items()]
     else:
-        items = [(_text(s, "name") or "", s) if isinstance(s, Mapping) else ("", None) for s in _listed(raw)]
+        items = [(_text(s, "name") or "", s) if isinstance(s, Mapping) else ("", s) for s in _listed(raw)]
     found = []
     for (name, value), place in zip(items, item_places(raw), strict=True):
         try:
