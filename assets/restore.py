@@ -27,9 +27,6 @@ from dagster import (
     asset,
 )
 
-from omni_recovery.execute.selection import applications_with_dependencies
-from transforms.plan import Plan
-
 # One run per key range is what partial restores need; dagster marks `backfill_policy` beta, and says so
 # on every import otherwise.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=BetaWarning)
@@ -44,7 +41,7 @@ class RecoverySession(Protocol):
     """What the restore assets need from their `recovery` resource (pipelines.recovery_run.RestoreSession)."""
 
     @property
-    def plan(self) -> Plan: ...
+    def added_applications(self) -> list[str]: ...
 
     def run_phases(
         self, phases: Iterable[str], applications: Iterable[str] | None = None
@@ -107,7 +104,7 @@ def _application_asset(name: str, phases: tuple[str, ...], deps: list[str], desc
         recovery: RecoverySession = context.resources.recovery
         applications = list(context.partition_keys)
         outcomes = recovery.run_phases(phases, applications)
-        added = sorted(set(applications_with_dependencies(recovery.plan, applications)) - set(applications))
+        added = [a for a in recovery.added_applications if a not in applications]
         return _result(
             outcomes,
             applications=MetadataValue.json(applications),

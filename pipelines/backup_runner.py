@@ -28,4 +28,4 @@ def create_backup(settings: Settings, given: CommandLineBackup, *, log_level: st
     try:
         return run_job(defs, "create_backup", dagster_instance(settings), run_config=run_config)
     except Exception as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, settings.dagster_home) from exc

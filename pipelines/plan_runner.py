@@ -59,7 +59,7 @@ def plan_registered_set(
     try:
         run_id = run_job(build_definitions(settings), "plan_recovery", instance, run_config=run_config)
     except Exception as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, settings.dagster_home) from exc
     events = instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
     metadata = next(
         e.asset_materialization.metadata

@@ -15,27 +15,46 @@ run resumes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, DagsterError, InitResourceContext
 from pydantic import PrivateAttr
 
 from assets.restore import APPLICATION_PARTITIONS
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.options import ExecuteOptions
-from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.plan.generate import recorded_plan_source
 from omni_recovery.settings import code_location_passphrase, load_settings
 from omni_recovery.urls import absolute_location
 from pipelines.recovery_run import RestoreSession, opened_recovery
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
-from transforms.plan import Plan
 
 PARTITION_TAG = "dagster/partition"
 HARD_DEPENDENCIES_TAG = "omni-recovery/hard_dependencies_added"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class LaunchRefused(DagsterError):
+    """A UI launch refused before its first step. A Dagster error, so that Dagster lets it out of the
+    resource unwrapped: the run fails with this one line, not inside DagsterResourceFunctionError."""
+
+
+def _refused_in_one_line(opening: Callable[P, Iterator[T]]) -> Callable[P, Iterator[T]]:
+    """The resource's opening, its refusal (a RecoveryError) raised as LaunchRefused."""
+
+    @functools.wraps(opening)
+    def opened(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        try:
+            yield from opening(*args, **kwargs)
+        except RecoveryError as exc:
+            raise LaunchRefused(str(exc)) from None
+
+    return opened
 
 
 class RecoveryResource(ConfigurableResource):
@@ -51,6 +70,7 @@ class RecoveryResource(ConfigurableResource):
     _session: RestoreSession | None = PrivateAttr(default=None)
 
     @contextmanager
+    @_refused_in_one_line
     def yield_for_execution(self, context: InitResourceContext) -> Iterator[RecoveryResource]:
         if not self.plan_path:
             raise RecoveryError(
@@ -64,7 +84,7 @@ class RecoveryResource(ConfigurableResource):
             raise RecoveryError("a restore runs in a Dagster instance; this run has none")
         settings = load_settings(self._workspace())
         with opened_recovery(settings, options, passphrase, lambda: instance) as run:
-            added = sorted(set(applications_with_dependencies(run.plan, launched)) - set(launched))
+            added = run.added_applications
             if added and context.run is not None:
                 instance.add_run_tags(context.run.run_id, {HARD_DEPENDENCIES_TAG: ",".join(added)})
             self._session = RestoreSession(run, whole_run=True)
@@ -90,9 +110,9 @@ class RecoveryResource(ConfigurableResource):
         return self.workspace or recorded or None
 
     @property
-    def plan(self) -> Plan:
+    def added_applications(self) -> list[str]:
         assert self._session is not None, "yield_for_execution did not run"
-        return self._session.plan
+        return self._session.added_applications
 
     def run_phases(
         self, phases: Iterable[str], applications: Iterable[str] | None = None

@@ -30,7 +30,6 @@ from omni_recovery.register.ssh_hosts import pin_registered_hosts
 from omni_recovery.report.build import reported_if_stopped, write_run_report
 from omni_recovery.settings import Settings
 from pipelines.dead_runs import fail_dead_runs
-from transforms.plan import Plan
 
 
 @contextmanager
@@ -65,8 +64,9 @@ class RestoreSession:
     whole_run: bool = False
 
     @property
-    def plan(self) -> Plan:
-        return self.context.plan
+    def added_applications(self) -> list[str]:
+        """The applications the partial restore adds for hard dependencies (RunContext.partial)."""
+        return self.context.added_applications
 
     def run_phases(
         self, phases: Iterable[str], applications: Iterable[str] | None = None

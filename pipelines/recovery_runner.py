@@ -22,7 +22,7 @@ running the same command again resumes it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -36,16 +36,11 @@ from assets.restore import (
     recovery_report,
     restored_directors,
 )
-from omni_recovery.db.connection import connect
-from omni_recovery.db.schema import init_database
-from omni_recovery.db.server import database_url
 from omni_recovery.errors import Interrupted, RecoveryError
 from omni_recovery.execute.context import RunContext
 from omni_recovery.execute.end import finish
 from omni_recovery.execute.options import ExecuteOptions
-from omni_recovery.execute.selection import applications_with_dependencies
-from omni_recovery.execute.tracking import restored_steps
-from omni_recovery.plan.generate import plan_id
+from omni_recovery.execute.selection import applications_of
 from omni_recovery.report.build import partial_notes, reported_if_stopped
 from omni_recovery.settings import Settings
 from pipelines.definitions import build_definitions
@@ -53,7 +48,6 @@ from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.recovery_run import RestoreSession, opened_recovery
 from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, run_job, user_error
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
-from transforms.plan import plan_from_yaml
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
 DIRECTOR_ASSETS = (restored_directors, director_ring)  # what deploy-directors materialises
@@ -86,8 +80,6 @@ def execute_recovery(
     tags: Mapping[str, str] | None = None,
 ) -> ExecuteSummary:
     """Run the recovery the options describe; `tags` go on each of its Dagster runs."""
-    if options.applications:
-        options = replace(options, restored_before=tuple(sorted(_restored_before(settings, options))))
     instance = partial(dagster_instance, settings)
     with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         chosen = _applications(recovery, options)
@@ -142,18 +134,9 @@ def deploy_directors(
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
 
 
-def _restored_before(settings: Settings, options: ExecuteOptions) -> set[str]:
-    """The steps of the plan that a closed, succeeded run restored and verified before."""
-    plan = plan_from_yaml(options.plan_path.read_text(encoding="utf-8"), source=str(options.plan_path))
-    url = database_url(settings)
-    init_database(url)
-    with connect(url) as conn:
-        return restored_steps(conn, plan_id(plan))
-
-
 def _applications(recovery: RunContext, options: ExecuteOptions) -> list[str]:
-    if options.applications:
-        return applications_with_dependencies(recovery.plan, options.applications)
+    if recovery.partial is not None:
+        return applications_of(recovery.partial)
     return sorted(s.id.split("/", 1)[1] for s in recovery.plan.steps if s.id.startswith("application/"))
 
 
@@ -221,7 +204,7 @@ def _materialize(
             "execute-plan again resumes the run"
         ) from exc
     except Exception as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, recovery.settings.dagster_home) from exc
 
 
 def _steps(recovery: RunContext) -> list[Any]:

@@ -39,7 +39,7 @@ from assets.ingest import ISO_PARTITIONS
 from io_managers.postgres import resolve_database_url
 from omni_recovery.backupset import layout
 from omni_recovery.backupset.reader import list_backup_set
-from omni_recovery.errors import BackupSetError, RecoveryError, some_of
+from omni_recovery.errors import BackupSetError, some_of
 from omni_recovery.execute.tracking import this_process as process_tag
 from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.register.registered_sets import record_registration, require_whole_sets
@@ -47,6 +47,7 @@ from omni_recovery.settings import Settings
 from pipelines.dead_runs import PROCESS_TAG
 from pipelines.definitions import build_definitions
 from pipelines.instance_storage import ensure_instance_yaml
+from pipelines.job_errors import user_error
 from pipelines.resources import BackupSetRegistry
 from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
@@ -115,7 +116,13 @@ def dagster_instance(settings: Settings) -> DagsterInstance:
     ensure_instance_yaml(settings.dagster_home)
     with open(settings.dagster_home / ".instance.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        return DagsterInstance.from_config(str(settings.dagster_home))
+        try:
+            return DagsterInstance.from_config(str(settings.dagster_home))
+        except Exception as exc:  # its SQLite databases are created or migrated on opening
+            failure = user_error(exc, settings.dagster_home)
+            if failure is exc:
+                raise
+            raise failure from exc
 
 
 def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
@@ -140,18 +147,6 @@ def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tup
 # Dagster's console log of a failed step is its whole stack: the command line says the library's error
 # in one line instead, and the run's full event log stays in the Dagster instance (the UI shows it).
 QUIET_CONSOLE = "CRITICAL"
-
-
-def user_error(exc: BaseException) -> BaseException:
-    """The library's own error inside a Dagster wrapper, if there is one."""
-    seen: BaseException | None = exc
-    visited: set[int] = set()
-    while seen is not None and id(seen) not in visited:  # a chain may loop back on itself
-        if isinstance(seen, RecoveryError):
-            return seen
-        visited.add(id(seen))
-        seen = seen.__cause__ or seen.__context__
-    return exc
 
 
 def run_job(
@@ -255,7 +250,7 @@ def check_lines(instance: DagsterInstance, run_ids: list[str]) -> list[str]:
 def _refusal(instance: DagsterInstance, location: str, exc: Exception, after: str) -> BaseException:
     """The library's error, or for a blocking check that failed, one line with its first problems."""
     if not isinstance(exc, DagsterAssetCheckFailedError):
-        return user_error(exc)
+        return user_error(exc, Path(instance.root_directory))
     [run] = instance.get_runs(filters=RunsFilter(tags={PROCESS_TAG: process_tag()}), limit=1)
     failed = [e for e in _evaluations(instance, run.run_id) if not e.passed]
     found = sorted(

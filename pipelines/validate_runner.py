@@ -88,6 +88,6 @@ def validate_registered_set(
         run_job(defs, "validate_set", dagster_instance(settings), run_config=run_config)
     except Exception as exc:
         if given.report is None or given.report.passed:
-            raise user_error(exc) from exc
+            raise user_error(exc, settings.dagster_home) from exc
     assert given.report is not None, "the deep_validation asset did not validate"
     return given.report

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from omni_recovery.db.connection import with_database
 from omni_recovery.db.schema import init_database
@@ -39,6 +40,10 @@ from tests.demo_fixtures import demo_env, demo_set, tiny_demo_root  # noqa: F401
 from tests.ssh_fixtures import client_key, fresh_ssh_connections, openssh, sftp_server, sftp_servers  # noqa: F401
 
 TEST_DATABASE_URL_ENV = "OMNI_RECOVERY_TEST_DATABASE_URL"
+# Property tests judge results, not speed: Hypothesis's default 200 ms per example (and its check that
+# generating data is not too slow) fail on a loaded machine, where any example may be slow.
+settings.register_profile("any-load", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("any-load")
 # The modules whose tests take longest, longest first, run before all others: `python3 tasks.py test`
 # hands whole modules to its processes in collection order, and one of these handed out last would
 # keep its process busy alone long after the others had finished.

@@ -27,6 +27,16 @@ CASES = {  # name: (the document's path ends so, its new content, what the refus
         b"subnets:\n  management: {cidr: 10.0.0.0/33}\n  services: 10.0.8.0/22\n  storage: 10.0.16.0/24\n",
         "subnet management: '10.0.0.0/33'",
     ),
+    "a subnet without a name": (
+        "data/network/subnets.yaml",
+        b"subnets:\n  - {name: management, cidr: 10.0.0.0/24}\n  - {cidr: 10.0.8.0/22}\n",
+        "a subnet is malformed: the subnet 10.0.8.0/22 has no name (give it `name:`) at /subnets/1",
+    ),
+    "a subnet without its prefix length": (
+        "data/network/subnets.yaml",
+        b"subnets:\n  management: {cidr: 10.0.0.0}\n  services: 10.0.8.0/22\n  storage: 10.0.16.0/24\n",
+        "subnet management: '10.0.0.0' is not a CIDR: it has no /prefix length at /subnets/management/cidr",
+    ),
     "a state that is a list": ("data/directors/dir-1/state.json", b"[1, 2, 3]", "must be a mapping"),
     "a Director config of odd types": (
         "data/directors/dir-1/config.yaml",

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance
+from dagster import DagsterEvent, DagsterInstance
+from dagster._core.events import JobFailureData
+from dagster._utils.error import SerializableErrorInfo
 
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.db.connection import connect
@@ -54,7 +56,19 @@ def launch(setup: Setup, folder: Path, config: dict[str, Any], apps: list[str]) 
         )
     )
     failures = " ".join(str(e.event_specific_data) for e in result.all_events if e.is_failure)
+    if not any(e.event_type_value == "STEP_START" for e in result.all_events):  # refused at its start:
+        errors = run_errors(result.all_events)
+        assert errors, "the run's failure carries its refusal"
+        for error in errors:  # the refusal's one line, not Dagster's wrapper of it
+            assert error.cls_name == "LaunchRefused" and error.cause is None, error
+            assert len(error.message.strip().splitlines()) == 1, error.message
     return result.success, failures
+
+
+def run_errors(events: Sequence[DagsterEvent]) -> list[SerializableErrorInfo]:
+    """The errors the run's failure event carries (the refusal, for a run refused at its start)."""
+    failures = [e.event_specific_data for e in events if e.event_type_value == "PIPELINE_FAILURE"]
+    return [f.error for f in failures if isinstance(f, JobFailureData) and f.error is not None]
 
 
 def applications(setup: Setup) -> list[str]:

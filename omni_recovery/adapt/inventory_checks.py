@@ -320,9 +320,8 @@ class InventoryChecker:
 
     def cidr(self, m: LineMap, key: str) -> ipaddress.IPv4Network | None:
         value = m.get(key)
-        try:
-            net = ipaddress.IPv4Network(str(value), strict=False)
-        except ValueError:
+        net = _network(value)
+        if net is None:
             self.fail(
                 m.line_of(key), f"network.subnets: {key} {value!r} is not an IPv4 CIDR like 10.20.0.0/24"
             )
@@ -387,3 +386,13 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return f"{type(value).__name__} {value!r}"
+
+
+def _network(value: Any) -> ipaddress.IPv4Network | None:
+    """`value` as an IPv4 CIDR, or None; one without its /prefix length is none (not a /32)."""
+    if "/" not in str(value):
+        return None
+    try:
+        return ipaddress.IPv4Network(str(value), strict=False)
+    except ValueError:
+        return None

@@ -29,8 +29,8 @@ from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.options import ExecuteOptions, Progress, RecoveryRefused
 from omni_recovery.execute.run_certificates import run_certificates
 from omni_recovery.execute.run_lock import take_run_lock
-from omni_recovery.execute.selection import select_steps, step_of_component
-from omni_recovery.execute.tracking import Connection, RecoveryTracker
+from omni_recovery.execute.selection import applications_of, in_partial, partial_selection, step_of_component
+from omni_recovery.execute.tracking import Connection, RecoveryTracker, restored_steps
 from omni_recovery.operator_identity import ssh_keys_used
 from omni_recovery.plan.generate import (
     PLAN_RECORD_SUFFIX,
@@ -45,7 +45,7 @@ from omni_recovery.settings import Settings
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.targets.ssh import SshAccess, SshUrl, is_ssh_url
-from transforms.plan import Plan, PlanError, Step, plan_from_yaml, step_needs
+from transforms.plan import PartialRestore, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
 
 SourceEntries = dict[str, list[tuple[IsoReader, ManifestEntry]]]
@@ -139,9 +139,40 @@ class RunContext:
     def phase_of(self) -> dict[str, str]:
         return {s.id: s.phase for s in self.plan.steps}
 
+    @cached_property
+    def restored_before(self) -> frozenset[str]:
+        """The plan's steps a closed, succeeded run restored and verified: a partial restore need
+        not add them again (read once, before this run's own steps are recorded)."""
+        with connect(self.database_url) as conn:
+            return frozenset(restored_steps(conn, plan_id_of(self.plan)))
+
+    @cached_property
+    def partial(self) -> PartialRestore | None:
+        """The partial restore of --applications, or of the application partitions a UI run was
+        launched for (execute/selection.py); None for a whole restore."""
+        chosen = self.options.applications or self.options.launched_applications
+        if not chosen:
+            return None
+        return partial_selection(self.plan, chosen, self.needs, self.restored_before)
+
+    @cached_property
+    def added_applications(self) -> list[str]:
+        """The applications the partial restore adds for the chosen ones' hard dependencies."""
+        if self.partial is None:
+            return []
+        chosen = set(self.options.applications or self.options.launched_applications)
+        return [a for a in applications_of(self.partial) if a not in chosen]
+
     def selected_steps(self) -> list[Step]:
-        """All steps, or for --applications the chosen applications, their hard dependencies and volumes."""
-        return select_steps(self.plan, self.options.applications, self.needs, self.options.restored_before)
+        """All steps; for --applications, the steps of their partial restore and the report; for a UI
+        launch of some application partitions, the application and volume steps of theirs and every other
+        step (each asset that runs them is partitioned or not, as the launch chose)."""
+        partial = self.partial
+        if partial is None:
+            return list(self.plan.steps)
+        if self.options.applications:
+            return [s for s in self.plan.steps if s.id in partial.steps or s.id == "report/recovery"]
+        return [s for s in self.plan.steps if in_partial(s, partial)]
 
     @cached_property
     def data_key(self) -> DataKey:
@@ -270,9 +301,10 @@ class RunContext:
     @cached_property
     def tracker(self) -> RecoveryTracker:
         """The run, opened (or resumed) on the connection that holds its lock."""
-        return RecoveryTracker.start_or_resume(
-            self.run_lock, self.plan_id, self.options.as_json(), self.ssh_keys
-        )
+        options = self.options.as_json()
+        if self.options.applications:  # what the progress display counts (execute/progress.py)
+            options["steps"] = [s.id for s in self.selected_steps()]
+        return RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, options, self.ssh_keys)
 
     def ssh_keys(self) -> dict[str, str]:
         """The SSH keys accepted by the hosts this run reached (the roots it opened, the set's host when

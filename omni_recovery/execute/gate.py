@@ -16,7 +16,6 @@ from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.db.connection import connect
 from omni_recovery.execute.context import RunContext
 from omni_recovery.execute.options import RecoveryRefused
-from omni_recovery.execute.selection import applications_with_dependencies
 
 _VALIDATE_AGAIN = "Run `omni-recovery validate-isos --deep`"
 
@@ -35,8 +34,7 @@ def prepare(context: RunContext) -> None:
             _ = context.files_by_step
         finally:
             unlocking.result()  # a wrong passphrase is the refusal reported, as it comes first
-    _ = context.selected_steps()  # unknown --applications
-    applications_with_dependencies(context.plan, context.options.launched_applications)
+    _ = context.partial  # unknown --applications or launched application partitions
     if context.options.signing_key is not None:
         load_signing_key(context.options.signing_key)  # not at the end of the run, after the restore
     _ = context.tracker

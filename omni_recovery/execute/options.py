@@ -39,7 +39,6 @@ class ExecuteOptions:
     ssh_identity: Path | None = None  # the key for every SSH root, over the inventory's identity_file
     bandwidth_limit: int | None = None  # bytes per second written to each SSH host
     ssh_data_channel: str = "auto"  # how file bytes go to SSH roots (targets.ssh_stream)
-    restored_before: tuple[str, ...] = ()  # steps a partial restore need not add (transforms.plan.partial)
     # The application partitions a UI run was launched for: checked by the gate like --applications,
     # without narrowing the run's steps (each partitioned asset narrows its own).
     launched_applications: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
 from omni_recovery.execute.context import RunContext
 from omni_recovery.execute.options import StepOutcome
 from omni_recovery.execute.scheduler import run_in_order
-from omni_recovery.execute.selection import applications_with_dependencies, in_applications
+from omni_recovery.execute.selection import in_applications
 from omni_recovery.execute.steps import run_step
 from omni_recovery.execute.tracking import FAILED, SKIPPED
 from transforms.plan import PHASE_INDEX, PHASES, Step
@@ -36,9 +36,9 @@ def run_phases(
     """Run the selected steps of these phases in plan order; `applications` narrows the volume and
     application steps to those applications (a partition of the restore assets)."""
     wanted_phases = set(phases)
-    # Hard dependencies come with the chosen applications, from the CLI and from UI backfills alike.
-    plan = context.plan
-    apps = set(applications_with_dependencies(plan, applications)) if applications is not None else None
+    # The applications a partial restore adds for hard dependencies come with the partition's, from
+    # the CLI and from UI backfills alike (RunContext.partial: the one rule).
+    apps = set(applications) | set(context.added_applications) if applications is not None else None
     steps = [s for s in context.selected_steps() if s.phase in wanted_phases and in_applications(s, apps)]
     try:
         return run_steps(context, steps)
@@ -124,7 +124,7 @@ def _copied_bytes(context: RunContext, step: Step) -> int:
 def _load_shared(context: RunContext, steps: list[Step]) -> None:
     """Load what steps share before they run in threads (cached_property guards nothing since 3.12)."""
     _ = context.layout, context.files_by_step, context.entries_by_env_path, context.roots, context.needs
-    _ = context.phase_of, context.target_of_source
+    _ = context.phase_of, context.target_of_source, context.added_applications
     for reader in context.readers:
         _ = reader.listing
     if any(s.id.startswith("director/") for s in steps):

@@ -1,46 +1,62 @@
 """Which steps of a plan a run (or one partition of the restore assets) takes on.
 
 A whole restore takes every step. A partial restore (`--applications`, or a backfill of some
-application partitions in the Dagster UI) takes the chosen applications, the applications they
-depend on hard, their volumes, and the report. An unknown application is refused, naming those the
-plan has.
+application partitions in the Dagster UI) takes what `transforms.plan.partial_restore` names: the
+chosen applications, every step they need (their volumes, the applications, Orchestrators and
+Directors they depend on hard) but those restored and verified before, and the report. This is the
+one rule: the runner's phase filter, the gate, the partitions added and the metadata all derive from
+it. An unknown application is refused, naming those the plan has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 
 from omni_recovery.execute.options import RecoveryRefused
-from transforms.plan import Plan, Step, partial_restore
+from transforms.plan import PartialRestore, Plan, PlanError, Step, partial_restore
 
 # The kinds of component a plan step of the same name restores (`volume:a` by `volume/a`).
 _KINDS_WITH_STEPS = ("director", "orchestrator", "service", "volume", "application")
+_APPLICATION_KINDS = ("application/", "volume/")  # steps of one application: `volume/<app>/<name>`
 
 
-def select_steps(
+def partial_selection(
     plan: Plan,
-    applications: tuple[str, ...],
-    needs: Mapping[str, frozenset[str]],
-    restored_before: Iterable[str],
-) -> list[Step]:
-    """All steps, or for `applications` the chosen applications and every hard dependency the plan
-    names for them (transforms.plan.partial) but those restored and verified before, and the report."""
-    if not applications:
-        return list(plan.steps)
-    _application_closure(plan, applications)  # unknown applications refused
-    wanted = partial_restore(plan, applications, needs, set(restored_before)).steps
-    return [s for s in plan.steps if s.id in wanted or s.id == "report/recovery"]
+    applications: Iterable[str],
+    needs: Mapping[str, frozenset[str]] | None = None,
+    restored_before: Set[str] = frozenset(),
+) -> PartialRestore:
+    """The partial restore of `applications` (transforms.plan.partial); RecoveryRefused naming an
+    application the plan lacks, as every refusal of the gate is."""
+    try:
+        return partial_restore(plan, applications, needs, restored_before)
+    except PlanError as exc:
+        raise RecoveryRefused("; ".join(message for _, message in exc.problems)) from exc
 
 
-def applications_with_dependencies(plan: Plan, applications: Iterable[str]) -> list[str]:
-    return sorted(
-        s.split("/", 1)[1] for s in _application_closure(plan, applications) if s.startswith("application/")
-    )
+def applications_of(partial: PartialRestore) -> list[str]:
+    """The applications a partial restore writes to: the chosen ones and those added for them."""
+    return sorted({s.split("/")[1] for s in partial.steps if s.startswith(_APPLICATION_KINDS)})
+
+
+def applications_with_dependencies(
+    plan: Plan,
+    applications: Iterable[str],
+    needs: Mapping[str, frozenset[str]] | None = None,
+    restored_before: Set[str] = frozenset(),
+) -> list[str]:
+    """`applications` and the applications their partial restore adds (`partial_selection`)."""
+    return applications_of(partial_selection(plan, applications, needs, restored_before))
+
+
+def in_partial(step: Step, partial: PartialRestore | None) -> bool:
+    """True unless the step is an application's (or its volume's) that the partial restore leaves out."""
+    return partial is None or not step.id.startswith(_APPLICATION_KINDS) or step.id in partial.steps
 
 
 def in_applications(step: Step, applications: set[str] | None) -> bool:
     """True unless `applications` is given and the step is another application's (or its volume's)."""
-    if applications is None or not step.id.startswith(("application/", "volume/")):
+    if applications is None or not step.id.startswith(_APPLICATION_KINDS):
         return True
     return step.id.split("/")[1] in applications
 
@@ -51,23 +67,3 @@ def step_of_component(component: str | None) -> str | None:
         return None
     kind, name = component.split(":", 1)
     return f"{kind}/{name}" if kind in _KINDS_WITH_STEPS else None
-
-
-def _application_closure(plan: Plan, applications: Iterable[str]) -> set[str]:
-    """The chosen applications' steps, their hard application dependencies' steps, and their volumes."""
-    steps = {s.id: s for s in plan.steps}
-    unknown = [a for a in applications if f"application/{a}" not in steps]
-    if unknown:
-        raise RecoveryRefused(
-            f"unknown application(s) {', '.join(unknown)}; the plan has "
-            + ", ".join(sorted(s.split("/", 1)[1] for s in steps if s.startswith("application/")))
-        )
-    wanted: set[str] = set()
-    todo = [f"application/{a}" for a in applications]
-    while todo:
-        step_id = todo.pop()
-        if step_id in wanted:
-            continue
-        wanted.add(step_id)
-        todo.extend(d for d in steps[step_id].depends_on if d.startswith(("application/", "volume/")))
-    return wanted

@@ -28,7 +28,6 @@ from omni_recovery.execute.tracking import (
     step_attempts,
 )
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
-from transforms.plan import partial_restore
 from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 
 # Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
@@ -147,7 +146,9 @@ def _attempt_line(attempt: AttemptRecord) -> str:
 def partial_notes(recovery: RunContext) -> list[str]:
     """The chosen applications, the hard dependencies added for them and why, and those not added."""
     chosen = recovery.options.applications
-    partial = partial_restore(recovery.plan, chosen, recovery.needs, set(recovery.options.restored_before))
+    partial = recovery.partial
+    if partial is None:
+        return []
     notes = [f"partial restore of applications: {', '.join(chosen)}"]
     notes += [f"added for hard dependencies: {line}" for line in partial.added_lines()]
     notes += [f"not added, restored and verified before: {step}" for step in partial.already_restored]

@@ -3,10 +3,10 @@ SMTP server started here."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +51,16 @@ class Receiver:
         self.mails: list[email.message.Message] = []
 
 
+class AnyPortController(Controller):
+    """aiosmtpd's server on the port the kernel gives its own bind (port 0): no other process can take
+    a port between its choice and the bind. The controller's first connection goes to that port."""
+
+    def _trigger_server(self) -> None:
+        assert isinstance(self.server, asyncio.Server)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        super()._trigger_server()
+
+
 @pytest.fixture
 def receiver() -> Iterator[tuple[Receiver, str, str]]:
     got = Receiver()
@@ -71,13 +81,10 @@ def receiver() -> Iterator[tuple[Receiver, str, str]]:
 
     http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smtp = Controller(Mailbox(), hostname="127.0.0.1", port=port)
+    smtp = AnyPortController(Mailbox(), hostname="127.0.0.1", port=0, ready_timeout=120)
     smtp.start()
     try:
-        yield got, f"http://127.0.0.1:{http.server_address[1]}/hook", f"127.0.0.1:{port}"
+        yield got, f"http://127.0.0.1:{http.server_address[1]}/hook", f"127.0.0.1:{smtp.port}"
     finally:
         smtp.stop()
         http.shutdown()

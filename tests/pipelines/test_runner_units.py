@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from omni_recovery.backupset.reader import list_backup_set
-from omni_recovery.errors import BackupSetError, DatabaseError
+from omni_recovery.errors import BackupSetError, DatabaseError, RecoveryError
 from pipelines.resources import BackupSetRegistry
 from pipelines.runner import RegisterSummary, contiguous_ranges, user_error
 from tests.catalog_fixtures import DemoSet
@@ -27,6 +29,20 @@ def test_user_error_finds_the_library_s_error_and_ends_on_a_looping_chain() -> N
     assert user_error(wrapper) is ours
     loop_a.__context__, loop_b.__context__ = loop_b, loop_a  # as psycopg's errors can leave them
     assert user_error(loop_a) is loop_a
+
+
+def test_user_error_names_the_instance_folder_when_its_storage_fails(tmp_path: Path) -> None:
+    home = tmp_path / "dagster"
+    full, wrapper = sqlite3.OperationalError("database or disk is full"), RuntimeError("run failed")
+    wrapper.__context__ = full
+    said = user_error(wrapper, home)
+    assert isinstance(said, RecoveryError) and str(said).startswith(f"{home}: ")
+    assert "(database or disk is full)" in str(said)
+    assert user_error(wrapper) is wrapper, "without the folder there is nothing to name"
+    inside = OSError(errno.EFBIG, "File too large", str(home / "storage" / "x" / "compute_logs"))
+    assert isinstance(user_error(inside, home), RecoveryError)
+    elsewhere = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "set" / "a.iso"))
+    assert user_error(elsewhere, home) is elsewhere, "a full output is not the instance's"
 
 
 def test_summary_fits_one_screen() -> None:

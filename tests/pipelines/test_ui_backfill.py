@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
+from omni_recovery.envstate.folder import environment_from_folder
 from omni_recovery.execute.selection import applications_with_dependencies
 from omni_recovery.plan.generate import record_plan_source, recorded_plan_source
 from omni_recovery.settings import DATABASE_URL_ENV, load_settings
@@ -29,7 +29,9 @@ from omni_recovery.validate import store, validate
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.runner import dagster_instance
 from tests.backupset.conftest import PASSPHRASE, DemoSet
+from tests.ports import listens, unused_port
 from tests.test_recovery import make_setup, restored_tree, validated, workspace  # noqa: F401
+from transforms.plan import step_needs
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = """
@@ -41,12 +43,6 @@ mutation Launch($params: LaunchBackfillParams!) {
   }
 }"""
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -97,7 +93,7 @@ def webserver(
     """`dagster dev` on a free loopback port, in a folder that is not the workspace and without
     OMNI_RECOVERY_WORKSPACE: the workspace can only come from the plan."""
     instance = dagster_instance(load_settings(workspace))
-    port = free_port()
+    port = unused_port()
     env = {k: v for k, v in os.environ.items() if k != "OMNI_RECOVERY_WORKSPACE"}
     env.update(
         DAGSTER_HOME=str(load_settings(workspace).dagster_home),
@@ -124,7 +120,13 @@ def webserver(
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _answers(port), 120, "dagster dev answered GraphQL")
+        # its own webserver (not another process that took the port) answers; it failing stops the wait
+        wait_for(
+            lambda: proc.poll() is not None or (listens(proc.pid, port) and _answers(port)),
+            180,
+            "dagster dev",
+        )
+        assert proc.poll() is None, (tmp_path / "dagster-dev.log").read_text(errors="replace")[-4000:]
         yield port, instance
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -154,12 +156,15 @@ def test_a_backfill_of_two_applications_from_the_ui_needs_only_the_plan_and_name
     source = recorded_plan_source(setup.plan_path)
     record_plan_source(setup.plan_path, source["location"], Path(source["inventory"]), workspace)
     apps = sorted(s.id.split("/", 1)[1] for s in setup.plan.steps if s.id.startswith("application/"))
-    with_deps = next(a for a in apps if len(applications_with_dependencies(setup.plan, [a])) > 1)
+    needs = step_needs(setup.plan, environment_from_folder(validated.env))
+    with_deps = next(a for a in apps if len(applications_with_dependencies(setup.plan, [a], needs)) > 1)
     other = next(
-        a for a in apps if a != with_deps and a not in applications_with_dependencies(setup.plan, [with_deps])
+        a
+        for a in apps
+        if a != with_deps and a not in applications_with_dependencies(setup.plan, [with_deps], needs)
     )
     chosen = sorted([with_deps, other])
-    expected = set(applications_with_dependencies(setup.plan, chosen))
+    expected = set(applications_with_dependencies(setup.plan, chosen, needs))
     assert expected > set(chosen)
     instance.add_dynamic_partitions("applications", chosen)
 

@@ -21,7 +21,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -33,6 +32,7 @@ import asyncssh
 
 from omni_recovery.adapt import hardware_scan
 from omni_recovery.targets.ssh import SshAccess
+from tests.ports import listens, unused_port
 
 USER = "omni"
 
@@ -52,9 +52,8 @@ def public_line(key: asyncssh.SSHKey) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port outside the ephemeral range (tests/ports.py says why)."""
+    return unused_port()
 
 
 @dataclass
@@ -266,8 +265,8 @@ class OpenSshServer(_Server):
         self.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(config)], stderr=(self.folder / "sshd.log").open("ab")
         )
-        deadline = time.monotonic() + 30
-        while not _accepts(self.port):
+        deadline = time.monotonic() + 120  # a loaded machine starts sshd slowly
+        while not listens(self.process.pid, self.port):  # sshd itself, not whoever else took the port
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sshd did not start: {(self.folder / 'sshd.log').read_text()}")
             time.sleep(0.05)
@@ -300,8 +299,3 @@ def _descendants(pid: int) -> list[int]:
         found.append(child)
         todo.extend(children.get(child, []))
     return found
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -8,6 +8,7 @@ checks that the refusal names the document and the JSON pointer (RFC 6901) of th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,12 +43,29 @@ CASES = {  # name: (document, its new content, the pointer the refusal names)
     ),
     "a bad CIDR in a list without wrapper, another field name": (
         "network/subnets.yaml",
-        yaml.safe_dump(["not a subnet", {"name": "management", "network": "10.0.0.300/24"}]),
+        yaml.safe_dump(
+            [{"name": "services", "cidr": "10.0.8.0/22"}, {"name": "management", "network": "10.0.0.300/24"}]
+        ),
         "/1/network",
     ),
     "a bad bare CIDR keyed by name": (
         "network/subnets.yaml",
         yaml.safe_dump({"management": "10.0.0.0/40"}),
+        "/management",
+    ),
+    "a subnet in a list with a CIDR and no name": (
+        "network/subnets.yaml",
+        yaml.safe_dump({"subnets": [{"name": "management", "cidr": "10.0.0.0/24"}, {"cidr": "10.0.8.0/22"}]}),
+        "/subnets/1",
+    ),
+    "a CIDR without its prefix length": (
+        "network/subnets.yaml",
+        yaml.safe_dump({"subnets": {"management": {"network": "10.0.0.0"}}}),
+        "/subnets/management/network",
+    ),
+    "a bare CIDR without its prefix length keyed by name": (
+        "network/subnets.yaml",
+        yaml.safe_dump({"management": "10.0.0.0"}),
         "/management",
     ),
     "a wrong type in a disk keyed by device": (
@@ -93,3 +111,20 @@ def test_a_refusal_names_the_document_and_the_place_in_it(
     message = str(refused.value)
     assert message.startswith(f"{rel}: malformed (") and message.endswith(f") at {pointer}"), message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("subnets", "reason"),
+    [
+        ([{"cidr": "10.0.8.0/22"}], "the subnet 10.0.8.0/22 has no name (give it `name:`)"),
+        (["10.0.8.0/22"], "the subnet 10.0.8.0/22 has no name (give it `name:`)"),
+        ({"management": "10.0.0.0"}, "subnet management: '10.0.0.0' is not a CIDR: it has no /prefix length"),
+    ],
+    ids=["no name", "a bare string in a list", "no prefix length"],
+)
+def test_a_subnet_is_refused_rather_than_skipped_saying_what_is_wrong(
+    subnets: object, reason: str, demo: Environment, spec_texts: Texts
+) -> None:
+    texts = {**spec_texts, "network/subnets.yaml": yaml.safe_dump(subnets)}
+    with pytest.raises(EnvironmentStateError, match=re.escape(reason)):
+        foreign(demo, texts)

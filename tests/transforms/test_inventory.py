@@ -87,6 +87,7 @@ def test_make_inventory_round_trips_through_yaml() -> None:
             "services '10.20.8.1/22' has host bits set; did you mean 10.20.8.0/22?",
         ),
         ("10.20.8.0/22,", "10.20.8.0/33,", 9, "services '10.20.8.0/33' is not an IPv4 CIDR"),
+        ("10.20.8.0/22,", "10.20.8.0,", 9, "services '10.20.8.0' is not an IPv4 CIDR like 10.20.0.0/24"),
         (
             "storage: 10.20.16.0/24",
             "storage: 10.20.0.128/25",

@@ -40,6 +40,7 @@ from transforms.configs.schemas import (
     typed_table,
 )
 from transforms.documents import subnets_in
+from transforms.documents.sources import MisreadFact
 
 __all__ = [
     "CONFIG_SCHEMAS",
@@ -97,8 +98,9 @@ def _parsed(
             if path == _SUBNETS:
                 try:
                     t.subnets[sid] = subnets_in(doc)
-                except ValueError as exc:
-                    raise BackupSetError(f"a subnet is malformed: {exc}") from exc
+                except ValueError as exc:  # MisreadFact: where in the document
+                    at = f" at {exc.pointer or '/'}" if isinstance(exc, MisreadFact) else ""
+                    raise BackupSetError(f"a subnet is malformed: {exc}{at}") from exc
         parsed.append((sid, path, iso, doc))
     return parsed
 

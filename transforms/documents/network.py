@@ -39,13 +39,15 @@ def _read_network(src: _Files) -> Network:
 
 def subnets_in(doc: Any) -> tuple[Subnet, ...]:
     """{subnets: {name: {cidr, gateway}}} (ours), the same without `subnets:`, a list of {name, cidr,
-    gateway}, or {name: cidr}; entries without a CIDR are not subnets."""
+    gateway}, or {name: cidr}; entries without a CIDR are not subnets. An entry with a CIDR but no name
+    (a bare string in a list has none), or a CIDR without its /prefix length, is refused (MisreadFact
+    at its place), never skipped."""
     wrapped = isinstance(doc, Mapping) and "subnets" in doc
     raw = doc["subnets"] if wrapped else doc
     if isinstance(raw, Mapping):
         items = [(str(k), v) for k, v in raw.items()]
     else:
-        items = [(_text(s, "name") or "", s) if isinstance(s, Mapping) else ("", None) for s in _listed(raw)]
+        items = [(_text(s, "name") or "", s) if isinstance(s, Mapping) else ("", s) for s in _listed(raw)]
     found = []
     for (name, value), place in zip(items, item_places(raw), strict=True):
         try:
@@ -64,8 +66,14 @@ def _subnet(name: str, value: Any) -> Subnet | None:
         field = (next(k for k in CIDR_KEYS if _text(value, k)),) if cidr else ()
     else:
         cidr, gateway, field = (str(value) if isinstance(value, str) else None), None, ()
-    if not name or cidr is None or "/" not in cidr:
-        return None
+    if cidr is None:
+        return None  # nothing in it says which addresses: not a subnet
+    if not name:
+        raise MisreadFact("", f"the subnet {cidr} has no name (give it `name:`)")
+    if "/" not in cidr:
+        raise MisreadFact(
+            json_pointer(*field), f"subnet {name}: {cidr!r} is not a CIDR: it has no /prefix length"
+        )
     try:  # a malformed CIDR is refused here, naming the file, the subnet and the place
         ipaddress.ip_network(cidr, strict=False)
     except ValueError as exc:
