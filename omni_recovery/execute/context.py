@@ -263,8 +263,11 @@ class RunContext:
 
     @cached_property
     def tracker(self) -> RecoveryTracker:
-        """The run, opened (or resumed) on the connection that holds its lock."""
-        return RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, self.options.as_json())
+        """The run, opened (or resumed) on the connection that holds its lock; each running step
+        records on a connection of its own."""
+        tracker = RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, self.options.as_json())
+        tracker.use_step_pool(self.database_url, self.options.parallel)
+        return tracker
 
     @property
     def run_folder(self) -> Path:
@@ -276,6 +279,8 @@ class RunContext:
         return run_certificates(self.run_folder, self.plan, self.source.documents.get("keys/ca.crt"))
 
     def close(self) -> None:
+        if "tracker" in self.__dict__:
+            self.tracker.close()
         if "readers" in self.__dict__:
             for reader in self.readers:
                 reader.close()
