@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,9 +102,14 @@ def main() -> None:
 
 
 def prepare(
-    args: argparse.Namespace, work: Path, out: Path, settings: Settings
+    args: argparse.Namespace,
+    work: Path,
+    out: Path,
+    settings: Settings,
+    populate: Callable[[Path], None] = lambda env: None,
 ) -> tuple[Path, list[Path], int, int]:
-    """The demo set, backed up, deeply validated and planned onto a same-shaped inventory under `out`."""
+    """The demo set, backed up, deeply validated and planned onto a same-shaped inventory under `out`
+    (`populate` adds to the demo environment's folder before the backup)."""
     from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
     from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
@@ -117,6 +123,7 @@ def prepare(
 
     env = work / "env"
     write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=int(args.size_gib * GiB)))
+    populate(env)
     generate_signing_key(work / "k.key")
     output = work / "set"
     options = WriterOptions()
