@@ -8,8 +8,7 @@ once and skips those files. Each write commits at once with its audit row, so a 
 most the step or file in flight, which the resumed run redoes.
 
 One process per run: `start_or_resume` first takes the plan's run lock (`run_lock.py`). Steps that
-run at once each record on a database connection of their own (`step_connection`, from a pool the
-size of the parallel factor); the rest goes through the connection that holds the lock.
+run at once each record on a connection of their own (`step_connections.py`), the rest on the lock's.
 
 What can go wrong: a connection lost mid-run (the server stopped or restarted) raises DatabaseError
 saying so; what was committed stands, and the next execute-plan resumes the run (its lock went
@@ -18,6 +17,7 @@ with the connection).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -25,19 +25,17 @@ import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from omni_recovery.db.audit import audit
-from omni_recovery.db.connection import connection_string
 from omni_recovery.errors import DatabaseError
 from omni_recovery.execute.run_lock import Connection, release_run_lock, scalar, take_run_lock
+from omni_recovery.execute.step_connections import StepConnections
 
 RUNNING, SUCCEEDED, FAILED, SKIPPED = "running", "succeeded", "failed", "skipped"
 P = ParamSpec("P")
@@ -93,7 +91,7 @@ def _tracked(
         try:
             with tracker.connection() as conn:
                 return method(tracker, conn, *args, **kwargs)
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:  # a pool's PoolTimeout too
             raise DatabaseError(
                 f"the recovery database stopped answering ({str(exc).strip()}). What was verified "
                 "before is recorded: once it answers again (execute-plan starts the embedded "
@@ -104,18 +102,13 @@ def _tracked(
 
 
 class RecoveryTracker:
-    """Records one recovery run; every method commits its own small transaction.
-
-    The run's connection (`conn`, which holds the run lock) serves the calling thread and anything
-    outside a step, one call at a time. Inside `step_connection`, a step's thread records on a
-    connection of its own from a pool as large as the steps that run at once (`use_step_pool`), so
-    steps never wait on each other's tracking."""
+    """Records one recovery run; every method commits its own small transaction, on the connection
+    lent to the calling step (`step_connection`) or else on the run's (`conn`, one call at a time)."""
 
     def __init__(self, conn: Connection, run_id: str) -> None:
         self.conn, self.run_id = conn, run_id
         self.lock = threading.RLock()  # one call at a time on `conn`
-        self._pool: ConnectionPool[Connection] | None = None
-        self._step = threading.local()  # .conn: the connection of the step running on this thread
+        self._steps: StepConnections | None = None
         self._verified_lock = threading.Lock()
         # target → path → (sha256, size): read once, then kept up to date by files_verified (the run
         # lock keeps every other process from recording files for this run).
@@ -123,41 +116,23 @@ class RecoveryTracker:
 
     def use_step_pool(self, database_url: str, size: int) -> None:
         """Give each of up to `size` running steps a connection of its own (`step_connection`)."""
-        self._pool = ConnectionPool(
-            connection_string(database_url), min_size=1, max_size=max(1, size), open=True, name="steps"
-        )
+        self._steps = StepConnections(database_url, size)
 
-    @contextmanager
-    def step_connection(self) -> Iterator[None]:
+    def step_connection(self) -> contextlib.AbstractContextManager[object]:
         """Within: this thread's calls go through a pooled connection held by it alone (a step)."""
-        if self._pool is None:
-            yield
-            return
-        try:
-            lent = self._pool.getconn()
-        except PoolTimeout as exc:
-            raise DatabaseError(f"the recovery database gave no connection for a step ({exc})") from exc
-        self._step.conn = lent
-        try:
-            yield
-        finally:
-            del self._step.conn
-            self._pool.putconn(lent)
+        return self._steps.lent() if self._steps is not None else contextlib.nullcontext()
 
-    @contextmanager
+    @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
         """The connection for a call from this thread: its step's, or the run's, held meanwhile."""
-        own: Connection | None = getattr(self._step, "conn", None)
-        if own is not None:
-            yield own
-            return
-        with self.lock:
-            yield self.conn
+        own = self._steps.current() if self._steps is not None else None
+        with contextlib.nullcontext() if own is not None else self.lock:
+            yield own or self.conn
 
     def close(self) -> None:
         """Close the steps' connections (the run's is its owner's to close)."""
-        if self._pool is not None:
-            self._pool.close()
+        if self._steps is not None:
+            self._steps.close()
 
     @classmethod
     def start_or_resume(cls, conn: Connection, plan_id: str, options: dict[str, Any]) -> RecoveryTracker:
