@@ -48,11 +48,18 @@ from omni_recovery.execute.tracking import restored_steps
 from omni_recovery.plan.generate import plan_id
 from omni_recovery.report.build import partial_notes, reported_if_stopped
 from omni_recovery.settings import Settings
-from pipelines.definitions import build_definitions
+from pipelines.dagster_runs import (
+    QUIET_CONSOLE,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_ranges,
+    dagster_instance,
+    run_job,
+    user_error,
+)
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.recovery_run import RestoreSession, opened_recovery
-from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, run_job, user_error
-from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.restore_definitions import restore_definitions
 from transforms.plan import plan_from_yaml
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
@@ -211,7 +218,7 @@ def _materialize(
     run_config: dict[str, Any],
 ) -> str:
     """The assets of `group` as a run of the `restore` job, with `recovery` as its resource."""
-    defs = build_definitions(recovery.settings, overrides={"recovery": RestoreSession(recovery)})
+    defs = restore_definitions(RestoreSession(recovery))
     selection = [key for asset in group for key in asset.keys]
     try:
         return run_job(defs, "restore", instance, selection=selection, tags=tags, run_config=run_config)
