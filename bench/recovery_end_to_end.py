@@ -122,7 +122,8 @@ def prepare(
     from omni_recovery.validate import store, validate
 
     env = work / "env"
-    write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=int(args.size_gib * GiB)))
+    big_file = int(args.size_gib * GiB) or None  # 0: the tiny scale's files alone
+    write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=big_file))
     populate(env)
     generate_signing_key(work / "k.key")
     output = work / "set"
