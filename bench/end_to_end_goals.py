@@ -89,7 +89,7 @@ def small_files(args: argparse.Namespace) -> None:
         volumes = sorted(p for p in (env / "volumes").glob("*/*") if p.is_dir())
         block = os.urandom(SMALL_FILE)
         for index in range(args.small_files):
-            folder = volumes[index % len(volumes)] / "bench-small" / f"{index // 1000 % 1000:03}"
+            folder = volumes[index % len(volumes)] / "files" / "bench-small" / f"{index // 1000 % 1000:03}"
             folder.mkdir(parents=True, exist_ok=True)
             # Each file differs (its number in front), so none is stored once for several.
             (folder / f"f{index:06}").write_bytes(index.to_bytes(8, "big") + block[8:])
