@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING
 from timing import TMPFS, cpu_seconds, require_bsdtar, settle_memory, timed
 
 if TYPE_CHECKING:
-    from omni_recovery.execute.tracking import StepRecord
+    from omni_recovery.execute.run_history import StepRecord
     from omni_recovery.settings import Settings
 
 GiB = 1024**3
@@ -101,9 +102,14 @@ def main() -> None:
 
 
 def prepare(
-    args: argparse.Namespace, work: Path, out: Path, settings: Settings
+    args: argparse.Namespace,
+    work: Path,
+    out: Path,
+    settings: Settings,
+    populate: Callable[[Path], None] = lambda env: None,
 ) -> tuple[Path, list[Path], int, int]:
-    """The demo set, backed up, deeply validated and planned onto a same-shaped inventory under `out`."""
+    """The demo set, backed up, deeply validated and planned onto a same-shaped inventory under `out`
+    (`populate` adds to the demo environment's folder before the backup)."""
     from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
     from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import TrustedSigners, generate_signing_key, load_signing_key
@@ -116,7 +122,9 @@ def prepare(
     from omni_recovery.validate import store, validate
 
     env = work / "env"
-    write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=int(args.size_gib * GiB)))
+    big_file = int(args.size_gib * GiB) or None  # 0: the tiny scale's files alone
+    write_demo_environment(env, DemoOptions(volume_scale="tiny", big_file_bytes=big_file))
+    populate(env)
     generate_signing_key(work / "k.key")
     output = work / "set"
     options = WriterOptions()
@@ -183,7 +191,7 @@ def step_seconds(settings: Settings, run_id: str) -> dict[str, float]:
     overlap, so their durations do not add up), from the recovery database."""
     from omni_recovery.db.connection import connect
     from omni_recovery.db.server import database_url
-    from omni_recovery.execute.tracking import recent_runs
+    from omni_recovery.execute.run_history import recent_runs
 
     with connect(database_url(settings)) as conn:
         run = next(r for r in recent_runs(conn, limit=20) if r.run_id == run_id)

@@ -35,6 +35,7 @@ from assets.restore import RESTORE_ASSETS
 from assets.validation import VALIDATION_ASSETS
 from omni_recovery.register.ssh_hosts import pin_registered_hosts
 from omni_recovery.settings import Settings, load_settings
+from pipelines.restore_definitions import restore_job
 from pipelines.schedules import PRACTICE_JOBS, PRACTICE_SCHEDULES
 from pipelines.sensors import notify_failures, notify_recovery_finished, watched_iso_folder
 from pipelines.workspace_resources import build_resources
@@ -73,12 +74,6 @@ create_backup_job = define_asset_job(
     selection=AssetSelection.groups("backup"),
     description="Write a signed, encrypted backup set (resources.backup_writer: source, output, signing_key; "
     "the passphrase from OMNI_RECOVERY_PASSPHRASE).",
-)
-restore_job = define_asset_job(
-    "restore",
-    selection=AssetSelection.groups("restore"),
-    description="Execute a recovery plan (configure resources.recovery with plan_path); applications are "
-    "partitions, so a backfill of some of them restores only those.",
 )
 
 

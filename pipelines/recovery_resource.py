@@ -30,8 +30,8 @@ from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.plan.generate import recorded_plan_source
 from omni_recovery.settings import code_location_passphrase, load_settings
 from omni_recovery.urls import absolute_location
+from pipelines.dagster_runs import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.recovery_run import RestoreSession, opened_recovery
-from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
 PARTITION_TAG = "dagster/partition"
 HARD_DEPENDENCIES_TAG = "omni-recovery/hard_dependencies_added"

@@ -43,11 +43,18 @@ from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.selection import applications_of
 from omni_recovery.report.build import partial_notes, reported_if_stopped
 from omni_recovery.settings import Settings
-from pipelines.definitions import build_definitions
+from pipelines.dagster_runs import (
+    QUIET_CONSOLE,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_ranges,
+    dagster_instance,
+    run_job,
+    user_error,
+)
 from pipelines.recovery_resource import HARD_DEPENDENCIES_TAG
 from pipelines.recovery_run import RestoreSession, opened_recovery
-from pipelines.runner import QUIET_CONSOLE, contiguous_ranges, dagster_instance, run_job, user_error
-from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.restore_definitions import restore_definitions
 
 PARTITIONS = APPLICATION_PARTITIONS.name or "applications"
 DIRECTOR_ASSETS = (restored_directors, director_ring)  # what deploy-directors materialises
@@ -194,7 +201,7 @@ def _materialize(
     run_config: dict[str, Any],
 ) -> str:
     """The assets of `group` as a run of the `restore` job, with `recovery` as its resource."""
-    defs = build_definitions(recovery.settings, overrides={"recovery": RestoreSession(recovery)})
+    defs = restore_definitions(RestoreSession(recovery))
     selection = [key for asset in group for key in asset.keys]
     try:
         return run_job(defs, "restore", instance, selection=selection, tags=tags, run_config=run_config)
@@ -208,7 +215,7 @@ def _materialize(
 
 
 def _steps(recovery: RunContext) -> list[Any]:
-    from omni_recovery.execute.tracking import recent_runs
+    from omni_recovery.execute.run_history import recent_runs
 
     return next(
         r.steps for r in recent_runs(recovery.tracker.conn, limit=50) if r.run_id == recovery.tracker.run_id

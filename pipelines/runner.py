@@ -24,13 +24,12 @@ asset rolls back its own PostgreSQL transaction. Dagster runs are recorded even 
 from __future__ import annotations
 
 import collections
-import fcntl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
 from dagster._core.errors import DagsterAssetCheckFailedError
 
 from assets.catalog import CATALOG_ASSETS
@@ -44,14 +43,21 @@ from omni_recovery.execute.tracking import this_process as process_tag
 from omni_recovery.register.catalog_sql import run_query
 from omni_recovery.register.registered_sets import record_registration, require_whole_sets
 from omni_recovery.settings import Settings
+from pipelines.dagster_runs import (
+    QUIET_CONSOLE,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    contiguous_ranges,
+    dagster_instance,
+    run_job,
+    user_error,
+)
 from pipelines.dead_runs import PROCESS_TAG
 from pipelines.definitions import build_definitions
-from pipelines.instance_storage import ensure_instance_yaml
-from pipelines.job_errors import user_error
 from pipelines.resources import BackupSetRegistry
-from pipelines.sensors import RANGE_END_TAG, RANGE_START_TAG
 
-__all__ = [
+__all__ = [  # the shared parts from pipelines.dagster_runs, as the runners and tests import them
+    "QUIET_CONSOLE",
     "RegisterSummary",
     "contiguous_ranges",
     "dagster_instance",
@@ -105,68 +111,6 @@ def _size(n: int) -> str:
             return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
-
-
-def dagster_instance(settings: Settings) -> DagsterInstance:
-    """The persistent Dagster instance of the workspace (SQLite under settings.dagster_home).
-
-    Opened under an exclusive lock of the folder: the first opening creates and stamps its SQLite
-    databases, and two processes doing that at once left two alembic heads (a second command of the
-    same workspace started at the same moment, whatever it runs)."""
-    ensure_instance_yaml(settings.dagster_home)
-    with open(settings.dagster_home / ".instance.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        try:
-            return DagsterInstance.from_config(str(settings.dagster_home))
-        except Exception as exc:  # its SQLite databases are created or migrated on opening
-            failure = user_error(exc, settings.dagster_home)
-            if failure is exc:
-                raise
-            raise failure from exc
-
-
-def contiguous_ranges(ordered: Sequence[str], wanted: Sequence[str]) -> list[tuple[str, str]]:
-    """`wanted` keys as (first, last) ranges of consecutive keys in `ordered`."""
-    want = set(wanted)
-    ranges: list[tuple[str, str]] = []
-    start: str | None = None
-    previous: str | None = None
-    for key in ordered:
-        if key in want:
-            if start is None:
-                start = key
-            previous = key
-        elif start is not None and previous is not None:
-            ranges.append((start, previous))
-            start = None
-    if start is not None and previous is not None:
-        ranges.append((start, previous))
-    return ranges
-
-
-# Dagster's console log of a failed step is its whole stack: the command line says the library's error
-# in one line instead, and the run's full event log stays in the Dagster instance (the UI shows it).
-QUIET_CONSOLE = "CRITICAL"
-
-
-def run_job(
-    defs: Definitions,
-    name: str,
-    instance: DagsterInstance,
-    *,
-    selection: Sequence[AssetKey] | None = None,
-    tags: Mapping[str, str] | None = None,
-    run_config: Mapping[str, Any] | None = None,
-) -> str:
-    """Run the job `name` of `defs` in this process and in `instance`, as a launch from the UI runs it
-    (the same job name, the checks of the selected assets); its run id. Raises on failure."""
-    result = defs.resolve_job_def(name).execute_in_process(
-        instance=instance,
-        asset_selection=selection,
-        tags={**(tags or {}), PROCESS_TAG: process_tag()},
-        run_config=run_config,
-    )
-    return result.run_id
 
 
 def register_isos(

@@ -47,6 +47,7 @@ from assets.restore import RESTORE_ASSETS
 from omni_recovery.backupset.reader import list_backup_set
 from omni_recovery.errors import BackupSetError
 from omni_recovery.practice.notifications import Notice, load_channels, send
+from pipelines.dagster_runs import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.resources import BackupSetRegistry, PracticeResource
 
 __all__ = [
@@ -58,8 +59,6 @@ __all__ = [
     "watched_iso_folder",
 ]
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # On the runs of the recovery a drill runs (value: the drill id): a rehearsal, not to be announced.
 DRILL_TAG = "omni-recovery/drill"
 

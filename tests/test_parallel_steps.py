@@ -22,7 +22,8 @@ import pytest
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.execute.options import ExecuteOptions
-from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, Connection, StepRecord, recent_runs
+from omni_recovery.execute.run_history import StepRecord, recent_runs
+from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, Connection
 from omni_recovery.settings import load_settings
 from pipelines.recovery_runner import deploy_directors, execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
@@ -105,6 +106,26 @@ def most_at_once(steps: list[StepRecord]) -> int:
     return most
 
 
+def tracking_sessions(database_url: str, run_id: str) -> dict[str, int]:
+    """step id → the database backend that recorded its (last) start, from the audit log."""
+    with connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT subject, (detail->>'db_backend_pid')::int FROM omni.audit_log "
+            "WHERE operation = 'step.start' AND detail->>'run_id' = %s ORDER BY id",
+            (run_id,),
+        ).fetchall()
+    return {str(step_id): int(pid) for step_id, pid in rows}
+
+
+def overlapping_pairs(steps: list[StepRecord]) -> list[tuple[str, str]]:
+    return [
+        (a.step_id, b.step_id)
+        for i, a in enumerate(steps)
+        for b in steps[i + 1 :]
+        if interval(a)[0] < interval(b)[1] and interval(b)[0] < interval(a)[1]
+    ]
+
+
 def assert_dependencies_ended_first(
     setup_steps: dict[str, tuple[str, ...]], ran: dict[str, StepRecord]
 ) -> None:
@@ -135,6 +156,12 @@ def test_independent_steps_run_at_once_in_dependency_order_and_restore_what_a_se
     assert most_at_once(volumes) == 3, "three volume steps overlap in the recorded timestamps, never more"
     assert most_at_once(list(ran.values())) <= 3
     assert_dependencies_ended_first({s.id: s.depends_on for s in setup.plan.steps}, ran)
+    sessions = tracking_sessions(database_url, summary.run_id)
+    together = overlapping_pairs(list(ran.values()))
+    assert together and all(sessions[a] != sessions[b] for a, b in together), (
+        "steps that ran at once each recorded on a database connection of its own"
+    )
+    assert len(set(sessions.values())) <= 3, "no more connections than the parallel factor"
     in_parallel = comparable(restored_tree(setup.plan, tmp_path / "parallel-tree"))
 
     shutil.rmtree(setup.folder / "infra")  # the same plan again (a new run), one step at a time

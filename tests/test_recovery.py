@@ -43,9 +43,9 @@ from omni_recovery.envstate.model import env_path, walk_environment
 from omni_recovery.errors import DatabaseError, RecoveryError
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.progress import planned_totals
+from omni_recovery.execute.run_history import RunRecord, recent_runs
 from omni_recovery.execute.run_lock import run_holder
 from omni_recovery.execute.selection import applications_with_dependencies
-from omni_recovery.execute.tracking import RunRecord, recent_runs
 from omni_recovery.plan.generate import generate, plan_id, record_plan_source, write_plan_files
 from omni_recovery.settings import load_settings
 from omni_recovery.targets.driver import PARTIAL_SUFFIX, TargetRoot

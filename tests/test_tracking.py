@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from omni_recovery.cli import main
 from omni_recovery.db.connection import connect
+from omni_recovery.execute.run_history import recent_runs, step_attempts
 from omni_recovery.execute.run_lock import RunBusy, run_is_held
-from omni_recovery.execute.tracking import FAILED, SUCCEEDED, RecoveryTracker, recent_runs, step_attempts
+from omni_recovery.execute.tracking import FAILED, SUCCEEDED, RecoveryTracker
 from omni_recovery.settings import DATABASE_URL_ENV
 from tests.test_recovery import wait_until
 

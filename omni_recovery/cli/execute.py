@@ -334,8 +334,9 @@ def _status(workspace: Path | None, runs: int, watch_every: float | None = None)
     from omni_recovery.db.schema import init_database
     from omni_recovery.db.server import database_url
     from omni_recovery.errors import RecoveryError
+    from omni_recovery.execute.run_history import recent_runs
     from omni_recovery.execute.run_lock import run_holder
-    from omni_recovery.execute.tracking import RUNNING, SUCCEEDED, recent_runs
+    from omni_recovery.execute.tracking import RUNNING, SUCCEEDED
     from omni_recovery.settings import load_settings
 
     settings = load_settings(workspace)

@@ -108,13 +108,8 @@ def with_database(url: str, database: str) -> str:
         raise DatabaseError(f"the database URL is malformed: {scrub(str(exc).strip(), url)}") from None
 
 
-def connect(
-    url: str,
-    *,
-    autocommit: bool = False,
-    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
-) -> psycopg.Connection[TupleRow]:
-    """Open a connection to the database at `url`; raise `DatabaseError` saying where and what failed."""
+def connection_string(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> str:
+    """`url` as libpq connection string with this project's timeout and application name, unless set."""
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as exc:
@@ -124,8 +119,19 @@ def connect(
         extra["connect_timeout"] = connect_timeout
     if "application_name" not in params:
         extra["application_name"] = APPLICATION_NAME
+    return make_conninfo(url, **extra)
+
+
+def connect(
+    url: str,
+    *,
+    autocommit: bool = False,
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT,
+) -> psycopg.Connection[TupleRow]:
+    """Open a connection to the database at `url`; raise `DatabaseError` saying where and what failed."""
+    conninfo = connection_string(url, connect_timeout)
     try:
-        return psycopg.connect(make_conninfo(url, **extra), autocommit=autocommit)
+        return psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.Error as exc:
         reason = " ".join(scrub(str(exc), url).split())
         raise DatabaseError(

@@ -300,11 +300,14 @@ class RunContext:
 
     @cached_property
     def tracker(self) -> RecoveryTracker:
-        """The run, opened (or resumed) on the connection that holds its lock."""
+        """The run, opened (or resumed) on the connection that holds its lock; each running step
+        records on a connection of its own."""
         options = self.options.as_json()
         if self.options.applications:  # what the progress display counts (execute/progress.py)
             options["steps"] = [s.id for s in self.selected_steps()]
-        return RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, options, self.ssh_keys)
+        tracker = RecoveryTracker.start_or_resume(self.run_lock, self.plan_id, options, self.ssh_keys)
+        tracker.use_step_pool(self.database_url, self.options.parallel)
+        return tracker
 
     def ssh_keys(self) -> dict[str, str]:
         """The SSH keys accepted by the hosts this run reached (the roots it opened, the set's host when
@@ -326,6 +329,8 @@ class RunContext:
         return run_certificates(self.run_folder, self.plan, self.source.documents.get("keys/ca.crt"))
 
     def close(self) -> None:
+        if "tracker" in self.__dict__:
+            self.tracker.close()
         if "readers" in self.__dict__:
             for reader in self.readers:
                 reader.close()

@@ -133,6 +133,11 @@ def _load_shared(context: RunContext, steps: list[Step]) -> None:
 
 def _attempt(context: RunContext, step: Step) -> StepOutcome:
     """The step tried up to 1 + step.retries times (files verified by a failed try are not redone)."""
+    with context.tracker.step_connection():
+        return _tried(context, step)
+
+
+def _tried(context: RunContext, step: Step) -> StepOutcome:
     tries = 1 + max(0, step.retries)
     tracker = context.tracker
     for attempt in range(1, tries + 1):

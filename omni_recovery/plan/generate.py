@@ -40,7 +40,7 @@ from transforms.adapt.vocabulary import Adaptation
 from transforms.documents import Environment, environment_from_files
 from transforms.documents.held import SetDocuments
 from transforms.layout.mappings import ambiguous_path_warnings
-from transforms.plan import Plan, generate_plan, plan_to_yaml
+from transforms.plan import Plan, plan_to_yaml
 from transforms.plan_render import plan_to_svg
 
 DOCUMENT_LIMIT = 64 * 1024 * 1024
@@ -150,6 +150,8 @@ def generate(
     workspace: Path | None = None,
 ) -> tuple[Plan, SetEnvironment]:
     """The plan of the set at `location` onto the inventory; with `workspace`, carrying its plan overlay."""
+    from transforms.plan.generate import generate_plan  # polars: not for execute-plan, which imports us
+
     inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
     with open_set(location) as readers:
         source = read_set_environment(readers)

@@ -19,14 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
-from omni_recovery.execute.tracking import (
-    FAILED,
-    SUCCEEDED,
-    AttemptRecord,
-    StepRecord,
-    recent_runs,
-    step_attempts,
-)
+from omni_recovery.execute.run_history import AttemptRecord, StepRecord, recent_runs, step_attempts
+from omni_recovery.execute.tracking import FAILED, SUCCEEDED
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
 from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from omni_recovery.adapt.inventory import Inventory
 from transforms.adapt.nodes import HardwareMapping
 from transforms.adapt.vocabulary import Adaptation, AdaptationError
 from transforms.documents import DnsRecord, Environment, Policy, Route
 
-ADDRESS_SCHEMA = {"subnet": pl.String, "owner": pl.String, "old": pl.String, "new": pl.String}
+if TYPE_CHECKING:
+    import polars as pl
+
+ADDRESS_COLUMNS = ("subnet", "owner", "old", "new")  # strings
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class RewrittenLink:
 class NetworkPlan:
     subnets: tuple[tuple[str, str, str], ...]  # (name, old cidr, new cidr)
     address_map: tuple[tuple[str, str], ...]  # (old, new), sorted
-    addresses: pl.DataFrame  # ADDRESS_SCHEMA
+    addresses: pl.DataFrame  # ADDRESS_COLUMNS
     routes: tuple[Route, ...]
     policies: tuple[Policy, ...]
     dns_servers: tuple[str, ...]
@@ -185,7 +187,9 @@ def adapt_network(env: Environment, inventory: Inventory, hardware: HardwareMapp
             adaptations.append(
                 Adaptation("address", owners[str(old)], str(old), str(new), f"re-addressed into {new_net}")
             )
-    addresses = pl.DataFrame(rows, schema=ADDRESS_SCHEMA)
+    import polars as pl  # here: plan steps use this module's address map, which needs no polars
+
+    addresses = pl.DataFrame(rows, schema=dict.fromkeys(ADDRESS_COLUMNS, pl.String))
     routes, route_changes = _routes(env, address_map, subnets)
     policies, policy_changes = _policies(env, subnets)
     records = tuple(

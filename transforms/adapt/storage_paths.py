@@ -16,8 +16,7 @@ such as `..` can never lead outside it (it is refused).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from omni_recovery.adapt.inventory import Inventory, StoragePool
 from omni_recovery.urls import is_under
@@ -27,16 +26,17 @@ from transforms.documents import Environment
 CLASS_RANK = {"hdd": 0, "ssd": 1, "nvme": 2}
 DIRECTOR_PATH_CLASS = {"state": "ssd", "vm_disks": "ssd", "images": "hdd"}
 
-PATH_SCHEMA = {
-    "subject": pl.String,
-    "kind": pl.String,
-    "old_path": pl.String,
-    "storage_class": pl.String,
-    "pool": pl.String,
-    "pool_class": pl.String,
-    "new_path": pl.String,
-    "size_gib": pl.Float64,
-}
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def path_schema() -> dict[str, pl.DataType]:
+    """The columns of `StoragePlan.table` (polars imported here: the target layout uses `safe_join`,
+    which needs none)."""
+    import polars as pl
+
+    text = ("subject", "kind", "old_path", "storage_class", "pool", "pool_class", "new_path")
+    return {**dict.fromkeys(text, pl.String()), "size_gib": pl.Float64()}
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class PathMapping:
 @dataclass(frozen=True)
 class StoragePlan:
     paths: tuple[PathMapping, ...]
-    table: pl.DataFrame  # PATH_SCHEMA
+    table: pl.DataFrame  # path_schema()
     usage: tuple[tuple[str, float, int], ...]  # (pool, used GiB, capacity GiB)
     adaptations: tuple[Adaptation, ...]
 
@@ -168,6 +168,8 @@ def redirect_storage(env: Environment, inventory: Inventory, mode: str = "basic"
                     ),
                 )
             )
+    import polars as pl
+
     paths = tuple(placed[n.subject] for n in needs)
     table = pl.DataFrame(
         [
@@ -183,7 +185,7 @@ def redirect_storage(env: Environment, inventory: Inventory, mode: str = "basic"
             }
             for p in paths
         ],
-        schema=PATH_SCHEMA,
+        schema=path_schema(),
     )
     usage = tuple((p.name, used[p.name], p.capacity_gib) for p in pools)
     return StoragePlan(paths, table, usage, tuple(sorted(adaptations, key=lambda a: (a.subject, a.kind))))

@@ -6,9 +6,16 @@ adaptations of an environment onto an inventory, then the entries), `steps` (the
 environment and the inventory, each problem naming its YAML line), `yaml_form` (to and from YAML)
 and `tables` (polars tables for the database). See docs/recovery-plan.md for the plan's format and
 phases.
+
+`generate` and `tables` are imported when first named (they bring polars), so that reading and
+checking a plan, which `execute-plan` does, does not pay for them.
 """
 
-from transforms.plan.generate import Adapted, adapt, generate_plan
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from transforms.plan.model import (
     ON_FAILURE,
     PHASE_INDEX,
@@ -27,10 +34,22 @@ from transforms.plan.model import (
 )
 from transforms.plan.partial import PartialRestore, partial_restore, plan_needs
 from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps
-from transforms.plan.tables import plan_tables
 from transforms.plan.validate import find_cycle, validate_plan
 from transforms.plan.wiring import step_needs
 from transforms.plan.yaml_form import plan_from_yaml, plan_to_yaml
+
+if TYPE_CHECKING:
+    from transforms.plan.generate import Adapted, adapt, generate_plan
+    from transforms.plan.tables import plan_tables
+
+_LAZY = {"Adapted": "generate", "adapt": "generate", "generate_plan": "generate", "plan_tables": "tables"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
 
 __all__ = [
     "ESSENTIAL_SERVICES",
