@@ -5,12 +5,13 @@ its backup set: the files and bytes of each step's component (`omni.files`, a ch
 once at its whole size, a sealed file at its plaintext size; a Director step also restores a copy of
 each component no step restores, the shared documents), over the steps the command executes
 (all, those `transforms.plan.partial_restore` names for a partial restore, or those of the phases
-given: deploy-directors). Done is counted in the same terms: a step that succeeded put all of its
-component in place (rewritten documents included), so it counts its planned files and bytes; a
-running step counts the bytes it has restored so far (`bytes_written`, updated every few seconds),
-and the files verified so far (`restored_files`) show when they are more. A finished run thus
-shows done == total. `read_progress` reads one snapshot; nothing here writes, so any process may
-watch a run another one executes.
+given: deploy-directors), but for gate steps, which mark phase boundaries and do no work. Done is
+counted in the same terms: a step that succeeded put all of its component in place (rewritten
+documents included), so it counts its planned files and bytes; a running step counts the bytes it
+has restored so far (`bytes_written`, updated every few seconds), and the files verified so far
+(`restored_files`) show when they are more. A finished run thus shows done == total.
+`read_progress` reads one snapshot; nothing here writes, so any process may watch a run another one
+executes.
 
 What can go wrong: a set not registered in the catalog has no file counts, so the totals are
 unknown (None) and the display shows the run's raw counters (bytes written, files verified).
@@ -81,7 +82,7 @@ def planned_totals(conn: Connection, run_id: str, phases: Collection[str] | None
         if not applications
         else [s for s in plan.steps if s.id in partial_restore(plan, applications).steps]
     )
-    steps = [s for s in steps if phases is None or s.phase in phases]
+    steps = [s for s in steps if not s.is_gate and (phases is None or s.phase in phases)]
     by_component = {
         str(c): (int(n), int(b)) for c, n, b in conn.execute(_CATALOG_TOTALS, (row[1],)).fetchall()
     }

@@ -2,8 +2,8 @@
 
 A whole restore takes every step. A partial restore (`--applications`, or a backfill of some
 application partitions in the Dagster UI) takes the chosen applications, the applications they
-depend on hard, their volumes, and the report. An unknown application is refused, naming those the
-plan has.
+depend on hard, their volumes, and the report, with the gate step of each phase they are in (so
+they still run phase by phase). An unknown application is refused, naming those the plan has.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ def select_steps(
     restored_before: Iterable[str],
 ) -> list[Step]:
     """All steps, or for `applications` the chosen applications and every hard dependency the plan
-    names for them (transforms.plan.partial) but those restored and verified before, and the report."""
+    names for them (transforms.plan.partial) but those restored and verified before, and the report;
+    with the gates of their phases."""
     if not applications:
         return list(plan.steps)
     _application_closure(plan, applications)  # unknown applications refused
-    wanted = partial_restore(plan, applications, needs, set(restored_before)).steps
-    return [s for s in plan.steps if s.id in wanted or s.id == "report/recovery"]
+    wanted = partial_restore(plan, applications, needs, set(restored_before)).steps | {"report/recovery"}
+    phases = {s.phase for s in plan.steps if s.id in wanted}
+    return [s for s in plan.steps if s.id in wanted or (s.is_gate and s.phase in phases)]
 
 
 def applications_with_dependencies(plan: Plan, applications: Iterable[str]) -> list[str]:

@@ -10,6 +10,7 @@ phases.
 
 from transforms.plan.generate import Adapted, adapt, generate_plan
 from transforms.plan.model import (
+    GATE,
     ON_FAILURE,
     PHASE_INDEX,
     PHASES,
@@ -24,6 +25,8 @@ from transforms.plan.model import (
     Step,
     SubnetEntry,
     content_sha256,
+    is_gate,
+    step_count,
 )
 from transforms.plan.partial import PartialRestore, partial_restore, plan_needs
 from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps
@@ -34,6 +37,7 @@ from transforms.plan.yaml_form import plan_from_yaml, plan_to_yaml
 
 __all__ = [
     "ESSENTIAL_SERVICES",
+    "GATE",
     "ON_FAILURE",
     "PHASES",
     "PHASE_INDEX",
@@ -54,11 +58,13 @@ __all__ = [
     "content_sha256",
     "find_cycle",
     "generate_plan",
+    "is_gate",
     "partial_restore",
     "plan_from_yaml",
     "plan_needs",
     "plan_tables",
     "plan_to_yaml",
+    "step_count",
     "step_needs",
     "validate_plan",
 ]

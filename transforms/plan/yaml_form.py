@@ -89,7 +89,9 @@ def plan_to_yaml(plan: Plan) -> str:
     out += ["addresses:"] + [f"  - {_flow(_plain(asdict(a)))}" for a in plan.addresses]
     out += [
         "",
-        "# The steps, phase by phase. depends_on lists the steps that must have succeeded first.",
+        "# The steps, phase by phase. depends_on lists the steps that must have ended first. Each phase",
+        "# but the first opens with a gate step (gate/<phase>, no work, on the control node): it depends",
+        "# on the last steps of the phase before, and the phase's steps depend on it.",
         "steps:",
     ]
     phase = None
@@ -97,6 +99,8 @@ def plan_to_yaml(plan: Plan) -> str:
         if s.phase != phase:
             phase = s.phase
             out.append(f"  # -- phase {phase} --")
+        if s.is_gate:
+            out.append(f"  # gate: phase {phase} starts once these {len(s.depends_on)} step(s) have ended")
         out.append(f"  - id: {_scalar(s.id)}")
         for key in ("phase", "action", "component", "node"):
             out.append(f"    {key}: {_scalar(getattr(s, key))}")
