@@ -84,7 +84,7 @@ def build_report(recovery: RunContext) -> RecoveryReport:
     checks = [
         CheckLine(s.step_id, s.status == SUCCEEDED, _check_detail(s.detail))
         for s in run.steps
-        if s.phase == "verification"
+        if s.phase == "verification" and not is_gate(s.step_id)
     ]
     adaptations = [
         AdaptationLine(a.kind, a.subject, a.old, a.new, a.reason) for a in recovery.plan.adaptations
