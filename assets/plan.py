@@ -115,6 +115,7 @@ def recovery_plan(
         "sha256": plan.sha256,
         "dagster/row_count": len(plan.steps),
         "steps_by_phase": MetadataValue.json({p: phases[p] for p in PHASES if phases[p]}),
+        "gates": sum(1 for step in plan.steps if step.is_gate),
         "steps": table_preview(steps, limit=len(plan.steps)),
         "warnings": MetadataValue.json([f"{w.subject}: {w.reason}" for w in warnings]),
     }
