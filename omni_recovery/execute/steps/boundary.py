@@ -1,8 +1,8 @@
 """A gate step: the boundary between two phases, on the control node, with nothing to do.
 
 Its phase's steps depend on it and it on the last steps of the previous phase, so by the time it
-runs the previous phase has ended; it succeeds at once and is recorded like any step, so a resumed
-run passes it again only if it had not.
+runs the previous phase has ended; it succeeds at once and is recorded like any step (a resumed run
+skips it when it had succeeded, as any step outside verification and report).
 """
 
 from __future__ import annotations
