@@ -1,16 +1,14 @@
-"""Inventories for a demo environment, shared by the planning, layout and recovery tests, a walk
-over a plan's step graph, and a plan in the form plan-generate wrote before gate steps."""
+"""Inventories for a demo environment, shared by the planning, layout and recovery tests, and a walk
+over a plan's step graph."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from omni_recovery.adapt.inventory import Inventory, inventory_to_yaml, make_inventory
 from omni_recovery.envstate.folder import environment_from_folder
 from transforms.documents import Environment
-from transforms.plan import Plan
 
 NodeSpec = tuple[str, int, int, int]
 
@@ -54,15 +52,3 @@ def reachable(edges: Mapping[str, Iterable[str]], starts: Iterable[str]) -> set[
             seen.add(current)
             stack.extend(edges[current])
     return seen
-
-
-def without_gates(plan: Plan) -> Plan:
-    """`plan` as plan-generate wrote it before gate steps: each step depending on every last step of
-    the previous phase (what its gate depended on) instead of on its phase's gate."""
-    gates = {s.id: s.depends_on for s in plan.steps if s.is_gate}
-    steps = tuple(
-        replace(s, depends_on=tuple(sorted({d for g in s.depends_on for d in gates.get(g, (g,))})))
-        for s in plan.steps
-        if not s.is_gate
-    )
-    return replace(plan, steps=steps)

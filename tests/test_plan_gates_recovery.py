@@ -20,11 +20,10 @@ from omni_recovery.plan.generate import write_plan_files
 from omni_recovery.settings import load_settings
 from pipelines.recovery_runner import execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
-from tests.builders import without_gates
 from tests.conftest import PostgresForTests
 from tests.test_parallel_steps import assert_dependencies_ended_first, comparable, run_steps
 from tests.test_recovery import make_setup, restored_tree, validated, workspace  # noqa: F401
-from transforms.plan import plan_from_yaml
+from transforms.plan import plan_from_yaml, without_gates
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.adapt.inventory import Inventory
-from tests.builders import reachable, same_shaped, without_gates
+from tests.builders import reachable, same_shaped
 from transforms.documents import Environment
 from transforms.plan import (
     PHASE_INDEX,
@@ -21,6 +21,7 @@ from transforms.plan import (
     plan_needs,
     plan_to_yaml,
     step_needs,
+    without_gates,
 )
 from transforms.plan_render import plan_to_dot, plan_to_svg
 

@@ -32,7 +32,7 @@ from transforms.plan.partial import PartialRestore, partial_restore, plan_needs
 from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps
 from transforms.plan.tables import plan_tables
 from transforms.plan.validate import find_cycle, validate_plan
-from transforms.plan.wiring import step_needs
+from transforms.plan.wiring import step_needs, without_gates
 from transforms.plan.yaml_form import plan_from_yaml, plan_to_yaml
 
 __all__ = [
@@ -67,4 +67,5 @@ __all__ = [
     "step_count",
     "step_needs",
     "validate_plan",
+    "without_gates",
 ]

@@ -5,7 +5,8 @@ the first with a gate step (`gate/<phase>`) that depends on the last steps of th
 phase; the phase's steps depend on the gate. So phases run in order with one edge per step and per
 sink, not one per pair of them (that grew with the square of the applications). `phase_gates` says
 what each phase waits for; `step_needs` which steps a step needs restored (as opposed to waits for).
-Plans written before gates (each step depending on every sink of the previous phase) read the same.
+Plans written before gates (each step depending on every sink of the previous phase) read the same;
+`without_gates` turns a plan into that form.
 """
 
 from __future__ import annotations
@@ -117,6 +118,18 @@ def gate_step(phase: str, previous_phase: str, sinks: Collection[str]) -> Step:
         on_failure="continue",
         fallback="nothing to redo: a gate does no work and runs on the control node",
     )
+
+
+def without_gates(plan: Plan) -> Plan:
+    """`plan` as plan-generate wrote it before gate steps: each step depending on every last step of
+    the previous phase (what its gate depended on) instead of on its phase's gate."""
+    gates = {s.id: s.depends_on for s in plan.steps if s.is_gate}
+    steps = tuple(
+        replace(s, depends_on=tuple(sorted({d for g in s.depends_on for d in gates.get(g, (g,))})))
+        for s in plan.steps
+        if not s.is_gate
+    )
+    return replace(plan, steps=steps)
 
 
 def _topological(steps: list[Step]) -> list[Step]:
