@@ -46,7 +46,7 @@ from omni_recovery.plan.generate import (
 from transforms.adapt.hardware import HardwarePlan
 from transforms.adapt.network import NetworkPlan
 from transforms.adapt.storage_paths import StoragePlan
-from transforms.plan import PHASES, generate_plan, plan_tables
+from transforms.plan import PHASES, generate_plan, plan_tables, step_count
 
 __all__ = ["ADAPTATION_ASSETS", "GROUP", "PLAN_FILE", "plan_path", "recovery_plan"]
 
@@ -101,8 +101,8 @@ def recovery_plan(
     url = database_url(settings)
     init_database(url)
     stored = store_plan(url, plan, created_by=CREATED_BY)
-    context.log.info(f"plan {stored}: {len(plan.steps)} steps written to {output}")
-    phases = Counter(step.phase for step in plan.steps)
+    context.log.info(f"plan {stored}: {step_count(plan)} written to {output}")
+    phases = Counter(step.phase for step in plan.steps if not step.is_gate)
     steps = plan_tables(plan)["plan_steps"].select(
         "id", "phase", "action", "component", "node", "depends_on", "on_failure"
     )
@@ -115,6 +115,7 @@ def recovery_plan(
         "sha256": plan.sha256,
         "dagster/row_count": len(plan.steps),
         "steps_by_phase": MetadataValue.json({p: phases[p] for p in PHASES if phases[p]}),
+        "gates": sum(1 for step in plan.steps if step.is_gate),
         "steps": table_preview(steps, limit=len(plan.steps)),
         "warnings": MetadataValue.json([f"{w.subject}: {w.reason}" for w in warnings]),
     }

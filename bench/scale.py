@@ -1,9 +1,11 @@
 """Wall time and peak RSS of each recovery stage on demo environments of 5, 50 and 200 nodes.
 
-Run: python bench/scale.py [--nodes 5,50,200] [--apps-per-node 10] [--workdir DIR] [--outdir DIR]
+Run: python bench/scale.py [--nodes 5,50,200] [--apps-per-node 10] [--volumes-per-node 40]
+                           [--workdir DIR] [--outdir DIR]
 
-For each size: a demo environment (`--nodes N`, a Director on each node up to the demo's 32,
-`--applications` APPS_PER_NODE a node up to the demo's maximum, tiny volumes: many small files),
+For each size: a demo environment at the seed's scale (`--nodes N`, a Director on each node up to
+the demo's 32, `--applications` APPS_PER_NODE a node up to the demo's maximum, `--volumes-per-node`
+40, tiny volumes: many small files),
 backed up and given a same-shaped inventory (none of which is timed). Then each stage runs as the
 real command in a child process of its own workspace, whose embedded PostgreSQL is started before
 (by init-database) so that no stage pays for it:
@@ -37,7 +39,6 @@ MiB = 1024**2
 # Growth of a stage's time beyond this multiple of the growth of the work is marked (noise on two
 # shared CPUs is well under it).
 SUPERLINEAR = 1.5
-GIB_PER_APPLICATION = 20  # each storage pool's capacity
 # The new inventory's management, services and storage subnets: a /19 for services holds the VMs
 # of 2,000 applications.
 SUBNETS = ("10.20.0.0/24", "10.20.32.0/19", "10.20.16.0/24")
@@ -48,11 +49,13 @@ class Size:
     nodes: int
     directors: int
     applications: int
+    volumes: int
     components: int
     files: int
     seconds: dict[str, float]
     peaks: dict[str, int]
     startup: float
+    plan_bytes: int  # the plan's YAML
 
     def work(self, stage: str) -> float:
         """A stage's seconds beyond the baseline's (at least 0.01)."""
@@ -65,6 +68,7 @@ def main() -> None:
     )
     parser.add_argument("--nodes", default="5,50,200", help="comma-separated node counts")
     parser.add_argument("--apps-per-node", type=int, default=10)
+    parser.add_argument("--volumes-per-node", type=int, default=40)
     parser.add_argument(
         "--workdir", type=Path, default=None, help="where environments, sets and workspaces go"
     )
@@ -75,7 +79,7 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix=f"bench-scale-{nodes}-", dir=args.workdir))
         out = Path(tempfile.mkdtemp(prefix=f"bench-scale-out-{nodes}-", dir=args.outdir))
         try:
-            sizes.append(measure(nodes, args.apps_per_node, work, out))
+            sizes.append(measure(nodes, args.apps_per_node, args.volumes_per_node, work, out))
         finally:
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(out, ignore_errors=True)
@@ -83,12 +87,14 @@ def main() -> None:
     print_growth(sizes)
 
 
-def measure(nodes: int, apps_per_node: int, work: Path, out: Path) -> Size:
+def measure(nodes: int, apps_per_node: int, volumes_per_node: int, work: Path, out: Path) -> Size:
     """One size: prepared, then each stage timed in a child process; the embedded server stopped."""
     from omni_recovery.db.server import stop_embedded
     from omni_recovery.settings import load_settings
 
-    directors, applications, components, files = prepare(nodes, apps_per_node, work, out)
+    directors, applications, volumes, components, files = prepare(
+        nodes, apps_per_node, volumes_per_node, work, out
+    )
     workspace = ["--workspace", str(work / "ws")]
     commands = {
         "register": ["register-isos", "--path", str(work / "set"), "--quiet"],
@@ -112,12 +118,16 @@ def measure(nodes: int, apps_per_node: int, work: Path, out: Path) -> Size:
             seconds[stage], peaks[stage] = run([*commands[stage], *workspace])
     finally:
         stop_embedded(load_settings(work / "ws"))
-    return Size(nodes, directors, applications, components, files, seconds, peaks, startup)
+    plan_bytes = (work / "recovery-plan.yaml").stat().st_size
+    counts = (nodes, directors, applications, volumes, components, files)
+    return Size(*counts, seconds, peaks, startup, plan_bytes)
 
 
-def prepare(nodes: int, apps_per_node: int, work: Path, out: Path) -> tuple[int, int, int, int]:
+def prepare(
+    nodes: int, apps_per_node: int, volumes_per_node: int, work: Path, out: Path
+) -> tuple[int, int, int, int, int]:
     """The demo environment, its signed set and a same-shaped inventory writing under `out`; the
-    Directors, applications, components and files of the environment."""
+    Directors, applications, volumes, components and files of the environment."""
     from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
     from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
@@ -131,7 +141,13 @@ def prepare(nodes: int, apps_per_node: int, work: Path, out: Path) -> tuple[int,
 
     directors = min(nodes, MAX_DIRECTORS)
     applications = min(nodes * apps_per_node, MAX_APPLICATIONS)
-    options = DemoOptions(nodes=nodes, directors=directors, applications=applications, volume_scale="tiny")
+    options = DemoOptions(
+        nodes=nodes,
+        directors=directors,
+        applications=applications,
+        volume_scale="tiny",
+        volumes_per_node=volumes_per_node,
+    )
     summary = write_demo_environment(work / "env", options)
     generate_signing_key(work / "k.key")
     (work / "pass").write_text(PASSPHRASE)
@@ -144,11 +160,11 @@ def prepare(nodes: int, apps_per_node: int, work: Path, out: Path) -> tuple[int,
     )
     environment = environment_from_folder(work / "env")
     shapes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in environment.nodes]
-    capacity = max(4000, GIB_PER_APPLICATION * applications)  # the demo's volumes claim about 8 GiB each
+    capacity = max(4000, 2 * int(sum(v.size_gib for v in environment.volumes)))  # each pool holds them all
     pools = [("fast", "ssd", capacity), ("bulk", "hdd", capacity)]
     inventory = make_inventory(shapes, root=(out / "infra").as_uri(), storage=pools, subnets=SUBNETS)
     (work / "inventory.yaml").write_text(inventory_to_yaml(inventory))
-    return directors, applications, len(environment.components), summary.files
+    return directors, applications, summary.volumes, len(environment.components), summary.files
 
 
 def run(arguments: list[str]) -> tuple[float, int]:
@@ -162,12 +178,14 @@ def run(arguments: list[str]) -> tuple[float, int]:
 
 def print_size(size: Size) -> None:
     print(
-        f"{size.nodes} nodes, {size.directors} Directors, {size.applications} applications: "
+        f"{size.nodes} nodes, {size.directors} Directors, {size.applications} applications, "
+        f"{size.volumes} volumes: "
         f"{size.components:,} components, {size.files:,} files"
     )
     print(f"  baseline  {size.startup:8.2f} s   (import pipelines.definitions)")
     for stage in STAGES:
         print(f"  {stage:<9} {size.seconds[stage]:8.2f} s   peak RSS {size.peaks[stage] / MiB:7.0f} MiB")
+    print(f"  the plan: {size.plan_bytes / MiB:.1f} MiB of YAML")
 
 
 def print_growth(sizes: list[Size]) -> None:
@@ -175,7 +193,11 @@ def print_growth(sizes: list[Size]) -> None:
     for before, after in itertools.pairwise(sizes):
         files = after.files / before.files
         components = after.components / before.components
-        print(f"{before.nodes} -> {after.nodes} nodes: components x{components:.2f}, files x{files:.2f}")
+        plan = after.plan_bytes / before.plan_bytes
+        print(
+            f"{before.nodes} -> {after.nodes} nodes: components x{components:.2f}, files x{files:.2f}, "
+            f"plan YAML x{plan:.2f}"
+        )
         for stage in STAGES:
             time = after.work(stage) / before.work(stage)
             peak = after.peaks[stage] / before.peaks[stage]

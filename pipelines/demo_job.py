@@ -24,7 +24,7 @@ from omni_recovery.errors import RecoveryError
 from omni_recovery.settings import Settings
 from pipelines.backup_resource import CommandLineBackup
 from pipelines.backup_runner import create_backup
-from transforms.plan import plan_from_yaml
+from transforms.plan import plan_from_yaml, step_count
 
 # Small enough that the demo's volume data spans several ISOs and its largest files are chunked.
 DEMO_MAX_ISO = 256 * 1024**2
@@ -96,9 +96,7 @@ def _recover(
     echo(f"3. deep validation: {report.to_text().splitlines()[0]}")
     planned = plan_registered_set(settings, backup.backup_set_id, _demo_inventory(env, folder), "basic")
     plan = plan_from_yaml(planned.plan_path.read_text(encoding="utf-8"), source=str(planned.plan_path))
-    echo(
-        f"4. recovery plan: {len(plan.steps)} steps, {len(plan.adaptations)} adaptations: {planned.plan_path}"
-    )
+    echo(f"4. recovery plan: {step_count(plan)}, {len(plan.adaptations)} adaptations: {planned.plan_path}")
     summary = execute_recovery(
         settings,
         ExecuteOptions(planned.plan_path, signing_key=key_path),

@@ -1,5 +1,8 @@
 """The recovery plan as a picture: one column per phase, one box per step, an arrow per dependency.
 
+A gate step (the boundary between two phases) is drawn dashed and white at the top of its phase: the
+arrows of the phase before end on it, and the phase's steps start from it.
+
 `plan_to_svg(plan)` writes a self-contained SVG by hand (no Graphviz needed), for the report and the
 README; `plan_to_dot(plan)` gives the same graph as Graphviz DOT text for anyone who wants to lay it
 out differently (`dot -Tsvg`).
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from html import escape
 
-from transforms.plan import PHASES, Plan
+from transforms.plan import PHASES, Plan, step_count
 
 COLUMN_WIDTH = 210
 BOX_WIDTH = 180
@@ -62,7 +65,7 @@ def plan_to_svg(plan: Plan) -> str:
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
         'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#888"/></marker></defs>',
         f'<text x="{LEFT}" y="20" font-size="14" font-weight="bold">'
-        f"Recovery plan: {escape(plan.environment)} — {len(plan.steps)} steps, "
+        f"Recovery plan: {escape(plan.environment)} — {step_count(plan)}, "
         f"{len(plan.adaptations)} adaptations ({escape(plan.adaptation_mode)})</text>",
     ]
     for col, phase in enumerate(phases):
@@ -81,12 +84,13 @@ def plan_to_svg(plan: Plan) -> str:
             )
     for step in plan.steps:
         bx, by = where[step.id]
-        colour = PHASE_COLOURS.get(step.phase, "#ffffff")
+        colour = "#ffffff" if step.is_gate else PHASE_COLOURS.get(step.phase, "#ffffff")
+        dashed = ' stroke-dasharray="3 2"' if step.is_gate else ""
         out.append(
             f"<g><title>{escape(step.id)}: {escape(step.action)}\nwait: {escape(step.wait)}\n"
             f"timeout {step.timeout_s}s, retries {step.retries}, on failure {escape(step.on_failure)}</title>"
             f'<rect x="{bx}" y="{by}" width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="4" fill="{colour}" '
-            f'stroke="#666" stroke-width="0.8"/>'
+            f'stroke="#666" stroke-width="0.8"{dashed}/>'
             f'<text x="{bx + 6}" y="{by + 15}">{escape(_label(step.id))}</text></g>'
         )
     out.append("</svg>")
@@ -109,7 +113,10 @@ def plan_to_dot(plan: Plan) -> str:
         for step in plan.steps:
             if step.phase == phase:
                 colour = PHASE_COLOURS.get(phase, "#ffffff")
-                out.append(f'    "{_dot(step.id)}" [fillcolor="{colour}"];')
+                look = f'fillcolor="{colour}"'
+                if step.is_gate:
+                    look = 'style="rounded,filled,dashed", fillcolor="#ffffff"'
+                out.append(f'    "{_dot(step.id)}" [{look}];')
         out.append("  }")
     for step in plan.steps:
         for dep in step.depends_on:

@@ -28,6 +28,13 @@ from omni_recovery.cli.options import handle_errors, progress_bars, workspace_op
     show_default=True,
     help="Volume data: tiny ≈ 2 MiB, small ≈ 20 MiB, medium ≈ 300 MiB, large ≈ 2.5 GiB.",
 )
+@click.option(
+    "--volumes-per-node",
+    type=int,
+    default=None,
+    help="About this many volumes a node in all (the seed's scale is 40): applications get extra blob "
+    "volumes to reach it. Default: each application's one to three.",
+)
 @click.option("--seed", default=42, show_default=True, help="Same seed, same bytes.")
 @click.option("--name", default="demo", show_default=True, help="Environment name.")
 @click.option(
@@ -44,6 +51,7 @@ def demo_env(
     orchestrators: int,
     applications: int,
     volume_scale: str,
+    volumes_per_node: int | None,
     seed: int,
     name: str,
     with_database: bool,
@@ -53,6 +61,8 @@ def demo_env(
     \b
     Example:
       omni-recovery demo-env --output ./demo/env --applications 12 --volume-scale small
+      omni-recovery demo-env --output ./demo/big --nodes 50 --directors 32 --applications 500 \\
+          --volumes-per-node 40 --volume-scale tiny
     """
     from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 
@@ -65,6 +75,7 @@ def demo_env(
         seed=seed,
         name=name,
         database=with_database,
+        volumes_per_node=volumes_per_node,
     )
     with progress_bars() as progress:
         summary = write_demo_environment(output, options, progress=lambda n: progress("write", n))

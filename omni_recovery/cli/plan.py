@@ -204,9 +204,11 @@ def _plan_here(
 
 
 def _echo_plan(plan: Plan, mode: str, output: Path, svg: Path) -> None:
-    phases = Counter(step.phase for step in plan.steps)
+    from transforms.plan import step_count
+
+    phases = Counter(step.phase for step in plan.steps if not step.is_gate)
     click.echo(
-        f"plan for {plan.backup_set_id} ({mode}): {len(plan.steps)} steps, "
+        f"plan for {plan.backup_set_id} ({mode}): {step_count(plan)}, "
         f"{len(plan.adaptations)} adaptations; written to {output} (graph: {svg})"
     )
     for phase, count in phases.items():

@@ -171,7 +171,9 @@ class RunContext:
         if partial is None:
             return list(self.plan.steps)
         if self.options.applications:
-            return [s for s in self.plan.steps if s.id in partial.steps or s.id == "report/recovery"]
+            wanted = partial.steps | {"report/recovery"}
+            phases = {s.phase for s in self.plan.steps if s.id in wanted}
+            return [s for s in self.plan.steps if s.id in wanted or (s.is_gate and s.phase in phases)]
         return [s for s in self.plan.steps if in_partial(s, partial)]
 
     @cached_property

@@ -1,16 +1,17 @@
 """A recovery run's progress as the recovery database records it: what `status` and the live display show.
 
-How it works: the planned totals come from the run's plan (stored with the run) and the catalog of
-its backup set: the files and bytes of each step's component (`omni.files`, a chunked file counted
-once at its whole size, a sealed file at its plaintext size; a Director step also restores a copy of
-each component no step restores, the shared documents), over the steps the command executes
-(all; for a partial restore, those its run recorded when it selected them with its own needs,
-RunContext.partial; for deploy-directors, those of its phases). Done is counted in the same terms:
-a step that succeeded put all of its component in place (rewritten documents included), so it
-counts its planned files and bytes; a running step counts the bytes it has restored so far
-(`bytes_written`, updated every few seconds), and the files verified so far (`restored_files`)
-show when they are more. A finished run thus shows done == total. `read_progress` reads one
-snapshot; nothing here writes, so any process may watch a run another one executes.
+How it works: the planned totals come from the run's plan (stored with the run) and the catalog of its
+backup set: the files and bytes of each step's component (`omni.files`, a chunked file counted once at
+its whole size, a sealed file at its plaintext size; a Director step also restores a copy of each
+component no step restores, the shared documents), over the steps the command executes (all; for a
+partial restore, those its run recorded when it selected them with its own needs, RunContext.partial;
+for deploy-directors, those of its phases), but for gate steps, which mark phase boundaries and do no
+work. Done is counted in the same terms: a step that succeeded put all of its component in place
+(rewritten documents included), so it counts its planned files and bytes; a running step counts the
+bytes it has restored so far (`bytes_written`, updated every few seconds), and the files verified so
+far (`restored_files`) show when they are more. A finished run thus shows done == total.
+`read_progress` reads one snapshot; nothing here writes, so any process may watch a run another one
+executes.
 
 What can go wrong: a set not registered in the catalog has no file counts, so the totals are
 unknown (None) and the display shows the run's raw counters (bytes written, files verified).
@@ -78,7 +79,9 @@ def planned_totals(conn: Connection, run_id: str, phases: Collection[str] | None
     recorded = (row[2] or {}).get("steps")  # a partial restore's steps, as its run selected them
     chosen = None if recorded is None else set(recorded)
     steps = [
-        s for s in plan.steps if (chosen is None or s.id in chosen) and (phases is None or s.phase in phases)
+        s
+        for s in plan.steps
+        if (chosen is None or s.id in chosen) and not s.is_gate and (phases is None or s.phase in phases)
     ]
     by_component = {
         str(c): (int(n), int(b)) for c, n, b in conn.execute(_CATALOG_TOTALS, (row[1],)).fetchall()

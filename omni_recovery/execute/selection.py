@@ -2,10 +2,11 @@
 
 A whole restore takes every step. A partial restore (`--applications`, or a backfill of some
 application partitions in the Dagster UI) takes what `transforms.plan.partial_restore` names: the
-chosen applications, every step they need (their volumes, the applications, Orchestrators and
-Directors they depend on hard) but those restored and verified before, and the report. This is the
-one rule: the runner's phase filter, the gate, the partitions added and the metadata all derive from
-it. An unknown application is refused, naming those the plan has.
+chosen applications, every step they need (their volumes, the applications, Orchestrators and Directors
+they depend on hard) but those restored and verified before, and the report, with the gate step of each
+phase they are in (so they still run phase by phase). This is the one rule: the runner's phase filter,
+the gate, the partitions added and the metadata all derive from it. An unknown application is refused,
+naming those the plan has.
 """
 
 from __future__ import annotations

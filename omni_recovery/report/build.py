@@ -1,6 +1,6 @@
-"""The recovery report's content, gathered from a run: its steps as recorded, the plan's adaptations,
-the verification steps as checks, what was recovered by component kind, the command that resumes
-it, the new CA's fingerprint and where the post-recovery backup goes.
+"""The recovery report's content, gathered from a run: its steps as recorded (but gate steps, which do
+no work), the plan's adaptations, the verification steps as checks, what was recovered by component
+kind, the command that resumes it, the new CA's fingerprint and where the post-recovery backup goes.
 
 `write_run_report(recovery)` writes it into the workspace's reports/RUN folder: the run's builder
 (pipelines/recovery_run.py) gives it to the run's context for the report step to call, and
@@ -22,6 +22,7 @@ from omni_recovery.errors import DatabaseError, Interrupted, RecoveryError
 from omni_recovery.execute.run_history import AttemptRecord, StepRecord, recent_runs, step_attempts
 from omni_recovery.execute.tracking import FAILED, SUCCEEDED
 from omni_recovery.report.render import AdaptationLine, CheckLine, RecoveryReport, StepTiming, write_report
+from transforms.plan import is_gate
 from transforms.recommendations import Recommendation, StepRow, recommend_for_plan
 
 # Steps whose `wait` names what a running component shows (execute-plan checks their restored state).
@@ -67,6 +68,7 @@ def build_report(recovery: RunContext) -> RecoveryReport:
             s.detail,
         )
         for s in run.steps
+        if not is_gate(s.step_id)  # a phase boundary: no work to show
     ]
     recovered: dict[str, list[str]] = defaultdict(list)
     for step in run.steps:
@@ -76,7 +78,7 @@ def build_report(recovery: RunContext) -> RecoveryReport:
     checks = [
         CheckLine(s.step_id, s.status == SUCCEEDED, _check_detail(s.detail))
         for s in run.steps
-        if s.phase == "verification"
+        if s.phase == "verification" and not is_gate(s.step_id)
     ]
     adaptations = [
         AdaptationLine(a.kind, a.subject, a.old, a.new, a.reason) for a in recovery.plan.adaptations

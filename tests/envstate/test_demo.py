@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -383,6 +384,21 @@ def test_more_applications_than_the_catalog(tmp_path: Path) -> None:
     assert not (tmp_path / "env/nodes").joinpath("demo-node-03.yaml").exists()
 
 
+def test_volumes_per_node_gives_the_seed_s_forty_volumes_a_node_spread_over_the_applications(
+    tmp_path: Path,
+) -> None:
+    options = DemoOptions(volume_scale="tiny", nodes=3, directors=1, applications=30, volumes_per_node=40)
+    summary = write_demo_environment(tmp_path / "env", options)
+    per_app = [len(list(app.iterdir())) for app in (tmp_path / "env/volumes").iterdir()]
+    assert summary.volumes == sum(per_app) == 120 and len(per_app) == 30
+    assert min(per_app) >= 3, "the 120 volumes spread evenly: 4 an application"
+    shards = list((tmp_path / "env/volumes").glob("*/shard-*/volume.yaml"))
+    assert shards and all("/srv/" in p.read_text() for p in shards)
+    default_options = dataclasses.replace(options, volumes_per_node=None)
+    default = write_demo_environment(tmp_path / "default", default_options)
+    assert default.volumes < 60 and not list((tmp_path / "default/volumes").glob("*/shard-*"))
+
+
 def test_a_demo_of_ten_applications_a_node_at_the_most_nodes_has_room_for_every_vm() -> None:
     """Up to the VMs SERVICES holds a demo keeps it (and so its addresses); one VM more, and the
     services subnet is one that holds the VMs of MAX_APPLICATIONS, 10 a node at MAX_NODES."""
@@ -414,6 +430,7 @@ def test_a_demo_of_ten_applications_a_node_at_the_most_nodes_has_room_for_every_
         (DemoOptions(big_file_bytes=0), "big_file_bytes=0"),
         (DemoOptions(nodes=True), "nodes must be a whole number"),
         (DemoOptions(applications=10_000), "applications=10000"),
+        (DemoOptions(volumes_per_node=0), "volumes_per_node=0"),
     ],
 )
 def test_options_are_validated(tmp_path: Path, options: DemoOptions, message: str) -> None:

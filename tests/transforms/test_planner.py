@@ -62,7 +62,7 @@ def test_the_yaml_is_readable_stable_and_round_trips(
 def test_every_step_has_wait_timeout_and_fallback(plan: Plan) -> None:
     for step in plan.steps:
         assert step.wait and step.fallback and step.timeout_s > 0 and step.on_failure
-    critical = [s for s in plan.steps if s.phase == "applications-critical"]
+    critical = [s for s in plan.steps if s.phase == "applications-critical" and not s.is_gate]
     assert critical and all(s.on_failure == "stop" for s in critical)
     billing = plan.step("application/billing")
     assert "volume/billing/pgdata" in billing.depends_on and billing.node
@@ -251,7 +251,7 @@ def test_plan_tables_for_the_database(plan: Plan) -> None:
     assert steps.height == len(plan.steps) and set(steps["plan_sha256"]) == {plan.sha256}
     assert (
         steps.filter(steps["id"] == "ring/demo-ring-1")["depends_on"][0]
-        == "director/dir-1,director/dir-2,director/dir-3"
+        == "director/dir-1,director/dir-2,director/dir-3,gate/ring"
     )
     assert tables["plan_adaptations"].height == len(plan.adaptations)
     assert tables["plan_placements"].height == len(plan.placements)
@@ -292,9 +292,11 @@ def test_a_step_needs_its_hard_dependencies_not_the_previous_phase_it_waits_for(
     volume = next(s for s in plan.steps if s.id.startswith("volume/"))
     owner = f"application/{volume.id.split('/')[1]}"
     assert volume.id in needs[owner], "an application needs its volumes"
-    services = [s for s in plan.steps if s.phase == "core-services"]
-    assert services and all(volume.id in s.depends_on for s in services), "services wait for the volumes"
-    assert not [s.id for s in services if volume.id in needs[s.id]], "… but do not need them"
+    gate = plan.step("gate/core-services")
+    services = [s for s in plan.steps if s.phase == "core-services" and not s.is_gate]
+    assert volume.id in gate.depends_on and not needs[gate.id], "the gate waits for the volumes"
+    assert services and all(gate.id in s.depends_on for s in services), "services wait for the gate"
+    assert not [s.id for s in services if needs[s.id] & {volume.id, gate.id}], "… but need neither"
     hard = [
         (f"application/{d.component_id.split(':')[1]}", f"application/{d.depends_on_id.split(':')[1]}")
         for d in demo.dependencies

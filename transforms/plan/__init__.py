@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from transforms.plan.model import (
+    GATE,
     ON_FAILURE,
     PHASE_INDEX,
     PHASES,
@@ -31,11 +32,13 @@ from transforms.plan.model import (
     Step,
     SubnetEntry,
     content_sha256,
+    is_gate,
+    step_count,
 )
 from transforms.plan.partial import PartialRestore, partial_restore, plan_needs
 from transforms.plan.steps import ESSENTIAL_SERVICES, build_steps
 from transforms.plan.validate import find_cycle, validate_plan
-from transforms.plan.wiring import step_needs
+from transforms.plan.wiring import step_needs, without_gates
 from transforms.plan.yaml_form import plan_from_yaml, plan_to_yaml
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ESSENTIAL_SERVICES",
+    "GATE",
     "ON_FAILURE",
     "PHASES",
     "PHASE_INDEX",
@@ -73,11 +77,14 @@ __all__ = [
     "content_sha256",
     "find_cycle",
     "generate_plan",
+    "is_gate",
     "partial_restore",
     "plan_from_yaml",
     "plan_needs",
     "plan_tables",
     "plan_to_yaml",
+    "step_count",
     "step_needs",
     "validate_plan",
+    "without_gates",
 ]

@@ -34,6 +34,7 @@ PHASES = (
 )
 PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
 ON_FAILURE = ("stop", "skip-dependents", "continue")
+GATE = "gate"  # the kind of step that only marks a phase boundary (`gate/<the phase it opens>`)
 _COMPONENT = re.compile(r"^[a-z]+:[^\s]+$")
 
 
@@ -64,6 +65,22 @@ class Step:
     fallback: str
     node: str | None = None
     line: int = field(default=0, compare=False)
+
+    @property
+    def kind(self) -> str:
+        """The first part of the id (`ring/main` → ring): what the step does."""
+        return self.id.split("/", 1)[0]
+
+    @property
+    def is_gate(self) -> bool:
+        """A phase boundary: no work, no node; the steps of its phase wait for it, it for the last
+        steps of the phase before."""
+        return is_gate(self.id)
+
+
+def is_gate(step_id: str) -> bool:
+    """Whether `step_id` names a gate step (one recorded in the database, say)."""
+    return step_id.startswith(f"{GATE}/")
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,12 @@ class Plan:
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
+
+
+def step_count(plan: Plan) -> str:
+    """ "57 steps and 12 gates": the steps that do work, and the phase boundaries."""
+    gates = sum(1 for s in plan.steps if s.is_gate)
+    return f"{len(plan.steps) - gates} steps and {gates} gates"
 
 
 def _plain(value: Any) -> Any:

@@ -2,11 +2,12 @@
 
 The chosen applications' steps come with every step they need, directly or not: their volumes, the
 applications they depend on hard, and the Orchestrators, Directors, rings, clusters and storage the
-plan names as their hard dependencies. What a step needs is its `depends_on` less the gate of the
-previous phase (a step waits for that gate in a whole restore but does not need it), unless the caller
-gives the needs from the environment's index (`step_needs`), which also keeps a gate that is a hard
-dependency. A dependency restored and verified before (`restored`: succeeded in a finished run of the same
-plan) is not added again; it is listed as already restored, and what it needs is not followed.
+plan names as their hard dependencies. What a step needs is its `depends_on` less what it only waits
+for in a whole restore (its phase's gate step, or in a plan without gates the previous phase's last
+steps), unless the caller gives the needs from the environment's index (`step_needs`), which also
+keeps such a step when it is a hard dependency. A dependency restored and verified before
+(`restored`: succeeded in a finished run of the same plan) is not added again; it is listed as
+already restored, and what it needs is not followed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 from transforms.plan.model import Plan, PlanError
-from transforms.plan.wiring import phase_gates
+from transforms.plan.wiring import waited_for
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class PartialRestore:
 
 
 def plan_needs(plan: Plan) -> dict[str, frozenset[str]]:
-    """step → the steps it needs, from the plan alone: its depends_on less the previous phase's gate."""
-    gates = phase_gates(plan.steps)
-    return {s.id: frozenset(d for d in s.depends_on if d not in gates[s.phase]) for s in plan.steps}
+    """step → the steps it needs, from the plan alone: its depends_on less what it only waits for."""
+    waits = waited_for(plan.steps)
+    return {s.id: frozenset(d for d in s.depends_on if d not in waits[s.id]) for s in plan.steps}
 
 
 def partial_restore(

@@ -1,8 +1,10 @@
 """Validating a plan (usually an edited one) against the environment and the inventory.
 
-`validate_plan` checks steps (unknown phases, cycles, steps out of phase order), components, capacity
-of nodes and pools, storage paths (outside a root, inside another's path) and addresses (outside
-their subnet, used twice); each problem names the YAML line at fault.
+`validate_plan` checks steps (unknown phases, cycles, steps out of phase order, gate steps that name
+another phase or a component or node), components, capacity of nodes and pools, storage paths
+(outside a root, inside another's path) and addresses (outside their subnet, used twice); each
+problem names the YAML line at fault. Plans with gate steps and plans without (each step depending
+on every last step of the phase before) are both valid.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from omni_recovery.backupset.index_db import COMPONENT_KINDS
 from omni_recovery.urls import is_under, overlapping
 from transforms.adapt.vocabulary import ADAPTATION_MODES
 from transforms.documents import Environment
-from transforms.plan.model import _COMPONENT, ON_FAILURE, PHASE_INDEX, PHASES, Plan, Step
+from transforms.plan.model import _COMPONENT, GATE, ON_FAILURE, PHASE_INDEX, PHASES, Plan, Step
 
 
 def validate_plan(
@@ -138,6 +140,8 @@ def _check_steps(steps: tuple[Step, ...]) -> list[tuple[int, str]]:
             )
         if s.timeout_s <= 0 or s.retries < 0:
             problems.append((s.line, f"step {s.id}: timeout_s must be positive and retries not negative"))
+        if s.is_gate:
+            problems += _check_gate(s)
     for s in steps:
         for dep in s.depends_on:
             other = by_id.get(dep)
@@ -155,6 +159,17 @@ def _check_steps(steps: tuple[Step, ...]) -> list[tuple[int, str]]:
     cycle = find_cycle({s.id: [d for d in s.depends_on if d in by_id and d != s.id] for s in by_id.values()})
     if cycle:
         problems.append((by_id[cycle[0]].line, f"dependency cycle: {' -> '.join(cycle)}"))
+    return problems
+
+
+def _check_gate(step: Step) -> list[tuple[int, str]]:
+    """A gate step opens the phase it names and belongs to no component and no node."""
+    problems = []
+    if step.id != f"{GATE}/{step.phase}":
+        named = f"{GATE}/{step.phase}"
+        problems.append((step.line, f"step {step.id}: a gate step is named {GATE}/<its phase> ({named})"))
+    if step.component or step.node:
+        problems.append((step.line, f"step {step.id}: a gate step restores nothing: no component, no node"))
     return problems
 
 

@@ -32,6 +32,7 @@ MAX_DIRECTORS = 32
 MAX_ORCHESTRATORS = 32
 MAX_APPLICATIONS = 2000  # 10 a node at MAX_NODES
 MAX_BIG_FILE = 64 * GiB
+MAX_VOLUMES_PER_NODE = 100
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 MANAGEMENT = IPv4Network("10.0.0.0/24")
@@ -52,7 +53,8 @@ class DemoOptions:
     """What to generate. `big_file_bytes`: size of one extra big streamed file (default: 1.1 GiB for
     "large", none for the other scales), so a backup's chunk size can be set below it. `database`: the
     last application is billing-db, whose volume is a real PostgreSQL data folder (database_volume;
-    not byte-identical between runs)."""
+    not byte-identical between runs). `volumes_per_node`: about that many volumes a node in all, the
+    applications given extra blob volumes to reach it (default: the catalog's one to three each)."""
 
     nodes: int = 5
     directors: int = 3
@@ -63,6 +65,7 @@ class DemoOptions:
     name: str = "demo"
     big_file_bytes: int | None = None
     database: bool = False
+    volumes_per_node: int | None = None
 
     def validate(self) -> None:
         """Raise DemoOptionsError with a clear message when an option is out of range."""
@@ -94,6 +97,8 @@ class DemoOptions:
             )
         if self.big_file_bytes is not None:
             whole("big_file_bytes", self.big_file_bytes, 1, MAX_BIG_FILE)
+        if self.volumes_per_node is not None:
+            whole("volumes_per_node", self.volumes_per_node, 1, MAX_VOLUMES_PER_NODE)
         if not isinstance(self.database, bool):
             raise DemoOptionsError(f"demo option database must be true or false, got {self.database!r}")
 

@@ -180,7 +180,7 @@ class _DemoPlan:
                 name = f"{base}-{i // len(_APP_CATALOG) + 1}"
                 priority = rng.choice(("critical", "standard", "standard", "low", "low"))
                 volumes = rng.choice(_EXTRA_APP_SHAPES)
-            app = self.plan_app(rng, i, name, priority, volumes)
+            app = self.plan_app(rng, i, name, priority, volumes + self.extra_volumes(i, len(volumes)))
             vm = {
                 "vm_id": self.vm_id(rng),
                 "name": f"app-{name}",
@@ -194,6 +194,15 @@ class _DemoPlan:
             app["vm"] = vm
             app["director"] = place_vm(vm)
             self.apps.append(app)
+
+    def extra_volumes(self, index: int, has: int) -> tuple[str, ...]:
+        """Blob volumes added to application `index` (which has `has`) so that the applications
+        hold about `volumes_per_node` × nodes volumes in all, spread evenly; none by default."""
+        if self.o.volumes_per_node is None:
+            return ()
+        total, apps = self.o.volumes_per_node * self.o.nodes, self.o.applications
+        share = (index + 1) * total // apps - index * total // apps
+        return tuple(f"blobs:shard-{k}" for k in range(1, share - has + 1))
 
     def plan_app(
         self, rng: random.Random, index: int, name: str, priority: str, shapes: tuple[str, ...]
