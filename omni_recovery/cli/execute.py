@@ -18,6 +18,7 @@ from omni_recovery.cli.options import (
     ssh_options,
     workspace_option,
 )
+from omni_recovery.cli.workers import executor_options
 from omni_recovery.settings import WORKSPACE_ENV
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ DEFAULT_PARALLEL_FACTOR = 2
     "names on this machine (as tar --numeric-owner).",
 )
 @ssh_options
+@executor_options
 @progress_every_option
 @workspace_option
 def execute_plan(
@@ -120,6 +122,8 @@ def execute_plan(
     numeric_owner: bool,
     ssh_identity: Path | None,
     bandwidth_limit: int | None,
+    executor: str,
+    broker: str | None,
     progress_every: float,
     workspace: Path | None,
 ) -> None:
@@ -152,6 +156,8 @@ def execute_plan(
         numeric_owner=numeric_owner,
         ssh_identity=ssh_identity,
         bandwidth_limit=bandwidth_limit,
+        executor=executor,
+        broker=broker,
     )
     handle_errors(_execute)(
         options,

@@ -19,6 +19,7 @@ from omni_recovery.cli.practice import drill
 from omni_recovery.cli.register import register_isos, sql
 from omni_recovery.cli.scan import inventory_scan
 from omni_recovery.cli.validate import validate_isos
+from omni_recovery.cli.workers import worker
 from omni_recovery.urls import SSH_SCHEMES
 
 
@@ -68,6 +69,7 @@ for command in (
     plan_generate,
     execute_plan,
     deploy_directors,
+    worker,
     status,
     drill,
 ):
