@@ -18,6 +18,7 @@ has no visibility timeout, unlike Redis): the control node's run then waits for 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from dagster import DagsterInstance, execute_job
@@ -127,11 +128,13 @@ def run_on_workers(recovery: RunContext, broker: str | None, tags: dict[str, str
 
 
 def _failure(result: Any) -> str:
-    """The first failed op's error, its message's last line (the library's one-line error)."""
+    """The first failed op's error: the first cause in its chain that is not Dagster's wrapping
+    (the library's one-line error), else the innermost."""
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
-        while error is not None and error.cause is not None and "RecoveryError" not in error.cls_name:
+        while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
             error = error.cause
         if error is not None:
-            return error.message.strip().splitlines()[-1]
+            message = error.message.strip().splitlines()[0]
+            return re.sub(rf"^[\w.]*\b{re.escape(error.cls_name)}: ", "", message)
     return f"the restore workers' run {result.run_id} failed; its events are in the Dagster instance"

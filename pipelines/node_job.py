@@ -7,15 +7,14 @@ dagster-celery's executor each op is a Celery task on its node's queue, and the 
 this job from its code pointer (`reconstructable_restore_by_node`: this module, the plan and the
 inventory as arguments), so it needs the plan and inventory at the same paths as the control node.
 
-Each op's `recovery_worker` resource is built inside the worker from run config (the plan, the
-run the control node opened, the run's folder) and the worker's own environment (its workspace
-and database URL, its passphrase): the control node's live objects do not travel. The op runs its
+Each op's `recovery_worker` resource is run config (the plan, the run the control node opened,
+the run's folder); inside the worker the op builds the run's context from it and the worker's own
+environment (its workspace and database URL, its passphrase): the control node's live objects do
+not travel, and a refusal (a wrong passphrase) is the op's failure, naming why. The op runs its
 steps with the runner as execute-plan does (parallel factor, retries, on_failure), joined to the
 run (omni_recovery/execute/joined.py). Ops pass nothing to each other; their order is the plan's.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from dagster import (
     DependencyDefinition,
     GraphDefinition,
     In,
-    InitResourceContext,
     JobDefinition,
     MultiDependencyDefinition,
     Nothing,
@@ -37,7 +35,6 @@ from dagster import (
 from dagster._core.definitions.reconstruct import ReconstructableJob, build_reconstructable_job
 from dagster_celery import celery_executor
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
-from pydantic import PrivateAttr
 
 from omni_recovery.adapt.inventory import load_inventory
 from omni_recovery.db.server import database_url
@@ -63,10 +60,10 @@ class WorkerRecovery(ConfigurableResource):
     location: str = ""
     inventory_path: str = ""
     parallel_factor: int = 2
-    _context: JoinedRunContext | None = PrivateAttr(default=None)
 
-    @contextmanager
-    def yield_for_execution(self, context: InitResourceContext) -> Iterator["WorkerRecovery"]:
+    def run_group(self, step_ids: tuple[str, ...]) -> dict[str, str]:
+        """Join the run and run these steps of the plan; step id → status. A refusal (a wrong
+        passphrase, a plan that does not match) or a step whose on_failure is stop raises."""
         settings = load_settings()  # the worker's own workspace (OMNI_RECOVERY_WORKSPACE)
         options = ExecuteOptions(
             plan_path=Path(self.plan_path),
@@ -74,28 +71,17 @@ class WorkerRecovery(ConfigurableResource):
             inventory_path=Path(self.inventory_path) if self.inventory_path else None,
             parallel_factor=self.parallel_factor,
         )
+        passphrase = code_location_passphrase()
+        url = database_url(settings)
+        folder = Path(self.run_folder)
         run = JoinedRunContext(
-            settings,
-            options,
-            code_location_passphrase(),
-            database_url(settings),
-            write_run_report,
-            self.run_id,
-            Path(self.run_folder),
-            worker_name(),
+            settings, options, passphrase, url, write_run_report, self.run_id, folder, worker_name()
         )
         try:
             join(run)
-            self._context = run
-            yield self
+            outcomes = run_steps(run, steps_named(run, step_ids))
         finally:
-            self._context = None
             run.close()
-
-    def run_group(self, step_ids: tuple[str, ...]) -> dict[str, str]:
-        """Run these steps of the plan; step id → status. A step whose on_failure is stop raises."""
-        assert self._context is not None, "yield_for_execution did not run"
-        outcomes = run_steps(self._context, steps_named(self._context, step_ids))
         return {step_id: outcome.status for step_id, outcome in outcomes.items()}
 
 

@@ -113,12 +113,18 @@ SELF_STOPPING_WORKER = textwrap.dedent(
 )
 
 
-def start_worker(queue: str, folder: Path, database_url: str, stop_after: list[str] | None = None) -> Worker:
-    """`omni-recovery worker --queue QUEUE` as a process of its own, in a workspace of its own;
-    `stop_after`: [files, marker, folders as JSON] for SELF_STOPPING_WORKER."""
+def start_worker(
+    queue: str,
+    folder: Path,
+    database_url: str,
+    stop_after: list[str] | None = None,
+    secret: bytes = PASSPHRASE,
+) -> Worker:
+    """`omni-recovery worker --queue QUEUE` as a process of its own, in a workspace of its own, with
+    its own passphrase file (`secret`); `stop_after`: [files, marker, folders] for SELF_STOPPING_WORKER."""
     passphrase = folder / "passphrase"
     folder.mkdir(parents=True, exist_ok=True)
-    passphrase.write_bytes(PASSPHRASE)
+    passphrase.write_bytes(secret)
     arguments = [
         "worker",
         "--queue",
@@ -140,14 +146,21 @@ def start_worker(queue: str, folder: Path, database_url: str, stop_after: list[s
 
 @contextmanager
 def running_workers(
-    queues: list[str], folder: Path, database_url: str, stopping: dict[str, list[str]] | None = None
+    queues: list[str],
+    folder: Path,
+    database_url: str,
+    stopping: dict[str, list[str]] | None = None,
+    secrets: dict[str, bytes] | None = None,
 ) -> Iterator[dict[str, Worker]]:
-    """queue → its running worker (`stopping`: queue → SELF_STOPPING_WORKER's arguments); all
-    stopped on leaving, whatever happened inside."""
+    """queue → its running worker (`stopping`: queue → SELF_STOPPING_WORKER's arguments; `secrets`:
+    queue → a passphrase other than the set's); all stopped on leaving, whatever happened inside."""
     started: dict[str, Worker] = {}
     try:
         for queue in queues:
-            started[queue] = start_worker(queue, folder / queue, database_url, (stopping or {}).get(queue))
+            secret = (secrets or {}).get(queue, PASSPHRASE)
+            started[queue] = start_worker(
+                queue, folder / queue, database_url, (stopping or {}).get(queue), secret
+            )
         yield started
     finally:
         for proc in started.values():
@@ -287,3 +300,29 @@ def test_a_partial_restore_is_refused_on_the_workers_before_anything_runs(
     with pytest.raises(RecoveryError, match="--applications runs in process: the restore workers restore"):
         execute_recovery(load_settings(workspace), options, PASSPHRASE)
     assert not (recovery_folder / "infra").exists() and not workspace.exists()
+
+
+def test_a_worker_with_a_wrong_passphrase_fails_the_run_in_one_line_and_writes_nothing(
+    three_nodes: DemoSet,
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    database_url: str,
+    recovery_folder: Path,
+) -> None:
+    setup, queue_of = planned_for_workers(three_nodes, recovery_folder)
+    queues = sorted(set(queue_of.values()))
+    wrong = queue_of[next(s.id for s in setup.plan.steps if s.phase == "directors")]
+    options = ExecuteOptions(setup.plan_path, executor="celery")
+    with (
+        running_workers(queues, tmp_path / "workers", database_url, secrets={wrong: b"not the passphrase"}),
+        pytest.raises(RecoveryError) as refused,
+    ):
+        execute_recovery(load_settings(workspace), options, PASSPHRASE)
+    said = r"^\S+\.iso: data/keys/data-key\.json: the recovery passphrase does not unwrap the data key"
+    assert re.match(said, str(refused.value)), refused.value
+    assert "\n" not in str(refused.value) and "Traceback" not in str(refused.value)
+    with connect(database_url) as conn:
+        run_id = conn.execute("SELECT run_id FROM omni.recovery_runs ORDER BY started_at DESC").fetchone()
+        assert run_id is not None
+        attempts = step_attempts(conn, run_id[0])
+    assert not any(a.worker and a.worker.startswith(wrong) for a in attempts), "it ran no step"
