@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any
 
+from celery.exceptions import DuplicateTaskNameWarning
 from dagster import DagsterInstance, execute_job
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
@@ -103,8 +105,11 @@ def run_worker(
     )
 
 
-def run_on_workers(recovery: RunContext, broker: str | None, tags: dict[str, str]) -> str:
-    """The plan's node steps as a `restore_by_node` run on the workers; its Dagster run id."""
+def run_on_workers(
+    recovery: RunContext, broker: str | None, tags: dict[str, str], run_config: dict[str, Any]
+) -> str:
+    """The plan's node steps as a `restore_by_node` run on the workers (`run_config`: its loggers);
+    its Dagster run id."""
     _ = recovery.certificates  # issued once in the run's folder, where the workers read them
     source = recovery.source_record
     job = reconstructable_restore_by_node(str(recovery.options.plan_path), source["inventory"])
@@ -116,12 +121,15 @@ def run_on_workers(recovery: RunContext, broker: str | None, tags: dict[str, str
         "inventory_path": source["inventory"],
         "parallel_factor": recovery.options.parallel,
     }
-    run_config = {
+    config = {
+        **run_config,
         "execution": {"config": executor_config(recovery.settings, broker)},
         "resources": {"recovery_worker": {"config": resource}},
     }
-    with shared_instance(recovery.settings) as instance:
-        result = execute_job(job, instance, run_config=run_config, tags=tags, raise_on_error=False)
+    with shared_instance(recovery.settings) as instance, warnings.catch_warnings():
+        # dagster-celery registers its task again for every op it sends; celery warns each time.
+        warnings.simplefilter("ignore", DuplicateTaskNameWarning)
+        result = execute_job(job, instance, run_config=config, tags=tags, raise_on_error=False)
         if not result.success:
             raise RecoveryError(_failure(result))
         return str(result.run_id)

@@ -42,7 +42,14 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.conftest import PostgresForTests
 from tests.demo_fixtures import SMALL_SET, signed_set, write_demo
 from tests.test_parallel_steps import comparable, run_steps
-from tests.test_recovery import Setup, make_setup, restored_tree, wait_until, workspace  # noqa: F401
+from tests.test_recovery import (  # noqa: F401
+    Setup,
+    make_setup,
+    restored_tree,
+    wait_until,
+    while_running,
+    workspace,
+)
 from transforms.plan.node_groups import CONTROL_PHASES, step_queues
 
 
@@ -197,10 +204,13 @@ def in_process_tree(
     return tree
 
 
-def planned_for_workers(demo: DemoSet, folder: Path) -> tuple[Setup, dict[str, str]]:
+def planned_for_workers(demo: DemoSet, folder: Path, database_url: str) -> tuple[Setup, dict[str, str]]:
     """The set planned onto a same-shaped inventory whose pools are served by the nodes' workers,
-    nothing restored yet; step id → its queue, one for each of the three nodes."""
+    nothing restored yet and no run of it open (a test that failed leaves none to resume); step id
+    → its queue, one for each of the three nodes."""
     shutil.rmtree(folder / "infra", ignore_errors=True)
+    with connect(database_url) as conn:
+        conn.execute("UPDATE omni.recovery_runs SET finished_at = now() WHERE finished_at IS NULL")
     setup = make_setup(demo, folder)
     queue_of = with_pools_on_nodes(setup)
     queues = sorted(set(queue_of.values()))
@@ -224,7 +234,7 @@ def test_each_node_s_steps_run_on_its_worker_and_restore_what_the_in_process_run
     recovery_folder: Path,
     in_process_tree: dict[str, str],
 ) -> None:
-    setup, queue_of = planned_for_workers(three_nodes, recovery_folder)
+    setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
     options = ExecuteOptions(setup.plan_path, executor="celery")
     with running_workers(sorted(set(queue_of.values())), tmp_path / "workers", database_url):
         summary = execute_recovery(load_settings(workspace), options, PASSPHRASE)
@@ -249,7 +259,7 @@ def test_a_worker_process_killed_mid_volume_is_replaced_and_the_run_finishes_ide
     recovery_folder: Path,
     in_process_tree: dict[str, str],
 ) -> None:
-    setup, queue_of = planned_for_workers(three_nodes, recovery_folder)
+    setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
     victim = next(queue_of[s.id] for s in setup.plan.steps if s.phase == "volumes")
     folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in setup.plan.pools])
     marker = tmp_path / "stopped-pid"
@@ -262,21 +272,26 @@ def test_a_worker_process_killed_mid_volume_is_replaced_and_the_run_finishes_ide
     with running_workers(
         sorted(set(queue_of.values())), tmp_path / "workers", database_url, stopping
     ) as workers:
-        control = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        log = tmp_path / "execute-plan.log"  # a file: a pipe nobody reads while waiting could fill up
+        control = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         try:
-            wait_until(lambda: marker.exists() and marker.read_text(), "a volume step's worker process stops")
+            stops = while_running(
+                control, lambda: marker.exists() and marker.read_text(), "a volume's worker stops"
+            )
+            wait_until(stops, "a volume step's worker process stops", seconds=900)
             stopped = psutil.Process(int(marker.read_text()))
             wait_until(lambda: stopped.status() == psutil.STATUS_STOPPED, "the worker process stands still")
             assert stopped.ppid() == workers[victim].pid, "the pool process of the volume's worker"
             stopped.kill()  # SIGKILL, mid-volume
-            output, _ = control.communicate(timeout=600)
+            control.wait(timeout=900)
         finally:
             if control.poll() is None:
                 control.kill()
                 control.wait()
-    assert control.returncode == 0, output.decode()
-    run_id = re.search(r"recovery run (run-\S+) finished", output.decode())
-    assert run_id, output.decode()
+    output = log.read_text()
+    assert control.returncode == 0, output
+    run_id = re.search(r"recovery run (run-\S+) finished", output)
+    assert run_id, output
     assert_whole_run_succeeded(database_url, run_id[1])
     with connect(database_url) as conn:
         attempts = step_attempts(conn, run_id[1])
@@ -293,9 +308,10 @@ def test_a_partial_restore_is_refused_on_the_workers_before_anything_runs(
     three_nodes: DemoSet,
     tmp_path: Path,
     workspace: Path,  # noqa: F811
+    database_url: str,
     recovery_folder: Path,
 ) -> None:
-    setup, _ = planned_for_workers(three_nodes, recovery_folder)
+    setup, _ = planned_for_workers(three_nodes, recovery_folder, database_url)
     options = ExecuteOptions(setup.plan_path, applications=("billing",), executor="celery")
     with pytest.raises(RecoveryError, match="--applications runs in process: the restore workers restore"):
         execute_recovery(load_settings(workspace), options, PASSPHRASE)
@@ -309,7 +325,7 @@ def test_a_worker_with_a_wrong_passphrase_fails_the_run_in_one_line_and_writes_n
     database_url: str,
     recovery_folder: Path,
 ) -> None:
-    setup, queue_of = planned_for_workers(three_nodes, recovery_folder)
+    setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
     queues = sorted(set(queue_of.values()))
     wrong = queue_of[next(s.id for s in setup.plan.steps if s.phase == "directors")]
     options = ExecuteOptions(setup.plan_path, executor="celery")
