@@ -7,7 +7,8 @@ restore has written *and verified* is recorded in `restored_files`; a resumed ru
 once and skips those files. Each write commits at once with its audit row, so a SIGKILL loses at
 most the step or file in flight, which the resumed run redoes.
 
-One process per run: `start_or_resume` first takes the plan's run lock (`run_lock.py`).
+One process per run: `start_or_resume` first takes the plan's run lock (`run_lock.py`); restore
+workers join that process's run, one step each at a time (`joined.py`).
 
 What can go wrong: a connection lost mid-run (the server stopped or restarted) raises DatabaseError
 saying so; what was committed stands, and the next execute-plan resumes the run (its lock went
@@ -104,7 +105,8 @@ class RecoveryTracker:
         self.conn, self.run_id = conn, run_id
         self.lock = threading.RLock()
         # target → path → (sha256, size): read once, then kept up to date by files_verified (the run
-        # lock keeps every other process from recording files for this run).
+        # lock keeps every other process from recording files for this run; a restore worker's
+        # tracker lives for one op, whose steps' files no other process records meanwhile).
         self._verified: dict[str, dict[str, tuple[str | None, int]]] | None = None
 
     @classmethod
