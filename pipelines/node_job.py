@@ -8,9 +8,10 @@ this job from its code pointer (`reconstructable_restore_by_node`: this module, 
 inventory as arguments), so it needs the plan and inventory at the same paths as the control node.
 
 Each op's `recovery_worker` resource is run config (the plan, the run the control node opened,
-the run's folder); inside the worker the op builds the run's context from it and the worker's own
-environment (its workspace and database URL, its passphrase): the control node's live objects do
-not travel, and a refusal (a wrong passphrase) is the op's failure, naming why. The op runs its
+the run's folder); inside the worker the first op of a run builds the run's context from it and
+the worker's own environment (its workspace and database URL, its passphrase), and the worker
+process keeps it for its next ops of that run: the control node's live objects do not travel, and
+a refusal (a wrong passphrase) is the op's failure, naming why. The op runs its
 steps with the runner as execute-plan does (parallel factor, retries, on_failure), joined to the
 run (omni_recovery/execute/joined.py). Ops pass nothing to each other; their order is the plan's.
 """
@@ -64,25 +65,52 @@ class WorkerRecovery(ConfigurableResource):
     def run_group(self, step_ids: tuple[str, ...]) -> dict[str, str]:
         """Join the run and run these steps of the plan; step id → status. A refusal (a wrong
         passphrase, a plan that does not match) or a step whose on_failure is stop raises."""
-        settings = load_settings()  # the worker's own workspace (OMNI_RECOVERY_WORKSPACE)
-        options = ExecuteOptions(
-            plan_path=Path(self.plan_path),
-            location=self.location or None,
-            inventory_path=Path(self.inventory_path) if self.inventory_path else None,
-            parallel_factor=self.parallel_factor,
-        )
-        passphrase = code_location_passphrase()
-        url = database_url(settings)
-        folder = Path(self.run_folder)
-        run = JoinedRunContext(
-            settings, options, passphrase, url, write_run_report, self.run_id, folder, worker_name()
-        )
+        run = self._joined()
         try:
-            join(run)
             outcomes = run_steps(run, steps_named(run, step_ids))
-        finally:
-            run.close()
+        except BaseException:
+            _forget_joined()  # a database gone, a stop: the next op builds the context anew
+            raise
         return {step_id: outcome.status for step_id, outcome in outcomes.items()}
+
+    def _joined(self) -> JoinedRunContext:
+        """This worker process's context of the run, built and joined by its first op of the run
+        (the set's documents, the data key, the layout: a second or so) and kept for the next."""
+        key = self.model_dump_json()
+        run = _JOINED.get(key)
+        if run is None:
+            _forget_joined()
+            settings = load_settings()  # the worker's own workspace (OMNI_RECOVERY_WORKSPACE)
+            options = ExecuteOptions(
+                plan_path=Path(self.plan_path),
+                location=self.location or None,
+                inventory_path=Path(self.inventory_path) if self.inventory_path else None,
+                parallel_factor=self.parallel_factor,
+            )
+            passphrase = code_location_passphrase()
+            url = database_url(settings)
+            folder = Path(self.run_folder)
+            run = JoinedRunContext(
+                settings, options, passphrase, url, write_run_report, self.run_id, folder, worker_name()
+            )
+            try:
+                join(run)
+            except BaseException:
+                run.close()
+                raise
+            _JOINED[key] = run
+        run.tracker.forget_verified()  # other processes verified files since this one last looked
+        return run
+
+
+# The run this worker process last joined (one: a worker serves one run at a time), by its config.
+_JOINED: dict[str, JoinedRunContext] = {}
+
+
+def _forget_joined() -> None:
+    for run in _JOINED.values():
+        run.close()
+    _JOINED.clear()
 
 
 def worker_name() -> str:

@@ -105,8 +105,8 @@ class RecoveryTracker:
         self.conn, self.run_id = conn, run_id
         self.lock = threading.RLock()
         # target → path → (sha256, size): read once, then kept up to date by files_verified (the run
-        # lock keeps every other process from recording files for this run; a restore worker's
-        # tracker lives for one op, whose steps' files no other process records meanwhile).
+        # lock keeps every other process from recording files for this run; a restore worker reads
+        # them again for each op, whose steps' files no other process records meanwhile).
         self._verified: dict[str, dict[str, tuple[str | None, int]]] | None = None
 
     @classmethod
@@ -244,6 +244,11 @@ class RecoveryTracker:
             for root, path, sha, size in rows:
                 self._verified[str(root)][str(path)] = (sha, int(size))
         return dict(self._verified.get(target, {}))
+
+    @_serialized
+    def forget_verified(self) -> None:
+        """Read the verified files again on next use (a restore worker's context outlives an op)."""
+        self._verified = None
 
     @_serialized
     def files_verified(self, target: str, files: Iterable[tuple[str, str | None, int]]) -> None:
