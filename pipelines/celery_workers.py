@@ -17,6 +17,7 @@ has no visibility timeout, unlike Redis): the control node's run then waits for 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import warnings
@@ -24,6 +25,7 @@ from typing import Any
 
 from celery.exceptions import DuplicateTaskNameWarning
 from dagster import DagsterInstance, execute_job
+from kombu import Connection
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
@@ -55,9 +57,23 @@ def sqlalchemy_url(url: str, driver: str) -> str:
 
 
 def celery_urls(settings: Settings, broker: str | None) -> tuple[str, str]:
-    """(broker, result backend): `broker` if given, else the recovery database's."""
+    """(broker, result backend): `broker` if given (checked first), else the recovery database's."""
+    if broker:
+        check_broker(broker)
     url = sqlalchemy_url(database_url(settings), "psycopg")
     return broker or f"sqla+{url}", f"db+{url}"
+
+
+def check_broker(broker: str) -> None:
+    """Refuse, in one line, a broker URL kombu has no transport for, or whose client library is
+    missing here (the URL's scheme only is named: the rest may hold a password)."""
+    scheme = broker.partition("://")[0]
+    if scheme.startswith("redis") and importlib.util.find_spec("redis") is None:
+        raise RecoveryError(f"--broker {scheme}://…: the redis Python package is not installed here")
+    try:
+        _ = Connection(broker).transport
+    except (KeyError, ImportError) as exc:
+        raise RecoveryError(f"--broker {scheme}://…: not a broker Celery can use ({exc})") from exc
 
 
 def executor_config(settings: Settings, broker: str | None) -> dict[str, Any]:
@@ -92,11 +108,12 @@ def run_worker(
     from dagster_celery.make_app import make_app
     from dagster_celery.tasks import create_task
 
+    config = executor_config(settings, broker)  # a broker it cannot use is refused first
+    # What each task's op reads (pipelines/node_job.py), in this process and its pool's.
     os.environ[WORKSPACE_ENV] = str(settings.workspace)
     os.environ[PASSPHRASE_ENV] = passphrase.decode("utf-8")
     if settings.database_url:
         os.environ["OMNI_RECOVERY_DATABASE_URL"] = settings.database_url
-    config = executor_config(settings, broker)
     app = make_app(CeleryExecutor.for_cli(**config).app_args())
     create_task(app)
     node_name = name or f"{queues[0]}@%h"

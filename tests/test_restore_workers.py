@@ -10,6 +10,7 @@ its step's node, and the restored tree is the in-process one's.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from click.testing import CliRunner
 
 from omni_recovery.adapt.inventory import load_inventory
 from omni_recovery.adapt.inventory_model import inventory_to_yaml
+from omni_recovery.cli.main import main
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
 from omni_recovery.envstate.demo import DemoOptions
@@ -342,3 +345,22 @@ def test_a_worker_with_a_wrong_passphrase_fails_the_run_in_one_line_and_writes_n
         assert run_id is not None
         attempts = step_attempts(conn, run_id[0])
     assert not any(a.worker and a.worker.startswith(wrong) for a in attempts), "it ran no step"
+
+
+@pytest.mark.parametrize(
+    ("broker", "said"),
+    [
+        ("foo://user:secret@host/0", "--broker foo://…: not a broker Celery can use"),
+        ("redis://:secret@host:6379/0", "--broker redis://…: the redis Python package is not installed here"),
+    ],
+)
+def test_a_broker_that_cannot_be_used_is_refused_in_one_line_without_its_password(
+    tmp_path: Path, broker: str, said: str
+) -> None:
+    if "redis" in broker and importlib.util.find_spec("redis") is not None:
+        pytest.skip("the redis package is installed here: a redis:// broker can be used")
+    command = ["worker", "--queue", "q", "--broker", broker, "--workspace", str(tmp_path / "ws")]
+    result = CliRunner().invoke(main, command, env={"OMNI_RECOVERY_PASSPHRASE": "x"})
+    assert result.exit_code == 1, result.output
+    assert said in result.output and "secret" not in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ws").exists(), "refused before the workspace is touched"
