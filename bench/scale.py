@@ -124,7 +124,7 @@ def measure(nodes: int, apps_per_node: int, volumes_per_node: int, work: Path, o
 
 
 def prepare(
-    nodes: int, apps_per_node: int, volumes_per_node: int, work: Path, out: Path
+    nodes: int, apps_per_node: int, volumes_per_node: int | None, work: Path, out: Path
 ) -> tuple[int, int, int, int, int]:
     """The demo environment, its signed set and a same-shaped inventory writing under `out`; the
     Directors, applications, volumes, components and files of the environment."""

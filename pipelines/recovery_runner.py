@@ -87,6 +87,8 @@ def execute_recovery(
     tags: Mapping[str, str] | None = None,
 ) -> ExecuteSummary:
     """Run the recovery the options describe; `tags` go on each of its Dagster runs."""
+    if options.applications and options.executor == "celery":
+        raise RecoveryError("--applications runs in process: the restore workers restore the whole plan")
     instance = partial(dagster_instance, settings)
     with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         chosen = _applications(recovery, options)
@@ -96,16 +98,19 @@ def execute_recovery(
                 echo(line)
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}")
         with reported_if_stopped(recovery):
-            runs = _materialize_in_order(
-                settings,
-                recovery,
-                chosen,
-                partial=bool(options.applications),
-                added=extra,
-                echo=echo,
-                run_config=_logging(log_level),
-                run_tags=tags or {},
-            )
+            if options.executor == "celery":
+                runs = _through_workers(settings, recovery, echo, _logging(log_level), dict(tags or {}))
+            else:
+                runs = _materialize_in_order(
+                    settings,
+                    recovery,
+                    chosen,
+                    partial=bool(options.applications),
+                    added=extra,
+                    echo=echo,
+                    run_config=_logging(log_level),
+                    run_tags=tags or {},
+                )
         details = {s.step_id: s.detail for s in _steps(recovery)}
         report = details.get("report/recovery", {}).get("report")
         try:
@@ -180,6 +185,21 @@ def _materialize_in_order(
             names = ", ".join(a.key.to_user_string() for a in group)
             echo(f"  materialising {names}" + (f" [{key_range[0]} … {key_range[1]}]" if key_range else ""))
             runs.append(_materialize(group, recovery, instance, tags, run_config))
+    return runs
+
+
+def _through_workers(
+    settings: Settings, recovery: RunContext, echo: Echo, run_config: dict[str, Any], tags: dict[str, str]
+) -> list[str]:
+    """The node steps on the restore workers, each on its node's queue, then the phases that judge
+    the whole run (verification, report, post-recovery backup) here."""
+    from pipelines.celery_workers import run_on_workers
+
+    echo("  restore_by_node on the restore workers")
+    runs = [run_on_workers(recovery, recovery.options.broker, tags, run_config)]
+    closing = RESTORE_ORDER[-1]
+    echo(f"  materialising {', '.join(a.key.to_user_string() for a in closing)}")
+    runs.append(_materialize(list(closing), recovery, dagster_instance(settings), tags, run_config))
     return runs
 
 

@@ -7,29 +7,37 @@ repository is there, as in a clone. The commands that set up ./.venv themselves 
 demo`, `python3 tasks.py test`: the test command itself) and the long-running Dagster webserver are
 left out. Each ```console block's `$ command` lines run where they stand and must print exactly
 the output shown (a last line `...` stands for the rest). The `backup create --help` example runs too.
+A ```sh block holds commands for several machines (the two-machine example): not run here (the
+restore workers are run by tests/test_restore_workers.py), but each `omni-recovery` command in it
+must be a command of the program with options it has.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
+import pytest
+
+from omni_recovery.cli.main import main
 from omni_recovery.db.schema import init_database
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 README = REPOSITORY / "README.md"
 NOT_RUN = ("python3 tasks.py demo", "python3 tasks.py test", "dagster dev")
-_BLOCK = re.compile(r"^```(bash|console)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+_BLOCK = re.compile(r"^```(bash|console|sh)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)
 class Block:
-    kind: str  # "bash" or "console"
+    kind: str  # "bash", "console" or "sh" (several machines: checked, not run)
     text: str
 
 
@@ -85,6 +93,8 @@ def test_readme_blocks_run_in_order_as_written(fresh_database_url: str, tmp_path
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
     assert [b for b in blocks if b.kind == "bash"], "the README has no bash block"
     for block in blocks:
+        if block.kind == "sh":
+            continue  # commands for several machines: test_multi_machine_commands_exist_as_written
         if block.kind == "bash":
             result = run_bash(runnable(block.text), env)
             assert result.returncode == 0, (
@@ -127,3 +137,34 @@ def test_backup_create_help_example_runs(tmp_path: Path) -> None:
     result = run_bash(help_example("backup", "create"), env)
     assert result.returncode == 0, result.stderr
     assert list((tmp_path / "backups" / "set1").glob("*.iso"))
+
+
+def program_commands(script: str) -> list[list[str]]:
+    """The words of each `omni-recovery` command of a shell script (continued lines joined, comments
+    and environment assignments dropped)."""
+    commands = []
+    for line in script.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        while words and "=" in words[0]:
+            words = words[1:]
+        if words[:1] == ["omni-recovery"]:
+            commands.append(words[1:])
+    return commands
+
+
+def test_multi_machine_commands_exist_as_written() -> None:
+    blocks = [b for b in readme_blocks(README.read_text(encoding="utf-8")) if b.kind == "sh"]
+    commands = [words for block in blocks for words in program_commands(block.text)]
+    assert {words[0] for words in commands} >= {"init-database", "worker", "execute-plan"}
+    for words in commands:
+        command = main.commands.get(words[0])
+        assert isinstance(command, click.Command), f"omni-recovery has no command {words[0]}"
+        known = {o for p in command.params if isinstance(p, click.Option) for o in p.opts}
+        given = {w.split("=", 1)[0] for w in words[1:] if w.startswith("--")}
+        assert given <= known, f"omni-recovery {words[0]}: no option {sorted(given - known)}"
+
+
+@pytest.mark.parametrize("script", ["A=1 omni-recovery worker --queue q \\\n  --name n  # x", "ls"])
+def test_program_commands_are_read_as_the_shell_would(script: str) -> None:
+    expected = [["worker", "--queue", "q", "--name", "n"]] if "omni" in script else []
+    assert program_commands(script) == expected

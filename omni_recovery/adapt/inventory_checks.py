@@ -122,6 +122,10 @@ class InventoryChecker:
             return None
         return value.rstrip("/") or "/"
 
+    def queue_name(self, m: LineMap, what: str) -> str | None:
+        """The optional worker_queue: a name as nodes have (a Celery queue; omni-<name> when absent)."""
+        return self.name(m, "worker_queue", what) if "worker_queue" in m else None
+
     def ssh_keys(self, m: LineMap, root: str, what: str) -> SshKeys | None:
         """The host_key (required) and identity_file of an ssh:// or sftp:// root; neither on another."""
         host_key = self.text(m, "host_key", what)
@@ -179,7 +183,7 @@ class InventoryChecker:
                 item,
                 items.line_of(i) if items else line,
                 where,
-                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics", *SSH_FIELDS),
+                ("name", "root", "cpu_cores", "memory_mib", "disks", "nics", "worker_queue", *SSH_FIELDS),
                 ("name", "root", "cpu_cores", "memory_mib", "disks", "nics"),
             ):
                 continue
@@ -198,9 +202,10 @@ class InventoryChecker:
             if None not in (name, root, cores, memory):
                 assert name is not None and root is not None and cores is not None and memory is not None
                 ssh = self.ssh_keys(item, root, where)
+                queue = self.queue_name(item, where)
                 result.append(
                     InventoryNode(
-                        name, root, cores, memory, disks, nics, item.line, item.line_of("root"), ssh
+                        name, root, cores, memory, disks, nics, item.line, item.line_of("root"), ssh, queue
                     )
                 )
         return result
@@ -354,7 +359,7 @@ class InventoryChecker:
                 item,
                 items.line_of(i) if items else line,
                 where,
-                ("name", "class", "root", "capacity_gib", *SSH_FIELDS),
+                ("name", "class", "root", "capacity_gib", "worker_queue", *SSH_FIELDS),
                 ("name", "class", "root", "capacity_gib"),
             ):
                 continue
@@ -372,8 +377,9 @@ class InventoryChecker:
             capacity = self.positive(item, "capacity_gib", where)
             if name is not None and klass is not None and root is not None and capacity is not None:
                 ssh = self.ssh_keys(item, root, where)
+                queue = self.queue_name(item, where)
                 result.append(
-                    StoragePool(name, str(klass), root, capacity, item.line, item.line_of("root"), ssh)
+                    StoragePool(name, str(klass), root, capacity, item.line, item.line_of("root"), ssh, queue)
                 )
         return result
 

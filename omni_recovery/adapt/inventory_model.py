@@ -62,6 +62,11 @@ class InventoryNode:
     line: int = field(default=0, compare=False)
     root_line: int = field(default=0, compare=False)
     ssh: SshKeys | None = None
+    worker_queue: str | None = None  # the restore workers' queue for its steps (default omni-<name>)
+
+    @property
+    def queue(self) -> str:
+        return self.worker_queue or f"omni-{self.name}"
 
     @property
     def disk_gib(self) -> int:
@@ -77,6 +82,11 @@ class StoragePool:
     line: int = field(default=0, compare=False)
     root_line: int = field(default=0, compare=False)
     ssh: SshKeys | None = None
+    worker_queue: str | None = None  # the restore workers' queue for its volumes (default omni-<name>)
+
+    @property
+    def queue(self) -> str:
+        return self.worker_queue or f"omni-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ def inventory_to_yaml(inventory: Inventory) -> str:
                 "disks": [_disk_fields(d) for d in n.disks],
                 "nics": [{"name": c.name, "mac": c.mac} for c in n.nics],
                 **_ssh_fields(n.ssh),
+                **({"worker_queue": n.worker_queue} if n.worker_queue else {}),
             }
             for n in inventory.nodes
         ],
@@ -147,6 +158,7 @@ def inventory_to_yaml(inventory: Inventory) -> str:
                 "root": s.root,
                 "capacity_gib": s.capacity_gib,
                 **_ssh_fields(s.ssh),
+                **({"worker_queue": s.worker_queue} if s.worker_queue else {}),
             }
             for s in inventory.storage
         ],

@@ -13,12 +13,14 @@ from omni_recovery import __version__
 from omni_recovery.cli.backup import backup, keygen
 from omni_recovery.cli.database import init_database, stop_database
 from omni_recovery.cli.demo import demo, demo_env
-from omni_recovery.cli.execute import deploy_directors, execute_plan, status
+from omni_recovery.cli.execute import deploy_directors, execute_plan
 from omni_recovery.cli.plan import plan_generate
 from omni_recovery.cli.practice import drill
 from omni_recovery.cli.register import register_isos, sql
 from omni_recovery.cli.scan import inventory_scan
+from omni_recovery.cli.status import status
 from omni_recovery.cli.validate import validate_isos
+from omni_recovery.cli.workers import worker
 from omni_recovery.urls import SSH_SCHEMES
 
 
@@ -68,6 +70,7 @@ for command in (
     plan_generate,
     execute_plan,
     deploy_directors,
+    worker,
     status,
     drill,
 ):

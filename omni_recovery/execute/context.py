@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -68,6 +69,7 @@ class RunContext:
         self.write_report = write_report
         self.progress: Progress = progress or (lambda phase, amount: None)
         self.cancel = threading.Event()  # set on Ctrl-C: running steps stop at their next read
+        self.worker: str | None = None  # recorded with each attempt; None: this process (host:pid)
         self._created: dict[str, TargetRoot] = {}
         self._lock = threading.Lock()
 
@@ -329,6 +331,12 @@ class RunContext:
     def certificates(self) -> CertificateBundle:
         """Issued once per run and kept in its folder (0600), so a resumed run reuses them."""
         return run_certificates(self.run_folder, self.plan, self.source.documents.get("keys/ca.crt"))
+
+    @contextmanager
+    def claimed(self, step: Step) -> Iterator[bool]:
+        """Whether to run `step` now; here always, as the run's lock keeps other processes out (a
+        restore worker, execute/joined.py, claims each step)."""
+        yield True
 
     def close(self) -> None:
         if "tracker" in self.__dict__:

@@ -42,6 +42,8 @@ class ExecuteOptions:
     # The application partitions a UI run was launched for: checked by the gate like --applications,
     # without narrowing the run's steps (each partitioned asset narrows its own).
     launched_applications: tuple[str, ...] = ()
+    executor: str = "in-process"  # or "celery": the node steps on restore workers (pipelines/node_job.py)
+    broker: str | None = None  # the workers' Celery broker; None: the recovery database's PostgreSQL
 
     @property
     def parallel(self) -> int:
@@ -55,6 +57,7 @@ class ExecuteOptions:
             "io_priority": self.io_priority,
             "mode": self.mode,
             "numeric_owner": self.numeric_owner,
+            "executor": self.executor,
         }
 
 

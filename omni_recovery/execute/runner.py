@@ -80,7 +80,7 @@ def run_steps(context: RunContext, steps: Iterable[Step]) -> dict[str, StepOutco
     return run_in_order(
         steps,
         context.options.parallel,
-        lambda s: _attempt(context, s),
+        lambda s: _claimed_attempt(context, s),
         lambda s: _settled(context, s, done, blocking),
         ended,
         cancel=context.cancel.set,
@@ -131,6 +131,14 @@ def _load_shared(context: RunContext, steps: list[Step]) -> None:
         _ = context.certificates
 
 
+def _claimed_attempt(context: RunContext, step: Step) -> StepOutcome:
+    """The step's attempts while this process holds it (not at all if it succeeded meanwhile)."""
+    with context.claimed(step) as to_run:
+        if not to_run:
+            return StepOutcome(SKIPPED, detail={"reason": "already succeeded in this run"})
+        return _attempt(context, step)
+
+
 def _attempt(context: RunContext, step: Step) -> StepOutcome:
     """The step tried up to 1 + step.retries times (files verified by a failed try are not redone)."""
     with context.tracker.step_connection():
@@ -143,7 +151,7 @@ def _tried(context: RunContext, step: Step) -> StepOutcome:
     for attempt in range(1, tries + 1):
         if context.cancel.is_set():
             raise Interrupted(f"step {step.id} interrupted")
-        tracker.step_started(step.id, step.phase, step.component)
+        tracker.step_started(step.id, step.phase, step.component, context.worker)
         try:
             outcome = run_step(context, step)
         except RecoveryError as exc:

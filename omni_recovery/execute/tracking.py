@@ -8,7 +8,8 @@ once and skips those files. Each write commits at once with its audit row, so a 
 most the step or file in flight, which the resumed run redoes.
 
 One process per run: `start_or_resume` first takes the plan's run lock (`run_lock.py`). Steps that
-run at once each record on a connection of their own (`step_connections.py`), the rest on the lock's.
+run at once each record on a connection of their own (`step_connections.py`), the rest on the lock's;
+restore workers join that process's run, one step each at a time (`joined.py`).
 
 What can go wrong: a connection lost mid-run (the server stopped or restarted) raises DatabaseError
 saying so; what was committed stands, and the next execute-plan resumes the run (its lock went
@@ -75,7 +76,8 @@ class RecoveryTracker:
         self._steps: StepConnections | None = None
         self._verified_lock = threading.Lock()
         # target → path → (sha256, size): read once, then kept up to date by files_verified (the run
-        # lock keeps every other process from recording files for this run).
+        # lock keeps every other process from recording files for this run; a restore worker reads
+        # them again for each op, whose steps' files no other process records meanwhile).
         self._verified: dict[str, dict[str, tuple[str | None, int]]] | None = None
 
     def use_step_pool(self, database_url: str, size: int) -> None:
@@ -246,6 +248,11 @@ class RecoveryTracker:
                 for root, path, sha, size in rows:
                     self._verified[str(root)][str(path)] = (sha, int(size))
             return dict(self._verified.get(target, {}))
+
+    def forget_verified(self) -> None:
+        """Read the verified files again on next use (a restore worker's context outlives an op)."""
+        with self._verified_lock:
+            self._verified = None
 
     @_tracked
     def files_verified(

@@ -77,6 +77,21 @@ def test_make_inventory_round_trips_through_yaml() -> None:
     assert parse_inventory(inventory_to_yaml(inventory)) == inventory
 
 
+def test_a_worker_queue_is_the_given_one_else_omni_and_the_name() -> None:
+    inventory = parse_inventory(
+        EXAMPLE.replace("    cpu_cores: 32", "    worker_queue: rack-1\n    cpu_cores: 32", 1)
+    )
+    assert inventory.node("node-a").queue == "rack-1"
+    assert inventory.storage[0].queue == "omni-fast" and inventory.storage[0].worker_queue is None
+    pool = dataclasses.replace(inventory.storage[0], worker_queue="rack-1")
+    with_pool = dataclasses.replace(inventory, storage=(pool,))
+    assert parse_inventory(inventory_to_yaml(with_pool)) == with_pool
+    [(line, problem)] = problems_of(
+        EXAMPLE.replace("    cpu_cores: 32", "    worker_queue: a/b\n    cpu_cores: 32")
+    )
+    assert line == 4 and "worker_queue 'a/b' must be letters, digits" in problem
+
+
 @pytest.mark.parametrize(
     ("old", "new", "line", "message"),
     [
