@@ -203,11 +203,8 @@ class InventoryChecker:
                 assert name is not None and root is not None and cores is not None and memory is not None
                 ssh = self.ssh_keys(item, root, where)
                 queue = self.queue_name(item, where)
-                result.append(
-                    InventoryNode(
-                        name, root, cores, memory, disks, nics, item.line, item.line_of("root"), ssh, queue
-                    )
-                )
+                at = (item.line, item.line_of("root"))
+                result.append(InventoryNode(name, root, cores, memory, disks, nics, *at, ssh, queue))
         return result
 
     def disks(self, value: Any, line: int, where: str) -> tuple[InventoryDisk, ...]:
@@ -377,10 +374,9 @@ class InventoryChecker:
             capacity = self.positive(item, "capacity_gib", where)
             if name is not None and klass is not None and root is not None and capacity is not None:
                 ssh = self.ssh_keys(item, root, where)
+                at = (item.line, item.line_of("root"))
                 queue = self.queue_name(item, where)
-                result.append(
-                    StoragePool(name, str(klass), root, capacity, item.line, item.line_of("root"), ssh, queue)
-                )
+                result.append(StoragePool(name, str(klass), root, capacity, *at, ssh, queue))
         return result
 
 

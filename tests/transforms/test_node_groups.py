@@ -6,7 +6,7 @@ from graphlib import TopologicalSorter
 
 from tests.builders import same_shaped
 from transforms.documents import Environment
-from transforms.plan import Plan, generate_plan
+from transforms.plan import Plan, generate_plan, is_gate
 from transforms.plan.node_groups import CONTROL_PHASES, StepGroup, step_groups, step_queues
 
 
@@ -43,7 +43,19 @@ def test_groups_hold_every_node_step_once_one_phase_and_queue_each(demo: Environ
         assert {plan.step(s).phase for s in group.step_ids} == {group.phase}
         assert {queues[s] for s in group.step_ids} == {group.queue}
     assert len({g.name for g in groups}) == len(groups)
-    assert len({g.queue for g in groups if g.phase == "volumes"}) == 2, "the volumes go to both pools"
+    volume_groups = [g for g in groups if g.phase == "volumes" and not is_gate(g.step_ids[0])]
+    assert len({g.queue for g in volume_groups}) == 2, "the volumes go to both pools"
+
+
+def test_a_gate_is_alone_in_its_group_and_its_phase_s_other_groups_come_after_it(demo: Environment) -> None:
+    plan, queues = demo_plan(demo)
+    groups = step_groups(plan, queues)
+    gates = [g for g in groups if any(is_gate(s) for s in g.step_ids)]
+    assert gates, "the demo plan has gates between its phases"
+    for gate in gates:
+        assert len(gate.step_ids) == 1
+        others = [g for g in groups if g.phase == gate.phase and g is not gate]
+        assert others and all(gate.name in g.after for g in others), gate.name
 
 
 def test_a_group_runs_after_the_groups_of_every_step_it_needs_and_none_waits_on_itself(

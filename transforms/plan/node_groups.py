@@ -4,7 +4,9 @@ A Dagster step of the `restore` job is a whole phase, which one process runs eve
 next to a node should run only that node's steps. So each group holds the steps of one phase that
 go to one queue: a step placed on a node goes to that node's queue, a storage pool's preparation
 and the volumes on a pool to the pool's queue, a step with no place of its own (a ring, a cluster)
-to the queue of the first step it depends on that has one, else the first node's. Groups, not
+to the queue of the first step it depends on that has one, else the first node's. A gate step (a
+phase boundary: no work) goes where the first step it waits for went, alone in its group, since
+every other step of its phase depends on it: the phase's groups start once it has. Groups, not
 single steps, keep the engine's fixed cost per task (a Dagster step in a worker: about a second)
 at one per node and phase, whatever the number of volumes. The phases that judge the whole run
 (verification, report, post-recovery backup) are left to the control node (`CONTROL_PHASES`).
