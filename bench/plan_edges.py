@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from omni_recovery.adapt.inventory import make_inventory
-from omni_recovery.envstate.demo import MAX_APPLICATIONS, MAX_DIRECTORS, DemoOptions, write_demo_environment
+from scale import demo_options, same_shaped_inventory
+
+from omni_recovery.envstate.demo import write_demo_environment
 from omni_recovery.envstate.folder import environment_from_folder
 from transforms.plan import Plan, generate_plan, plan_from_yaml, plan_to_yaml, without_gates
 
 MiB = 1024**2
-SUBNETS = ("10.20.0.0/24", "10.20.32.0/19", "10.20.16.0/24")
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,11 @@ def main() -> None:
 def measure(nodes: int, apps_per_node: int, volumes_per_node: int) -> tuple[Form, Form]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench-plan-edges-{nodes}-"))
     try:
-        options = DemoOptions(
-            nodes=nodes,
-            directors=min(nodes, MAX_DIRECTORS),
-            applications=min(nodes * apps_per_node, MAX_APPLICATIONS),
-            volume_scale="tiny",
-            volumes_per_node=volumes_per_node,
-        )
-        write_demo_environment(folder / "env", options)
+        write_demo_environment(folder / "env", demo_options(nodes, apps_per_node, volumes_per_node))
         env = environment_from_folder(folder / "env")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    shapes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in env.nodes]
-    capacity = max(4000, 2 * int(sum(v.size_gib for v in env.volumes)))
-    pools = [("fast", "ssd", capacity), ("bulk", "hdd", capacity)]
-    inventory = make_inventory(shapes, root="file:///srv/bench", storage=pools, subnets=SUBNETS)
+    inventory = same_shaped_inventory(env, "file:///srv/bench")
     plan = generate_plan(env, inventory, "basic", f"scale-{nodes}")
     return form(plan), form(without_gates(plan))
 

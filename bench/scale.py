@@ -30,8 +30,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from timing import TMPFS, child_peak
+
+if TYPE_CHECKING:
+    from omni_recovery.adapt.inventory import Inventory
+    from omni_recovery.envstate.demo import DemoOptions
+    from transforms.documents import Environment
 
 PASSPHRASE = "bench passphrase"
 STAGES = ("register", "validate", "plan", "execute")
@@ -128,27 +134,15 @@ def prepare(
 ) -> tuple[int, int, int, int, int]:
     """The demo environment, its signed set and a same-shaped inventory writing under `out`; the
     Directors, applications, volumes, components and files of the environment."""
-    from omni_recovery.adapt.inventory import inventory_to_yaml, make_inventory
+    from omni_recovery.adapt.inventory import inventory_to_yaml
     from omni_recovery.backup.writer import WriterOptions, create_backup_set
     from omni_recovery.backupset.signing import generate_signing_key, load_signing_key
-    from omni_recovery.envstate.demo import (
-        MAX_APPLICATIONS,
-        MAX_DIRECTORS,
-        DemoOptions,
-        write_demo_environment,
-    )
+    from omni_recovery.envstate.demo import MAX_APPLICATIONS, MAX_DIRECTORS, write_demo_environment
     from omni_recovery.envstate.folder import environment_from_folder
 
     directors = min(nodes, MAX_DIRECTORS)
     applications = min(nodes * apps_per_node, MAX_APPLICATIONS)
-    options = DemoOptions(
-        nodes=nodes,
-        directors=directors,
-        applications=applications,
-        volume_scale="tiny",
-        volumes_per_node=volumes_per_node,
-    )
-    summary = write_demo_environment(work / "env", options)
+    summary = write_demo_environment(work / "env", demo_options(nodes, apps_per_node, volumes_per_node))
     generate_signing_key(work / "k.key")
     (work / "pass").write_text(PASSPHRASE)
     create_backup_set(
@@ -159,12 +153,32 @@ def prepare(
         options=WriterOptions(backup_set_id=f"scale-{nodes}"),
     )
     environment = environment_from_folder(work / "env")
-    shapes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in environment.nodes]
-    capacity = max(4000, 2 * int(sum(v.size_gib for v in environment.volumes)))  # each pool holds them all
-    pools = [("fast", "ssd", capacity), ("bulk", "hdd", capacity)]
-    inventory = make_inventory(shapes, root=(out / "infra").as_uri(), storage=pools, subnets=SUBNETS)
+    inventory = same_shaped_inventory(environment, (out / "infra").as_uri())
     (work / "inventory.yaml").write_text(inventory_to_yaml(inventory))
     return directors, applications, summary.volumes, len(environment.components), summary.files
+
+
+def demo_options(nodes: int, apps_per_node: int, volumes_per_node: int | None) -> DemoOptions:
+    """A demo environment of `nodes` nodes at the issue's shape: tiny volumes, capped Directors."""
+    from omni_recovery.envstate.demo import MAX_APPLICATIONS, MAX_DIRECTORS, DemoOptions
+
+    return DemoOptions(
+        nodes=nodes,
+        directors=min(nodes, MAX_DIRECTORS),
+        applications=min(nodes * apps_per_node, MAX_APPLICATIONS),
+        volume_scale="tiny",
+        volumes_per_node=volumes_per_node,
+    )
+
+
+def same_shaped_inventory(environment: Environment, root: str) -> Inventory:
+    """An inventory of the environment's node shapes under `root`, two pools that each hold it all."""
+    from omni_recovery.adapt.inventory import make_inventory
+
+    shapes = [(f"new-{n.name}", n.cpu_cores, n.memory_mib, n.disk_gib) for n in environment.nodes]
+    capacity = max(4000, 2 * int(sum(v.size_gib for v in environment.volumes)))
+    pools = [("fast", "ssd", capacity), ("bulk", "hdd", capacity)]
+    return make_inventory(shapes, root=root, storage=pools, subnets=SUBNETS)
 
 
 def run(arguments: list[str]) -> tuple[float, int]:
