@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from omni_recovery.adapt.inventory import Inventory
-from tests.builders import reachable, same_shaped
+from tests.builders import reachable
 from transforms.documents import Environment
 from transforms.plan import (
     PHASE_INDEX,
     Plan,
     PlanError,
-    generate_plan,
     plan_from_yaml,
     plan_needs,
     plan_to_yaml,
@@ -26,16 +25,6 @@ from transforms.plan import (
 from transforms.plan_render import plan_to_dot, plan_to_svg
 
 BEFORE_GATES = Path(__file__).resolve().parent.parent / "fixtures" / "recovery-plan-before-gates.yaml"
-
-
-@pytest.fixture(scope="module")
-def inventory(demo: Environment) -> Inventory:
-    return same_shaped(demo)
-
-
-@pytest.fixture(scope="module")
-def plan(demo: Environment, inventory: Inventory) -> Plan:
-    return generate_plan(demo, inventory, "basic", "demo-20261124t0200z")
 
 
 def test_every_phase_but_the_first_opens_with_one_gate_on_the_last_steps_of_the_phase_before(plan: Plan):

@@ -23,16 +23,6 @@ from transforms.plan import (
 )
 
 
-@pytest.fixture(scope="module")
-def inventory(demo: Environment) -> Inventory:
-    return same_shaped(demo)
-
-
-@pytest.fixture(scope="module")
-def plan(demo: Environment, inventory: Inventory) -> Plan:
-    return generate_plan(demo, inventory, "basic", "demo-20261124t0200z")
-
-
 def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
