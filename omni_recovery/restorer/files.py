@@ -37,7 +37,7 @@ from typing import Literal
 from omni_recovery.backupset.attributes import mtime_ns
 from omni_recovery.backupset.manifest import check_symlink_chains
 from omni_recovery.backupset.reader import DataKey
-from omni_recovery.restorer.attributes import EntryMetadata, apply_metadata, apply_over_sftp
+from omni_recovery.restorer.attributes import EntryMetadata, LocalAccounts, apply_metadata, apply_over_sftp
 from omni_recovery.restorer.items import RestoredFile, RestoreItem, RestoreSummary, restore_items
 from omni_recovery.restorer.jobs import FileJob, plan_restore
 from omni_recovery.restorer.scheduling import (
@@ -224,7 +224,12 @@ def _apply_metadata(target: TargetRoot, entries: list[EntryMetadata], numeric_ow
     if isinstance(target, SshRoot):
         return apply_over_sftp(target, entries, numeric_owner, files_dated=True)  # by their commits
     if target.is_local:
-        return [line for e in entries for line in apply_metadata(target, e, numeric_owner=numeric_owner)]
+        accounts = LocalAccounts()  # each owner name looked up once for the whole restore
+        return [
+            line
+            for entry in entries
+            for line in apply_metadata(target, entry, numeric_owner=numeric_owner, accounts=accounts)
+        ]
     for entry in entries:
         if entry.type != "symlink":
             target.chmod(entry.path, stat.S_IMODE(entry.mode))
