@@ -259,20 +259,30 @@ class RecoveryTracker:
         self, conn: Connection, target: str, files: Iterable[tuple[str, str | None, int]]
     ) -> None:
         """Record verified files (path, sha256, size); recording one twice is harmless."""
-        rows = [(self.run_id, target, path, sha, size) for path, sha, size in files]
+        rows = list(files)
         if not rows:
             return
+        # COPY into a batch table of this session, then one INSERT that keeps the first record of a
+        # path (a resumed run reports again a file it found whole): a round trip per batch, not per row.
         with conn.cursor() as cur:
-            cur.executemany(
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS verified_batch "
+                "(path text, sha256 text, size bigint) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy("COPY verified_batch (path, sha256, size) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(
                 "INSERT INTO omni.restored_files (run_id, target, path, sha256, size) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, target, path) DO NOTHING",
-                rows,
+                "SELECT %s, %s, path, sha256, size FROM verified_batch "
+                "ON CONFLICT (run_id, target, path) DO NOTHING",
+                (self.run_id, target),
             )
         conn.commit()
         with self._verified_lock:
             if self._verified is not None:
                 known = self._verified[target]
-                for _, _, path, sha, size in rows:
+                for path, sha, size in rows:
                     known.setdefault(path, (sha, size))  # the first record stands, as in the table
 
     @_tracked

@@ -2,8 +2,9 @@
 
 For one restored file, folder or symlink on a local or SSH root, in this order (each step undoes
 nothing of the ones before it): the owner, by name first (the user and group names looked up on this
-machine, as tar does) and by number where a name is unknown here or the operator asks for numeric
-ids; the mode (again after the owner, since changing the owner clears setuid and setgid); the
+machine, as tar does, each name once per restore: `LocalAccounts`) and by number where a name is
+unknown here or the operator asks for numeric ids; the mode (again after the owner, since changing
+the owner clears setuid and setgid; a file that got its mode when put in place only then); the
 extended attributes, POSIX ACLs among them (`system.posix_acl_access`/`_default`); last the mtime to
 the nanosecond. The restorer calls this once a file's content is in place and, for folders, after
 everything inside them, so nothing written later moves a folder's mtime again. An SSH root gets what
@@ -31,6 +32,7 @@ from omni_recovery.targets.ssh import SshRoot
 from omni_recovery.targets.ssh_attributes import AttributeChange, set_attributes
 
 NameLookup = Callable[[str], int | None]
+SETID_BITS = stat.S_ISUID | stat.S_ISGID
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +46,47 @@ class EntryMetadata:
     attributes: FileAttributes | None
 
 
-def apply_metadata(target: TargetRoot, entry: EntryMetadata, *, numeric_owner: bool = False) -> list[str]:
+class LocalAccounts:
+    """The uid and gid of user and group names on this machine, each name looked up once (an unknown
+    name too): one restore asks about the same few names for every file, and each NSS lookup reads
+    the account databases again."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, int | None] = {}
+        self._groups: dict[str, int | None] = {}
+
+    def user_id(self, name: str) -> int | None:
+        return _cached(self._users, name, pwd.getpwnam)
+
+    def group_id(self, name: str) -> int | None:
+        return _cached(self._groups, name, grp.getgrnam)
+
+
+def _cached(known: dict[str, int | None], name: str, lookup: Callable[[str], Any]) -> int | None:
+    if name not in known:
+        known[name] = _local_id(lookup)(name)
+    return known[name]
+
+
+def apply_metadata(
+    target: TargetRoot,
+    entry: EntryMetadata,
+    *,
+    numeric_owner: bool = False,
+    accounts: LocalAccounts | None = None,
+    mode_set: bool = False,
+) -> list[str]:
     """Apply `entry`'s metadata to its restored copy on the local or SSH `target`; the lines of what
-    could not be applied (empty when everything was)."""
+    could not be applied (empty when everything was). `accounts` keeps the names looked up on this
+    machine between the calls of one restore; `mode_set`: the file got its mode when put in place."""
     if isinstance(target, SshRoot):
         return apply_over_sftp(target, [entry], numeric_owner)
     full = target.resolve(entry.path)
     attributes = entry.attributes or FileAttributes()
-    refused = _apply_owner(full, entry.path, attributes, numeric_owner)
+    refused = _apply_owner(full, entry.path, attributes, numeric_owner, accounts or LocalAccounts())
     if entry.type != "symlink":
-        target.chmod(entry.path, stat.S_IMODE(entry.mode))
+        if not mode_set or entry.mode & SETID_BITS:  # the only bits a new owner clears
+            target.chmod(entry.path, stat.S_IMODE(entry.mode))
         refused += _apply_xattrs(full, entry.path, attributes)
     if entry.mtime is not None:
         nanoseconds = mtime_ns(entry.mtime)
@@ -95,7 +128,7 @@ def _sftp_change(entry: EntryMetadata, owner: tuple[int, int] | None, files_date
     mode = stat.S_IMODE(entry.mode)
     if files_dated and entry.type == "file":
         # A new owner clears only the setuid and setgid bits, and moves no mtime.
-        return AttributeChange(entry.path, False, owner, mode if owner and mode & 0o6000 else None)
+        return AttributeChange(entry.path, False, owner, mode if owner and mode & SETID_BITS else None)
     mtime = None if entry.mtime is None else mtime_ns(entry.mtime) / 1e9
     return AttributeChange(entry.path, entry.type == "symlink", owner, mode, mtime)
 
@@ -132,8 +165,10 @@ def _by_name(lookup: NameLookup, name: str | None, number: int) -> int:
     return number if found is None else found
 
 
-def _apply_owner(full: str, path: str, attributes: FileAttributes, numeric_owner: bool) -> list[str]:
-    uid, gid = owner_ids(attributes, numeric_owner)
+def _apply_owner(
+    full: str, path: str, attributes: FileAttributes, numeric_owner: bool, accounts: LocalAccounts
+) -> list[str]:
+    uid, gid = owner_ids(attributes, numeric_owner, accounts.user_id, accounts.group_id)
     if (uid, gid) == (-1, -1):
         return []
     try:

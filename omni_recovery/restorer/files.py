@@ -37,7 +37,7 @@ from typing import Literal
 from omni_recovery.backupset.attributes import mtime_ns
 from omni_recovery.backupset.manifest import check_symlink_chains
 from omni_recovery.backupset.reader import DataKey
-from omni_recovery.restorer.attributes import EntryMetadata, apply_metadata, apply_over_sftp
+from omni_recovery.restorer.attributes import EntryMetadata, LocalAccounts, apply_metadata, apply_over_sftp
 from omni_recovery.restorer.items import RestoredFile, RestoreItem, RestoreSummary, restore_items
 from omni_recovery.restorer.jobs import FileJob, plan_restore
 from omni_recovery.restorer.scheduling import (
@@ -171,10 +171,10 @@ def restore_files(
     _make_links(plan.links, jobs, target, finished)
     summary.hardlinks = len(plan.links)
     # Content first, then what it carries, folders last and deepest first: nothing moves an mtime again.
-    entries = [job.parts[0].metadata for job in jobs if job.parts[0].attributes is not None]
-    entries += [item.metadata for item in (*symlinks, *plan.links)]
-    entries += [d.metadata for d in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True)]
-    summary.not_applied = plan.apart + _apply_metadata(target, entries, numeric_owner)
+    dated = [job.parts[0].metadata for job in jobs if job.parts[0].attributes is not None]
+    others = [item.metadata for item in (*symlinks, *plan.links)]
+    others += [d.metadata for d in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True)]
+    summary.not_applied = plan.apart + _apply_metadata(target, dated, others, numeric_owner)
     if target.fsync and target.is_local:
         for folder in sorted({posixpath.dirname(s.path) for s in symlinks} | {d.path for d in dirs}):
             target.fsync_folder(folder)
@@ -217,14 +217,25 @@ def _make_links(
         finished(by_path[item.hardlink].restored(item.path))
 
 
-def _apply_metadata(target: TargetRoot, entries: list[EntryMetadata], numeric_owner: bool) -> list[str]:
-    """Owners, modes, xattrs and mtimes of restored entries on a local root; on an SSH root what SFTP
-    can set; on another, the modes and mtimes the root itself can set (fsspec) and one line saying
-    owners and xattrs were not."""
+def _apply_metadata(
+    target: TargetRoot, dated: list[EntryMetadata], others: list[EntryMetadata], numeric_owner: bool
+) -> list[str]:
+    """Owners, modes, xattrs and mtimes of restored entries (first the `dated` files, which got their
+    mode and mtime when put in place) on a local root; on an SSH root what SFTP can set; on another,
+    the modes and mtimes the root itself can set (fsspec) and one line saying owners and xattrs were
+    not."""
+    entries = dated + others
     if isinstance(target, SshRoot):
         return apply_over_sftp(target, entries, numeric_owner, files_dated=True)  # by their commits
     if target.is_local:
-        return [line for e in entries for line in apply_metadata(target, e, numeric_owner=numeric_owner)]
+        accounts = LocalAccounts()  # each owner name looked up once for the whole restore
+        return [
+            line
+            for index, entry in enumerate(entries)
+            for line in apply_metadata(
+                target, entry, numeric_owner=numeric_owner, accounts=accounts, mode_set=index < len(dated)
+            )
+        ]
     for entry in entries:
         if entry.type != "symlink":
             target.chmod(entry.path, stat.S_IMODE(entry.mode))

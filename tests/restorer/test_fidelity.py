@@ -26,7 +26,7 @@ from omni_recovery.backupset.hashing import sha256_file
 from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
-from omni_recovery.restorer.attributes import owner_ids
+from omni_recovery.restorer.attributes import LocalAccounts, owner_ids
 from omni_recovery.restorer.files import restore_files
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import TargetRoot
@@ -268,6 +268,17 @@ def test_owners_go_by_name_first_unless_numeric_ids_are_asked_for():
     assert owner_ids(known, numeric_owner=True) == (4242, 4243)
     assert owner_ids(unknown, numeric_owner=False) == (4242, 4243)
     assert owner_ids(FileAttributes(), numeric_owner=False) == (-1, -1)
+
+
+def test_one_restore_looks_each_owner_name_up_once_and_keeps_the_answer():
+    known = FileAttributes(uid=4242, gid=4243, user="root", group="root")
+    unknown = FileAttributes(uid=4242, gid=4243, user="no-such-user-here", group="no-such-group-here")
+    accounts = LocalAccounts()
+    for _ in range(2):  # the second time from what the first kept, misses included
+        assert owner_ids(known, False, accounts.user_id, accounts.group_id) == (0, 0)
+        assert owner_ids(unknown, False, accounts.user_id, accounts.group_id) == (4242, 4243)
+    assert accounts.user_id("no-such-user-here") is None
+    assert (accounts.user_id("root"), accounts.group_id("root")) == (0, 0)
 
 
 @ROOT_ONLY
