@@ -188,3 +188,16 @@ def test_verified_files_are_read_once_and_follow_what_the_run_records(conn: psyc
     assert {t: tracker.verified_files(t) for t in expected} == expected
     fresh = RecoveryTracker.start_or_resume(conn, "plan-a", {})  # what the table holds agrees
     assert {t: fresh.verified_files(t) for t in expected} == expected
+
+
+def test_verified_files_are_recorded_on_an_autocommit_connection_too(conn: psycopg.Connection):
+    """The batch goes through a temporary table emptied at commit: on a connection that commits each
+    statement by itself, the rows must still reach the table."""
+    conn.autocommit = True
+    tracker = RecoveryTracker.start_or_resume(conn, "plan-a", {})
+    tracker.files_verified("node-a", [("a/x", "f" * 64, 10), ("a/y", None, 0)])
+    rows = conn.execute(
+        "SELECT path, sha256, size FROM omni.restored_files WHERE run_id = %s ORDER BY path",
+        (tracker.run_id,),
+    ).fetchall()
+    assert rows == [("a/x", "f" * 64, 10), ("a/y", None, 0)]

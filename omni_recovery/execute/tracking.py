@@ -264,7 +264,8 @@ class RecoveryTracker:
             return
         # COPY into a batch table of this session, then one INSERT that keeps the first record of a
         # path (a resumed run reports again a file it found whole): a round trip per batch, not per row.
-        with conn.cursor() as cur:
+        # One transaction around the batch even on an autocommit connection: its rows go at commit.
+        with conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS verified_batch "
                 "(path text, sha256 text, size bigint) ON COMMIT DELETE ROWS"
