@@ -162,8 +162,12 @@ def watch_run(conn: Connection, run_id: str, plan_id: str, every: float) -> RunP
         while True:
             reading = read_progress(conn, run_id, totals)
             display.show(reading)
-            if reading.finished or reading.status != RUNNING or run_holder(conn, plan_id) is None:
+            if reading.finished or reading.status != RUNNING:
                 return reading
+            if run_holder(conn, plan_id) is None:  # it may have ended since the reading: show how
+                final = read_progress(conn, run_id, totals)
+                display.show(final)
+                return final
             time.sleep(_interval(display, every))
     finally:
         display.close()
