@@ -32,6 +32,7 @@ from kombu import Connection
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
+from omni_recovery.db.connection import connect
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.context import RunContext
@@ -46,6 +47,7 @@ CELERY_SETTINGS: dict[str, Any] = {
     "worker_prefetch_multiplier": 1,
     "broker_connection_retry_on_startup": True,
 }
+BROKER_TABLES_LOCK = 0x6F6D6E6962726B72  # a PostgreSQL advisory lock key of this module's own
 
 
 def sqlalchemy_url(url: str, driver: str) -> str:
@@ -95,6 +97,18 @@ def executor_config(
     return {"broker": broker_url, "backend": backend, "config_source": config}
 
 
+def prepare_broker_tables(settings: Settings, broker_url: str) -> None:
+    """Make the SQLAlchemy transport's tables, one process at a time: kombu makes them on first use
+    without a guard, so workers started together on a new database race (all but one fail on
+    `CREATE SEQUENCE queue_id_sequence`). Other transports need nothing."""
+    if not broker_url.startswith("sqla+"):
+        return
+    with connect(database_url(settings)) as conn, Connection(broker_url) as broker:
+        conn.execute("SELECT pg_advisory_lock(%s)", (BROKER_TABLES_LOCK,))
+        _ = broker.default_channel  # its first channel makes the tables when they are missing
+        conn.execute("SELECT pg_advisory_unlock(%s)", (BROKER_TABLES_LOCK,))
+
+
 def shared_instance(settings: Settings) -> DagsterInstance:
     """The Dagster instance of restore-worker runs: storage in the recovery database's PostgreSQL."""
     home = settings.workspace / "dagster-celery"
@@ -123,6 +137,7 @@ def run_worker(
     from dagster_celery.tasks import create_task
 
     config = executor_config(settings, broker, visibility_timeout)  # an unusable broker refused first
+    prepare_broker_tables(settings, config["broker"])
     # What each task's op reads (pipelines/node_job.py), in this process and its pool's.
     os.environ[WORKSPACE_ENV] = str(settings.workspace)
     os.environ[PASSPHRASE_ENV] = passphrase.decode("utf-8")
@@ -151,6 +166,7 @@ def run_on_workers(recovery: RunContext, tags: dict[str, str], run_config: dict[
         "parallel_factor": options.parallel,
     }
     executor = executor_config(recovery.settings, options.broker, options.visibility_timeout)
+    prepare_broker_tables(recovery.settings, executor["broker"])
     config = {
         **run_config,
         "execution": {"config": executor},
