@@ -10,9 +10,12 @@ control node and workers see one run; its home is `<workspace>/dagster-celery` o
 
 Celery is set so a worker that dies mid-task does not lose it: a task is acknowledged only once it
 has ended (`task_acks_late`), given back when its worker process is lost
-(`task_reject_on_worker_lost`), and a worker takes one task at a time (prefetch 1). With the
-SQLAlchemy transport a message a killed worker had taken is not handed out again (the transport
-has no visibility timeout, unlike Redis): the control node's run then waits for that op.
+(`task_reject_on_worker_lost`), and a worker takes one task at a time (prefetch 1). A worker
+whose main process (or machine) is lost gives nothing back: with a Redis broker its task is
+handed out again once it has been unacknowledged for the visibility timeout (which must exceed
+the longest node op, else a running op is handed out twice); the SQLAlchemy transport has no such
+timeout, so the control node's run waits for that op even once the worker is back (stopped and
+run again, it resumes).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from kombu import Connection
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import URL
 
+from omni_recovery.db.connection import connect
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.context import RunContext
+from omni_recovery.execute.options import DEFAULT_VISIBILITY_TIMEOUT
 from omni_recovery.settings import PASSPHRASE_ENV, WORKSPACE_ENV, Settings
 from omni_recovery.whole_file import write_text_whole
 from pipelines.node_job import reconstructable_restore_by_node
@@ -42,6 +47,7 @@ CELERY_SETTINGS: dict[str, Any] = {
     "worker_prefetch_multiplier": 1,
     "broker_connection_retry_on_startup": True,
 }
+BROKER_TABLES_LOCK = 0x6F6D6E6962726B72  # a PostgreSQL advisory lock key of this module's own
 
 
 def sqlalchemy_url(url: str, driver: str) -> str:
@@ -76,10 +82,31 @@ def check_broker(broker: str) -> None:
         raise RecoveryError(f"--broker {scheme}://…: not a broker Celery can use ({exc})") from exc
 
 
-def executor_config(settings: Settings, broker: str | None) -> dict[str, Any]:
+def executor_config(
+    settings: Settings, broker: str | None, visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+) -> dict[str, Any]:
     """dagster-celery's executor config (the workers' app is made from the same)."""
     broker_url, backend = celery_urls(settings, broker)
-    return {"broker": broker_url, "backend": backend, "config_source": dict(CELERY_SETTINGS)}
+    config = dict(CELERY_SETTINGS)
+    if broker_url.startswith("redis"):
+        # Unacknowledged tasks are looked for every 10 s (kombu's default: every 100 s).
+        config["broker_transport_options"] = {
+            "visibility_timeout": visibility_timeout,
+            "unacked_restore_throttle": 1,
+        }
+    return {"broker": broker_url, "backend": backend, "config_source": config}
+
+
+def prepare_broker_tables(settings: Settings, broker_url: str) -> None:
+    """Make the SQLAlchemy transport's tables, one process at a time: kombu makes them on first use
+    without a guard, so workers started together on a new database race (all but one fail on
+    `CREATE SEQUENCE queue_id_sequence`). Other transports need nothing."""
+    if not broker_url.startswith("sqla+"):
+        return
+    with connect(database_url(settings)) as conn, Connection(broker_url) as broker:
+        conn.execute("SELECT pg_advisory_lock(%s)", (BROKER_TABLES_LOCK,))
+        _ = broker.default_channel  # its first channel makes the tables when they are missing
+        conn.execute("SELECT pg_advisory_unlock(%s)", (BROKER_TABLES_LOCK,))
 
 
 def shared_instance(settings: Settings) -> DagsterInstance:
@@ -100,6 +127,7 @@ def run_worker(
     passphrase: bytes,
     *,
     broker: str | None = None,
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT,
     concurrency: int = 1,
     name: str | None = None,
 ) -> None:
@@ -108,7 +136,8 @@ def run_worker(
     from dagster_celery.make_app import make_app
     from dagster_celery.tasks import create_task
 
-    config = executor_config(settings, broker)  # a broker it cannot use is refused first
+    config = executor_config(settings, broker, visibility_timeout)  # an unusable broker refused first
+    prepare_broker_tables(settings, config["broker"])
     # What each task's op reads (pipelines/node_job.py), in this process and its pool's.
     os.environ[WORKSPACE_ENV] = str(settings.workspace)
     os.environ[PASSPHRASE_ENV] = passphrase.decode("utf-8")
@@ -122,25 +151,25 @@ def run_worker(
     )
 
 
-def run_on_workers(
-    recovery: RunContext, broker: str | None, tags: dict[str, str], run_config: dict[str, Any]
-) -> str:
+def run_on_workers(recovery: RunContext, tags: dict[str, str], run_config: dict[str, Any]) -> str:
     """The plan's node steps as a `restore_by_node` run on the workers (`run_config`: its loggers);
     its Dagster run id."""
     _ = recovery.certificates  # issued once in the run's folder, where the workers read them
-    source = recovery.source_record
-    job = reconstructable_restore_by_node(str(recovery.options.plan_path), source["inventory"])
+    source, options = recovery.source_record, recovery.options
+    job = reconstructable_restore_by_node(str(options.plan_path), source["inventory"])
     resource = {
-        "plan_path": str(recovery.options.plan_path),
+        "plan_path": str(options.plan_path),
         "run_id": recovery.tracker.run_id,
         "run_folder": str(recovery.run_folder.resolve()),
         "location": source["location"],
         "inventory_path": source["inventory"],
-        "parallel_factor": recovery.options.parallel,
+        "parallel_factor": options.parallel,
     }
+    executor = executor_config(recovery.settings, options.broker, options.visibility_timeout)
+    prepare_broker_tables(recovery.settings, executor["broker"])
     config = {
         **run_config,
-        "execution": {"config": executor_config(recovery.settings, broker)},
+        "execution": {"config": executor},
         "resources": {"recovery_worker": {"config": resource}},
     }
     with shared_instance(recovery.settings) as instance, warnings.catch_warnings():

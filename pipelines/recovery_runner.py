@@ -196,7 +196,7 @@ def _through_workers(
     from pipelines.celery_workers import run_on_workers
 
     echo("  restore_by_node on the restore workers")
-    runs = [run_on_workers(recovery, recovery.options.broker, tags, run_config)]
+    runs = [run_on_workers(recovery, tags, run_config)]
     closing = RESTORE_ORDER[-1]
     echo(f"  materialising {', '.join(a.key.to_user_string() for a in closing)}")
     runs.append(_materialize(list(closing), recovery, dagster_instance(settings), tags, run_config))

@@ -15,16 +15,10 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -46,13 +40,12 @@ from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.conftest import PostgresForTests
 from tests.demo_fixtures import SMALL_SET, signed_set, write_demo
 from tests.test_parallel_steps import comparable, run_steps
-from tests.test_recovery import (  # noqa: F401
-    Setup,
-    make_setup,
-    restored_tree,
-    wait_until,
-    while_running,
-    workspace,
+from tests.test_recovery import Setup, make_setup, restored_tree, workspace  # noqa: F401
+from tests.worker_processes import (
+    assert_killed_steps_retried,
+    running_workers,
+    start_execute_plan,
+    stopped_pool_process,
 )
 from transforms.plan.node_groups import CONTROL_PHASES, step_queues
 
@@ -95,95 +88,6 @@ def with_pools_on_nodes(setup: Setup) -> dict[str, str]:
     return step_queues(
         setup.plan, {n.name: n.queue for n in inventory.nodes}, {p.name: p.queue for p in inventory.storage}
     )
-
-
-Worker = subprocess.Popen[bytes]
-
-# `omni-recovery worker` whose pool process stops itself (SIGSTOP) once it has put argv[1] files in
-# place under the folders listed in argv[3], the first time only (marker file argv[2]: the process
-# the pool starts next writes on): the stop lands mid-volume because of the worker's own progress.
-SELF_STOPPING_WORKER = textwrap.dedent(
-    """
-    import itertools, json, os, signal, sys
-    from pathlib import Path
-    from omni_recovery.cli.main import main
-    from omni_recovery.targets.driver import PartialFile
-
-    files, marker, folders = int(sys.argv[1]), Path(sys.argv[2]), tuple(json.loads(sys.argv[3]))
-    commit, placed = PartialFile.commit, itertools.count(1)
-
-    def counted(self, **options):
-        commit(self, **options)
-        if self._full.startswith(folders) and next(placed) == files and not marker.exists():
-            marker.write_text(str(os.getpid()))
-            os.kill(os.getpid(), signal.SIGSTOP)
-
-    PartialFile.commit = counted
-    main(sys.argv[4:], prog_name="omni-recovery")
-    """
-)
-
-
-def start_worker(
-    queue: str,
-    folder: Path,
-    database_url: str,
-    stop_after: list[str] | None = None,
-    secret: bytes = PASSPHRASE,
-) -> Worker:
-    """`omni-recovery worker --queue QUEUE` as a process of its own, in a workspace of its own, with
-    its own passphrase file (`secret`); `stop_after`: [files, marker, folders] for SELF_STOPPING_WORKER."""
-    passphrase = folder / "passphrase"
-    folder.mkdir(parents=True, exist_ok=True)
-    passphrase.write_bytes(secret)
-    arguments = [
-        "worker",
-        "--queue",
-        queue,
-        "--passphrase-file",
-        str(passphrase),
-        "--workspace",
-        str(folder / "ws"),
-    ]
-    if stop_after is None:
-        command = [sys.executable, "-m", "omni_recovery.cli", *arguments]
-    else:
-        command = [sys.executable, "-c", SELF_STOPPING_WORKER, *stop_after, *arguments]
-    env = dict(os.environ, OMNI_RECOVERY_DATABASE_URL=database_url)
-    env.pop("OMNI_RECOVERY_PASSPHRASE", None)
-    log = (folder / "worker.log").open("wb")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-@contextmanager
-def running_workers(
-    queues: list[str],
-    folder: Path,
-    database_url: str,
-    stopping: dict[str, list[str]] | None = None,
-    secrets: dict[str, bytes] | None = None,
-) -> Iterator[dict[str, Worker]]:
-    """queue → its running worker (`stopping`: queue → SELF_STOPPING_WORKER's arguments; `secrets`:
-    queue → a passphrase other than the set's); all stopped on leaving, whatever happened inside."""
-    started: dict[str, Worker] = {}
-    try:
-        for queue in queues:
-            secret = (secrets or {}).get(queue, PASSPHRASE)
-            started[queue] = start_worker(
-                queue, folder / queue, database_url, (stopping or {}).get(queue), secret
-            )
-        yield started
-    finally:
-        for proc in started.values():
-            for child in psutil.Process(proc.pid).children(recursive=True):
-                child.send_signal(signal.SIGCONT)  # a stopped pool process would hold up the shutdown
-            proc.send_signal(signal.SIGTERM)
-        for proc in started.values():
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -268,43 +172,19 @@ def test_a_worker_process_killed_mid_volume_is_replaced_and_the_run_finishes_ide
     folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in setup.plan.pools])
     marker = tmp_path / "stopped-pid"
     stopping = {victim: ["3", str(marker), folders]}
-    command = [sys.executable, "-m", "omni_recovery.cli", "execute-plan", "--plan", str(setup.plan_path)]
-    command += ["--executor", "celery", "--workspace", str(tmp_path / "ws")]
-    env = dict(
-        os.environ, OMNI_RECOVERY_PASSPHRASE=PASSPHRASE.decode(), OMNI_RECOVERY_DATABASE_URL=database_url
-    )
     with running_workers(
         sorted(set(queue_of.values())), tmp_path / "workers", database_url, stopping
     ) as workers:
-        log = tmp_path / "execute-plan.log"  # a file: a pipe nobody reads while waiting could fill up
-        control = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        control = start_execute_plan(setup.plan_path, tmp_path, database_url)
         try:
-            stops = while_running(
-                control, lambda: marker.exists() and marker.read_text(), "a volume's worker stops"
-            )
-            wait_until(stops, "a volume step's worker process stops", seconds=900)
-            stopped = psutil.Process(int(marker.read_text()))
-            wait_until(lambda: stopped.status() == psutil.STATUS_STOPPED, "the worker process stands still")
-            assert stopped.ppid() == workers[victim].pid, "the pool process of the volume's worker"
-            stopped.kill()  # SIGKILL, mid-volume
+            stopped_pool_process(control, marker, workers[victim]).kill()  # SIGKILL, mid-volume
             control.wait(timeout=900)
         finally:
             if control.poll() is None:
                 control.kill()
                 control.wait()
-    output = log.read_text()
-    assert control.returncode == 0, output
-    run_id = re.search(r"recovery run (run-\S+) finished", output)
-    assert run_id, output
-    assert_whole_run_succeeded(database_url, run_id[1])
-    with connect(database_url) as conn:
-        attempts = step_attempts(conn, run_id[1])
-    killed = [a for a in attempts if a.outcome is None]  # the steps in flight: up to the parallel factor
-    assert 1 <= len(killed) <= ExecuteOptions(setup.plan_path).parallel, killed
-    for attempt in killed:
-        assert attempt.worker == f"{victim}@{socket.gethostname()}" and queue_of[attempt.step_id] == victim
-        again = [a for a in attempts if a.step_id == attempt.step_id and a.attempt > attempt.attempt]
-        assert [(a.outcome, a.worker) for a in again] == [(SUCCEEDED, attempt.worker)], "retried on its queue"
+    run_id = assert_killed_steps_retried(control, tmp_path, database_url, setup.plan_path, queue_of, victim)
+    assert_whole_run_succeeded(database_url, run_id)
     assert comparable(restored_tree(setup.plan, tmp_path / "tree")) == in_process_tree
 
 

@@ -125,6 +125,7 @@ def execute_plan(
     ssh_data_channel: str,
     executor: str,
     broker: str | None,
+    visibility_timeout: int,
     progress_every: float,
     workspace: Path | None,
 ) -> None:
@@ -160,6 +161,7 @@ def execute_plan(
         ssh_data_channel=ssh_data_channel,
         executor=executor,
         broker=broker,
+        visibility_timeout=visibility_timeout,
     )
     handle_errors(_execute)(
         options,

@@ -18,8 +18,27 @@ BROKER_HELP = (
     "database's PostgreSQL, through kombu's SQLAlchemy transport]."
 )
 
+VISIBILITY_TIMEOUT_HELP = (
+    "Redis brokers: seconds a step's task may stay unacknowledged before it is handed out again, "
+    "so a lost worker's step runs on the queue's next worker; longer than the longest node op "
+    "(else a running op is handed out twice). Give the control node and its workers the same."
+)
+
+
+def visibility_timeout_option(func: F) -> F:
+    from omni_recovery.execute.options import DEFAULT_VISIBILITY_TIMEOUT
+
+    return click.option(
+        "--visibility-timeout",
+        default=DEFAULT_VISIBILITY_TIMEOUT,
+        show_default=True,
+        type=click.IntRange(1),
+        help=VISIBILITY_TIMEOUT_HELP,
+    )(func)
+
 
 def executor_options(func: F) -> F:
+    func = visibility_timeout_option(func)
     func = click.option("--broker", default=None, help=BROKER_HELP)(func)
     return click.option(
         "--executor",
@@ -41,6 +60,7 @@ def executor_options(func: F) -> F:
     help="Queue to serve (a node's or storage pool's worker_queue; default omni-<name>). Repeatable.",
 )
 @click.option("--broker", default=None, help=BROKER_HELP)
+@visibility_timeout_option
 @click.option(
     "--concurrency", default=1, show_default=True, type=click.IntRange(1, 64), help="Tasks run at once."
 )
@@ -52,6 +72,7 @@ def executor_options(func: F) -> F:
 def worker(
     queues: tuple[str, ...],
     broker: str | None,
+    visibility_timeout: int,
     concurrency: int,
     name: str | None,
     passphrase_file: Path | None,
@@ -67,12 +88,15 @@ def worker(
     Example:
       omni-recovery worker --queue omni-node1 --passphrase-file ./passphrase
     """
-    handle_errors(_worker)(list(queues), broker, concurrency, name, passphrase_file, workspace)
+    handle_errors(_worker)(
+        list(queues), broker, visibility_timeout, concurrency, name, passphrase_file, workspace
+    )
 
 
 def _worker(
     queues: list[str],
     broker: str | None,
+    visibility_timeout: int,
     concurrency: int,
     name: str | None,
     passphrase_file: Path | None,
@@ -84,4 +108,12 @@ def _worker(
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None
     settings = load_settings(workspace)
-    run_worker(settings, queues, passphrase, broker=broker, concurrency=concurrency, name=name)
+    run_worker(
+        settings,
+        queues,
+        passphrase,
+        broker=broker,
+        visibility_timeout=visibility_timeout,
+        concurrency=concurrency,
+        name=name,
+    )

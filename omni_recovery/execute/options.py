@@ -22,6 +22,11 @@ class RecoveryRefused(RecoveryError):
     """The recovery cannot start: the set is not validated, the plan does not match it, or a key is wrong."""
 
 
+# Seconds a Redis broker leaves a task unacknowledged before handing it out again (a lost
+# worker's; also a running one's, so longer than the longest node op): kombu's own default.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+
+
 @dataclass(frozen=True)
 class ExecuteOptions:
     plan_path: Path
@@ -44,6 +49,7 @@ class ExecuteOptions:
     launched_applications: tuple[str, ...] = ()
     executor: str = "in-process"  # or "celery": the node steps on restore workers (pipelines/node_job.py)
     broker: str | None = None  # the workers' Celery broker; None: the recovery database's PostgreSQL
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT  # redis brokers only
 
     @property
     def parallel(self) -> int:
