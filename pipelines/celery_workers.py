@@ -20,7 +20,6 @@ run again, it resumes).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import warnings
@@ -74,8 +73,6 @@ def check_broker(broker: str) -> None:
     """Refuse, in one line, a broker URL kombu has no transport for, or whose client library is
     missing here (the URL's scheme only is named: the rest may hold a password)."""
     scheme = broker.partition("://")[0]
-    if scheme.startswith("redis") and importlib.util.find_spec("redis") is None:
-        raise RecoveryError(f"--broker {scheme}://…: the redis Python package is not installed here")
     try:
         _ = Connection(broker).transport
     except (KeyError, ImportError) as exc:
