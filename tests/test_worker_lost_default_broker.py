@@ -12,6 +12,7 @@ as the in-process one.
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import subprocess
@@ -25,6 +26,7 @@ import psutil
 import pytest
 from celery import Celery
 from kombu import Connection
+from kombu.transport.sqlalchemy import Channel
 
 from omni_recovery.db.connection import connect
 from omni_recovery.db.schema import init_database
@@ -76,12 +78,17 @@ def database_url(postgres_server: PostgresForTests) -> Iterator[str]:
 
 
 @pytest.fixture
-def app(tmp_path: Path, database_url: str) -> Celery:
+def app(tmp_path: Path, database_url: str) -> Iterator[Celery]:
     """A Celery app on the default broker and result backend of the recovery database."""
     settings = Settings(workspace=tmp_path / "ws", database_url=database_url)
     broker, backend = celery_urls(settings, None)
     prepare_broker_tables(settings, broker)
-    return Celery(broker=broker, backend=backend)
+    app = Celery(broker=broker, backend=backend)
+    yield app
+    app.close()
+    gc.collect()  # kombu's channels' sessions give their connections back to its engines only then
+    for engine, _ in Channel._engines.values():  # which kombu keeps, connected, for the process
+        engine.dispose()
 
 
 def sent_and_taken(app: Celery, queue: str) -> str:
