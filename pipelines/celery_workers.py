@@ -14,8 +14,8 @@ has ended (`task_acks_late`), given back when its worker process is lost
 whose main process (or machine) is lost gives nothing back: with a Redis broker its task is
 handed out again once it has been unacknowledged for the visibility timeout (which must exceed
 the longest node op, else a running op is handed out twice); the SQLAlchemy transport has no such
-timeout, so the control node's run waits for that op even once the worker is back (stopped and
-run again, it resumes).
+timeout: there the control node's watchdog hands it out again once its worker's processes are
+gone (pipelines/worker_watchdog.py).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from omni_recovery.execute.options import DEFAULT_VISIBILITY_TIMEOUT
 from omni_recovery.settings import PASSPHRASE_ENV, WORKSPACE_ENV, Settings
 from omni_recovery.whole_file import write_text_whole
 from pipelines.node_job import reconstructable_restore_by_node
+from pipelines.worker_watchdog import announce_worker
 
 CELERY_SETTINGS: dict[str, Any] = {
     "task_acks_late": True,
@@ -135,6 +136,7 @@ def run_worker(
 
     config = executor_config(settings, broker, visibility_timeout)  # an unusable broker refused first
     prepare_broker_tables(settings, config["broker"])
+    announce_worker(database_url(settings), queues)  # for the control node's watchdog
     # What each task's op reads (pipelines/node_job.py), in this process and its pool's.
     os.environ[WORKSPACE_ENV] = str(settings.workspace)
     os.environ[PASSPHRASE_ENV] = passphrase.decode("utf-8")

@@ -193,10 +193,13 @@ def _through_workers(
 ) -> list[str]:
     """The node steps on the restore workers, each on its node's queue, then the phases that judge
     the whole run (verification, report, post-recovery backup) here."""
-    from pipelines.celery_workers import run_on_workers
+    from pipelines.celery_workers import celery_urls, run_on_workers
+    from pipelines.worker_watchdog import watching
 
     echo("  restore_by_node on the restore workers")
-    runs = [run_on_workers(recovery, tags, run_config)]
+    broker = celery_urls(settings, recovery.options.broker)[0]
+    with watching(recovery.database_url, broker, echo):
+        runs = [run_on_workers(recovery, tags, run_config)]
     closing = RESTORE_ORDER[-1]
     echo(f"  materialising {', '.join(a.key.to_user_string() for a in closing)}")
     runs.append(_materialize(list(closing), recovery, dagster_instance(settings), tags, run_config))
