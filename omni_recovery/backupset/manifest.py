@@ -13,7 +13,7 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -213,12 +213,23 @@ class _Fields:
 
 def parse_manifest(data: bytes, *, iso: str) -> Manifest:
     """Parse and check manifest.json of one ISO."""
-    path = layout.MANIFEST_PATH
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BackupSetError(f"manifest is not valid JSON: {exc}", iso=iso, path=path) from exc
-    top = _Fields(document, iso=iso, path=path, what="manifest")
+        raise not_json(exc, iso) from exc
+    empty = manifest_without_entries(document, iso)
+    entries = [parse_entry(raw, iso) for raw in document["files"]]
+    _check_entry_set(entries, iso)
+    return replace(empty, files=entries)
+
+
+def not_json(exc: Exception, iso: str) -> BackupSetError:
+    return BackupSetError(f"manifest is not valid JSON: {exc}", iso=iso, path=layout.MANIFEST_PATH)
+
+
+def manifest_without_entries(document: Any, iso: str) -> Manifest:
+    """The manifest's own fields checked (`files` only for being a list), without its entries."""
+    top = _Fields(document, iso=iso, path=layout.MANIFEST_PATH, what="manifest")
     if document.get("format") not in layout.FORMATS:
         raise top.fail(f"format must be one of {', '.join(layout.FORMATS)}, found {document.get('format')!r}")
     set_id = top.text("backup_set_id")
@@ -227,16 +238,14 @@ def parse_manifest(data: bytes, *, iso: str) -> Manifest:
     kind = top.text("kind")
     if kind not in layout.KINDS:
         raise top.fail(f"unknown kind {kind!r}")
-    files = document.get("files")
-    if not isinstance(files, list):
+    if not isinstance(document.get("files"), list):
         raise top.fail("files must be a list")
-    entries = [_entry(raw, iso) for raw in files]
-    _check_entry_set(entries, iso)
     sequence, created = top.integer("sequence", minimum=1), top.timestamp("created_at")
-    return Manifest(set_id, kind, sequence, created, entries, document["format"])
+    return Manifest(set_id, kind, sequence, created, [], document["format"])
 
 
-def _entry(raw: Any, iso: str) -> ManifestEntry:
+def parse_entry(raw: Any, iso: str) -> ManifestEntry:
+    """One entry of `files`, checked on its own (the checks across entries are parse_manifest's)."""
     where = _Fields(raw, iso=iso, path=layout.MANIFEST_PATH, what="manifest entry")
     path = layout.check_relative_path(where.text("path"), iso=iso)
     f = _Fields(raw, iso=iso, path=path, what="manifest entry")

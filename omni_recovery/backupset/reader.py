@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -101,12 +101,30 @@ class IsoReader:
         """Every entry of the image by path, from one walk of its directory records."""
         return {entry.path: entry for entry in self.image.walk()}
 
+    def narrow_listing(self, keep: Callable[[str], bool]) -> None:
+        """Walk the image once and keep only the entries whose path `keep` accepts as its listing: a
+        reader that needs a few files of a large ISO does not hold an entry for every file of it."""
+        self.__dict__["listing"] = {entry.path: entry for entry in self.image.walk() if keep(entry.path)}
+
     def raw(self, path: str, limit: int = METADATA_LIMIT) -> bytes:
         """The bytes of a file as stored, unchecked (for metadata that is checked by signature)."""
         entry = self.listing.get(path)
         if entry is None or entry.type != "file":
             raise BackupSetError("required file is missing from the image", iso=self.name, path=path)
         return self.image.read_bytes(entry, limit=limit)
+
+    def raw_chunks(self, path: str, limit: int = METADATA_LIMIT) -> Iterator[bytes]:
+        """`raw(path)` a block at a time, for a reader that need not hold the whole file."""
+        entry = self.listing.get(path)
+        if entry is None or entry.type != "file":
+            raise BackupSetError("required file is missing from the image", iso=self.name, path=path)
+        if entry.size > limit:
+            raise BackupSetError(
+                f"file is {entry.size} bytes, more than the {limit} bytes allowed here",
+                iso=self.name,
+                path=path,
+            )
+        return self.image.iter_chunks(entry)
 
     @cached_property
     def manifest_bytes(self) -> bytes:
@@ -159,11 +177,15 @@ class IsoReader:
         entry = self.manifest_entries.get(path)
         if entry is None:
             raise BackupSetError("file is not listed in the manifest", iso=self.name, path=path)
+        return self.entry_bytes(entry, limit)
+
+    def entry_bytes(self, entry: ManifestEntry, limit: int = METADATA_LIMIT) -> bytes:
+        """The bytes of the small file `entry` lists, checked against it."""
         if entry.size > limit:
             raise BackupSetError(
                 f"file of {entry.size} bytes is larger than the {limit} allowed here",
                 iso=self.name,
-                path=path,
+                path=entry.path,
             )
         return b"".join(self.stream(entry))
 

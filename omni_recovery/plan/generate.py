@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
 from omni_recovery.adapt.inventory import load_inventory
 from omni_recovery.backupset import layout
+from omni_recovery.backupset.index_db import RecoveryIndex
 from omni_recovery.backupset.manifest import ManifestEntry, join_chunks
+from omni_recovery.backupset.manifest_stream import iter_manifest_entries
 from omni_recovery.backupset.reader import IsoReader, list_backup_set
 from omni_recovery.db.audit import audit
 from omni_recovery.db.connection import connect
@@ -73,72 +75,135 @@ def is_document(relpath: str) -> bool:
 
 
 def read_set_environment(readers: list[IsoReader]) -> SetEnvironment:
+    """The set's environment from its open ISOs, with every entry of the set (what execute-plan lays out)."""
     core = [r for r in readers if r.manifest.kind == layout.SYSTEM_CORE]
     if len(core) != 1:
         raise BackupSetError(f"the set has {len(core)} system-core ISOs; exactly one is needed to plan")
-    index = core[0].index()
-    documents: dict[str, bytes] = {}
-    held_by: dict[str, tuple[str, str]] = {}  # environment path → (ISO, path in it)
-    chunked: dict[str, list[tuple[IsoReader, ManifestEntry]]] = defaultdict(list)
-    entries: list[tuple[str, str, int]] = []
-    links: dict[str, str] = {}  # a document's later name -> its first name
+    gathered = GatheredSet(core_facts(core[0]), keep_entries=True)
     for reader in readers:
-        for entry in reader.manifest.files:
+        gathered.add(reader, reader.manifest.files)
+    return gathered.environment()
+
+
+def stream_set_environment(location: str) -> SetEnvironment:
+    """The set's environment for planning, its ISOs read one after another: of each only the listing
+    outside the volume file trees is kept and its manifest's entries are parsed one at a time, so what
+    is held grows with the documents, not the files. `entries` stays empty (planning needs none)."""
+    members = list_backup_set(location)
+    core = [m for m in members if m.name.kind == layout.SYSTEM_CORE]
+    if len(core) != 1:
+        raise BackupSetError(f"the set has {len(core)} system-core ISOs; exactly one is needed to plan")
+    with IsoReader(core[0].url) as reader:
+        if reader.manifest.kind != layout.SYSTEM_CORE:
+            raise BackupSetError("the system-core ISO's manifest names another kind", iso=reader.name)
+        gathered = GatheredSet(core_facts(reader), keep_entries=False)
+    for member in members:
+        with IsoReader(member.url) as reader:
+            reader.narrow_listing(lambda path: not path.startswith("data/") or is_document(path[5:]))
+            listed = iter_manifest_entries(reader.raw_chunks(layout.MANIFEST_PATH), iso=reader.name)
+            gathered.add(reader, listed)
+    return gathered.environment()
+
+
+@dataclass(frozen=True)
+class CoreFacts:
+    """What the system-core ISO says of the whole set."""
+
+    backup_set_id: str
+    name: str
+    index: RecoveryIndex
+    iso: str
+
+
+def core_facts(reader: IsoReader) -> CoreFacts:
+    set_id = reader.manifest.backup_set_id
+    name = str(reader.backup_info.source_environment.get("name") or set_id)
+    return CoreFacts(set_id, name, reader.index(), reader.name)
+
+
+@dataclass
+class GatheredSet:
+    """The documents (and with `keep_entries` every entry) of a set's ISOs, added one ISO at a time."""
+
+    core: CoreFacts
+    keep_entries: bool
+    documents: dict[str, bytes] = field(default_factory=dict)
+    held_by: dict[str, tuple[str, str]] = field(default_factory=dict)  # environment path → (ISO, path)
+    parts: dict[str, list[Part]] = field(default_factory=lambda: defaultdict(list))
+    entries: list[tuple[str, str, int]] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)  # a document's later name -> its first name
+
+    def add(self, reader: IsoReader, listed: Iterable[ManifestEntry]) -> None:
+        for entry in listed:
             if not entry.path.startswith("data/") or entry.path == layout.DATA_KEY_PATH:
                 continue
             logical = entry.chunk.chunk_of if entry.chunk else entry.path
             relpath = env_path(logical)
+            document = is_document(relpath)
+            if not (self.keep_entries or document):
+                continue
             if entry.chunk is None or entry.chunk.chunk_index == 0:
-                entries.append((relpath, entry.type, entry.mode))
-                held_by[relpath] = (reader.name, logical)
+                self.entries += [(relpath, entry.type, entry.mode)] if self.keep_entries else []
+                self.held_by[relpath] = (reader.name, logical)
             if entry.hardlink is not None:
-                links[relpath] = env_path(entry.hardlink)
-                continue
-            if entry.type != "file" or entry.encryption is not None or not is_document(relpath):
-                continue
-            if entry.chunk is None:
-                documents[relpath] = reader.verified_bytes(entry.path, DOCUMENT_LIMIT)
-            else:
-                chunked[relpath].append((reader, entry))
-    for relpath, parts in chunked.items():
-        documents[relpath] = reassembled_document(parts)
-    documents.update({link: documents[first] for link, first in links.items() if first in documents})
-    held = SetDocuments(documents, held_by)
-    texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
-    set_id = core[0].manifest.backup_set_id
-    name = str(core[0].backup_info.source_environment.get("name") or set_id)
-    try:
-        environment = environment_from_files(
-            texts, tuple(index.components), tuple(index.dependencies), name, tuple(index.hardware)
-        )
-    except EnvironmentStateError as exc:
-        iso, path, what = held.located(str(exc))
-        raise BackupSetError(what, iso=iso, path=path) from exc
-    return SetEnvironment(set_id, environment, held, sorted(entries))
+                self.links[relpath] = env_path(entry.hardlink)
+            elif entry.type == "file" and entry.encryption is None and document:
+                self.add_document(reader, entry, relpath)
+
+    def add_document(self, reader: IsoReader, entry: ManifestEntry, relpath: str) -> None:
+        if entry.chunk is None:
+            self.documents[relpath] = reader.entry_bytes(entry, DOCUMENT_LIMIT)
+            return
+        if entry.chunk.logical_size > DOCUMENT_LIMIT:
+            raise BackupSetError(
+                f"document of {entry.chunk.logical_size} bytes is larger than the {DOCUMENT_LIMIT} allowed",
+                iso=reader.name,
+                path=entry.chunk.chunk_of,
+            )
+        self.parts[relpath].append(Part(reader.name, entry, reader.entry_bytes(entry, DOCUMENT_LIMIT)))
+
+    def environment(self) -> SetEnvironment:
+        documents = self.documents
+        for relpath, parts in self.parts.items():
+            documents[relpath] = reassembled_document(parts)
+        documents.update({link: documents[first] for link, first in self.links.items() if first in documents})
+        held = SetDocuments(documents, self.held_by)
+        texts = {path: data.decode("utf-8", errors="replace") for path, data in documents.items()}
+        index, core = self.core.index, self.core
+        try:
+            environment = environment_from_files(
+                texts, tuple(index.components), tuple(index.dependencies), core.name, tuple(index.hardware)
+            )
+        except EnvironmentStateError as exc:
+            iso, path, what = held.located(str(exc))
+            raise BackupSetError(what, iso=iso, path=path) from exc
+        return SetEnvironment(core.backup_set_id, environment, held, sorted(self.entries))
 
 
-def reassembled_document(parts: list[tuple[IsoReader, ManifestEntry]]) -> bytes:
-    """A document another writer split into parts (a small chunk size), read whole and checked against
-    its logical_sha256."""
-    parts = sorted(parts, key=lambda part: part[1].chunk.chunk_index if part[1].chunk else -1)
-    reader, first = parts[0]
+@dataclass(frozen=True)
+class Part:
+    """A part of a document another writer split (a small chunk size), read and checked."""
+
+    iso: str
+    entry: ManifestEntry
+    data: bytes
+
+
+def reassembled_document(parts: list[Part]) -> bytes:
+    """A document split into parts, joined and checked against its logical_sha256."""
+    parts = sorted(parts, key=lambda part: part.entry.chunk.chunk_index if part.entry.chunk else -1)
+    first = parts[0].entry
     chunk = first.chunk
     assert chunk is not None
-    if chunk.logical_size > DOCUMENT_LIMIT:
+    indexes = [p.entry.chunk.chunk_index if p.entry.chunk else None for p in parts]
+    if indexes != list(range(chunk.chunk_count)):
         raise BackupSetError(
-            f"document of {chunk.logical_size} bytes is larger than the {DOCUMENT_LIMIT} allowed",
-            iso=reader.name,
-            path=chunk.chunk_of,
+            f"the parts of {chunk.chunk_of} are incomplete", iso=parts[0].iso, path=first.path
         )
-    if [e.chunk.chunk_index if e.chunk else None for _, e in parts] != list(range(chunk.chunk_count)):
-        raise BackupSetError(
-            f"the parts of {chunk.chunk_of} are incomplete", iso=reader.name, path=first.path
-        )
-    contents = [part_reader.verified_bytes(entry.path, DOCUMENT_LIMIT) for part_reader, entry in parts]
     try:
-        return join_chunks(contents, chunk.logical_size, chunk.logical_sha256)
+        return join_chunks([p.data for p in parts], chunk.logical_size, chunk.logical_sha256)
     except ValueError as exc:
-        raise IntegrityError(str(exc), iso=reader.name, path=chunk.chunk_of) from exc
+        raise IntegrityError(str(exc), iso=parts[0].iso, path=chunk.chunk_of) from exc
 
 
 def generate(
@@ -153,8 +218,7 @@ def generate(
     from transforms.plan.generate import generate_plan  # polars: not for execute-plan, which imports us
 
     inventory = load_inventory(inventory_path, allow_system_root=allow_system_root)
-    with open_set(location) as readers:
-        source = read_set_environment(readers)
+    source = stream_set_environment(location)
     warnings = plan_warnings(source.documents, workspace)
     plan = generate_plan(source.environment, inventory, mode, source.backup_set_id, warnings=warnings)
     return with_document_warnings(plan, source.documents), source
