@@ -19,7 +19,10 @@ from pipelines.runner import dagster_instance
 
 def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         found.append((f"{prefix}{name}", command))
         if isinstance(command, click.Group):
             found.extend(all_commands(command, f"{prefix}{name} "))
@@ -125,7 +128,8 @@ def assert_a_backup_set_run(workspace: Path, set_id: str, output: Path, isos: li
 
 
 def test_passphrase_file_is_used_and_no_plain_argument_exists(tmp_path: Path):
-    backup_create = main.commands["backup"].commands["create"]  # type: ignore[attr-defined]
+    backup = main.get_command(click.Context(main), "backup")
+    backup_create = backup.commands["create"]  # type: ignore[union-attr]
     assert not any(p.name == "passphrase" for p in backup_create.params)
     assert any(p.name == "passphrase_file" for p in backup_create.params)
 
