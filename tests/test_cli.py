@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -167,3 +169,26 @@ def test_every_omni_command_explains_itself_with_an_example():
 
     for name, command in all_commands(omni):
         assert_explained(omni, "omni ", name, command)
+
+
+def test_execute_plan_imports_nothing_a_local_restore_does_not_use() -> None:
+    """The command's own modules and the restore's, in a new process: no other command's module, no
+    SSH driver (asyncssh) without an SSH root, no ISO writer without a post-recovery backup."""
+    code = (
+        "import sys, click\n"
+        "from omni_recovery.cli import main\n"
+        "main.get_command(click.Context(main), 'execute-plan')\n"
+        "import pipelines.recovery_runner, omni_recovery.cli.watch\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "omni_recovery.cli.execute" in loaded and "pipelines.recovery_runner" in loaded
+    unwanted = {"asyncssh", "omni_recovery.targets.ssh", "pycdlib", "omni_recovery.backup.writer"}
+    unwanted |= {
+        f"omni_recovery.cli.{name}" for name in ("backup", "validate", "register", "practice", "plan")
+    }
+    assert not loaded & unwanted, sorted(loaded & unwanted)
