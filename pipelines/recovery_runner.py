@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from dagster import DagsterExecutionInterruptedError, DagsterInstance
@@ -89,7 +89,7 @@ def execute_recovery(
     """Run the recovery the options describe; `tags` go on each of its Dagster runs."""
     if options.applications and options.executor == "celery":
         raise RecoveryError("--applications runs in process: the restore workers restore the whole plan")
-    instance = partial(dagster_instance, settings)
+    instance = _opened_once(settings)
     with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         chosen = _applications(recovery, options)
         extra = sorted(set(chosen) - set(options.applications)) if options.applications else []
@@ -99,10 +99,10 @@ def execute_recovery(
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}")
         with reported_if_stopped(recovery):
             if options.executor == "celery":
-                runs = _through_workers(settings, recovery, echo, _logging(log_level), dict(tags or {}))
+                runs = _through_workers(instance(), recovery, echo, _logging(log_level), dict(tags or {}))
             else:
                 runs = _materialize_in_order(
-                    settings,
+                    instance(),
                     recovery,
                     chosen,
                     partial=bool(options.applications),
@@ -137,13 +137,19 @@ def deploy_directors(
     log_level: str = QUIET_CONSOLE,
 ) -> ExecuteSummary:
     """Only the Director phase and the ring; the run stays open, so execute-plan continues from there."""
-    instance = partial(dagster_instance, settings)
+    instance = _opened_once(settings)
     with opened_recovery(settings, options, passphrase, instance, progress) as recovery:
         echo(f"recovery run {recovery.tracker.run_id} of plan {recovery.plan_id}: Directors and ring")
         group = list(DIRECTOR_ASSETS)
         with reported_if_stopped(recovery):
-            run = _materialize(group, recovery, dagster_instance(settings), {}, _logging(log_level))
+            run = _materialize(group, recovery, instance(), {}, _logging(log_level))
         return ExecuteSummary(recovery.tracker.run_id, recovery.plan_id, [], [run], None, None)
+
+
+def _opened_once(settings: Settings) -> Callable[[], DagsterInstance]:
+    """The workspace's Dagster instance, opened on first call (after the gate) and then kept: each
+    opening reads its storages' schema versions again."""
+    return cache(partial(dagster_instance, settings))
 
 
 def _applications(recovery: RunContext, options: ExecuteOptions) -> list[str]:
@@ -153,7 +159,7 @@ def _applications(recovery: RunContext, options: ExecuteOptions) -> list[str]:
 
 
 def _materialize_in_order(
-    settings: Settings,
+    instance: DagsterInstance,
     recovery: RunContext,
     applications: list[str],
     *,
@@ -163,7 +169,6 @@ def _materialize_in_order(
     run_config: dict[str, Any],
     run_tags: Mapping[str, str],
 ) -> list[str]:
-    instance = dagster_instance(settings)
     known = set(instance.get_dynamic_partitions(PARTITIONS))
     instance.add_dynamic_partitions(PARTITIONS, [a for a in applications if a not in known])
     ordered = instance.get_dynamic_partitions(PARTITIONS)
@@ -189,7 +194,11 @@ def _materialize_in_order(
 
 
 def _through_workers(
-    settings: Settings, recovery: RunContext, echo: Echo, run_config: dict[str, Any], tags: dict[str, str]
+    instance: DagsterInstance,
+    recovery: RunContext,
+    echo: Echo,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
 ) -> list[str]:
     """The node steps on the restore workers, each on its node's queue, then the phases that judge
     the whole run (verification, report, post-recovery backup) here."""
@@ -202,7 +211,7 @@ def _through_workers(
         runs = [run_on_workers(recovery, tags, run_config)]
     closing = RESTORE_ORDER[-1]
     echo(f"  materialising {', '.join(a.key.to_user_string() for a in closing)}")
-    runs.append(_materialize(list(closing), recovery, dagster_instance(settings), tags, run_config))
+    runs.append(_materialize(list(closing), recovery, instance, tags, run_config))
     return runs
 
 

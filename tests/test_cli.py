@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -19,7 +21,10 @@ from pipelines.runner import dagster_instance
 
 def all_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
     found: list[tuple[str, click.Command]] = []
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None, name
         found.append((f"{prefix}{name}", command))
         if isinstance(command, click.Group):
             found.extend(all_commands(command, f"{prefix}{name} "))
@@ -125,7 +130,8 @@ def assert_a_backup_set_run(workspace: Path, set_id: str, output: Path, isos: li
 
 
 def test_passphrase_file_is_used_and_no_plain_argument_exists(tmp_path: Path):
-    backup_create = main.commands["backup"].commands["create"]  # type: ignore[attr-defined]
+    backup = main.get_command(click.Context(main), "backup")
+    backup_create = backup.commands["create"]  # type: ignore[union-attr]
     assert not any(p.name == "passphrase" for p in backup_create.params)
     assert any(p.name == "passphrase_file" for p in backup_create.params)
 
@@ -163,3 +169,26 @@ def test_every_omni_command_explains_itself_with_an_example():
 
     for name, command in all_commands(omni):
         assert_explained(omni, "omni ", name, command)
+
+
+def test_execute_plan_imports_nothing_a_local_restore_does_not_use() -> None:
+    """The command's own modules and the restore's, in a new process: no other command's module, no
+    SSH driver (asyncssh) without an SSH root, no ISO writer without a post-recovery backup."""
+    code = (
+        "import sys, click\n"
+        "from omni_recovery.cli import main\n"
+        "main.get_command(click.Context(main), 'execute-plan')\n"
+        "import pipelines.recovery_runner, omni_recovery.cli.watch\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert "omni_recovery.cli.execute" in loaded and "pipelines.recovery_runner" in loaded
+    unwanted = {"asyncssh", "omni_recovery.targets.ssh", "pycdlib", "omni_recovery.backup.writer"}
+    unwanted |= {
+        f"omni_recovery.cli.{name}" for name in ("backup", "validate", "register", "practice", "plan")
+    }
+    assert not loaded & unwanted, sorted(loaded & unwanted)

@@ -157,7 +157,7 @@ def test_multi_machine_commands_exist_as_written() -> None:
     commands = [words for block in blocks for words in program_commands(block.text)]
     assert {words[0] for words in commands} >= {"init-database", "worker", "execute-plan"}
     for words in commands:
-        command = main.commands.get(words[0])
+        command = main.get_command(click.Context(main), words[0])
         assert isinstance(command, click.Command), f"omni-recovery has no command {words[0]}"
         known = {o for p in command.params if isinstance(p, click.Option) for o in p.opts}
         given = {w.split("=", 1)[0] for w in words[1:] if w.startswith("--")}

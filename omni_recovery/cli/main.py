@@ -6,25 +6,53 @@ with status 1; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import importlib
+
 import click
 import fsspec
 
 from omni_recovery import __version__
-from omni_recovery.cli.backup import backup, keygen
-from omni_recovery.cli.database import init_database, stop_database
-from omni_recovery.cli.demo import demo, demo_env
-from omni_recovery.cli.execute import deploy_directors, execute_plan
-from omni_recovery.cli.plan import plan_generate
-from omni_recovery.cli.practice import drill
-from omni_recovery.cli.register import register_isos, sql
-from omni_recovery.cli.scan import inventory_scan
-from omni_recovery.cli.status import status
-from omni_recovery.cli.validate import validate_isos
-from omni_recovery.cli.workers import worker
 from omni_recovery.urls import SSH_SCHEMES
 
+# Each command's module, imported when the command runs (or --help lists it): a command pays for
+# its own imports alone (execute-plan none of backup's, validation's, the drill's...).
+COMMANDS = {
+    "demo-env": "demo:demo_env",
+    "keygen": "backup:keygen",
+    "backup": "backup:backup",
+    "init-database": "database:init_database",
+    "stop-database": "database:stop_database",
+    "demo": "demo:demo",
+    "validate-isos": "validate:validate_isos",
+    "register-isos": "register:register_isos",
+    "sql": "register:sql",
+    "inventory-scan": "scan:inventory_scan",
+    "plan-generate": "plan:plan_generate",
+    "execute-plan": "execute:execute_plan",
+    "deploy-directors": "execute:deploy_directors",
+    "worker": "workers:worker",
+    "status": "status:status",
+    "drill": "practice:drill",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose commands in COMMANDS are imported by name on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, name = COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(f"omni_recovery.cli.{module}"), name)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 def main() -> None:
     """omni-recovery: bring OmniCloud back from a set of ISO 9660 backup files.
 
@@ -55,26 +83,6 @@ for protocol in SSH_SCHEMES:
     fsspec.register_implementation(
         protocol, "omni_recovery.targets.ssh_fs.PinnedSftpFileSystem", clobber=True
     )
-
-for command in (
-    demo_env,
-    keygen,
-    backup,
-    init_database,
-    stop_database,
-    demo,
-    validate_isos,
-    register_isos,
-    sql,
-    inventory_scan,
-    plan_generate,
-    execute_plan,
-    deploy_directors,
-    worker,
-    status,
-    drill,
-):
-    main.add_command(command)
 
 if __name__ == "__main__":
     main()

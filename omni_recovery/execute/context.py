@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omni_recovery.adapt.inventory import Inventory, load_inventory
 from omni_recovery.adapt.root_safety import plan_root_problems
@@ -45,9 +46,12 @@ from omni_recovery.restorer.certificates import CertificateBundle
 from omni_recovery.settings import Settings
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import TargetRoot
-from omni_recovery.targets.ssh import SshAccess, SshUrl, is_ssh_url
+from omni_recovery.urls import is_ssh_url
 from transforms.plan import PartialRestore, Plan, PlanError, Step, plan_from_yaml, step_needs
 from transforms.target_layout import TargetFile, TargetLayout, node_root, pool_root, target_layout
+
+if TYPE_CHECKING:
+    from omni_recovery.targets.ssh import SshAccess
 
 SourceEntries = dict[str, list[tuple[IsoReader, ManifestEntry]]]
 
@@ -257,6 +261,10 @@ class RunContext:
         --ssh-identity), --bandwidth-limit and --ssh-data-channel."""
         keyed = [(node_root(n.name), n.ssh) for n in self.inventory.nodes]
         keyed += [(pool_root(p.name), p.ssh) for p in self.inventory.storage]
+        if all(keys is None for _, keys in keyed):
+            return {}
+        from omni_recovery.targets.ssh import SshAccess  # asyncssh: only for roots on other machines
+
         identity = str(self.options.ssh_identity) if self.options.ssh_identity else None
         return {
             name: SshAccess(
@@ -321,7 +329,12 @@ class RunContext:
         urls += [root.url for root in self.__dict__.get("roots", {}).values()]
         if "readers" in self.__dict__:
             urls.append(self.source_record["location"])
-        return ssh_keys_used({SshUrl.parse(url).address for url in urls if is_ssh_url(url)})
+        urls = [url for url in urls if is_ssh_url(url)]
+        if not urls:
+            return {}
+        from omni_recovery.targets.ssh import SshUrl
+
+        return ssh_keys_used({SshUrl.parse(url).address for url in urls})
 
     @property
     def run_folder(self) -> Path:

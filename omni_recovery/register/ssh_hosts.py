@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omni_recovery.errors import BackupSetError
-from omni_recovery.targets.ssh_fs import allow_ssh_location, is_pinned
-from omni_recovery.targets.ssh_session import SshAccess, SshUrl
 from omni_recovery.whole_file import write_text_whole
+
+if TYPE_CHECKING:
+    from omni_recovery.targets.ssh_session import SshAccess
 
 SSH_HOSTS_FILE = "ssh_hosts.json"
 
@@ -30,6 +31,8 @@ def registered_ssh_hosts(workspace: Path) -> dict[str, SshAccess]:
     path = workspace / SSH_HOSTS_FILE
     try:
         data: dict[str, Any] = json.loads(path.read_text("utf-8"))
+        from omni_recovery.targets.ssh_session import SshAccess  # asyncssh: only once a host is recorded
+
         return {
             url: SshAccess(str(found["host_key"]), found.get("identity_file"))
             for url, found in data.get("hosts", {}).items()
@@ -55,10 +58,17 @@ def record_ssh_host(workspace: Path, location: str, access: SshAccess) -> None:
 
 def pin_registered_hosts(workspace: Path) -> None:
     """Pin, for this process, every recorded host not pinned already."""
-    for url, access in registered_ssh_hosts(workspace).items():
+    hosts = registered_ssh_hosts(workspace)
+    if not hosts:
+        return
+    from omni_recovery.targets.ssh_fs import allow_ssh_location, is_pinned
+
+    for url, access in hosts.items():
         if not is_pinned(url):
             allow_ssh_location(url, access)
 
 
 def _host_url(location: str) -> str:
+    from omni_recovery.targets.ssh_session import SshUrl
+
     return f"ssh://{SshUrl.parse(location).address}"

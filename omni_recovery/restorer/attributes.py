@@ -24,12 +24,15 @@ import pwd
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omni_recovery.backupset.attributes import FileAttributes, mtime_ns
+from omni_recovery.targets import ssh_root
 from omni_recovery.targets.driver import TargetRoot
-from omni_recovery.targets.ssh import SshRoot
-from omni_recovery.targets.ssh_attributes import AttributeChange, set_attributes
+
+if TYPE_CHECKING:
+    from omni_recovery.targets.ssh import SshRoot
+    from omni_recovery.targets.ssh_attributes import AttributeChange
 
 NameLookup = Callable[[str], int | None]
 SETID_BITS = stat.S_ISUID | stat.S_ISGID
@@ -79,8 +82,9 @@ def apply_metadata(
     """Apply `entry`'s metadata to its restored copy on the local or SSH `target`; the lines of what
     could not be applied (empty when everything was). `accounts` keeps the names looked up on this
     machine between the calls of one restore; `mode_set`: the file got its mode when put in place."""
-    if isinstance(target, SshRoot):
-        return apply_over_sftp(target, [entry], numeric_owner)
+    remote = ssh_root(target)
+    if remote is not None:
+        return apply_over_sftp(remote, [entry], numeric_owner)
     full = target.resolve(entry.path)
     attributes = entry.attributes or FileAttributes()
     refused = _apply_owner(full, entry.path, attributes, numeric_owner, accounts or LocalAccounts())
@@ -104,6 +108,8 @@ def apply_over_sftp(
     order (targets.ssh_attributes): the owner (by the target's own names first), mode and mtime; SFTP
     cannot set extended attributes, so each is listed as not set. With `files_dated` the files got
     their mode and mtime when put in place, so only what a new owner clears is set again."""
+    from omni_recovery.targets.ssh_attributes import set_attributes  # asyncssh: SSH roots only
+
     accounts = None
     changes, lines = [], []
     for entry in entries:
@@ -125,6 +131,8 @@ def apply_over_sftp(
 
 
 def _sftp_change(entry: EntryMetadata, owner: tuple[int, int] | None, files_dated: bool) -> AttributeChange:
+    from omni_recovery.targets.ssh_attributes import AttributeChange
+
     mode = stat.S_IMODE(entry.mode)
     if files_dated and entry.type == "file":
         # A new owner clears only the setuid and setgid bits, and moves no mtime.

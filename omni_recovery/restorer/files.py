@@ -48,8 +48,8 @@ from omni_recovery.restorer.scheduling import (
     run_parallel,
 )
 from omni_recovery.restorer.sources import Buffers, Copied, Progress, Sources
+from omni_recovery.targets import ssh_root
 from omni_recovery.targets.driver import TargetRoot, partial_relpath
-from omni_recovery.targets.ssh import SshRoot
 
 __all__ = [
     "CHUNK_CHECKS",
@@ -225,8 +225,9 @@ def _apply_metadata(
     the modes and mtimes the root itself can set (fsspec) and one line saying owners and xattrs were
     not."""
     entries = dated + others
-    if isinstance(target, SshRoot):
-        return apply_over_sftp(target, entries, numeric_owner, files_dated=True)  # by their commits
+    remote = ssh_root(target)
+    if remote is not None:
+        return apply_over_sftp(remote, entries, numeric_owner, files_dated=True)  # by their commits
     if target.is_local:
         accounts = LocalAccounts()  # each owner name looked up once for the whole restore
         return [

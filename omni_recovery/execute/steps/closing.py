@@ -19,13 +19,13 @@ def write_report(context: RunContext, step: Step) -> StepOutcome:
 
 
 def post_recovery_backup(context: RunContext, step: Step) -> StepOutcome:
-    from omni_recovery.backup.post_recovery import post_recovery_backup as back_up
-
     if context.options.signing_key is None:
         return StepOutcome(SKIPPED, 0, {"reason": "no --signing-key given for the post-recovery backup"})
     missing = not_succeeded(context)
     if missing:
         reason = f"not a backup of a partial recovery: {', '.join(missing[:5])} did not succeed"
         return StepOutcome(SKIPPED, 0, {"reason": reason})
+    from omni_recovery.backup.post_recovery import post_recovery_backup as back_up  # the ISO writer
+
     output = back_up(context, context.options.signing_key, context.passphrase)
     return StepOutcome(SUCCEEDED, 0, {"backup": output})
