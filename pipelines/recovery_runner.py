@@ -206,7 +206,7 @@ def _through_workers(
     from pipelines.worker_watchdog import watching
 
     echo("  restore_by_node on the restore workers")
-    broker = celery_urls(settings, recovery.options.broker)[0]
+    broker = celery_urls(recovery.settings, recovery.options.broker)[0]
     with watching(recovery.database_url, broker, echo):
         runs = [run_on_workers(recovery, tags, run_config)]
     closing = RESTORE_ORDER[-1]
