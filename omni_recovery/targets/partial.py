@@ -14,10 +14,13 @@ the temporary or final path; the temporary file is removed on abort, never the f
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import mmap
 import os
 import posixpath
 import stat
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
 from omni_recovery.targets.base import partial_relpath
@@ -26,12 +29,16 @@ if TYPE_CHECKING:
     from omni_recovery.targets.driver import TargetRoot
 
 _WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+# What a failed sendfile reports about the file written, not the one read.
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 class PartialFile:
     """A file being written under its temporary name; `commit()` renames it onto its final name.
 
-    `write` appends.
+    `write` appends; on a local root `send_from` appends bytes of another descriptor without
+    passing them through this process, and `written` maps bytes already written, read-only, so
+    that they can be hashed where they lie.
     """
 
     def __init__(self, root: TargetRoot, relpath: str) -> None:
@@ -109,6 +116,42 @@ class PartialFile:
             raise self.root.error(f"write failed: {exc}", self.partial) from exc
         self.size += length
         return length
+
+    @property
+    def local(self) -> bool:
+        """Whether this file is a descriptor of this machine (`send_from` and `written` work)."""
+        return self._fd is not None
+
+    def send_from(self, source: int, position: int, count: int) -> int:
+        """Append up to `count` bytes of the file `source` from `position`, copied by the kernel
+        (os.sendfile: one copy, none into this process); returns how many, 0 at the end of `source`.
+
+        A failure to write raises TargetError; a failure to read, the OSError (the caller names
+        what it reads)."""
+        assert self._fd is not None
+        try:
+            sent = os.sendfile(self._fd, source, position, count)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRORS:
+                raise
+            raise self.root.error(f"write failed: {exc}", self.partial) from exc
+        self.size += sent
+        return sent
+
+    @contextlib.contextmanager
+    def written(self, offset: int, length: int) -> Iterator[memoryview]:
+        """The `length` bytes written from `offset`, mapped read-only from the file itself."""
+        assert self._fd is not None and length > 0
+        skip = offset % mmap.ALLOCATIONGRANULARITY
+        try:
+            mapping = mmap.mmap(self._fd, skip + length, prot=mmap.PROT_READ, offset=offset - skip)
+        except (OSError, ValueError) as exc:
+            raise self.root.error(f"cannot map what was written: {exc}", self.partial) from exc
+        try:
+            with memoryview(mapping) as view, view[skip:] as block:
+                yield block
+        finally:
+            mapping.close()
 
     def skip_to(self, offset: int) -> None:
         """Leave a hole from the end written so far up to `offset`, where the next write goes (zeros
