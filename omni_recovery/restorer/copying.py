@@ -35,7 +35,7 @@ from omni_recovery.targets.driver import PartialFile, TargetRoot
 __all__ = ["DIRECT_BLOCKS", "PIPE_BLOCK", "PIPE_DEPTH", "PipedCopy", "restore_one", "sync_folders"]
 
 # A piped file goes through PIPE_DEPTH buffers of PIPE_BLOCK bytes (see PipedCopy); copied by the
-# kernel, in blocks of DIRECT_BLOCKS times that, each mapped once to be hashed.
+# kernel, in blocks of DIRECT_BLOCKS times that.
 PIPE_BLOCK = 1 << 20
 PIPE_DEPTH = 8
 DIRECT_BLOCKS = 8
@@ -178,8 +178,8 @@ class PipedCopy:
 
     From local images into a local file the kernel copies the bytes instead (os.sendfile, one
     copy where a read and a write make two), and the hashing task hashes each block where it
-    was written, mapped read-only from the file itself: the digest is of the file's own bytes,
-    and the ring's untouched buffers only bound how far the copy runs ahead.
+    was written, in one read-only mapping of the file itself: the digest is of the file's own
+    bytes, and the ring's untouched buffers only bound how far the copy runs ahead.
     """
 
     def __init__(self, job: FileJob, target: TargetRoot, sources: Sources) -> None:
@@ -254,7 +254,7 @@ class PipedCopy:
         if offset is None:
             return buffer[:length]
         assert isinstance(self.out, PartialFile)
-        return self.out.written(offset, length)
+        return self.out.written(offset, length, sum(p.size for p in self.job.parts))
 
     def _next(self, copying: Future[None]) -> _Handed | None:
         """The next block handed over; None when the copy task ended without another (its result

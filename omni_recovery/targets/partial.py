@@ -49,6 +49,7 @@ class PartialFile:
         self._done = False
         self._fd: int | None = None
         self._fh: IO[bytes] | None = None
+        self._mapping: mmap.mmap | None = None  # see `written`
         self._full = root.resolve(relpath)
         folder = posixpath.dirname(relpath)
         if folder:
@@ -139,18 +140,28 @@ class PartialFile:
         return sent
 
     @contextlib.contextmanager
-    def written(self, offset: int, length: int) -> Iterator[memoryview]:
-        """The `length` bytes written from `offset`, mapped read-only from the file itself."""
-        assert self._fd is not None and length > 0
-        skip = offset % mmap.ALLOCATIONGRANULARITY
-        try:
-            mapping = mmap.mmap(self._fd, skip + length, prot=mmap.PROT_READ, offset=offset - skip)
-        except (OSError, ValueError) as exc:
-            raise self.root.error(f"cannot map what was written: {exc}", self.partial) from exc
-        try:
-            with memoryview(mapping) as view, view[skip:] as block:
-                yield block
-        finally:
+    def written(self, offset: int, length: int, whole: int) -> Iterator[memoryview]:
+        """The `length` bytes written from `offset`, read from the file itself, `whole` bytes long
+        once finished: the first call makes it that long (a hole until written) and maps it
+        read-only once, so that each block costs no mapping of its own."""
+        assert self._fd is not None and offset + length <= whole
+        if self._mapping is None:
+            try:
+                os.ftruncate(self._fd, whole)
+            except OSError as exc:
+                raise self.root.error(
+                    f"write failed: cannot make it {whole} bytes long: {exc}", self.partial
+                ) from exc
+            try:
+                self._mapping = mmap.mmap(self._fd, whole, prot=mmap.PROT_READ)
+            except (OSError, ValueError) as exc:
+                raise self.root.error(f"cannot map what was written: {exc}", self.partial) from exc
+        with memoryview(self._mapping) as view, view[offset : offset + length] as block:
+            yield block
+
+    def _unmap(self) -> None:
+        if self._mapping is not None:
+            mapping, self._mapping = self._mapping, None
             mapping.close()
 
     def skip_to(self, offset: int) -> None:
@@ -193,6 +204,7 @@ class PartialFile:
         """
         root = self.root
         try:
+            self._unmap()
             if self._fd is not None:
                 fd = self._fd
                 if mode is not None:
@@ -224,6 +236,7 @@ class PartialFile:
             return
         self._done = True
         try:
+            self._unmap()
             if self._fd is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._partial_full)  # while still holding its lock
