@@ -2,8 +2,9 @@
 
 A local image (a path or `file://` URL) is opened once as a descriptor and read with `os.preadv`
 into the caller's buffer (page-aligned, see backupset.hashing), which several threads may do at
-once on the one descriptor. Any other fsspec URL is one file object, read with seek and readinto
-under a lock, so that it too can be shared by threads (more slowly).
+once on the one descriptor, or copied by the kernel straight into a local file (`send_to`). Any
+other fsspec URL is one file object, read with seek and readinto under a lock, so that it too can
+be shared by threads (more slowly).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from omni_recovery.errors import IntegrityError, UnreadableError
+
+
+class Sink(Protocol):
+    """A file the kernel can append another file's bytes to (targets.partial.PartialFile)."""
+
+    def send_from(self, source: int, position: int, count: int) -> int: ...
 
 
 class ExtentReader:
@@ -43,6 +50,31 @@ class ExtentReader:
         with self._lock:
             self._fh.seek(position)
             return self._fh.readinto(target) or 0  # type: ignore[attr-defined]
+
+    @property
+    def local(self) -> bool:
+        """Whether the image is a descriptor of this machine (`send_to` works)."""
+        return self._fd is not None
+
+    def send_to(self, out: Sink, offset: int, length: int, path: str) -> None:
+        """Append the image's `length` bytes from `offset` to `out` (the kernel copies them: see
+        PartialFile.send_from); errors as `read_into`'s, but a failure to write is `out`'s own."""
+        assert self._fd is not None
+        sent = 0
+        while sent < length:
+            try:
+                got = out.send_from(self._fd, offset + sent, length - sent)
+            except OSError as exc:
+                raise UnreadableError(
+                    f"cannot read the image at byte {offset + sent}: {exc}", iso=self.name, path=path
+                ) from exc
+            if got <= 0:
+                raise IntegrityError(
+                    f"the image ends at byte {offset + sent}, before the end of this file",
+                    iso=self.name,
+                    path=path,
+                )
+            sent += got
 
     def read_into(self, target: memoryview, offset: int, path: str) -> None:
         """Fill `target` with the image's bytes from `offset`; IntegrityError naming the ISO and

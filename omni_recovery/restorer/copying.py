@@ -20,6 +20,7 @@ import posixpath
 import queue
 import threading
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 
 from omni_recovery.backupset import keys
 from omni_recovery.backupset.hashing import BufferRing
@@ -31,11 +32,13 @@ from omni_recovery.restorer.sources import Buffers, Sources
 from omni_recovery.restorer.sparse import SparseFile
 from omni_recovery.targets.driver import PartialFile, TargetRoot
 
-__all__ = ["PIPE_BLOCK", "PIPE_DEPTH", "PipedCopy", "restore_one", "sync_folders"]
+__all__ = ["DIRECT_BLOCKS", "PIPE_BLOCK", "PIPE_DEPTH", "PipedCopy", "restore_one", "sync_folders"]
 
-# A piped file goes through PIPE_DEPTH buffers of PIPE_BLOCK bytes (see PipedCopy).
+# A piped file goes through PIPE_DEPTH buffers of PIPE_BLOCK bytes (see PipedCopy); copied by the
+# kernel, in blocks of DIRECT_BLOCKS times that.
 PIPE_BLOCK = 1 << 20
 PIPE_DEPTH = 8
+DIRECT_BLOCKS = 8
 
 
 def _mismatch(job: FileJob, digest: str, sources: Sources, buffer: memoryview) -> IntegrityError:
@@ -155,7 +158,9 @@ def sync_folders(target: TargetRoot, done: list[RestoredFile]) -> None:
             target.fsync_folder(folder)
 
 
-_Handed = tuple[int, memoryview, int]  # (part index, buffer, bytes in it)
+# (part index, buffer, bytes in it, None) or, copied by the kernel, (part index, token, bytes, offset
+# in the file)
+_Handed = tuple[int, memoryview, int, int | None]
 
 
 class PipedCopy:
@@ -170,6 +175,11 @@ class PipedCopy:
     machines two threads faulting in a file's new pages at once cost several times the CPU).
     Only once every digest matches is the file renamed into place. If anything fails, the
     other task is stopped and the temporary file removed once the copy task has ended.
+
+    From local images into a local file the kernel copies the bytes instead (os.sendfile, one
+    copy where a read and a write make two), and the hashing task hashes each block where it
+    was written, in one read-only mapping of the file itself: the digest is of the file's own
+    bytes, and the ring's untouched buffers only bound how far the copy runs ahead.
     """
 
     def __init__(self, job: FileJob, target: TargetRoot, sources: Sources) -> None:
@@ -181,18 +191,33 @@ class PipedCopy:
 
     def copy(self) -> None:
         try:
+            direct = self._direct()
+            block = PIPE_BLOCK * DIRECT_BLOCKS if direct else PIPE_BLOCK
+            written = 0
             for index, piece in enumerate(self.job.parts):
-                for start in range(0, piece.size, PIPE_BLOCK):
+                for start in range(0, piece.size, block):
                     buffer = self.ring.take_unless(self.stop)
                     if buffer is None:
                         raise Interrupted(f"stopped copying {self.job.path}")
-                    length = min(PIPE_BLOCK, piece.size - start)
-                    with buffer[:length] as block:
-                        self.sources.read_into(piece, start, block)
-                        self.out.write(block)
-                    self.handed.put((index, buffer, length))
+                    length = min(block, piece.size - start)
+                    if direct:
+                        assert isinstance(self.out, PartialFile)
+                        self.sources.send_into(piece, start, length, self.out)
+                    else:
+                        with buffer[:length] as view:
+                            self.sources.read_into(piece, start, view)
+                            self.out.write(view)
+                    self.handed.put((index, buffer, length, written if direct else None))
+                    written += length
         finally:
             self.handed.put(None)
+
+    def _direct(self) -> bool:
+        """Whether the kernel copies the bytes (a local file from local images), hashed from the file."""
+        out = self.out
+        return (
+            isinstance(out, PartialFile) and out.local and all(self.sources.local(p) for p in self.job.parts)
+        )
 
     def verify(self, copying: Future[None]) -> RestoredFile:
         job = self.job
@@ -200,8 +225,8 @@ class PipedCopy:
             whole = hashlib.sha256() if job.check_whole else None
             parts = [hashlib.sha256() for _ in job.parts] if job.check_parts else None
             while (handed := self._next(copying)) is not None:
-                index, buffer, length = handed
-                with buffer[:length] as block:
+                index, buffer, length, offset = handed
+                with self._block(buffer, length, offset) as block:
                     if whole is not None:
                         whole.update(block)
                     if parts is not None:
@@ -221,6 +246,15 @@ class PipedCopy:
         finally:
             self.ring.close()  # the copy task has ended: no thread holds a buffer
         return job.restored()
+
+    def _block(
+        self, buffer: memoryview, length: int, offset: int | None
+    ) -> AbstractContextManager[memoryview]:
+        """The bytes of a handed block: in its buffer, or (copied by the kernel) in the file itself."""
+        if offset is None:
+            return buffer[:length]
+        assert isinstance(self.out, PartialFile)
+        return self.out.written(offset, length, sum(p.size for p in self.job.parts))
 
     def _next(self, copying: Future[None]) -> _Handed | None:
         """The next block handed over; None when the copy task ended without another (its result

@@ -2,9 +2,10 @@
 
 Each ISO is opened once (`backupset.extents.ExtentReader`: a local file read with `os.preadv`,
 other fsspec URLs through one locked file object) and read into page-aligned buffers, one per
-thread (`Buffers`). Every read counts toward progress (`Copied`: a big file is reported every
-PROGRESS_BYTES, not only when whole) and stops the restore past its deadline (DeadlineExceeded)
-or once it is cancelled (Interrupted). An image that records fewer bytes than the manifest says
+thread (`Buffers`), or, from a local image into a local file, copied by the kernel (`send_into`).
+Every read counts toward progress (`Copied`: a big file is reported every PROGRESS_BYTES, not
+only when whole) and stops the restore past its deadline (DeadlineExceeded) or once it is
+cancelled (Interrupted). An image that records fewer bytes than the manifest says
 raises IntegrityError; one that cannot be opened, BackupSetError.
 """
 
@@ -16,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
-from omni_recovery.backupset.extents import ExtentReader
+from omni_recovery.backupset.extents import ExtentReader, Sink
 from omni_recovery.errors import BackupSetError, DeadlineExceeded, IntegrityError, Interrupted
 from omni_recovery.restorer.items import RestoreItem
 
@@ -93,6 +94,25 @@ class Sources:
             if filled == len(block):
                 break
         self._after_read(item, len(block))
+
+    def local(self, item: RestoreItem) -> bool:
+        """Whether `item`'s image is a local file, which `send_into` can copy from."""
+        return self.get(item).local
+
+    def send_into(self, item: RestoreItem, start: int, length: int, out: Sink) -> None:
+        """Append the `length` stored bytes of `item` from `start` (in the file, across sections) to
+        `out`, copied by the kernel (`ExtentReader.send_to`); for a local image only."""
+        left, reader = length, self.get(item)
+        for offset, size in _sections(item):
+            if start >= size:
+                start -= size
+                continue
+            take = min(size - start, left)
+            reader.send_to(out, offset + start, take, item.stored_path)
+            left, start = left - take, 0
+            if left == 0:
+                break
+        self._after_read(item, length)
 
     def _after_read(self, item: RestoreItem, read: int) -> None:
         """Count what was read toward progress; stop past the deadline or once cancelled."""

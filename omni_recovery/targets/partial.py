@@ -14,10 +14,13 @@ the temporary or final path; the temporary file is removed on abort, never the f
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import mmap
 import os
 import posixpath
 import stat
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
 from omni_recovery.targets.base import partial_relpath
@@ -26,12 +29,16 @@ if TYPE_CHECKING:
     from omni_recovery.targets.driver import TargetRoot
 
 _WRITE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+# What a failed sendfile reports about the file written, not the one read.
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
 class PartialFile:
     """A file being written under its temporary name; `commit()` renames it onto its final name.
 
-    `write` appends.
+    `write` appends; on a local root `send_from` appends bytes of another descriptor without
+    passing them through this process, and `written` maps bytes already written, read-only, so
+    that they can be hashed where they lie.
     """
 
     def __init__(self, root: TargetRoot, relpath: str) -> None:
@@ -42,6 +49,7 @@ class PartialFile:
         self._done = False
         self._fd: int | None = None
         self._fh: IO[bytes] | None = None
+        self._mapping: mmap.mmap | None = None  # see `written`
         self._full = root.resolve(relpath)
         folder = posixpath.dirname(relpath)
         if folder:
@@ -110,6 +118,52 @@ class PartialFile:
         self.size += length
         return length
 
+    @property
+    def local(self) -> bool:
+        """Whether this file is a descriptor of this machine (`send_from` and `written` work)."""
+        return self._fd is not None
+
+    def send_from(self, source: int, position: int, count: int) -> int:
+        """Append up to `count` bytes of the file `source` from `position`, copied by the kernel
+        (os.sendfile: one copy, none into this process); returns how many, 0 at the end of `source`.
+
+        A failure to write raises TargetError; a failure to read, the OSError (the caller names
+        what it reads)."""
+        assert self._fd is not None
+        try:
+            sent = os.sendfile(self._fd, source, position, count)
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRORS:
+                raise
+            raise self.root.error(f"write failed: {exc}", self.partial) from exc
+        self.size += sent
+        return sent
+
+    @contextlib.contextmanager
+    def written(self, offset: int, length: int, whole: int) -> Iterator[memoryview]:
+        """The `length` bytes written from `offset`, read from the file itself, `whole` bytes long
+        once finished: the first call makes it that long (a hole until written) and maps it
+        read-only once, so that each block costs no mapping of its own."""
+        assert self._fd is not None and offset + length <= whole
+        if self._mapping is None:
+            try:
+                os.ftruncate(self._fd, whole)
+            except OSError as exc:
+                raise self.root.error(
+                    f"write failed: cannot make it {whole} bytes long: {exc}", self.partial
+                ) from exc
+            try:
+                self._mapping = mmap.mmap(self._fd, whole, prot=mmap.PROT_READ)
+            except (OSError, ValueError) as exc:
+                raise self.root.error(f"cannot map what was written: {exc}", self.partial) from exc
+        with memoryview(self._mapping) as view, view[offset : offset + length] as block:
+            yield block
+
+    def _unmap(self) -> None:
+        if self._mapping is not None:
+            mapping, self._mapping = self._mapping, None
+            mapping.close()
+
     def skip_to(self, offset: int) -> None:
         """Leave a hole from the end written so far up to `offset`, where the next write goes (zeros
         on a root that is not local)."""
@@ -150,6 +204,7 @@ class PartialFile:
         """
         root = self.root
         try:
+            self._unmap()
             if self._fd is not None:
                 fd = self._fd
                 if mode is not None:
@@ -181,6 +236,7 @@ class PartialFile:
             return
         self._done = True
         try:
+            self._unmap()
             if self._fd is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._partial_full)  # while still holding its lock

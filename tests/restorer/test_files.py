@@ -266,7 +266,15 @@ KILL_SCRIPT = textwrap.dedent(
             time.sleep(1)
         return write(self, data)
 
+    send = driver.PartialFile.send_from
+
+    def stalling_send(self, *args):  # the same, when the kernel copies it
+        while self.relpath == big and self.size > 64 * 1024:
+            time.sleep(1)
+        return send(self, *args)
+
     driver.PartialFile.write = stalling_write
+    driver.PartialFile.send_from = stalling_send
     items, key = set_items(Path(set_path))
     with open(journal, "a") as out:
         def record(done):
@@ -524,3 +532,47 @@ def test_multi_extent_files_with_sections_out_of_order_are_validated_and_restore
     assert report.passed, report.to_text()
     restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=parallel, block_size=4096)
     assert_same_tree(demo_set.env, tmp_path / "node")
+
+
+def test_big_files_from_local_images_are_copied_by_the_kernel_and_hashed_from_the_file(
+    demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery.restorer import copying
+    from omni_recovery.targets import partial
+
+    monkeypatch.setattr(copying, "PIPE_BLOCK", 5000)  # blocks that start off a page boundary
+    written: dict[str, list[str]] = {}
+    for name in ("write", "send_from", "written"):
+        method = getattr(partial.PartialFile, name)
+
+        def spy(self: partial.PartialFile, *args: object, _method=method, _name=name) -> object:
+            written.setdefault(self.relpath, []).append(_name)
+            return _method(self, *args)
+
+        monkeypatch.setattr(partial.PartialFile, name, spy)
+    items, key = set_items(demo_set.output)
+    big = big_item_path(items)
+    restore_files(items, TargetRoot(str(tmp_path / "node")), key, parallel=2)
+    assert_same_tree(demo_set.env, tmp_path / "node")
+    assert "write" not in written[big] and {"send_from", "written"} <= set(written[big])
+
+
+def test_an_unreadable_image_under_a_big_file_names_it_and_leaves_no_file(
+    demo_set: DemoSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from omni_recovery.restorer import scheduling
+
+    monkeypatch.setattr(scheduling, "PIPED_MIN_SIZE", 8192)  # the file is piped (copied by the kernel)
+    items, key = set_items(demo_set.output)
+    item = next(
+        i for i in items if i.type == "file" and i.size > 8192 and not i.chunk_of and not i.encryption
+    )
+    unreadable = tmp_path / "unreadable.iso"  # a folder: it opens, and every read of it fails
+    unreadable.mkdir()
+    items = [dataclasses.replace(i, iso_url=str(unreadable)) if i == item else i for i in items]
+    node = tmp_path / "node"
+    with pytest.raises(UnreadableError, match=r"cannot read the image at byte \d+: ") as info:
+        restore_files(items, TargetRoot(str(node)), key, parallel=2)
+    assert (info.value.iso, info.value.path) == (item.iso_name, item.stored_path)
+    assert not (node / item.path).exists()
+    assert not [p for p in snapshot(node) if p.endswith(PARTIAL_SUFFIX)]
