@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from omni_recovery.backupset.attributes import FileAttributes, mtime_ns
 from omni_recovery.targets import ssh_root
-from omni_recovery.targets.driver import TargetRoot
+from omni_recovery.targets.driver import PartialFile, TargetRoot
 
 if TYPE_CHECKING:
     from omni_recovery.targets.ssh import SshRoot
@@ -99,6 +99,36 @@ def apply_metadata(
         except OSError as exc:
             raise target.error(f"cannot set mtime: {exc}", entry.path) from exc
     return refused
+
+
+class FileSettler:
+    """Gives files written to a local root what `apply_metadata` gives them (owner, mode, xattrs,
+    mtime to the nanosecond, in that order) through their temporary file before its rename, so that
+    no second pass looks their paths up again. Remembers the files it settled and, as lines, what
+    could not be applied; shared by the restore's threads."""
+
+    def __init__(self, target: TargetRoot, numeric_owner: bool, accounts: LocalAccounts) -> None:
+        self.target, self.numeric_owner, self.accounts = target, numeric_owner, accounts
+        self.settled: set[str] = set()
+        self.refused: list[str] = []
+
+    def settle(self, entry: EntryMetadata, mtime_ns: int | None, out: object) -> bool:
+        """Settle `entry` through `out`, its open temporary file; False when `out` has no descriptor
+        here (the file keeps its mode and mtime from the commit, the rest from a later pass)."""
+        fd = out.fileno() if isinstance(out, PartialFile) else None
+        if fd is None:
+            return False
+        attributes = entry.attributes or FileAttributes()
+        self.refused.extend(_apply_owner(fd, entry.path, attributes, self.numeric_owner, self.accounts))
+        try:
+            os.fchmod(fd, stat.S_IMODE(entry.mode))
+            self.refused.extend(_apply_xattrs(fd, entry.path, attributes))
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+        except OSError as exc:
+            raise self.target.error(f"cannot set mode or mtime: {exc}", entry.path) from exc
+        self.settled.add(entry.path)
+        return True
 
 
 def apply_over_sftp(
@@ -174,23 +204,26 @@ def _by_name(lookup: NameLookup, name: str | None, number: int) -> int:
 
 
 def _apply_owner(
-    full: str, path: str, attributes: FileAttributes, numeric_owner: bool, accounts: LocalAccounts
+    file: str | int, path: str, attributes: FileAttributes, numeric_owner: bool, accounts: LocalAccounts
 ) -> list[str]:
     uid, gid = owner_ids(attributes, numeric_owner, accounts.user_id, accounts.group_id)
     if (uid, gid) == (-1, -1):
         return []
     try:
-        os.lchown(full, uid, gid)
+        if isinstance(file, int):
+            os.fchown(file, uid, gid)
+        else:
+            os.lchown(file, uid, gid)
     except OSError as exc:
         return [f"{path}: owner {uid}:{gid} not set: {exc.strerror}"]
     return []
 
 
-def _apply_xattrs(full: str, path: str, attributes: FileAttributes) -> list[str]:
+def _apply_xattrs(file: str | int, path: str, attributes: FileAttributes) -> list[str]:
     refused = []
     for name, value in attributes.xattrs:
-        try:
-            os.setxattr(full, name, value, follow_symlinks=False)
+        try:  # a descriptor is the file itself: nothing to follow
+            os.setxattr(file, name, value, follow_symlinks=isinstance(file, int))
         except OSError as exc:
             refused.append(f"{path}: extended attribute {name} not set: {exc.strerror}")
     return refused

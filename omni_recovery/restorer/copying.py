@@ -19,6 +19,7 @@ import hashlib
 import posixpath
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 
@@ -135,8 +136,15 @@ def _begin(target: TargetRoot, job: FileJob) -> PartialFile | SparseFile:
 
 
 def restore_one(
-    job: FileJob, target: TargetRoot, sources: Sources, buffers: Buffers, data_key: DataKey | None
+    job: FileJob,
+    target: TargetRoot,
+    sources: Sources,
+    buffers: Buffers,
+    data_key: DataKey | None,
+    settle: Callable[[PartialFile | SparseFile], bool] | None = None,
 ) -> RestoredFile:
+    """Copy and verify one file, then rename it into place; `settle(out)`, when it says True, gave
+    the file its metadata (mode and mtime among them) through its temporary file first."""
     out = _begin(target, job)
     try:
         if job.parts[0].encryption is not None:
@@ -144,7 +152,10 @@ def restore_one(
             _copy_sealed(job, out, sources, buffers.get(), data_key)
         else:
             _copy_plain(job, out, sources, buffers.get())
-        out.commit(mode=job.mode, mtime=job.mtime, sync_folder=False)  # the caller syncs folders
+        settled = settle is not None and settle(out)
+        out.commit(  # the caller syncs folders
+            mode=None if settled else job.mode, mtime=None if settled else job.mtime, sync_folder=False
+        )
     except BaseException:
         out.abort()
         raise

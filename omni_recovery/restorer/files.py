@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import mmap
+import os
 import posixpath
 import stat
 import threading
@@ -37,7 +38,13 @@ from typing import Literal
 from omni_recovery.backupset.attributes import mtime_ns
 from omni_recovery.backupset.manifest import check_symlink_chains
 from omni_recovery.backupset.reader import DataKey
-from omni_recovery.restorer.attributes import EntryMetadata, LocalAccounts, apply_metadata, apply_over_sftp
+from omni_recovery.restorer.attributes import (
+    EntryMetadata,
+    FileSettler,
+    LocalAccounts,
+    apply_metadata,
+    apply_over_sftp,
+)
 from omni_recovery.restorer.items import RestoredFile, RestoreItem, RestoreSummary, restore_items
 from omni_recovery.restorer.jobs import FileJob, plan_restore
 from omni_recovery.restorer.scheduling import (
@@ -126,8 +133,9 @@ def restore_files(
         summary.dirs += 1
 
     todo = []
+    size_at = _sizes(target, jobs) if already_done is not None else target.size
     for job in jobs:
-        kept = _kept(job, target, already_done)
+        kept = _kept(job, target, already_done, size_at)
         if kept is None:
             todo.append(job)
             continue
@@ -149,18 +157,21 @@ def restore_files(
 
     sources = Sources(deadline, cancelled, copied)
     buffers = Buffers(block_size)
+    accounts = LocalAccounts()  # each owner name looked up once for the whole restore
+    local = target.is_local and ssh_root(target) is None
+    settler = FileSettler(target, numeric_owner, accounts) if local else None
     try:
         if parallel == 1:
             for start in range(0, len(todo), BATCH_FILES):
                 done, failure = restore_batch(
-                    todo[start : start + BATCH_FILES], target, sources, buffers, data_key
+                    todo[start : start + BATCH_FILES], target, sources, buffers, data_key, settler
                 )
                 for restored in done:
                     finished(restored)
                 if failure is not None:
                     raise failure
         else:
-            run_parallel(todo, parallel, finished, target, sources, buffers, data_key)
+            run_parallel(todo, parallel, finished, target, sources, buffers, data_key, settler)
     finally:
         sources.close()
 
@@ -171,10 +182,18 @@ def restore_files(
     _make_links(plan.links, jobs, target, finished)
     summary.hardlinks = len(plan.links)
     # Content first, then what it carries, folders last and deepest first: nothing moves an mtime again.
-    dated = [job.parts[0].metadata for job in jobs if job.parts[0].attributes is not None]
+    settled = settler.settled if settler else set()
+    dated = [
+        job.parts[0].metadata
+        for job in jobs
+        if job.parts[0].attributes is not None and job.path not in settled
+    ]
     others = [item.metadata for item in (*symlinks, *plan.links)]
     others += [d.metadata for d in sorted(dirs, key=lambda d: d.path.count("/"), reverse=True)]
-    summary.not_applied = plan.apart + _apply_metadata(target, dated, others, numeric_owner)
+    refused = sorted(settler.refused) if settler else []
+    summary.not_applied = (
+        plan.apart + refused + _apply_metadata(target, dated, others, numeric_owner, accounts)
+    )
     if target.fsync and target.is_local:
         for folder in sorted({posixpath.dirname(s.path) for s in symlinks} | {d.path for d in dirs}):
             target.fsync_folder(folder)
@@ -182,19 +201,39 @@ def restore_files(
     return summary
 
 
+def _sizes(target: TargetRoot, jobs: list[FileJob]) -> Callable[[str], int | None]:
+    """The size of the regular file at a path of `jobs`, None where there is none (target.size): on a
+    local root from one listing per folder, not a checked path and an lstat per file."""
+    if not target.is_local:
+        return target.size
+    sizes: dict[str, int] = {}
+    for folder in sorted({posixpath.dirname(job.path) for job in jobs}):
+        try:
+            with os.scandir(target.resolve(folder) if folder else target.root) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        sizes[posixpath.join(folder, entry.name)] = entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # no such folder (or none readable): nothing there to keep
+    return sizes.get
+
+
 def _kept(
-    job: FileJob, target: TargetRoot, already_done: Callable[[str], bool] | None
+    job: FileJob,
+    target: TargetRoot,
+    already_done: Callable[[str], bool] | None,
+    size_at: Callable[[str], int | None],
 ) -> Literal["recorded", "found"] | None:
     """Whether a resumed restore keeps the file already at `job.path` rather than writing it again:
     "recorded" as verified by the caller and still of its size; "found" whole (its size and digest
     those of the backup), as an earlier run renamed it into place, verified, but was killed before
     it recorded it; then it is given its mode and mtime, as a restore would. None: restore it."""
-    whole = job.restored()  # a sparse file's holes count, as they do on the target
-    if already_done is None or target.size(job.path) != whole.size:
+    # A sparse file's holes count, as they do on the target.
+    if already_done is None or size_at(job.path) != job.final_size:
         return None
     if already_done(job.path):
         return "recorded"
-    if target.sha256(job.path)[0] != whole.sha256:
+    if target.sha256(job.path)[0] != job.final_sha256:
         return None
     target.chmod(job.path, job.mode)
     if job.mtime is not None:
@@ -218,7 +257,11 @@ def _make_links(
 
 
 def _apply_metadata(
-    target: TargetRoot, dated: list[EntryMetadata], others: list[EntryMetadata], numeric_owner: bool
+    target: TargetRoot,
+    dated: list[EntryMetadata],
+    others: list[EntryMetadata],
+    numeric_owner: bool,
+    accounts: LocalAccounts,
 ) -> list[str]:
     """Owners, modes, xattrs and mtimes of restored entries (first the `dated` files, which got their
     mode and mtime when put in place) on a local root; on an SSH root what SFTP can set; on another,
@@ -229,7 +272,6 @@ def _apply_metadata(
     if remote is not None:
         return apply_over_sftp(remote, entries, numeric_owner, files_dated=True)  # by their commits
     if target.is_local:
-        accounts = LocalAccounts()  # each owner name looked up once for the whole restore
         return [
             line
             for index, entry in enumerate(entries)

@@ -15,8 +15,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from omni_recovery.backupset import keys, layout
-from omni_recovery.backupset.attributes import Sparse
+from omni_recovery.backupset import keys
+from omni_recovery.backupset.attributes import Sparse, mtime_ns
 from omni_recovery.backupset.reader import DataKey
 from omni_recovery.errors import BackupSetError
 from omni_recovery.restorer.items import RestoredFile, RestoreItem
@@ -33,7 +33,7 @@ class FileJob:
     size: int  # bytes written to the target
     sha256: str  # digest of the bytes written
     mode: int
-    mtime: float | None
+    mtime_ns: int | None  # to the nanosecond, parsed once
     check_parts: bool = False  # chunked files: hash every part against its own sha256
     check_whole: bool = True  # chunked files: hash the reassembled whole against logical_sha256
     sparse: Sparse | None = None  # the bytes written go to these data ranges, holes between
@@ -41,6 +41,14 @@ class FileJob:
     @property
     def chunked(self) -> bool:
         return self.parts[0].chunk_of is not None
+
+    @property
+    def mtime(self) -> float | None:
+        return None if self.mtime_ns is None else self.mtime_ns / 1e9
+
+    @property
+    def final_sha256(self) -> str:
+        return self.sparse.logical_sha256 if self.sparse else self.sha256
 
     @property
     def final_size(self) -> int:
@@ -52,18 +60,18 @@ class FileJob:
         return RestoredFile(
             path or self.path,
             self.final_size,
-            self.sparse.logical_sha256 if self.sparse else self.sha256,
+            self.final_sha256,
             tuple(dict.fromkeys(p.iso_name for p in self.parts)),
             tuple(p.stored_path for p in self.parts),
             copied=0 if path else self.size,
         )
 
 
-def _timestamp(item: RestoreItem) -> float | None:
+def _timestamp(item: RestoreItem) -> int | None:
     if item.mtime is None:
         return None
     try:
-        return layout.parse_time(item.mtime).timestamp()
+        return mtime_ns(item.mtime)
     except ValueError as exc:
         raise BackupSetError(
             f"mtime {item.mtime!r} is not RFC 3339", iso=item.iso_name, path=item.stored_path

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
 
 from omni_recovery.backupset.reader import DataKey
+from omni_recovery.restorer.attributes import FileSettler
 from omni_recovery.restorer.copying import PipedCopy, restore_one, sync_folders
 from omni_recovery.restorer.items import RestoredFile
 from omni_recovery.restorer.jobs import FileJob
@@ -49,14 +51,21 @@ _Outcome = tuple[list[RestoredFile], BaseException | None]
 
 
 def restore_batch(
-    jobs: list[FileJob], target: TargetRoot, sources: Sources, buffers: Buffers, data_key: DataKey | None
+    jobs: list[FileJob],
+    target: TargetRoot,
+    sources: Sources,
+    buffers: Buffers,
+    data_key: DataKey | None,
+    settler: FileSettler | None = None,
 ) -> _Outcome:
-    """Restore small files one after the other; the files done before a failure are still reported."""
+    """Restore small files one after the other (given their metadata before their rename by `settler`,
+    if any); the files done before a failure are still reported."""
     done: list[RestoredFile] = []
     failure: Exception | None = None
     for job in jobs:
+        settle = None if settler is None else partial(settler.settle, job.parts[0].metadata, job.mtime_ns)
         try:
-            done.append(restore_one(job, target, sources, buffers, data_key))
+            done.append(restore_one(job, target, sources, buffers, data_key, settle))
         except Exception as exc:
             failure = exc
             break
@@ -82,6 +91,7 @@ def run_parallel(
     sources: Sources,
     buffers: Buffers,
     data_key: DataKey | None,
+    settler: FileSettler | None = None,
 ) -> None:
     """Restore `todo` on a thread pool (`parallel` times the target's threads_per_parallel threads), a
     few tasks queued ahead; results reported from this thread.
@@ -116,12 +126,12 @@ def run_parallel(
                 batch_bytes += job.size
                 if len(batch) < BATCH_FILES and batch_bytes < BATCH_BYTES:
                     continue
-                pending.add(pool.submit(restore_batch, batch, target, sources, buffers, data_key))
+                pending.add(pool.submit(restore_batch, batch, target, sources, buffers, data_key, settler))
                 batch, batch_bytes = [], 0
             while len(pending) >= window or len(piped & pending) >= parallel * 4:
                 pending = _drain(pending, finished)
         if batch:
-            pending.add(pool.submit(restore_batch, batch, target, sources, buffers, data_key))
+            pending.add(pool.submit(restore_batch, batch, target, sources, buffers, data_key, settler))
         while pending:
             pending = _drain(pending, finished)
     except BaseException:

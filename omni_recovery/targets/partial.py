@@ -101,6 +101,10 @@ class PartialFile:
             return fd
         raise self.root.error("the temporary file keeps changing under this writer", self.partial)
 
+    def fileno(self) -> int | None:
+        """The open temporary file on a local root (None on others), for metadata set through it."""
+        return self._fd
+
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append all of `data`; returns its length."""
         length = len(data)

@@ -27,7 +27,7 @@ from omni_recovery.backupset.reader import IsoReader
 from omni_recovery.backupset.signing import load_signing_key
 from omni_recovery.envstate.demo import DemoOptions, write_demo_environment
 from omni_recovery.restorer.attributes import LocalAccounts, owner_ids
-from omni_recovery.restorer.files import restore_files
+from omni_recovery.restorer.files import RestoredFile, restore_files
 from omni_recovery.targets import open_root
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.targets.ssh import SshAccess
@@ -193,6 +193,37 @@ def test_a_restored_tree_is_the_backed_up_tree(fidelity_set: tuple[DemoSet, str,
 
 
 @ROOT_ONLY
+def test_a_file_is_reported_with_its_owner_mode_xattrs_and_mtime_already_in_place(
+    fidelity_set: tuple[DemoSet, str, bool], tmp_path: Path
+):
+    """A file of one name and no holes gets all its metadata through its temporary file, before its
+    rename: when it is reported (and so recorded), it is as the backup has it, to the nanosecond."""
+    demo, tree, _ = fidelity_set
+    items, key = set_items(demo.output)
+    node = tmp_path / "node"
+    at_report: dict[str, Seen] = {}
+
+    def reported(done: RestoredFile) -> None:
+        if done.path.startswith(f"{tree}/"):
+            at_report[done.path.removeprefix(f"{tree}/")] = observe_one(node / done.path)
+
+    restore_files(items, TargetRoot(str(node)), key, on_done=reported)
+    want = {
+        rel: dataclasses.replace(seen, ranges=None, sha256=None)
+        for rel, seen in observe(demo.env / tree).items()
+        if seen.sha256 is not None and seen.inode_names is None and rel != "disk.img"
+    }
+    assert {"precise", "private/secret", "setuid-tool", "tagged", "acl-file"} <= set(want)
+    assert {rel: at_report[rel] for rel in want} == want
+
+
+def observe_one(path: Path) -> Seen:
+    st = os.lstat(path)
+    xattrs = {n: os.getxattr(path, n) for n in os.listxattr(path)}
+    return Seen(st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, st.st_size, xattrs, None, None, None)
+
+
+@ROOT_ONLY
 def test_independent_readers_see_owners_and_only_data_is_stored(fidelity_set: tuple[DemoSet, str, bool]):
     demo, tree, _ = fidelity_set
     prefix = f"data/{tree}/"
@@ -247,7 +278,7 @@ def restore_without_capabilities(location: Path, node: Path, *capabilities: str)
     script = textwrap.dedent(
         f"""
         import json
-        from omni_recovery.restorer.files import restore_files
+        from omni_recovery.restorer.files import RestoredFile, restore_files
         from omni_recovery.targets.driver import TargetRoot
         from tests.restorer.conftest import set_items
         items, key = set_items({str(location)!r})

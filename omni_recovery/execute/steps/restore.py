@@ -138,12 +138,15 @@ def _restore_stored(
     """Restore stored files through the verifying restorer, recording them as verified in batches."""
     verified = context.tracker.verified_files(root)
     recorded: list[tuple[str, str | None, int]] = []
+    pending = [0]  # the bytes of `recorded`
 
     def on_done(done: RestoredFile) -> None:
         recorded.append((done.path, done.sha256, done.size))
-        if len(recorded) >= RECORD_FILES or sum(r[2] for r in recorded) >= RECORD_BYTES:
+        pending[0] += done.size
+        if len(recorded) >= RECORD_FILES or pending[0] >= RECORD_BYTES:
             context.tracker.files_verified(root, recorded)
             recorded.clear()
+            pending[0] = 0
 
     try:
         summary = restore_files(
