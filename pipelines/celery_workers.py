@@ -20,9 +20,11 @@ run again, it resumes).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import DuplicateTaskNameWarning
@@ -38,7 +40,7 @@ from omni_recovery.execute.context import RunContext
 from omni_recovery.execute.options import DEFAULT_VISIBILITY_TIMEOUT
 from omni_recovery.settings import PASSPHRASE_ENV, WORKSPACE_ENV, Settings
 from omni_recovery.whole_file import write_text_whole
-from pipelines.node_job import reconstructable_restore_by_node
+from pipelines.node_job import reconstructable_restore_by_node, worker_config
 
 CELERY_SETTINGS: dict[str, Any] = {
     "task_acks_late": True,
@@ -152,16 +154,13 @@ def run_on_workers(recovery: RunContext, tags: dict[str, str], run_config: dict[
     """The plan's node steps as a `restore_by_node` run on the workers (`run_config`: its loggers);
     its Dagster run id."""
     _ = recovery.certificates  # issued once in the run's folder, where the workers read them
-    source, options = recovery.source_record, recovery.options
+    source = recovery.source_record
+    # Where the set and inventory are as found here (given, or recorded beside the plan).
+    options = dataclasses.replace(
+        recovery.options, location=source["location"], inventory_path=Path(source["inventory"])
+    )
     job = reconstructable_restore_by_node(str(options.plan_path), source["inventory"])
-    resource = {
-        "plan_path": str(options.plan_path),
-        "run_id": recovery.tracker.run_id,
-        "run_folder": str(recovery.run_folder.resolve()),
-        "location": source["location"],
-        "inventory_path": source["inventory"],
-        "parallel_factor": options.parallel,
-    }
+    resource = worker_config(options, recovery.tracker.run_id, recovery.run_folder.resolve())
     executor = executor_config(recovery.settings, options.broker, options.visibility_timeout)
     prepare_broker_tables(recovery.settings, executor["broker"])
     config = {

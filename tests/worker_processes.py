@@ -57,10 +57,11 @@ def start_worker(
     stop_after: list[str] | None = None,
     secret: bytes = PASSPHRASE,
     options: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> Worker:
     """`omni-recovery worker --queue QUEUE [options]` as a process of its own, in a workspace of
     its own, with its own passphrase file (`secret`); `stop_after`: [files, marker, folders] for
-    SELF_STOPPING_WORKER."""
+    SELF_STOPPING_WORKER; `wrapper`: the command that runs it (e.g. `machine_accounts`)."""
     passphrase = folder / "passphrase"
     folder.mkdir(parents=True, exist_ok=True)
     passphrase.write_bytes(secret)
@@ -73,7 +74,7 @@ def start_worker(
     env = dict(os.environ, OMNI_RECOVERY_DATABASE_URL=database_url)
     env.pop("OMNI_RECOVERY_PASSPHRASE", None)
     log = (folder / "worker.log").open("wb")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([*wrapper, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @contextmanager
@@ -84,16 +85,18 @@ def running_workers(
     stopping: dict[str, list[str]] | None = None,
     secrets: dict[str, bytes] | None = None,
     options: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> Iterator[dict[str, Worker]]:
     """queue → its running worker (`stopping`: queue → SELF_STOPPING_WORKER's arguments; `secrets`:
-    queue → a passphrase other than the set's); all stopped on leaving, whatever happened inside,
-    as is a worker the caller put in the mapping in place of one."""
+    queue → a passphrase other than the set's; `wrapper`: start_worker's); all stopped on leaving,
+    whatever happened inside, as is a worker the caller put in the mapping in place of one."""
     started: dict[str, Worker] = {}
     try:
         for queue in queues:
             secret = (secrets or {}).get(queue, PASSPHRASE)
             stop_after = (stopping or {}).get(queue)
-            started[queue] = start_worker(queue, folder / queue, database_url, stop_after, secret, options)
+            worker = start_worker(queue, folder / queue, database_url, stop_after, secret, options, wrapper)
+            started[queue] = worker
         yield started
     finally:
         for proc in started.values():
@@ -107,6 +110,13 @@ def running_workers(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def machine_accounts(passwd: Path) -> list[str]:
+    """A wrapper for start_worker: the worker runs on a machine whose user accounts are `passwd`
+    (bound over /etc/passwd in a mount namespace of its own; needs root)."""
+    bind = 'mount --bind "$0" /etc/passwd && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", bind, str(passwd)]
 
 
 def start_execute_plan(
