@@ -10,7 +10,6 @@ its step's node, and the restored tree is the in-process one's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pwd
 import re
@@ -45,10 +44,11 @@ from tests.test_parallel_steps import comparable, run_steps
 from tests.test_recovery import Setup, make_setup, restored_tree, workspace  # noqa: F401
 from tests.worker_processes import (
     assert_killed_steps_retried,
+    executing_plan,
     machine_accounts,
     running_workers,
-    start_execute_plan,
     stopped_pool_process,
+    stopping_mid_volume,
 )
 from transforms.plan import Plan
 from transforms.plan.node_groups import CONTROL_PHASES, step_queues
@@ -261,21 +261,13 @@ def test_a_worker_process_killed_mid_volume_is_replaced_and_the_run_finishes_ide
     in_process_tree: dict[str, str],
 ) -> None:
     setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
-    victim = next(queue_of[s.id] for s in setup.plan.steps if s.phase == "volumes")
-    folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in setup.plan.pools])
-    marker = tmp_path / "stopped-pid"
-    stopping = {victim: ["3", str(marker), folders]}
-    with running_workers(
-        sorted(set(queue_of.values())), tmp_path / "workers", database_url, stopping
-    ) as workers:
-        control = start_execute_plan(setup.plan_path, tmp_path, database_url)
-        try:
-            stopped_pool_process(control, marker, workers[victim]).kill()  # SIGKILL, mid-volume
-            control.wait(timeout=900)
-        finally:
-            if control.poll() is None:
-                control.kill()
-                control.wait()
+    victim, marker, stopping = stopping_mid_volume(setup.plan, queue_of, tmp_path)
+    queues = sorted(set(queue_of.values()))
+    with (
+        running_workers(queues, tmp_path / "workers", database_url, stopping) as workers,
+        executing_plan(setup.plan_path, tmp_path, database_url) as control,
+    ):
+        stopped_pool_process(control, marker, workers[victim]).kill()  # SIGKILL, mid-volume
     run_id = assert_killed_steps_retried(control, tmp_path, database_url, setup.plan_path, queue_of, victim)
     assert_whole_run_succeeded(database_url, run_id)
     assert comparable(restored_tree(setup.plan, tmp_path / "tree")) == in_process_tree

@@ -3,6 +3,7 @@ workers: started, stopped mid-volume by their own progress, and the killed steps
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,8 +21,10 @@ from omni_recovery.db.connection import connect
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.run_history import step_attempts
 from omni_recovery.execute.tracking import SUCCEEDED
+from omni_recovery.targets.driver import TargetRoot
 from tests.backupset.conftest import PASSPHRASE
 from tests.test_recovery import wait_until, while_running
+from transforms.plan import Plan
 
 Worker = subprocess.Popen[bytes]
 
@@ -131,6 +134,33 @@ def start_execute_plan(
     )
     log = (folder / "execute-plan.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def executing_plan(
+    plan_path: Path, folder: Path, database_url: str, options: Sequence[str] = ()
+) -> Iterator[Worker]:
+    """start_execute_plan's process, waited for on leaving (as long as a loaded machine needs);
+    killed if still running when the body failed or the wait ran out."""
+    control = start_execute_plan(plan_path, folder, database_url, options)
+    try:
+        yield control
+        control.wait(timeout=900)
+    finally:
+        if control.poll() is None:
+            control.kill()
+            control.wait()
+
+
+def stopping_mid_volume(
+    plan: Plan, queue_of: dict[str, str], folder: Path
+) -> tuple[str, Path, dict[str, list[str]]]:
+    """The queue of the first volume step (the victim), the marker its worker writes when it stops
+    itself, and running_workers' `stopping` for it: at its third file put in place in a pool."""
+    victim = next(queue_of[s.id] for s in plan.steps if s.phase == "volumes")
+    folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in plan.pools])
+    marker = folder / "stopped-pid"
+    return victim, marker, {victim: ["3", str(marker), folders]}
 
 
 def stopped_pool_process(control: Worker, marker: Path, worker: Worker) -> psutil.Process:
