@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,17 +32,19 @@ from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.run_history import step_attempts
+from omni_recovery.execute.run_lock import scalar
 from omni_recovery.execute.tracking import SKIPPED, SUCCEEDED
 from omni_recovery.settings import Settings, load_settings
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.validate import store, validate
+from pipelines.celery_workers import BROKER_TABLES_LOCK, celery_urls, prepare_broker_tables
 from pipelines.node_job import WorkerRecovery, worker_config
 from pipelines.recovery_runner import execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.conftest import PostgresForTests
 from tests.demo_fixtures import SMALL_SET, signed_set, write_demo
 from tests.test_parallel_steps import comparable, run_steps
-from tests.test_recovery import Setup, make_setup, restored_tree, workspace  # noqa: F401
+from tests.test_recovery import Setup, make_setup, restored_tree, wait_until, workspace  # noqa: F401
 from tests.worker_processes import (
     assert_killed_steps_retried,
     executing_plan,
@@ -311,6 +314,38 @@ def test_a_worker_with_a_wrong_passphrase_fails_the_run_in_one_line_and_writes_n
         assert run_id is not None
         attempts = step_attempts(conn, run_id[0])
     assert not any(a.worker and a.worker.startswith(wrong) for a in attempts), "it ran no step"
+
+
+def queue_rows(database_url: str) -> set[str]:
+    with connect(database_url) as conn:
+        return {str(row[0]) for row in conn.execute("SELECT name FROM public.kombu_queue")}
+
+
+def test_a_queue_s_row_is_made_before_use_one_process_at_a_time(database_url: str, tmp_path: Path) -> None:
+    """kombu's SQLAlchemy transport makes a queue's row on first use, guarded only within its
+    process: the control node's first publish and a starting worker's first poll of one queue both
+    inserted it, and the loser's IntegrityError failed its publish (seen once: the workers' run
+    failed with no step failed). Each process makes its queues' rows first, under a lock of its own."""
+    settings = Settings(workspace=tmp_path / "ws", database_url=database_url)
+    broker = celery_urls(settings, None)[0]
+    queues = [f"omni-{tmp_path.name}-{n}" for n in (1, 2)]
+    prepare_broker_tables(settings, broker)
+    assert not set(queues) & queue_rows(database_url), "the tables made, no queue's row"
+    with connect(database_url) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (BROKER_TABLES_LOCK,))
+        holder.commit()
+        preparing = threading.Thread(target=prepare_broker_tables, args=(settings, broker, queues))
+        preparing.start()
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        wait_until(lambda: scalar(holder, waiting) == 1, "prepare_broker_tables waits on the lock")
+        assert not set(queues) & queue_rows(database_url), "nothing made while another process holds it"
+        holder.execute("SELECT pg_advisory_unlock(%s)", (BROKER_TABLES_LOCK,))
+        holder.commit()
+        preparing.join(timeout=300)
+    assert not preparing.is_alive() and set(queues) <= queue_rows(database_url)
 
 
 @pytest.mark.parametrize(
