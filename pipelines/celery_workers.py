@@ -20,9 +20,12 @@ gone (pipelines/worker_watchdog.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import DuplicateTaskNameWarning
@@ -38,7 +41,7 @@ from omni_recovery.execute.context import RunContext
 from omni_recovery.execute.options import DEFAULT_VISIBILITY_TIMEOUT
 from omni_recovery.settings import PASSPHRASE_ENV, WORKSPACE_ENV, Settings
 from omni_recovery.whole_file import write_text_whole
-from pipelines.node_job import reconstructable_restore_by_node
+from pipelines.node_job import reconstructable_restore_by_node, worker_config
 from pipelines.worker_watchdog import announce_worker
 
 CELERY_SETTINGS: dict[str, Any] = {
@@ -95,15 +98,22 @@ def executor_config(
     return {"broker": broker_url, "backend": backend, "config_source": config}
 
 
-def prepare_broker_tables(settings: Settings, broker_url: str) -> None:
-    """Make the SQLAlchemy transport's tables, one process at a time: kombu makes them on first use
-    without a guard, so workers started together on a new database race (all but one fail on
-    `CREATE SEQUENCE queue_id_sequence`). Other transports need nothing."""
+def prepare_broker_tables(settings: Settings, broker_url: str, queues: Iterable[str] = ()) -> None:
+    """Make the SQLAlchemy transport's tables and the rows of `queues`, one process at a time:
+    kombu makes both on first use with no guard between processes (a channel alone makes nothing:
+    its first session does). Workers started together on a new database raced on `CREATE SEQUENCE
+    queue_id_sequence` (all but one failed); a worker and the control node first using one queue at
+    once both insert its row (its name is unique). The control node losing either race fails its
+    publish: its run fails with no step failed and nothing in the workers' logs. Other transports
+    need nothing."""
     if not broker_url.startswith("sqla+"):
         return
     with connect(database_url(settings)) as conn, Connection(broker_url) as broker:
         conn.execute("SELECT pg_advisory_lock(%s)", (BROKER_TABLES_LOCK,))
-        _ = broker.default_channel  # its first channel makes the tables when they are missing
+        channel = broker.default_channel
+        _ = channel.session  # a process's first session makes the tables when they are missing
+        for queue in queues:
+            channel.queue_declare(queue=queue)  # the queue's row, when missing
         conn.execute("SELECT pg_advisory_unlock(%s)", (BROKER_TABLES_LOCK,))
 
 
@@ -135,7 +145,7 @@ def run_worker(
     from dagster_celery.tasks import create_task
 
     config = executor_config(settings, broker, visibility_timeout)  # an unusable broker refused first
-    prepare_broker_tables(settings, config["broker"])
+    prepare_broker_tables(settings, config["broker"], queues)
     announce_worker(database_url(settings), queues)  # for the control node's watchdog
     # What each task's op reads (pipelines/node_job.py), in this process and its pool's.
     os.environ[WORKSPACE_ENV] = str(settings.workspace)
@@ -154,18 +164,17 @@ def run_on_workers(recovery: RunContext, tags: dict[str, str], run_config: dict[
     """The plan's node steps as a `restore_by_node` run on the workers (`run_config`: its loggers);
     its Dagster run id."""
     _ = recovery.certificates  # issued once in the run's folder, where the workers read them
-    source, options = recovery.source_record, recovery.options
+    source = recovery.source_record
+    # Where the set and inventory are as found here (given, or recorded beside the plan).
+    options = dataclasses.replace(
+        recovery.options, location=source["location"], inventory_path=Path(source["inventory"])
+    )
     job = reconstructable_restore_by_node(str(options.plan_path), source["inventory"])
-    resource = {
-        "plan_path": str(options.plan_path),
-        "run_id": recovery.tracker.run_id,
-        "run_folder": str(recovery.run_folder.resolve()),
-        "location": source["location"],
-        "inventory_path": source["inventory"],
-        "parallel_factor": options.parallel,
-    }
+    resource = worker_config(options, recovery.tracker.run_id, recovery.run_folder.resolve())
     executor = executor_config(recovery.settings, options.broker, options.visibility_timeout)
-    prepare_broker_tables(recovery.settings, executor["broker"])
+    inventory = recovery.inventory
+    queues = [n.queue for n in inventory.nodes] + [p.queue for p in inventory.storage]
+    prepare_broker_tables(recovery.settings, executor["broker"], queues)
     config = {
         **run_config,
         "execution": {"config": executor},

@@ -7,17 +7,20 @@ dagster-celery's executor each op is a Celery task on its node's queue, and the 
 this job from its code pointer (`reconstructable_restore_by_node`: this module, the plan and the
 inventory as arguments), so it needs the plan and inventory at the same paths as the control node.
 
-Each op's `recovery_worker` resource is run config (the plan, the run the control node opened,
-the run's folder); inside the worker the first op of a run builds the run's context from it and
-the worker's own environment (its workspace and database URL, its passphrase), and the worker
-process keeps it for its next ops of that run: the control node's live objects do not travel, and
-a refusal (a wrong passphrase) is the op's failure, naming why. The op runs its
-steps with the runner as execute-plan does (parallel factor, retries, on_failure), joined to the
+Each op's `recovery_worker` resource is run config (the run the control node opened, the run's
+folder, and the run's ExecuteOptions whole, `worker_config`: a worker restores as execute-plan was
+asked to, --numeric-owner and the SSH options included); inside the worker the first op of a run
+builds the run's context from it and the worker's own environment (its workspace and database URL,
+its passphrase), and the worker process keeps it for its next ops of that run: the control node's
+live objects do not travel, and a refusal (a wrong passphrase) is the op's failure, naming why. The
+op runs its steps with the runner as execute-plan does (parallel factor, retries, on_failure), joined to the
 run (omni_recovery/execute/joined.py). Ops pass nothing to each other; their order is the plan's.
 """
 
+import dataclasses
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from dagster import (
     ConfigurableResource,
@@ -53,14 +56,17 @@ JOB_NAME = "restore_by_node"
 
 
 class WorkerRecovery(ConfigurableResource):
-    """The run a worker joins: where the plan, set and inventory are, the run and its folder."""
+    """The run a worker joins: the run, its folder, and the run's options (`worker_config`)."""
 
-    plan_path: str
     run_id: str
     run_folder: str
-    location: str = ""
-    inventory_path: str = ""
-    parallel_factor: int = 2
+    options: str  # the run's ExecuteOptions as JSON: every field
+
+    def execute_options(self) -> ExecuteOptions:
+        """The run's ExecuteOptions, as the control node had them."""
+        hints = get_type_hints(ExecuteOptions)
+        given = json.loads(self.options)
+        return ExecuteOptions(**{name: _typed(hints[name], value) for name, value in given.items()})
 
     def run_group(self, step_ids: tuple[str, ...]) -> dict[str, str]:
         """Join the run and run these steps of the plan; step id → status. A refusal (a wrong
@@ -81,12 +87,7 @@ class WorkerRecovery(ConfigurableResource):
         if run is None:
             _forget_joined()
             settings = load_settings()  # the worker's own workspace (OMNI_RECOVERY_WORKSPACE)
-            options = ExecuteOptions(
-                plan_path=Path(self.plan_path),
-                location=self.location or None,
-                inventory_path=Path(self.inventory_path) if self.inventory_path else None,
-                parallel_factor=self.parallel_factor,
-            )
+            options = self.execute_options()
             passphrase = code_location_passphrase()
             url = database_url(settings)
             folder = Path(self.run_folder)
@@ -101,6 +102,28 @@ class WorkerRecovery(ConfigurableResource):
             _JOINED[key] = run
         run.tracker.forget_verified()  # other processes verified files since this one last looked
         return run
+
+
+def worker_config(options: ExecuteOptions, run_id: str, run_folder: Path) -> dict[str, str]:
+    """WorkerRecovery's config of the run `run_id` (its folder, its options: each field kept)."""
+    fields = {f.name: _plain(getattr(options, f.name)) for f in dataclasses.fields(options)}
+    return {"run_id": run_id, "run_folder": str(run_folder), "options": json.dumps(fields)}
+
+
+def _plain(value: Any) -> Any:
+    """An option's value as JSON holds it (paths as strings, tuples as lists)."""
+    if isinstance(value, Path):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _typed(hint: Any, value: Any) -> Any:
+    """A JSON value back as the option's type `hint` says (Path, tuple; None stays None)."""
+    if value is None:
+        return None
+    if hint is Path or Path in get_args(hint):
+        return Path(value)
+    return tuple(value) if get_origin(hint) is tuple else value
 
 
 # The run this worker process last joined (one: a worker serves one run at a time), by its config.

@@ -10,11 +10,13 @@ its step's node, and the restored tree is the in-process one's.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+import pwd
 import re
 import shutil
 import socket
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,22 +32,28 @@ from omni_recovery.envstate.demo import DemoOptions
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.run_history import step_attempts
+from omni_recovery.execute.run_lock import scalar
 from omni_recovery.execute.tracking import SKIPPED, SUCCEEDED
 from omni_recovery.settings import Settings, load_settings
 from omni_recovery.targets.driver import TargetRoot
 from omni_recovery.validate import store, validate
+from pipelines.celery_workers import BROKER_TABLES_LOCK, celery_urls, prepare_broker_tables
+from pipelines.node_job import WorkerRecovery, worker_config
 from pipelines.recovery_runner import execute_recovery
 from tests.backupset.conftest import PASSPHRASE, DemoSet
 from tests.conftest import PostgresForTests
 from tests.demo_fixtures import SMALL_SET, signed_set, write_demo
 from tests.test_parallel_steps import comparable, run_steps
-from tests.test_recovery import Setup, make_setup, restored_tree, workspace  # noqa: F401
+from tests.test_recovery import Setup, make_setup, restored_tree, wait_until, workspace  # noqa: F401
 from tests.worker_processes import (
     assert_killed_steps_retried,
+    executing_plan,
+    machine_accounts,
     running_workers,
-    start_execute_plan,
     stopped_pool_process,
+    stopping_mid_volume,
 )
+from transforms.plan import Plan
 from transforms.plan.node_groups import CONTROL_PHASES, step_queues
 
 
@@ -59,12 +67,19 @@ def database_url(postgres_server: PostgresForTests) -> Iterator[str]:
     postgres_server.drop_database(url)
 
 
+# The account one volume file of the three-node set belongs to (by name and number).
+OWNER = pwd.getpwnam("daemon")
+
+
 @pytest.fixture(scope="module")
 def three_nodes(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> DemoSet:
-    """A backup set of a three-node demo environment, its deep validation on record."""
+    """A backup set of a three-node demo environment, its deep validation on record; one volume
+    file of it belongs to OWNER, the others to root."""
     env = write_demo(
         tmp_path_factory, "three-nodes", DemoOptions(nodes=3, volume_scale="tiny", applications=6)
     )
+    owned = next(f for f in sorted((env / "volumes").rglob("*")) if f.is_file() and not f.is_symlink())
+    os.chown(owned, OWNER.pw_uid, OWNER.pw_gid)
     demo = signed_set(env, tmp_path_factory.mktemp("three-nodes-set"), SMALL_SET)
     report = validate(str(demo.output), demo.trusted, PASSPHRASE, deep=True)
     assert report.passed
@@ -159,6 +174,88 @@ def test_each_node_s_steps_run_on_its_worker_and_restore_what_the_in_process_run
     assert len(on_workers) > 100 and on_workers == in_process_tree
 
 
+# Every option of a run, none at its default (test_a_worker_is_given_every_option_of_the_run).
+EVERY_OPTION = ExecuteOptions(
+    plan_path=Path("/plans/plan.yaml"),
+    location="file:///sets/set1",
+    inventory_path=Path("/plans/inventory.yaml"),
+    applications=("billing", "shop"),
+    parallel_factor=5,
+    io_priority="low",
+    mode="resource-efficient",
+    signing_key=Path("/keys/backup-signing.key"),
+    require_validation=False,
+    reverify=True,
+    allow_system_root=True,
+    numeric_owner=True,
+    ssh_identity=Path("/keys/id_ed25519"),
+    bandwidth_limit=1_000_000,
+    ssh_data_channel="sftp",
+    launched_applications=("crm",),
+    executor="celery",
+    broker="redis://broker.example:6379/0",
+    visibility_timeout=600,
+)
+
+
+def test_a_worker_is_given_every_option_of_the_run() -> None:
+    defaults = ExecuteOptions(Path("plan.yaml"))
+    at_default = [
+        f.name
+        for f in dataclasses.fields(ExecuteOptions)
+        if getattr(EVERY_OPTION, f.name) == getattr(defaults, f.name)
+    ]
+    assert at_default == [], "EVERY_OPTION gives each option of ExecuteOptions a value of its own"
+    config = worker_config(EVERY_OPTION, "run-1", Path("/runs/run-1"))
+    assert WorkerRecovery(**config).execute_options() == EVERY_OPTION
+    assert WorkerRecovery(**worker_config(defaults, "run-1", Path("/r"))).execute_options() == defaults
+
+
+def non_root_owners(plan: Plan) -> dict[str, int]:
+    """Each restored file (in every root of the plan) not owned by root → its owner's uid."""
+    owners = {}
+    for url in [n.root for n in plan.nodes] + [p.root for p in plan.pools]:
+        for path in Path(TargetRoot(url, create=False).root).rglob("*"):
+            uid = path.lstat().st_uid
+            if uid != 0:
+                owners[str(path)] = uid
+    return owners
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners and a mount namespace need root")
+def test_numeric_owner_is_what_the_workers_restore_with(
+    three_nodes: DemoSet,
+    tmp_path: Path,
+    workspace: Path,  # noqa: F811
+    database_url: str,
+    recovery_folder: Path,
+) -> None:
+    """The workers' machine numbers OWNER's account otherwise than the backed-up one: by name the
+    file would get that number, with --numeric-owner it keeps the recorded one."""
+    setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
+    renumbered = OWNER.pw_uid + 4242
+    passwd = tmp_path / "passwd"
+    accounts = Path("/etc/passwd").read_text().splitlines()
+    passwd.write_text(
+        "".join(
+            f"{OWNER.pw_name}:x:{renumbered}:{line.split(':', 3)[3]}\n"
+            if line.startswith(f"{OWNER.pw_name}:")
+            else line + "\n"
+            for line in accounts
+        )
+    )
+    seen = subprocess.run(
+        [*machine_accounts(passwd), "id", "-u", OWNER.pw_name], capture_output=True, text=True
+    )
+    assert seen.stdout.strip() == str(renumbered), f"the workers' own accounts: {seen.stderr}"
+    options = ExecuteOptions(setup.plan_path, executor="celery", numeric_owner=True)
+    queues = sorted(set(queue_of.values()))
+    with running_workers(queues, tmp_path / "workers", database_url, wrapper=machine_accounts(passwd)):
+        summary = execute_recovery(load_settings(workspace), options, PASSPHRASE)
+    assert_whole_run_succeeded(database_url, summary.run_id)
+    assert list(non_root_owners(setup.plan).values()) == [OWNER.pw_uid]
+
+
 def test_a_worker_process_killed_mid_volume_is_replaced_and_the_run_finishes_identical(
     three_nodes: DemoSet,
     tmp_path: Path,
@@ -167,21 +264,13 @@ def test_a_worker_process_killed_mid_volume_is_replaced_and_the_run_finishes_ide
     in_process_tree: dict[str, str],
 ) -> None:
     setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
-    victim = next(queue_of[s.id] for s in setup.plan.steps if s.phase == "volumes")
-    folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in setup.plan.pools])
-    marker = tmp_path / "stopped-pid"
-    stopping = {victim: ["3", str(marker), folders]}
-    with running_workers(
-        sorted(set(queue_of.values())), tmp_path / "workers", database_url, stopping
-    ) as workers:
-        control = start_execute_plan(setup.plan_path, tmp_path, database_url)
-        try:
-            stopped_pool_process(control, marker, workers[victim]).kill()  # SIGKILL, mid-volume
-            control.wait(timeout=900)
-        finally:
-            if control.poll() is None:
-                control.kill()
-                control.wait()
+    victim, marker, stopping = stopping_mid_volume(setup.plan, queue_of, tmp_path)
+    queues = sorted(set(queue_of.values()))
+    with (
+        running_workers(queues, tmp_path / "workers", database_url, stopping) as workers,
+        executing_plan(setup.plan_path, tmp_path, database_url) as control,
+    ):
+        stopped_pool_process(control, marker, workers[victim]).kill()  # SIGKILL, mid-volume
     run_id = assert_killed_steps_retried(control, tmp_path, database_url, setup.plan_path, queue_of, victim)
     assert_whole_run_succeeded(database_url, run_id)
     assert comparable(restored_tree(setup.plan, tmp_path / "tree")) == in_process_tree
@@ -225,6 +314,38 @@ def test_a_worker_with_a_wrong_passphrase_fails_the_run_in_one_line_and_writes_n
         assert run_id is not None
         attempts = step_attempts(conn, run_id[0])
     assert not any(a.worker and a.worker.startswith(wrong) for a in attempts), "it ran no step"
+
+
+def queue_rows(database_url: str) -> set[str]:
+    with connect(database_url) as conn:
+        return {str(row[0]) for row in conn.execute("SELECT name FROM public.kombu_queue")}
+
+
+def test_a_queue_s_row_is_made_before_use_one_process_at_a_time(database_url: str, tmp_path: Path) -> None:
+    """kombu's SQLAlchemy transport makes a queue's row on first use, guarded only within its
+    process: the control node's first publish and a starting worker's first poll of one queue both
+    inserted it, and the loser's IntegrityError failed its publish (seen once: the workers' run
+    failed with no step failed). Each process makes its queues' rows first, under a lock of its own."""
+    settings = Settings(workspace=tmp_path / "ws", database_url=database_url)
+    broker = celery_urls(settings, None)[0]
+    queues = [f"omni-{tmp_path.name}-{n}" for n in (1, 2)]
+    prepare_broker_tables(settings, broker)
+    assert not set(queues) & queue_rows(database_url), "the tables made, no queue's row"
+    with connect(database_url) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (BROKER_TABLES_LOCK,))
+        holder.commit()
+        preparing = threading.Thread(target=prepare_broker_tables, args=(settings, broker, queues))
+        preparing.start()
+        waiting = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        wait_until(lambda: scalar(holder, waiting) == 1, "prepare_broker_tables waits on the lock")
+        assert not set(queues) & queue_rows(database_url), "nothing made while another process holds it"
+        holder.execute("SELECT pg_advisory_unlock(%s)", (BROKER_TABLES_LOCK,))
+        holder.commit()
+        preparing.join(timeout=300)
+    assert not preparing.is_alive() and set(queues) <= queue_rows(database_url)
 
 
 @pytest.mark.parametrize(

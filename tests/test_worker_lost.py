@@ -9,7 +9,6 @@ module's.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +21,6 @@ import redis
 
 from omni_recovery.db.schema import init_database
 from omni_recovery.settings import Settings
-from omni_recovery.targets.driver import TargetRoot
 from pipelines.celery_workers import executor_config
 from tests.backupset.conftest import DemoSet
 from tests.conftest import PostgresForTests
@@ -37,10 +35,11 @@ from tests.test_restore_workers import (  # noqa: F401
 )
 from tests.worker_processes import (
     assert_killed_steps_retried,
+    executing_plan,
     running_workers,
-    start_execute_plan,
     start_worker,
     stopped_pool_process,
+    stopping_mid_volume,
 )
 
 # Longer than any node op of the three-node set takes on a loaded machine (a running op would be
@@ -87,27 +86,20 @@ def test_a_lost_worker_s_task_is_handed_out_again_when_it_is_back_and_the_run_fi
     in_process_tree: dict[str, str],  # noqa: F811
 ) -> None:
     setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
-    victim = next(queue_of[s.id] for s in setup.plan.steps if s.phase == "volumes")
-    folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in setup.plan.pools])
-    marker = tmp_path / "stopped-pid"
-    stopping = {victim: ["3", str(marker), folders]}
+    victim, marker, stopping = stopping_mid_volume(setup.plan, queue_of, tmp_path)
     broker = ("--broker", redis_broker, "--visibility-timeout", VISIBILITY_TIMEOUT)
     queues = sorted(set(queue_of.values()))
-    with running_workers(queues, tmp_path / "workers", database_url, stopping, options=broker) as workers:
-        control = start_execute_plan(setup.plan_path, tmp_path, database_url, broker)
-        try:
-            pool = stopped_pool_process(control, marker, workers[victim])
-            workers[victim].kill()  # SIGKILL the worker's main process: nothing is given back
-            workers[victim].wait()
-            pool.kill()  # and its pool process, mid-volume: the whole worker is gone
-            psutil.wait_procs([pool], timeout=60)
-            again = tmp_path / "workers" / f"{victim}-again"
-            workers[victim] = start_worker(victim, again, database_url, options=broker)
-            control.wait(timeout=900)
-        finally:
-            if control.poll() is None:
-                control.kill()
-                control.wait()
+    with (
+        running_workers(queues, tmp_path / "workers", database_url, stopping, options=broker) as workers,
+        executing_plan(setup.plan_path, tmp_path, database_url, broker) as control,
+    ):
+        pool = stopped_pool_process(control, marker, workers[victim])
+        workers[victim].kill()  # SIGKILL the worker's main process: nothing is given back
+        workers[victim].wait()
+        pool.kill()  # and its pool process, mid-volume: the whole worker is gone
+        psutil.wait_procs([pool], timeout=60)
+        again = tmp_path / "workers" / f"{victim}-again"
+        workers[victim] = start_worker(victim, again, database_url, options=broker)
     run_id = assert_killed_steps_retried(control, tmp_path, database_url, setup.plan_path, queue_of, victim)
     assert_whole_run_succeeded(database_url, run_id)
     assert comparable(restored_tree(setup.plan, tmp_path / "tree")) == in_process_tree

@@ -3,6 +3,7 @@ workers: started, stopped mid-volume by their own progress, and the killed steps
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,8 +21,10 @@ from omni_recovery.db.connection import connect
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.run_history import step_attempts
 from omni_recovery.execute.tracking import SUCCEEDED
+from omni_recovery.targets.driver import TargetRoot
 from tests.backupset.conftest import PASSPHRASE
 from tests.test_recovery import wait_until, while_running
+from transforms.plan import Plan
 
 Worker = subprocess.Popen[bytes]
 
@@ -57,10 +60,11 @@ def start_worker(
     stop_after: list[str] | None = None,
     secret: bytes = PASSPHRASE,
     options: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> Worker:
     """`omni-recovery worker --queue QUEUE [options]` as a process of its own, in a workspace of
     its own, with its own passphrase file (`secret`); `stop_after`: [files, marker, folders] for
-    SELF_STOPPING_WORKER."""
+    SELF_STOPPING_WORKER; `wrapper`: the command that runs it (e.g. `machine_accounts`)."""
     passphrase = folder / "passphrase"
     folder.mkdir(parents=True, exist_ok=True)
     passphrase.write_bytes(secret)
@@ -73,7 +77,7 @@ def start_worker(
     env = dict(os.environ, OMNI_RECOVERY_DATABASE_URL=database_url)
     env.pop("OMNI_RECOVERY_PASSPHRASE", None)
     log = (folder / "worker.log").open("wb")
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen([*wrapper, *command], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 @contextmanager
@@ -84,16 +88,18 @@ def running_workers(
     stopping: dict[str, list[str]] | None = None,
     secrets: dict[str, bytes] | None = None,
     options: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> Iterator[dict[str, Worker]]:
     """queue → its running worker (`stopping`: queue → SELF_STOPPING_WORKER's arguments; `secrets`:
-    queue → a passphrase other than the set's); all stopped on leaving, whatever happened inside,
-    as is a worker the caller put in the mapping in place of one."""
+    queue → a passphrase other than the set's; `wrapper`: start_worker's); all stopped on leaving,
+    whatever happened inside, as is a worker the caller put in the mapping in place of one."""
     started: dict[str, Worker] = {}
     try:
         for queue in queues:
             secret = (secrets or {}).get(queue, PASSPHRASE)
             stop_after = (stopping or {}).get(queue)
-            started[queue] = start_worker(queue, folder / queue, database_url, stop_after, secret, options)
+            worker = start_worker(queue, folder / queue, database_url, stop_after, secret, options, wrapper)
+            started[queue] = worker
         yield started
     finally:
         for proc in started.values():
@@ -109,6 +115,13 @@ def running_workers(
                 proc.wait()
 
 
+def machine_accounts(passwd: Path) -> list[str]:
+    """A wrapper for start_worker: the worker runs on a machine whose user accounts are `passwd`
+    (bound over /etc/passwd in a mount namespace of its own; needs root)."""
+    bind = 'mount --bind "$0" /etc/passwd && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", bind, str(passwd)]
+
+
 def start_execute_plan(
     plan_path: Path, folder: Path, database_url: str, options: Sequence[str] = ()
 ) -> Worker:
@@ -121,6 +134,33 @@ def start_execute_plan(
     )
     log = (folder / "execute-plan.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def executing_plan(
+    plan_path: Path, folder: Path, database_url: str, options: Sequence[str] = ()
+) -> Iterator[Worker]:
+    """start_execute_plan's process, waited for on leaving (as long as a loaded machine needs);
+    killed if still running when the body failed or the wait ran out."""
+    control = start_execute_plan(plan_path, folder, database_url, options)
+    try:
+        yield control
+        control.wait(timeout=900)
+    finally:
+        if control.poll() is None:
+            control.kill()
+            control.wait()
+
+
+def stopping_mid_volume(
+    plan: Plan, queue_of: dict[str, str], folder: Path
+) -> tuple[str, Path, dict[str, list[str]]]:
+    """The queue of the first volume step (the victim), the marker its worker writes when it stops
+    itself, and running_workers' `stopping` for it: at its third file put in place in a pool."""
+    victim = next(queue_of[s.id] for s in plan.steps if s.phase == "volumes")
+    folders = json.dumps([TargetRoot(p.root, create=False).root + "/" for p in plan.pools])
+    marker = folder / "stopped-pid"
+    return victim, marker, {victim: ["3", str(marker), folders]}
 
 
 def stopped_pool_process(control: Worker, marker: Path, worker: Worker) -> psutil.Process:

@@ -77,7 +77,9 @@ class JoinedRunContext(RunContext):
                 f"run {self.run_id} is not an open run of plan {self.options.plan_path} "
                 f"({self.plan_id}): a worker only joins the run its control node holds"
             )
-        return RecoveryTracker(conn, self.run_id)
+        tracker = RecoveryTracker(conn, self.run_id, self.ssh_keys)
+        tracker.use_step_pool(self.database_url, self.options.parallel)
+        return tracker
 
     @contextmanager
     def claimed(self, step: Step) -> Iterator[bool]:
