@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol
 
 import fsspec
@@ -60,41 +60,37 @@ class ExtentReader:
         """Append the image's `length` bytes from `offset` to `out` (the kernel copies them: see
         PartialFile.send_from); errors as `read_into`'s, but a failure to write is `out`'s own."""
         assert self._fd is not None
-        sent = 0
-        while sent < length:
-            try:
-                got = out.send_from(self._fd, offset + sent, length - sent)
-            except OSError as exc:
-                raise UnreadableError(
-                    f"cannot read the image at byte {offset + sent}: {exc}", iso=self.name, path=path
-                ) from exc
-            if got <= 0:
-                raise IntegrityError(
-                    f"the image ends at byte {offset + sent}, before the end of this file",
-                    iso=self.name,
-                    path=path,
-                )
-            sent += got
+        fd = self._fd
+        self._move(offset, length, path, lambda done: out.send_from(fd, offset + done, length - done))
 
     def read_into(self, target: memoryview, offset: int, path: str) -> None:
         """Fill `target` with the image's bytes from `offset`; IntegrityError naming the ISO and
         `path` if the image ends first, UnreadableError if reading fails."""
-        filled = 0
-        while filled < len(target):
-            with target[filled:] as rest:
-                try:
-                    got = self._readinto(rest, offset + filled)
-                except OSError as exc:
-                    raise UnreadableError(
-                        f"cannot read the image at byte {offset + filled}: {exc}", iso=self.name, path=path
-                    ) from exc
+
+        def read(done: int) -> int:
+            with target[done:] as rest:
+                return self._readinto(rest, offset + done)
+
+        self._move(offset, len(target), path, read)
+
+    def _move(self, offset: int, length: int, path: str, step: Callable[[int], int]) -> None:
+        """Call `step(bytes done so far)` until `length` bytes from `offset` have moved; each call
+        moves some and says how many (0: the image ended)."""
+        done = 0
+        while done < length:
+            try:
+                got = step(done)
+            except OSError as exc:
+                raise UnreadableError(
+                    f"cannot read the image at byte {offset + done}: {exc}", iso=self.name, path=path
+                ) from exc
             if got <= 0:
                 raise IntegrityError(
-                    f"the image ends at byte {offset + filled}, before the end of this file",
+                    f"the image ends at byte {offset + done}, before the end of this file",
                     iso=self.name,
                     path=path,
                 )
-            filled += got
+            done += got
 
     def blocks(self, offset: int, length: int, buffer: memoryview, path: str) -> Iterator[memoryview]:
         """Views of the `length` bytes from `offset`, read into `buffer`; each view is released when
