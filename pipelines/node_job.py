@@ -43,6 +43,7 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 from omni_recovery.adapt.inventory import load_inventory
 from omni_recovery.db.server import database_url
 from omni_recovery.errors import RecoveryError
+from omni_recovery.execute.io_priority import set_io_priority
 from omni_recovery.execute.joined import JoinedRunContext, join, steps_named
 from omni_recovery.execute.options import ExecuteOptions
 from omni_recovery.execute.runner import run_steps
@@ -88,6 +89,7 @@ class WorkerRecovery(ConfigurableResource):
             _forget_joined()
             settings = load_settings()  # the worker's own workspace (OMNI_RECOVERY_WORKSPACE)
             options = self.execute_options()
+            set_io_priority(options.io_priority)  # this pool process may have served a run of another
             passphrase = code_location_passphrase()
             url = database_url(settings)
             folder = Path(self.run_folder)

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -46,6 +47,7 @@ from tests.demo_fixtures import SMALL_SET, signed_set, write_demo
 from tests.test_parallel_steps import comparable, run_steps
 from tests.test_recovery import Setup, make_setup, restored_tree, wait_until, workspace  # noqa: F401
 from tests.worker_processes import (
+    Worker,
     assert_killed_steps_retried,
     executing_plan,
     machine_accounts,
@@ -157,9 +159,12 @@ def test_each_node_s_steps_run_on_its_worker_and_restore_what_the_in_process_run
     in_process_tree: dict[str, str],
 ) -> None:
     setup, queue_of = planned_for_workers(three_nodes, recovery_folder, database_url)
-    options = ExecuteOptions(setup.plan_path, executor="celery")
-    with running_workers(sorted(set(queue_of.values())), tmp_path / "workers", database_url):
+    options = ExecuteOptions(setup.plan_path, executor="celery", io_priority="low")
+    with running_workers(sorted(set(queue_of.values())), tmp_path / "workers", database_url) as workers:
         summary = execute_recovery(load_settings(workspace), options, PASSPHRASE)
+        assert {queue: pool_io_classes(worker) for queue, worker in workers.items()} == {
+            queue: {psutil.IOPRIO_CLASS_IDLE} for queue in workers
+        }, "each worker's pool process restores at the run's --io-priority"
     assert summary.report and "SUCCEEDED" in Path(summary.report).read_text()
     assert_whole_run_succeeded(database_url, summary.run_id)
     with connect(database_url) as conn:
@@ -172,6 +177,11 @@ def test_each_node_s_steps_run_on_its_worker_and_restore_what_the_in_process_run
     assert all(by_step[s.id] == f"{host}:{os.getpid()}" for s in setup.plan.steps if s.id not in node_steps)
     on_workers = comparable(restored_tree(setup.plan, tmp_path / "tree"))
     assert len(on_workers) > 100 and on_workers == in_process_tree
+
+
+def pool_io_classes(worker: Worker) -> set[int]:
+    """The I/O scheduling classes of `worker`'s pool processes (its main process's children)."""
+    return {child.ionice().ioclass for child in psutil.Process(worker.pid).children(recursive=True)}
 
 
 # Every option of a run, none at its default (test_a_worker_is_given_every_option_of_the_run).

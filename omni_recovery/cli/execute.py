@@ -238,13 +238,14 @@ def _execute(
 ) -> None:
     from omni_recovery.cli.watch import watching
     from omni_recovery.db.server import database_url
+    from omni_recovery.execute.io_priority import set_io_priority
     from omni_recovery.plan.generate import plan_id
     from omni_recovery.plan.overlay import recommended_parallel_factor
     from omni_recovery.settings import load_settings
 
     passphrase = read_passphrase(passphrase_file)
     assert passphrase is not None
-    _set_io_priority(options.io_priority)
+    set_io_priority(options.io_priority)
     plan = _check_plan(options.plan_path, adaptation_mode)
     recommended = recommended_parallel_factor(plan.adaptations) if follow_recommendation else None
     if recommended is not None:
@@ -290,16 +291,3 @@ def _check_plan(plan_path: Path, adaptation_mode: str | None) -> Plan:
             f"{adaptation_mode} to change how it adapts"
         )
     return plan
-
-
-def _set_io_priority(priority: str) -> None:
-    """Best effort: Linux I/O scheduling class through psutil (idle for low, best-effort 0 for high)."""
-    import psutil
-
-    if not hasattr(psutil, "IOPRIO_CLASS_IDLE"):
-        return
-    process = psutil.Process()
-    if priority == "low":
-        process.ionice(psutil.IOPRIO_CLASS_IDLE)
-    elif priority == "high":
-        process.ionice(psutil.IOPRIO_CLASS_BE, value=0)
