@@ -21,7 +21,6 @@ a queue no worker listens to is named once, with how to start one; the run keeps
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import psycopg
 from celery.signals import task_postrun, task_prerun
 
+from omni_recovery.db.advisory import advisory_key
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import DatabaseError
 
@@ -43,19 +43,14 @@ READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 Echo = Callable[[str], None]
 
 
-def _key(kind: str, name: str) -> int:
-    digest = hashlib.sha256(f"omni-recovery {kind} {name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 def task_key(task_id: str) -> int:
     """The advisory lock a process holds while it runs the task `task_id`."""
-    return _key("celery task", task_id)
+    return advisory_key(f"omni-recovery celery task {task_id}")
 
 
 def queue_key(queue: str) -> int:
     """The advisory lock every worker serving `queue` holds (shared) while its main process lives."""
-    return _key("worker queue", queue)
+    return advisory_key(f"omni-recovery worker queue {queue}")
 
 
 # The worker's side: its main process's connection, and each task-running process's own.

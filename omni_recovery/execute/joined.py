@@ -13,12 +13,12 @@ run again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
+from omni_recovery.db.advisory import advisory_key
 from omni_recovery.db.connection import connect
 from omni_recovery.errors import RecoveryError
 from omni_recovery.execute.context import RunContext
@@ -30,8 +30,7 @@ from transforms.plan import Step
 
 
 def _step_key(run_id: str, step_id: str) -> int:
-    digest = hashlib.sha256(f"omni-recovery step {step_id} of run {run_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_key(f"omni-recovery step {step_id} of run {run_id}")
 
 
 class JoinedRunContext(RunContext):

@@ -10,7 +10,6 @@ does.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
@@ -22,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
+from omni_recovery.db.advisory import advisory_key
 from omni_recovery.errors import RecoveryError
 
 Connection = psycopg.Connection[TupleRow]
@@ -37,8 +37,7 @@ class RunBusy(RecoveryError):
 
 
 def _lock_key(plan_id: str) -> int:
-    digest = hashlib.sha256(f"omni-recovery run of plan {plan_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return advisory_key(f"omni-recovery run of plan {plan_id}")
 
 
 # The granted locks of a key (pg_locks shows a bigint key as two oids, the high and low halves).
