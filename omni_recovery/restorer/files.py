@@ -158,8 +158,7 @@ def restore_files(
     sources = Sources(deadline, cancelled, copied)
     buffers = Buffers(block_size)
     accounts = LocalAccounts()  # each owner name looked up once for the whole restore
-    local = target.is_local and ssh_root(target) is None
-    settler = FileSettler(target, numeric_owner, accounts) if local else None
+    settler = FileSettler(target, numeric_owner, accounts) if target.is_local else None  # not over SSH
     try:
         if parallel == 1:
             for start in range(0, len(todo), BATCH_FILES):

@@ -82,17 +82,10 @@ class Sources:
 
     def read_into(self, item: RestoreItem, start: int, block: memoryview) -> None:
         """Fill `block` with the stored bytes of `item` from `start` (in the file, across sections)."""
-        filled, reader = 0, self.get(item)
-        for offset, length in _sections(item):
-            if start >= length:
-                start -= length
-                continue
-            take = min(length - start, len(block) - filled)
+        reader = self.get(item)
+        for offset, filled, take in _spans(item, start, len(block)):
             with block[filled : filled + take] as part:
-                reader.read_into(part, offset + start, item.stored_path)
-            filled, start = filled + take, 0
-            if filled == len(block):
-                break
+                reader.read_into(part, offset, item.stored_path)
         self._after_read(item, len(block))
 
     def local(self, item: RestoreItem) -> bool:
@@ -102,16 +95,9 @@ class Sources:
     def send_into(self, item: RestoreItem, start: int, length: int, out: Sink) -> None:
         """Append the `length` stored bytes of `item` from `start` (in the file, across sections) to
         `out`, copied by the kernel (`ExtentReader.send_to`); for a local image only."""
-        left, reader = length, self.get(item)
-        for offset, size in _sections(item):
-            if start >= size:
-                start -= size
-                continue
-            take = min(size - start, left)
-            reader.send_to(out, offset + start, take, item.stored_path)
-            left, start = left - take, 0
-            if left == 0:
-                break
+        reader = self.get(item)
+        for offset, _, take in _spans(item, start, length):
+            reader.send_to(out, offset, take, item.stored_path)
         self._after_read(item, length)
 
     def _after_read(self, item: RestoreItem, read: int) -> None:
@@ -159,6 +145,21 @@ def _sections(item: RestoreItem) -> Iterator[tuple[int, int]]:
             iso=item.iso_name,
             path=item.stored_path,
         )
+
+
+def _spans(item: RestoreItem, start: int, length: int) -> Iterator[tuple[int, int, int]]:
+    """Where the `length` bytes of `item` from `start` (in the file) lie in its image, across its
+    sections: (offset in the image, bytes of the range before it, bytes there), in order."""
+    done = 0
+    for offset, size in _sections(item):
+        if start >= size:
+            start -= size
+            continue
+        take = min(size - start, length - done)
+        yield offset + start, done, take
+        done, start = done + take, 0
+        if done == length:
+            return
 
 
 class Buffers(threading.local):
