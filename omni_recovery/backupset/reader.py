@@ -108,16 +108,11 @@ class IsoReader:
 
     def raw(self, path: str, limit: int = METADATA_LIMIT) -> bytes:
         """The bytes of a file as stored, unchecked (for metadata that is checked by signature)."""
-        entry = self.listing.get(path)
-        if entry is None or entry.type != "file":
-            raise BackupSetError("required file is missing from the image", iso=self.name, path=path)
-        return self.image.read_bytes(entry, limit=limit)
+        return self.image.read_bytes(self._required(path), limit=limit)
 
     def raw_chunks(self, path: str, limit: int = METADATA_LIMIT) -> Iterator[bytes]:
         """`raw(path)` a block at a time, for a reader that need not hold the whole file."""
-        entry = self.listing.get(path)
-        if entry is None or entry.type != "file":
-            raise BackupSetError("required file is missing from the image", iso=self.name, path=path)
+        entry = self._required(path)
         if entry.size > limit:
             raise BackupSetError(
                 f"file is {entry.size} bytes, more than the {limit} bytes allowed here",
@@ -125,6 +120,13 @@ class IsoReader:
                 path=path,
             )
         return self.image.iter_chunks(entry)
+
+    def _required(self, path: str) -> IsoEntry:
+        """The listed file at `path`; BackupSetError naming the ISO and path when there is none."""
+        entry = self.listing.get(path)
+        if entry is None or entry.type != "file":
+            raise BackupSetError("required file is missing from the image", iso=self.name, path=path)
+        return entry
 
     @cached_property
     def manifest_bytes(self) -> bytes:
